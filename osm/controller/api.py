@@ -1,0 +1,359 @@
+"""The controller's HTTP API: apply, get, list, delete and watch over the store.
+
+Every write is validated with the resource model first, so the store only ever holds
+objects the mesh understands; a batch that has any error is refused whole and the
+answer lists every error. Paths (JSON in and out):
+
+    POST /api/v1/apply          {"objects": [manifest...], "dryRun": bool}
+    POST /api/v1/delete         {"objects": [{kind, namespace, name}...], "ignoreNotFound"}
+    GET  /api/v1/objects/{kind}                   ?namespace=NS&labelSelector=SEL
+    GET  /api/v1/objects/{kind}/{namespace}/{name}   (namespace "_" for cluster-scoped)
+    GET  /api/v1/watch          ?since=RV&kinds=K1,K2   (newline-delimited JSON events)
+    GET  /healthz, /version, /metrics
+
+Errors are ``{"error": message, "reason": NotFound|Conflict|Invalid|BadRequest,
+"problems": [...]}`` with the matching HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+import osm
+from osm.model import kinds, manifest
+from osm.model.errors import Problem
+from osm.store import api as store_api
+
+log = logging.getLogger(__name__)
+
+STORE_KEY = web.AppKey("store", store_api.Store)
+HEARTBEAT_SECONDS = 15.0
+CLUSTER_SCOPED = "_"
+
+
+@dataclasses.dataclass(slots=True)
+class ApiMetrics:
+    registry: CollectorRegistry
+    writes: Counter
+
+    @classmethod
+    def create(cls) -> ApiMetrics:
+        registry = CollectorRegistry()
+        writes = Counter(
+            "osm_api_write_count",
+            "Objects written through the API, by action",
+            ["action"],
+            registry=registry,
+        )
+        return cls(registry, writes)
+
+
+METRICS_KEY = web.AppKey("metrics", ApiMetrics)
+
+
+def make_app(store: store_api.Store, metrics: ApiMetrics | None = None) -> web.Application:
+    """The aiohttp application serving `store`. The caller owns and closes the store."""
+    app = web.Application(client_max_size=256 * 1024 * 1024)
+    app[STORE_KEY] = store
+    app[METRICS_KEY] = metrics or ApiMetrics.create()
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/version", version),
+            web.get("/metrics", prometheus),
+            web.post("/api/v1/apply", apply),
+            web.post("/api/v1/delete", delete),
+            web.get("/api/v1/objects/{kind}", list_objects),
+            web.get("/api/v1/objects/{kind}/{namespace}/{name}", get_object),
+            web.get("/api/v1/watch", watch),
+        ]
+    )
+    return app
+
+
+def problem_json(problem: Problem) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(problem).items() if v not in ("", None)}
+
+
+def failure(
+    status: int, reason: str, message: str, problems: Sequence[Problem] = ()
+) -> web.Response:
+    body = {"error": message, "reason": reason, "problems": [problem_json(p) for p in problems]}
+    return web.json_response(body, status=status)
+
+
+async def _body(request: web.Request) -> Mapping[str, Any] | web.Response:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return failure(400, "BadRequest", f"the request body is not JSON: {error}")
+    if not isinstance(body, Mapping):
+        return failure(400, "BadRequest", "the request body must be a JSON object")
+    return body
+
+
+def _kind(name: str) -> kinds.KindInfo | web.Response:
+    try:
+        return kinds.lookup(name)
+    except KeyError as error:
+        return failure(400, "BadRequest", str(error.args[0]))
+
+
+# -- handlers ------------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"status": "ok", "resourceVersion": request.app[STORE_KEY].resource_version}
+    )
+
+
+async def version(request: web.Request) -> web.Response:
+    return web.json_response({"version": osm.__version__})
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    metrics: ApiMetrics = request.app[METRICS_KEY]
+    return web.Response(
+        body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def apply(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    items = body.get("objects")
+    if not isinstance(items, list):
+        return failure(400, "BadRequest", '"objects" must be a list of manifests')
+    loaded = manifest.load_objects(items, source=str(body.get("source") or "<request>"))
+    if loaded.errors:
+        return failure(
+            422, "Invalid", f"{len(loaded.errors)} error(s); nothing was applied", loaded.errors
+        )
+    store = request.app[STORE_KEY]
+    resources = loaded.resources
+    missing = await _missing_namespaces(store, resources)
+    if missing:
+        return failure(422, "Invalid", "nothing was applied", missing)
+    keys = [store_api.ObjectKey(r.kind, r.namespace, r.name) for r in resources]
+    before = await _existing(store, keys)
+    if body.get("dryRun"):
+        results = [
+            _result(key, "created (dry run)" if key not in before else "configured (dry run)", None)
+            for key in keys
+        ]
+        return web.json_response({"results": results, "dryRun": True})
+    rv_before = store.resource_version
+    try:
+        stored = await store.apply([r.to_dict() for r in resources])
+    except store_api.Conflict as error:
+        return failure(
+            409, "Conflict", f"{error}; nothing was applied (get the object again and retry)"
+        )
+    except store_api.StoreError as error:
+        return failure(400, "BadRequest", str(error))
+    results = []
+    metrics: ApiMetrics = request.app[METRICS_KEY]
+    for key, obj in zip(keys, stored, strict=True):
+        rv = int(obj["metadata"]["resourceVersion"])
+        action = "unchanged" if rv <= rv_before else "configured" if key in before else "created"
+        metrics.writes.labels(action).inc()
+        results.append(_result(key, action, obj["metadata"]["resourceVersion"]))
+    return web.json_response({"results": results, "resourceVersion": store.resource_version})
+
+
+def _result(key: store_api.ObjectKey, action: str, rv: str | None) -> dict[str, Any]:
+    result = {"kind": key.kind, "namespace": key.namespace, "name": key.name, "action": action}
+    if rv is not None:
+        result["resourceVersion"] = rv
+    return result
+
+
+async def _existing(
+    store: store_api.Store, keys: Sequence[store_api.ObjectKey]
+) -> set[store_api.ObjectKey]:
+    """Which of `keys` exist now (for reporting created vs configured)."""
+    by_kind: dict[str, set[store_api.ObjectKey]] = {}
+    for key in keys:
+        by_kind.setdefault(key.kind, set()).add(key)
+    existing: set[store_api.ObjectKey] = set()
+    for kind, wanted in by_kind.items():
+        if len(wanted) <= 8:
+            for key in wanted:
+                try:
+                    await store.get(key)
+                    existing.add(key)
+                except store_api.NotFound:
+                    pass
+        else:
+            items, _ = await store.list(kind)
+            existing |= {store_api.ObjectKey.of(item) for item in items} & wanted
+    return existing
+
+
+async def _missing_namespaces(store: store_api.Store, resources: Sequence[Any]) -> list[Problem]:
+    """Namespaced objects need their namespace to exist, or to be in the same batch."""
+    wanted = {r.namespace for r in resources if r.namespace}
+    if not wanted:
+        return []
+    present = {r.name for r in resources if r.kind == "Namespace"}
+    stored, _ = await store.list("Namespace")
+    present |= {obj["metadata"]["name"] for obj in stored}
+    problems = []
+    reported: set[str] = set()
+    for resource in resources:
+        ns = resource.namespace
+        if ns and ns not in present and ns not in reported:
+            reported.add(ns)
+            problems.append(
+                Problem(
+                    f'namespace "{ns}" not found; create it first (apiVersion: v1, kind: '
+                    "Namespace) or apply it in the same batch",
+                    "metadata.namespace",
+                    kind=resource.kind,
+                    namespace=ns,
+                    name=resource.name,
+                )
+            )
+    return problems
+
+
+async def delete(request: web.Request) -> web.Response:
+    body = await _body(request)
+    if isinstance(body, web.Response):
+        return body
+    store = request.app[STORE_KEY]
+    keys: list[store_api.ObjectKey] = []
+    for item in body.get("objects") or []:
+        info = _kind(str(item.get("kind", ""))) if isinstance(item, Mapping) else None
+        if not isinstance(info, kinds.KindInfo):
+            return (
+                info
+                if isinstance(info, web.Response)
+                else failure(400, "BadRequest", "each object needs kind, namespace and name")
+            )
+        namespace = str(item.get("namespace") or "default") if info.namespaced else ""
+        keys.append(store_api.ObjectKey(info.kind, namespace, str(item.get("name", ""))))
+    if body.get("ignoreNotFound"):
+        keys = sorted(await _existing(store, keys), key=keys.index)
+    keys = await _with_namespace_contents(store, keys)
+    try:
+        deleted = await store.delete(keys)
+    except store_api.NotFound as error:
+        return failure(404, "NotFound", f"{error}; nothing was deleted")
+    return web.json_response(
+        {
+            "results": [_result(store_api.ObjectKey.of(obj), "deleted", None) for obj in deleted],
+            "resourceVersion": store.resource_version,
+        }
+    )
+
+
+async def _with_namespace_contents(
+    store: store_api.Store, keys: list[store_api.ObjectKey]
+) -> list[store_api.ObjectKey]:
+    """Deleting a Namespace deletes what is in it, as in Kubernetes (contents first)."""
+    doomed = [key.name for key in keys if key.kind == "Namespace"]
+    if not doomed:
+        return keys
+    contents: list[store_api.ObjectKey] = []
+    for info in kinds.KINDS:
+        if not info.namespaced:
+            continue
+        for namespace in doomed:
+            items, _ = await store.list(info.kind, namespace)
+            contents.extend(store_api.ObjectKey.of(item) for item in items)
+    explicit = set(keys)
+    return [key for key in contents if key not in explicit] + keys
+
+
+async def list_objects(request: web.Request) -> web.Response:
+    info = _kind(request.match_info["kind"])
+    if isinstance(info, web.Response):
+        return info
+    namespace = request.query.get("namespace") or None
+    selector = None
+    if text := request.query.get("labelSelector"):
+        try:
+            selector = store_api.parse_selector(text)
+        except ValueError as error:
+            return failure(400, "BadRequest", str(error))
+    items, rv = await request.app[STORE_KEY].list(
+        info.kind, namespace if info.namespaced else None, selector
+    )
+    return web.json_response({"kind": info.kind, "items": items, "resourceVersion": rv})
+
+
+async def get_object(request: web.Request) -> web.Response:
+    info = _kind(request.match_info["kind"])
+    if isinstance(info, web.Response):
+        return info
+    namespace = request.match_info["namespace"]
+    namespace = "" if namespace == CLUSTER_SCOPED or not info.namespaced else namespace
+    key = store_api.ObjectKey(info.kind, namespace, request.match_info["name"])
+    try:
+        return web.json_response(await request.app[STORE_KEY].get(key))
+    except store_api.NotFound:
+        where = f' in namespace "{namespace}"' if namespace else ""
+        return failure(404, "NotFound", f'{info.plural} "{key.name}" not found{where}')
+
+
+async def watch(request: web.Request) -> web.StreamResponse:
+    """Streams events as JSON lines; a BOOKMARK line every few seconds keeps it alive."""
+    since_text = request.query.get("since")
+    try:
+        since = int(since_text) if since_text else None
+    except ValueError:
+        return failure(400, "BadRequest", f'"since" must be a resourceVersion, not {since_text!r}')
+    wanted: list[str] | None = None
+    if text := request.query.get("kinds"):
+        wanted = []
+        for name in text.split(","):
+            info = _kind(name)
+            if isinstance(info, web.Response):
+                return info
+            wanted.append(info.kind)
+    store = request.app[STORE_KEY]
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    events = store.watch(since, wanted).__aiter__()
+    last_rv = since if since is not None else store.resource_version
+    pending: asyncio.Future[store_api.WatchEvent] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(events.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+            if not done:
+                line: dict[str, Any] = {"type": "BOOKMARK", "resourceVersion": last_rv}
+            else:
+                finished, pending = pending, None
+                try:
+                    event = finished.result()
+                except StopAsyncIteration:
+                    break
+                last_rv = event.resource_version
+                line = {"type": event.type, "resourceVersion": event.resource_version}
+                if event.type == "RESYNC":
+                    line["objects"] = list(event.objects)
+                else:
+                    line["object"] = event.object
+            await response.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+    except ConnectionResetError:
+        log.debug("watch client went away")
+    finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        closer = getattr(events, "aclose", None)
+        if closer is not None:
+            await closer()
+    return response
