@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 STORE_KEY = web.AppKey("store", store_api.Store)
 HEARTBEAT_SECONDS = 15.0
 CLUSTER_SCOPED = "_"
+SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
 
 
 @dataclasses.dataclass(slots=True)
@@ -65,6 +66,12 @@ def make_app(store: store_api.Store, metrics: ApiMetrics | None = None) -> web.A
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics or ApiMetrics.create()
+    app[SHUTDOWN_KEY] = asyncio.Event()
+
+    async def on_shutdown(app: web.Application) -> None:
+        app[SHUTDOWN_KEY].set()
+
+    app.on_shutdown.append(on_shutdown)
     app.add_routes(
         [
             web.get("/healthz", healthz),
@@ -327,11 +334,16 @@ async def watch(request: web.Request) -> web.StreamResponse:
     events = store.watch(since, wanted).__aiter__()
     last_rv = since if since is not None else store.resource_version
     pending: asyncio.Future[store_api.WatchEvent] | None = None
+    shutdown = request.app[SHUTDOWN_KEY]
+    stopping = asyncio.ensure_future(shutdown.wait())
     try:
-        while True:
+        while not shutdown.is_set():
             if pending is None:
                 pending = asyncio.ensure_future(events.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+            done, _ = await asyncio.wait({pending, stopping}, timeout=HEARTBEAT_SECONDS,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stopping in done:
+                break
             if not done:
                 line: dict[str, Any] = {"type": "BOOKMARK", "resourceVersion": last_rv}
             else:
@@ -350,6 +362,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         log.debug("watch client went away")
     finally:
+        stopping.cancel()
         if pending is not None:
             pending.cancel()
             await asyncio.gather(pending, return_exceptions=True)
