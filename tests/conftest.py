@@ -41,13 +41,22 @@ class RunningController:
             self.process.wait(timeout=10)
 
 
-def start_controller(state_dir: Path, port: int | None = None,
-                     store: str = "") -> RunningController:
+def start_controller(
+    state_dir: Path, port: int | None = None, store: str = ""
+) -> RunningController:
     """Starts `osm controller` as a subprocess and waits until its API answers."""
     port = port or free_port()
     log = state_dir.parent / f"controller-{port}.log"
-    args = [sys.executable, "-m", "osm.cli", "controller", "--state-dir", str(state_dir),
-            "--port", str(port)]
+    args = [
+        sys.executable,
+        "-m",
+        "osm.cli",
+        "controller",
+        "--state-dir",
+        str(state_dir),
+        "--port",
+        str(port),
+    ]
     if store:
         args += ["--store", store]
     with log.open("ab") as out:

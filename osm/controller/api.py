@@ -333,15 +333,16 @@ async def watch(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     events = store.watch(since, wanted).__aiter__()
     last_rv = since if since is not None else store.resource_version
-    pending: asyncio.Future[store_api.WatchEvent] | None = None
+    pending: asyncio.Future[Any] | None = None
     shutdown = request.app[SHUTDOWN_KEY]
-    stopping = asyncio.ensure_future(shutdown.wait())
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(shutdown.wait())
     try:
         while not shutdown.is_set():
             if pending is None:
                 pending = asyncio.ensure_future(events.__anext__())
-            done, _ = await asyncio.wait({pending, stopping}, timeout=HEARTBEAT_SECONDS,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {pending, stopping}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
             if stopping in done:
                 break
             if not done:

@@ -105,28 +105,48 @@ def test_objects_need_their_namespace(controller: RunningController) -> None:
     result = osm(controller, "apply", "-f", "-", stdin=text)
     assert result.exit_code == 1
     assert 'namespace "nowhere" not found' in result.output
-    created = osm(controller, "apply", "-f", "-",
-                  stdin="apiVersion: v1\nkind: Namespace\nmetadata: {name: nowhere}\n---\n" + text)
+    created = osm(
+        controller,
+        "apply",
+        "-f",
+        "-",
+        stdin="apiVersion: v1\nkind: Namespace\nmetadata: {name: nowhere}\n---\n" + text,
+    )
     assert created.exit_code == 0, created.output
 
 
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["get", "ts", "-n", "bookstore"], r"^NAME\s+SERVICE\s+BACKENDS\s+AGE\n"
-                                           r"bookstore-split\s+bookstore\s+bookstore-v1:50,"
-                                           r"bookstore-v2:50\s+\d+s$"),
-        (["get", "svc", "-A", "-l", "app=bookstore", "-o", "name"],
-         r"^service/bookstore\nservice/bookstore-v1\nservice/bookstore-v2$"),
+        (
+            ["get", "ts", "-n", "bookstore"],
+            r"^NAME\s+SERVICE\s+BACKENDS\s+AGE\n"
+            r"bookstore-split\s+bookstore\s+bookstore-v1:50,"
+            r"bookstore-v2:50\s+\d+s$",
+        ),
+        (
+            ["get", "svc", "-A", "-l", "app=bookstore", "-o", "name"],
+            r"^service/bookstore\nservice/bookstore-v1\nservice/bookstore-v2$",
+        ),
         (["get", "tt", "-A"], r"^NAMESPACE\s+NAME\s+DESTINATION\s+SOURCES\s+AGE\n"),
-        (["get", "meshconfig", "-n", "osm-system", "-o", "wide"],
-         r"osm-mesh-config\s+permissive\s+false\s+\d+s\s+24h0m0s"),
+        (
+            ["get", "meshconfig", "-n", "osm-system", "-o", "wide"],
+            r"osm-mesh-config\s+permissive\s+false\s+\d+s\s+24h0m0s",
+        ),
         (["get", "ns"], r"^NAME\s+STATUS\s+AGE\nbookbuyer\s+Active"),
-        (["get", "deploy", "-n", "bookstore", "-o", "wide"],
-         r"bookstore-v1\s+1\s+\d+s\s+bookstore\s+bookstore\s+app=bookstore,version=v1"),
+        (
+            ["get", "deploy", "-n", "bookstore", "-o", "wide"],
+            r"bookstore-v1\s+1\s+\d+s\s+bookstore\s+bookstore\s+app=bookstore,version=v1",
+        ),
     ],
-    ids=["split table", "names by label", "all namespaces", "wide meshconfig", "namespaces",
-         "wide deployments"],
+    ids=[
+        "split table",
+        "names by label",
+        "all namespaces",
+        "wide meshconfig",
+        "namespaces",
+        "wide deployments",
+    ],
 )
 def test_get_prints_kubectl_style_tables(
     controller: RunningController, args: list[str], expected: str
@@ -139,8 +159,9 @@ def test_get_prints_kubectl_style_tables(
 
 def test_get_yaml_round_trips_through_apply(controller: RunningController) -> None:
     assert osm(controller, "apply", "-f", DEMO).exit_code == 0
-    exported = osm(controller, "get", "htr", "bookstore-service-routes", "-n", "bookstore",
-                   "-o", "yaml")
+    exported = osm(
+        controller, "get", "htr", "bookstore-service-routes", "-n", "bookstore", "-o", "yaml"
+    )
     document = yaml.safe_load(exported.output)
     assert document["metadata"]["generation"] == 1
     assert document["spec"]["matches"][0]["name"] == "books-bought"
@@ -153,14 +174,20 @@ def test_json_list_output(controller: RunningController) -> None:
     listed = json.loads(osm(controller, "get", "sa", "-A", "-o", "json").output)
     assert listed["kind"] == "List"
     assert [i["metadata"]["name"] for i in listed["items"]] == [
-        "bookbuyer", "bookstore", "bookthief", "bookwarehouse"]
+        "bookbuyer",
+        "bookstore",
+        "bookthief",
+        "bookwarehouse",
+    ]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["get", "htr", "nope", "-n", "bookstore"],
-         'Error from server (NotFound): httproutegroups "nope" not found in namespace'),
+        (
+            ["get", "htr", "nope", "-n", "bookstore"],
+            'Error from server (NotFound): httproutegroups "nope" not found in namespace',
+        ),
         (["get", "widgets"], 'unknown resource type "widgets"'),
         (["delete", "ts", "nope", "-n", "bookstore"], "Error from server (NotFound)"),
         (["delete"], "nothing to delete"),
@@ -207,8 +234,10 @@ def test_optimistic_concurrency_refuses_a_stale_write(controller: RunningControl
     with pytest.raises(ApiError) as raised:
         api.apply([stale])
     assert raised.value.status == 409
-    assert api.get("TrafficSplit", "bookstore", "bookstore-split")["spec"]["backends"][0][
-        "weight"] == 10
+    assert (
+        api.get("TrafficSplit", "bookstore", "bookstore-split")["spec"]["backends"][0]["weight"]
+        == 10
+    )
 
 
 def test_watch_streams_changes_after_a_list(controller: RunningController) -> None:
@@ -224,8 +253,9 @@ def test_watch_streams_changes_after_a_list(controller: RunningController) -> No
 
 
 def test_unreachable_controller_says_how_to_fix_it() -> None:
-    result = CliRunner().invoke(main.cli, ["get", "svc"],
-                                env={"OSM_SERVER": "http://127.0.0.1:9"}, obj={})
+    result = CliRunner().invoke(
+        main.cli, ["get", "svc"], env={"OSM_SERVER": "http://127.0.0.1:9"}, obj={}
+    )
     assert result.exit_code == 1
     assert "cannot reach the controller at http://127.0.0.1:9" in result.output
     assert "OSM_SERVER" in result.output

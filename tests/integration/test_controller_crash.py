@@ -7,6 +7,7 @@ last resourceVersion it saw converges on exactly the stored state.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import threading
@@ -22,8 +23,11 @@ COUNT = 10_000
 
 def accounts(generation: str) -> list[dict[str, Any]]:
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": f"sa-{i:05d}", "namespace": "load", "labels": {"gen": generation}}}
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": f"sa-{i:05d}", "namespace": "load", "labels": {"gen": generation}},
+        }
         for i in range(COUNT)
     ]
 
@@ -37,8 +41,12 @@ def catch_up(api: Client, view: dict[str, str], since: int, target: int) -> int:
         for event in events:
             if event["type"] == "RESYNC":
                 view.clear()
-                view.update({o["metadata"]["name"]: o["metadata"]["labels"]["gen"]
-                             for o in event["objects"]})
+                view.update(
+                    {
+                        o["metadata"]["name"]: o["metadata"]["labels"]["gen"]
+                        for o in event["objects"]
+                    }
+                )
             elif event["type"] in ("ADDED", "MODIFIED"):
                 obj = event["object"]
                 view[obj["metadata"]["name"]] = obj["metadata"]["labels"]["gen"]
@@ -88,15 +96,14 @@ def test_kill_9_mid_apply_leaves_old_or_new_state_and_watchers_resume(tmp_path: 
                 after = api.list("sa", namespace="load")
 
             seen_rv = catch_up(api, view, seen_rv, after["resourceVersion"])
-            assert view == {o["metadata"]["name"]: o["metadata"]["labels"]["gen"]
-                            for o in after["items"]}
+            assert view == {
+                o["metadata"]["name"]: o["metadata"]["labels"]["gen"] for o in after["items"]
+            }
     finally:
         controller.stop()
     print("outcomes:", outcomes)
 
 
 def _apply_quietly(api: Client, objects: list[dict[str, Any]]) -> None:
-    try:
+    with contextlib.suppress(ApiError):  # the controller is killed under it
         api.apply(objects)
-    except ApiError:
-        pass  # the controller was killed under it
