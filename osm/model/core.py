@@ -108,7 +108,14 @@ def parse_service(doc: Fields, base: Resource) -> Service:
             ipaddress.ip_address(cluster_ip)
         except ValueError:
             spec.error("clusterIP", f'"{cluster_ip}" is not an IP address or "None"')
-    if not ports and service_type != "ExternalName" and cluster_ip != "None":
+    ports_given = spec.raw("ports")
+    if (
+        spec.present
+        and not ports
+        and ports_given in (None, [])
+        and service_type != "ExternalName"
+        and cluster_ip != "None"
+    ):
         spec.error("ports", "a Service needs at least one port")
     return Service(
         base.api_version,
@@ -127,7 +134,7 @@ def _port_ref(fields: Fields, key: str, *, default: int | str = 0) -> int | str:
     if value is None:
         return default
     if isinstance(value, str):
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return fields.int_value(
                 int(value),
                 key,
@@ -261,7 +268,7 @@ def _probe(probe: Fields) -> Probe | None:
     handler = probe.object(kind)
     if kind == "exec":
         return replace(timing, command=handler.str_list("command", required=True))
-    if not handler.has("port"):
+    if handler.present and not handler.has("port"):
         handler.error("port", "required field is missing (expected a port number or name)")
     port = _port_ref(handler, "port")
     if kind == "tcpSocket":

@@ -60,12 +60,12 @@ class Problem:
         where = self.source or "<input>"
         if self.document is not None:
             where += f" (document {self.document + 1})"
-        subject = self.object_ref
-        field = f" {self.path}:" if self.path else ""
-        label = "" if self.severity == "error" else "warning: "
-        return f"{where}: {label}{subject + ':' if subject else ''}{field} {self.message}".replace(
-            ":  ", ": "
-        )
+        parts = [where]
+        if self.severity != "error":
+            parts.append(self.severity)
+        parts.extend(part for part in (self.object_ref, self.path) if part)
+        parts.append(self.message)
+        return ": ".join(parts)
 
 
 class ValidationFailed(Exception):

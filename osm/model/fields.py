@@ -54,6 +54,14 @@ def type_name(value: object) -> str:
     return type(value).__name__
 
 
+def described(value: object) -> str:
+    """A value's type with its article, for messages: ``an integer``, ``a list``, ``null``."""
+    name = type_name(value)
+    if name == "null":
+        return name
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
 def parse_duration(text: str) -> float | None:
     """Parses a Go duration (``24h``, ``1h30m``, ``500ms``, ``0s``, ``0``) into seconds."""
     text = text.strip()
@@ -88,13 +96,16 @@ def format_duration(seconds: float) -> str:
 
 
 def join(path: str, key: str) -> str:
+    if not key:
+        return path
     return f"{path}.{key}" if path else key
 
 
 def suggest(word: str, options: Collection[str]) -> str:
     """`` (did you mean "x"?)`` for a near miss, else an empty string."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.75)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+    by_lower = {option.lower(): option for option in options}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.75)
+    return f' (did you mean "{by_lower[close[0]]}"?)' if close else ""
 
 
 class Fields:
@@ -121,7 +132,7 @@ class Fields:
         elif isinstance(data, Mapping):
             self._data = data
         else:
-            self.error("", f"must be an object, not a {type_name(data)}")
+            self.error("", f"must be an object, not {described(data)}")
             self._data = {}
             self.present = False
 
@@ -160,7 +171,9 @@ class Fields:
 
     # -- scalars ---------------------------------------------------------------------
     def _missing(self, key: str, required: bool, what: str) -> None:
-        if required:
+        # When this object is itself absent (or not an object), that was reported where it
+        # is named (or it is optional); its required fields would only repeat the news.
+        if required and self.present:
             self.error(key, f"required field is missing (expected {what})")
 
     def string(
@@ -177,7 +190,7 @@ class Fields:
             self._missing(key, required, f"a string{_one_of(choices)}")
             return default
         if not isinstance(value, str):
-            self.error(key, f"must be a string{_one_of(choices)}, not a {type_name(value)}")
+            self.error(key, f"must be a string{_one_of(choices)}, not {described(value)}")
             return default
         if required and value == "":
             self.error(key, f"must not be empty{_one_of(choices)}")
@@ -219,7 +232,7 @@ class Fields:
             self._missing(key, required, f"an integer{bounds}")
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            self.error(key, f"must be an integer{bounds}, not a {type_name(value)}")
+            self.error(key, f"must be an integer{bounds}, not {described(value)}")
             return default
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             self.error(key, f"{value} is out of range; expected an integer{bounds}")
@@ -231,7 +244,7 @@ class Fields:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.error(key, f"must be true or false, not a {type_name(value)}")
+            self.error(key, f"must be true or false, not {described(value)}")
             return default
         return value
 
@@ -267,7 +280,7 @@ class Fields:
             self._missing(key, required, "a list")
             return
         if not isinstance(value, list):
-            self.error(key, f"must be a list, not a {type_name(value)}")
+            self.error(key, f"must be a list, not {described(value)}")
             return
         if non_empty and not value:
             self.error(key, "must have at least one item")
@@ -292,7 +305,7 @@ class Fields:
         for path, item in self.items(key, required=required):
             if not isinstance(item, str):
                 self._problems.append(
-                    Problem(message=f"must be a string, not a {type_name(item)}", path=path)
+                    Problem(message=f"must be a string, not {described(item)}", path=path)
                 )
             elif choices is not None and item not in choices:
                 self._problems.append(
@@ -313,9 +326,7 @@ class Fields:
             bounds = _bounds(minimum, maximum)
             if isinstance(item, bool) or not isinstance(item, int):
                 self._problems.append(
-                    Problem(
-                        message=f"must be an integer{bounds}, not a {type_name(item)}", path=path
-                    )
+                    Problem(message=f"must be an integer{bounds}, not {described(item)}", path=path)
                 )
             elif (minimum is not None and item < minimum) or (
                 maximum is not None and item > maximum
@@ -334,7 +345,7 @@ class Fields:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            self.error(key, f"must be an object of strings, not a {type_name(value)}")
+            self.error(key, f"must be an object of strings, not {described(value)}")
             return {}
         result: dict[str, str] = {}
         for name, item in value.items():
@@ -342,7 +353,7 @@ class Fields:
             if not isinstance(item, str):
                 self._problems.append(
                     Problem(
-                        message=f"must be a string, not a {type_name(item)}"
+                        message=f"must be a string, not {described(item)}"
                         " (quote numbers and booleans)",
                         path=path,
                     )
@@ -430,6 +441,6 @@ def check_regex(value: str) -> str | None:
     """Checks a regular expression the way the sidecar will compile it (Python `re`)."""
     try:
         re.compile(value)
-    except re.error as error:
+    except (re.error, OverflowError, RecursionError) as error:
         return f'"{value}" is not a valid regular expression: {error}'
     return None

@@ -120,6 +120,12 @@ CLASSES: Mapping[str, type[Resource]] = {
         config.MeshConfig,
     )
 }
+# Kinds of the SMI family that users will try, and why the mesh does not read them.
+UNSUPPORTED_KINDS: Mapping[str, str] = {
+    "UDPRoute": "the mesh, like OSM, proxies TCP only",
+    "TrafficMetrics": "an aggregated metrics API, not a manifest; OSM never implemented it",
+    "IdentityBinding": "access.smi-spec.io/v1alpha4 exists only in the SMI prose spec",
+}
 BY_KIND: Mapping[str, KindInfo] = {info.kind: info for info in KINDS}
 _BY_NAME: Mapping[str, KindInfo] = {name: info for info in KINDS for name in info.names}
 
@@ -148,6 +154,8 @@ def parse(
     raises on bad input.
     """
     problems: list[Problem] = []
+    if data is None:
+        return None, [Problem("is empty; expected an object with apiVersion, kind and metadata")]
     doc = Fields(data, "", problems, strict=True)
     if not doc.present:
         return None, problems
@@ -156,8 +164,12 @@ def parse(
     info = BY_KIND.get(kind)
     if kind and info is None:
         valid = ", ".join(i.kind for i in KINDS)
+        reason = UNSUPPORTED_KINDS.get(kind)
         doc.error(
-            "kind", f'unknown kind "{kind}"{suggest(kind, BY_KIND)}; supported kinds: {valid}'
+            "kind",
+            f"{kind} is not supported ({reason}); supported kinds: {valid}"
+            if reason
+            else f'unknown kind "{kind}"{suggest(kind, BY_KIND)}; supported kinds: {valid}',
         )
     elif info is not None and api_version and api_version not in info.versions:
         doc.error(
@@ -200,7 +212,8 @@ def normalised(data: object, namespace: str | None) -> dict[str, Any]:
     """A copy of the manifest with ``metadata.namespace`` made explicit."""
     assert isinstance(data, Mapping)
     manifest = copy.deepcopy(dict(data))
-    metadata = dict(manifest.get("metadata") or {})
+    raw_metadata = manifest.get("metadata")
+    metadata = dict(raw_metadata) if isinstance(raw_metadata, Mapping) else {}
     if namespace is not None:
         metadata["namespace"] = namespace
     manifest["metadata"] = metadata

@@ -111,6 +111,7 @@ def load_text(
                 )
             if resource is not None:
                 result.objects.append(Loaded(resource, source, document))
+    _check_duplicates(result)
     return result
 
 
@@ -132,32 +133,41 @@ def load_objects(
 
 
 def _documents(text: str, source: str, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
+    """Yields (document index, data); empty documents are skipped but keep their number.
+
+    Text that starts with ``{`` or ``[`` is read as JSON (a list holds one document per
+    item). A ``.json`` file must be JSON; other text that is not JSON is read as YAML,
+    since YAML in flow style starts the same way.
+    """
+    if text.lstrip().startswith(("{", "[")):
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
-            problems.append(
-                Problem(
-                    f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
-                    source=source,
-                    document=0,
+        except (json.JSONDecodeError, RecursionError) as error:
+            if source.endswith(".json"):
+                where = (
+                    f" at line {error.lineno}, column {error.colno}: {error.msg}"
+                    if isinstance(error, json.JSONDecodeError)
+                    else ": nested too deeply"
                 )
-            )
+                problems.append(Problem(f"invalid JSON{where}", source=source, document=0))
+                return
+        else:
+            items = data if isinstance(data, list) else [data]
+            yield from enumerate(items)
             return
-        items = data if isinstance(data, list) else [data]
-        yield from enumerate(items)
-        return
     index = 0
     try:
-        for index, data in enumerate(yaml.safe_load_all(text)):
+        for data in yaml.safe_load_all(text):
             if data is not None:
                 yield index, data
+            index += 1
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         problems.append(Problem(f"invalid YAML{where}: {problem}", source=source, document=index))
+    except RecursionError:
+        problems.append(Problem("invalid YAML: nested too deeply", source=source, document=index))
 
 
 def _expand_lists(data: Any) -> Iterator[tuple[str, Any]]:

@@ -1,0 +1,273 @@
+"""Valid example manifests, one or more per kind, shared by the model's tests.
+
+Each is YAML text as a user would write it. The property tests mutate them; the
+valid-manifest tests assert what they parse to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from osm.model import kinds
+from osm.model.errors import Problem
+from osm.model.meta import Resource
+
+NAMESPACE = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  annotations: {openservicemesh.io/sidecar-injection: enabled}
+"""
+
+SERVICE_ACCOUNT = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: shop}
+"""
+
+SERVICE_MINIMAL = """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{port: 8080}]
+"""
+
+SERVICE_FULL = """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  selector: {app: web, version: v1}
+  ports:
+  - {name: http, port: 80, targetPort: http-alt, appProtocol: http}
+  - {name: metrics, port: 9090, targetPort: "9091", protocol: TCP, appProtocol: tcp}
+  - {name: dns, port: 53, protocol: UDP, appProtocol: tcp}
+"""
+
+DEPLOYMENT_MINIMAL = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web, version: v1}}
+    spec:
+      containers: [{name: web, image: shop/web:1.0}]
+"""
+
+DEPLOYMENT_FULL = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations: {openservicemesh.io/sidecar-injection: disabled}
+    spec:
+      serviceAccountName: web
+      containers:
+      - name: web
+        command: [python3, -m, web]
+        args: [--port, "8080"]
+        env: [{name: PORT, value: "8080"}, {name: EMPTY}]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /ready, port: http}
+          periodSeconds: 2
+      - name: sidecar
+        readinessProbe: {tcpSocket: {port: 9000}}
+      - name: checker
+        readinessProbe: {exec: {command: [cat, /tmp/ready]}, failureThreshold: 5}
+"""
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web}}
+spec:
+  serviceAccountName: web
+  containers: [{name: web, ports: [{containerPort: 8080}]}]
+status:
+  phase: Running
+  podIP: 10.1.0.7
+  conditions: [{type: Initialized, status: "True"}, {type: Ready, status: "True"}]
+"""
+
+ENDPOINTS = """
+apiVersion: v1
+kind: Endpoints
+metadata: {name: web, namespace: shop}
+subsets:
+- addresses: [{ip: 10.1.0.7, targetRef: {kind: Pod, name: web-1, namespace: shop}}]
+  notReadyAddresses: [{ip: "fd00::8"}]
+  ports: [{name: http, port: 8080, appProtocol: http}]
+"""
+
+TRAFFIC_TARGET = """
+apiVersion: access.smi-spec.io/v1alpha3
+kind: TrafficTarget
+metadata: {name: web-readers, namespace: shop}
+spec:
+  destination: {kind: ServiceAccount, name: web}
+  sources:
+  - {kind: ServiceAccount, name: client, namespace: shoppers}
+  - {kind: ServiceAccount, name: admin}
+  rules:
+  - {kind: HTTPRouteGroup, name: web-api, matches: [read-only]}
+  - {kind: HTTPRouteGroup, name: web-api}
+  - {kind: TCPRoute, name: web-port}
+"""
+
+HTTP_ROUTE_GROUP_MAP_HEADERS = """
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: {name: web-api, namespace: shop}
+spec:
+  matches:
+  - {name: read-only, pathRegex: "/v1/items(/.*)?", methods: [GET, HEAD]}
+  - name: beta
+    headers: {X-Beta: "true", user-agent: ".*Firefox.*"}
+"""
+
+HTTP_ROUTE_GROUP_LIST_HEADERS = """
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: HTTPRouteGroup
+metadata: {name: web-api, namespace: shop}
+spec:
+  matches:
+  - {name: read-only, pathRegex: "/v1/items(/.*)?", methods: [GET, HEAD]}
+  - name: beta
+    headers: [{X-Beta: "true"}, {user-agent: ".*Firefox.*"}]
+"""
+
+TCP_ROUTE_ALL_PORTS = """
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: TCPRoute
+metadata: {name: web-port, namespace: shop}
+spec: {matches: {ports: []}}
+"""
+
+TCP_ROUTE_PORTS = """
+apiVersion: specs.smi-spec.io/v1alpha4
+kind: TCPRoute
+metadata: {name: web-port, namespace: shop}
+spec: {matches: {name: web, ports: [9090, 8080, 8080]}}
+"""
+
+TRAFFIC_SPLIT_V1ALPHA2 = """
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata: {name: web-canary, namespace: shop}
+spec:
+  service: web
+  backends: [{service: web-v1, weight: 90}, {service: web-v2, weight: 10}]
+"""
+
+TRAFFIC_SPLIT_V1ALPHA4 = """
+apiVersion: split.smi-spec.io/v1alpha4
+kind: TrafficSplit
+metadata: {name: web-canary, namespace: shop}
+spec:
+  service: web.shop.svc.cluster.local
+  matches: [{kind: HTTPRouteGroup, name: web-api}]
+  backends: [{service: web-v1, weight: 0}, {service: web-v2, weight: 1}]
+"""
+
+MESH_CONFIG_EMPTY = """
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config, namespace: osm-system}
+"""
+
+MESH_CONFIG_FULL = """
+apiVersion: config.openservicemesh.io/v1alpha2
+kind: MeshConfig
+metadata: {name: osm-mesh-config, namespace: osm-system}
+spec:
+  sidecar:
+    enablePrivilegedInitContainer: true
+    logLevel: debug
+    maxDataPlaneConnections: 100
+    configResyncInterval: 90s
+    tlsMinProtocolVersion: TLSv1_3
+    tlsMaxProtocolVersion: TLSv1_3
+    cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256]
+    ecdhCurves: [X25519]
+    localProxyMode: PodIP
+    envoyImage: envoyproxy/envoy-distroless:v1.23.1
+    resources: {limits: {cpu: "1"}}
+  traffic:
+    enableEgress: false
+    enablePermissiveTrafficPolicyMode: false
+    outboundPortExclusionList: [6379]
+    inboundPortExclusionList: [9999]
+    outboundIPRangeExclusionList: [10.0.0.5/8, "fd00::/8"]
+    outboundIPRangeInclusionList: [192.168.0.1]
+    networkInterfaceExclusionList: [eth1]
+    inboundExternalAuthorization: {enable: false}
+  observability:
+    osmLogLevel: warn
+    enableDebugServer: true
+    tracing: {enable: true, address: jaeger.tracing, port: 14268, endpoint: /api/traces}
+  certificate:
+    serviceCertValidityDuration: 1h30m
+    certKeyBitSize: 4096
+    ingressGateway: {subjectAltNames: [a.b]}
+  featureFlags:
+    enableWASMStats: false
+    enableEgressPolicy: false
+    enableSnapshotCacheMode: true
+    enableAsyncProxyServiceMapping: true
+    enableIngressBackendPolicy: false
+    enableEnvoyActiveHealthChecks: true
+    enableRetryPolicy: true
+    enableMeshRootCertificate: true
+"""
+
+# Every example above, by a name that reads well in test ids.
+VALID: dict[str, str] = {
+    "namespace": NAMESPACE,
+    "service account": SERVICE_ACCOUNT,
+    "minimal service": SERVICE_MINIMAL,
+    "full service": SERVICE_FULL,
+    "minimal deployment": DEPLOYMENT_MINIMAL,
+    "full deployment": DEPLOYMENT_FULL,
+    "pod": POD,
+    "endpoints": ENDPOINTS,
+    "traffic target": TRAFFIC_TARGET,
+    "route group with map headers": HTTP_ROUTE_GROUP_MAP_HEADERS,
+    "route group with list headers": HTTP_ROUTE_GROUP_LIST_HEADERS,
+    "tcp route for all ports": TCP_ROUTE_ALL_PORTS,
+    "tcp route for some ports": TCP_ROUTE_PORTS,
+    "v1alpha2 traffic split": TRAFFIC_SPLIT_V1ALPHA2,
+    "v1alpha4 traffic split": TRAFFIC_SPLIT_V1ALPHA4,
+    "empty mesh config": MESH_CONFIG_EMPTY,
+    "full mesh config": MESH_CONFIG_FULL,
+}
+
+
+def load(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def parse(text: str) -> tuple[Resource | None, list[Problem]]:
+    return kinds.parse(load(text))
+
+
+def parse_valid(text: str) -> Resource:
+    """Parses a manifest that must be valid; fails the test with every problem if not."""
+    resource, problems = parse(text)
+    assert problems == [], "\n".join(str(p) for p in problems)
+    assert resource is not None
+    return resource
