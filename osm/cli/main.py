@@ -124,16 +124,10 @@ def controller(
 
 # -- apply / delete / validate ---------------------------------------------------------
 def _load(files: Sequence[str], namespace: str | None) -> manifest.LoadResult:
-    """Loads -f arguments ('-' is stdin); exits with every error if any."""
-    paths_given = [f for f in files if f != "-"]
-    result = manifest.load_paths(paths_given, default_namespace=namespace or "default")
-    if "-" in files:
-        stdin = manifest.load_text(
-            sys.stdin.read(), source="<stdin>", default_namespace=namespace or "default"
-        )
-        result.objects.extend(stdin.objects)
-        result.problems.extend(stdin.problems)
-    return result
+    """Loads -f arguments ('-' is stdin)."""
+    return manifest.load_paths(
+        files, default_namespace=namespace or "default", stdin=sys.stdin.read
+    )
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:

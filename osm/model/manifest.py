@@ -8,7 +8,7 @@ names them); it does not touch the network or the store.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,22 @@ def manifest_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[Proble
     return files, problems
 
 
-def load_paths(paths: Iterable[str | Path], *, default_namespace: str = "default") -> LoadResult:
-    files, problems = manifest_files(paths)
+def load_paths(
+    paths: Iterable[str | Path],
+    *,
+    default_namespace: str = "default",
+    stdin: Callable[[], str] | None = None,
+) -> LoadResult:
+    """Loads files and directories; the path ``-`` reads the text `stdin` returns.
+
+    Objects defined twice anywhere in the set (across files and stdin) are errors.
+    """
+    paths = list(paths)
+    use_stdin = stdin is not None and "-" in [str(p) for p in paths]
+    files, problems = manifest_files(p for p in paths if str(p) != "-" or stdin is None)
     result = LoadResult(problems=problems)
+    if use_stdin and stdin is not None:
+        _add(result, load_text(stdin(), source="<stdin>", default_namespace=default_namespace))
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")

@@ -259,3 +259,11 @@ def test_unreachable_controller_says_how_to_fix_it() -> None:
     assert result.exit_code == 1
     assert "cannot reach the controller at http://127.0.0.1:9" in result.output
     assert "OSM_SERVER" in result.output
+
+
+def test_an_object_both_in_a_file_and_on_stdin_is_a_duplicate(tmp_path: Path) -> None:
+    text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: twice}\n"
+    (tmp_path / "ns.yaml").write_text(text)
+    result = osm(None, "validate", "-f", str(tmp_path / "ns.yaml"), "-f", "-", stdin=text)
+    assert result.exit_code == 1
+    assert "Namespace twice: defined more than once" in result.output
