@@ -6,22 +6,23 @@ One place decides these defaults so that the controller, the CLI and the CA agre
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 DEFAULT_API_ADDRESS = "127.0.0.1:9091"
 """The controller's HTTP API (apply/get/list/delete/watch, health, metrics): OSM's 9091."""
 
 
-def default_state_dir() -> Path:
-    """``$OSM_STATE_DIR``; else ``/var/lib/osm`` for root; else the XDG state directory."""
-    explicit = os.environ.get("OSM_STATE_DIR")
-    if explicit:
-        return Path(explicit)
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$OSM_STATE_DIR``, else ``/var/lib/osm`` for root, else ``$XDG_STATE_HOME/osm``
+    (``~/.local/state/osm`` when XDG_STATE_HOME is unset)."""
+    env = os.environ if environ is None else environ
+    if env.get("OSM_STATE_DIR"):
+        return Path(env["OSM_STATE_DIR"])
     if os.geteuid() == 0:
         return Path("/var/lib/osm")
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
-    return base / "osm"
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "osm"
 
 
 def default_server() -> str:

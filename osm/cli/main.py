@@ -347,12 +347,9 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    for module_name, attribute in (("osm.cli.ca", "ca"), ("osm.cli.xds", "xds")):
-        try:
-            module = __import__(module_name, fromlist=[attribute])
-        except ImportError:
-            continue
-        group.add_command(getattr(module, attribute))
+    from osm.cli import ca
+
+    group.add_command(ca.ca)
 
 
 def main() -> None:
