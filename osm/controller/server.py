@@ -16,6 +16,8 @@ from pathlib import Path
 from aiohttp import web
 
 from osm import paths
+from osm.ca import builtin
+from osm.ca.errors import CAError
 from osm.controller import api
 from osm.store import api as store_api
 from osm.store import open_store
@@ -43,11 +45,16 @@ class Controller:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store: store_api.Store | None = None
+        self.ca: builtin.BuiltinCA | None = None
         self._runner: web.AppRunner | None = None
         self.port = settings.api_port
 
     async def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.ca = builtin.BuiltinCA.open(self.settings.state_dir / "ca", builtin.utc_now())
+        except CAError as error:
+            raise ControllerError(f"the certificate authority cannot start: {error}") from error
         self.store = await open_store(self.settings.resolved_store_url)
         self._runner = web.AppRunner(api.make_app(self.store), access_log=None)
         await self._runner.setup()
