@@ -347,9 +347,10 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca
+    from osm.cli import ca, xds
 
     group.add_command(ca.ca)
+    group.add_command(xds.xds)
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ import grpc
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2
-from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import api_listener_pb2, listener_pb2
-from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -100,7 +100,6 @@ def endpoints(name: str, port: int) -> endpoint_pb2.ClusterLoadAssignment:
     locality.locality.zone = "local"
     locality.load_balancing_weight.value = 1
     endpoint = locality.lb_endpoints.add()
-    endpoint.health_status = endpoint_components_pb2.HEALTHY if False else 0
     endpoint.endpoint.address.socket_address.CopyFrom(
         address_pb2.SocketAddress(address="127.0.0.1", port_value=port)
     )

@@ -21,11 +21,15 @@ from cryptography import x509
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from osm.ads import cache, server
+from osm.ads import cache, resources, server
+from osm.ads.node import NodeId
 from osm.ads.protocol import Ack, Nack
+from osm.ads.xds_snapshot import XdsSnapshot
 from osm.ca import builtin
 from osm.ca.identity import Identity
 from osm.ca.issuer import LeafRequest
+from osm.xds import resources as xds_resources
+from osm.xds import snapshot as xds_snapshot
 from tests.unit.ads.adstesting import (
     NODE_ID,
     delta_request,
@@ -34,6 +38,7 @@ from tests.unit.ads.adstesting import (
     show_delta,
     snap,
 )
+from tests.unit.xds import xds_support
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -406,3 +411,72 @@ async def test_update_tls_serves_the_new_certificate_on_new_handshakes(
     assert before == x509.load_pem_x509_certificate(pki.server.cert_pem).serial_number
     ads.server.update_tls(server.TlsConfig(renewed.cert_pem, renewed.key_pem, pki.bundle))
     assert await asyncio.to_thread(served_serial) == renewed.serial
+
+
+# -- real snapshots from osm.xds (the bookstore demo) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bookbuyer() -> xds_snapshot.Snapshot:
+    built = xds_snapshot.build_snapshots(xds_support.bookstore(permissive=False))
+    (snapshot,) = [s for p, s in built.snapshots.items() if p.name == "bookbuyer-0"]
+    return snapshot
+
+
+def _node_of(snapshot: xds_snapshot.Snapshot) -> str:
+    identity = snapshot.proxy.identity
+    return str(
+        NodeId.of(snapshot.proxy.id.name, Identity(identity.namespace, identity.service_account))
+    )
+
+
+def _serialized(snapshot: xds_snapshot.Snapshot, type_url: str) -> dict[str, bytes]:
+    return {name: built.serialized for name, built in snapshot.of_type(type_url).items()}
+
+
+def _name(packed: Any) -> str:
+    message = xds_resources.unpack(packed)
+    assert message is not None
+    return str(getattr(message, "name", "") or getattr(message, "cluster_name", ""))
+
+
+async def test_sotw_serves_a_built_snapshot_byte_for_byte(
+    ads: Harness, bookbuyer: xds_snapshot.Snapshot
+) -> None:
+    key = _node_of(bookbuyer)
+    ads.cache.set_snapshot(key, XdsSnapshot.of(bookbuyer))
+    async with ads.channel() as channel, sotw_stream(channel) as stream:
+        for short, type_url in [(resources.short_name(t), t) for t in resources.PUSH_ORDER]:
+            wildcard = type_url in resources.WILDCARD_TYPES
+            names = [] if wildcard else sorted(bookbuyer.of_type(type_url))
+            await stream.send(request(short, names, node=key))
+            response = await stream.receive()
+            assert (response.type_url, response.version_info) == (
+                type_url,
+                bookbuyer.version(type_url),
+            )
+            got = {_name(packed): packed.value for packed in response.resources}
+            assert got == _serialized(bookbuyer, type_url)
+            ack = request(short, names, response.nonce, response.version_info, node=key)
+            await stream.send(ack)
+        await eventually(lambda: len(ads.server.status()[0].acked_versions) == 5)
+
+
+async def test_delta_serves_a_built_snapshot_with_its_digests(
+    ads: Harness, bookbuyer: xds_snapshot.Snapshot
+) -> None:
+    key = _node_of(bookbuyer)
+    ads.cache.set_snapshot(key, XdsSnapshot.of(bookbuyer))
+    async with ads.channel() as channel, delta_stream(channel) as stream:
+        for type_url in resources.PUSH_ORDER:
+            short = resources.short_name(type_url)
+            await stream.send(delta_request(short, ["*"], node=key))
+            response = await stream.receive()
+            assert response.type_url == type_url
+            assert {r.name: r.resource.value for r in response.resources} == _serialized(
+                bookbuyer, type_url
+            )
+            assert {r.name: r.version for r in response.resources} == {
+                name: built.digest for name, built in bookbuyer.of_type(type_url).items()
+            }
+            await stream.send(delta_request(short, nonce=response.nonce, node=key))

@@ -1,0 +1,227 @@
+"""Benchmark: building every proxy's xDS snapshot, cold and after one TrafficSplit change.
+
+Meshes of N services x 5 pods (one service account per service, 10 namespaces), in
+permissive mode and in SMI mode with 10 allowed upstreams per service (TrafficTargets
+plus an HTTPRouteGroup); every 10th service is the apex of a TrafficSplit. Each run
+(a forked process, so peak RSS is per run) builds the state, does a cold
+`Generator.build`, then changes one split's weights and builds incrementally.
+
+Run: ``.venv/bin/python bench/xds_build.py [--sizes 100,1000] [--repeat 3] [--profile]``.
+Not run by CI; prints a table of min-max over the repeats. Goals (issue #3): cold SMI
+build of 1,000 services / 5,000 proxies <= 5 s; one split change <= 50 ms, rebuilding
+only the route configurations that reference the split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import multiprocessing
+import pstats
+import resource
+import time
+from typing import Any
+
+from osm.catalog.ids import Identity
+from osm.catalog.state import MeshState
+from osm.model.config import MeshConfig, TrafficSettings, default_mesh_config
+from osm.model.core import Container, Namespace, Pod, PodSpec, Service, ServicePort
+from osm.model.meta import ObjectMeta, Resource
+from osm.model.smi import (
+    HTTPMatch,
+    HTTPRouteGroup,
+    IdentityRef,
+    SplitBackend,
+    TrafficSplit,
+    TrafficTarget,
+    TrafficTargetRule,
+)
+from osm.xds.context import Credentials
+from osm.xds.resources import ROUTE
+from osm.xds.snapshot import Generator
+
+PODS_PER_SERVICE = 5
+NAMESPACES = 10
+UPSTREAMS = 10
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIB" + b"A" * 600 + b"\n-----END CERTIFICATE-----\n"
+
+
+def namespace_of(index: int) -> str:
+    return f"ns{index % NAMESPACES}"
+
+
+def split(index: int, weights: tuple[int, int]) -> TrafficSplit:
+    ns = namespace_of(index)
+    return TrafficSplit(
+        "split.smi-spec.io/v1alpha2",
+        ObjectMeta(f"split{index}", ns),
+        service=f"svc{index}",
+        backends=(
+            SplitBackend(f"svc{index}", weights[0]),
+            SplitBackend(f"svc{(index + NAMESPACES) % 10**9}", weights[1]),
+        ),
+    )
+
+
+def mesh(services: int, permissive: bool) -> list[Resource]:
+    annotations = {"openservicemesh.io/sidecar-injection": "enabled"}
+    items: list[Resource] = [
+        Namespace("v1", ObjectMeta(f"ns{n}", annotations=annotations)) for n in range(NAMESPACES)
+    ]
+    config = default_mesh_config()
+    items.append(
+        MeshConfig(
+            config.api_version,
+            config.metadata,
+            traffic=TrafficSettings(
+                enable_egress=True, enable_permissive_traffic_policy_mode=permissive
+            ),
+        )
+    )
+    for index in range(services):
+        ns = namespace_of(index)
+        name = f"svc{index}"
+        items.append(
+            Service(
+                "v1",
+                ObjectMeta(name, ns),
+                ports=(ServicePort(80, 8080, "http", "TCP", "http"),),
+                selector={"app": name},
+                cluster_ip=f"10.96.{index // 250}.{index % 250 + 1}",
+            )
+        )
+        for pod in range(PODS_PER_SERVICE):
+            number = index * PODS_PER_SERVICE + pod
+            items.append(
+                Pod(
+                    "v1",
+                    ObjectMeta(f"{name}-{pod}", ns, labels={"app": name}),
+                    spec=PodSpec((Container("app"),), f"sa{index}"),
+                    pod_ip=f"10.{number // 62500 + 1}.{number // 250 % 250}.{number % 250 + 1}",
+                    phase="Running",
+                    ready=True,
+                )
+            )
+        if index % 10 == 0 and index + NAMESPACES < services:
+            items.append(split(index, (90, 10)))
+        if not permissive:
+            items.append(
+                HTTPRouteGroup(
+                    "specs.smi-spec.io/v1alpha4",
+                    ObjectMeta(f"routes{index}", ns),
+                    matches=(HTTPMatch("api", "/api/.*", ("GET",)),),
+                )
+            )
+            sources = tuple(
+                IdentityRef(namespace_of(s), f"sa{s}")
+                for s in ((index - k) % services for k in range(1, UPSTREAMS + 1))
+            )
+            items.append(
+                TrafficTarget(
+                    "access.smi-spec.io/v1alpha3",
+                    ObjectMeta(f"tt{index}", ns),
+                    destination=IdentityRef(ns, f"sa{index}"),
+                    sources=sources,
+                    rules=(TrafficTargetRule("HTTPRouteGroup", f"routes{index}"),),
+                )
+            )
+    return items
+
+
+def credentials(identity: Identity) -> Credentials:
+    return Credentials(PEM + str(identity).encode(), PEM)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(services: int, permissive: bool, profile: bool) -> dict[str, Any]:
+    start = time.perf_counter()
+    state = MeshState.from_resources(mesh(services, permissive))
+    state_seconds = time.perf_counter() - start
+    generator = Generator(credentials=credentials, trust_bundle=PEM)
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    cold = generator.build(state)
+    if profiler:
+        profiler.disable()
+    cold_seconds = time.perf_counter() - start
+    assert not cold.errors, list(cold.errors.items())[:3]
+    after, changed = state.with_changes(upserts=[split(0, (50, 50))])
+    start = time.perf_counter()
+    warm = generator.build(after, changed)
+    change_seconds = time.perf_counter() - start
+    rebuilt_types = {
+        b.type_url
+        for s in warm.snapshots.values()
+        if s.proxy.id in warm.changed
+        for url in (ROUTE,)
+        for b in s.of_type(url).values()
+    }
+    if profiler:
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(25)
+    return {
+        "state_s": state_seconds,
+        "cold_s": cold_seconds,
+        "proxies": len(cold.snapshots),
+        "classes": cold.stats.classes_recomputed,
+        "resources": cold.stats.resources_built,
+        "change_ms": change_seconds * 1000,
+        "rebuilt": warm.stats.resources_built,
+        "proxies_changed": len(warm.changed),
+        "rss_mb": peak_rss_mb(),
+        "rebuilt_types": sorted(t.rpartition(".")[2] for t in rebuilt_types),
+    }
+
+
+def _child(queue: Any, services: int, permissive: bool, profile: bool) -> None:
+    queue.put(run(services, permissive, profile))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile one SMI cold build")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    context = multiprocessing.get_context("fork")
+    if args.profile:
+        run(sizes[-1], False, True)
+        return
+    header = (
+        f"{'services':>8} {'mode':>10} {'proxies':>7} {'classes':>7} {'resources':>9} "
+        f"{'cold build s':>13} {'split change ms':>16} {'rebuilt':>7} {'peak RSS MB':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for services in sizes:
+        for permissive in (True, False):
+            results = []
+            for _ in range(args.repeat):
+                queue = context.Queue()
+                process = context.Process(target=_child, args=(queue, services, permissive, False))
+                process.start()
+                results.append(queue.get())
+                process.join()
+
+            def span(key: str, fmt: str, rs: list[dict[str, Any]] = results) -> str:
+                values = [r[key] for r in rs]
+                low, high = min(values), max(values)
+                return format(low, fmt) if low == high else f"{low:{fmt}}-{high:{fmt}}"
+
+            first = results[0]
+            print(
+                f"{services:>8} {'permissive' if permissive else 'SMI':>10} "
+                f"{first['proxies']:>7} {first['classes']:>7} {first['resources']:>9} "
+                f"{span('cold_s', '.2f'):>13} {span('change_ms', '.1f'):>16} "
+                f"{span('rebuilt', 'd'):>7} {span('rss_mb', '.0f'):>12}"
+            )
+
+
+if __name__ == "__main__":
+    main()

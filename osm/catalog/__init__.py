@@ -1,0 +1,7 @@
+"""The mesh catalog: from the mesh's resources to each proxy's traffic policy.
+
+Pure (no I/O). `state.MeshState` holds the resources, indexed and updated by events;
+`catalog.Catalog` answers "what may this proxy do" with plain frozen values
+(`policy`), which the xDS builders (`osm.xds`) turn into Envoy configuration.
+Import the submodules, not names from here.
+"""

@@ -1,0 +1,677 @@
+"""The catalog: a MeshState's answers to "what may this proxy do".
+
+The one idea: every answer is computed from one `MeshState` and cached per service or
+per identity, and a catalog for the next state can take over the caches of the
+previous one except for the services and identities a change made dirty
+(`Catalog.derive`). Answers are `policy` values; problems in the resources come back
+as `CatalogWarning` values (`Catalog.warnings`), never as log lines.
+
+Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes):
+
+* Mesh: a namespace is in the mesh when its sidecar-injection annotation is enabled;
+  a pod is a proxy when its own annotation says so, else when its namespace is.
+* Permissive mode (MeshConfig ``enablePermissiveTrafficPolicyMode``, default): any
+  mesh identity may call any port of any service, and every proxy reaches every mesh
+  service.
+* SMI mode: a proxy reaches the services (in the mesh) whose pods run as the
+  destination of a TrafficTarget listing the proxy's identity as a source. Inbound,
+  an HTTP port admits the sources of HTTPRouteGroup rules (requests matching the
+  named matches; a rule without ``matches`` means all of the group's; conditions of
+  one match are ANDed, matches ORed) and of TCPRoute rules covering the port; a TCP
+  port admits only TCPRoute sources. A TCPRoute with no ports covers every port; a
+  TCPRoute port covers a service port when it equals the port or its target port.
+  A TCPRoute source on an HTTP port may send any request.
+* TrafficSplit: the apex's traffic goes to the backends by relative weight; weight 0
+  backends are left out; a backend without the apex's port is left out with a
+  warning. Several splits on one apex (OSM honoured only the first) combine so:
+  splits without ``matches`` are merged by summing weights per backend, in name order,
+  into the default route; each split with ``matches`` (v1alpha4, HTTP ports only)
+  adds routes for its groups' matches, in split-name order, ahead of the default; the
+  default route goes to the apex itself when no split without matches applies.
+* Endpoints: a service's ready addresses from its Endpoints object; when it has none,
+  its ready pods with an IP (targetPort resolved per pod).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from osm.catalog import policy
+from osm.catalog.ids import Identity, ProxyId, ServiceId
+from osm.catalog.policy import (
+    CatalogWarning,
+    Endpoint,
+    InboundPolicy,
+    InboundPort,
+    InboundRule,
+    LocalPort,
+    OutboundPolicy,
+    OutboundPort,
+    OutboundRoute,
+    Proxy,
+    ProxyPolicy,
+    RequestMatch,
+    TlsSettings,
+    Upstream,
+    WeightedTarget,
+)
+from osm.catalog.state import Changed, MeshState, apex_name
+from osm.model.config import MeshConfig
+from osm.model.core import (
+    EndpointPort,
+    Endpoints,
+    Namespace,
+    Pod,
+    Service,
+    ServicePort,
+    injection_enabled,
+)
+from osm.model.meta import ObjectRef, Resource
+from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
+
+# (request match, sources) granted by HTTPRouteGroup rules; (ports, sources) by TCPRoutes.
+_HttpGrant = tuple[RequestMatch, tuple[Identity, ...]]
+_TcpGrant = tuple[tuple[int, ...], tuple[Identity, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Dirty:
+    """What a change may have altered, in the catalog's terms (see `dirty_from`)."""
+
+    services: frozenset[ServiceId] = frozenset()
+    identities: frozenset[Identity] = frozenset()
+    pods: frozenset[ProxyId] = frozenset()
+    mesh_services: bool = False
+    everything: bool = False
+
+
+@dataclass(slots=True)
+class _Caches:
+    upstreams: dict[tuple[ServiceId, int], Upstream] = field(default_factory=dict)
+    service_ports: dict[ServiceId, tuple[OutboundPort, ...]] = field(default_factory=dict)
+    identities: dict[ServiceId, tuple[Identity, ...]] = field(default_factory=dict)
+    grants: dict[Identity, tuple[tuple[_HttpGrant, ...], tuple[_TcpGrant, ...]]] = field(
+        default_factory=dict
+    )
+    reachable: dict[Identity, tuple[ServiceId, ...]] = field(default_factory=dict)
+    mesh_services: tuple[ServiceId, ...] | None = None
+    warnings: dict[object, list[CatalogWarning]] = field(default_factory=dict)
+
+
+class Catalog:
+    """Answers for one `MeshState`. Caches are filled lazily; not thread-safe."""
+
+    def __init__(self, state: MeshState, *, _caches: _Caches | None = None) -> None:
+        self.state = state
+        self.config: MeshConfig = state.mesh_config
+        self._c = _caches or _Caches()
+        self._outbound: dict[object, OutboundPolicy] = {}
+
+    # -- incremental -------------------------------------------------------------------
+    def derive(self, state: MeshState, dirty: Dirty) -> Catalog:
+        """A catalog for ``state`` that keeps this one's cached answers not in ``dirty``.
+
+        ``dirty`` must cover everything the change from ``self.state`` to ``state`` can
+        alter (`dirty_from` computes it); the caller owns that contract.
+        """
+        if dirty.everything or state.mesh_config != self.config:
+            return Catalog(state)
+        old = self._c
+        services = dirty.services
+        identities = dirty.identities
+        caches = _Caches(
+            upstreams={k: v for k, v in old.upstreams.items() if k[0] not in services},
+            service_ports={k: v for k, v in old.service_ports.items() if k not in services},
+            identities={k: v for k, v in old.identities.items() if k not in services},
+            grants={k: v for k, v in old.grants.items() if k not in identities},
+            reachable={k: v for k, v in old.reachable.items() if k not in identities},
+            mesh_services=None if dirty.mesh_services else old.mesh_services,
+            warnings={k: v for k, v in old.warnings.items() if not _stale(k, dirty)},
+        )
+        return Catalog(state, _caches=caches)
+
+    # -- warnings ----------------------------------------------------------------------
+    def _warn(self, key: object, resource: Resource | None, message: str) -> None:
+        ref = resource.ref if resource is not None else None
+        self._c.warnings.setdefault(key, []).append(CatalogWarning(message, ref))
+
+    @property
+    def warnings(self) -> list[CatalogWarning]:
+        """Warnings of every answer computed so far (deduplicated, sorted)."""
+        seen = {w for ws in self._c.warnings.values() for w in ws}
+        return sorted(seen, key=lambda w: (str(w.ref or ""), w.message))
+
+    # -- mesh membership ---------------------------------------------------------------
+    @property
+    def permissive(self) -> bool:
+        return self.config.permissive
+
+    def in_mesh_namespace(self, namespace: str) -> bool:
+        ns = self.state.namespace(namespace)
+        return isinstance(ns, Namespace) and ns.sidecar_injection
+
+    def pod_in_mesh(self, pod: Pod) -> bool:
+        explicit = injection_enabled(pod.metadata.annotations)
+        if explicit is not None:
+            return explicit
+        return self.in_mesh_namespace(pod.namespace)
+
+    def mesh_services(self) -> tuple[ServiceId, ...]:
+        """Every Service in a mesh namespace, sorted."""
+        if self._c.mesh_services is None:
+            self._c.mesh_services = tuple(
+                ServiceId(s.namespace, s.name)
+                for s in self.state.typed(Service)
+                if self.in_mesh_namespace(s.namespace)
+            )
+        return self._c.mesh_services
+
+    # -- proxies -----------------------------------------------------------------------
+    def proxies(self) -> list[Proxy]:
+        """Every proxy of the mesh (pods in the mesh), sorted by namespace and name."""
+        return [self.proxy_for(pod) for pod in self.state.typed(Pod) if self.pod_in_mesh(pod)]
+
+    def proxy(self, proxy_id: ProxyId) -> Proxy | None:
+        pod = self.state.pod(proxy_id.namespace, proxy_id.name)
+        if pod is None or not self.pod_in_mesh(pod):
+            return None
+        return self.proxy_for(pod)
+
+    def proxy_for(self, pod: Pod) -> Proxy:
+        services = self.state.services_selecting(pod.namespace, pod.metadata.labels)
+        local_ports: list[LocalPort] = []
+        for service in services:
+            sid = ServiceId(service.namespace, service.name)
+            for port in _tcp_ports(service):
+                target = _target_port(port, pod)
+                if target is None:
+                    self._warn(
+                        ("pod", ProxyId(pod.namespace, pod.name)),
+                        service,
+                        f'targetPort "{port.target_port}" of port {port.port} names no '
+                        f"container port of pod {pod.namespace}/{pod.name}",
+                    )
+                    continue
+                local_ports.append(LocalPort(sid, port.port, target, port.app_protocol))
+        kind = pod.metadata.annotations.get(policy.PROXY_KIND_ANNOTATION, policy.SIDECAR)
+        if kind not in policy.PROXY_KINDS:
+            self._warn(
+                ("pod", ProxyId(pod.namespace, pod.name)),
+                pod,
+                f'annotation {policy.PROXY_KIND_ANNOTATION}="{kind}" is not one of '
+                f"{', '.join(policy.PROXY_KINDS)}; treated as {policy.SIDECAR}",
+            )
+            kind = policy.SIDECAR
+        return Proxy(
+            ProxyId(pod.namespace, pod.name),
+            Identity(pod.namespace, pod.spec.service_account_name),
+            pod.pod_ip,
+            tuple(ServiceId(s.namespace, s.name) for s in services),
+            tuple(local_ports),
+            kind,
+        )
+
+    def policy(self, proxy: Proxy) -> ProxyPolicy:
+        """The full policy of ``proxy`` (equal for proxies with equal class keys)."""
+        sidecar = self.config.sidecar
+        inbound = (
+            self.inbound(proxy)
+            if proxy.kind == policy.SIDECAR
+            else InboundPolicy(proxy.identity, ())
+        )
+        return ProxyPolicy(
+            proxy.identity,
+            proxy.kind,
+            inbound,
+            self.outbound(proxy.identity),
+            TlsSettings(sidecar.tls_min_protocol_version, sidecar.tls_max_protocol_version),
+        )
+
+    # -- services ----------------------------------------------------------------------
+    def identities_of(self, service_id: ServiceId) -> tuple[Identity, ...]:
+        """Service accounts of the pods the service selects (its peer identities)."""
+        cached = self._c.identities.get(service_id)
+        if cached is None:
+            service = self.state.service(service_id)
+            pods = self.state.pods_selected_by(service) if service is not None else []
+            cached = tuple(
+                sorted({Identity(p.namespace, p.spec.service_account_name) for p in pods})
+            )
+            self._c.identities[service_id] = cached
+        return cached
+
+    def services_of(self, identity: Identity) -> list[ServiceId]:
+        """Services selecting at least one pod running as ``identity``."""
+        found: set[ServiceId] = set()
+        for pod in self.state.pods_with_identity(identity):
+            for service in self.state.services_selecting(pod.namespace, pod.metadata.labels):
+                found.add(ServiceId(service.namespace, service.name))
+        return sorted(found)
+
+    def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
+        """Ready endpoints of one service port (see the module docstring)."""
+        sid = ServiceId(service.namespace, service.name)
+        found: set[Endpoint] = set()
+        endpoints = self.state.endpoints(sid)
+        if isinstance(endpoints, Endpoints):
+            for subset in endpoints.subsets:
+                endpoint_port = _endpoint_port(subset.ports, port)
+                if endpoint_port is None:
+                    continue
+                for address in subset.addresses:
+                    if address.ready:
+                        found.add(Endpoint(address.ip, endpoint_port))
+        else:
+            for pod in self.state.pods_selected_by(service):
+                if not (pod.ready and pod.pod_ip):
+                    continue
+                target = _target_port(port, pod)
+                if target is not None:
+                    found.add(Endpoint(pod.pod_ip, target))
+        return tuple(sorted(found, key=lambda e: (e.ip, e.port)))
+
+    def upstream(self, service: Service, port: ServicePort) -> Upstream:
+        sid = ServiceId(service.namespace, service.name)
+        key = (sid, port.port)
+        cached = self._c.upstreams.get(key)
+        if cached is None:
+            cached = Upstream(
+                sid,
+                port.port,
+                port.app_protocol,
+                self.identities_of(sid),
+                self.endpoints(service, port),
+            )
+            self._c.upstreams[key] = cached
+        return cached
+
+    def service_ports(self, service_id: ServiceId) -> tuple[OutboundPort, ...]:
+        """How clients reach each TCP port of a service, splits applied."""
+        cached = self._c.service_ports.get(service_id)
+        if cached is None:
+            service = self.state.service(service_id)
+            cached = () if service is None else self._service_ports(service)
+            self._c.service_ports[service_id] = cached
+        return cached
+
+    def _service_ports(self, service: Service) -> tuple[OutboundPort, ...]:
+        sid = ServiceId(service.namespace, service.name)
+        splits = self.state.splits_for(sid)
+        result: list[OutboundPort] = []
+        for port in _tcp_ports(service):
+            own = self.upstream(service, port)
+            if service.cluster_ip and not service.headless:
+                match_ips: tuple[str, ...] = (service.cluster_ip,)
+            else:
+                match_ips = tuple(sorted({e.ip for e in own.endpoints}))
+            routes, upstreams = self._split_routes(service, port, splits)
+            result.append(
+                OutboundPort(
+                    sid,
+                    port.port,
+                    port.app_protocol,
+                    service.cluster_ip if not service.headless else "",
+                    match_ips,
+                    routes,
+                    upstreams,
+                )
+            )
+        return tuple(result)
+
+    def _split_routes(
+        self, apex: Service, port: ServicePort, splits: list[TrafficSplit]
+    ) -> tuple[tuple[OutboundRoute, ...], tuple[Upstream, ...]]:
+        sid = ServiceId(apex.namespace, apex.name)
+        upstreams: dict[ServiceId, Upstream] = {}
+        matched: list[OutboundRoute] = []
+        default: dict[ServiceId, int] = {}
+        http = policy.is_http(port.app_protocol)
+        for split in splits:
+            targets: list[WeightedTarget] = []
+            for backend in split.backends:
+                if backend.weight == 0:
+                    continue
+                bid = ServiceId(split.namespace, backend.service)
+                service = self.state.service(bid)
+                if service is None:
+                    self._warn(
+                        ("service", sid),
+                        split,
+                        f'backend Service "{bid}" does not exist; it gets no traffic',
+                    )
+                    continue
+                backend_port = service.port_named(port.port)
+                if backend_port is None:
+                    self._warn(
+                        ("service", sid),
+                        split,
+                        f'backend Service "{bid}" has no port {port.port} (a port of the '
+                        "apex); it gets no traffic on that port",
+                    )
+                    continue
+                upstreams[bid] = self.upstream(service, backend_port)
+                targets.append(WeightedTarget(bid, port.port, backend.weight))
+            if not targets:
+                self._warn(
+                    ("service", sid),
+                    split,
+                    f"no backend can take traffic on port {port.port}; the split is "
+                    "ignored on that port",
+                )
+                continue
+            if split.matches and not http:
+                self._warn(
+                    ("service", sid),
+                    split,
+                    f"matches apply to HTTP only; port {port.port} is "
+                    f"{port.app_protocol}, so the split is ignored on it",
+                )
+                continue
+            if split.matches:
+                for group_name in split.matches:
+                    group = self.state.route_group(split.namespace, group_name)
+                    if not isinstance(group, HTTPRouteGroup):
+                        self._warn(
+                            ("service", sid),
+                            split,
+                            f'HTTPRouteGroup "{split.namespace}/{group_name}" does not '
+                            "exist; its matches are not split",
+                        )
+                        continue
+                    for match in group.matches:
+                        matched.append(OutboundRoute(RequestMatch.of(match), tuple(targets)))
+            else:
+                for target in targets:
+                    default[target.service] = default.get(target.service, 0) + target.weight
+        if default:
+            default_targets = tuple(
+                WeightedTarget(service, port.port, weight)
+                for service, weight in sorted(default.items())
+            )
+        else:
+            default_targets = (WeightedTarget(sid, port.port, 1),)
+            upstreams[sid] = self.upstream(apex, port)
+        routes = (*matched, OutboundRoute(None, default_targets))
+        return routes, tuple(upstreams[k] for k in sorted(upstreams))
+
+    # -- outbound ----------------------------------------------------------------------
+    def reachable(self, identity: Identity) -> tuple[ServiceId, ...]:
+        """The services ``identity`` may call (all mesh services in permissive mode)."""
+        if self.permissive:
+            return self.mesh_services()
+        cached = self._c.reachable.get(identity)
+        if cached is None:
+            found: set[ServiceId] = set()
+            for target in self.state.targets_from(identity):
+                destination = Identity(target.destination.namespace, target.destination.name)
+                found.update(self.services_of(destination))
+            cached = tuple(s for s in sorted(found) if self.in_mesh_namespace(s.namespace))
+            self._c.reachable[identity] = cached
+        return cached
+
+    def outbound(self, identity: Identity) -> OutboundPolicy:
+        """Outbound policy of a proxy running as ``identity``.
+
+        Filter chains are told apart by destination IP and port, so when two service
+        ports would claim the same (IP, port) the first by (service, port) keeps it and
+        the other loses that IP, with a warning.
+        """
+        services = self.reachable(identity)
+        key: object = identity.namespace if self.permissive else identity
+        cached = self._outbound.get(key)
+        if cached is not None:
+            return cached
+        claimed: dict[tuple[str, int], ServiceId] = {}
+        ports: list[OutboundPort] = []
+        for sid in services:
+            for outbound_port in self.service_ports(sid):
+                kept: list[str] = []
+                for ip in outbound_port.match_ips:
+                    owner = claimed.setdefault((ip, outbound_port.port), sid)
+                    if owner == sid:
+                        kept.append(ip)
+                    else:
+                        self._warn(
+                            ("outbound", sid),
+                            self.state.service(sid),
+                            f"{ip}:{outbound_port.port} is also an address of Service "
+                            f'"{owner}"; connections to it are routed as {owner}',
+                        )
+                if len(kept) != len(outbound_port.match_ips):
+                    outbound_port = dataclasses.replace(outbound_port, match_ips=tuple(kept))
+                ports.append(outbound_port)
+        result = OutboundPolicy(identity.namespace, tuple(ports), self.config.traffic.enable_egress)
+        self._outbound[key] = result
+        return result
+
+    # -- inbound -----------------------------------------------------------------------
+    def _grants(self, identity: Identity) -> tuple[tuple[_HttpGrant, ...], tuple[_TcpGrant, ...]]:
+        cached = self._c.grants.get(identity)
+        if cached is not None:
+            return cached
+        http: list[_HttpGrant] = []
+        tcp: list[_TcpGrant] = []
+        key = ("identity", identity)
+        for target in self.state.targets_to(identity):
+            sources = tuple(sorted({Identity(s.namespace, s.name) for s in target.sources}))
+            for index, rule in enumerate(target.rules):
+                where = f"spec.rules[{index}]"
+                if rule.kind == HTTPRouteGroup.KIND:
+                    group = self.state.route_group(target.namespace, rule.name)
+                    if not isinstance(group, HTTPRouteGroup):
+                        self._warn(
+                            key,
+                            target,
+                            f'{where}: HTTPRouteGroup "{target.namespace}/{rule.name}" does '
+                            "not exist; the rule allows nothing",
+                        )
+                        continue
+                    matches = list(group.matches)
+                    if rule.matches:
+                        matches = []
+                        for name in rule.matches:
+                            match = group.match(name)
+                            if match is None:
+                                self._warn(
+                                    key,
+                                    target,
+                                    f'{where}: HTTPRouteGroup "{rule.name}" has no match '
+                                    f'"{name}"; it allows nothing',
+                                )
+                            else:
+                                matches.append(match)
+                    http.extend((RequestMatch.of(m), sources) for m in matches)
+                else:
+                    route = self.state.tcp_route(target.namespace, rule.name)
+                    if not isinstance(route, TCPRoute):
+                        self._warn(
+                            key,
+                            target,
+                            f'{where}: TCPRoute "{target.namespace}/{rule.name}" does not '
+                            "exist; the rule allows nothing",
+                        )
+                        continue
+                    tcp.append((route.ports, sources))
+        cached = (tuple(http), tuple(tcp))
+        self._c.grants[identity] = cached
+        return cached
+
+    def inbound(self, proxy: Proxy) -> InboundPolicy:
+        """Who may call the service ports ``proxy`` serves, and which requests."""
+        ports: list[InboundPort] = []
+        http_grants, tcp_grants = ((), ()) if self.permissive else self._grants(proxy.identity)
+        for local in proxy.local_ports:
+            http = policy.is_http(local.protocol)
+            if self.permissive:
+                rules = (InboundRule(RequestMatch(), None),) if http else ()
+                ports.append(
+                    InboundPort(
+                        local.service, local.port, local.target_port, local.protocol, None, rules
+                    )
+                )
+                continue
+            tcp_sources: set[Identity] = set()
+            for route_ports, sources in tcp_grants:
+                if not route_ports or local.port in route_ports or local.target_port in route_ports:
+                    tcp_sources.update(sources)
+            if not http:
+                ports.append(
+                    InboundPort(
+                        local.service,
+                        local.port,
+                        local.target_port,
+                        local.protocol,
+                        tuple(sorted(tcp_sources)),
+                        (),
+                    )
+                )
+                continue
+            by_match: dict[RequestMatch, set[Identity]] = {}
+            for match, sources in http_grants:
+                by_match.setdefault(match, set()).update(sources)
+            rules_list = [InboundRule(m, tuple(sorted(s))) for m, s in by_match.items()]
+            if tcp_sources:
+                rules_list.append(InboundRule(RequestMatch(), tuple(sorted(tcp_sources))))
+            l4 = set(tcp_sources)
+            for _match, sources in http_grants:
+                l4.update(sources)
+            ports.append(
+                InboundPort(
+                    local.service,
+                    local.port,
+                    local.target_port,
+                    local.protocol,
+                    tuple(sorted(l4)),
+                    tuple(rules_list),
+                )
+            )
+        return InboundPolicy(proxy.identity, tuple(ports))
+
+
+# -- change analysis ---------------------------------------------------------------------
+def dirty_from(before: Catalog, after: MeshState, changed: Changed) -> Dirty:
+    """What ``changed`` (taking ``before.state`` to ``after``) may alter.
+
+    Conservative: it may name more than changed, never less. Services whose pods,
+    endpoints, ports or splits changed are dirty, and so are the apexes of splits
+    they are backends of; identities named by changed TrafficTargets (directly or
+    through a changed route) are dirty, and in SMI mode so are the sources of
+    TrafficTargets to identities whose services changed.
+    """
+    if changed.everything:
+        return Dirty(everything=True)
+    kinds = changed.kinds
+    if kinds & {Namespace.KIND, MeshConfig.KIND}:
+        return Dirty(everything=True)
+    services: set[ServiceId] = set()
+    identities: set[Identity] = set()
+    pods: set[ProxyId] = set()
+    mesh_services = False
+    states = (before.state, after)
+
+    def versions(ref: ObjectRef) -> list[Resource]:
+        return changed.versions(ref)
+
+    for ref in changed.refs:
+        if ref.kind == Service.KIND:
+            sid = ServiceId(ref.namespace, ref.name)
+            services.add(sid)
+            if ref not in changed.before or ref not in changed.after:
+                mesh_services = True
+            for version in versions(ref):
+                assert isinstance(version, Service)
+                for state in states:
+                    pods.update(
+                        ProxyId(p.namespace, p.name) for p in state.pods_selected_by(version)
+                    )
+        elif ref.kind == Pod.KIND:
+            pods.add(ProxyId(ref.namespace, ref.name))
+            for version in versions(ref):
+                assert isinstance(version, Pod)
+                identities.add(Identity(version.namespace, version.spec.service_account_name))
+                for state in states:
+                    services.update(
+                        ServiceId(s.namespace, s.name)
+                        for s in state.services_selecting(
+                            version.namespace, version.metadata.labels
+                        )
+                    )
+        elif ref.kind == Endpoints.KIND:
+            services.add(ServiceId(ref.namespace, ref.name))
+        elif ref.kind == TrafficSplit.KIND:
+            for version in versions(ref):
+                assert isinstance(version, TrafficSplit)
+                services.add(ServiceId(version.namespace, apex_name(version)))
+        elif ref.kind in (HTTPRouteGroup.KIND, TCPRoute.KIND):
+            for state in states:
+                for target in state.targets_with_rule(ref.namespace, ref.kind, ref.name):
+                    identities.update(_target_identities(target))
+                if ref.kind == HTTPRouteGroup.KIND:
+                    for split in state.splits_with_group(ref.namespace, ref.name):
+                        services.add(ServiceId(split.namespace, apex_name(split)))
+        elif ref.kind == TrafficTarget.KIND:
+            for version in versions(ref):
+                assert isinstance(version, TrafficTarget)
+                identities.update(_target_identities(version))
+    # Apexes whose backends changed.
+    for sid in list(services):
+        for state in states:
+            for split in state.splits_with_backend(sid):
+                services.add(ServiceId(split.namespace, apex_name(split)))
+    # SMI: who reaches a changed service depends on the identities behind it.
+    if not after.mesh_config.permissive:
+        behind: set[Identity] = set(identities)
+        after_catalog = Catalog(after)
+        for sid in services:
+            behind.update(before.identities_of(sid))
+            behind.update(after_catalog.identities_of(sid))
+        for identity in behind:
+            for state in states:
+                for target in state.targets_to(identity):
+                    identities.update(_target_identities(target))
+    return Dirty(frozenset(services), frozenset(identities), frozenset(pods), mesh_services, False)
+
+
+def _stale(key: object, dirty: Dirty) -> bool:
+    """Whether a cached warning's key is invalidated by ``dirty``."""
+    assert isinstance(key, tuple)
+    tag, subject = key
+    if tag == "outbound":
+        return True
+    return subject in dirty.services or subject in dirty.identities or subject in dirty.pods
+
+
+def _target_identities(target: TrafficTarget) -> Iterable[Identity]:
+    yield Identity(target.destination.namespace, target.destination.name)
+    for source in target.sources:
+        yield Identity(source.namespace, source.name)
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _tcp_ports(service: Service) -> list[ServicePort]:
+    """The ports the mesh proxies (TCP; UDP and SCTP pass by)."""
+    return [p for p in service.ports if p.protocol == "TCP"]
+
+
+def _target_port(port: ServicePort, pod: Pod) -> int | None:
+    """The port number ``port`` reaches on ``pod`` (named target ports looked up)."""
+    if isinstance(port.target_port, int):
+        return port.target_port
+    for container in pod.spec.containers:
+        for container_port in container.ports:
+            if container_port.name == port.target_port:
+                return container_port.container_port
+    return None
+
+
+def _endpoint_port(ports: Iterable[EndpointPort], port: ServicePort) -> int | None:
+    """The Endpoints subset port for a service port: same name, or the only one."""
+    candidates = list(ports)
+    for candidate in candidates:
+        if candidate.name == port.name:
+            return candidate.port
+    if len(candidates) == 1 and not port.name:
+        return candidates[0].port
+    return None

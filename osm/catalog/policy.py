@@ -1,0 +1,231 @@
+"""The catalog's answers: what one proxy may do, as plain frozen values.
+
+The one idea: these values are the whole input of the xDS builders, and they compare
+and hash by value, so a builder memoized on them builds a resource once however many
+proxies need it. No Envoy types here; nothing here knows how a policy is enforced.
+
+Conventions: tuples are sorted (or in a documented order) so equal policies are equal
+values; ``None`` for a set of sources means "any authenticated mesh identity"
+(permissive mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from osm.catalog.ids import Identity, ProxyId, ServiceId
+from osm.model.meta import ObjectRef
+from osm.model.smi import HTTPMatch
+
+SIDECAR = "sidecar"
+GRPC = "grpc"
+PROXY_KINDS = (SIDECAR, GRPC)
+PROXY_KIND_ANNOTATION = "osm-py.io/proxy-kind"
+"""Pod annotation naming the proxy kind: ``sidecar`` (default) or ``grpc`` (a
+proxyless gRPC client that reads xDS itself). Not an OSM annotation; ours."""
+
+HTTP_PROTOCOLS = frozenset({"http", "grpc"})
+TCP_PROTOCOLS = frozenset({"tcp", "tcp-server-first"})
+
+
+def is_http(protocol: str) -> bool:
+    """True for the appProtocols proxied at L7 (HTTP routes, HTTP RBAC)."""
+    return protocol in HTTP_PROTOCOLS
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogWarning:
+    """Something in the resources the catalog had to ignore (the object's fault)."""
+
+    message: str
+    ref: ObjectRef | None = None
+
+    def __str__(self) -> str:
+        return f"{self.ref}: {self.message}" if self.ref else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class LocalPort:
+    """A service port the proxy's pod serves, with its target port resolved."""
+
+    service: ServiceId
+    port: int
+    target_port: int
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """A proxy is a pod of the mesh (Ready or not: a sidecar connects before that).
+
+    ``services`` are the Services whose selector matches the pod's labels;
+    ``local_ports`` their ports with numeric target ports (named ports resolved against
+    the pod's containers).
+    """
+
+    id: ProxyId
+    identity: Identity
+    ip: str
+    services: tuple[ServiceId, ...]
+    local_ports: tuple[LocalPort, ...]
+    kind: str = SIDECAR
+
+    @property
+    def class_key(self) -> tuple[object, ...]:
+        """Proxies with equal keys get identical configuration (the pod IP is not in it)."""
+        return (self.kind, self.identity, self.services, self.local_ports)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMatch:
+    """Conditions on an HTTP request, ANDed; an empty match matches every request.
+
+    ``path_regex`` must match the whole path (without the query); ``methods`` empty
+    means any method; ``headers`` are (lower-case name, regex matching the whole value).
+    """
+
+    path_regex: str = ""
+    methods: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def matches_all(self) -> bool:
+        return not (self.path_regex or self.methods or self.headers)
+
+    @classmethod
+    def of(cls, match: HTTPMatch) -> RequestMatch:
+        methods = () if match.any_method else tuple(sorted(set(match.methods)))
+        path = "" if match.path_regex in ("", ".*") else match.path_regex
+        return cls(path, methods, tuple(sorted(set(match.headers))))
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One service port as a destination: a cluster and its load assignment."""
+
+    service: ServiceId
+    port: int
+    protocol: str
+    identities: tuple[Identity, ...]
+    """Identities of the pods behind the service: the peer certificates accepted."""
+    endpoints: tuple[Endpoint, ...]
+    """Ready endpoints, sorted."""
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedTarget:
+    """Send a share (``weight``, relative, > 0) of the traffic to a service port."""
+
+    service: ServiceId
+    port: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRoute:
+    """Requests matching ``match`` (None: every request) go to ``targets``."""
+
+    match: RequestMatch | None
+    targets: tuple[WeightedTarget, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundPort:
+    """How a client reaches one port of one service.
+
+    ``routes`` are tried in order and the last one matches everything (TCP ports have
+    only that one). ``match_ips`` are the destination addresses a connection to this
+    port is recognised by (the ClusterIP, or the endpoints of a headless service).
+    ``upstreams`` are every cluster the routes name, sorted by service. Hash cached:
+    these values key the builders' memo for every client.
+    """
+
+    service: ServiceId
+    port: int
+    protocol: str
+    cluster_ip: str
+    match_ips: tuple[str, ...]
+    routes: tuple[OutboundRoute, ...]
+    upstreams: tuple[Upstream, ...]
+    _hash: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        value = (self.service, self.port, self.protocol, self.cluster_ip, self.match_ips)
+        object.__setattr__(self, "_hash", hash((value, self.routes, self.upstreams)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundPolicy:
+    """Everything a proxy may call: service ports sorted by (service, port).
+
+    ``namespace`` is the client's (same-namespace short host names depend on it).
+    Hash cached: a permissive policy holds every service of the mesh.
+    """
+
+    namespace: str
+    ports: tuple[OutboundPort, ...]
+    egress: bool
+    _hash: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.namespace, self.ports, self.egress)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRule:
+    """Requests matching ``match`` are allowed from ``sources`` (None: any identity)."""
+
+    match: RequestMatch
+    sources: tuple[Identity, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPort:
+    """Who may connect to one port of one service this proxy serves.
+
+    ``l4_sources`` None means no connection-level check (permissive mode); an empty
+    tuple denies every connection. ``rules`` (HTTP ports only) allow requests; a request
+    is allowed when any rule allows it.
+    """
+
+    service: ServiceId
+    port: int
+    target_port: int
+    protocol: str
+    l4_sources: tuple[Identity, ...] | None
+    rules: tuple[InboundRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPolicy:
+    identity: Identity
+    ports: tuple[InboundPort, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    min_version: str = "TLSv1_2"
+    max_version: str = "TLSv1_3"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyPolicy:
+    """The whole traffic policy of a class of proxies (see `Proxy.class_key`)."""
+
+    identity: Identity
+    kind: str
+    inbound: InboundPolicy
+    outbound: OutboundPolicy
+    tls: TlsSettings

@@ -1,0 +1,218 @@
+"""CDS: the clusters of a proxy, built from its policy.
+
+Upstream clusters ``<ns>/<svc>|<port>`` are EDS (over ADS), ROUND_ROBIN, with mesh
+mTLS: SNI ``<svc>.<ns>.svc.cluster.local``, our certificate from SDS
+``service-cert``, the peer verified against SDS ``root-cert-for-mtls-outbound:<ns>/<svc>``
+and, in the cluster itself, its URI SAN matched against the SPIFFE ids of the
+service's identities. They depend only on the upstream, so one Cluster object serves
+every proxy. Local clusters ``<ns>/<svc>|<port>|local`` are STATIC to
+127.0.0.1:targetPort; then ``passthrough-outbound`` (ORIGINAL_DST, when egress is on)
+and ``envoy-metrics-cluster`` (127.0.0.1:15000).
+
+Proxyless gRPC clients get their upstream clusters only, with TLS from certificate
+provider instances (`names.GRPC_IDENTITY_PROVIDER`, `names.GRPC_ROOT_PROVIDER`) or,
+with ``Context.grpc_mtls`` off, plaintext.
+
+Same shape as every builder module: `resources(policy, context)`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+from osm.catalog.policy import GRPC, LocalPort, ProxyPolicy, TlsSettings, Upstream
+from osm.xds import common, names
+from osm.xds.context import Context
+from osm.xds.resources import CLUSTER, Built, build, pack
+
+CONNECT_TIMEOUT = 1.0
+Cluster = cluster_pb2.Cluster
+
+
+def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+    """The clusters every proxy with this policy needs."""
+    return outbound_resources(policy, context) + inbound_resources(policy, context)
+
+
+def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+    """Upstream clusters and the passthrough (reads ``policy.outbound``, ``kind``,
+    ``tls`` only), sorted by name."""
+    memo = context.memo
+    result: dict[str, Built] = {}
+    grpc = policy.kind == GRPC
+    for port in policy.outbound.ports:
+        for upstream in port.upstreams:
+            name = names.cluster(upstream.service, upstream.port)
+            if name in result:
+                continue
+            key = (upstream.service, upstream.port, upstream.protocol, upstream.identities)
+            if grpc:
+                result[name] = memo.get(
+                    ("cds-grpc", key, context.grpc_mtls, context.trust_domain),
+                    functools.partial(_built, grpc_cluster, upstream, context),
+                )
+            else:
+                result[name] = memo.get(
+                    ("cds-upstream", key, policy.tls, context.trust_domain),
+                    functools.partial(_built, upstream_cluster, upstream, policy.tls, context),
+                )
+    if not grpc and policy.outbound.egress:
+        result[names.PASSTHROUGH_CLUSTER] = memo.get(
+            ("cds-passthrough",), functools.partial(_built, passthrough_cluster)
+        )
+    return [result[name] for name in sorted(result)]
+
+
+def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+    """Local clusters and the metrics cluster (sidecars only), sorted by name."""
+    if policy.kind == GRPC:
+        return []
+    memo = context.memo
+    result: dict[str, Built] = {}
+    for inbound in policy.inbound.ports:
+        local = LocalPort(inbound.service, inbound.port, inbound.target_port, inbound.protocol)
+        name = names.local_cluster(local.service, local.port)
+        if name not in result:
+            result[name] = memo.get(
+                ("cds-local", local), functools.partial(_built, local_cluster, local)
+            )
+    result[names.METRICS_CLUSTER] = memo.get(
+        ("cds-metrics",), functools.partial(_built, metrics_cluster)
+    )
+    return [result[name] for name in sorted(result)]
+
+
+def _built(make: Callable[..., Any], *args: object) -> Built:
+    cluster = make(*args)
+    return build(CLUSTER, cluster.name, cluster)
+
+
+def _http2(cluster: cluster_pb2.Cluster) -> None:
+    options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+        )
+    )
+    cluster.typed_extension_protocol_options[names.HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
+
+
+def _eds_cluster(name: str) -> cluster_pb2.Cluster:
+    return Cluster(
+        name=name,
+        type=Cluster.EDS,
+        eds_cluster_config=Cluster.EdsClusterConfig(eds_config=common.ads()),
+        connect_timeout=common.seconds(CONNECT_TIMEOUT),
+        lb_policy=Cluster.ROUND_ROBIN,
+    )
+
+
+def upstream_tls(
+    upstream: Upstream, tls: TlsSettings, trust_domain: str
+) -> tls_pb2.UpstreamTlsContext:
+    return tls_pb2.UpstreamTlsContext(
+        sni=upstream.service.fqdn,
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_params=common.tls_params(tls),
+            alpn_protocols=[names.ALPN_MESH],
+            tls_certificate_sds_secret_configs=[common.sds(names.SERVICE_CERT)],
+            combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+                default_validation_context=common_pb2.CertificateValidationContext(
+                    match_typed_subject_alt_names=common.san_matchers(
+                        upstream.identities, trust_domain
+                    )
+                ),
+                validation_context_sds_secret_config=common.sds(
+                    names.root_cert_outbound(upstream.service)
+                ),
+            ),
+        ),
+    )
+
+
+def upstream_cluster(upstream: Upstream, tls: TlsSettings, context: Context) -> cluster_pb2.Cluster:
+    cluster = _eds_cluster(names.cluster(upstream.service, upstream.port))
+    cluster.transport_socket.CopyFrom(
+        common.transport_socket(upstream_tls(upstream, tls, context.trust_domain))
+    )
+    if upstream.protocol == "grpc":
+        _http2(cluster)
+    return cluster
+
+
+def grpc_cluster(upstream: Upstream, context: Context) -> cluster_pb2.Cluster:
+    """A cluster for a proxyless gRPC client (which speaks HTTP/2 by itself)."""
+    cluster = _eds_cluster(names.cluster(upstream.service, upstream.port))
+    if context.grpc_mtls:
+        # gRPC reads SAN matchers from the untyped list (gRFC A29).
+        san = [common.exact(i.spiffe_id(context.trust_domain)) for i in upstream.identities]
+        tls = tls_pb2.UpstreamTlsContext(
+            sni=upstream.service.fqdn,
+            common_tls_context=tls_pb2.CommonTlsContext(
+                tls_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
+                    instance_name=names.GRPC_IDENTITY_PROVIDER
+                ),
+                validation_context=common_pb2.CertificateValidationContext(
+                    ca_certificate_provider_instance=common_pb2.CertificateProviderPluginInstance(
+                        instance_name=names.GRPC_ROOT_PROVIDER
+                    ),
+                    match_subject_alt_names=san,
+                ),
+            ),
+        )
+        cluster.transport_socket.CopyFrom(common.transport_socket(tls))
+    return cluster
+
+
+def _static(name: str, ip: str, port: int) -> cluster_pb2.Cluster:
+    return Cluster(
+        name=name,
+        type=Cluster.STATIC,
+        connect_timeout=common.seconds(CONNECT_TIMEOUT),
+        lb_policy=Cluster.ROUND_ROBIN,
+        load_assignment=endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                endpoint_components_pb2.LocalityLbEndpoints(
+                    lb_endpoints=[
+                        endpoint_components_pb2.LbEndpoint(
+                            endpoint=endpoint_components_pb2.Endpoint(
+                                address=common.socket_address(ip, port)
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
+
+
+def local_cluster(local: LocalPort) -> cluster_pb2.Cluster:
+    """The app behind the sidecar, on loopback at the target port."""
+    cluster = _static(
+        names.local_cluster(local.service, local.port), names.LOCALHOST, local.target_port
+    )
+    if local.protocol == "grpc":
+        _http2(cluster)
+    return cluster
+
+
+def passthrough_cluster() -> cluster_pb2.Cluster:
+    """Egress: connect to wherever the app was connecting (original destination)."""
+    return Cluster(
+        name=names.PASSTHROUGH_CLUSTER,
+        type=Cluster.ORIGINAL_DST,
+        connect_timeout=common.seconds(CONNECT_TIMEOUT),
+        lb_policy=Cluster.CLUSTER_PROVIDED,
+    )
+
+
+def metrics_cluster() -> cluster_pb2.Cluster:
+    return _static(names.METRICS_CLUSTER, names.LOCALHOST, names.ADMIN_PORT)

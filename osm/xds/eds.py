@@ -1,0 +1,68 @@
+"""EDS: the load assignments of a proxy's upstream clusters, built from its policy.
+
+One ClusterLoadAssignment per EDS cluster (``<ns>/<svc>|<port>``), with the ready
+endpoints in a single locality that has a ``load_balancing_weight`` (proxyless gRPC
+ignores localities without one). A service without ready endpoints gets an
+assignment with no endpoints, so the cluster exists and fails fast. One object per
+(cluster, endpoints) serves every proxy.
+
+Same shape as every builder module: `resources(policy, context)`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from envoy.config.core.v3 import health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from osm.catalog.policy import Endpoint, ProxyPolicy
+from osm.xds import common, names
+from osm.xds.context import Context
+from osm.xds.resources import ENDPOINT, Built, build
+
+
+def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+    """The load assignments every proxy with this policy needs."""
+    return outbound_resources(policy, context) + inbound_resources(policy, context)
+
+
+def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+    """None: load assignments are for upstreams only."""
+    return []
+
+
+def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+    """One per upstream cluster (reads ``policy.outbound`` only), sorted by name."""
+    result: dict[str, Built] = {}
+    for port in policy.outbound.ports:
+        for upstream in port.upstreams:
+            name = names.cluster(upstream.service, upstream.port)
+            if name not in result:
+                result[name] = context.memo.get(
+                    ("eds", name, upstream.endpoints),
+                    functools.partial(_built, name, upstream.endpoints),
+                )
+    return [result[name] for name in sorted(result)]
+
+
+def load_assignment(
+    cluster: str, endpoints: tuple[Endpoint, ...]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster)
+    if endpoints:
+        locality = assignment.endpoints.add(load_balancing_weight=common.uint32(1))
+        for endpoint in endpoints:
+            locality.lb_endpoints.append(
+                endpoint_components_pb2.LbEndpoint(
+                    endpoint=endpoint_components_pb2.Endpoint(
+                        address=common.socket_address(endpoint.ip, endpoint.port)
+                    ),
+                    health_status=health_check_pb2.HEALTHY,
+                )
+            )
+    return assignment
+
+
+def _built(cluster: str, endpoints: tuple[Endpoint, ...]) -> Built:
+    return build(ENDPOINT, cluster, load_assignment(cluster, endpoints))
