@@ -31,6 +31,7 @@ class RunningController:
     state_dir: Path
     port: int
     log: Path
+    xds_port: int
 
     def stop(self, sig: int | None = None) -> None:
         if self.process.poll() is None:
@@ -42,10 +43,18 @@ class RunningController:
 
 
 def start_controller(
-    state_dir: Path, port: int | None = None, store: str = ""
+    state_dir: Path,
+    port: int | None = None,
+    store: str = "",
+    xds_port: int | None = None,
+    extra: tuple[str, ...] = (),
 ) -> RunningController:
-    """Starts `osm controller` as a subprocess and waits until its API answers."""
+    """Starts `osm controller` as a subprocess and waits until its API answers.
+
+    Every controller gets its own API and xDS ports, so tests can run side by side.
+    """
     port = port or free_port()
+    xds_port = xds_port or free_port()
     log = state_dir.parent / f"controller-{port}.log"
     args = [
         sys.executable,
@@ -56,6 +65,9 @@ def start_controller(
         str(state_dir),
         "--port",
         str(port),
+        "--xds-port",
+        str(xds_port),
+        *extra,
     ]
     if store:
         args += ["--store", store]
@@ -68,7 +80,7 @@ def start_controller(
             raise RuntimeError(f"controller exited: {log.read_text()}")
         try:
             urllib.request.urlopen(url + "/healthz", timeout=1).read()
-            return RunningController(process, url, state_dir, port, log)
+            return RunningController(process, url, state_dir, port, log, xds_port)
         except OSError:
             time.sleep(0.05)
     process.kill()

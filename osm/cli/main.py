@@ -94,15 +94,39 @@ def cli(ctx: click.Context, server: str) -> None:
     help="API listen port (0 picks a free one).",
 )
 @click.option(
+    "--xds-host", default="127.0.0.1", show_default=True, help="xDS (ADS gRPC) listen address."
+)
+@click.option(
+    "--xds-port",
+    default=15128,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="xDS listen port (OSM's 15128; 0 picks a free one).",
+)
+@click.option(
+    "--xds-insecure",
+    is_flag=True,
+    help="Serve xDS without TLS and trust node ids as sent (development and "
+    "proxyless gRPC tests only).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 def controller(
-    state_dir: Path | None, store_url: str, host: str, port: int, log_level: str
+    state_dir: Path | None,
+    store_url: str,
+    host: str,
+    port: int,
+    xds_host: str,
+    xds_port: int,
+    xds_insecure: bool,
+    log_level: str,
 ) -> None:
-    """Run the control plane in the foreground until interrupted."""
+    """Run the control plane in the foreground until interrupted: the store and its API,
+    the certificate authority, and the xDS server that configures every proxy."""
     from osm.controller import server
 
     logging.basicConfig(
@@ -113,6 +137,9 @@ def controller(
         store_url=store_url,
         api_host=host,
         api_port=port,
+        xds_host=xds_host,
+        xds_port=xds_port,
+        xds_insecure=xds_insecure,
     )
     try:
         asyncio.run(server.run(settings))

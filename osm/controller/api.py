@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -39,6 +40,8 @@ STORE_KEY = web.AppKey("store", store_api.Store)
 HEARTBEAT_SECONDS = 15.0
 CLUSTER_SCOPED = "_"
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
+ProxyStatusSource = Callable[[], list[dict[str, Any]]]
+PROXIES_KEY: web.AppKey[ProxyStatusSource] = web.AppKey("proxies")
 
 
 @dataclasses.dataclass(slots=True)
@@ -47,8 +50,8 @@ class ApiMetrics:
     writes: Counter
 
     @classmethod
-    def create(cls) -> ApiMetrics:
-        registry = CollectorRegistry()
+    def create(cls, registry: CollectorRegistry | None = None) -> ApiMetrics:
+        registry = registry or CollectorRegistry()
         writes = Counter(
             "osm_api_write_count",
             "Objects written through the API, by action",
@@ -371,3 +374,20 @@ async def watch(request: web.Request) -> web.StreamResponse:
         if closer is not None:
             await closer()
     return response
+
+
+async def proxies(request: web.Request) -> web.Response:
+    """The connected proxies: identity, ACKed versions per type, the last NACK."""
+    source = request.app.get(PROXIES_KEY)
+    return web.json_response({"proxies": source() if source is not None else []})
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclass dicts with datetimes and mappings, made JSON-ready."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value

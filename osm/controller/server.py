@@ -1,42 +1,63 @@
-"""Running the controller: open the store, serve the API, stop cleanly on a signal.
+"""Running the controller: the store, the CA, the push loop, the xDS server and the API.
 
-`Controller` is usable in-process (tests start one on an ephemeral port) and from
-`osm controller`. Shutdown closes the API first, then the store, so no write is lost
+`Controller` is usable in-process (tests start one on ephemeral ports) and from
+`osm controller`. Start order: CA (refuse to start on a damaged one), store, push loop
+(first full build), xDS server, API. Stop order is the reverse, so no write is lost
 half-way: an apply either committed before the store closed or was refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import ipaddress
 import logging
 import signal
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from osm import paths
+from osm.ads import cache as ads_cache
+from osm.ads import server as ads_server
 from osm.ca import builtin
+from osm.ca import manager as ca_manager
 from osm.ca.errors import CAError
-from osm.controller import api
+from osm.ca.issuer import LeafRequest
+from osm.controller import api, mesh
 from osm.store import api as store_api
 from osm.store import open_store
 
 log = logging.getLogger(__name__)
 
+XDS_SERVER_NAMES = ("osm-controller.osm-system.svc", "osm-controller", "localhost")
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
-    """Where the controller keeps its state and where it listens."""
+    """Where the controller keeps its state and where it listens.
+
+    ``xds_insecure`` serves xDS without TLS (node ids are then trusted as sent): only for
+    local development and for proxyless gRPC clients in tests.
+    """
 
     state_dir: Path = dataclasses.field(default_factory=paths.default_state_dir)
     store_url: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 9091
+    xds_host: str = "127.0.0.1"
+    xds_port: int = ads_server.DEFAULT_PORT
+    xds_insecure: bool = False
 
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.state_dir / 'store.db'}"
+
+
+class ControllerError(Exception):
+    """A problem that stops the controller from starting, said for the user."""
 
 
 class Controller:
@@ -44,25 +65,82 @@ class Controller:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.registry = CollectorRegistry()
         self.store: store_api.Store | None = None
         self.ca: builtin.BuiltinCA | None = None
+        self.certificates: ca_manager.CertificateManager | None = None
+        self.ads: ads_server.AdsServer | None = None
+        self.pusher: mesh.MeshPusher | None = None
+        self._push_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.port = settings.api_port
 
     async def start(self) -> None:
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings = self.settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self.ca = builtin.BuiltinCA.open(self.settings.state_dir / "ca", builtin.utc_now())
+            self.ca = builtin.BuiltinCA.open(settings.state_dir / "ca", builtin.utc_now())
         except CAError as error:
             raise ControllerError(f"the certificate authority cannot start: {error}") from error
-        self.store = await open_store(self.settings.resolved_store_url)
-        self._runner = web.AppRunner(api.make_app(self.store), access_log=None)
+        self.certificates = ca_manager.CertificateManager(self.ca, builtin.utc_now)
+        try:
+            self.store = await open_store(settings.resolved_store_url)
+            cache = ads_cache.SnapshotCache()
+            self.pusher = mesh.MeshPusher(
+                self.store,
+                cache,
+                self.certificates,
+                self.registry,
+                grpc_mtls=not settings.xds_insecure,
+            )
+            self._push_task = asyncio.create_task(self.pusher.run(), name="push-loop")
+            self.pusher.on_trust_bundle = self._new_trust_bundle
+            tls = None if settings.xds_insecure else self._xds_tls()
+            self.ads = ads_server.AdsServer(
+                cache,
+                self.registry,
+                ads_server.ServerConfig(host=settings.xds_host, port=settings.xds_port, tls=tls),
+            )
+            try:
+                await self.ads.start()
+            except ads_server.AdsServerError as error:
+                raise ControllerError(
+                    f"{error} (is another controller running? use --xds-port)"
+                ) from error
+            await self._start_api()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info(
+            "controller API on %s, xDS on %s:%d, store %s",
+            self.url,
+            settings.xds_host,
+            self.ads.port,
+            settings.resolved_store_url,
+        )
+
+    def _xds_tls(self) -> ads_server.TlsConfig:
+        assert self.ca is not None
+        issued = self.ca.issue(
+            LeafRequest.xds_server(XDS_SERVER_NAMES, (ipaddress.IPv4Address("127.0.0.1"),)),
+            builtin.utc_now(),
+        )
+        return ads_server.TlsConfig(issued.cert_pem, issued.key_pem, issued.trust_bundle_pem)
+
+    def _new_trust_bundle(self, bundle: bytes) -> None:
+        if self.ads is not None and not self.settings.xds_insecure:
+            self.ads.update_tls(self._xds_tls())
+
+    async def _start_api(self) -> None:
+        assert self.store is not None
+        app = api.make_app(self.store, api.ApiMetrics.create(self.registry))
+        app[api.PROXIES_KEY] = self._proxy_status
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.api_host, self.settings.api_port)
         try:
             await site.start()
         except OSError as error:
-            await self.stop()
             raise ControllerError(
                 f"cannot listen on {self.settings.api_host}:{self.settings.api_port}: "
                 f"{error.strerror} (is another controller running? use --port)"
@@ -71,17 +149,24 @@ class Controller:
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        log.info(
-            "controller API on http://%s:%d, store %s",
-            self.settings.api_host,
-            self.port,
-            self.settings.resolved_store_url,
-        )
+
+    def _proxy_status(self) -> list[dict[str, object]]:
+        if self.ads is None:
+            return []
+        return [api.jsonable(dataclasses.asdict(status)) for status in self.ads.status()]
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.ads is not None:
+            await self.ads.stop(grace=0.5)
+            self.ads = None
+        if self._push_task is not None:
+            self._push_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._push_task
+            self._push_task = None
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -90,9 +175,9 @@ class Controller:
     def url(self) -> str:
         return f"http://{self.settings.api_host}:{self.port}"
 
-
-class ControllerError(Exception):
-    """A problem that stops the controller from starting, said for the user."""
+    @property
+    def xds_port(self) -> int:
+        return self.ads.port if self.ads is not None else self.settings.xds_port
 
 
 async def run(settings: Settings) -> None:

@@ -30,7 +30,18 @@ def test_a_corrupt_root_key_stops_the_controller_instead_of_minting_a_new_root(
     (key,) = sorted((state / "ca" / "roots").rglob("*key*"))
     key.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     result = subprocess.run(
-        [sys.executable, "-m", "osm.cli", "controller", "--state-dir", str(state), "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "osm.cli",
+            "controller",
+            "--state-dir",
+            str(state),
+            "--port",
+            "0",
+            "--xds-port",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=30,

@@ -83,7 +83,7 @@ def test_kill_9_mid_apply_leaves_old_or_new_state_and_watchers_resume(tmp_path: 
             time.sleep(rng.uniform(0.5, 1.3) * duration)
             controller.stop(signal.SIGKILL)
             writer.join(timeout=120)
-            controller = start_controller(state, port=controller.port)
+            controller = start_controller(state, port=controller.port, xds_port=controller.xds_port)
 
             after = api.list("sa", namespace="load")
             generations = {o["metadata"]["labels"]["gen"] for o in after["items"]}

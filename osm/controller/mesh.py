@@ -1,0 +1,270 @@
+"""The push loop: store watch -> MeshState -> debounce -> build -> snapshot cache.
+
+One idea: the loop keeps exactly one `MeshState` and one `Generator`, and feeds them
+batches of changes; the generator recomputes only the proxies a batch can affect, and
+only snapshots that actually changed are handed to the cache (which wakes only the
+streams whose versions differ). Certificates enter the same way: the certificate
+manager's rotation events become a rebuild of the affected identities' secrets.
+
+A failing required input for one proxy (no certificate yet, an inconsistent set) keeps
+that proxy's last good snapshot and is retried on the next batch; a manifest the
+current model cannot read (stored by an older version) is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from osm.ads import cache as ads_cache
+from osm.ads import node as ads_node
+from osm.ads import xds_snapshot
+from osm.ca import identity as ca_identity
+from osm.ca import manager as ca_manager
+from osm.catalog import ids
+from osm.catalog.state import Changed, MeshState
+from osm.controller.debounce import Debouncer
+from osm.model import kinds
+from osm.model.errors import ValidationFailed
+from osm.model.meta import ObjectRef, Resource
+from osm.store import api as store_api
+from osm.xds import snapshot as xds
+from osm.xds.context import Credentials
+
+log = logging.getLogger(__name__)
+
+CERTIFICATE_TICK_SECONDS = 1.0
+
+
+def node_id(proxy: Any) -> str:
+    """The node id a proxy presents (see `osm.ads.node`): ``<pod>.<kind>.<sa>.<ns>``."""
+    return str(
+        ads_node.NodeId(
+            proxy.id.name,
+            ads_node.ProxyKind(proxy.kind),
+            ca_identity.Identity(proxy.identity.namespace, proxy.identity.service_account),
+        )
+    )
+
+
+class PushMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.builds = Histogram(
+            "osm_snapshot_build_seconds",
+            "Time to rebuild snapshots after a batch of changes",
+            ["kind"],
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.events = Counter(
+            "osm_k8s_api_event_count", "Store events received, by type", ["type"], registry=registry
+        )
+        self.snapshots = Gauge("osm_snapshot_count", "Proxies with a snapshot", registry=registry)
+        self.build_errors = Gauge(
+            "osm_snapshot_build_errors",
+            "Proxies whose last update failed (they keep their last good snapshot)",
+            registry=registry,
+        )
+
+
+class MeshPusher:
+    """Keeps the snapshot cache in step with the store and the certificate manager."""
+
+    def __init__(
+        self,
+        store: store_api.Store,
+        cache: ads_cache.SnapshotCache,
+        certificates: ca_manager.CertificateManager,
+        registry: CollectorRegistry,
+        *,
+        debouncer: Debouncer | None = None,
+        grpc_mtls: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.certificates = certificates
+        self.debouncer = debouncer or Debouncer()
+        self.clock = clock
+        self.metrics = PushMetrics(registry)
+        self.generator = xds.Generator(
+            credentials=self._credentials,
+            trust_bundle=certificates.trust_bundle().pem,
+            grpc_mtls=grpc_mtls,
+        )
+        self.state = MeshState.empty()
+        self.ready = asyncio.Event()
+        self._wrappers: dict[int, xds_snapshot.XdsSnapshot] = {}
+        self._published: dict[ids.ProxyId, str] = {}
+        self._bundle_version = certificates.trust_bundle().version
+        self._rotated: set[ids.Identity] = set()
+        self.on_trust_bundle: Callable[[bytes], None] | None = None
+        certificates.subscribe(self._certificate_event)
+
+    # -- certificates ----------------------------------------------------------------------
+    def _credentials(self, identity: ids.Identity) -> Credentials:
+        issued = self.certificates.get_or_issue(
+            ca_identity.Identity(identity.namespace, identity.service_account)
+        )
+        return Credentials(issued.cert_pem, issued.key_pem)
+
+    def _certificate_event(self, event: ca_manager.Event) -> None:
+        if isinstance(event, ca_manager.CertificateRotated):
+            self._rotated.add(
+                ids.Identity(event.identity.namespace, event.identity.service_account)
+            )
+
+    # -- the loop --------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Lists, builds, then follows the store until cancelled."""
+        since = await self._relist(None)
+        events: asyncio.Queue[store_api.WatchEvent | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(since, events))
+        ticker = asyncio.create_task(self._tick_certificates())
+        pending = Changed()
+        try:
+            while True:
+                deadline = self.debouncer.deadline
+                timeout = None if deadline is None else max(0.0, deadline - self.clock())
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout)
+                except TimeoutError:
+                    event = None
+                else:
+                    if event is None:
+                        return  # the store closed
+                    pending = pending.merged(self._apply_event(event))
+                    self.debouncer.add(self.clock())
+                if self.debouncer.due(self.clock()):
+                    self.debouncer.flush()
+                    self.push(pending)
+                    pending = Changed()
+        finally:
+            reader.cancel()
+            ticker.cancel()
+            await asyncio.gather(reader, ticker, return_exceptions=True)
+
+    async def _read(self, since: int, events: asyncio.Queue[store_api.WatchEvent | None]) -> None:
+        async for event in self.store.watch(since):
+            await events.put(event)
+        await events.put(None)
+
+    async def _relist(self, objects: Any) -> int:
+        """Rebuilds the state from a full listing (at start and on RESYNC)."""
+        resources: list[Resource] = []
+        rv = self.store.resource_version
+        if objects is None:
+            objects = []
+            for info in kinds.KINDS:
+                items, rv_kind = await self.store.list(info.kind)
+                objects.extend(items)
+                rv = max(rv, rv_kind)
+        for item in objects:
+            resource = _decode(item)
+            if resource is not None:
+                resources.append(resource)
+        self.state = MeshState.from_resources(resources)
+        self.push(Changed.all())
+        self.ready.set()
+        return rv
+
+    def _apply_event(self, event: store_api.WatchEvent) -> Changed:
+        self.metrics.events.labels(event.type).inc()
+        if event.type == "RESYNC":
+            resources = [r for r in map(_decode, event.objects) if r is not None]
+            self.state = MeshState.from_resources(resources)
+            return Changed.all()
+        assert event.object is not None
+        if event.type == "DELETED":
+            ref = store_api.ObjectKey.of(event.object)
+            self.state, changed = self.state.with_changes(
+                deletes=[ObjectRef(ref.kind, ref.namespace, ref.name)]
+            )
+            return changed
+        resource = _decode(event.object)
+        if resource is None:
+            return Changed()
+        self.state, changed = self.state.with_changes(upserts=[resource])
+        return changed
+
+    async def _tick_certificates(self) -> None:
+        while True:
+            await asyncio.sleep(CERTIFICATE_TICK_SECONDS)
+            self.certificates.tick()
+            bundle = self.certificates.trust_bundle()
+            if bundle.version != self._bundle_version or self._rotated:
+                self.push(Changed())
+
+    # -- building and publishing -----------------------------------------------------------
+    def push(self, changed: Changed) -> xds.Snapshots:
+        """Rebuilds what `changed` (and pending certificate rotations) affect, and hands
+        the changed snapshots to the cache."""
+        validity = self.state.mesh_config.certificate.service_cert_validity_duration
+        if self.certificates.validity != timedelta(seconds=validity):
+            self.certificates.validity = timedelta(seconds=validity)
+        bundle = self.certificates.trust_bundle()
+        new_bundle = bundle.pem if bundle.version != self._bundle_version else None
+        rotated, self._rotated = self._rotated, set()
+        started = time.perf_counter()
+        snapshots = self.generator.build(
+            self.state,
+            None if changed.everything else changed,
+            rotated=rotated or None,
+            trust_bundle=new_bundle,
+        )
+        kind = "full" if snapshots.stats.full else "incremental"
+        self.metrics.builds.labels(kind).observe(time.perf_counter() - started)
+        if new_bundle is not None:
+            self._bundle_version = bundle.version
+            if self.on_trust_bundle is not None:
+                self.on_trust_bundle(new_bundle)
+        self._publish(snapshots)
+        return snapshots
+
+    def _publish(self, snapshots: xds.Snapshots) -> None:
+        live: dict[int, xds_snapshot.XdsSnapshot] = {}
+        for proxy_id, snapshot in snapshots.snapshots.items():
+            key = id(snapshot.resources)
+            wrapper = live.get(key) or self._wrappers.get(key)
+            if wrapper is None or wrapper.resource_set is not snapshot.resources:
+                wrapper = xds_snapshot.XdsSnapshot(snapshot.resources)
+            live[key] = wrapper
+            node = node_id(snapshot.proxy)
+            if proxy_id in snapshots.changed or self._published.get(proxy_id) != node:
+                previous = self._published.get(proxy_id)
+                if previous is not None and previous != node:
+                    self.cache.clear(previous)
+                self.cache.set_snapshot(node, wrapper)
+                self._published[proxy_id] = node
+        for proxy_id in snapshots.removed | (set(self._published) - set(snapshots.snapshots)):
+            gone = self._published.pop(proxy_id, "")
+            if gone:
+                self.cache.clear(gone)
+        self._wrappers = live
+        for proxy_id, error in sorted(snapshots.errors.items()):
+            log.warning("proxy %s keeps its last configuration: %s", proxy_id, error)
+        for warning in snapshots.warnings:
+            log.info("catalog: %s", warning)
+        self.metrics.snapshots.set(len(snapshots.snapshots))
+        self.metrics.build_errors.set(len(snapshots.errors))
+
+    def status(self) -> Mapping[str, Any]:
+        last = self.generator.last
+        return {
+            "proxies": len(last.snapshots) if last else 0,
+            "errors": {str(k): v for k, v in (last.errors.items() if last else ())},
+        }
+
+
+def _decode(item: Mapping[str, Any]) -> Resource | None:
+    try:
+        return kinds.decode(item)
+    except ValidationFailed as error:
+        log.error("ignoring a stored object the model cannot read: %s", error)
+        return None
