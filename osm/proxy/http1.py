@@ -1,0 +1,456 @@
+"""HTTP/1.1 without I/O: bytes in, events out (after h11), on top of httptools (llhttp).
+
+The one idea: a parser object is fed whatever bytes arrived and returns the events they
+completed: a head (`RequestHead` / `ResponseHead`), zero or more `Data` chunks, then
+`EndOfMessage`. Bodies are streamed, never buffered here. Errors are `ProtocolError`s that
+say whose fault they are and which status answers them (400 malformed, 431 headers too
+large, 502 for a bad upstream response). Serialising is a few pure functions.
+
+After an upgrade (a `101` answer to an `Upgrade` request) the connection stops being HTTP:
+`upgraded` becomes true and `trailing` holds the bytes that followed the head.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+import httptools
+
+Framing = Literal["none", "length", "chunked", "close"]
+
+# Hop-by-hop headers (RFC 9110 7.6.1, plus the ones Envoy also strips).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
+
+REASONS = {
+    100: "Continue",
+    101: "Switching Protocols",
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class ProtocolError(Exception):
+    """The peer broke HTTP/1.1. `status` answers it; `peer` says whose fault it is."""
+
+    def __init__(self, status: int, message: str, peer: Literal["downstream", "upstream"]):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.peer = peer
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A request head. Header names are lower case; values are latin-1 strings."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    keep_alive: bool
+    upgrade: str | None  # the Upgrade token when the request asks to switch protocols
+    expect_continue: bool
+    framing: Framing
+    content_length: int | None
+
+    def header(self, name: str) -> str | None:
+        """The value of `name` (lower case); repeated headers are joined with ','."""
+        values = [value for key, value in self.headers if key == name]
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else ",".join(values)
+
+    @property
+    def authority(self) -> str:
+        return self.header("host") or ""
+
+    @property
+    def path(self) -> str:
+        return self.target
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: str
+    version: str
+    headers: list[tuple[str, str]]
+    keep_alive: bool
+    framing: Framing
+    content_length: int | None
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class Data:
+    data: bytes
+
+
+@dataclass(slots=True)
+class EndOfMessage:
+    pass
+
+
+END = EndOfMessage()
+
+Event = RequestHead | ResponseHead | Data | EndOfMessage
+
+
+class _Stop(Exception):
+    """Raised inside a callback to stop llhttp; carries the error to report."""
+
+    def __init__(self, error: ProtocolError | None = None):
+        super().__init__()
+        self.error = error
+
+
+def _framing_of(headers: list[tuple[str, str]], has_body: bool) -> tuple[Framing, int | None]:
+    if not has_body:
+        return "none", None
+    length: int | None = None
+    chunked = False
+    for name, value in headers:
+        if name == "transfer-encoding" and value.lower().rstrip().endswith("chunked"):
+            chunked = True
+        elif name == "content-length":
+            length = int(value.split(",")[0].strip())
+    if chunked:
+        return "chunked", None
+    if length is not None:
+        return ("length" if length else "none"), length
+    return "close", None
+
+
+class _Parser:
+    """What the request and response parsers share: callbacks and limits."""
+
+    _peer: Literal["downstream", "upstream"]
+
+    def __init__(self, max_header_bytes: int):
+        self.max_header_bytes = max_header_bytes
+        self.upgraded = False
+        self.trailing = b""
+        self._events: list[Event] = []
+        self._headers: list[tuple[str, str]] = []
+        self._head_bytes = 0
+        self._in_head = True
+        self._head_started = False
+        self._pending_head_bytes = 0
+
+    # llhttp callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._head_bytes = 0
+        self._in_head = True
+        self._head_started = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # trailers: dropped, as Envoy does for HTTP/1 by default
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.max_header_bytes:
+            raise _Stop(self._too_large())
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(Data(body))
+
+    def on_message_complete(self) -> None:
+        self._events.append(END)
+
+    def _too_large(self) -> ProtocolError:
+        return ProtocolError(431, "request headers too large", self._peer)
+
+    def _feed(
+        self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser, data: bytes
+    ) -> list[Event]:
+        if self.upgraded:
+            raise RuntimeError("the connection was upgraded; relay the bytes instead")
+        head_in_progress = self._in_head and self._head_started
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.upgraded = True
+            self.trailing = data[int(upgrade.args[0]) :]
+        except httptools.HttpParserCallbackError as error:
+            context = error.__context__
+            if isinstance(context, _Stop):
+                if context.error is not None:
+                    raise context.error from None
+            else:
+                raise ProtocolError(self._bad_status, str(error), self._peer) from None
+        except httptools.HttpParserError as error:
+            raise ProtocolError(self._bad_status, str(error) or "malformed", self._peer) from None
+        except ValueError as error:  # a header we could not interpret (Content-Length)
+            raise ProtocolError(self._bad_status, str(error), self._peer) from None
+        if head_in_progress and self._in_head:
+            # The whole chunk was head bytes that httptools may be holding as a partial
+            # header: bound them (one chunk may escape the count; reads are bounded).
+            self._pending_head_bytes += len(data)
+            if self._pending_head_bytes > self.max_header_bytes:
+                raise self._too_large()
+        events, self._events = self._events, []
+        return events
+
+    _bad_status = 400
+
+    def _head_complete(self) -> None:
+        self._in_head = False
+        self._head_started = False
+        self._pending_head_bytes = 0
+
+
+class RequestParser(_Parser):
+    """Server side: parses requests from a downstream client.
+
+    `feed(bytes) -> [events]`; raises ProtocolError (400 / 431, the downstream's fault).
+    Pipelined requests come out in order; the caller answers them in order.
+    """
+
+    _peer: Literal["downstream", "upstream"] = "downstream"
+
+    def __init__(self, max_header_bytes: int = 60 * 1024):
+        super().__init__(max_header_bytes)
+        self._parser = httptools.HttpRequestParser(self)
+        self._url: list[bytes] = []
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._url = []
+
+    def on_url(self, url: bytes) -> None:
+        self._head_bytes += len(url)
+        if self._head_bytes > self.max_header_bytes:
+            raise _Stop(self._too_large())
+        self._url.append(url)
+
+    def on_headers_complete(self) -> None:
+        self._head_complete()
+        parser = self._parser
+        method = parser.get_method().decode("latin-1")
+        if method == "CONNECT":
+            raise _Stop(ProtocolError(405, "CONNECT is not supported", "downstream"))
+        headers = self._headers
+        upgrade: str | None = None
+        expect = False
+        host_count = 0
+        for name, value in headers:
+            if name == "upgrade":
+                upgrade = value
+            elif name == "expect" and value.lower() == "100-continue":
+                expect = True
+            elif name == "host":
+                host_count += 1
+        version = parser.get_http_version()
+        if host_count > 1 or (host_count == 0 and version == "1.1"):
+            raise _Stop(ProtocolError(400, "exactly one Host header is required", "downstream"))
+        framing, length = _framing_of(headers, True)
+        if framing == "close":  # requests without framing have no body
+            framing = "none"
+        self._events.append(
+            RequestHead(
+                method=method,
+                target=b"".join(self._url).decode("latin-1"),
+                version=version,
+                headers=headers,
+                keep_alive=parser.should_keep_alive(),
+                upgrade=upgrade if parser.should_upgrade() else None,
+                expect_continue=expect,
+                framing=framing,
+                content_length=length,
+            )
+        )
+
+    def feed(self, data: bytes) -> list[Event]:
+        return self._feed(self._parser, data)
+
+
+class ResponseParser(_Parser):
+    """Client side: parses responses from an upstream server.
+
+    Call `expect(method)` before each request's response (HEAD responses have no body).
+    1xx interim responses other than 101 are skipped. A close-delimited body ends with
+    `feed_eof()`. Errors are the upstream's fault (502).
+    """
+
+    _peer: Literal["downstream", "upstream"] = "upstream"
+    _bad_status = 502
+
+    def __init__(self, max_header_bytes: int = 60 * 1024):
+        super().__init__(max_header_bytes)
+        self._parser = httptools.HttpResponseParser(self)
+        self._method = "GET"
+        self._reason = b""
+        self._framing: Framing = "none"
+        self._in_message = False
+        self._restart = False
+
+    def _too_large(self) -> ProtocolError:
+        return ProtocolError(502, "upstream response headers too large", "upstream")
+
+    def expect(self, method: str) -> None:
+        self._method = method
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reason = b""
+        self._in_message = True
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_headers_complete(self) -> None:
+        self._head_complete()
+        parser = self._parser
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._skip_interim = True
+            return
+        self._skip_interim = False
+        headers = self._headers
+        has_body = not (self._method == "HEAD" or status in (204, 304) or 100 <= status < 200)
+        framing, length = _framing_of(headers, has_body)
+        self._framing = framing
+        self._events.append(
+            ResponseHead(
+                status=status,
+                reason=self._reason.decode("latin-1"),
+                version=parser.get_http_version(),
+                headers=headers,
+                keep_alive=parser.should_keep_alive() and framing != "close",
+                framing=framing,
+                content_length=length,
+            )
+        )
+        if self._method == "HEAD":
+            # llhttp cannot be told "no body" from Python: end the message here and
+            # start a fresh parser for the next response on this connection.
+            self._events.append(END)
+            self._in_message = False
+            self._restart = True
+            raise _Stop()
+
+    _skip_interim = False
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        if self._skip_interim:
+            self._skip_interim = False
+            return
+        self._events.append(END)
+
+    def feed(self, data: bytes) -> list[Event]:
+        events = self._feed(self._parser, data)
+        if self._restart:
+            self._restart = False
+            self._parser = httptools.HttpResponseParser(self)
+        return events
+
+    def feed_eof(self) -> list[Event]:
+        """The upstream closed: ends a close-delimited body, else an error if mid-message."""
+        if not self._in_message:
+            return []
+        if self._framing == "close" and not self._in_head:
+            self._in_message = False
+            return [END]
+        raise ProtocolError(502, "upstream closed the connection mid-response", "upstream")
+
+
+# ---------------------------------------------------------------------------------------------
+# Serialising
+
+
+def request_head(method: str, target: str, headers: list[tuple[str, str]]) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def response_head(
+    status: int, headers: list[tuple[str, str]], reason: str = "", version: str = "1.1"
+) -> bytes:
+    reason = reason or REASONS.get(status, "")
+    lines = [f"HTTP/{version} {status} {reason}\r\n"]
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers)
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def local_reply(
+    status: int, body: str, keep_alive: bool, extra: list[tuple[str, str]] | None = None
+) -> bytes:
+    """A complete response the proxy answers by itself (Envoy's local replies)."""
+    payload = body.encode()
+    headers = [("content-length", str(len(payload)))]
+    if payload:
+        headers.append(("content-type", "text/plain"))
+    if extra:
+        headers.extend(extra)
+    if not keep_alive:
+        headers.append(("connection", "close"))
+    return response_head(status, headers) + payload
+
+
+def connection_tokens(headers: list[tuple[str, str]]) -> set[str]:
+    tokens: set[str] = set()
+    for name, value in headers:
+        if name == "connection":
+            tokens.update(token.strip().lower() for token in value.split(","))
+    return tokens
+
+
+def strip_hop_by_hop(
+    headers: list[tuple[str, str]], keep_upgrade: bool = False
+) -> list[tuple[str, str]]:
+    """Drop hop-by-hop headers and those the Connection header nominates.
+
+    With `keep_upgrade`, Upgrade and `Connection: upgrade` survive (a WebSocket handshake).
+    """
+    nominated = connection_tokens(headers)
+    result = [
+        (name, value) for name, value in headers if name not in HOP_BY_HOP and name not in nominated
+    ]
+    if keep_upgrade:
+        result.extend((name, value) for name, value in headers if name == "upgrade")
+        result.append(("connection", "upgrade"))
+    return result
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())

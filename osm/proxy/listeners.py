@@ -1,0 +1,1050 @@
+"""Listeners: accept, pick a filter chain, terminate TLS, apply network RBAC, then proxy.
+
+The one idea: each accepted connection runs one short setup coroutine (original
+destination, ClientHello sniffing, filter-chain match, TLS handshake, network RBAC) and
+is then handed to its terminal filter: a `TcpRelay` (bytes both ways, half-close
+propagated, no coroutine at all) or an `HttpSession` (one coroutine per connection that
+parses requests sans-IO, routes them and forwards them over pooled upstream
+connections). A listener update changes what *new* connections get; existing HTTP
+connections finish their current request and close (drain), TCP relays run to their end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from osm.proxy import config, http1, rbac, router, stats, tls, transport, upstream
+from osm.proxy.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_BODY_BUFFER_LIMIT = 64 * 1024  # bodies up to this are buffered, so retries can replay them
+
+
+# ---------------------------------------------------------------------------------------------
+# Filter chain matching (pure)
+
+
+def select_filter_chain(
+    listener: config.Listener,
+    destination_ip: str,
+    destination_port: int,
+    server_name: str = "",
+    transport_protocol: str = "raw_buffer",
+    application_protocols: tuple[str, ...] = (),
+) -> config.FilterChain | None:
+    """Envoy's filter-chain match: at each criterion keep the most specific matches, in
+    order destination port, destination IP, server name, transport protocol, ALPN;
+    no backtracking; the default chain when nothing is left."""
+    candidates = list(listener.filter_chains)
+
+    exact = [c for c in candidates if c.match.destination_port == destination_port]
+    candidates = exact or [c for c in candidates if c.match.destination_port is None]
+
+    if candidates:
+        try:
+            address = ipaddress.ip_address(destination_ip)
+        except ValueError:
+            address = None
+        best = -1
+        scored: list[tuple[int, config.FilterChain]] = []
+        for chain in candidates:
+            ranges = chain.match.prefix_ranges
+            if not ranges:
+                scored.append((-1, chain))
+                continue
+            lengths = [
+                network.prefixlen
+                for network in ranges
+                if address is not None and address.version == network.version and address in network
+            ]
+            if lengths:
+                score = max(lengths)
+                best = max(best, score)
+                scored.append((score, chain))
+        candidates = [chain for score, chain in scored if score == best]
+
+    if candidates:
+        named = [c for c in candidates if c.match.server_names]
+        if server_name and named:
+            exact = [c for c in named if server_name in c.match.server_names]
+            if not exact:
+                best_suffix = ""
+                for chain in named:
+                    for name in chain.match.server_names:
+                        if (
+                            name.startswith("*.")
+                            and server_name.endswith(name[1:])
+                            and len(name) > len(best_suffix)
+                        ):
+                            best_suffix = name
+                exact = [c for c in named if best_suffix and best_suffix in c.match.server_names]
+            candidates = exact or [c for c in candidates if not c.match.server_names]
+        else:
+            candidates = [c for c in candidates if not c.match.server_names]
+
+    if candidates:
+        exact = [c for c in candidates if c.match.transport_protocol == transport_protocol]
+        candidates = exact or [c for c in candidates if not c.match.transport_protocol]
+
+    if candidates:
+        exact = [
+            c for c in candidates if set(c.match.application_protocols) & set(application_protocols)
+        ]
+        candidates = exact or [c for c in candidates if not c.match.application_protocols]
+
+    if candidates:
+        return candidates[0]
+    return listener.default_filter_chain
+
+
+def _needs_inspection(listener: config.Listener) -> bool:
+    chains = list(listener.filter_chains)
+    if listener.default_filter_chain is not None:
+        chains.append(listener.default_filter_chain)
+    return listener.inspect_tls and any(
+        chain.match.server_names
+        or chain.match.transport_protocol
+        or chain.match.application_protocols
+        for chain in chains
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# TCP relay
+
+
+class _RelaySide:
+    """Consumer of one side: forwards to the other side's connection."""
+
+    def __init__(self, relay: TcpRelay, source: transport.Connection, sink: transport.Connection):
+        self.relay = relay
+        self.source = source
+        self.sink = sink
+        self.bytes = 0
+        self.done = False
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes += len(data)
+        self.relay.last_activity = self.relay.clock()
+        self.sink.write(data)
+        if self.sink.write_paused:
+            self.source.pause_reading()
+
+    def eof_received(self) -> None:
+        self.done = True
+        self.sink.write_eof()
+        self.relay.check_finished()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.done = True
+        self.relay.finish()
+
+
+class TcpRelay:
+    """Bytes both ways between two connections, with half-close and an idle timeout."""
+
+    def __init__(
+        self,
+        downstream: transport.Connection,
+        upstream_connection: transport.Connection,
+        idle_timeout: float | None,
+        clock: Callable[[], float],
+    ):
+        self.clock = clock
+        self.last_activity = clock()
+        self.downstream = downstream
+        self.upstream = upstream_connection
+        self.down_side = _RelaySide(self, downstream, upstream_connection)
+        self.up_side = _RelaySide(self, upstream_connection, downstream)
+        self.finished = asyncio.get_running_loop().create_future()
+        self._idle_timeout = idle_timeout
+        self._timer: asyncio.TimerHandle | None = None
+        downstream.on_writable = upstream_connection.resume_reading
+        upstream_connection.on_writable = downstream.resume_reading
+
+    def start(
+        self, initial_down: bytes = b"", initial_up: bytes = b"", down_eof: bool = False
+    ) -> None:
+        self.downstream.set_consumer(self.down_side)
+        self.upstream.set_consumer(self.up_side)
+        if initial_down:
+            self.down_side.data_received(initial_down)
+        if initial_up:
+            self.up_side.data_received(initial_up)
+        if down_eof or self.downstream.eof:
+            self.down_side.eof_received()
+        if self.upstream.eof:
+            self.up_side.eof_received()
+        if self.downstream.closed or self.upstream.closed:
+            self.finish()
+        if self._idle_timeout:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._idle_timeout, self._idle_check
+            )
+
+    def _idle_check(self) -> None:
+        assert self._idle_timeout is not None
+        remaining = self.last_activity + self._idle_timeout - self.clock()
+        if remaining > 0:
+            self._timer = asyncio.get_running_loop().call_later(remaining, self._idle_check)
+        else:
+            self.finish()
+
+    def check_finished(self) -> None:
+        if self.down_side.done and self.up_side.done:
+            self.finish()
+
+    def finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.downstream.close()
+        self.upstream.close()
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+class _Reply(Exception):
+    """Answer the current request locally (Envoy's local reply) and maybe close."""
+
+    def __init__(self, status: int, body: str, flag: str, close: bool = False):
+        super().__init__(body)
+        self.status = status
+        self.body = body
+        self.flag = flag
+        self.close = close
+
+
+class _DownstreamGone(Exception):
+    pass
+
+
+class HttpSession:
+    """One downstream HTTP/1.1 connection (the HTTP connection manager + router)."""
+
+    _HIGH_WATER = 256 * 1024
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        listener: ListenerRuntime,
+        manager: config.HttpConnectionManager,
+        connection: transport.Connection,
+        peer: rbac.Peer,
+        destination: tuple[str, int],
+    ):
+        self.runtime = runtime
+        self.listener = listener
+        self.generation = listener.generation
+        self.manager = manager
+        self.connection = connection
+        self.peer = peer
+        self.destination = destination
+        remote = connection.extra("peername")
+        self.remote = str(remote[0]) if remote else ""
+        self.remote_label = f"{remote[0]}:{remote[1]}" if remote else ""
+        self.stats = runtime.http_stats_for(manager.stat_prefix)
+        self.parser = http1.RequestParser(manager.max_request_headers_bytes)
+        self._events: collections.deque[http1.Event] = collections.deque()
+        self._queued = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: http1.ProtocolError | None = None
+        self._eof = False
+        self._lost = False
+        self.scheme = "https" if connection.is_tls else "http"
+
+    # -- consumer callbacks ---------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.parser.upgraded:
+            self.parser.trailing += data
+            return
+        if self._error is not None:
+            return
+        try:
+            events = self.parser.feed(data)
+        except http1.ProtocolError as error:
+            self._error = error
+            self.connection.pause_reading()
+            self._wake()
+            return
+        if events:
+            for event in events:
+                if type(event) is http1.Data:
+                    self._queued += len(event.data)
+            self._events.extend(events)
+            if self._queued > self._HIGH_WATER:
+                self.connection.pause_reading()
+            self._wake()
+
+    def eof_received(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next(self) -> http1.Event | None:
+        """The next request event; None when the downstream finished (EOF) or is gone.
+        Raises ProtocolError for a malformed request (queued events come first)."""
+        while not self._events:
+            if self._error is not None:
+                raise self._error
+            if self._eof or self._lost:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        event = self._events.popleft()
+        if type(event) is http1.Data:
+            self._queued -= len(event.data)
+            if self._queued < self._HIGH_WATER // 2:
+                self.connection.resume_reading()
+        return event
+
+    def _ready(self) -> bool:
+        return bool(self._events)
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.stats.downstream_cx_total.value += 1
+        self.stats.downstream_cx_active.value += 1
+        tunnel = False
+        try:
+            while not self._lost:
+                try:
+                    event = await self._next()
+                except http1.ProtocolError as error:
+                    self.stats.downstream_cx_protocol_error.value += 1
+                    self._local_reply(error.status, error.message, "DPE", keep_alive=False)
+                    self.connection.write_eof()
+                    break
+                if event is None:
+                    break
+                if event is http1.END:
+                    continue  # the end of a body-less request
+                if not isinstance(event, http1.RequestHead):  # a body nobody consumed
+                    break
+                keep_alive, tunnel = await self._handle(event)
+                if tunnel or not keep_alive:
+                    break
+        except _DownstreamGone:
+            pass
+        except Exception:  # a bug must not take the proxy down: log it, drop this connection
+            log.exception("HTTP session failed")
+        finally:
+            self.stats.downstream_cx_active.value -= 1
+            if not tunnel:
+                self.connection.close()
+
+    def _local_reply(
+        self,
+        status: int,
+        body: str,
+        flag: str,
+        keep_alive: bool,
+        head: http1.RequestHead | None = None,
+        started: float = 0.0,
+    ) -> None:
+        self.stats.response(status)
+        self.connection.write(http1.local_reply(status, body, keep_alive))
+        if head is not None:
+            self._log(head, status, flag, started, 0, len(body), None, None, "")
+
+    async def _drain_request_body(self, head: http1.RequestHead) -> bool:
+        """Discard the rest of the current request body if it has already arrived.
+        -> True when the connection can carry another request."""
+        if head.framing == "none":
+            return True
+        while self._events:
+            event = await self._next()
+            if event is http1.END:
+                return True
+        return False
+
+    async def _handle(self, head: http1.RequestHead) -> tuple[bool, bool]:
+        """Serve one request. -> (keep the connection alive, became a tunnel)."""
+        started = time.time()
+        self.stats.downstream_rq_total.value += 1
+        self.stats.downstream_rq_http1_total.value += 1
+        runtime = self.runtime
+        manager = self.manager
+        authority = head.authority
+        try:
+            if head.upgrade is not None and (
+                not manager.websocket or head.upgrade.lower() != "websocket"
+            ):
+                raise _Reply(403, "", "UPE", close=True)
+            table = runtime.route_table(manager)
+            route = table.route(head, authority) if table is not None else None
+            if route is None:
+                self.stats.no_route.value += 1
+                raise _Reply(404, "", "NR")
+            rules = rbac.http_rules(manager.rbac, route)
+            if rules is not None:
+                if rbac.evaluate(rules, self.peer, self.destination[1], head, authority):
+                    self.stats.rbac_allowed.value += 1
+                else:
+                    self.stats.rbac_denied.value += 1
+                    raise _Reply(403, rbac.DENIED_BODY, "RBAC")
+            action = route.action
+            cluster_name = router.choose(
+                action.targets, action.total_weight, runtime.options.randrange
+            )
+            cluster = runtime.clusters.get(cluster_name)
+            if cluster is None:
+                raise _Reply(503, "", "NC")
+            return await self._forward(head, route, cluster, started)
+        except _Reply as reply:
+            keep = (
+                head.keep_alive
+                and not reply.close
+                and head.upgrade is None
+                and await self._drain_request_body(head)
+                and not self._draining()
+            )
+            self._local_reply(reply.status, reply.body, reply.flag, keep, head, started)
+            return keep, False
+
+    def _draining(self) -> bool:
+        return self.listener.draining or self.listener.generation != self.generation
+
+    def _upstream_headers(self, head: http1.RequestHead, tunnel: bool) -> list[tuple[str, str]]:
+        headers = http1.strip_hop_by_hop(head.headers, keep_upgrade=tunnel)
+        has_proto = has_id = False
+        forwarded_for: str | None = None
+        result: list[tuple[str, str]] = []
+        for name, value in headers:
+            if name == "expect":
+                continue  # answered here with 100 Continue, as Envoy does by default
+            if name == "x-forwarded-proto":
+                has_proto = True
+            elif name == "x-request-id":
+                has_id = True
+            elif name == "x-forwarded-for":
+                forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
+                continue
+            result.append((name, value))
+        if not has_proto:
+            result.append(("x-forwarded-proto", self.scheme))
+        if self.manager.use_remote_address and self.remote:
+            forwarded_for = f"{forwarded_for}, {self.remote}" if forwarded_for else self.remote
+        if forwarded_for is not None:
+            result.append(("x-forwarded-for", forwarded_for))
+        if not has_id and self.manager.generate_request_id:
+            result.append(("x-request-id", http1.new_request_id()))
+        return result
+
+    async def _read_body(self, head: http1.RequestHead) -> tuple[list[bytes], bool]:
+        """Buffer the body up to the replay limit. -> (chunks, complete)."""
+        if head.framing == "none":
+            return [], True
+        chunks: list[bytes] = []
+        size = 0
+        while size <= _BODY_BUFFER_LIMIT:
+            event = await self._next()
+            if event is None:
+                raise _DownstreamGone()
+            if event is http1.END:
+                return chunks, True
+            assert type(event) is http1.Data
+            chunks.append(event.data)
+            size += len(event.data)
+        return chunks, False
+
+    async def _forward(
+        self,
+        head: http1.RequestHead,
+        route: config.Route,
+        cluster: upstream.ClusterRuntime,
+        started: float,
+    ) -> tuple[bool, bool]:
+        tunnel = head.upgrade is not None
+        headers = self._upstream_headers(head, tunnel)
+        target = head.target
+        rewrite = route.action.prefix_rewrite
+        if rewrite is not None and route.match.path_kind in ("prefix", "path"):
+            target = rewrite + target[len(route.match.value) :]
+        if head.expect_continue:
+            self.connection.write(http1.CONTINUE)
+        chunks, complete = await self._read_body(head)
+        body = b"".join(chunks)
+        if complete:
+            if head.framing == "chunked":
+                headers = [(n, v) for n, v in headers if n != "content-length"]
+                headers.append(("content-length", str(len(body))))
+            payload: bytes | None = http1.request_head(head.method, target, headers) + body
+        else:
+            payload = None
+            if head.framing == "chunked":
+                headers.append(("transfer-encoding", "chunked"))
+        action = route.action
+        retry = action.retry if complete else None
+        options = self.runtime.options
+        clock = options.clock
+        deadline = clock() + action.timeout if action.timeout else None
+        retries_left = retry.num_retries if retry is not None else 0
+        attempt = 0
+        in_retry = False
+        upstream_conn: upstream.UpstreamHttp | None = None
+        try:
+            while True:
+                attempt += 1
+                host = cluster.pick(self.destination)
+                if host is None:
+                    raise _Reply(503, "no healthy upstream", "UH")
+                try:
+                    cluster.start_request()
+                except upstream.Overflow as overflow:
+                    raise _Reply(503, self._reset_text(overflow), "UO") from None
+                host.active_requests += 1
+                retry_reason: str | None = None
+                try:
+                    try:
+                        upstream_conn, response = await self._attempt(
+                            cluster, host, head, target, headers, payload, chunks, deadline, retry
+                        )
+                    except upstream.UpstreamError as error:
+                        cluster.record(host, True)
+                        retry_reason = self._retriable_error(retry, error)
+                        if retry_reason is None or retries_left <= 0:
+                            raise _Reply(503, self._reset_text(error), error.flag) from None
+                    except TimeoutError:
+                        cluster.stats.upstream_rq_timeout.value += 1
+                        cluster.record(host, True)
+                        if deadline is not None and clock() >= deadline:
+                            raise _Reply(504, "upstream request timeout", "UT") from None
+                        retry_reason = self._retriable_timeout(retry)
+                        if retry_reason is None or retries_left <= 0:
+                            raise _Reply(504, "upstream request timeout", "UT") from None
+                    else:
+                        cluster.stats.response(response.status)
+                        cluster.record(host, response.status >= 500)
+                        if (
+                            retries_left > 0
+                            and self._retriable_status(retry, response.status)
+                            and response.status != 101
+                        ):
+                            retry_reason = "status"
+                            await self._discard_response(cluster, upstream_conn)
+                            upstream_conn = None
+                        else:
+                            return await self._respond(
+                                head, response, upstream_conn, cluster, started, tunnel
+                            )
+                finally:
+                    host.active_requests -= 1
+                    cluster.end_request()
+                # retry
+                if in_retry:
+                    cluster.end_retry()
+                    in_retry = False
+                if not cluster.try_retry():
+                    raise _Reply(
+                        503,
+                        "upstream connect error or disconnect/reset before "
+                        "headers. reset reason: overflow",
+                        "URX",
+                    )
+                in_retry = True
+                retries_left -= 1
+                ceiling = (2 ** min(attempt, 4) - 1) * options.retry_base_interval
+                ceiling = min(ceiling, 10 * options.retry_base_interval)
+                await options.sleep(options.randrange(1000) / 1000 * ceiling)
+        finally:
+            if in_retry:
+                cluster.end_retry()
+
+    @staticmethod
+    def _reset_text(error: upstream.UpstreamError) -> str:
+        return (
+            "upstream connect error or disconnect/reset before headers. "
+            f"reset reason: {error.reason}"
+        )
+
+    @staticmethod
+    def _retriable_error(
+        retry: config.RetryPolicy | None, error: upstream.UpstreamError
+    ) -> str | None:
+        if retry is None:
+            return None
+        on = retry.retry_on
+        if isinstance(error, upstream.ConnectFailure):
+            return "connect-failure" if on & {"connect-failure", "5xx", "gateway-error"} else None
+        if isinstance(error, upstream.Overflow):
+            return None
+        return "reset" if on & {"reset", "5xx", "gateway-error"} else None
+
+    @staticmethod
+    def _retriable_timeout(retry: config.RetryPolicy | None) -> str | None:
+        if retry is None:
+            return None
+        return "per-try-timeout" if retry.retry_on & {"5xx", "gateway-error"} else None
+
+    @staticmethod
+    def _retriable_status(retry: config.RetryPolicy | None, status: int) -> bool:
+        if retry is None:
+            return False
+        on = retry.retry_on
+        if status >= 500 and "5xx" in on:
+            return True
+        if status in (502, 503, 504) and "gateway-error" in on:
+            return True
+        return "retriable-status-codes" in on and status in retry.retriable_status_codes
+
+    async def _attempt(
+        self,
+        cluster: upstream.ClusterRuntime,
+        host: upstream.Host,
+        head: http1.RequestHead,
+        target: str,
+        headers: list[tuple[str, str]],
+        payload: bytes | None,
+        chunks: list[bytes],
+        deadline: float | None,
+        retry: config.RetryPolicy | None,
+    ) -> tuple[upstream.UpstreamHttp, http1.ResponseHead]:
+        """Send the request on a pooled connection; -> the response head.
+        Raises UpstreamError or TimeoutError; the connection is released on failure."""
+        clock = self.runtime.options.clock
+        for fresh_retry in (False, True):
+            upstream_conn = await cluster.acquire_http(host)
+            reused = upstream_conn.requests > 0
+            upstream_conn.requests += 1
+            upstream_conn.parser.expect(head.method)
+            connection = upstream_conn.connection
+            try:
+                if payload is not None:
+                    connection.write(payload)
+                else:
+                    await self._stream_body(head, target, headers, chunks, connection)
+                timeout = deadline - clock() if deadline is not None else None
+                if retry is not None and retry.per_try_timeout:
+                    timeout = min(timeout or retry.per_try_timeout, retry.per_try_timeout)
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError()
+                event = await asyncio.wait_for(upstream_conn.next_event(), timeout)
+            except upstream.UpstreamReset:
+                cluster.release_http(upstream_conn, False)
+                if (
+                    reused
+                    and not upstream_conn.got_bytes
+                    and payload is not None
+                    and not fresh_retry
+                ):
+                    continue  # a pooled connection the server had closed: try a fresh one
+                raise
+            except http1.ProtocolError as error:
+                cluster.release_http(upstream_conn, False)
+                raise upstream.UpstreamReset(f"protocol error: {error.message}") from None
+            except BaseException:
+                cluster.release_http(upstream_conn, False)
+                raise
+            assert isinstance(event, http1.ResponseHead)
+            return upstream_conn, event
+        raise upstream.UpstreamReset()  # unreachable: the loop returns or raises
+
+    async def _stream_body(
+        self,
+        head: http1.RequestHead,
+        target: str,
+        headers: list[tuple[str, str]],
+        chunks: list[bytes],
+        connection: transport.Connection,
+    ) -> None:
+        chunked = head.framing == "chunked"
+        first = [http1.request_head(head.method, target, headers)]
+        first.extend(http1.chunk(data) for data in chunks) if chunked else first.extend(chunks)
+        connection.write(b"".join(first))
+        while True:
+            event = await self._next()
+            if event is None:
+                raise _DownstreamGone()
+            if event is http1.END:
+                if chunked:
+                    connection.write(http1.LAST_CHUNK)
+                return
+            assert type(event) is http1.Data
+            connection.write(http1.chunk(event.data) if chunked else event.data)
+            if connection.write_paused:
+                await connection.drain()
+            if connection.closed:
+                raise upstream.UpstreamReset()
+
+    async def _discard_response(
+        self, cluster: upstream.ClusterRuntime, upstream_conn: upstream.UpstreamHttp
+    ) -> None:
+        try:
+            while True:
+                event = await asyncio.wait_for(upstream_conn.next_event(), 1.0)
+                if event is http1.END:
+                    cluster.release_http(upstream_conn, True)
+                    return
+        except (upstream.UpstreamError, http1.ProtocolError, TimeoutError):
+            cluster.release_http(upstream_conn, False)
+
+    async def _respond(
+        self,
+        head: http1.RequestHead,
+        response: http1.ResponseHead,
+        upstream_conn: upstream.UpstreamHttp,
+        cluster: upstream.ClusterRuntime,
+        started: float,
+        tunnel: bool,
+    ) -> tuple[bool, bool]:
+        """Stream the response downstream; -> (keep alive, tunnel)."""
+        if tunnel and response.status == 101:
+            return await self._tunnel(head, response, upstream_conn, cluster, started)
+        downstream = self.connection
+        keep_alive = head.keep_alive and not tunnel and not self._draining()
+        headers = http1.strip_hop_by_hop(response.headers)
+        chunk_down = False
+        if response.framing == "length":
+            pass  # content-length is not hop-by-hop: it is still there
+        elif response.framing in ("chunked", "close"):
+            if head.version == "1.1":
+                chunk_down = True
+                headers = [(n, v) for n, v in headers if n != "content-length"]
+                headers.append(("transfer-encoding", "chunked"))
+            else:
+                keep_alive = False
+        if not keep_alive:
+            headers.append(("connection", "close"))
+        elif head.version == "1.0":
+            headers.append(("connection", "keep-alive"))
+        self.stats.response(response.status)
+        out = [http1.response_head(response.status, headers, response.reason, "1.1")]
+        sent = 0
+        complete = False
+        try:
+            while True:
+                event = await upstream_conn.next_event()
+                if event is http1.END:
+                    if chunk_down:
+                        out.append(http1.LAST_CHUNK)
+                    complete = True
+                    break
+                assert type(event) is http1.Data
+                sent += len(event.data)
+                out.append(http1.chunk(event.data) if chunk_down else event.data)
+                if not upstream_conn._events:  # nothing more ready: flush what we have
+                    downstream.write(b"".join(out))
+                    out = []
+                    if downstream.write_paused:
+                        await downstream.drain()
+                    if downstream.closed:
+                        raise _DownstreamGone()
+        except (upstream.UpstreamError, http1.ProtocolError):
+            keep_alive = False  # the response is truncated: close so the client notices
+        finally:
+            if out:
+                downstream.write(b"".join(out))
+            cluster.release_http(upstream_conn, complete and response.keep_alive)
+            self._log(
+                head,
+                response.status,
+                "-" if complete else "UPE",
+                started,
+                0,
+                sent,
+                upstream_conn.host.label,
+                cluster.cluster.name,
+                "",
+            )
+        if keep_alive and head.framing != "none":
+            keep_alive = await self._drain_request_body(head)
+        if not complete:
+            downstream.abort()
+            return False, False
+        return keep_alive, False
+
+    async def _tunnel(
+        self,
+        head: http1.RequestHead,
+        response: http1.ResponseHead,
+        upstream_conn: upstream.UpstreamHttp,
+        cluster: upstream.ClusterRuntime,
+        started: float,
+    ) -> tuple[bool, bool]:
+        headers = http1.strip_hop_by_hop(response.headers, keep_upgrade=True)
+        self.stats.response(101)
+        self.connection.write(http1.response_head(101, headers, response.reason, "1.1"))
+        release = cluster.adopt_tunnel(upstream_conn)
+        relay = TcpRelay(
+            self.connection, upstream_conn.connection, None, self.runtime.options.clock
+        )
+        self._log(head, 101, "-", started, 0, 0, upstream_conn.host.label, cluster.cluster.name, "")
+        down_initial = self.parser.trailing
+        up_initial = upstream_conn.parser.trailing
+        relay.start(down_initial, up_initial, self._eof)
+        self.listener.track(relay.finished)
+        relay.finished.add_done_callback(lambda _: release())
+        return False, True
+
+    def _log(
+        self,
+        head: http1.RequestHead,
+        status: int,
+        flag: str,
+        started: float,
+        received: int,
+        sent: int,
+        upstream_host: str | None,
+        cluster: str | None,
+        route: str,
+    ) -> None:
+        access_log = self.runtime.access_log
+        if not access_log.enabled:
+            return
+        access_log.write(
+            {
+                "start_time": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(),
+                "method": head.method,
+                "path": head.target,
+                "protocol": f"HTTP/{head.version}",
+                "response_code": status,
+                "response_flags": flag,
+                "bytes_received": received,
+                "bytes_sent": sent,
+                "duration": int((time.time() - started) * 1000),
+                "upstream_host": upstream_host,
+                "upstream_cluster": cluster,
+                "x_request_id": head.header("x-request-id"),
+                "authority": head.authority,
+                "user_agent": head.header("user-agent"),
+                "downstream_remote_address": self.remote_label,
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Listeners
+
+
+class _Accepted(transport.Connection):
+    def __init__(self, listener: ListenerRuntime):
+        super().__init__()
+        self._listener = listener
+
+    def connection_made(self, transport_: asyncio.BaseTransport) -> None:
+        super().connection_made(transport_)
+        self._listener.accepted(self)
+
+
+class ListenerRuntime:
+    """One bound listener. `update` swaps the config new connections get."""
+
+    def __init__(self, runtime: Runtime, listener: config.Listener):
+        self.runtime = runtime
+        self.listener = listener
+        self.generation = 0
+        self.draining = False
+        self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._connections: set[transport.Connection] = set()
+        self.address = ("", 0)
+        self.stats: stats.ListenerStats | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: _Accepted(self), host, port, reuse_address=True, backlog=1024
+        )
+        sockname = self.server.sockets[0].getsockname()
+        self.address = (str(sockname[0]), int(sockname[1]))
+        self.stats = stats.ListenerStats(
+            self.runtime.stats, f"{self.listener.host}_{self.listener.port}"
+        )
+
+    def update(self, listener: config.Listener) -> None:
+        if listener != self.listener:
+            self.listener = listener
+            self.generation += 1
+
+    def track(self, future: asyncio.Future[Any]) -> None:
+        self._tasks.add(future)
+        future.add_done_callback(self._tasks.discard)
+
+    def accepted(self, connection: transport.Connection) -> None:
+        if self.draining:
+            connection.abort()
+            return
+        self._connections.add(connection)
+        task = asyncio.get_running_loop().create_task(self._serve(connection))
+        self.track(task)
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting; let connections finish for `timeout`, then close them."""
+        self.draining = True
+        if self.server is not None:
+            self.server.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        for connection in list(self._connections):
+            connection.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+
+    async def _serve(self, connection: transport.Connection) -> None:
+        try:
+            await self._setup_and_run(connection)
+        except Exception:
+            log.exception("listener %s: connection failed", self.listener.name)
+            connection.abort()
+        finally:
+            self._connections.discard(connection)
+
+    async def _setup_and_run(self, connection: transport.Connection) -> None:
+        runtime = self.runtime
+        options = runtime.options
+        listener = self.listener
+        listener_stats = self.stats
+        assert listener_stats is not None
+        listener_stats.downstream_cx_total.value += 1
+        listener_stats.downstream_cx_active.value += 1
+        try:
+            sock = connection.extra("socket")
+            if listener.use_original_dst and sock is not None:
+                destination = options.original_destination(sock)
+            else:
+                sockname = connection.extra("sockname")
+                destination = (str(sockname[0]), int(sockname[1]))
+            server_name, transport_protocol = "", "raw_buffer"
+            alpn: tuple[str, ...] = ()
+            if _needs_inspection(listener):
+                while True:
+                    data = bytes(connection._buffer.data)
+                    hello = tls.parse_client_hello(data)
+                    if isinstance(hello, tls.ClientHello):
+                        server_name, transport_protocol, alpn = hello.server_name, "tls", hello.alpn
+                        break
+                    if hello == tls.NOT_TLS:
+                        break
+                    if not await connection.read_some(options.inspect_timeout):
+                        break
+            chain = select_filter_chain(
+                listener, destination[0], destination[1], server_name, transport_protocol, alpn
+            )
+            if chain is None:
+                listener_stats.no_filter_chain_match.value += 1
+                connection.abort()
+                return
+            peer = rbac.ANONYMOUS
+            if chain.tls is not None:
+                try:
+                    context = runtime.server_context(chain.tls)
+                except (KeyError, tls.TlsConfigError) as error:
+                    log.warning("listener %s: no TLS context: %s", listener.name, error)
+                    connection.abort()
+                    return
+                initial, _ = connection.take_buffered()
+                try:
+                    await connection.start_tls(
+                        context,
+                        server_side=True,
+                        initial=initial,
+                        timeout=options.handshake_timeout,
+                    )
+                except transport.HandshakeError:
+                    listener_stats.ssl_handshake_error.value += 1
+                    connection.abort()
+                    return
+                certificate = connection.tls_peer_certificate
+                if not tls.sans_match(runtime.downstream_san_matchers(chain.tls), certificate):
+                    listener_stats.ssl_handshake_error.value += 1
+                    connection.abort()
+                    return
+                peer = rbac.Peer(tls.principal_names(certificate))
+            if chain.network_rbac is not None:
+                rbac_stats = runtime.rbac_stats_for(chain.network_rbac.stat_prefix)
+                if not rbac.evaluate(chain.network_rbac.rules, peer, destination[1]):
+                    rbac_stats.denied.value += 1
+                    connection.abort()  # Envoy closes the connection
+                    return
+                rbac_stats.allowed.value += 1
+            terminal = chain.terminal
+            if isinstance(terminal, config.TcpProxy):
+                await self._run_tcp(connection, terminal, destination)
+            else:
+                session = HttpSession(runtime, self, terminal, connection, peer, destination)
+                initial, eof = connection.take_buffered()
+                connection.set_consumer(session)
+                if initial:
+                    session.data_received(initial)
+                if eof or connection.eof:
+                    session.eof_received()
+                if connection.closed:
+                    session.connection_lost(None)
+                await session.run()
+        finally:
+            listener_stats.downstream_cx_active.value -= 1
+
+    async def _run_tcp(
+        self, connection: transport.Connection, proxy: config.TcpProxy, destination: tuple[str, int]
+    ) -> None:
+        runtime = self.runtime
+        tcp_stats = runtime.tcp_stats_for(proxy.stat_prefix)
+        tcp_stats.downstream_cx_total.value += 1
+        total = sum(target.weight for target in proxy.targets)
+        cluster_name = router.choose(proxy.targets, total, runtime.options.randrange)
+        cluster = runtime.clusters.get(cluster_name)
+        host = cluster.pick(destination) if cluster is not None else None
+        if cluster is None or host is None:
+            tcp_stats.downstream_cx_no_route.value += 1
+            connection.abort()
+            return
+        if cluster.cx_active >= cluster.cluster.circuit_breakers.max_connections:
+            cluster.stats.upstream_cx_overflow.value += 1
+            connection.abort()
+            return
+        cluster._opened(host)
+        try:
+            try:
+                upstream_connection = await cluster.connect(host)
+            except upstream.ConnectFailure:
+                cluster.record(host, True)
+                connection.abort()
+                return
+            cluster.record(host, False)
+            relay = TcpRelay(
+                connection, upstream_connection, proxy.idle_timeout, runtime.options.clock
+            )
+            initial, eof = connection.take_buffered()
+            relay.start(initial, b"", eof)
+            await relay.finished
+            tcp_stats.downstream_cx_rx_bytes_total.value += relay.down_side.bytes
+            tcp_stats.downstream_cx_tx_bytes_total.value += relay.up_side.bytes
+            if runtime.access_log.enabled:
+                runtime.access_log.write(
+                    {
+                        "start_time": datetime.datetime.now(datetime.UTC).isoformat(),
+                        "protocol": "TCP",
+                        "bytes_received": relay.down_side.bytes,
+                        "bytes_sent": relay.up_side.bytes,
+                        "upstream_host": host.label,
+                        "upstream_cluster": cluster.cluster.name,
+                    }
+                )
+        finally:
+            cluster._closed(host)

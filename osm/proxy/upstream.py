@@ -1,0 +1,482 @@
+"""Upstream clusters at run time: hosts, load balancing, connection pools, limits, ejection.
+
+The one idea: a `ClusterRuntime` owns everything that outlives one request for one
+cluster: its hosts (kept across EDS updates by address, so pools survive), the pool of
+idle HTTP/1.1 connections per host, Envoy's circuit-breaker counters (connections,
+pending requests, requests, retries) and consecutive-5xx outlier ejection. Time and
+randomness are injected, so the policies are tested with a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from osm.proxy import config, http1, stats, tls, transport
+
+
+class UpstreamError(Exception):
+    """The request could not be forwarded; `reason` is Envoy's reset reason."""
+
+    def __init__(self, reason: str, flag: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.flag = flag  # Envoy's response flag: UF (connect failure), UO (overflow), ...
+
+
+class Overflow(UpstreamError):
+    def __init__(self) -> None:
+        super().__init__("overflow", "UO")
+
+
+class ConnectFailure(UpstreamError):
+    def __init__(self, detail: str) -> None:
+        super().__init__("connection failure", "UF")
+        self.detail = detail
+
+
+class UpstreamReset(UpstreamError):
+    def __init__(self, detail: str = "connection termination") -> None:
+        super().__init__(detail, "UC")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsTarget:
+    """How to open TLS to a cluster's hosts: context, SNI, and the SANs to require."""
+
+    context: ssl.SSLContext
+    sni: str
+    san_matchers: tuple[config.SanMatcher, ...]
+
+
+async def open_connection(
+    host: str, port: int, timeout: float, tls_target: TlsTarget | None
+) -> transport.Connection:
+    """Connect (and handshake); raises ConnectFailure."""
+    loop = asyncio.get_running_loop()
+    try:
+        _, connection = await asyncio.wait_for(
+            loop.create_connection(transport.Connection, host, port), timeout or None
+        )
+    except (OSError, TimeoutError) as error:
+        raise ConnectFailure(f"{host}:{port}: {error or 'timeout'}") from None
+    if tls_target is not None:
+        try:
+            await connection.start_tls(
+                tls_target.context,
+                server_side=False,
+                server_hostname=tls_target.sni or None,
+                timeout=timeout or 10.0,
+            )
+        except transport.HandshakeError as error:
+            connection.abort()
+            raise ConnectFailure(f"{host}:{port}: TLS: {error}") from None
+        if not tls.sans_match(tls_target.san_matchers, connection.tls_peer_certificate):
+            connection.abort()
+            raise ConnectFailure(f"{host}:{port}: TLS: peer SAN does not match")
+    return connection
+
+
+class UpstreamHttp:
+    """An HTTP/1.1 client connection to one host: sends requests, yields response events."""
+
+    _HIGH_WATER = 512 * 1024
+
+    def __init__(self, connection: transport.Connection, host: Host):
+        self.connection = connection
+        self.host = host
+        self.parser = http1.ResponseParser()
+        self._events: collections.deque[http1.Event] = collections.deque()
+        self._queued = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.error: Exception | None = None
+        self.ended = False
+        self.requests = 0
+        self.got_bytes = False
+        self.discarded = False
+        connection.set_consumer(self)
+
+    # consumer callbacks
+    def data_received(self, data: bytes) -> None:
+        if self.parser.upgraded:
+            self.parser.trailing += data
+            return
+        self.got_bytes = True
+        try:
+            events = self.parser.feed(data)
+        except http1.ProtocolError as error:
+            self.error = error
+            self.connection.abort()
+            self._wake()
+            return
+        if events:
+            for event in events:
+                if type(event) is http1.Data:
+                    self._queued += len(event.data)
+            self._events.extend(events)
+            if self._queued > self._HIGH_WATER:
+                self.connection.pause_reading()
+            self._wake()
+
+    def eof_received(self) -> None:
+        try:
+            self._events.extend(self.parser.feed_eof())
+        except http1.ProtocolError as error:
+            self.error = error
+        self.ended = True
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_event(self) -> http1.Event:
+        """The next response event; raises UpstreamReset / ProtocolError when it ends early."""
+        while not self._events:
+            if self.error is not None:
+                raise self.error
+            if self.ended:
+                raise UpstreamReset()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        event = self._events.popleft()
+        if type(event) is http1.Data:
+            self._queued -= len(event.data)
+            if self._queued < self._HIGH_WATER // 2:
+                self.connection.resume_reading()
+        return event
+
+    @property
+    def reusable(self) -> bool:
+        return not (
+            self.ended
+            or self.error is not None
+            or self._events
+            or self.connection.closed
+            or self.parser.upgraded
+        )
+
+
+class Host:
+    """One upstream endpoint with its idle connections and outlier state."""
+
+    __slots__ = (
+        "active_requests",
+        "address",
+        "consecutive_5xx",
+        "current_weight",
+        "cx_active",
+        "ejected_until",
+        "ejections",
+        "idle",
+        "port",
+        "weight",
+    )
+
+    def __init__(self, address: str, port: int, weight: int = 1):
+        self.address = address
+        self.port = port
+        self.weight = max(1, weight)
+        self.current_weight = 0
+        self.active_requests = 0
+        self.cx_active = 0
+        self.idle: list[UpstreamHttp] = []
+        self.consecutive_5xx = 0
+        self.ejected_until = 0.0
+        self.ejections = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+class ClusterRuntime:
+    """Run-time state of one cluster. Event-loop only; `update` swaps config and hosts."""
+
+    def __init__(
+        self,
+        cluster: config.Cluster,
+        endpoints: tuple[config.Endpoint, ...],
+        registry: stats.Stats,
+        tls_target: Callable[[], TlsTarget | None],
+        clock: Callable[[], float],
+        randrange: Callable[[int], int],
+    ):
+        self.stats = stats.ClusterStats(registry, cluster.stat_name)
+        self._clock = clock
+        self._randrange = randrange
+        self._tls_target = tls_target
+        self.hosts: list[Host] = []
+        self._by_address: dict[tuple[str, int], Host] = {}
+        self._rr = 0
+        self.cx_active = 0
+        self.rq_active = 0
+        self.pending = 0
+        self.retries_active = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.cluster = cluster
+        self.update(cluster, endpoints, tls_target)
+
+    def update(
+        self,
+        cluster: config.Cluster,
+        endpoints: tuple[config.Endpoint, ...],
+        tls_target: Callable[[], TlsTarget | None],
+    ) -> None:
+        """New config and endpoints; hosts with the same address keep their pools."""
+        if cluster.tls != self.cluster.tls:
+            self.close_idle()
+        self.cluster = cluster
+        self._tls_target = tls_target
+        hosts: list[Host] = []
+        by_address: dict[tuple[str, int], Host] = {}
+        for endpoint in endpoints:
+            key = (endpoint.host, endpoint.port)
+            if key in by_address:
+                continue
+            host = self._by_address.get(key) or Host(endpoint.host, endpoint.port)
+            host.weight = max(1, endpoint.weight)
+            hosts.append(host)
+            by_address[key] = host
+        if cluster.kind == "ORIGINAL_DST":
+            by_address = self._by_address  # hosts are created from destinations on demand
+            hosts = self.hosts
+        for key, host in self._by_address.items():
+            if key not in by_address:
+                for connection in host.idle:
+                    connection.connection.close()
+                host.idle.clear()
+        self.hosts = hosts
+        self._by_address = by_address
+        self.stats.membership_total.value = len(hosts)
+
+    def close_idle(self) -> None:
+        for host in self.hosts:
+            for connection in host.idle:
+                connection.connection.close()
+            host.idle.clear()
+
+    # -- load balancing --------------------------------------------------------------------
+    def _healthy(self) -> list[Host]:
+        now = self._clock()
+        healthy = []
+        ejected = 0
+        for host in self.hosts:
+            if host.ejected_until > now:
+                ejected += 1
+            else:
+                healthy.append(host)
+        self.stats.outlier_detection_ejections_active.value = ejected
+        # Envoy's panic mode: with too few healthy hosts, balance over all of them.
+        if len(healthy) * 2 < len(self.hosts):
+            return self.hosts
+        return healthy
+
+    def pick(self, original_destination: tuple[str, int] | None = None) -> Host | None:
+        """Choose a host; None when the cluster has none (Envoy's "no healthy upstream")."""
+        if self.cluster.kind == "ORIGINAL_DST":
+            if original_destination is None:
+                return None
+            host = self._by_address.get(original_destination)
+            if host is None:
+                host = Host(*original_destination)
+                self._by_address[original_destination] = host
+                self.hosts.append(host)
+            return host
+        hosts = self._healthy()
+        if not hosts:
+            return None
+        if len(hosts) == 1:
+            return hosts[0]
+        if self.cluster.lb_policy == "LEAST_REQUEST":
+            first = hosts[self._randrange(len(hosts))]
+            second = hosts[self._randrange(len(hosts))]
+            return first if first.active_requests <= second.active_requests else second
+        if all(host.weight == 1 for host in hosts):
+            self._rr = (self._rr + 1) % len(hosts)
+            return hosts[self._rr]
+        # smooth weighted round robin
+        total = 0
+        best = hosts[0]
+        for host in hosts:
+            host.current_weight += host.weight
+            total += host.weight
+            if host.current_weight > best.current_weight:
+                best = host
+        best.current_weight -= total
+        return best
+
+    # -- outlier detection -------------------------------------------------------------------
+    def record(self, host: Host, failed: bool) -> None:
+        """Record a response (failed = 5xx or local failure) for consecutive-5xx ejection."""
+        detection = self.cluster.outlier_detection
+        if detection is None or not detection.consecutive_5xx:
+            return
+        if not failed:
+            host.consecutive_5xx = 0
+            return
+        host.consecutive_5xx += 1
+        if host.consecutive_5xx < detection.consecutive_5xx:
+            return
+        host.consecutive_5xx = 0
+        now = self._clock()
+        ejected = sum(1 for item in self.hosts if item.ejected_until > now)
+        if ejected and ejected * 100 >= detection.max_ejection_percent * len(self.hosts):
+            return
+        host.ejections += 1
+        host.ejected_until = now + detection.base_ejection_time * host.ejections
+        self.stats.outlier_detection_ejections_enforced_total.value += 1
+
+    # -- circuit breakers and pools ------------------------------------------------------
+    def start_request(self) -> None:
+        """Count a request against max_requests; raises Overflow."""
+        if self.rq_active >= self.cluster.circuit_breakers.max_requests:
+            self.stats.upstream_rq_pending_overflow.value += 1
+            raise Overflow()
+        self.rq_active += 1
+        self.stats.upstream_rq_active.value = self.rq_active
+        self.stats.upstream_rq_total.value += 1
+
+    def end_request(self) -> None:
+        self.rq_active -= 1
+        self.stats.upstream_rq_active.value = self.rq_active
+
+    def try_retry(self) -> bool:
+        if self.retries_active >= self.cluster.circuit_breakers.max_retries:
+            return False
+        self.retries_active += 1
+        self.stats.upstream_rq_retry.value += 1
+        return True
+
+    def end_retry(self) -> None:
+        self.retries_active -= 1
+
+    async def connect(self, host: Host) -> transport.Connection:
+        """A new connection to `host`, counted against max_connections by the caller."""
+        try:
+            try:
+                target = self._tls_target()
+            except (KeyError, tls.TlsConfigError) as error:
+                raise ConnectFailure(f"no upstream TLS context: {error}") from None
+            connection = await open_connection(
+                host.address, host.port, self.cluster.connect_timeout, target
+            )
+        except ConnectFailure:
+            self.stats.upstream_cx_connect_fail.value += 1
+            raise
+        return connection
+
+    def _opened(self, host: Host) -> None:
+        self.cx_active += 1
+        host.cx_active += 1
+        self.stats.upstream_cx_total.value += 1
+        self.stats.upstream_cx_active.value = self.cx_active
+
+    def _closed(self, host: Host) -> None:
+        self.cx_active -= 1
+        host.cx_active -= 1
+        self.stats.upstream_cx_active.value = self.cx_active
+        self.stats.upstream_cx_destroy.value += 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def acquire_http(self, host: Host) -> UpstreamHttp:
+        """An idle or new HTTP connection to `host`; waits as a pending request when the
+        cluster is at max_connections. Raises Overflow or ConnectFailure."""
+        while True:
+            while host.idle:
+                upstream = host.idle.pop()
+                if upstream.reusable:
+                    upstream.connection.set_consumer(upstream)
+                    return upstream
+                self._discard(upstream)
+            if self.cx_active < self.cluster.circuit_breakers.max_connections:
+                self._opened(host)
+                try:
+                    connection = await self.connect(host)
+                except BaseException:
+                    self._closed(host)
+                    raise
+                return UpstreamHttp(connection, host)
+            self.stats.upstream_cx_overflow.value += 1
+            if self.pending >= self.cluster.circuit_breakers.max_pending_requests:
+                self.stats.upstream_rq_pending_overflow.value += 1
+                raise Overflow()
+            self.pending += 1
+            self.stats.upstream_rq_pending_total.value += 1
+            self.stats.upstream_rq_pending_active.value = self.pending
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self.pending -= 1
+                self.stats.upstream_rq_pending_active.value = self.pending
+
+    def release_http(self, upstream: UpstreamHttp, reusable: bool) -> None:
+        """Give a connection back after a response: pooled when reusable, else closed."""
+        limit = self.cluster.max_requests_per_connection
+        host = upstream.host
+        if (
+            reusable
+            and upstream.reusable
+            and (limit is None or upstream.requests < limit)
+            and self._by_address.get((host.address, host.port)) is host
+        ):
+            host.idle.append(upstream)
+            upstream.connection.set_consumer(_IdleWatch(self, upstream))
+            self._wake_one()
+            return
+        self._discard(upstream)
+
+    def _discard(self, upstream: UpstreamHttp) -> None:
+        if not upstream.discarded:
+            upstream.discarded = True
+            upstream.connection.close()
+            self._closed(upstream.host)
+
+    def adopt_tunnel(self, upstream: UpstreamHttp) -> Callable[[], None]:
+        """An upgraded connection leaves the pool; call the result when the tunnel ends."""
+        return lambda: self._discard(upstream)
+
+
+class _IdleWatch:
+    """The consumer of a pooled connection: anything arriving makes it unusable."""
+
+    def __init__(self, cluster: ClusterRuntime, upstream: UpstreamHttp):
+        self._cluster = cluster
+        self._upstream = upstream
+
+    def _drop(self) -> None:
+        upstream = self._upstream
+        upstream.ended = True
+        host = upstream.host
+        if upstream in host.idle:
+            host.idle.remove(upstream)
+        self._cluster._discard(upstream)
+
+    def data_received(self, data: bytes) -> None:
+        self._drop()
+
+    def eof_received(self) -> None:
+        self._drop()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._drop()
