@@ -1,0 +1,5 @@
+"""Local mode's plumbing: the mesh network, address allocation, processes, teardown.
+
+Everything the runtime creates outside its own process is journaled first
+(`osm.runtime.record`), so `osm.runtime.record.teardown` can always undo it.
+"""

@@ -1,0 +1,428 @@
+"""A pod's containers as processes: run in the pod's namespace, restarted, probed, logged.
+
+The one idea: a container is ``ip netns exec <pod netns> setpriv --reuid U --regid G
+--clear-groups -- <command> <args>``. ``ip netns exec`` enters the namespace and
+bind-mounts ``/etc/netns/<pod>/hosts`` over ``/etc/hosts``; ``setpriv`` drops root; both
+exec, so the pid the runtime sees is the container's own, and it leads its own session
+(its process group is killed as a whole). `ContainerProcess` restarts it with
+exponential backoff (Kubernetes' restartPolicy Always), appends its output to a log file
+under the state dir (for ``osm logs``) and tracks readiness from the readinessProbe
+(run inside the pod's namespace, with the probe's period and thresholds).
+
+Users: applications run as a fixed unprivileged user (``nobody`` by default; never UID
+1500, whose traffic the interception rules let through unproxied); the sidecar runs as
+UID 1500 (`osm.interception.rules.PROXY_UID`). No users are created. A process running
+as those UIDs must be able to read its interpreter and code: a virtualenv or pyenv
+under ``/root`` (mode 0700) is not. `access_problem` checks this before a pod starts
+and says what to do (make the venv from an interpreter outside /root, e.g.
+``/usr/bin/python3 -m venv /opt/osm/venv``, or point the runtime at one). We propose
+not to copy or bind-mount interpreters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import ssl
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from osm.model.core import Container, Probe
+from osm.runtime import record
+from osm.runtime.network import socket_in_netns
+
+APP_UID = 65534  # nobody
+APP_GID = 65534  # nogroup
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+
+class ProcessError(RuntimeError):
+    """A container cannot be started as specified (no command, unknown port name, ...)."""
+
+
+# -- commands ------------------------------------------------------------------------------
+def pod_command(netns: str, argv: Sequence[str], *, uid: int, gid: int) -> list[str]:
+    """The argv that runs ``argv`` in pod namespace ``netns`` as ``uid``/``gid`` without
+    supplementary groups or the means to regain privileges."""
+    if not argv:
+        raise ProcessError("nothing to run: the command is empty")
+    privileges = [f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs"]
+    return ["ip", "netns", "exec", netns, "setpriv", *privileges, "--", *argv]
+
+
+_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion: defined variables are replaced, undefined ones
+    kept as written, ``$$`` escapes a ``$``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env.get(name, match.group(0))
+
+    return _REFERENCE.sub(replace, text)
+
+
+def container_argv(container: Container, env: Mapping[str, str]) -> tuple[str, ...]:
+    """``command`` + ``args`` with ``$(VAR)`` expanded. Local mode has no images, so a
+    container without ``command`` (relying on the image's entrypoint) cannot run."""
+    if not container.command:
+        raise ProcessError(
+            f'container "{container.name}" has no command; local mode runs commands, not '
+            "images (set spec.containers[].command)"
+        )
+    return tuple(expand(part, env) for part in (*container.command, *container.args))
+
+
+def container_env(container: Container, extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """The process environment: a minimal base, ``extra`` (e.g. POD_IP), then the
+    container's ``env`` in order (later entries may refer to earlier ones)."""
+    env = {"PATH": DEFAULT_PATH, "HOME": "/", "LANG": "C.UTF-8", **extra}
+    for name, value in container.env:
+        env[name] = expand(value, env)
+    return env
+
+
+def log_path(state_dir: Path, namespace: str, pod: str, container: str) -> Path:
+    """Where a container's output goes: ``<state>/logs/<namespace>/<pod>/<container>.log``."""
+    return state_dir / "logs" / namespace / pod / f"{container}.log"
+
+
+def access_problem(argv: Sequence[str], *, uid: int, gid: int, timeout: float = 20.0) -> str | None:
+    """Runs ``argv`` (e.g. ``[python, "-c", "import osm.proxy"]``) as ``uid``/``gid``
+    in the current namespace; None if it exits 0, else a message saying what to do."""
+    command = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, cwd="/", check=False
+        )
+    except subprocess.TimeoutExpired:
+        return f"{' '.join(argv)} did not finish in {timeout:g}s as uid {uid}"
+    if result.returncode == 0:
+        return None
+    detail = (result.stderr or result.stdout).strip().splitlines()
+    return (
+        f"{' '.join(argv)} cannot run as uid {uid}: {detail[-1] if detail else result.returncode}."
+        " The interpreter and code must be readable by that user; a virtualenv or pyenv "
+        "under /root is not. Create the venv from an interpreter outside /root, e.g. "
+        "/usr/bin/python3 -m venv /opt/osm/venv && /opt/osm/venv/bin/pip install <osm>, "
+        "and run the mesh from it."
+    )
+
+
+# -- restart backoff -----------------------------------------------------------------------
+@dataclass
+class Backoff:
+    """Delays before restarts: ``initial`` doubling (``factor``) up to ``maximum``; reset
+    to ``initial`` once a process has run for ``reset_after`` seconds."""
+
+    initial: float = 1.0
+    factor: float = 2.0
+    maximum: float = 60.0
+    reset_after: float = 120.0
+    _next: float = field(default=0.0, init=False)
+
+    def delay(self, ran_for: float) -> float:
+        """The delay before the next start of a process that ran for ``ran_for`` seconds."""
+        if ran_for >= self.reset_after or self._next == 0.0:
+            self._next = self.initial
+        current = self._next
+        self._next = min(self.maximum, self._next * self.factor)
+        return current
+
+
+# -- readiness -----------------------------------------------------------------------------
+@dataclass
+class Readiness:
+    """Kubernetes' readiness rule: not ready at first; ready after ``success_threshold``
+    successes in a row; not ready after ``failure_threshold`` failures in a row."""
+
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    ready: bool = False
+    _successes: int = field(default=0, init=False)
+    _failures: int = field(default=0, init=False)
+
+    def observe(self, success: bool) -> bool:
+        """Records one probe result; returns whether the container is ready now."""
+        if success:
+            self._successes += 1
+            self._failures = 0
+            if self._successes >= self.success_threshold:
+                self.ready = True
+        else:
+            self._failures += 1
+            self._successes = 0
+            if self._failures >= self.failure_threshold:
+                self.ready = False
+        return self.ready
+
+    def reset(self) -> None:
+        self.ready = False
+        self._successes = self._failures = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """Where a probe runs: the pod's namespace and IP, the container (for named ports),
+    and the user for exec probes."""
+
+    netns: str
+    pod_ip: str
+    container: Container
+    uid: int = APP_UID
+    gid: int = APP_GID
+
+
+def resolve_port(container: Container, port: int | str) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    for declared in container.ports:
+        if declared.name == port:
+            return declared.container_port
+    raise ProcessError(f'container "{container.name}" has no port named "{port}"')
+
+
+async def probe_once(probe: Probe, target: ProbeTarget) -> bool:
+    """Runs one probe inside the pod's namespace; True on success. A probe that takes
+    longer than ``timeout_seconds`` fails."""
+    try:
+        return await asyncio.wait_for(_probe(probe, target), probe.timeout_seconds)
+    except (TimeoutError, OSError, ssl.SSLError, ValueError):
+        return False
+
+
+async def _probe(probe: Probe, target: ProbeTarget) -> bool:
+    if probe.kind == "exec":
+        argv = pod_command(target.netns, probe.command, uid=target.uid, gid=target.gid)
+        child = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            return await child.wait() == 0
+        finally:
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                await child.wait()
+    port = resolve_port(target.container, probe.port)
+    loop = asyncio.get_running_loop()
+    # Created in this thread (a helper thread's setns takes well under a millisecond): an
+    # awaited hand-over could leak the socket when the probe is cancelled.
+    sock = socket_in_netns(target.netns)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (target.pod_ip, port))
+    except BaseException:
+        sock.close()
+        raise
+    if probe.kind == "tcpSocket":
+        sock.close()
+        return True
+    context = None
+    if probe.scheme == "HTTPS":  # like the kubelet: TLS without verification
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=context, server_hostname="" if context else None
+        )
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        writer.write(
+            f"GET {probe.path} HTTP/1.1\r\nHost: {target.pod_ip}:{port}\r\n"
+            "User-Agent: kube-probe/osm\r\nAccept: */*\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+    parts = status_line.split()
+    return len(parts) >= 2 and parts[1].isdigit() and 200 <= int(parts[1]) < 400
+
+
+# -- supervision ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """One container process: what runs, where, as whom, and where its output goes."""
+
+    name: str
+    netns: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    log: Path
+    uid: int = APP_UID
+    gid: int = APP_GID
+    cwd: str = "/"
+    probe: Probe | None = None
+    probe_target: ProbeTarget | None = None
+
+
+class ContainerProcess:
+    """Runs a `ProcessSpec` until `stop`: restarts it on exit after a `Backoff` delay and
+    probes its readiness. Use from one event loop; ``ready`` and ``restarts`` may be read
+    at any time. Every started process is recorded in the journal while it lives."""
+
+    def __init__(
+        self,
+        spec: ProcessSpec,
+        journal: record.Journal,
+        *,
+        backoff: Backoff | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        on_ready_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.journal = journal
+        self.backoff = backoff or Backoff()
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+        self._sleep = sleep
+        self._clock = clock
+        self._on_ready_change = on_ready_change
+        self._process: asyncio.subprocess.Process | None = None
+        self._entry: record.Entry | None = None
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started_at = 0.0
+        probe = spec.probe
+        self.readiness = Readiness(
+            probe.success_threshold if probe else 1, probe.failure_threshold if probe else 3
+        )
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def ready(self) -> bool:
+        """With a readiness probe, what it says; without, whether the process runs."""
+        if self.spec.probe is None:
+            return self.pid is not None
+        return self.readiness.ready
+
+    async def start(self) -> None:
+        """Starts the process (raising if it cannot be spawned at all) and supervises it."""
+        self.spec.log.parent.mkdir(parents=True, exist_ok=True)
+        await self._spawn()
+        self._tasks.append(asyncio.create_task(self._supervise(), name=f"run-{self.spec.name}"))
+        if self.spec.probe is not None and self.spec.probe_target is not None:
+            self._tasks.append(
+                asyncio.create_task(self._probe_loop(), name=f"probe-{self.spec.name}")
+            )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops supervising; SIGTERM to the process group, SIGKILL after ``grace``."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        self._forget()
+        self._set_ready(False)
+
+    async def _spawn(self) -> None:
+        spec = self.spec
+        argv = pod_command(spec.netns, spec.argv, uid=spec.uid, gid=spec.gid)
+        with spec.log.open("ab") as log:
+            log.write(f"--- osm: starting {spec.name} (restart {self.restarts})\n".encode())
+            log.flush()
+            self._process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(spec.env),
+                cwd=spec.cwd,
+                start_new_session=True,
+            )
+        self._entry = record.record_process(
+            self.journal, self._process.pid, netns=spec.netns, name=spec.name
+        )
+        self._started_at = self._clock()
+        if spec.probe is None:
+            self._notify(True)
+
+    async def _supervise(self) -> None:
+        while True:
+            assert self._process is not None
+            code = await self._process.wait()
+            self.last_exit_code = code
+            self._forget()
+            self._set_ready(False)
+            with self.spec.log.open("ab") as log:
+                log.write(f"--- osm: {self.spec.name} exited with {code}\n".encode())
+            if self._stopping:
+                return
+            await self._sleep(self.backoff.delay(self._clock() - self._started_at))
+            if self.stopping:  # stop() may have run during the delay
+                return
+            self.restarts += 1
+            await self._spawn()
+
+    async def _probe_loop(self) -> None:
+        probe, target = self.spec.probe, self.spec.probe_target
+        assert probe is not None and target is not None
+        await self._sleep(probe.initial_delay_seconds)
+        while not self._stopping:
+            success = self.pid is not None and await probe_once(probe, target)
+            before = self.readiness.ready
+            if self.readiness.observe(success) != before:
+                self._notify(self.readiness.ready)
+            await self._sleep(probe.period_seconds)
+
+    def _set_ready(self, ready: bool) -> None:
+        """Called with False when the process is gone (probes start over)."""
+        if self.spec.probe is None:
+            self._notify(ready)
+            return
+        before = self.readiness.ready
+        if not ready:
+            self.readiness.reset()
+        if before != self.readiness.ready:
+            self._notify(self.readiness.ready)
+
+    def _notify(self, ready: bool) -> None:
+        if self._on_ready_change is not None:
+            self._on_ready_change(ready)
+
+    def _forget(self) -> None:
+        if self._entry is not None:
+            self.journal.removed(self._entry.kind, self._entry.key)
+            self._entry = None
