@@ -6,6 +6,10 @@ plus an HTTPRouteGroup); every 10th service is the apex of a TrafficSplit. Each 
 (a forked process, so peak RSS is per run) builds the state, does a cold
 `Generator.build`, then changes one split's weights and builds incrementally.
 
+Each timed build starts after a ``gc.collect()``, so it pays for the garbage it makes
+itself, not for a full collection of what the previous step left (the first change
+after a cold build would otherwise often pay ~50 ms collecting the cold build's heap).
+
 Run: ``.venv/bin/python bench/xds_build.py [--sizes 100,1000] [--repeat 3] [--profile]``.
 Not run by CI; prints a table of min-max over the repeats. Goals (issue #3): cold SMI
 build of 1,000 services / 5,000 proxies <= 5 s; one split change <= 50 ms, rebuilding
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import multiprocessing
 import pstats
 import resource
@@ -142,6 +147,7 @@ def run(services: int, permissive: bool, profile: bool) -> dict[str, Any]:
     state_seconds = time.perf_counter() - start
     generator = Generator(credentials=credentials, trust_bundle=PEM)
     profiler = cProfile.Profile() if profile else None
+    gc.collect()
     start = time.perf_counter()
     if profiler:
         profiler.enable()
@@ -151,6 +157,7 @@ def run(services: int, permissive: bool, profile: bool) -> dict[str, Any]:
     cold_seconds = time.perf_counter() - start
     assert not cold.errors, list(cold.errors.items())[:3]
     after, changed = state.with_changes(upserts=[split(0, (50, 50))])
+    gc.collect()
     start = time.perf_counter()
     warm = generator.build(after, changed)
     change_seconds = time.perf_counter() - start

@@ -108,6 +108,7 @@ class Catalog:
         self.config: MeshConfig = state.mesh_config
         self._c = _caches or _Caches()
         self._outbound: dict[object, OutboundPolicy] = {}
+        self._permissive_ports: tuple[OutboundPort, ...] | None = None
 
     # -- incremental -------------------------------------------------------------------
     def derive(self, state: MeshState, dirty: Dirty) -> Catalog:
@@ -418,11 +419,22 @@ class Catalog:
         ports would claim the same (IP, port) the first by (service, port) keeps it and
         the other loses that IP, with a warning.
         """
-        services = self.reachable(identity)
         key: object = identity.namespace if self.permissive else identity
         cached = self._outbound.get(key)
         if cached is not None:
             return cached
+        if self.permissive:
+            # Every namespace reaches the same ports: one tuple, shared.
+            if self._permissive_ports is None:
+                self._permissive_ports = self._outbound_ports(self.mesh_services())
+            ports = self._permissive_ports
+        else:
+            ports = self._outbound_ports(self.reachable(identity))
+        result = OutboundPolicy(identity.namespace, ports, self.config.traffic.enable_egress)
+        self._outbound[key] = result
+        return result
+
+    def _outbound_ports(self, services: tuple[ServiceId, ...]) -> tuple[OutboundPort, ...]:
         claimed: dict[tuple[str, int], ServiceId] = {}
         ports: list[OutboundPort] = []
         for sid in services:
@@ -442,9 +454,7 @@ class Catalog:
                 if len(kept) != len(outbound_port.match_ips):
                     outbound_port = dataclasses.replace(outbound_port, match_ips=tuple(kept))
                 ports.append(outbound_port)
-        result = OutboundPolicy(identity.namespace, tuple(ports), self.config.traffic.enable_egress)
-        self._outbound[key] = result
-        return result
+        return tuple(ports)
 
     # -- inbound -----------------------------------------------------------------------
     def _grants(self, identity: Identity) -> tuple[tuple[_HttpGrant, ...], tuple[_TcpGrant, ...]]:

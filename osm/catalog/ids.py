@@ -2,12 +2,12 @@
 
 A `ServiceId` names a Service, an `Identity` a workload identity (a service account),
 a `ProxyId` a pod. They order and hash by value, so they key indexes and sort output
-deterministically.
+deterministically; each caches its hash (they key most dicts of the control plane).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TRUST_DOMAIN = "cluster.local"
 CLUSTER_DOMAIN = "cluster.local"
@@ -17,6 +17,13 @@ CLUSTER_DOMAIN = "cluster.local"
 class ServiceId:
     namespace: str
     name: str
+    _hash: int = field(default=0, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.namespace, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -33,6 +40,13 @@ class Identity:
 
     namespace: str
     service_account: str
+    _hash: int = field(default=0, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.namespace, self.service_account)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.service_account}"
@@ -48,6 +62,13 @@ class ProxyId:
 
     namespace: str
     name: str
+    _hash: int = field(default=0, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.namespace, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"

@@ -17,6 +17,7 @@ from osm.catalog.ids import TRUST_DOMAIN, Identity
 from osm.xds.resources import Memo
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +45,17 @@ class Context:
     ``trust_bundle`` is the mesh's root certificates (PEM) that peers are verified
     against.
     ``grpc_mtls`` False builds proxyless gRPC clusters without TLS (tests).
+
+    ``parts`` (sub-messages and other derived values, `cached`) is generational:
+    `new_generation` keeps what was used since the previous call and drops the rest,
+    so a cache the next incremental build needs survives a prune.
     """
 
     memo: Memo = field(default_factory=Memo)
-    parts: dict[Hashable, Message] = field(default_factory=dict)
-    bundles: dict[Hashable, Any] = field(default_factory=dict)
-    """Per-outbound-policy resource bundles (`osm.xds.snapshot`)."""
+    parts: dict[Hashable, Any] = field(default_factory=dict)
+    previous_parts: dict[Hashable, Any] = field(default_factory=dict)
+    layers: dict[Hashable, Any] = field(default_factory=dict)
+    """Resource layers by the policy slice they were built from (`osm.xds.snapshot`)."""
     trust_domain: str = TRUST_DOMAIN
     credentials: CredentialSource | None = None
     trust_bundle: bytes = b""
@@ -58,9 +64,20 @@ class Context:
     def part(self, key: Hashable, make: Callable[[], M]) -> M:
         """A memoized sub-message (a filter chain, a virtual host). Callers copy it into
         their resource (protobuf copies on append); never modify the returned one."""
+        return self.cached(key, make)
+
+    def cached(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, memoized on ``key`` (a hashable value that determines it; the
+        value must not be None). Never modify the returned value."""
         found = self.parts.get(key)
         if found is None:
-            made = make()
-            self.parts[key] = made
-            return made
-        return cast(M, found)
+            found = self.previous_parts.get(key)
+            if found is None:
+                found = make()
+            self.parts[key] = found
+        return cast(T, found)
+
+    def new_generation(self) -> None:
+        """Starts a new generation of `cached` values (see the class docstring)."""
+        self.previous_parts = self.parts
+        self.parts = {}

@@ -13,13 +13,22 @@ being the rule's match — so a request is allowed when any rule allows it, whic
 route Envoy picked (route order cannot wrongly deny overlapping matches). Permissive
 mode is one route allowing any authenticated peer.
 
+Outbound configurations can hold a virtual host per service of the mesh, and in
+permissive mode one exists per namespace, so they are assembled, not rebuilt: each
+virtual host is memoized with its references and its encoded bytes on the port's
+*route view* (`route_view`: no addresses or upstreams, so endpoint changes do not
+touch routes), the configuration's bytes are the concatenation of its hosts'
+(`_outbound`), and a change re-encodes only the hosts whose port changed.
+
 Same shape as every builder module: `resources(policy, context)`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
@@ -36,7 +45,7 @@ from osm.catalog.policy import (
 )
 from osm.xds import common, names
 from osm.xds.context import Context
-from osm.xds.resources import ROUTE, Built, build, pack
+from osm.xds.resources import ROUTE, Built, Reference, build, from_serialized, pack, references
 
 
 def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
@@ -45,23 +54,51 @@ def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
 
 
 def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """``rds-outbound.<port>`` (reads ``policy.outbound`` only)."""
+    """``rds-outbound.<port>`` (reads ``policy.outbound`` only: the namespace and each
+    HTTP port's service, port, ClusterIP and routes)."""
     result: list[Built] = []
-    by_port: dict[int, list[OutboundPort]] = {}
-    for port in policy.outbound.ports:
-        if is_http(port.protocol):
-            by_port.setdefault(port.port, []).append(port)
+    by_port = _by_number(policy.outbound.ports, context)
     namespace = policy.outbound.namespace
-    for number in sorted(by_port):
-        ports = tuple(by_port[number])
-        view = tuple((p.service, p.port, p.cluster_ip, p.routes) for p in ports)
+    for number, ports in by_port:
         result.append(
             context.memo.get(
-                ("rds-outbound", number, namespace, view),
+                ("rds-outbound", number, namespace, ports),
                 functools.partial(_outbound, number, namespace, ports, context),
             )
         )
     return result
+
+
+def _by_number(
+    ports: tuple[OutboundPort, ...], context: Context
+) -> tuple[tuple[int, tuple[OutboundPort, ...]], ...]:
+    """The route views of the HTTP ports, grouped by port number (sorted), memoized on
+    the ports tuple itself (permissive namespaces share one)."""
+    entry = context.cached(("rds-by-number", id(ports)), lambda: (ports, _group(ports, context)))
+    if entry[0] is not ports:  # pragma: no cover - the entry keeps ``ports`` alive
+        raise AssertionError("stale grouping")
+    return entry[1]
+
+
+def _group(
+    ports: tuple[OutboundPort, ...], context: Context
+) -> tuple[tuple[int, tuple[OutboundPort, ...]], ...]:
+    by_port: dict[int, list[OutboundPort]] = {}
+    for port in ports:
+        if is_http(port.protocol):
+            by_port.setdefault(port.port, []).append(route_view(port, context))
+    return tuple((number, tuple(by_port[number])) for number in sorted(by_port))
+
+
+def route_view(port: OutboundPort, context: Context) -> OutboundPort:
+    """``port`` with only what a route configuration reads (no addresses to match, no
+    upstreams), so that endpoint changes do not rebuild routes. A port that is already
+    such a view is returned as it is; otherwise the view is memoized per port value."""
+    if not port.match_ips and not port.upstreams:
+        return port
+    return context.cached(
+        ("route-view", port), lambda: dataclasses.replace(port, match_ips=(), upstreams=())
+    )
 
 
 def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
@@ -104,22 +141,80 @@ def virtual_host(port: OutboundPort, same_namespace: bool) -> route_components_p
 def outbound_route_configuration(
     number: int, namespace: str, ports: Sequence[OutboundPort], context: Context
 ) -> route_pb2.RouteConfiguration:
-    config = route_pb2.RouteConfiguration(
+    config = _empty_outbound(number)
+    for port in ports:
+        config.virtual_hosts.append(_host(port, namespace, context)[0])
+    return config
+
+
+def _empty_outbound(number: int) -> route_pb2.RouteConfiguration:
+    return route_pb2.RouteConfiguration(
         name=names.outbound_route_config(number),
         validate_clusters=wrappers_pb2.BoolValue(value=False),
     )
-    for port in ports:
-        same = port.service.namespace == namespace
-        key = ("vhost", port.service, port.port, port.cluster_ip, port.routes, same)
-        config.virtual_hosts.append(context.part(key, functools.partial(virtual_host, port, same)))
-    return config
+
+
+_Host = tuple[route_components_pb2.VirtualHost, frozenset[Reference], bytes]
+
+
+def _host(port: OutboundPort, namespace: str, context: Context) -> _Host:
+    same = port.service.namespace == namespace
+    view = route_view(port, context)
+    return context.cached(("vhost", view, same), functools.partial(_virtual_host, view, same))
+
+
+def _virtual_host(port: OutboundPort, same_namespace: bool) -> _Host:
+    """A virtual host, what it names, and its encoding as a RouteConfiguration's
+    ``virtual_hosts`` field (tag, length and deterministic serialization)."""
+    host = virtual_host(port, same_namespace)
+    encoded = route_pb2.RouteConfiguration(virtual_hosts=[host]).SerializeToString(
+        deterministic=True
+    )
+    return host, frozenset(references(host)), encoded
 
 
 def _outbound(
     number: int, namespace: str, ports: Sequence[OutboundPort], context: Context
 ) -> Built:
-    config = outbound_route_configuration(number, namespace, ports, context)
-    return build(ROUTE, config.name, config)
+    """``rds-outbound.<number>``, assembled from its virtual hosts' memoized encodings.
+
+    A deterministic serialization writes fields in field-number order (``name`` = 1,
+    ``virtual_hosts`` = 2, ``validate_clusters`` = 7) and a repeated message field as
+    one encoded entry per element, so the concatenation below is byte for byte what
+    serializing the whole message gives (a test checks it); the message is parsed
+    from those bytes only when someone reads it. References are the union of the
+    hosts' (each found once, by `references`).
+
+    The hosts of the previous configuration with this number and namespace are kept
+    (a mutable cell in the context's generational cache): when the ports have the
+    same length, only the hosts of ports that are not the very same objects are looked
+    up again, so one split change costs O(ports) identity checks, not O(ports) lookups.
+    """
+    frame = context.cached(("rds-outbound-frame", number), lambda: _frame(number))
+    last: list[Any] = context.cached(("rds-outbound-last", number, namespace), lambda: [(), []])
+    last_ports, last_hosts = last
+    if len(last_ports) == len(ports):
+        hosts = list(last_hosts)
+        for index, (before, port) in enumerate(zip(last_ports, ports, strict=True)):
+            if before is not port:
+                hosts[index] = _host(port, namespace, context)
+    else:
+        hosts = [_host(port, namespace, context) for port in ports]
+    last[:] = [tuple(ports), hosts]
+    serialized = b"".join((frame[0], *(h[2] for h in hosts), frame[1]))
+    found: frozenset[Reference] = frozenset().union(*(h[1] for h in hosts))
+    name = names.outbound_route_config(number)
+    return from_serialized(ROUTE, name, route_pb2.RouteConfiguration, serialized, found)
+
+
+def _frame(number: int) -> tuple[bytes, bytes]:
+    """The encoded ``name`` field, and the rest (``validate_clusters``), of an outbound
+    configuration without virtual hosts."""
+    empty = _empty_outbound(number).SerializeToString(deterministic=True)
+    name_only = route_pb2.RouteConfiguration(name=names.outbound_route_config(number))
+    head = name_only.SerializeToString(deterministic=True)
+    assert empty.startswith(head)
+    return head, empty[len(head) :]
 
 
 # -- inbound -----------------------------------------------------------------------------

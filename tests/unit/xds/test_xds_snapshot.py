@@ -400,3 +400,136 @@ def test_random_meshes_give_consistent_valid_snapshots(
     incremental = generator.build(after, changed)
     assert dict(incremental.errors) == {}
     assert versions(incremental) == versions(build_snapshots(after))
+
+
+# -- layers and incremental bookkeeping --------------------------------------------------
+def contents(built: Snapshots) -> dict[ProxyId, dict[str, Any]]:
+    """Everything a proxy is served: per type, the version and name -> digest."""
+    return {
+        p: {
+            url: (s.version(url), {n: b.digest for n, b in s.of_type(url).items()})
+            for url in TYPE_URLS
+        }
+        for p, s in built.snapshots.items()
+    }
+
+
+def check_against_cold(previous: Snapshots, incremental: Snapshots, after: MeshState) -> None:
+    """An incremental build serves what a cold build serves, reports exactly the
+    proxies whose content changed, and every resource's bytes are its message's
+    deterministic serialization (assembled route configurations included)."""
+    cold = build_snapshots(after)
+    assert contents(incremental) == contents(cold)
+    assert dict(incremental.errors) == dict(cold.errors)
+    before = contents(previous)
+    now = contents(incremental)
+    expected_changed = {
+        p
+        for p, snapshot in incremental.snapshots.items()
+        if before.get(p) != now[p] or previous.snapshots[p].proxy != snapshot.proxy
+    }
+    assert incremental.changed == expected_changed
+    assert incremental.removed == set(previous.snapshots) - set(incremental.snapshots)
+    for snapshot in incremental.snapshots.values():
+        for url in TYPE_URLS:
+            typed = snapshot.of_type(url)
+            assert len(typed) == len(list(typed))
+            for name, resource in typed.items():
+                assert resource.name == name
+                assert resource.message.SerializeToString(deterministic=True) == (
+                    resource.serialized
+                )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(meshes(), st.lists(meshes(), min_size=1, max_size=3))
+def test_chains_of_changes_equal_cold_builds(docs: list[m.Doc], later: list[list[m.Doc]]) -> None:
+    state = m.state(*docs)
+    generator = Generator()
+    previous = generator.build(state)
+    current = docs
+    for step in later:
+        new = m.parse(*step)
+        keep = {r.ref for r in new}
+        deletes = [r.ref for r in m.parse(*current) if r.ref not in keep]
+        after, changed = state.with_changes(upserts=new, deletes=deletes)
+        incremental = generator.build(after, changed)
+        check_against_cold(previous, incremental, after)
+        state, previous, current = after, incremental, step
+
+
+def test_permissive_split_change_rebuilds_one_route_configuration_per_namespace() -> None:
+    """In permissive mode every proxy reaches the apex: the shared upstream layer is
+    kept, one rds-outbound per namespace is rebuilt, and every proxy is reported."""
+    state = xds_support.bookstore(permissive=True, egress=True)
+    generator = Generator()
+    first = generator.build(state)
+    new_split = m.parse(
+        m.traffic_split(
+            "bookstore", "bookstore-split", "bookstore", [("bookstore-v1", 3), ("bookstore-v2", 1)]
+        )
+    )
+    after, changed = state.with_changes(upserts=new_split)
+    built = generator.build(after, changed)
+    namespaces = {p.namespace for p in first.snapshots}
+    assert built.stats.resources_built == len(namespaces)
+    assert built.changed == set(first.snapshots)
+    for proxy_id, snapshot in built.snapshots.items():
+        before = first.snapshots[proxy_id]
+        for url in (CLUSTER, ENDPOINT, LISTENER, SECRET):
+            assert snapshot.resources.types[url] is before.resources.types[url]
+        assert snapshot.version(ROUTE) != before.version(ROUTE)
+        assert snapshot.resources.layers[0] is before.resources.layers[0]  # upstreams
+        assert snapshot.resources.layers[2] is before.resources.layers[2]  # inbound
+    check_against_cold(first, built, after)
+    # Undoing the change serves the first build's content again.
+    undo = m.parse(
+        m.traffic_split(
+            "bookstore", "bookstore-split", "bookstore", [("bookstore-v1", 1), ("bookstore-v2", 1)]
+        )
+    )
+    again, changed_back = after.with_changes(upserts=undo)
+    assert contents(generator.build(again, changed_back)) == contents(build_snapshots(again))
+
+
+def test_a_change_nobody_reaches_changes_no_proxy() -> None:
+    state = split_change_mesh()
+    generator = Generator()
+    generator.build(state)
+    outside = m.parse(m.service("elsewhere", "ghost", cluster_ip="10.96.99.99"))
+    after, changed = state.with_changes(upserts=outside)
+    built = generator.build(after, changed)
+    assert built.changed == frozenset()
+    assert built.stats.resources_built == 0
+
+
+def test_layered_resources_is_a_read_only_union() -> None:
+    from osm.xds.snapshot import LayeredResources
+
+    one = build(LISTENER, "a", listener_pb2.Listener(name="a"))
+    two = build(LISTENER, "b", listener_pb2.Listener(name="b"))
+    view = LayeredResources(({"a": one}, {"a": one, "b": two}), 2)
+    assert list(view) == ["a", "b"]
+    assert len(view) == 2
+    assert view["b"] is two and "a" in view and "c" not in view
+    with pytest.raises(KeyError):
+        view["c"]
+
+
+@pytest.mark.parametrize("permissive", [True, False])
+def test_pruned_reference_walk_finds_what_the_full_walk_finds(permissive: bool) -> None:
+    from osm.xds import resources
+
+    def exhaustive(message: Any) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for inner in resources.walk(message):
+            finder = resources._REFERENCES.get(inner.DESCRIPTOR.full_name)
+            if finder is not None:
+                found.update(finder(inner))
+        return found
+
+    built = build_snapshots(xds_support.bookstore(permissive=permissive, egress=True))
+    for snapshot in built.snapshots.values():
+        for url in TYPE_URLS:
+            for resource in snapshot.of_type(url).values():
+                assert resource.references == exhaustive(resource.message), resource.name
