@@ -74,6 +74,11 @@ class Client:
                 if line.strip():
                     yield json.loads(line)
 
+    def proxies(self) -> Sequence[dict[str, Any]]:
+        """The proxies connected to the controller's xDS server (`/api/v1/proxies`)."""
+        found = self._call("GET", "/api/v1/proxies").get("proxies", [])
+        return [p for p in found if isinstance(p, dict)] if isinstance(found, list) else []
+
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
 

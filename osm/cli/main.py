@@ -374,10 +374,12 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca, xds
+    from osm.cli import ca, proxy, xds
 
     group.add_command(ca.ca)
     group.add_command(xds.xds)
+    group.add_command(proxy.proxy)
+    group.add_command(proxy.sidecar)
 
 
 def main() -> None:

@@ -17,6 +17,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
+from envoy.extensions.filters.listener.http_inspector.v3 import (  # noqa: F401
+    http_inspector_pb2,  # `config` matches listener filters by type URL; rendering an Any
+)
+from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2  # noqa: F401
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2  # noqa: F401
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, json_format, timestamp_pb2
 

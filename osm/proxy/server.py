@@ -112,10 +112,10 @@ class Proxy:
         self.updated_at = stamps
         self._raw: Mapping[str, Mapping[str, Any]] = new.raw
 
-    async def close(self) -> None:
-        """Stop listening, close connections (briefly draining), drop idle upstreams."""
-        for listener in list(self.listeners.values()):
-            await listener.drain(0.1)
+    async def close(self, grace: float = 0.1) -> None:
+        """Stop listening, let connections finish for up to `grace` seconds (all listeners
+        drain at once), close the rest, drop idle upstreams."""
+        await asyncio.gather(*(listener.drain(grace) for listener in self.listeners.values()))
         self.listeners.clear()
         for task in list(self._draining):
             task.cancel()

@@ -1,0 +1,170 @@
+"""``osm sidecar`` runs the Python sidecar; ``osm proxy`` looks at running proxies.
+
+The one idea: a proxy is inspected from two sides, as in OSM: ``osm proxy get`` asks the
+proxy itself (its Envoy-style admin interface: config_dump, stats, clusters, listeners,
+ready) and ``osm proxy status`` asks the controller what each connected proxy has
+acknowledged or rejected over xDS.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from osm import paths
+from osm.cli.client import ApiError, Client
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+QUERIES = ("config_dump", "stats", "clusters", "listeners", "ready")
+TYPES = ("CDS", "LDS", "RDS", "EDS", "SDS")
+VERSION_WIDTH = 8
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.command(name="sidecar", context_settings=CONTEXT)
+@click.option(
+    "--bootstrap",
+    "bootstrap_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The bootstrap file (YAML or JSON): node id, xDS server, admin address.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def sidecar(bootstrap_path: Path, log_level: str) -> None:
+    """Run the Python sidecar proxy: configured over xDS by the controller, until SIGTERM
+    (then it drains in-flight requests and exits 0)."""
+    from osm.proxy import bootstrap, main
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        code = main.run(bootstrap_path)
+    except (bootstrap.BootstrapError, main.SidecarError) as error:
+        _fail(str(error))
+    sys.exit(code)
+
+
+@click.group(name="proxy", context_settings=CONTEXT)
+def proxy() -> None:
+    """Inspect the mesh's proxies: their admin interface, and their xDS status."""
+
+
+@proxy.command(name="get", context_settings=CONTEXT)
+@click.argument("query", type=click.Choice(QUERIES))
+@click.argument("pod", required=False)
+@click.option("-n", "--namespace", default=None, help="The POD's namespace.")
+@click.option(
+    "--address",
+    default="127.0.0.1:15000",
+    show_default=True,
+    help="HOST:PORT of the proxy's admin interface.",
+)
+def get(query: str, pod: str | None, namespace: str | None, address: str) -> None:
+    """Print a proxy's admin QUERY (config_dump, stats, clusters, listeners, ready).
+
+    The proxy is the one whose admin interface listens on --address. Naming a POD needs
+    the local runtime, which finds its admin address; until then use --address."""
+    if pod is not None:
+        where = f"{namespace}/{pod}" if namespace else pod
+        _fail(
+            f"finding pod {where}'s proxy needs the local runtime, which is not available yet; "
+            "give the admin interface with --address HOST:PORT instead"
+        )
+    url = f"http://{address}/{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        click.echo(error.read().decode(errors="replace"), nl=False)
+        _fail(f"{url} answered HTTP {error.code}")
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        _fail(f"cannot reach the proxy's admin interface at {address}: {reason}")
+    click.echo(body, nl=not body.endswith("\n"))
+
+
+@proxy.command(name="status", context_settings=CONTEXT)
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """List the proxies connected to the controller: identity, protocol, the versions
+    they acknowledged per type, and the last configuration they rejected."""
+    root = ctx.find_root().obj
+    server = root.get("server") if isinstance(root, dict) else None
+    try:
+        proxies = Client(server or paths.default_server()).proxies()
+    except ApiError as error:
+        _fail(str(error))
+    if not proxies:
+        click.echo("No proxies are connected.")
+        return
+    click.echo(status_table(proxies))
+
+
+def _short(version: str) -> str:
+    if not version:
+        return "-"
+    base, plus, rest = version.partition("+")
+    return base[:VERSION_WIDTH] + (plus + rest if plus else "")
+
+
+def _since(text: str, now: datetime.datetime) -> str:
+    try:
+        stamp = datetime.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return "<unknown>"
+    seconds = max(0, int((now - stamp).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _nack(entry: Mapping[str, Any]) -> str:
+    nack = entry.get("last_nack")
+    if not isinstance(nack, Mapping):
+        return "-"
+    return (
+        f"{nack.get('type', '?')} {_short(str(nack.get('version', '')))}: {nack.get('message', '')}"
+    )
+
+
+def status_table(proxies: Sequence[Mapping[str, Any]], now: datetime.datetime | None = None) -> str:
+    """A kubectl-style table of `/api/v1/proxies` entries."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    header = ["NODE ID", "IDENTITY", "PROTOCOL", "CONNECTED", *TYPES, "LAST NACK"]
+    rows = [header]
+    for entry in proxies:
+        acked = entry.get("acked_versions") or {}
+        rows.append(
+            [
+                str(entry.get("node_id", "")),
+                str(entry.get("identity", "")),
+                str(entry.get("protocol", "")),
+                _since(str(entry.get("connected_since", "")), moment),
+                *(_short(str(acked.get(t, ""))) for t in TYPES),
+                _nack(entry),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

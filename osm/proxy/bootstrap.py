@@ -1,0 +1,351 @@
+"""The sidecar's bootstrap file: who the proxy is, where its xDS server is, how to reach it.
+
+The one idea: like Envoy's bootstrap, this is the only static configuration a sidecar has;
+everything else arrives over ADS. It is YAML (so JSON too) and is read once, into a frozen
+`Bootstrap`; every mistake raises `BootstrapError` naming the file, the field path and what
+would be valid. Relative paths are resolved against the file's directory. `write` makes a
+bootstrap and its certificate files for one proxy (what the local runtime does per pod).
+
+    node:
+      id: bookbuyer-0.sidecar.bookbuyer.bookbuyer   # <pod>.sidecar.<sa>.<ns>
+      cluster: bookbuyer                            # optional (default: the service account)
+      metadata: {pod_ip: 10.1.0.4}                  # optional, any JSON-able mapping
+    xds:
+      address: 127.0.0.1:15128
+      tls: {cert: cert.pem, key: key.pem, ca: ca.pem, server_name: localhost}
+      # or: insecure: true
+      protocol: auto                                # auto (delta, else SotW) | delta | sotw
+    admin: {address: 127.0.0.1, port: 15000}       # optional; these are the defaults
+    access_log: access.log                          # optional; one JSON line per request
+    listeners:                                      # optional bind overrides (tests)
+      outbound-listener: 127.0.0.1:0
+    drain_seconds: 5                                # optional: grace on SIGTERM
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from osm.ads.node import InvalidNodeId, NodeId, ProxyKind
+from osm.ca.identity import DEFAULT_TRUST_DOMAIN, Identity
+from osm.ca.issuer import Issuer, LeafRequest
+
+DEFAULT_ADMIN_HOST = "127.0.0.1"
+DEFAULT_ADMIN_PORT = 15000
+DEFAULT_DRAIN_SECONDS = 5.0
+PROTOCOLS = ("auto", "delta", "sotw")
+
+Protocol = Literal["auto", "delta", "sotw"]
+
+
+class BootstrapError(Exception):
+    """The bootstrap file is unreadable or invalid (the user's fault); says where and why."""
+
+    def __init__(self, source: str, field_path: str, message: str) -> None:
+        self.source = source
+        self.field_path = field_path
+        self.message = message
+        where = f"{source}: {field_path}" if field_path else source
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of the proxy's client certificate, its key, and the roots it trusts."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    server_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class XdsServer:
+    """The ADS server; `tls` None means plaintext (only with an insecure controller)."""
+
+    host: str
+    port: int
+    tls: TlsFiles | None
+    protocol: Protocol = "auto"
+
+    @property
+    def target(self) -> str:
+        """The gRPC target (``host:port``, IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """A validated bootstrap. `source` is the file it came from (for messages)."""
+
+    node_id: str
+    xds: XdsServer
+    node_cluster: str = ""
+    node_metadata: Mapping[str, Any] = field(default_factory=dict)
+    admin_host: str = DEFAULT_ADMIN_HOST
+    admin_port: int = DEFAULT_ADMIN_PORT
+    access_log: Path | None = None
+    bind_overrides: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    source: str = "<bootstrap>"
+
+    @property
+    def node(self) -> NodeId:
+        return NodeId.parse(self.node_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class _Reader:
+    """Field access with error messages that carry the file and the field path."""
+
+    def __init__(self, source: str, base: Path) -> None:
+        self.source = source
+        self.base = base
+
+    def fail(self, path: str, message: str) -> BootstrapError:
+        return BootstrapError(self.source, path, message)
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path or "(top level)", f"expected a mapping, got {_kind(value)}")
+        unknown = sorted(str(key) for key in value if key not in allowed)
+        if unknown:
+            prefix = f"{path}." if path else ""
+            raise self.fail(
+                prefix + unknown[0], f"unknown field; valid fields here: {', '.join(allowed)}"
+            )
+        return value
+
+    def string(self, value: Any, path: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def file(self, value: Any, path: str) -> Path:
+        text = self.string(value, path)
+        resolved = Path(text) if os.path.isabs(text) else self.base / text
+        if not resolved.is_file():
+            raise self.fail(path, f"file {str(resolved)!r} does not exist (a PEM file path)")
+        return resolved
+
+    def port(self, value: Any, path: str, allow_zero: bool = False) -> int:
+        low = 0 if allow_zero else 1
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
+            raise self.fail(path, f"expected a port number {low}-65535, got {value!r}")
+        return value
+
+    def host(self, value: Any, path: str) -> str:
+        text = self.string(value, path)
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            if not all(part.replace("-", "").isalnum() for part in text.split(".")):
+                raise self.fail(
+                    path, f"expected an IP address or a host name, got {text!r}"
+                ) from None
+        return text
+
+    def host_port(self, value: Any, path: str, allow_zero: bool = False) -> tuple[str, int]:
+        text = self.string(value, path)
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise self.fail(path, f"expected HOST:PORT (e.g. 127.0.0.1:15128), got {text!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return self.host(host, path), self.port(int(port_text), path, allow_zero)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), f"{type(value).__name__} {value!r}"
+    )
+
+
+_TOP = ("node", "xds", "admin", "access_log", "listeners", "drain_seconds")
+
+
+def parse(document: Any, source: str = "<bootstrap>", base: Path | None = None) -> Bootstrap:
+    """Validate a loaded document; raises `BootstrapError` for the first mistake."""
+    reader = _Reader(source, base or Path.cwd())
+    top = reader.mapping(document, "", _TOP)
+    for required in ("node", "xds"):
+        if required not in top:
+            raise reader.fail(required, "required field is missing")
+    node = reader.mapping(top["node"], "node", ("id", "cluster", "metadata"))
+    node_id = reader.string(node.get("id"), "node.id")
+    try:
+        parsed = NodeId.parse(node_id)
+    except InvalidNodeId as error:
+        raise reader.fail("node.id", str(error)) from None
+    if parsed.kind is not ProxyKind.SIDECAR:
+        raise reader.fail(
+            "node.id", f"the sidecar's node id must be <pod>.sidecar.<sa>.<ns>, got {node_id!r}"
+        )
+    cluster = node.get("cluster", parsed.identity.service_account)
+    cluster = reader.string(cluster, "node.cluster")
+    metadata = node.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise reader.fail("node.metadata", f"expected a mapping of strings, got {_kind(metadata)}")
+
+    xds = reader.mapping(top["xds"], "xds", ("address", "tls", "insecure", "protocol"))
+    host, port = reader.host_port(xds.get("address"), "xds.address")
+    insecure = xds.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise reader.fail("xds.insecure", f"expected true or false, got {_kind(insecure)}")
+    tls: TlsFiles | None = None
+    if "tls" in xds:
+        if insecure:
+            raise reader.fail("xds", "give either tls or insecure: true, not both")
+        block = reader.mapping(xds["tls"], "xds.tls", ("cert", "key", "ca", "server_name"))
+        for required in ("cert", "key", "ca"):
+            if required not in block:
+                raise reader.fail(f"xds.tls.{required}", "required field is missing")
+        server_name = block.get("server_name")
+        tls = TlsFiles(
+            reader.file(block["cert"], "xds.tls.cert"),
+            reader.file(block["key"], "xds.tls.key"),
+            reader.file(block["ca"], "xds.tls.ca"),
+            reader.host(server_name, "xds.tls.server_name") if server_name is not None else None,
+        )
+    elif not insecure:
+        raise reader.fail(
+            "xds", "needs tls: {cert, key, ca} (mTLS with the mesh CA), or insecure: true"
+        )
+    protocol = xds.get("protocol", "auto")
+    if protocol not in PROTOCOLS:
+        raise reader.fail(
+            "xds.protocol", f"expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+        )
+
+    admin = reader.mapping(top.get("admin", {}), "admin", ("address", "port"))
+    admin_host = reader.host(admin.get("address", DEFAULT_ADMIN_HOST), "admin.address")
+    admin_port = reader.port(admin.get("port", DEFAULT_ADMIN_PORT), "admin.port", True)
+
+    access_log: Path | None = None
+    if top.get("access_log") is not None:
+        text = reader.string(top["access_log"], "access_log")
+        access_log = Path(text) if os.path.isabs(text) else reader.base / text
+
+    overrides: dict[str, tuple[str, int]] = {}
+    listeners = top.get("listeners", {})
+    if not isinstance(listeners, dict):
+        raise reader.fail(
+            "listeners", f"expected a mapping of name: HOST:PORT, got {_kind(listeners)}"
+        )
+    for name, address in listeners.items():
+        overrides[str(name)] = reader.host_port(address, f"listeners.{name}", allow_zero=True)
+
+    drain = top.get("drain_seconds", DEFAULT_DRAIN_SECONDS)
+    if isinstance(drain, bool) or not isinstance(drain, int | float) or drain < 0:
+        raise reader.fail("drain_seconds", f"expected a number of seconds >= 0, got {drain!r}")
+
+    return Bootstrap(
+        node_id=node_id,
+        xds=XdsServer(host, port, tls, protocol),
+        node_cluster=cluster,
+        node_metadata=dict(metadata),
+        admin_host=admin_host,
+        admin_port=admin_port,
+        access_log=access_log,
+        bind_overrides=overrides,
+        drain_seconds=float(drain),
+        source=source,
+    )
+
+
+def load(path: Path) -> Bootstrap:
+    """Read and validate a bootstrap file; raises `BootstrapError`."""
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise BootstrapError(source, "", f"cannot read: {error.strerror or error}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise BootstrapError(source, "", f"not valid YAML or JSON: {error}") from None
+    return parse(document, source, path.resolve().parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What `write` produced: the bootstrap path and the certificate it issued."""
+
+    path: Path
+    node_id: str
+    serial: int
+    not_after: datetime
+
+
+def write(
+    directory: Path,
+    *,
+    proxy_id: str,
+    identity: Identity,
+    xds_address: str,
+    issuer: Issuer,
+    now: datetime,
+    trust_domain: str = DEFAULT_TRUST_DOMAIN,
+    proxy_uuid: uuid.UUID | None = None,
+    admin: tuple[str, int] = (DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT),
+    server_name: str | None = None,
+    listeners: Mapping[str, tuple[str, int]] | None = None,
+    access_log: Path | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Written:
+    """Issue the proxy's bootstrap certificate (`LeafRequest.bootstrap`: its URI SAN is the
+    identity's SPIFFE ID, by which the xDS server authenticates it) and write
+    ``cert.pem``, ``key.pem`` (mode 0600), ``ca.pem`` and ``bootstrap.yaml`` to
+    `directory` (created 0700). The node id is ``<proxy_id>.sidecar.<sa>.<ns>``.
+    """
+    node = NodeId.of(proxy_id, identity)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    issued = issuer.issue(
+        LeafRequest.bootstrap(identity, proxy_uuid or uuid.uuid4(), trust_domain=trust_domain),
+        now,
+    )
+    (directory / "cert.pem").write_bytes(issued.cert_pem)
+    key_path = directory / "key.pem"
+    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as key_file:
+        key_file.write(issued.key_pem)
+    (directory / "ca.pem").write_bytes(issued.trust_bundle_pem)
+    tls: dict[str, Any] = {"cert": "cert.pem", "key": "key.pem", "ca": "ca.pem"}
+    if server_name:
+        tls["server_name"] = server_name
+    document: dict[str, Any] = {
+        "node": {
+            "id": str(node),
+            "cluster": identity.service_account,
+            "metadata": dict(metadata or {}),
+        },
+        "xds": {"address": xds_address, "tls": tls},
+        "admin": {"address": admin[0], "port": admin[1]},
+    }
+    if access_log is not None:
+        document["access_log"] = str(access_log)
+    if listeners:
+        document["listeners"] = {name: f"{h}:{p}" for name, (h, p) in listeners.items()}
+    path = directory / "bootstrap.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    parse(document, str(path), directory)  # what we write must read back
+    return Written(path, str(node), issued.serial, issued.not_after)
