@@ -1,0 +1,931 @@
+"""Benchmark: the Python sidecar pair against a direct connection and a HAProxy pair.
+
+client -> outbound proxy -> mTLS -> inbound proxy -> server, HTTP/1.1 keep-alive, 1 KiB
+responses, in two network namespaces the benchmark makes (a client pod and a server pod
+on a veth pair). Interception is real: iptables REDIRECT inside those namespaces only
+(client: service VIP:80 -> outbound port; server: pod port 8080 -> inbound port), so the
+sidecars find the original destination with SO_ORIGINAL_DST as in the mesh. Cases:
+
+* direct: client -> server pod IP:8080 (no rules), the baseline;
+* sidecar: two `osm.proxy` processes (uvloop), config assembled from Envoy protos shaped
+  like `osm.xds` output (outbound HCM + RDS + EDS cluster with mTLS; inbound TLS chain
+  with SNI match, HTTP RBAC on the client's SPIFFE identity), ECDSA leaves from `osm.ca`;
+* haproxy: Debian's haproxy as the same pair (``nbthread 1`` like our one-loop sidecar):
+  upstream ``ssl crt ... ca-file ... verify required`` (the SNI is the store's DNS SAN,
+  which haproxy checks against the certificate; the sidecar checks the SPIFFE URI SAN),
+  inbound ``bind ... ssl crt ... ca-file ... verify required``; keep-alive and connection
+  reuse both ways. No per-request identity check (the sidecar runs HTTP RBAC).
+
+The server is haproxy answering ``http-request return`` with a 1 KiB body, for all cases.
+Per case: max throughput with ``wrk -t1 -c32`` and latency at a fixed rate from an
+open-loop generator (this file, ``--role load``: a timerfd fires every 1/rate s, each
+request is timed from its *scheduled* send time, so a stall is not hidden by coordinated
+omission), and for each proxy its CPU over the fixed-rate run (/proc/<pid>/stat
+utime+stime) and memory (VmRSS, VmHWM). Cases alternate within each repetition.
+
+Run (root): ``.venv/bin/python bench/dataplane.py [--duration 10] [--rate 1000]
+[--repeat 3] [--quick]``. Not run by CI; goals (issue #6) are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import selectors
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any, cast
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _netns
+import httptools
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.rbac.v3 import rbac_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+
+from osm.proxy import config, server
+
+SERVICE_VIP = "10.250.0.100"  # on the veth subnet; REDIRECTed before it is ever sent
+SERVICE_PORT = 80
+APP_PORT = 8080
+OUTBOUND_PORT, INBOUND_PORT = 15001, 15003  # OSM's, for our sidecars
+HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT = 15101, 15103
+HOST = "bookstore.bookstore"
+SNI = "bookstore.bookstore.svc.cluster.local"
+TRUST_DOMAIN = "cluster.local"
+BUYER_SPIFFE = f"spiffe://{TRUST_DOMAIN}/ns/bookbuyer/sa/bookbuyer"
+STORE_SPIFFE = f"spiffe://{TRUST_DOMAIN}/ns/bookstore/sa/bookstore"
+STORE_DNS = f"bookstore.bookstore.{TRUST_DOMAIN}"  # haproxy checks the SNI against the cert
+OUT_CLUSTER = "bookstore/bookstore|80"
+LOCAL_CLUSTER = "bookstore/bookstore|8080|local"
+BODY_SIZE = 1024
+REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: osm-bench\r\n\r\n".encode()
+CASES = ("direct", "sidecar", "haproxy")
+GOALS = (
+    "added latency at the fixed rate <= +0.5 ms p50 and <= +2 ms p99; <= 0.15 vCPU per "
+    "1,000 rps per sidecar; RSS <= 40 MB; max throughput >= 0.5x the HAProxy pair"
+)
+
+
+# -- certificates and Envoy resources --------------------------------------------------------
+def make_certificates(workdir: Path) -> None:
+    """ECDSA P-256 root and two workload leaves from `osm.ca`, as PEM files in `workdir`.
+
+    Imported here so that the sidecar children (which import this module) do not load
+    `cryptography`: their RSS should be the sidecar's own.
+    """
+    from osm.ca import builtin
+    from osm.ca.identity import Identity
+    from osm.ca.issuer import LeafRequest
+
+    now = builtin.utc_now()
+    authority = builtin.BuiltinCA.open(workdir / "ca", now)
+    identities = {"buyer": Identity("bookbuyer", "bookbuyer")}
+    identities["store"] = Identity("bookstore", "bookstore")
+    for name, identity in identities.items():
+        issued = authority.issue(LeafRequest.workload(identity, timedelta(hours=2)), now)
+        (workdir / f"{name}.crt").write_bytes(issued.cert_pem)
+        (workdir / f"{name}.key").write_bytes(issued.key_pem)
+        (workdir / f"{name}.pem").write_bytes(issued.cert_pem + issued.key_pem)  # haproxy
+        (workdir / "root.crt").write_bytes(issued.trust_bundle_pem)
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _ads() -> config_source_pb2.ConfigSource:
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(), resource_api_version=config_source_pb2.V3
+    )
+
+
+def _sds(name: str) -> secret_pb2.SdsSecretConfig:
+    return secret_pb2.SdsSecretConfig(name=name, sds_config=_ads())
+
+
+def _address(ip: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(
+        socket_address=address_pb2.SocketAddress(address=ip, port_value=port)
+    )
+
+
+def _seconds(value: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(value * 1e9))
+    return duration
+
+
+def _cert_secret(name: str, workdir: Path, who: str) -> secret_pb2.Secret:
+    return secret_pb2.Secret(
+        name=name,
+        tls_certificate=common_pb2.TlsCertificate(
+            certificate_chain=base_pb2.DataSource(
+                inline_bytes=(workdir / f"{who}.crt").read_bytes()
+            ),
+            private_key=base_pb2.DataSource(inline_bytes=(workdir / f"{who}.key").read_bytes()),
+        ),
+    )
+
+
+def _root_secret(name: str, workdir: Path) -> secret_pb2.Secret:
+    return secret_pb2.Secret(
+        name=name,
+        validation_context=common_pb2.CertificateValidationContext(
+            trusted_ca=base_pb2.DataSource(inline_bytes=(workdir / "root.crt").read_bytes())
+        ),
+    )
+
+
+def _hcm(stat_prefix: str, rds: str, rbac: bool) -> hcm_pb2.HttpConnectionManager:
+    filters = []
+    if rbac:
+        filters.append(
+            hcm_pb2.HttpFilter(
+                name="envoy.filters.http.rbac", typed_config=_pack(http_rbac_pb2.RBAC())
+            )
+        )
+    filters.append(
+        hcm_pb2.HttpFilter(
+            name="envoy.filters.http.router", typed_config=_pack(router_pb2.Router())
+        )
+    )
+    return hcm_pb2.HttpConnectionManager(
+        stat_prefix=stat_prefix,
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        rds=hcm_pb2.Rds(config_source=_ads(), route_config_name=rds),
+        http_filters=filters,
+    )
+
+
+def _load_assignment(name: str, ip: str, port: int) -> endpoint_pb2.ClusterLoadAssignment:
+    assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    locality = assignment.endpoints.add(load_balancing_weight=wrappers_pb2.UInt32Value(value=1))
+    locality.lb_endpoints.add(endpoint=endpoint_components_pb2.Endpoint(address=_address(ip, port)))
+    return assignment
+
+
+def outbound_resources(workdir: Path) -> dict[str, dict[str, Any]]:
+    """The client pod's sidecar: VIP:80 -> HCM/RDS -> EDS cluster (server pod:8080) over mTLS."""
+    cert_name = "service-cert:bookbuyer/bookbuyer"
+    root_name = "root-cert-for-mtls-outbound:bookstore/bookstore"
+    upstream_tls = tls_pb2.UpstreamTlsContext(
+        sni=SNI,
+        common_tls_context=tls_pb2.CommonTlsContext(
+            alpn_protocols=["osm"],
+            tls_certificate_sds_secret_configs=[_sds(cert_name)],
+            combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+                default_validation_context=common_pb2.CertificateValidationContext(
+                    match_typed_subject_alt_names=[
+                        common_pb2.SubjectAltNameMatcher(
+                            san_type=common_pb2.SubjectAltNameMatcher.URI,
+                            matcher=string_pb2.StringMatcher(exact=STORE_SPIFFE),
+                        )
+                    ]
+                ),
+                validation_context_sds_secret_config=_sds(root_name),
+            ),
+        ),
+    )
+    cluster = cluster_pb2.Cluster(
+        name=OUT_CLUSTER,
+        type=cluster_pb2.Cluster.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=_ads()),
+        connect_timeout=_seconds(1),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        transport_socket=base_pb2.TransportSocket(
+            name="envoy.transport_sockets.tls", typed_config=_pack(upstream_tls)
+        ),
+    )
+    action = route_components_pb2.RouteAction(timeout=_seconds(15))
+    action.weighted_clusters.clusters.add(
+        name=OUT_CLUSTER, weight=wrappers_pb2.UInt32Value(value=100)
+    )
+    routes = route_pb2.RouteConfiguration(
+        name=f"rds-outbound.{SERVICE_PORT}",
+        virtual_hosts=[
+            route_components_pb2.VirtualHost(
+                name=f"outbound_virtual-host|{HOST}",
+                domains=[HOST, f"{HOST}:{SERVICE_PORT}", SNI, f"{SNI}:{SERVICE_PORT}"],
+                routes=[
+                    route_components_pb2.Route(
+                        match=route_components_pb2.RouteMatch(prefix="/"), route=action
+                    )
+                ],
+            )
+        ],
+    )
+    chain = listener_components_pb2.FilterChain(
+        name=f"outbound_bookstore/bookstore_{SERVICE_PORT}_http",
+        filter_chain_match=listener_components_pb2.FilterChainMatch(
+            destination_port=wrappers_pb2.UInt32Value(value=SERVICE_PORT),
+            prefix_ranges=[
+                address_pb2.CidrRange(
+                    address_prefix=SERVICE_VIP, prefix_len=wrappers_pb2.UInt32Value(value=32)
+                )
+            ],
+        ),
+        filters=[
+            listener_components_pb2.Filter(
+                name="envoy.filters.network.http_connection_manager",
+                typed_config=_pack(_hcm("outbound_bookstore", routes.name, rbac=False)),
+            )
+        ],
+    )
+    listener = listener_pb2.Listener(
+        name="outbound-listener",
+        address=_address("0.0.0.0", OUTBOUND_PORT),
+        traffic_direction=base_pb2.OUTBOUND,
+        listener_filters=[
+            listener_components_pb2.ListenerFilter(
+                name="envoy.filters.listener.original_dst",
+                typed_config=_pack(original_dst_pb2.OriginalDst()),
+            )
+        ],
+        filter_chains=[chain],
+    )
+    return {
+        config.LISTENER_TYPE: {listener.name: listener},
+        config.ROUTE_TYPE: {routes.name: routes},
+        config.CLUSTER_TYPE: {OUT_CLUSTER: cluster},
+        config.ENDPOINT_TYPE: {
+            OUT_CLUSTER: _load_assignment(OUT_CLUSTER, _netns.SERVER_IP, APP_PORT)
+        },
+        config.SECRET_TYPE: {
+            cert_name: _cert_secret(cert_name, workdir, "buyer"),
+            root_name: _root_secret(root_name, workdir),
+        },
+    }
+
+
+def inbound_resources(workdir: Path) -> dict[str, dict[str, Any]]:
+    """The server pod's sidecar: mTLS chain (SNI, port 8080) -> RBAC -> local cluster."""
+    cert_name = "service-cert:bookstore/bookstore"
+    root_name = "root-cert-for-mtls-inbound"
+    rules = rbac_pb2.RBAC(action=rbac_pb2.RBAC.ALLOW)
+    rules.policies["rule-0"].CopyFrom(
+        rbac_pb2.Policy(
+            permissions=[rbac_pb2.Permission(any=True)],
+            principals=[
+                rbac_pb2.Principal(
+                    authenticated=rbac_pb2.Principal.Authenticated(
+                        principal_name=string_pb2.StringMatcher(exact=BUYER_SPIFFE)
+                    )
+                )
+            ],
+        )
+    )
+    route = route_components_pb2.Route(
+        match=route_components_pb2.RouteMatch(prefix="/"),
+        route=route_components_pb2.RouteAction(cluster=LOCAL_CLUSTER, timeout=_seconds(0)),
+    )
+    route.typed_per_filter_config["envoy.filters.http.rbac"].CopyFrom(
+        _pack(http_rbac_pb2.RBACPerRoute(rbac=http_rbac_pb2.RBAC(rules=rules)))
+    )
+    routes = route_pb2.RouteConfiguration(
+        name=f"rds-inbound.{APP_PORT}",
+        virtual_hosts=[
+            route_components_pb2.VirtualHost(name="inbound", domains=["*"], routes=[route])
+        ],
+    )
+    downstream = tls_pb2.DownstreamTlsContext(
+        require_client_certificate=wrappers_pb2.BoolValue(value=True),
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_certificate_sds_secret_configs=[_sds(cert_name)],
+            validation_context_sds_secret_config=_sds(root_name),
+        ),
+    )
+    chain = listener_components_pb2.FilterChain(
+        name=f"inbound_bookstore/bookstore_{APP_PORT}_http",
+        filter_chain_match=listener_components_pb2.FilterChainMatch(
+            destination_port=wrappers_pb2.UInt32Value(value=APP_PORT),
+            transport_protocol="tls",
+            server_names=[SNI],
+        ),
+        transport_socket=base_pb2.TransportSocket(
+            name="envoy.transport_sockets.tls", typed_config=_pack(downstream)
+        ),
+        filters=[
+            listener_components_pb2.Filter(
+                name="envoy.filters.network.http_connection_manager",
+                typed_config=_pack(_hcm("inbound_bookstore", routes.name, rbac=True)),
+            )
+        ],
+    )
+    listener = listener_pb2.Listener(
+        name="inbound-listener",
+        address=_address("0.0.0.0", INBOUND_PORT),
+        traffic_direction=base_pb2.INBOUND,
+        listener_filters=[
+            listener_components_pb2.ListenerFilter(
+                name="envoy.filters.listener.tls_inspector",
+                typed_config=_pack(tls_inspector_pb2.TlsInspector()),
+            ),
+            listener_components_pb2.ListenerFilter(
+                name="envoy.filters.listener.original_dst",
+                typed_config=_pack(original_dst_pb2.OriginalDst()),
+            ),
+        ],
+        filter_chains=[chain],
+    )
+    local = cluster_pb2.Cluster(
+        name=LOCAL_CLUSTER,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=_seconds(1),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        load_assignment=_load_assignment(LOCAL_CLUSTER, "127.0.0.1", APP_PORT),
+    )
+    return {
+        config.LISTENER_TYPE: {listener.name: listener},
+        config.ROUTE_TYPE: {routes.name: routes},
+        config.CLUSTER_TYPE: {LOCAL_CLUSTER: local},
+        config.SECRET_TYPE: {
+            cert_name: _cert_secret(cert_name, workdir, "store"),
+            root_name: _root_secret(root_name, workdir),
+        },
+    }
+
+
+# -- haproxy configurations ------------------------------------------------------------------
+_HAPROXY_COMMON = """global
+    nbthread 1
+    maxconn 4000
+    log stderr format raw local0 info
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    option http-keep-alive
+    http-reuse always
+"""
+
+
+def haproxy_configs(workdir: Path) -> dict[str, str]:
+    """The server (1 KiB `http-request return`) and the outbound/inbound mTLS pair."""
+    (workdir / "body.bin").write_bytes(b"x" * (BODY_SIZE - 1) + b"\n")
+    return {
+        "server": _HAPROXY_COMMON
+        + f"""frontend app
+    bind 0.0.0.0:{APP_PORT}
+    http-request return status 200 content-type application/octet-stream file {workdir}/body.bin
+""",
+        "outbound": _HAPROXY_COMMON
+        + f"""frontend outbound
+    bind 0.0.0.0:{HAPROXY_OUTBOUND_PORT}
+    default_backend bookstore
+backend bookstore
+    server pod {_netns.SERVER_IP}:{APP_PORT} ssl crt {workdir}/buyer.pem ca-file {workdir}/root.crt verify required sni str({STORE_DNS})
+""",  # noqa: E501
+        "inbound": _HAPROXY_COMMON
+        + f"""frontend inbound
+    bind 0.0.0.0:{HAPROXY_INBOUND_PORT} ssl crt {workdir}/store.pem ca-file {workdir}/root.crt verify required
+    default_backend local
+backend local
+    server app 127.0.0.1:{APP_PORT}
+""",  # noqa: E501
+    }
+
+
+def nat_rules(case: str) -> tuple[list[str], list[str]]:
+    """-> (client namespace, server namespace) nat OUTPUT/PREROUTING rules for `case`."""
+    ports = {"sidecar": (OUTBOUND_PORT, INBOUND_PORT)}
+    ports["haproxy"] = (HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT)
+    if case not in ports:
+        return [], []
+    outbound, inbound = ports[case]
+    return (
+        [
+            f"-A OUTPUT -p tcp -d {SERVICE_VIP}/32 --dport {SERVICE_PORT} "
+            f"-j REDIRECT --to-ports {outbound}"
+        ],
+        [f"-A PREROUTING -i eth0 -p tcp --dport {APP_PORT} -j REDIRECT --to-ports {inbound}"],
+    )
+
+
+def target(case: str) -> tuple[str, int]:
+    return (_netns.SERVER_IP, APP_PORT) if case == "direct" else (SERVICE_VIP, SERVICE_PORT)
+
+
+# -- child roles: a sidecar, the open-loop load generator ------------------------------------
+async def run_sidecar(role: str, workdir: Path) -> None:
+    """One `osm.proxy` sidecar with static config; prints "ready", runs until SIGTERM."""
+    resources = outbound_resources(workdir) if role == "outbound" else inbound_resources(workdir)
+    proxy = server.Proxy()
+    await proxy.apply(config.assemble(resources))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await proxy.close()
+
+
+CLOCK_MONOTONIC, TFD_NONBLOCK, TFD_CLOEXEC, TFD_TIMER_ABSTIME = 1, 0o4000, 0o2000000, 1
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+def _timespec(seconds: float) -> _Timespec:
+    nanoseconds = round(seconds * 1e9)
+    return _Timespec(nanoseconds // 1_000_000_000, nanoseconds % 1_000_000_000)
+
+
+def periodic_timerfd(start: float, interval: float) -> int:
+    """A timerfd (CLOCK_MONOTONIC = time.monotonic) firing at `start` and every `interval`.
+
+    Event-loop timers have millisecond resolution; a timerfd read by the loop fires within
+    microseconds, so requests leave close to their schedule.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = int(libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC))
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "timerfd_create")
+    spec = _Itimerspec(_timespec(interval), _timespec(start))
+    if libc.timerfd_settime(fd, TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+        raise OSError(ctypes.get_errno(), "timerfd_settime")
+    return fd
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """-> (VmRSS, VmHWM) of `pid` in MB (10^6 bytes)."""
+    values: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) * 1024 / 1e6
+    return values["VmRSS"], values["VmHWM"]
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection of the generator; at most one request in flight."""
+
+    def __init__(self, generator: OpenLoop) -> None:
+        self.generator = generator
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.scheduled = 0.0
+        self.index = -1
+        self.body = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def send(self, index: int, scheduled: float) -> None:
+        assert self.transport is not None
+        self.index, self.scheduled, self.body = index, scheduled, 0
+        self.transport.write(REQUEST)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.generator.failed(self)
+
+    def on_body(self, body: bytes) -> None:
+        self.body += len(body)
+
+    def on_message_complete(self) -> None:
+        ok = self.parser.get_status_code() == 200 and self.body == BODY_SIZE
+        self.generator.completed(self, ok)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.generator.failed(self)
+
+
+@dataclass
+class OpenLoop:
+    """Requests at fixed intervals over a pool of keep-alive connections (no pipelining).
+
+    A request waits in `pending` (its clock already running) while every connection is
+    busy; latency is completion minus scheduled send time.
+    """
+
+    rate: float
+    total: int
+    warmup: int
+    watch: list[int]
+    idle: list[_Connection] = field(default_factory=list)
+    pending: deque[tuple[int, float]] = field(default_factory=deque)
+    latencies: list[float] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
+    errors: int = 0
+    finished_count: int = 0
+    next_index: int = 0
+    start: float = 0.0
+    window: tuple[float, float] = (0.0, 0.0)
+    cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def tick(self, fd: int) -> None:
+        try:
+            expirations = int.from_bytes(os.read(fd, 8), "little")
+        except BlockingIOError:
+            return
+        interval = 1.0 / self.rate
+        for _ in range(expirations):
+            if self.next_index >= self.total:
+                return
+            index = self.next_index
+            self.next_index += 1
+            scheduled = self.start + index * interval
+            if index == self.warmup:
+                self._sample(0)
+            if self.idle:
+                connection = self.idle.pop()
+                self.lags.append(time.monotonic() - scheduled)
+                connection.send(index, scheduled)
+            else:
+                self.pending.append((index, scheduled))
+
+    def _sample(self, which: int) -> None:
+        now = time.monotonic()
+        if which == 0:
+            self.window = (now, now)
+            self.cpu = {pid: (cpu_seconds(pid), 0.0) for pid in self.watch}
+        else:
+            self.window = (self.window[0], now)
+            self.cpu = {pid: (begin, cpu_seconds(pid)) for pid, (begin, _) in self.cpu.items()}
+
+    def _finish_one(self) -> None:
+        self.finished_count += 1
+        if self.finished_count == self.total:
+            self._sample(1)
+            self.done.set()
+
+    def completed(self, connection: _Connection, ok: bool) -> None:
+        if connection.index >= self.warmup:
+            if ok:
+                self.latencies.append(time.monotonic() - connection.scheduled)
+            else:
+                self.errors += 1
+        connection.index = -1
+        self._finish_one()
+        if self.pending:
+            index, scheduled = self.pending.popleft()
+            connection.send(index, scheduled)
+        else:
+            self.idle.append(connection)
+
+    def failed(self, connection: _Connection) -> None:
+        if connection in self.idle:
+            self.idle.remove(connection)
+        if connection.index >= 0:
+            connection.index = -1
+            self.errors += 1
+            self._finish_one()
+        if connection.transport is not None:
+            connection.transport.abort()
+
+
+async def run_load(args: argparse.Namespace) -> dict[str, Any]:
+    """The open-loop run (inside the client namespace); -> its figures as JSON-able dict."""
+    loop = asyncio.get_running_loop()
+    total = round(args.rate * (args.warmup + args.duration))
+    generator = OpenLoop(args.rate, total, round(args.rate * args.warmup), args.watch)
+    for _ in range(args.connections):
+        _, protocol = await loop.create_connection(
+            lambda: _Connection(generator), args.host, args.port
+        )
+        generator.idle.append(protocol)
+    generator.start = time.monotonic() + 0.05
+    fd = periodic_timerfd(generator.start, 1.0 / args.rate)
+    loop.add_reader(fd, generator.tick, fd)
+    try:
+        await asyncio.wait_for(generator.done.wait(), args.warmup + args.duration + 10)
+    except TimeoutError:
+        generator.errors += total - generator.finished_count
+        generator._sample(1)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    latencies = sorted(generator.latencies)
+    lags = sorted(generator.lags)
+    seconds = generator.window[1] - generator.window[0]
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] * 1e3 if values else 0.0
+
+    return {
+        "count": len(latencies),
+        "errors": generator.errors,
+        "rps": len(latencies) / seconds if seconds else 0.0,
+        "p50_ms": pct(latencies, 0.50),
+        "p90_ms": pct(latencies, 0.90),
+        "p99_ms": pct(latencies, 0.99),
+        "p999_ms": pct(latencies, 0.999),
+        "lag_p50_ms": pct(lags, 0.5),
+        "lag_p99_ms": pct(lags, 0.99),
+        "cpu": {str(pid): (end - begin) / seconds for pid, (begin, end) in generator.cpu.items()},
+    }
+
+
+# -- the orchestration (parent, host namespace) -------------------------------------------
+@dataclass
+class Proxies:
+    """The pids of one case's proxy pair, by role."""
+
+    pids: dict[str, int]
+
+
+@dataclass
+class Results:
+    throughput: dict[str, list[float]] = field(default_factory=dict)
+    p50: dict[str, list[float]] = field(default_factory=dict)
+    p99: dict[str, list[float]] = field(default_factory=dict)
+    lag: list[float] = field(default_factory=list)
+    cpu: dict[str, list[float]] = field(default_factory=dict)  # "case/role" -> vCPU per 1k rps
+    memory: dict[str, tuple[float, float]] = field(default_factory=dict)  # "case/role" -> max
+    warnings: list[str] = field(default_factory=list)
+
+
+def _wait_ready(process: subprocess.Popen[str], what: str, timeout: float = 30.0) -> None:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with {process.returncode}; see its log")
+            if selector.select(0.2) and process.stdout.readline().strip() == "ready":
+                return
+    raise RuntimeError(f"{what} not ready after {timeout:.0f}s")
+
+
+def _wait_listening(pods: _netns.Pods, netns: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = pods.run(netns, ["ss", "-Hltn", f"sport = :{port}"], timeout=5)
+        if out.strip():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} in {netns}")
+
+
+def start_everything(pods: _netns.Pods, workdir: Path, log: IO[str]) -> dict[str, Proxies]:
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    python = sys.executable
+    me = str(Path(__file__).resolve())
+    processes: dict[str, subprocess.Popen[str]] = {}
+    for name, text in haproxy_configs(workdir).items():
+        path = workdir / f"haproxy-{name}.cfg"
+        path.write_text(text)
+        netns = pods.client if name == "outbound" else pods.server
+        processes[f"haproxy-{name}"] = pods.spawn(netns, [haproxy, "-db", "-f", str(path)], log)
+    for role, netns in (("outbound", pods.client), ("inbound", pods.server)):
+        argv = [python, me, "--role", role, "--workdir", str(workdir)]
+        processes[f"sidecar-{role}"] = pods.spawn(netns, argv, log)
+    _wait_ready(processes["sidecar-outbound"], "outbound sidecar")
+    _wait_ready(processes["sidecar-inbound"], "inbound sidecar")
+    _wait_listening(pods, pods.server, APP_PORT)
+    _wait_listening(pods, pods.server, HAPROXY_INBOUND_PORT)
+    _wait_listening(pods, pods.client, HAPROXY_OUTBOUND_PORT)
+    return {
+        "direct": Proxies({}),
+        "sidecar": Proxies(
+            {
+                "outbound": processes["sidecar-outbound"].pid,
+                "inbound": processes["sidecar-inbound"].pid,
+            }
+        ),
+        "haproxy": Proxies(
+            {
+                "outbound": processes["haproxy-outbound"].pid,
+                "inbound": processes["haproxy-inbound"].pid,
+            }
+        ),
+    }
+
+
+def run_wrk(pods: _netns.Pods, case: str, duration: float, results: Results) -> float:
+    host, port = target(case)
+    out = pods.run(
+        pods.client,
+        [
+            "wrk",
+            "-t1",
+            "-c32",
+            f"-d{duration:g}s",
+            "--timeout",
+            "5s",
+            "-H",
+            f"Host: {HOST}",
+            f"http://{host}:{port}/",
+        ],
+        timeout=duration + 30,
+    )
+    rps = 0.0
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            rps = float(line.split()[1])
+        elif "Non-2xx" in line or "Socket errors" in line:
+            results.warnings.append(f"wrk {case}: {line.strip()}")
+    return rps
+
+
+def run_open_loop(
+    pods: _netns.Pods, case: str, args: argparse.Namespace, pids: list[int], duration: float
+) -> dict[str, Any]:
+    host, port = target(case)
+    argv = [sys.executable, str(Path(__file__).resolve()), "--role", "load"]
+    argv += ["--host", host, "--port", str(port), "--rate", f"{args.rate:g}"]
+    argv += ["--duration", f"{duration:g}", "--warmup", f"{args.warmup:g}"]
+    argv += ["--watch", ",".join(map(str, pids))] if pids else []
+    out = pods.run(pods.client, argv, timeout=duration + args.warmup + 30)
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def check_paths(pods: _netns.Pods, args: argparse.Namespace) -> None:
+    """A short, slow run per case: every request must get 200 and 1 KiB, or we stop."""
+    probe = argparse.Namespace(**{**vars(args), "rate": 50.0, "warmup": 0.0})
+    for case in CASES:
+        inner, outer = nat_rules(case)
+        pods.nat(pods.client, inner)
+        pods.nat(pods.server, outer)
+        result = run_open_loop(pods, case, probe, [], 0.4)
+        if result["errors"] or not result["count"]:
+            raise RuntimeError(f"{case}: the path does not work ({result})")
+
+
+def measure(pods: _netns.Pods, proxies: dict[str, Proxies], args: argparse.Namespace) -> Results:
+    results = Results()
+    for repetition in range(args.repeat):
+        for case in CASES:
+            client_rules, server_rules = nat_rules(case)
+            pods.nat(pods.client, client_rules)
+            pods.nat(pods.server, server_rules)
+            rps = run_wrk(pods, case, args.duration, results)
+            results.throughput.setdefault(case, []).append(rps)
+            pids = proxies[case].pids
+            fixed = run_open_loop(pods, case, args, list(pids.values()), args.duration)
+            if fixed["errors"]:
+                results.warnings.append(f"open loop {case}: {fixed['errors']} errors")
+            if fixed["rps"] < 0.95 * args.rate:
+                results.warnings.append(f"open loop {case}: only {fixed['rps']:.0f} rps")
+            results.p50.setdefault(case, []).append(fixed["p50_ms"])
+            results.p99.setdefault(case, []).append(fixed["p99_ms"])
+            results.lag.append(fixed["lag_p99_ms"])
+            for role, pid in pids.items():
+                vcpu = fixed["cpu"][str(pid)]
+                results.cpu.setdefault(f"{case}/{role}", []).append(vcpu / (fixed["rps"] / 1000.0))
+                rss, hwm = memory_mb(pid)
+                old = results.memory.get(f"{case}/{role}", (0.0, 0.0))
+                results.memory[f"{case}/{role}"] = (max(old[0], rss), max(old[1], hwm))
+            print(
+                f"  rep {repetition + 1} {case:8} wrk {rps:9,.0f} rps | {args.rate:g} rps: "
+                f"p50 {fixed['p50_ms']:.3f} ms p99 {fixed['p99_ms']:.3f} ms",
+                flush=True,
+            )
+    return results
+
+
+def _span(values: list[float], digits: int = 2) -> str:
+    median = statistics.median(values)
+    return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def report(results: Results, args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"Data plane, {args.repeat} repetition(s), {args.duration:g} s per run; "
+        f"median (min-max). Open loop at {args.rate:g} rps, 16 keep-alive connections."
+    )
+    direct50 = statistics.median(results.p50["direct"])
+    direct99 = statistics.median(results.p99["direct"])
+    haproxy_rps = statistics.median(results.throughput["haproxy"])
+    print(
+        f"{'case':8} {'max rps (wrk -t1 -c32)':>26} {'x HAProxy':>9} "
+        f"{'p50 ms':>20} {'p99 ms':>20} {'+p50 ms':>8} {'+p99 ms':>8}"
+    )
+    for case in CASES:
+        rps = results.throughput[case]
+        ratio = statistics.median(rps) / haproxy_rps if haproxy_rps else 0.0
+        p50 = statistics.median(results.p50[case]) - direct50
+        p99 = statistics.median(results.p99[case]) - direct99
+        print(
+            f"{case:8} {_span(rps, 0):>26} {ratio:>8.2f}x {_span(results.p50[case], 3):>20} "
+            f"{_span(results.p99[case], 3):>20} {p50:>+8.3f} {p99:>+8.3f}"
+        )
+    print()
+    print(f"{'proxy':18} {'vCPU per 1k rps':>24} {'VmRSS MB':>9} {'VmHWM MB':>9}")
+    for key, values in results.cpu.items():
+        rss, hwm = results.memory[key]
+        print(f"{key:18} {_span(values, 3):>24} {rss:>9.1f} {hwm:>9.1f}")
+    print()
+    print(f"generator send lag p99 (scheduled -> written): {_span(results.lag, 3)} ms")
+    print(f"goals: {GOALS}")
+    for warning in results.warnings:
+        print(f"WARNING: {warning}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--rate", type=float, default=1000.0, help="open-loop requests/s")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=1.0, help="open-loop warm-up seconds")
+    parser.add_argument("--quick", action="store_true", help="one repetition of 3 s runs")
+    parser.add_argument("--keep-logs", action="store_true", help="print the children's stderr")
+    hidden = argparse.SUPPRESS
+    parser.add_argument("--role", choices=("outbound", "inbound", "load"), help=hidden)
+    parser.add_argument("--workdir", type=Path, help=hidden)
+    parser.add_argument("--host", help=hidden)
+    parser.add_argument("--port", type=int, help=hidden)
+    parser.add_argument("--connections", type=int, default=16, help=hidden)
+    parser.add_argument(
+        "--watch", type=lambda text: [int(pid) for pid in text.split(",")], default=[], help=hidden
+    )
+    args = parser.parse_args()
+
+    if args.role in ("outbound", "inbound"):
+        server.install_uvloop()
+        asyncio.run(run_sidecar(args.role, args.workdir))
+        return
+    if args.role == "load":
+        server.install_uvloop()
+        print(json.dumps(asyncio.run(run_load(args))))
+        return
+
+    if os.geteuid() != 0:
+        sys.exit("bench/dataplane.py needs root (it makes network namespaces); run it as root.")
+    for tool in ("haproxy", "wrk", "iptables-restore", "ip", "ss"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} not found: apt-get install -y haproxy wrk iptables iproute2")
+    if args.quick:
+        args.repeat, args.duration = 1, 3.0
+    for name in _netns.remove_stale():
+        print(f"removed stale namespace {name}")
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    with (
+        tempfile.TemporaryDirectory(prefix="osm-dataplane-") as tmp,
+        open(Path(tmp) / "children.log", "w+") as log,
+    ):
+        workdir = Path(tmp)
+        make_certificates(workdir)
+        try:
+            with _netns.Pods() as pods:
+                proxies = start_everything(pods, workdir, log)
+                check_paths(pods, args)
+                results = measure(pods, proxies, args)
+        finally:
+            log.flush()
+            log.seek(0)
+            text = log.read()
+            if text and (args.keep_logs or sys.exc_info()[0] is not None):
+                print("--- children's stderr ---\n" + text)
+    report(results, args)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        main()
