@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## run: start the mesh (the controller, for now) in the foreground
+## run: the bookstore demo on the local runtime (root), with a live view; `osm down` ends it
 run: $(STAMP)
-	$(BIN)/osm controller
+	$(BIN)/osm demo
 
 ## test: lint, type-check, check the layering, then run the test suite
 test: lint typecheck layers unit

@@ -374,12 +374,21 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca, proxy, xds
+    from osm.cli import ca, proxy, runtime, xds
 
     group.add_command(ca.ca)
     group.add_command(xds.xds)
     group.add_command(proxy.proxy)
     group.add_command(proxy.sidecar)
+    for command in (
+        runtime.up,
+        runtime.down,
+        runtime.demo,
+        runtime.namespace,
+        runtime.exec_command,
+        runtime.logs,
+    ):
+        group.add_command(command)
 
 
 def main() -> None:

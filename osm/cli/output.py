@@ -54,6 +54,16 @@ def _endpoints(endpoints: core.Endpoints) -> str:
     return ",".join(shown[:3]) + (f" + {len(shown) - 3} more..." if len(shown) > 3 else "")
 
 
+def _restarts(pod: core.Pod) -> str:
+    """The sum of status.containerStatuses[].restartCount, as kubectl shows it."""
+    status = pod.manifest.get("status")
+    statuses = status.get("containerStatuses") if isinstance(status, Mapping) else None
+    if not isinstance(statuses, list):
+        return "0"
+    counts = (s.get("restartCount") for s in statuses if isinstance(s, Mapping))
+    return str(sum(c for c in counts if isinstance(c, int) and not isinstance(c, bool)))
+
+
 def _backends(split: smi.TrafficSplit) -> str:
     return ",".join(f"{b.service}:{b.weight}" for b in split.backends)
 
@@ -88,6 +98,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
         [
             ("READY", lambda r: "1/1" if r.ready else "0/1"),
             ("STATUS", lambda r: r.phase or "Pending"),
+            ("RESTARTS", _restarts),
         ],
         [
             ("IP", lambda r: r.pod_ip or "<none>"),

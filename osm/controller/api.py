@@ -13,6 +13,12 @@ answer lists every error. Paths (JSON in and out):
 
 Errors are ``{"error": message, "reason": NotFound|Conflict|Invalid|BadRequest,
 "problems": [...]}`` with the matching HTTP status.
+
+ClusterIPs are allocated here, as the Kubernetes API server does: a Service applied
+without ``spec.clusterIP`` gets the lowest free address of the service range
+(10.234.0.0/16) and keeps the one it has on later applies that omit it, so a re-apply
+is "unchanged". The allocation lives in the stored Services themselves (derived from
+them on each apply), so it survives restarts without a record of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import ipaddress
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 import osm
 from osm.model import kinds, manifest
 from osm.model.errors import Problem
+from osm.runtime import ipam
 from osm.store import api as store_api
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,8 @@ STORE_KEY = web.AppKey("store", store_api.Store)
 HEARTBEAT_SECONDS = 15.0
 CLUSTER_SCOPED = "_"
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
+SERVICE_IPS_KEY = web.AppKey("service_ips", asyncio.Lock)
+NO_CLUSTER_IP = ("None",)  # headless
 ProxyStatusSource = Callable[[], list[dict[str, Any]]]
 PROXIES_KEY: web.AppKey[ProxyStatusSource] = web.AppKey("proxies")
 
@@ -70,6 +80,7 @@ def make_app(store: store_api.Store, metrics: ApiMetrics | None = None) -> web.A
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics or ApiMetrics.create()
     app[SHUTDOWN_KEY] = asyncio.Event()
+    app[SERVICE_IPS_KEY] = asyncio.Lock()
 
     async def on_shutdown(app: web.Application) -> None:
         app[SHUTDOWN_KEY].set()
@@ -85,6 +96,7 @@ def make_app(store: store_api.Store, metrics: ApiMetrics | None = None) -> web.A
             web.get("/api/v1/objects/{kind}", list_objects),
             web.get("/api/v1/objects/{kind}/{namespace}/{name}", get_object),
             web.get("/api/v1/watch", watch),
+            web.get("/api/v1/proxies", proxies),
         ]
     )
     return app
@@ -161,9 +173,18 @@ async def apply(request: web.Request) -> web.Response:
             for key in keys
         ]
         return web.json_response({"results": results, "dryRun": True})
+    objects = [r.to_dict() for r in resources]
     rv_before = store.resource_version
     try:
-        stored = await store.apply([r.to_dict() for r in resources])
+        if any(obj.get("kind") == "Service" for obj in objects):
+            # One batch at a time from reading the taken addresses to the write.
+            async with request.app[SERVICE_IPS_KEY]:
+                problems = await assign_cluster_ips(store, objects)
+                if problems:
+                    return failure(422, "Invalid", "nothing was applied", problems)
+                stored = await store.apply(objects)
+        else:
+            stored = await store.apply(objects)
     except store_api.Conflict as error:
         return failure(
             409, "Conflict", f"{error}; nothing was applied (get the object again and retry)"
@@ -178,6 +199,98 @@ async def apply(request: web.Request) -> web.Response:
         metrics.writes.labels(action).inc()
         results.append(_result(key, action, obj["metadata"]["resourceVersion"]))
     return web.json_response({"results": results, "resourceVersion": store.resource_version})
+
+
+async def assign_cluster_ips(
+    store: store_api.Store,
+    objects: Sequence[dict[str, Any]],
+    network: ipaddress.IPv4Network = ipam.DEFAULT_SERVICE_SUBNET,
+) -> list[Problem]:
+    """Fills in ``spec.clusterIP`` of the Services in ``objects`` (in place): the stored
+    one if the Service has one, else the lowest free address of ``network``. A given
+    clusterIP must be free and may not change once set (Kubernetes: immutable).
+    ExternalName and headless Services get none. Returns problems; changes nothing then."""
+    stored_items, _ = await store.list("Service")
+    stored = {store_api.ObjectKey.of(item): _cluster_ip(item) for item in stored_items}
+    owners = {ip: key for key, ip in stored.items() if ip and ip not in NO_CLUSTER_IP}
+    pool = ipam.service_pool(
+        ipam.MemoryRecord({f"{key}": ip for ip, key in owners.items() if _in_network(ip, network)}),
+        network,
+    )
+    problems: list[Problem] = []
+    needing: list[tuple[store_api.ObjectKey, dict[str, Any]]] = []
+    for obj in objects:
+        if obj.get("kind") != "Service":
+            continue
+        key = store_api.ObjectKey.of(obj)
+        spec = obj.setdefault("spec", {})
+        if spec.get("type") == "ExternalName":
+            continue
+        given = str(spec.get("clusterIP") or "")
+        previous = stored.get(key, "")
+        if given and previous and given != previous:
+            problems.append(
+                Problem(
+                    f'field is immutable: the Service has clusterIP "{previous}"; delete and '
+                    "re-create it to change the address, or omit spec.clusterIP",
+                    "spec.clusterIP",
+                    kind=key.kind,
+                    namespace=key.namespace,
+                    name=key.name,
+                )
+            )
+            continue
+        if given in NO_CLUSTER_IP:
+            continue
+        if given:
+            owner = owners.get(given)
+            if owner is not None and owner != key:
+                problems.append(
+                    Problem(
+                        f'clusterIP "{given}" is already allocated to {owner}; omit '
+                        "spec.clusterIP to get a free address",
+                        "spec.clusterIP",
+                        kind=key.kind,
+                        namespace=key.namespace,
+                        name=key.name,
+                    )
+                )
+            owners[given] = key
+            if _in_network(given, network) and pool.get(str(key)) is None:
+                try:
+                    pool.allocate(str(key), given)
+                except ipam.AllocationError as error:
+                    problems.append(
+                        Problem(
+                            str(error),
+                            "spec.clusterIP",
+                            kind=key.kind,
+                            namespace=key.namespace,
+                            name=key.name,
+                        )
+                    )
+            continue
+        if previous:
+            spec["clusterIP"] = previous
+        else:
+            needing.append((key, spec))
+    for key, spec in needing:  # after the given ones, so that none is handed out twice
+        address = str(pool.allocate(str(key)))
+        spec["clusterIP"] = address
+        owners[address] = key
+    return problems
+
+
+def _cluster_ip(item: Mapping[str, Any]) -> str:
+    spec = item.get("spec")
+    return str(spec.get("clusterIP") or "") if isinstance(spec, Mapping) else ""
+
+
+def _in_network(text: str, network: ipaddress.IPv4Network) -> bool:
+    try:
+        return ipaddress.ip_address(text) in network
+    except ValueError:
+        return False
 
 
 def _result(key: store_api.ObjectKey, action: str, rv: str | None) -> dict[str, Any]:

@@ -153,7 +153,7 @@ class Controller:
     def _proxy_status(self) -> list[dict[str, object]]:
         if self.ads is None:
             return []
-        return [api.jsonable(dataclasses.asdict(status)) for status in self.ads.status()]
+        return [api.jsonable(_status_fields(status)) for status in self.ads.status()]
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -178,6 +178,15 @@ class Controller:
     @property
     def xds_port(self) -> int:
         return self.ads.port if self.ads is not None else self.settings.xds_port
+
+
+def _status_fields(status: ads_server.ProxyStatus) -> dict[str, object]:
+    """A status as a dict; not `dataclasses.asdict`, which deep-copies and so fails on the
+    read-only mapping of ACKed versions."""
+    fields = {f.name: getattr(status, f.name) for f in dataclasses.fields(status)}
+    if status.last_nack is not None:
+        fields["last_nack"] = dataclasses.asdict(status.last_nack)
+    return fields
 
 
 async def run(settings: Settings) -> None:

@@ -292,8 +292,13 @@ class ContainerProcess:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
         on_ready_change: Callable[[bool], None] | None = None,
+        fast_probe_interval: float | None = None,
     ) -> None:
+        """``fast_probe_interval``: while not ready, probe this often instead of every
+        ``periodSeconds`` (local mode reports a pod ready as soon as it is, not up to a
+        period later); once ready, probes follow the spec."""
         self.spec = spec
+        self._fast_probe_interval = fast_probe_interval
         self.journal = journal
         self.backoff = backoff or Backoff()
         self.restarts = 0
@@ -405,7 +410,10 @@ class ContainerProcess:
             before = self.readiness.ready
             if self.readiness.observe(success) != before:
                 self._notify(self.readiness.ready)
-            await self._sleep(probe.period_seconds)
+            period: float = probe.period_seconds
+            if self._fast_probe_interval is not None and not self.readiness.ready:
+                period = min(period, self._fast_probe_interval)
+            await self._sleep(period)
 
     def _set_ready(self, ready: bool) -> None:
         """Called with False when the process is gone (probes start over)."""

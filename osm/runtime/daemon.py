@@ -1,0 +1,271 @@
+"""``osm up`` and ``osm down``: the controller and the runtime as two background processes.
+
+The one idea: two daemons, each with a pid file in the state dir, so either can stop or
+die without the other. The controller (``osm controller``) owns the store and the CA and
+serves xDS; the runtime (``python -m osm.runtime``, root) runs the pods and follows the
+controller's API. Killing the controller leaves the pods and sidecars running on their
+last configuration; ``osm up`` again starts whichever of the two is missing. ``osm down``
+stops the runtime (which removes its pods and network), tears down whatever its journal
+still names (also after a crash), then stops the controller. ``mesh.json`` records the
+ports and names that ``osm up`` chose, for the other commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from osm.runtime import record, sidecar_env
+from osm.runtime.kubelet import READY_FILE
+
+MESH_FILE = "mesh.json"
+_SPAWNED: list[subprocess.Popen[bytes]] = []
+"""Daemons this process started. They outlive their Popen on purpose (a Popen collected
+while its child runs warns); `_alive` reaps them once they have exited."""
+Progress = Callable[[str], None]
+
+
+class DaemonError(RuntimeError):
+    """A daemon did not start or stop; the message says where its log is."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSettings:
+    """What ``osm up`` starts, and where."""
+
+    state_dir: Path
+    api_port: int = 9091
+    xds_port: int = 15128
+    prefix: str = "osm"
+    pod_python: Path = sidecar_env.DEFAULT_VENV
+
+    @property
+    def server(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def save(self) -> None:
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        (self.state_dir / MESH_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, state_dir: Path) -> MeshSettings | None:
+        try:
+            data = json.loads((state_dir / MESH_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(
+            state_dir=state_dir,
+            api_port=int(data["api_port"]),
+            xds_port=int(data["xds_port"]),
+            prefix=str(data["prefix"]),
+            pod_python=Path(data["pod_python"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Daemon:
+    """One background process: its name, pid file and log."""
+
+    name: str
+    state_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.state_dir / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid if the process that wrote the pid file still runs, else None."""
+        try:
+            pid_text, start_text = self.pid_file.read_text().split()
+            pid, start = int(pid_text), int(start_text)
+        except (OSError, ValueError):
+            return None
+        return pid if record.process_start_time(pid) == start and _alive(pid) else None
+
+    def spawn(self, argv: list[str]) -> int:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd="/",
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        _SPAWNED.append(child)
+        start = record.process_start_time(child.pid)
+        self.pid_file.write_text(f"{child.pid} {start}\n")
+        return child.pid
+
+    def stop(self, *, grace: float) -> bool:
+        """SIGTERM, then SIGKILL after ``grace``; True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while _alive(pid) and time.monotonic() < deadline + 5:
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def controller(state_dir: Path) -> Daemon:
+    return Daemon("controller", state_dir)
+
+
+def runtime(state_dir: Path) -> Daemon:
+    return Daemon("runtime", state_dir)
+
+
+def up(settings: MeshSettings, progress: Progress = lambda _: None) -> None:
+    """Starts what is not running: the pod interpreter (once), the controller, the runtime."""
+    state_dir = settings.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sidecar_env.ensure(settings.pod_python, progress=progress)
+    settings.save()
+    python = sys.executable
+    ctl = controller(state_dir)
+    if ctl.pid() is None:
+        for port, what in ((settings.api_port, "API"), (settings.xds_port, "xDS")):
+            if not _port_free(port):
+                raise DaemonError(
+                    f"port {port} (the controller's {what}) is in use by another process; "
+                    "stop it, or choose other ports (osm up --port/--xds-port)"
+                )
+        progress(f"starting the controller (API {settings.server}, xDS {settings.xds_port})")
+        pid = ctl.spawn(
+            [
+                python,
+                "-m",
+                "osm.cli",
+                "controller",
+                "--state-dir",
+                str(state_dir),
+                "--port",
+                str(settings.api_port),
+                "--xds-port",
+                str(settings.xds_port),
+            ]
+        )
+        _wait(lambda: _healthy(settings.server), ctl, pid, 30, "the controller's API to answer")
+    run = runtime(state_dir)
+    if run.pid() is None:
+        progress(f"starting the runtime (pods in network namespaces {settings.prefix}-*)")
+        ready_file = state_dir / READY_FILE
+        ready_file.unlink(missing_ok=True)
+        pid = run.spawn(
+            [
+                python,
+                "-m",
+                "osm.runtime",
+                "--state-dir",
+                str(state_dir),
+                "--server",
+                settings.server,
+                "--xds-port",
+                str(settings.xds_port),
+                "--prefix",
+                settings.prefix,
+                "--pod-python",
+                str(settings.pod_python),
+            ]
+        )
+        _wait(lambda: _ready_pid(ready_file) == pid, run, pid, 60, "the runtime to be ready")
+
+
+def down(state_dir: Path, progress: Progress = lambda _: None) -> list[str]:
+    """Stops the runtime and the controller and removes everything the runtime made.
+    Idempotent; works after a crash. Returns what teardown still had to remove."""
+    if runtime(state_dir).stop(grace=30):
+        progress("stopped the runtime (pods and mesh network removed)")
+    report = record.teardown(state_dir)
+    if report.failed:
+        raise DaemonError("teardown could not remove: " + "; ".join(report.failed))
+    if controller(state_dir).stop(grace=10):
+        progress("stopped the controller")
+    (state_dir / READY_FILE).unlink(missing_ok=True)
+    return report.removed
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _healthy(server: str) -> bool:
+    try:
+        with urllib.request.urlopen(server + "/healthz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _ready_pid(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _wait(check: Callable[[], bool], daemon: Daemon, pid: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if not _alive(pid):
+            raise DaemonError(
+                f"the {daemon.name} exited while waiting for {what}; its log "
+                f"({daemon.log}) ends with:\n{daemon.tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise DaemonError(
+                f"timed out after {timeout:g}s waiting for {what}; see {daemon.log}:\n"
+                f"{daemon.tail()}"
+            )
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Running: not gone and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat[stat.rindex(")") + 2] == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # ours: reap it
+        return False
+    return True

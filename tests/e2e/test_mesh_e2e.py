@@ -1,0 +1,328 @@
+"""The whole mesh end to end (root): `osm up`, the bookstore demo, SMI, mTLS on the wire,
+rotation, a controller crash, and `osm down` leaving nothing behind.
+
+One mesh for the module (its own state dir, ports and namespace prefix, so a mesh the user
+runs is not touched); tests run in file order and each leaves the demo permissive with a
+50/50 split. Traffic goes only between namespaces this module creates. Outcomes are read
+from the demo clients' own counters (fetched inside their pods over loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osm.cli import runtime as cli_runtime
+from osm.cli.client import Client
+from osm.demo.bookstore import counters
+from osm.model import manifest
+from osm.runtime import daemon, record
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, iptables)"),
+    pytest.mark.timeout(240),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "demo" / "bookstore" / "manifests"
+PREFIX = f"osme{uuid.uuid4().hex[:5]}"
+NAMESPACES = ("bookbuyer", "bookthief", "bookstore", "bookwarehouse")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _out(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
+
+
+def host_snapshot() -> dict[str, str]:
+    """What the mesh must never change in the host's namespace."""
+    return {
+        "links": "\n".join(
+            sorted(line.split(": ")[1] for line in _out("ip", "-o", "link").splitlines())
+        ),
+        "routes": _out("ip", "route", "show", "table", "all"),
+        "rules": _out("ip", "rule"),
+        "iptables": "\n".join(
+            line for line in _out("iptables-save").splitlines() if not line.startswith("#")
+        ),
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
+    }
+
+
+def ours() -> dict[str, list[str]]:
+    etc = record.ETC_NETNS
+    return {
+        "netns": sorted(n for n in _out("ip", "netns", "list").split() if n.startswith(PREFIX)),
+        "etc": sorted(p.name for p in etc.iterdir() if p.name.startswith(PREFIX))
+        if etc.exists()
+        else [],
+    }
+
+
+@dataclass
+class Mesh:
+    settings: daemon.MeshSettings
+    api: Client
+    started: float
+
+    def apply_file(
+        self, path: Path, edit: Callable[[list[dict[str, Any]]], None] | None = None
+    ) -> None:
+        loaded = manifest.load_paths([str(path)])
+        assert not loaded.errors, loaded.errors
+        objects = [r.to_dict() for r in loaded.resources]
+        if edit is not None:
+            edit(objects)
+        self.api.apply(objects, source=str(path))
+
+    def sample(self) -> counters.DemoCounters:
+        sampler = cli_runtime.Sampler(self.api, NAMESPACES, timeout=2.0)
+        result: counters.DemoCounters = asyncio.run(sampler.sample())
+        return result
+
+    def client(self, identity: str) -> counters.ClientCounters:
+        for part in self.sample().clients:
+            if part.identity == identity:
+                return part
+        raise AssertionError(f"no counters from {identity}")
+
+    def pod(self, namespace: str) -> dict[str, Any]:
+        items = self.api.list("Pod", namespace=namespace)["items"]
+        assert items, f"no pod in {namespace}"
+        return dict(items[0])
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[Mesh]:
+    # Not under pytest's tmp dir (mode 0700): the sidecars (UID 1500) read their bootstrap.
+    base = Path(f"/tmp/{PREFIX}")
+    base.mkdir(mode=0o755)
+    state_dir = base / "state"
+    settings = daemon.MeshSettings(state_dir, _free_port(), _free_port(), PREFIX)
+    before = host_snapshot()
+    started = time.monotonic()
+    try:
+        daemon.up(settings, progress=print)
+        running = Mesh(settings, Client(settings.server), started)
+        running.apply_file(MANIFESTS)
+        yield running
+    finally:
+        daemon.down(state_dir)
+        for netns in ours()["netns"]:  # last resort, should teardown be broken
+            subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
+    assert host_snapshot() == before
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def traffic(mesh: Mesh, seconds: float) -> dict[str, counters.ClientCounters]:
+    """Client counters accumulated over ``seconds`` (differences of two samples)."""
+    first = {c.identity: c for c in mesh.sample().clients}
+    time.sleep(seconds)
+    second = {c.identity: c for c in mesh.sample().clients}
+    result = {}
+    for name, after in second.items():
+        before = first.get(name) or counters.ClientCounters(name)
+        by_identity = {k: v - before.by_identity.get(k, 0) for k, v in after.by_identity.items()}
+        result[name] = counters.ClientCounters(
+            name,
+            requests=after.requests - before.requests,
+            ok=after.ok - before.ok,
+            denied=after.denied - before.denied,
+            errors=after.errors - before.errors,
+            by_identity=by_identity,
+        )
+    return result
+
+
+def set_mesh_config(mesh: Mesh, *, permissive: bool, validity: str = "24h") -> None:
+    def edit(objects: list[dict[str, Any]]) -> None:
+        spec = objects[-1]["spec"]
+        spec["traffic"]["enablePermissiveTrafficPolicyMode"] = permissive
+        spec["certificate"]["serviceCertValidityDuration"] = validity
+
+    mesh.apply_file(MANIFESTS / "50-meshconfig.yaml", edit)
+
+
+def set_split(mesh: Mesh, v1: int, v2: int) -> None:
+    def edit(objects: list[dict[str, Any]]) -> None:
+        split = next(o for o in objects if o["kind"] == "TrafficSplit")
+        split["spec"]["backends"] = [
+            {"service": "bookstore-v1", "weight": v1},
+            {"service": "bookstore-v2", "weight": v2},
+        ]
+
+    mesh.apply_file(MANIFESTS / "40-policy.yaml", edit)
+
+
+# -- tests, in order -------------------------------------------------------------------------
+def test_the_demo_comes_up_with_sidecars_cluster_ips_and_endpoints(mesh: Mesh) -> None:
+    wait_for(
+        lambda: len(cli_runtime.ready_pods(mesh.api, NAMESPACES)) == 5, 60, "5 ready demo pods"
+    )
+    ready_after = time.monotonic() - mesh.started
+    services = mesh.api.list("Service")["items"]
+    assert all(s["spec"]["clusterIP"].startswith("10.234.") for s in services)
+    endpoints = mesh.api.get("Endpoints", "bookstore", "bookstore-v1")
+    (subset,) = endpoints["subsets"]
+    assert subset["addresses"][0]["ip"].startswith("10.233.")
+    assert subset["ports"][0]["port"] == 14001
+    log = (mesh.settings.state_dir / "logs" / "runtime.log").read_text()
+    starts = [float(s) for s in re.findall(r"started in ([0-9.]+)s", log)]
+    print(f"demo pods ready {ready_after:.1f}s after osm up; pod starts: {starts}")
+    assert len(starts) == 5
+
+
+def test_permissive_mode_everyone_reaches_the_bookstore(mesh: Mesh) -> None:
+    wait_for(
+        lambda: all(c.ok > 0 for c in mesh.sample().clients), 30, "both clients to get answers"
+    )
+    print(f"traffic flowing {time.monotonic() - mesh.started:.1f}s after osm up")
+    seen = traffic(mesh, 3)
+    for name in ("bookbuyer", "bookthief"):
+        assert seen[name].ok > 0 and seen[name].errors == 0 and seen[name].denied == 0, seen
+
+
+def test_smi_mode_denies_the_thief_and_allows_the_buyer_on_its_routes(mesh: Mesh) -> None:
+    set_mesh_config(mesh, permissive=False)
+    try:
+        wait_for(lambda: traffic(mesh, 1)["bookthief"].ok == 0, 20, "bookthief to be denied")
+        seen = traffic(mesh, 3)
+        assert seen["bookthief"].ok == 0 and seen["bookthief"].requests > 0
+        assert seen["bookbuyer"].ok == seen["bookbuyer"].requests > 0
+        # Only the allowed routes: GET / is not in the HTTPRouteGroup.
+        buyer = mesh.pod("bookbuyer")
+        netns = buyer["metadata"]["annotations"][cli_runtime.NETNS_ANNOTATION]
+        status = _out(
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "3",
+            "http://bookstore.bookstore:14001/",
+        )
+        assert status in ("403", "404"), status
+    finally:
+        set_mesh_config(mesh, permissive=True)
+
+
+def test_traffic_split_follows_weights_live(mesh: Mesh) -> None:
+    try:
+        for v1, v2 in ((100, 0), (50, 50), (0, 100)):
+            set_split(mesh, v1, v2)
+            time.sleep(1.0)  # let the new routes reach the sidecars
+            seen = traffic(mesh, 4)["bookbuyer"]
+            total = seen.by_identity.get("bookstore-v1", 0) + seen.by_identity.get(
+                "bookstore-v2", 0
+            )
+            assert total >= 10, seen
+            share = seen.by_identity.get("bookstore-v1", 0) / total
+            expected = v1 / 100
+            tolerance = 4 * (expected * (1 - expected) / total) ** 0.5 + 0.02
+            assert abs(share - expected) <= tolerance, (v1, v2, seen.by_identity)
+    finally:
+        set_split(mesh, 50, 50)
+
+
+def test_traffic_between_pods_is_tls_on_the_wire(mesh: Mesh) -> None:
+    netns = f"{PREFIX}-mesh"
+    capture = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "timeout",
+            "3",
+            "tcpdump",
+            "-i",
+            "osmbr0",
+            "-A",
+            "-n",
+            "-s",
+            "0",
+            "tcp",
+        ],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    text = capture.stdout.decode("latin-1")
+    assert "14001" in text or len(text) > 1000, "the capture saw no traffic"
+    plaintext = re.findall(r"(GET|POST) /[^ ]* HTTP/1\.1", text)
+    assert plaintext == [], plaintext[:3]
+
+
+def test_certificates_rotate_under_traffic_without_failures(mesh: Mesh) -> None:
+    set_mesh_config(mesh, permissive=True, validity="1m")
+    try:
+        seen = traffic(mesh, 50)  # renewal at half-life: every leaf rotates at least once
+        for name in ("bookbuyer", "bookthief"):
+            assert seen[name].errors == 0 and seen[name].ok > 100, seen
+    finally:
+        set_mesh_config(mesh, permissive=True)
+
+
+def test_the_controller_killed_and_restarted_under_traffic_drops_nothing(mesh: Mesh) -> None:
+    before = {c.identity: c for c in mesh.sample().clients}
+    controller = daemon.controller(mesh.settings.state_dir)
+    pid = controller.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(3)  # sidecars keep their last configuration
+    daemon.up(mesh.settings)
+    time.sleep(3)
+    after = {c.identity: c for c in mesh.sample().clients}
+    for name in ("bookbuyer", "bookthief"):
+        assert after[name].errors == before[name].errors
+        assert after[name].ok > before[name].ok + 20
+
+
+def test_osm_down_leaves_nothing_behind(mesh: Mesh) -> None:
+    pids = [
+        daemon.runtime(mesh.settings.state_dir).pid(),
+        daemon.controller(mesh.settings.state_dir).pid(),
+    ]
+    daemon.down(mesh.settings.state_dir)
+    assert ours() == {"netns": [], "etc": []}
+    assert daemon.down(mesh.settings.state_dir) == []  # idempotent
+    for pid in pids:
+        assert pid is None or not Path(f"/proc/{pid}").exists()
+    leftovers = [line for line in _out("ps", "-eo", "pid,args").splitlines() if PREFIX in line]
+    assert leftovers == []
+    with contextlib.suppress(OSError):
+        daemon.up(mesh.settings)  # the module fixture's down must find a mesh to stop

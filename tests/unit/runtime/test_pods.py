@@ -1,0 +1,149 @@
+"""The runtime's pure decisions: which pods to start and remove, hosts, Pod/Endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from osm.model import kinds
+from osm.model.core import Deployment, Service
+from osm.runtime import pods
+
+
+def deployment(name: str = "web", replicas: int = 2, image: str = "v1") -> Deployment:
+    manifest: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "command": ["python3", image],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    resource = kinds.decode(manifest)
+    assert isinstance(resource, Deployment)
+    return resource
+
+
+def service(name: str = "web", ip: str = "10.234.0.1", namespace: str = "shop") -> Service:
+    resource = kinds.decode(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "clusterIP": ip,
+                "selector": {"app": "web"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        }
+    )
+    assert isinstance(resource, Service)
+    return resource
+
+
+def state(name: str, template: str, ready: bool = True, created: float = 0.0) -> pods.PodState:
+    return pods.PodState("shop", name, "web", template, ready, created)
+
+
+def test_a_new_deployment_starts_its_replicas() -> None:
+    web = deployment()
+    decided = pods.plan([web], [])
+    assert decided.start == (pods.NewPod("shop", "web", pods.template_hash(web)),) * 2
+    assert decided.remove == ()
+
+
+def test_scaling_down_removes_unready_then_newest_pods_first() -> None:
+    web = deployment(replicas=1)
+    current = pods.template_hash(web)
+    old_ready = state("a", current, True, 1.0)
+    new_ready = state("b", current, True, 2.0)
+    unready = state("c", current, False, 0.5)
+    decided = pods.plan([web], [old_ready, new_ready, unready])
+    assert decided.start == ()
+    assert {p.name for p in decided.remove} == {"b", "c"}
+
+
+def test_a_changed_template_rolls_new_pods_first_then_removes_old_ones() -> None:
+    before, after = deployment(image="v1"), deployment(image="v2")
+    old = [state("a", pods.template_hash(before)), state("b", pods.template_hash(before))]
+    first = pods.plan([after], old)
+    assert len(first.start) == 2 and first.remove == ()
+    new_hash = pods.template_hash(after)
+    starting = [state("c", new_hash, ready=False), state("d", new_hash, ready=True)]
+    assert pods.plan([after], old + starting).remove == ()  # not all new ones ready
+    ready = [state("c", new_hash), state("d", new_hash)]
+    assert {p.name for p in pods.plan([after], old + ready).remove} == {"a", "b"}
+
+
+def test_pods_of_a_deleted_deployment_are_removed() -> None:
+    decided = pods.plan([], [state("a", "x")])
+    assert [p.name for p in decided.remove] == ["a"]
+
+
+def test_names_fit_their_limits() -> None:
+    name = pods.pod_name("x" * 80, "0123456789", "abcde")
+    assert len(name) <= 63 and name.endswith("-0123456789-abcde")
+    assert pods.netns_name("osm", "shop", "web-1") == "osm-shop-web-1"
+    long = pods.netns_name("osm", "n" * 40, "p" * 40)
+    assert len(long) <= 63 and long.startswith("osm-")
+
+
+def test_hosts_have_short_names_only_in_the_services_own_namespace() -> None:
+    services = [service(), service("db", "10.234.0.2", "other"), service("headless", "None")]
+    entries = pods.hosts_entries(services, "shop")
+    assert [(e.ip, e.names[0]) for e in entries] == [
+        ("10.234.0.2", "db.other"),
+        ("10.234.0.1", "web"),
+    ]
+
+
+def report(name: str, ip: str, ready: bool) -> pods.PodReport:
+    web = deployment()
+    return pods.PodReport(
+        namespace="shop",
+        name=name,
+        deployment="web",
+        template_hash="h",
+        netns=f"osm-shop-{name}",
+        labels={"app": "web"},
+        annotations={},
+        spec={"containers": [{"name": "app"}]},
+        pod_ip=ip,
+        phase="Running",
+        ready=ready,
+        containers=(pods.ContainerStatus("app", ready, 2, True),),
+        containers_spec=web.template.spec.containers,
+    )
+
+
+def test_endpoints_list_ready_and_unready_addresses_with_target_ports() -> None:
+    obj = pods.endpoints_object(
+        service(), [report("a", "10.233.0.2", True), report("b", "10.233.0.3", False)]
+    )
+    assert obj is not None
+    (subset,) = obj["subsets"]
+    assert [a["ip"] for a in subset["addresses"]] == ["10.233.0.2"]
+    assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.233.0.3"]
+    assert subset["ports"] == [{"name": "http", "port": 8080, "appProtocol": "http"}]
+    assert kinds.decode(obj).kind == "Endpoints"
+
+
+def test_pod_objects_read_back_with_ip_readiness_and_restarts() -> None:
+    obj = pods.pod_object(report("a", "10.233.0.2", True))
+    pod = kinds.decode(obj)
+    assert pod.pod_ip == "10.233.0.2" and pod.ready  # type: ignore[attr-defined]
+    assert obj["status"]["containerStatuses"][0]["restartCount"] == 2
+    assert obj["metadata"]["labels"][pods.TEMPLATE_HASH_LABEL] == "h"
+    assert pods.managed(obj)
