@@ -4,7 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck layers unit venv bench clean
+.PHONY: deps run test lint typecheck layers unit venv bench clean
+
+# Debian packages: make and python3-venv (the sidecar's interpreter outside /root);
+# iproute2, iptables, util-linux: pods as network namespaces with interception;
+# openssl: independent chain checks in the CA tests; tcpdump, curl: end-to-end tests.
+DEBIAN_PACKAGES := make python3-venv iproute2 iptables util-linux openssl tcpdump curl
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +18,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+## deps: install the Debian packages the mesh and its tests need (root, apt)
+deps:
+	@if command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	else echo "deps: no apt-get here; install: $(DEBIAN_PACKAGES)"; fi
 
 ## run: the bookstore demo on the local runtime (root), with a live view; `osm down` ends it
 run: $(STAMP)
