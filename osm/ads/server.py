@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 15128
 """OSM's xDS port."""
 
+MAX_PENDING_STREAMS = 65536
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    # gRPC core queues new streams that the (busy) event loop has not picked up yet, and
+    # by default fails every stream beyond 3,000 queued ones with INTERNAL. Thousands of
+    # proxies (re)connecting at once, say after a controller restart, exceed that.
+    ("grpc.server.max_pending_requests", MAX_PENDING_STREAMS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_STREAMS),
+]
+
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
@@ -190,7 +200,7 @@ class AdsServer:
 
     async def start(self) -> None:
         """Listen on `config.host:config.port` (port 0: any; read `self.port` after)."""
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.servicer, server)
         address = f"{self.config.host}:{self.config.port}"
         try:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import dataclasses
 import ipaddress
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from osm.store import open_store
 
 log = logging.getLogger(__name__)
 
+PROFILE_ENV = "OSM_CONTROLLER_PROFILE"
 XDS_SERVER_NAMES = ("osm-controller.osm-system.svc", "osm-controller", "localhost")
 
 
@@ -190,7 +193,26 @@ def _status_fields(status: ads_server.ProxyStatus) -> dict[str, object]:
 
 
 async def run(settings: Settings) -> None:
-    """Runs until SIGINT or SIGTERM."""
+    """Runs until SIGINT or SIGTERM.
+
+    With the environment variable ``OSM_CONTROLLER_PROFILE`` set to a path, the event
+    loop's thread (the push loop, the ADS streams, the API) runs under cProfile and the
+    statistics are written there on a clean stop (for `bench/ads.py --profile`).
+    """
+    profile_path = os.environ.get(PROFILE_ENV)
+    if not profile_path:
+        await _run(settings)
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        await _run(settings)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
+
+
+async def _run(settings: Settings) -> None:
     controller = Controller(settings)
     await controller.start()
     stopping = asyncio.Event()

@@ -264,7 +264,7 @@ def parse_traffic_split(doc: Fields, base: Resource) -> TrafficSplit:
     problems_before = len(spec.problems)
     for backend in spec.objects("backends", required=True, non_empty=True):
         service = backend.string("service", required=True, check=check_dns_label)
-        weight = backend.integer("weight", required=True, minimum=0)
+        weight = backend.integer("weight", required=True, minimum=0, maximum=2**31 - 1)
         if service in seen:
             backend.error("service", f'duplicate backend "{service}"; list each service once')
         seen.add(service)

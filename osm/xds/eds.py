@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-from envoy.config.core.v3 import health_check_pb2
+from envoy.config.core.v3 import base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
 from osm.catalog.policy import Endpoint, ProxyPolicy
@@ -51,7 +51,10 @@ def load_assignment(
 ) -> endpoint_pb2.ClusterLoadAssignment:
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster)
     if endpoints:
-        locality = assignment.endpoints.add(load_balancing_weight=common.uint32(1))
+        # gRPC requires `locality` to be present (even empty) and weighted.
+        locality = assignment.endpoints.add(
+            locality=base_pb2.Locality(), load_balancing_weight=common.uint32(1)
+        )
         for endpoint in endpoints:
             locality.lb_endpoints.append(
                 endpoint_components_pb2.LbEndpoint(

@@ -120,12 +120,27 @@ def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
 
 
 # -- outbound ----------------------------------------------------------------------------
+UINT32_MAX = 2**32 - 1
+
+
+def fitted_weights(weights: tuple[int, ...]) -> tuple[int, ...]:
+    """Relative weights scaled down, when needed, so that their sum fits the uint32 that
+    Envoy and gRPC require (merged TrafficSplits can sum past it); no positive weight
+    becomes 0."""
+    total = sum(weights)
+    if total <= UINT32_MAX:
+        return weights
+    budget = UINT32_MAX - len(weights)
+    return tuple(max(1, weight * budget // total) if weight else 0 for weight in weights)
+
+
 def outbound_route(route: OutboundRoute) -> route_components_pb2.Route:
     action = route_components_pb2.RouteAction(timeout=common.seconds(0))
-    for target in route.targets:
+    weights = fitted_weights(tuple(target.weight for target in route.targets))
+    for target, weight in zip(route.targets, weights, strict=True):
         action.weighted_clusters.clusters.add(
             name=names.cluster(target.service, target.port),
-            weight=wrappers_pb2.UInt32Value(value=target.weight),
+            weight=wrappers_pb2.UInt32Value(value=weight),
         )
     return route_components_pb2.Route(match=common.route_match(route.match), route=action)
 

@@ -714,19 +714,25 @@ ROWS = [
     bad(
         TS2 + BACKENDS % "{service: web-v1, weight: -1}",
         "spec.backends[0].weight",
-        "-1 is out of range; expected an integer ≥ 0",
+        "-1 is out of range; expected an integer from 0 to 2147483647",
         "a weight is not negative",
+    ),
+    bad(
+        TS2 + BACKENDS % "{service: web-v1, weight: 3000000000}",
+        "spec.backends[0].weight",
+        "3000000000 is out of range; expected an integer from 0 to 2147483647",
+        "a weight fits the CRD's int32",
     ),
     bad(
         TS2 + BACKENDS % '{service: web-v1, weight: "50%"}',
         "spec.backends[0].weight",
-        "must be an integer ≥ 0, not a string",
+        "must be an integer from 0 to 2147483647, not a string",
         "a weight is a whole number",
     ),
     bad(
         TS2 + BACKENDS % "{service: web-v1}",
         "spec.backends[0].weight",
-        "required field is missing (expected an integer ≥ 0)",
+        "required field is missing (expected an integer from 0 to 2147483647)",
         "a backend needs a weight",
     ),
     bad(
@@ -930,7 +936,10 @@ def test_an_object_with_several_mistakes_reports_each() -> None:
 def test_a_misspelled_required_field_is_reported_as_unknown_and_as_missing() -> None:
     _, problems = ex.parse(TS2 + BACKENDS % "{service: web-v1, weigth: 1}")
     assert sorted((p.path, p.message) for p in problems) == [
-        ("spec.backends[0].weight", "required field is missing (expected an integer ≥ 0)"),
+        (
+            "spec.backends[0].weight",
+            "required field is missing (expected an integer from 0 to 2147483647)",
+        ),
         (
             "spec.backends[0].weigth",
             'unknown field (did you mean "weight"?); valid fields here: service, weight',

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from osm.catalog.ids import Identity, ProxyId
 from osm.catalog.state import MeshState
 from osm.model.meta import ObjectRef
-from osm.xds import lds, names, validation
+from osm.xds import lds, names, rds, validation
 from osm.xds.context import Credentials
 from osm.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_URLS, build, pack
 from osm.xds.snapshot import (
@@ -533,3 +533,31 @@ def test_pruned_reference_walk_finds_what_the_full_walk_finds(permissive: bool) 
         for url in TYPE_URLS:
             for resource in snapshot.of_type(url).values():
                 assert resource.references == exhaustive(resource.message), resource.name
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"),
+    [
+        ((80, 20), (80, 20)),
+        ((2**31 - 1, 2**31 - 1, 2**31 - 1), None),
+        ((2**31 - 1, 2**31 - 1, 1), None),
+        ((2**31 - 1, 0, 2**31 - 1, 5), None),
+    ],
+    ids=[
+        "small weights are kept",
+        "three maximal weights are scaled",
+        "a tiny weight stays above zero",
+        "a zero weight stays zero",
+    ],
+)
+def test_weights_are_scaled_to_fit_uint32(
+    weights: tuple[int, ...], expected: tuple[int, ...] | None
+) -> None:
+    fitted = rds.fitted_weights(weights)
+    if expected is not None:
+        assert fitted == expected
+    assert sum(fitted) <= rds.UINT32_MAX
+    assert [w == 0 for w in fitted] == [w == 0 for w in weights]
+    big = [i for i, w in enumerate(weights) if w > 1000]
+    for i in big:  # shares are preserved for the weights that matter
+        assert abs(fitted[i] / sum(fitted) - weights[i] / sum(weights)) < 1e-6
