@@ -398,9 +398,8 @@ class Sampler:
         role = ROLES.get(meta["namespace"], "bookwarehouse")
         netns = (meta.get("annotations") or {}).get(NETNS_ANNOTATION, "")
         try:
-            payload = await asyncio.wait_for(
-                fetch_in_netns(netns, METRICS_PORTS[role], "/metrics"), self.timeout
-            )
+            async with asyncio.timeout(self.timeout):
+                payload = await fetch_in_netns(netns, METRICS_PORTS[role], "/metrics")
             return counters.parse(payload)
         except (OSError, ValueError, TimeoutError) as error:
             return counters.unreachable(role, meta["name"], str(error) or type(error).__name__)

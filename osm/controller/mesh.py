@@ -128,15 +128,19 @@ class MeshPusher:
         reader = asyncio.create_task(self._read(since, events))
         ticker = asyncio.create_task(self._tick_certificates())
         pending = Changed()
+        # One long-lived `get` awaited through `asyncio.wait`: unlike `wait_for`, which on
+        # 3.11 can swallow a cancellation that races with the result, this lets a stop
+        # always end the loop.
+        getter: asyncio.Task[store_api.WatchEvent | None] | None = None
         try:
             while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(events.get())
                 deadline = self.debouncer.deadline
                 timeout = None if deadline is None else max(0.0, deadline - self.clock())
-                try:
-                    event = await asyncio.wait_for(events.get(), timeout)
-                except TimeoutError:
-                    event = None
-                else:
+                done, _ = await asyncio.wait({getter}, timeout=timeout)
+                if getter in done:
+                    event, getter = getter.result(), None
                     if event is None:
                         return  # the store closed
                     pending = pending.merged(self._apply_event(event))
@@ -146,9 +150,12 @@ class MeshPusher:
                     self.push(pending)
                     pending = Changed()
         finally:
-            reader.cancel()
-            ticker.cancel()
-            await asyncio.gather(reader, ticker, return_exceptions=True)
+            for task in (getter, reader, ticker):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(
+                *(t for t in (getter, reader, ticker) if t is not None), return_exceptions=True
+            )
 
     async def _read(self, since: int, events: asyncio.Queue[store_api.WatchEvent | None]) -> None:
         async for event in self.store.watch(since):

@@ -284,7 +284,8 @@ class Runtime:
                 for ns, name in self._published_endpoints
             ]
             if refs:
-                await asyncio.wait_for(self.api.delete(refs), 5)
+                async with asyncio.timeout(5):
+                    await self.api.delete(refs)
         self.pods.clear()
         if self.relay is not None:
             await self.relay.close()

@@ -200,7 +200,8 @@ async def probe_once(probe: Probe, target: ProbeTarget) -> bool:
     """Runs one probe inside the pod's namespace; True on success. A probe that takes
     longer than ``timeout_seconds`` fails."""
     try:
-        return await asyncio.wait_for(_probe(probe, target), probe.timeout_seconds)
+        async with asyncio.timeout(probe.timeout_seconds):
+            return await _probe(probe, target)
     except (TimeoutError, OSError, ssl.SSLError, ValueError):
         return False
 
@@ -354,7 +355,8 @@ class ContainerProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await process.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)

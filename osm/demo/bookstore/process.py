@@ -39,7 +39,8 @@ async def every(seconds: float, stopped: asyncio.Event, tick: Callable[[], None]
         return
     while True:
         try:
-            await asyncio.wait_for(stopped.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await stopped.wait()
             return
         except TimeoutError:
             tick()
