@@ -5,7 +5,9 @@ destination, ClientHello sniffing, filter-chain match, TLS handshake, network RB
 is then handed to its terminal filter: a `TcpRelay` (bytes both ways, half-close
 propagated, no coroutine at all) or an `HttpSession` (one coroutine per connection that
 parses requests sans-IO, routes them and forwards them over pooled upstream
-connections). A listener update changes what *new* connections get; existing HTTP
+connections; the common exchange - a whole small request, an idle pooled connection, a
+whole response - is served from the data callbacks without waking it, see
+`HttpSession`). A listener update changes what *new* connections get; existing HTTP
 connections finish their current request and close (drain), TCP relays run to their end.
 """
 
@@ -18,6 +20,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from osm.proxy import config, http1, rbac, router, stats, tls, transport, upstream
@@ -231,8 +234,62 @@ class _DownstreamGone(Exception):
     pass
 
 
+@dataclass(slots=True)
+class _Resume:
+    """A request the fast path began and the general path finishes.
+
+    Everything up to and including the first attempt's host choice is done: the request
+    was counted, routed, authorised, its cluster chosen, `host` picked and counted against
+    the circuit breakers. When `upstream_conn` is set, the request was written on it (a
+    pooled connection) at `sent_at` and its response, if any, is queued there.
+    """
+
+    head: http1.RequestHead
+    route: config.Route
+    cluster: upstream.ClusterRuntime
+    started: float
+    headers: list[tuple[str, str]]
+    target: str
+    payload: bytes
+    deadline: float | None
+    host: upstream.Host
+    upstream_conn: upstream.UpstreamHttp | None = None
+    sent_at: float = 0.0
+    try_deadline: float | None = None
+
+
+def _try_deadline(
+    deadline: float | None, retry: config.RetryPolicy | None, sent_at: float
+) -> float | None:
+    """When one attempt sent at `sent_at` times out: the route's deadline or, sooner, the
+    retry policy's per-try timeout."""
+    if retry is not None and retry.per_try_timeout:
+        per_try = sent_at + retry.per_try_timeout
+        return per_try if deadline is None else min(deadline, per_try)
+    return deadline
+
+
 class HttpSession:
-    """One downstream HTTP/1.1 connection (the HTTP connection manager + router)."""
+    """One downstream HTTP/1.1 connection (the HTTP connection manager + router).
+
+    Two paths serve a request, with the same observable behaviour (bytes on both sides,
+    stats, access log, circuit breakers, outlier detection):
+
+    * The general path: the `run` coroutine takes parsed events from a queue and awaits
+      each step (body, connection pool, response, back-pressure). It does everything:
+      streaming and chunked bodies, `Expect: 100-continue`, upgrades, retries, timeouts.
+    * The fast path, from the `data_received` callback itself, with no task switch: taken
+      when the session is idle (`run` parked with nothing queued) and one read brought one
+      whole request without upgrade or `Expect`, body-less or with a Content-Length body.
+      It routes, authorises and picks a host exactly as the general path does, and sends
+      on an idle pooled connection; when the upstream's response then arrives whole in its
+      callback (head, Content-Length / chunked body and end) and needs no retry, it answers
+      downstream from that callback. At the first step that would wait (no idle
+      connection, a response in pieces, an upstream error, 101, a retriable status, the
+      timeout), it hands the request to `run` as a `_Resume`, and the general path carries
+      on from exactly that step. While a fast request is in flight, further downstream
+      events are queued for `run`, so responses stay in request order.
+    """
 
     _HIGH_WATER = 256 * 1024
 
@@ -257,13 +314,24 @@ class HttpSession:
         self.remote_label = f"{remote[0]}:{remote[1]}" if remote else ""
         self.stats = runtime.http_stats_for(manager.stat_prefix)
         self.parser = http1.RequestParser(manager.max_request_headers_bytes)
+        self._loop = asyncio.get_running_loop()
         self._events: collections.deque[http1.Event] = collections.deque()
         self._queued = 0
         self._waiter: asyncio.Future[None] | None = None
         self._error: http1.ProtocolError | None = None
         self._eof = False
         self._lost = False
+        self._request_ended = True  # the current request's end was taken from the queue
         self.scheme = "https" if connection.is_tls else "http"
+        self._log_enabled = runtime.access_log.enabled
+        # fast path state
+        self._fast = runtime.options.http_fast_path
+        self._parked = False  # `run` waits for the next request
+        self._exchange: _Resume | None = None  # a fast request in flight
+        self._handoff: _Resume | None = None  # a fast request for `run` to finish
+        self._finished = False  # a fast request closed the session
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- consumer callbacks ---------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -280,6 +348,16 @@ class HttpSession:
             self._wake()
             return
         if events:
+            if (
+                self._parked
+                and self._exchange is None
+                and self._handoff is None
+                and not self._events
+                and not self._finished
+                and self._fast
+                and self._serve_fast(events)
+            ):
+                return
             for event in events:
                 if type(event) is http1.Data:
                     self._queued += len(event.data)
@@ -297,6 +375,8 @@ class HttpSession:
         self._wake()
 
     def _wake(self) -> None:
+        if self._exchange is not None:
+            return  # the fast request wakes `run` when it is done
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -309,17 +389,40 @@ class HttpSession:
                 raise self._error
             if self._eof or self._lost:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
         event = self._events.popleft()
-        if type(event) is http1.Data:
+        if event is http1.END:
+            self._request_ended = True
+        elif type(event) is http1.Data:
             self._queued -= len(event.data)
             if self._queued < self._HIGH_WATER // 2:
                 self.connection.resume_reading()
         return event
+
+    async def _next_request(self) -> http1.Event | _Resume | None:
+        """What `run` serves next: a queued event, a fast request handed over, or None when
+        the session is over. While parked here the fast path may serve requests."""
+        while True:
+            if self._exchange is None:
+                handoff = self._handoff
+                if handoff is not None:
+                    self._handoff = None
+                    return handoff
+                if self._finished:
+                    return None
+                if self._events or self._error is not None or self._eof or self._lost:
+                    return await self._next()
+            self._waiter = self._loop.create_future()
+            self._parked = True
+            try:
+                await self._waiter
+            finally:
+                self._parked = False
+                self._waiter = None
 
     def _ready(self) -> bool:
         return bool(self._events)
@@ -330,9 +433,9 @@ class HttpSession:
         self.stats.downstream_cx_active.value += 1
         tunnel = False
         try:
-            while not self._lost:
+            while not self._lost or self._exchange is not None or self._handoff is not None:
                 try:
-                    event = await self._next()
+                    event = await self._next_request()
                 except http1.ProtocolError as error:
                     self.stats.downstream_cx_protocol_error.value += 1
                     self._local_reply(error.status, error.message, "DPE", keep_alive=False)
@@ -340,11 +443,14 @@ class HttpSession:
                     break
                 if event is None:
                     break
-                if event is http1.END:
+                if type(event) is _Resume:
+                    keep_alive, tunnel = await self._handle(event.head, event)
+                elif event is http1.END:
                     continue  # the end of a body-less request
-                if not isinstance(event, http1.RequestHead):  # a body nobody consumed
+                elif not isinstance(event, http1.RequestHead):  # a body nobody consumed
                     break
-                keep_alive, tunnel = await self._handle(event)
+                else:
+                    keep_alive, tunnel = await self._handle(event)
                 if tunnel or not keep_alive:
                     break
         except _DownstreamGone:
@@ -352,6 +458,10 @@ class HttpSession:
         except Exception:  # a bug must not take the proxy down: log it, drop this connection
             log.exception("HTTP session failed")
         finally:
+            self._fast = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self.stats.downstream_cx_active.value -= 1
             if not tunnel:
                 self.connection.close()
@@ -373,7 +483,7 @@ class HttpSession:
     async def _drain_request_body(self, head: http1.RequestHead) -> bool:
         """Discard the rest of the current request body if it has already arrived.
         -> True when the connection can carry another request."""
-        if head.framing == "none":
+        if head.framing == "none" or self._request_ended:
             return True
         while self._events:
             event = await self._next()
@@ -381,38 +491,55 @@ class HttpSession:
                 return True
         return False
 
-    async def _handle(self, head: http1.RequestHead) -> tuple[bool, bool]:
-        """Serve one request. -> (keep the connection alive, became a tunnel)."""
-        started = time.time()
+    def _start_request(self, head: http1.RequestHead) -> float:
+        """Count a new request; -> its start time for the access log (0 when disabled)."""
         self.stats.downstream_rq_total.value += 1
         self.stats.downstream_rq_http1_total.value += 1
+        return time.time() if self._log_enabled else 0.0
+
+    def _route(self, head: http1.RequestHead) -> tuple[config.Route, upstream.ClusterRuntime]:
+        """Route, authorise (HTTP RBAC) and choose the cluster; raises _Reply."""
         runtime = self.runtime
         manager = self.manager
         authority = head.authority
+        table = runtime.route_table(manager)
+        route = table.route(head, authority) if table is not None else None
+        if route is None:
+            self.stats.no_route.value += 1
+            raise _Reply(404, "", "NR")
+        rules = rbac.http_rules(manager.rbac, route)
+        if rules is not None:
+            if rbac.evaluate(rules, self.peer, self.destination[1], head, authority):
+                self.stats.rbac_allowed.value += 1
+            else:
+                self.stats.rbac_denied.value += 1
+                raise _Reply(403, rbac.DENIED_BODY, "RBAC")
+        action = route.action
+        cluster_name = router.choose(action.targets, action.total_weight, runtime.options.randrange)
+        cluster = runtime.clusters.get(cluster_name)
+        if cluster is None:
+            raise _Reply(503, "", "NC")
+        return route, cluster
+
+    async def _handle(
+        self, head: http1.RequestHead, resume: _Resume | None = None
+    ) -> tuple[bool, bool]:
+        """Serve one request (or finish a fast one). -> (keep the connection alive, became
+        a tunnel)."""
+        if resume is None:
+            started = self._start_request(head)
+            self._request_ended = head.framing == "none"
+        else:
+            started = resume.started
+            self._request_ended = True  # the fast path took the whole request
         try:
+            if resume is not None:
+                return await self._forward(head, resume.route, resume.cluster, started, resume)
             if head.upgrade is not None and (
-                not manager.websocket or head.upgrade.lower() != "websocket"
+                not self.manager.websocket or head.upgrade.lower() != "websocket"
             ):
                 raise _Reply(403, "", "UPE", close=True)
-            table = runtime.route_table(manager)
-            route = table.route(head, authority) if table is not None else None
-            if route is None:
-                self.stats.no_route.value += 1
-                raise _Reply(404, "", "NR")
-            rules = rbac.http_rules(manager.rbac, route)
-            if rules is not None:
-                if rbac.evaluate(rules, self.peer, self.destination[1], head, authority):
-                    self.stats.rbac_allowed.value += 1
-                else:
-                    self.stats.rbac_denied.value += 1
-                    raise _Reply(403, rbac.DENIED_BODY, "RBAC")
-            action = route.action
-            cluster_name = router.choose(
-                action.targets, action.total_weight, runtime.options.randrange
-            )
-            cluster = runtime.clusters.get(cluster_name)
-            if cluster is None:
-                raise _Reply(503, "", "NC")
+            route, cluster = self._route(head)
             return await self._forward(head, route, cluster, started)
         except _Reply as reply:
             keep = (
@@ -429,13 +556,17 @@ class HttpSession:
         return self.listener.draining or self.listener.generation != self.generation
 
     def _upstream_headers(self, head: http1.RequestHead, tunnel: bool) -> list[tuple[str, str]]:
-        headers = http1.strip_hop_by_hop(head.headers, keep_upgrade=tunnel)
+        """The request headers sent upstream: hop-by-hop ones dropped (Upgrade kept for a
+        tunnel), `Expect` answered here, X-Forwarded-Proto / -For and X-Request-Id added."""
+        headers = head.headers
+        nominated = http1.connection_tokens(headers)
+        hop_by_hop = http1.HOP_BY_HOP
         has_proto = has_id = False
         forwarded_for: str | None = None
         result: list[tuple[str, str]] = []
         for name, value in headers:
-            if name == "expect":
-                continue  # answered here with 100 Continue, as Envoy does by default
+            if name in hop_by_hop or name in nominated or name == "expect":
+                continue  # Expect is answered here with 100 Continue, as Envoy does
             if name == "x-forwarded-proto":
                 has_proto = True
             elif name == "x-request-id":
@@ -444,6 +575,9 @@ class HttpSession:
                 forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
                 continue
             result.append((name, value))
+        if tunnel:
+            result.extend((name, value) for name, value in headers if name == "upgrade")
+            result.append(("connection", "upgrade"))
         if not has_proto:
             result.append(("x-forwarded-proto", self.scheme))
         if self.manager.use_remote_address and self.remote:
@@ -453,6 +587,14 @@ class HttpSession:
         if not has_id and self.manager.generate_request_id:
             result.append(("x-request-id", http1.new_request_id()))
         return result
+
+    @staticmethod
+    def _upstream_target(head: http1.RequestHead, route: config.Route) -> str:
+        target = head.target
+        rewrite = route.action.prefix_rewrite
+        if rewrite is not None and route.match.path_kind in ("prefix", "path"):
+            target = rewrite + target[len(route.match.value) :]
+        return target
 
     async def _read_body(self, head: http1.RequestHead) -> tuple[list[bytes], bool]:
         """Buffer the body up to the replay limit. -> (chunks, complete)."""
@@ -471,37 +613,208 @@ class HttpSession:
             size += len(event.data)
         return chunks, False
 
+    # -- the fast path (callbacks only) -------------------------------------------------
+    def _serve_fast(self, events: list[http1.Event]) -> bool:
+        """Serve a whole request that arrived in one read while the session was idle,
+        from this callback. -> False (nothing done) when it is not the common case."""
+        head = events[0]
+        if (
+            type(head) is not http1.RequestHead
+            or events[-1] is not http1.END
+            or head.upgrade is not None
+            or head.expect_continue
+        ):
+            return False
+        if head.framing == "none":
+            if len(events) != 2:
+                return False
+            body = b""
+        elif head.framing == "length":
+            parts: list[bytes] = []
+            for event in events[1:-1]:
+                if type(event) is not http1.Data:
+                    return False
+                parts.append(event.data)
+            body = b"".join(parts)
+        else:
+            return False  # chunked: the general path re-frames it
+        started = self._start_request(head)
+        try:
+            route, cluster = self._route(head)
+            headers = self._upstream_headers(head, False)
+            target = self._upstream_target(head, route)
+            payload = http1.request_head(head.method, target, headers) + body
+            action = route.action
+            clock = self.runtime.options.clock
+            now = clock()
+            deadline = now + action.timeout if action.timeout else None
+            host = cluster.pick(self.destination)
+            if host is None:
+                raise _Reply(503, "no healthy upstream", "UH")
+            try:
+                cluster.start_request()
+            except upstream.Overflow as overflow:
+                raise _Reply(503, self._reset_text(overflow), "UO") from None
+        except _Reply as reply:
+            keep = head.keep_alive and not reply.close and not self._draining()
+            self._local_reply(reply.status, reply.body, reply.flag, keep, head, started)
+            if not keep:
+                self._finish()
+            return True
+        host.active_requests += 1
+        resume = _Resume(head, route, cluster, started, headers, target, payload, deadline, host)
+        upstream_conn = cluster.take_idle(host)
+        if upstream_conn is None:
+            self._hand_off(resume)  # connecting (or waiting for a slot) needs the coroutine
+            return True
+        upstream_conn.requests += 1
+        upstream_conn.parser.expect(head.method)
+        upstream_conn.connection.write(payload)
+        resume.upstream_conn = upstream_conn
+        resume.sent_at = now
+        resume.try_deadline = _try_deadline(deadline, action.retry, now)
+        self._exchange = resume
+        upstream_conn.notify = self._upstream_ready
+        if resume.try_deadline is not None:
+            self._arm_timer(resume.try_deadline)
+        if not upstream_conn.waiting:
+            self._upstream_ready()
+        return True
+
+    def _upstream_ready(self) -> None:
+        """The fast request's upstream connection has news: answer if the whole response
+        is there and needs nothing else, else hand the request to the general path."""
+        resume = self._exchange
+        assert resume is not None and resume.upstream_conn is not None
+        upstream_conn = resume.upstream_conn
+        events = upstream_conn.pending_events
+        if not events:
+            if upstream_conn.waiting:
+                return  # the response head is still incomplete
+            self._hand_off(resume)  # an error or a reset: the general path decides
+            return
+        response = events[0]
+        if type(response) is not http1.ResponseHead or events[-1] is not http1.END:
+            self._hand_off(resume)  # streaming (or a broken response): the general path
+            return
+        retry = resume.route.action.retry
+        if response.status == 101 or (
+            retry is not None
+            and retry.num_retries > 0
+            and self._retriable_status(retry, response.status)
+        ):
+            self._hand_off(resume)
+            return
+        chunks: list[bytes] = []
+        for index in range(1, len(events) - 1):
+            event = events[index]
+            if type(event) is not http1.Data:
+                self._hand_off(resume)  # more than one response: the general path decides
+                return
+            chunks.append(event.data)
+        self._exchange = None
+        upstream_conn.notify = None
+        upstream_conn.take_events()
+        head, cluster, host = resume.head, resume.cluster, resume.host
+        cluster.stats.response(response.status)
+        cluster.record(host, response.status >= 500)
+        start, keep_alive, chunk_down = self._response_start(head, response, False)
+        out = [start]
+        sent = 0
+        for data in chunks:
+            sent += len(data)
+            out.append(http1.chunk(data) if chunk_down else data)
+        if chunk_down:
+            out.append(http1.LAST_CHUNK)
+        self.connection.write(b"".join(out))
+        cluster.release_http(upstream_conn, response.keep_alive)
+        if self._log_enabled:
+            self._log(
+                head,
+                response.status,
+                "-",
+                resume.started,
+                0,
+                sent,
+                host.label,
+                cluster.cluster.name,
+                "",
+            )
+        host.active_requests -= 1
+        cluster.end_request()
+        if not keep_alive:
+            self._finish()
+        elif self._events or self._error is not None or self._eof or self._lost:
+            self._wake()
+
+    def _finish(self) -> None:
+        """A fast request ends the session: `run` closes the connection."""
+        self._finished = True
+        self._wake()
+
+    def _hand_off(self, resume: _Resume) -> None:
+        self._exchange = None
+        if resume.upstream_conn is not None:
+            resume.upstream_conn.notify = None
+        self._handoff = resume
+        self._wake()
+
+    def _arm_timer(self, deadline: float) -> None:
+        """One timer per session: re-armed only when a deadline comes sooner than the one
+        it is set for (a route's timeout is seconds; a request takes a millisecond)."""
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return
+            self._timer.cancel()
+        self._timer_at = deadline
+        delay = deadline - self.runtime.options.clock()
+        self._timer = self._loop.call_later(max(delay, 0.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        resume = self._exchange
+        if resume is None or resume.try_deadline is None:
+            return
+        if resume.try_deadline - self.runtime.options.clock() > 0:
+            self._arm_timer(resume.try_deadline)
+        else:
+            self._hand_off(resume)  # the general path finds the deadline passed: 504 or retry
+
+    # -- the general path ---------------------------------------------------------------
     async def _forward(
         self,
         head: http1.RequestHead,
         route: config.Route,
         cluster: upstream.ClusterRuntime,
         started: float,
+        resume: _Resume | None = None,
     ) -> tuple[bool, bool]:
         tunnel = head.upgrade is not None
-        headers = self._upstream_headers(head, tunnel)
-        target = head.target
-        rewrite = route.action.prefix_rewrite
-        if rewrite is not None and route.match.path_kind in ("prefix", "path"):
-            target = rewrite + target[len(route.match.value) :]
-        if head.expect_continue:
-            self.connection.write(http1.CONTINUE)
-        chunks, complete = await self._read_body(head)
-        body = b"".join(chunks)
-        if complete:
-            if head.framing == "chunked":
-                headers = [(n, v) for n, v in headers if n != "content-length"]
-                headers.append(("content-length", str(len(body))))
-            payload: bytes | None = http1.request_head(head.method, target, headers) + body
-        else:
-            payload = None
-            if head.framing == "chunked":
-                headers.append(("transfer-encoding", "chunked"))
         action = route.action
-        retry = action.retry if complete else None
         options = self.runtime.options
         clock = options.clock
-        deadline = clock() + action.timeout if action.timeout else None
+        if resume is None:
+            headers = self._upstream_headers(head, tunnel)
+            target = self._upstream_target(head, route)
+            if head.expect_continue:
+                self.connection.write(http1.CONTINUE)
+            chunks, complete = await self._read_body(head)
+            body = b"".join(chunks)
+            if complete:
+                if head.framing == "chunked":
+                    headers = [(n, v) for n, v in headers if n != "content-length"]
+                    headers.append(("content-length", str(len(body))))
+                payload: bytes | None = http1.request_head(head.method, target, headers) + body
+            else:
+                payload = None
+                if head.framing == "chunked":
+                    headers.append(("transfer-encoding", "chunked"))
+            deadline = clock() + action.timeout if action.timeout else None
+        else:
+            headers, target, payload = resume.headers, resume.target, resume.payload
+            chunks, complete = [], True
+            deadline = resume.deadline
+        retry = action.retry if complete else None
         retries_left = retry.num_retries if retry is not None else 0
         attempt = 0
         in_retry = False
@@ -509,19 +822,32 @@ class HttpSession:
         try:
             while True:
                 attempt += 1
-                host = cluster.pick(self.destination)
-                if host is None:
-                    raise _Reply(503, "no healthy upstream", "UH")
-                try:
-                    cluster.start_request()
-                except upstream.Overflow as overflow:
-                    raise _Reply(503, self._reset_text(overflow), "UO") from None
-                host.active_requests += 1
+                if resume is not None and attempt == 1:
+                    host = resume.host  # picked and counted by the fast path
+                else:
+                    picked = cluster.pick(self.destination)
+                    if picked is None:
+                        raise _Reply(503, "no healthy upstream", "UH")
+                    host = picked
+                    try:
+                        cluster.start_request()
+                    except upstream.Overflow as overflow:
+                        raise _Reply(503, self._reset_text(overflow), "UO") from None
+                    host.active_requests += 1
                 retry_reason: str | None = None
                 try:
                     try:
                         upstream_conn, response = await self._attempt(
-                            cluster, host, head, target, headers, payload, chunks, deadline, retry
+                            cluster,
+                            host,
+                            head,
+                            target,
+                            headers,
+                            payload,
+                            chunks,
+                            deadline,
+                            retry,
+                            resume if attempt == 1 else None,
                         )
                     except upstream.UpstreamError as error:
                         cluster.record(host, True)
@@ -622,27 +948,36 @@ class HttpSession:
         chunks: list[bytes],
         deadline: float | None,
         retry: config.RetryPolicy | None,
+        resume: _Resume | None = None,
     ) -> tuple[upstream.UpstreamHttp, http1.ResponseHead]:
-        """Send the request on a pooled connection; -> the response head.
+        """Send the request on a pooled connection; -> the response head. With a `resume`
+        that has a connection, the request was already sent on it: await its response.
         Raises UpstreamError or TimeoutError; the connection is released on failure."""
         clock = self.runtime.options.clock
         for fresh_retry in (False, True):
-            upstream_conn = await cluster.acquire_http(host)
-            reused = upstream_conn.requests > 0
-            upstream_conn.requests += 1
-            upstream_conn.parser.expect(head.method)
+            if resume is not None and resume.upstream_conn is not None and not fresh_retry:
+                upstream_conn = resume.upstream_conn
+                reused = True  # the fast path only sends on pooled connections
+                sent_at = resume.sent_at
+            else:
+                upstream_conn = await cluster.acquire_http(host)
+                reused = upstream_conn.requests > 0
+                upstream_conn.requests += 1
+                upstream_conn.parser.expect(head.method)
+                sent_at = -1.0
             connection = upstream_conn.connection
             try:
-                if payload is not None:
-                    connection.write(payload)
-                else:
-                    await self._stream_body(head, target, headers, chunks, connection)
-                timeout = deadline - clock() if deadline is not None else None
-                if retry is not None and retry.per_try_timeout:
-                    timeout = min(timeout or retry.per_try_timeout, retry.per_try_timeout)
+                if sent_at < 0:
+                    if payload is not None:
+                        connection.write(payload)
+                    else:
+                        await self._stream_body(head, target, headers, chunks, connection)
+                    sent_at = clock()
+                try_deadline = _try_deadline(deadline, retry, sent_at)
+                timeout = try_deadline - clock() if try_deadline is not None else None
                 if timeout is not None and timeout <= 0:
                     raise TimeoutError()
-                event = await asyncio.wait_for(upstream_conn.next_event(), timeout)
+                event = await upstream_conn.next_event(timeout)
             except upstream.UpstreamReset:
                 cluster.release_http(upstream_conn, False)
                 if (
@@ -695,26 +1030,18 @@ class HttpSession:
     ) -> None:
         try:
             while True:
-                event = await asyncio.wait_for(upstream_conn.next_event(), 1.0)
+                event = await upstream_conn.next_event(1.0)
                 if event is http1.END:
                     cluster.release_http(upstream_conn, True)
                     return
         except (upstream.UpstreamError, http1.ProtocolError, TimeoutError):
             cluster.release_http(upstream_conn, False)
 
-    async def _respond(
-        self,
-        head: http1.RequestHead,
-        response: http1.ResponseHead,
-        upstream_conn: upstream.UpstreamHttp,
-        cluster: upstream.ClusterRuntime,
-        started: float,
-        tunnel: bool,
-    ) -> tuple[bool, bool]:
-        """Stream the response downstream; -> (keep alive, tunnel)."""
-        if tunnel and response.status == 101:
-            return await self._tunnel(head, response, upstream_conn, cluster, started)
-        downstream = self.connection
+    def _response_start(
+        self, head: http1.RequestHead, response: http1.ResponseHead, tunnel: bool
+    ) -> tuple[bytes, bool, bool]:
+        """Count the response and serialise its head for downstream; -> (head bytes, keep
+        the connection alive, re-frame the body as chunked). Both paths use this."""
         keep_alive = head.keep_alive and not tunnel and not self._draining()
         headers = http1.strip_hop_by_hop(response.headers)
         chunk_down = False
@@ -732,7 +1059,24 @@ class HttpSession:
         elif head.version == "1.0":
             headers.append(("connection", "keep-alive"))
         self.stats.response(response.status)
-        out = [http1.response_head(response.status, headers, response.reason, "1.1")]
+        start = http1.response_head(response.status, headers, response.reason, "1.1")
+        return start, keep_alive, chunk_down
+
+    async def _respond(
+        self,
+        head: http1.RequestHead,
+        response: http1.ResponseHead,
+        upstream_conn: upstream.UpstreamHttp,
+        cluster: upstream.ClusterRuntime,
+        started: float,
+        tunnel: bool,
+    ) -> tuple[bool, bool]:
+        """Stream the response downstream; -> (keep alive, tunnel)."""
+        if tunnel and response.status == 101:
+            return await self._tunnel(head, response, upstream_conn, cluster, started)
+        downstream = self.connection
+        start, keep_alive, chunk_down = self._response_start(head, response, tunnel)
+        out = [start]
         sent = 0
         complete = False
         try:
@@ -746,7 +1090,7 @@ class HttpSession:
                 assert type(event) is http1.Data
                 sent += len(event.data)
                 out.append(http1.chunk(event.data) if chunk_down else event.data)
-                if not upstream_conn._events:  # nothing more ready: flush what we have
+                if not upstream_conn.pending_events:  # nothing more ready: flush what we have
                     downstream.write(b"".join(out))
                     out = []
                     if downstream.write_paused:

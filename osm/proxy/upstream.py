@@ -80,8 +80,18 @@ async def open_connection(
     return connection
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class UpstreamHttp:
-    """An HTTP/1.1 client connection to one host: sends requests, yields response events."""
+    """An HTTP/1.1 client connection to one host: sends requests, yields response events.
+
+    A coroutine awaits `next_event`; a callback user (the session's fast path) sets
+    `notify` instead, is called whenever events, an error or the end arrive, and reads
+    `pending_events` / `take_events` without awaiting. Event-loop only.
+    """
 
     _HIGH_WATER = 512 * 1024
 
@@ -89,6 +99,8 @@ class UpstreamHttp:
         self.connection = connection
         self.host = host
         self.parser = http1.ResponseParser()
+        self._loop = asyncio.get_running_loop()
+        self.notify: Callable[[], None] | None = None
         self._events: collections.deque[http1.Event] = collections.deque()
         self._queued = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -134,22 +146,50 @@ class UpstreamHttp:
         self._wake()
 
     def _wake(self) -> None:
+        notify = self.notify
+        if notify is not None:
+            notify()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def next_event(self) -> http1.Event:
-        """The next response event; raises UpstreamReset / ProtocolError when it ends early."""
-        while not self._events:
-            if self.error is not None:
-                raise self.error
-            if self.ended:
-                raise UpstreamReset()
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+    @property
+    def waiting(self) -> bool:
+        """Nothing has arrived yet: no event, no error, not ended."""
+        return not self._events and self.error is None and not self.ended
+
+    @property
+    def pending_events(self) -> collections.deque[http1.Event]:
+        """The events parsed and not yet taken (owned by this object: read, do not keep)."""
+        return self._events
+
+    def take_events(self) -> None:
+        """Drop every pending event (a callback user has consumed them)."""
+        self._events.clear()
+        self._queued = 0
+        self.connection.resume_reading()
+
+    async def next_event(self, timeout: float | None = None) -> http1.Event:
+        """The next response event; raises UpstreamReset / ProtocolError when it ends early,
+        TimeoutError when none arrives within `timeout` seconds (one timer, and only when
+        it has to wait: cheaper than `asyncio.wait_for`'s task)."""
+        if not self._events:
+            loop = self._loop
+            expires = loop.time() + timeout if timeout is not None else None
+            while not self._events:
+                if self.error is not None:
+                    raise self.error
+                if self.ended:
+                    raise UpstreamReset()
+                waiter = self._waiter = loop.create_future()
+                timer = loop.call_at(expires, _expire, waiter) if expires is not None else None
+                try:
+                    await waiter
+                finally:
+                    self._waiter = None
+                    if timer is not None:
+                        timer.cancel()
         event = self._events.popleft()
         if type(event) is http1.Data:
             self._queued -= len(event.data)
@@ -397,16 +437,23 @@ class ClusterRuntime:
                 waiter.set_result(None)
                 return
 
+    def take_idle(self, host: Host) -> UpstreamHttp | None:
+        """A reusable idle connection to `host` (the most recent), or None."""
+        while host.idle:
+            upstream = host.idle.pop()
+            if upstream.reusable:
+                upstream.connection.set_consumer(upstream)
+                return upstream
+            self._discard(upstream)
+        return None
+
     async def acquire_http(self, host: Host) -> UpstreamHttp:
         """An idle or new HTTP connection to `host`; waits as a pending request when the
         cluster is at max_connections. Raises Overflow or ConnectFailure."""
         while True:
-            while host.idle:
-                upstream = host.idle.pop()
-                if upstream.reusable:
-                    upstream.connection.set_consumer(upstream)
-                    return upstream
-                self._discard(upstream)
+            idle = self.take_idle(host)
+            if idle is not None:
+                return idle
             if self.cx_active < self.cluster.circuit_breakers.max_connections:
                 self._opened(host)
                 try:
