@@ -12,7 +12,6 @@ iptables rule with them. Namespaces left by a run that was killed are removed by
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -43,6 +42,8 @@ def _run(argv: Sequence[str], stdin: str | None = None, timeout: float = 20.0) -
 
 def _die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM if the benchmark dies without cleaning up."""
+    import ctypes  # here: the sidecar children import this module; keep ctypes out of them
+
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 

@@ -23,8 +23,13 @@ request is timed from its *scheduled* send time, so a stall is not hidden by coo
 omission), and for each proxy its CPU over the fixed-rate run (/proc/<pid>/stat
 utime+stime) and memory (VmRSS, VmHWM). Cases alternate within each repetition.
 
+With ``--sidecar-variant DIR`` a fourth case, ``variant``, runs a second sidecar pair
+from the ``osm`` package found in DIR (e.g. a copy of the code before a change), on its
+own ports, interleaved with the others: an A/B comparison within one run.
+
 Run (root): ``.venv/bin/python bench/dataplane.py [--duration 10] [--rate 1000]
-[--repeat 3] [--quick]``. Not run by CI; goals (issue #6) are printed, never asserted.
+[--repeat 3] [--quick] [--sidecar-variant DIR]``. Not run by CI; goals (issue #6) are
+printed, never asserted.
 """
 
 from __future__ import annotations
@@ -32,13 +37,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import selectors
 import shutil
 import signal
-import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -50,6 +54,10 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# A sidecar child of the variant case imports `osm` from the directory after `--code`.
+sys.path.insert(
+    0, sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv[:-1] else sys.path[0]
+)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _netns
@@ -78,6 +86,7 @@ SERVICE_PORT = 80
 APP_PORT = 8080
 OUTBOUND_PORT, INBOUND_PORT = 15001, 15003  # OSM's, for our sidecars
 HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT = 15101, 15103
+VARIANT_OUTBOUND_PORT, VARIANT_INBOUND_PORT = 15201, 15203  # --sidecar-variant's pair
 HOST = "bookstore.bookstore"
 SNI = "bookstore.bookstore.svc.cluster.local"
 TRUST_DOMAIN = "cluster.local"
@@ -116,6 +125,26 @@ def make_certificates(workdir: Path) -> None:
         (workdir / f"{name}.key").write_bytes(issued.key_pem)
         (workdir / f"{name}.pem").write_bytes(issued.cert_pem + issued.key_pem)  # haproxy
         (workdir / "root.crt").write_bytes(issued.trust_bundle_pem)
+
+
+def precompile(workdir: Path, variant: Path | None) -> None:
+    """Give the children bytecode, cached in `workdir`, for every module they import.
+
+    An installed sidecar runs from bytecode; without it (PYTHONDONTWRITEBYTECODE, or a
+    read-only tree) each child compiles `osm` and this file at start, and the compiler's
+    freed memory stays in its RSS (~2.5 MB). A child with `--role compile` imports what a
+    sidecar imports, writing bytecode under a cache prefix (so the repository is not
+    written to); the children then read it from there.
+    """
+    prefix = str(workdir / "pycache")
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": prefix}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    me = str(Path(__file__).resolve())
+    for code in [None] if variant is None else [None, variant]:
+        argv = [sys.executable, me, "--role", "compile"]
+        argv += ["--code", str(code)] if code is not None else []
+        subprocess.run(argv, env=env, check=True, timeout=120)
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
 
 
 def _pack(message: Any) -> any_pb2.Any:
@@ -195,7 +224,7 @@ def _load_assignment(name: str, ip: str, port: int) -> endpoint_pb2.ClusterLoadA
     return assignment
 
 
-def outbound_resources(workdir: Path) -> dict[str, dict[str, Any]]:
+def outbound_resources(workdir: Path, port: int = OUTBOUND_PORT) -> dict[str, dict[str, Any]]:
     """The client pod's sidecar: VIP:80 -> HCM/RDS -> EDS cluster (server pod:8080) over mTLS."""
     cert_name = "service-cert:bookbuyer/bookbuyer"
     root_name = "root-cert-for-mtls-outbound:bookstore/bookstore"
@@ -264,7 +293,7 @@ def outbound_resources(workdir: Path) -> dict[str, dict[str, Any]]:
     )
     listener = listener_pb2.Listener(
         name="outbound-listener",
-        address=_address("0.0.0.0", OUTBOUND_PORT),
+        address=_address("0.0.0.0", port),
         traffic_direction=base_pb2.OUTBOUND,
         listener_filters=[
             listener_components_pb2.ListenerFilter(
@@ -288,7 +317,7 @@ def outbound_resources(workdir: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def inbound_resources(workdir: Path) -> dict[str, dict[str, Any]]:
+def inbound_resources(workdir: Path, port: int = INBOUND_PORT) -> dict[str, dict[str, Any]]:
     """The server pod's sidecar: mTLS chain (SNI, port 8080) -> RBAC -> local cluster."""
     cert_name = "service-cert:bookstore/bookstore"
     root_name = "root-cert-for-mtls-inbound"
@@ -344,7 +373,7 @@ def inbound_resources(workdir: Path) -> dict[str, dict[str, Any]]:
     )
     listener = listener_pb2.Listener(
         name="inbound-listener",
-        address=_address("0.0.0.0", INBOUND_PORT),
+        address=_address("0.0.0.0", port),
         traffic_direction=base_pb2.INBOUND,
         listener_filters=[
             listener_components_pb2.ListenerFilter(
@@ -422,6 +451,7 @@ backend local
 def nat_rules(case: str) -> tuple[list[str], list[str]]:
     """-> (client namespace, server namespace) nat OUTPUT/PREROUTING rules for `case`."""
     ports = {"sidecar": (OUTBOUND_PORT, INBOUND_PORT)}
+    ports["variant"] = (VARIANT_OUTBOUND_PORT, VARIANT_INBOUND_PORT)
     ports["haproxy"] = (HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT)
     if case not in ports:
         return [], []
@@ -435,14 +465,22 @@ def nat_rules(case: str) -> tuple[list[str], list[str]]:
     )
 
 
+def cases(args: argparse.Namespace) -> tuple[str, ...]:
+    """The cases of this run, in the order each repetition runs them."""
+    return (*CASES, "variant") if args.sidecar_variant is not None else CASES
+
+
 def target(case: str) -> tuple[str, int]:
     return (_netns.SERVER_IP, APP_PORT) if case == "direct" else (SERVICE_VIP, SERVICE_PORT)
 
 
 # -- child roles: a sidecar, the open-loop load generator ------------------------------------
-async def run_sidecar(role: str, workdir: Path) -> None:
+async def run_sidecar(role: str, workdir: Path, variant: bool = False) -> None:
     """One `osm.proxy` sidecar with static config; prints "ready", runs until SIGTERM."""
-    resources = outbound_resources(workdir) if role == "outbound" else inbound_resources(workdir)
+    if role == "outbound":
+        resources = outbound_resources(workdir, VARIANT_OUTBOUND_PORT if variant else OUTBOUND_PORT)
+    else:
+        resources = inbound_resources(workdir, VARIANT_INBOUND_PORT if variant else INBOUND_PORT)
     proxy = server.Proxy()
     await proxy.apply(config.assemble(resources))
     stop = asyncio.Event()
@@ -457,31 +495,26 @@ async def run_sidecar(role: str, workdir: Path) -> None:
 CLOCK_MONOTONIC, TFD_NONBLOCK, TFD_CLOEXEC, TFD_TIMER_ABSTIME = 1, 0o4000, 0o2000000, 1
 
 
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-class _Itimerspec(ctypes.Structure):
-    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
-
-
-def _timespec(seconds: float) -> _Timespec:
+def _timespec(seconds: float) -> tuple[int, int]:
     nanoseconds = round(seconds * 1e9)
-    return _Timespec(nanoseconds // 1_000_000_000, nanoseconds % 1_000_000_000)
+    return nanoseconds // 1_000_000_000, nanoseconds % 1_000_000_000
 
 
 def periodic_timerfd(start: float, interval: float) -> int:
     """A timerfd (CLOCK_MONOTONIC = time.monotonic) firing at `start` and every `interval`.
 
     Event-loop timers have millisecond resolution; a timerfd read by the loop fires within
-    microseconds, so requests leave close to their schedule.
+    microseconds, so requests leave close to their schedule. (`ctypes` is imported here:
+    the sidecar children import this file, and their RSS should be the sidecar's own.)
     """
+    import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     fd = int(libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC))
     if fd < 0:
         raise OSError(ctypes.get_errno(), "timerfd_create")
-    spec = _Itimerspec(_timespec(interval), _timespec(start))
-    if libc.timerfd_settime(fd, TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+    spec = struct.pack("4l", *_timespec(interval), *_timespec(start))  # struct itimerspec
+    if libc.timerfd_settime(fd, TFD_TIMER_ABSTIME, spec, None) != 0:
         raise OSError(ctypes.get_errno(), "timerfd_settime")
     return fd
 
@@ -707,7 +740,9 @@ def _wait_listening(pods: _netns.Pods, netns: str, port: int, timeout: float = 1
     raise RuntimeError(f"nothing listens on port {port} in {netns}")
 
 
-def start_everything(pods: _netns.Pods, workdir: Path, log: IO[str]) -> dict[str, Proxies]:
+def start_everything(
+    pods: _netns.Pods, workdir: Path, log: IO[str], variant: Path | None = None
+) -> dict[str, Proxies]:
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     python = sys.executable
     me = str(Path(__file__).resolve())
@@ -717,29 +752,28 @@ def start_everything(pods: _netns.Pods, workdir: Path, log: IO[str]) -> dict[str
         path.write_text(text)
         netns = pods.client if name == "outbound" else pods.server
         processes[f"haproxy-{name}"] = pods.spawn(netns, [haproxy, "-db", "-f", str(path)], log)
-    for role, netns in (("outbound", pods.client), ("inbound", pods.server)):
-        argv = [python, me, "--role", role, "--workdir", str(workdir)]
-        processes[f"sidecar-{role}"] = pods.spawn(netns, argv, log)
-    _wait_ready(processes["sidecar-outbound"], "outbound sidecar")
-    _wait_ready(processes["sidecar-inbound"], "inbound sidecar")
+    pairs = ["sidecar"] + (["variant"] if variant is not None else [])
+    for pair in pairs:
+        for role, netns in (("outbound", pods.client), ("inbound", pods.server)):
+            argv = [python, me, "--role", role, "--workdir", str(workdir)]
+            if pair == "variant":
+                argv += ["--code", str(variant)]
+            processes[f"{pair}-{role}"] = pods.spawn(netns, argv, log)
+    for pair in pairs:
+        _wait_ready(processes[f"{pair}-outbound"], f"{pair} outbound sidecar")
+        _wait_ready(processes[f"{pair}-inbound"], f"{pair} inbound sidecar")
     _wait_listening(pods, pods.server, APP_PORT)
     _wait_listening(pods, pods.server, HAPROXY_INBOUND_PORT)
     _wait_listening(pods, pods.client, HAPROXY_OUTBOUND_PORT)
-    return {
-        "direct": Proxies({}),
-        "sidecar": Proxies(
+    proxies = {"direct": Proxies({})}
+    for pair in [*pairs, "haproxy"]:
+        proxies[pair] = Proxies(
             {
-                "outbound": processes["sidecar-outbound"].pid,
-                "inbound": processes["sidecar-inbound"].pid,
+                "outbound": processes[f"{pair}-outbound"].pid,
+                "inbound": processes[f"{pair}-inbound"].pid,
             }
-        ),
-        "haproxy": Proxies(
-            {
-                "outbound": processes["haproxy-outbound"].pid,
-                "inbound": processes["haproxy-inbound"].pid,
-            }
-        ),
-    }
+        )
+    return proxies
 
 
 def run_wrk(pods: _netns.Pods, case: str, duration: float, results: Results) -> float:
@@ -784,7 +818,7 @@ def run_open_loop(
 def check_paths(pods: _netns.Pods, args: argparse.Namespace) -> None:
     """A short, slow run per case: every request must get 200 and 1 KiB, or we stop."""
     probe = argparse.Namespace(**{**vars(args), "rate": 50.0, "warmup": 0.0})
-    for case in CASES:
+    for case in cases(args):
         inner, outer = nat_rules(case)
         pods.nat(pods.client, inner)
         pods.nat(pods.server, outer)
@@ -796,7 +830,7 @@ def check_paths(pods: _netns.Pods, args: argparse.Namespace) -> None:
 def measure(pods: _netns.Pods, proxies: dict[str, Proxies], args: argparse.Namespace) -> Results:
     results = Results()
     for repetition in range(args.repeat):
-        for case in CASES:
+        for case in cases(args):
             client_rules, server_rules = nat_rules(case)
             pods.nat(pods.client, client_rules)
             pods.nat(pods.server, server_rules)
@@ -825,8 +859,16 @@ def measure(pods: _netns.Pods, proxies: dict[str, Proxies], args: argparse.Names
     return results
 
 
+def _median(values: list[float]) -> float:
+    """`statistics.median`, without importing `statistics` (and `decimal`, `fractions`)
+    into the sidecar children, which import this file."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def _span(values: list[float], digits: int = 2) -> str:
-    median = statistics.median(values)
+    median = _median(values)
     return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
@@ -836,18 +878,18 @@ def report(results: Results, args: argparse.Namespace) -> None:
         f"Data plane, {args.repeat} repetition(s), {args.duration:g} s per run; "
         f"median (min-max). Open loop at {args.rate:g} rps, 16 keep-alive connections."
     )
-    direct50 = statistics.median(results.p50["direct"])
-    direct99 = statistics.median(results.p99["direct"])
-    haproxy_rps = statistics.median(results.throughput["haproxy"])
+    direct50 = _median(results.p50["direct"])
+    direct99 = _median(results.p99["direct"])
+    haproxy_rps = _median(results.throughput["haproxy"])
     print(
         f"{'case':8} {'max rps (wrk -t1 -c32)':>26} {'x HAProxy':>9} "
         f"{'p50 ms':>20} {'p99 ms':>20} {'+p50 ms':>8} {'+p99 ms':>8}"
     )
-    for case in CASES:
+    for case in cases(args):
         rps = results.throughput[case]
-        ratio = statistics.median(rps) / haproxy_rps if haproxy_rps else 0.0
-        p50 = statistics.median(results.p50[case]) - direct50
-        p99 = statistics.median(results.p99[case]) - direct99
+        ratio = _median(rps) / haproxy_rps if haproxy_rps else 0.0
+        p50 = _median(results.p50[case]) - direct50
+        p99 = _median(results.p99[case]) - direct99
         print(
             f"{case:8} {_span(rps, 0):>26} {ratio:>8.2f}x {_span(results.p50[case], 3):>20} "
             f"{_span(results.p99[case], 3):>20} {p50:>+8.3f} {p99:>+8.3f}"
@@ -872,9 +914,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="open-loop warm-up seconds")
     parser.add_argument("--quick", action="store_true", help="one repetition of 3 s runs")
     parser.add_argument("--keep-logs", action="store_true", help="print the children's stderr")
+    parser.add_argument(
+        "--sidecar-variant",
+        type=Path,
+        metavar="DIR",
+        help="also run a 'variant' sidecar pair importing osm from DIR (A/B in one run)",
+    )
     hidden = argparse.SUPPRESS
-    parser.add_argument("--role", choices=("outbound", "inbound", "load"), help=hidden)
+    parser.add_argument("--role", choices=("outbound", "inbound", "load", "compile"), help=hidden)
     parser.add_argument("--workdir", type=Path, help=hidden)
+    parser.add_argument("--code", type=Path, help=hidden)
     parser.add_argument("--host", help=hidden)
     parser.add_argument("--port", type=int, help=hidden)
     parser.add_argument("--connections", type=int, default=16, help=hidden)
@@ -885,7 +934,10 @@ def main() -> None:
 
     if args.role in ("outbound", "inbound"):
         server.install_uvloop()
-        asyncio.run(run_sidecar(args.role, args.workdir))
+        asyncio.run(run_sidecar(args.role, args.workdir, variant=args.code is not None))
+        return
+    if args.role == "compile":  # importing this file and uvloop was the point
+        server.install_uvloop()
         return
     if args.role == "load":
         server.install_uvloop()
@@ -912,9 +964,10 @@ def main() -> None:
     ):
         workdir = Path(tmp)
         make_certificates(workdir)
+        precompile(workdir, args.sidecar_variant)
         try:
             with _netns.Pods() as pods:
-                proxies = start_everything(pods, workdir, log)
+                proxies = start_everything(pods, workdir, log, args.sidecar_variant)
                 check_paths(pods, args)
                 results = measure(pods, proxies, args)
         finally:
