@@ -3,13 +3,13 @@
 The one idea: a proxy is inspected from two sides, as in OSM: ``osm proxy get`` asks the
 proxy itself (its Envoy-style admin interface: config_dump, stats, clusters, listeners,
 ready) and ``osm proxy status`` asks the controller what each connected proxy has
-acknowledged or rejected over xDS.
+acknowledged or rejected over xDS. ``osm sidecar`` is `osm.proxy.main.execute` behind click;
+pods run the same code as ``python -m osm.proxy``, without this package's imports.
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
 import sys
 import urllib.error
 import urllib.request
@@ -49,17 +49,12 @@ def _fail(message: str) -> NoReturn:
 )
 def sidecar(bootstrap_path: Path, log_level: str) -> None:
     """Run the Python sidecar proxy: configured over xDS by the controller, until SIGTERM
-    (then it drains in-flight requests and exits 0)."""
-    from osm.proxy import bootstrap, main
+    (then it drains in-flight requests and exits 0).
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        code = main.run(bootstrap_path)
-    except (bootstrap.BootstrapError, main.SidecarError) as error:
-        _fail(str(error))
-    sys.exit(code)
+    Pods run the same thing without the `osm` command's imports: python -m osm.proxy."""
+    from osm.proxy import main
+
+    sys.exit(main.execute(main.Arguments(bootstrap_path, log_level)))
 
 
 @click.group(name="proxy", context_settings=CONTEXT)

@@ -3,7 +3,8 @@
 
 The one idea: the admin reads the proxy's state at request time and never changes it;
 `/config_dump` is Envoy's ConfigDump proto built from the raw resources we applied (private
-keys redacted) and rendered with `MessageToDict`, so it reads exactly like Envoy's.
+keys redacted) and rendered with `MessageToDict`, so it reads exactly like Envoy's. Its
+protos are imported by the first `/config_dump`, so they cost a sidecar nothing at start.
 """
 
 from __future__ import annotations
@@ -16,14 +17,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
-from envoy.extensions.filters.listener.http_inspector.v3 import (  # noqa: F401
-    http_inspector_pb2,  # `config` matches listener filters by type URL; rendering an Any
-)
-from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2  # noqa: F401
-from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2  # noqa: F401
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
-from google.protobuf import any_pb2, json_format, timestamp_pb2
+from google.protobuf import any_pb2, timestamp_pb2
 
 from osm.proxy import config, http1
 from osm.proxy.server import Proxy
@@ -42,7 +37,22 @@ def _pack(message: Any) -> any_pb2.Any:
 
 
 def config_dump(proxy: Proxy, include_eds: bool = False) -> dict[str, Any]:
-    """Envoy's /config_dump as a dict (dynamic resources only: everything comes from xDS)."""
+    """Envoy's /config_dump as a dict (dynamic resources only: everything comes from xDS).
+
+    The admin protos (``config_dump_pb2`` pulls in Envoy's whole bootstrap tree) are
+    imported here, on the first dump, not on the sidecar's start path."""
+    from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
+    from envoy.extensions.filters.listener.http_inspector.v3 import (  # noqa: F401
+        http_inspector_pb2,  # `config` matches listener filters by type URL; rendering an Any
+    )
+    from envoy.extensions.filters.listener.original_dst.v3 import (  # noqa: F401
+        original_dst_pb2,
+    )
+    from envoy.extensions.filters.listener.tls_inspector.v3 import (  # noqa: F401
+        tls_inspector_pb2,
+    )
+    from google.protobuf import json_format
+
     cfg = proxy.current_config
     versions = cfg.versions
     stamps = proxy.updated_at

@@ -6,6 +6,10 @@ everything else arrives over ADS. It is YAML (so JSON too) and is read once, int
 would be valid. Relative paths are resolved against the file's directory. `write` makes a
 bootstrap and its certificate files for one proxy (what the local runtime does per pod).
 
+Reading is on the sidecar's start path, so it stays cheap: a JSON document (what `write`
+produces) is parsed with `json`, and PyYAML is imported only for a YAML one; `cryptography`
+(through `osm.ca.issuer`) is imported only by `write`, never by a sidecar.
+
     node:
       id: bookbuyer-0.sidecar.bookbuyer.bookbuyer   # <pod>.sidecar.<sa>.<ns>
       cluster: bookbuyer                            # optional (default: the service account)
@@ -25,19 +29,20 @@ bootstrap and its certificate files for one proxy (what the local runtime does p
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import TYPE_CHECKING, Any, Literal
 
 from osm.ads.node import InvalidNodeId, NodeId, ProxyKind
 from osm.ca.identity import DEFAULT_TRUST_DOMAIN, Identity
-from osm.ca.issuer import Issuer, LeafRequest
+
+if TYPE_CHECKING:
+    from osm.ca.issuer import Issuer
 
 DEFAULT_ADMIN_HOST = "127.0.0.1"
 DEFAULT_ADMIN_PORT = 15000
@@ -275,11 +280,22 @@ def load(path: Path) -> Bootstrap:
         text = path.read_text()
     except OSError as error:
         raise BootstrapError(source, "", f"cannot read: {error.strerror or error}") from None
+    return parse(_document(text, source), source, path.resolve().parent)
+
+
+def _document(text: str, source: str) -> Any:
+    """JSON without importing PyYAML (the common case: `write` writes JSON), else YAML."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML flow style, or a mistake: YAML says which
+    import yaml
+
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise BootstrapError(source, "", f"not valid YAML or JSON: {error}") from None
-    return parse(document, source, path.resolve().parent)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,9 +330,12 @@ def write(
 ) -> Written:
     """Issue the proxy's bootstrap certificate (`LeafRequest.bootstrap`: its URI SAN is the
     identity's SPIFFE ID, by which the xDS server authenticates it) and write
-    ``cert.pem``, ``key.pem`` (mode 0600), ``ca.pem`` and ``bootstrap.yaml`` to
-    `directory` (created 0700). The node id is ``<proxy_id>.sidecar.<sa>.<ns>``.
+    ``cert.pem``, ``key.pem`` (mode 0600), ``ca.pem`` and ``bootstrap.json`` (JSON, which
+    the sidecar reads without PyYAML) to `directory` (created 0700). The node id is
+    ``<proxy_id>.sidecar.<sa>.<ns>``.
     """
+    from osm.ca.issuer import LeafRequest  # cryptography: for writers only, not sidecars
+
     node = NodeId.of(proxy_id, identity)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     issued = issuer.issue(
@@ -345,7 +364,7 @@ def write(
         document["access_log"] = str(access_log)
     if listeners:
         document["listeners"] = {name: f"{h}:{p}" for name, (h, p) in listeners.items()}
-    path = directory / "bootstrap.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path = directory / "bootstrap.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
     parse(document, str(path), directory)  # what we write must read back
     return Written(path, str(node), issued.serial, issued.not_after)

@@ -1,11 +1,18 @@
 """The sidecar process: bootstrap -> proxy + admin + xDS client, until SIGTERM.
 
-The one idea: `Sidecar` wires the parts and owns their lifecycle; it is what `osm sidecar`
-runs and what integration tests start in-process (with injected `Options`, e.g. an
-original-destination resolver for loopback). The proxy reports ready on the admin's
-`/ready` only once the first complete configuration from xDS is applied. On SIGTERM it
-drains: listeners stop accepting, in-flight requests get `drain_seconds` to finish, and
-the process exits 0.
+The one idea: `Sidecar` wires the parts and owns their lifecycle; it is what
+``python -m osm.proxy`` (what the local runtime starts) and ``osm sidecar`` run, and what
+integration tests start in-process (with injected `Options`, e.g. an original-destination
+resolver for loopback). The proxy reports ready on the admin's `/ready` only once the first
+complete configuration from xDS is applied. On SIGTERM it drains: listeners stop accepting,
+in-flight requests get `drain_seconds` to finish, and the process exits 0.
+
+Start-up cost is part of every pod's start, so this module's import closure is kept to the
+data plane, grpc and the protos it needs: `command` parses its own few arguments (no click,
+no `osm.cli`), the bootstrap is read without PyYAML or `cryptography`, and the admin's
+``/config_dump`` protos load on first use. Once a configuration is applied, `HeapFreezer`
+moves what survives a collection into the permanent generation (`gc.freeze`), so later
+collections do not walk the modules and the configuration again.
 """
 
 from __future__ import annotations
@@ -13,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import signal
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from envoy.config.core.v3 import base_pb2
 
 import osm
-from osm.proxy import admin, bootstrap, server, stats, xds_client
+from osm.proxy import admin, bootstrap, config, server, stats, xds_client
 from osm.proxy.runtime import Options
 
 log = logging.getLogger(__name__)
@@ -32,6 +42,41 @@ USER_AGENT = "osm-py-sidecar"
 
 class SidecarError(Exception):
     """The sidecar cannot start (say, the admin port is taken); said for the user."""
+
+
+FREEZE_DELAY = 0.1
+"""Seconds from an applied configuration to `HeapFreezer.applied` (a collection takes some
+milliseconds; the readiness probe should not wait for it)."""
+
+
+class HeapFreezer:
+    """Keeps the modules and the applied configuration out of the garbage collector's scans.
+
+    After the first applied configuration, and after any whose resource count differs from
+    the one last frozen by more than `growth` times (a large update), `applied` collects
+    everything (`gc.unfreeze`, `gc.collect`) and moves the survivors into the permanent
+    generation (`gc.freeze`). Later collections scan only what was allocated since; the full
+    collection at each large update frees cycles that frozen objects left behind (a replaced
+    listener, say), so they cannot pile up. Small updates change nothing here.
+    """
+
+    def __init__(self, growth: float = 1.25) -> None:
+        self.growth = growth
+        self.frozen_resources: int | None = None
+        """The resource count of the configuration applied at the last freeze."""
+
+    def applied(self, new: config.ProxyConfig) -> bool:
+        """Called after `new` is applied; -> whether it froze the heap."""
+        count = sum(len(resources) for resources in new.raw.values())
+        last = self.frozen_resources
+        if last is not None and last / self.growth <= count <= last * self.growth:
+            return False
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self.frozen_resources = count
+        log.debug("froze %d objects (configuration of %d resources)", gc.get_freeze_count(), count)
+        return True
 
 
 def node_of(boot: bootstrap.Bootstrap) -> base_pb2.Node:
@@ -50,7 +95,9 @@ class Sidecar:
     """A whole sidecar in this event loop. `await start()`, then `await stop()`.
 
     `options` are the proxy's knobs (the bootstrap's listener overrides are added to
-    them); `connector` replaces the gRPC transport (tests).
+    them); `connector` replaces the gRPC transport (tests); `heap`, when given, is told of
+    every applied configuration (the process entry point freezes the heap; in-process
+    tests leave the interpreter's collector alone).
     """
 
     def __init__(
@@ -61,8 +108,11 @@ class Sidecar:
         connector: xds_client.Connector | None = None,
         wait_timeout: float = xds_client.DEFAULT_WAIT_TIMEOUT,
         backoff: xds_client.Backoff | None = None,
+        heap: HeapFreezer | None = None,
     ) -> None:
         self.bootstrap = boot
+        self.heap = heap
+        self._freeze: asyncio.TimerHandle | None = None
         base = options or Options()
         overrides = {**boot.bind_overrides, **base.bind_overrides}
         self._log_file: TextIO | None = None
@@ -77,7 +127,7 @@ class Sidecar:
         self.client = xds_client.XdsClient(
             self.core,
             connector or xds_client.GrpcConnector(boot.xds.target, boot.xds.tls),
-            self.proxy.apply,
+            self._apply,
             protocol=boot.xds.protocol,
             backoff=backoff,
         )
@@ -104,6 +154,15 @@ class Sidecar:
         )
         self._task = asyncio.get_running_loop().create_task(self.client.run(), name="xds-client")
 
+    async def _apply(self, new: config.ProxyConfig) -> None:
+        await self.proxy.apply(new)
+        if self.heap is not None:  # after `/ready` has had its chance to answer
+            if self._freeze is not None:
+                self._freeze.cancel()
+            self._freeze = asyncio.get_running_loop().call_later(
+                FREEZE_DELAY, self.heap.applied, new
+            )
+
     @property
     def ready(self) -> bool:
         """A complete configuration from xDS is applied (what `/ready` says)."""
@@ -119,6 +178,9 @@ class Sidecar:
         """Stop the xDS client, drain the listeners for `grace` seconds (default: the
         bootstrap's `drain_seconds`), close the admin interface."""
         self.client.stop()
+        if self._freeze is not None:
+            self._freeze.cancel()
+            self._freeze = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -133,7 +195,7 @@ class Sidecar:
 
 async def serve(boot: bootstrap.Bootstrap) -> None:
     """Run a sidecar until SIGTERM or SIGINT, then drain and return."""
-    sidecar = Sidecar(boot)
+    sidecar = Sidecar(boot, heap=HeapFreezer())
     await sidecar.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -154,3 +216,84 @@ def run(bootstrap_path: Path) -> int:
     server.install_uvloop()
     asyncio.run(serve(boot))
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: ``python -m osm.proxy`` (and ``osm sidecar``, through click)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+USAGE = "usage: python -m osm.proxy --bootstrap FILE [--log-level LEVEL]"
+HELP = f"""{USAGE}
+
+Run the Python sidecar proxy: configured over xDS by the controller, until SIGTERM
+(then it drains in-flight requests and exits 0).
+
+options:
+  --bootstrap FILE   the bootstrap file (YAML or JSON): node id, xDS server, admin address
+  --log-level LEVEL  {", ".join(LOG_LEVELS)} (default: info)
+  -h, --help         show this message and exit
+"""
+
+
+class UsageError(Exception):
+    """The command line is wrong (the caller's fault); the message says what is valid."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Arguments:
+    """What the command line asks for."""
+
+    bootstrap: Path
+    log_level: str = "info"
+
+
+def parse_arguments(argv: Sequence[str]) -> Arguments | None:
+    """``--bootstrap FILE [--log-level LEVEL]`` (also ``--name=value``); -> None for
+    ``--help``. Raises `UsageError`."""
+    values: dict[str, str] = {}
+    items = list(argv)
+    while items:
+        item = items.pop(0)
+        if item in ("-h", "--help"):
+            return None
+        name, equals, value = item.partition("=")
+        if name not in ("--bootstrap", "--log-level"):
+            raise UsageError(f"unknown argument {item!r}; valid: --bootstrap, --log-level, --help")
+        if not equals:
+            if not items:
+                raise UsageError(f"{name} needs a value")
+            value = items.pop(0)
+        values[name] = value
+    if "--bootstrap" not in values:
+        raise UsageError("--bootstrap FILE is required")
+    level = values.get("--log-level", "info")
+    if level not in LOG_LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return Arguments(Path(values["--bootstrap"]), level)
+
+
+def execute(arguments: Arguments) -> int:
+    """Configure logging and run the sidecar; -> the exit status (a user's mistake in the
+    bootstrap, or a sidecar that cannot start, is printed to stderr: status 1)."""
+    logging.basicConfig(
+        level=arguments.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return run(arguments.bootstrap)
+    except (bootstrap.BootstrapError, SidecarError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def command(argv: Sequence[str]) -> int:
+    """``python -m osm.proxy ARGS``; -> the exit status (2: a usage error)."""
+    try:
+        arguments = parse_arguments(argv)
+    except UsageError as error:
+        print(f"{USAGE}\nerror: {error}", file=sys.stderr)
+        return 2
+    if arguments is None:
+        print(HELP, end="")
+        return 0
+    return execute(arguments)
