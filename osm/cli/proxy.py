@@ -65,35 +65,104 @@ def proxy() -> None:
 @proxy.command(name="get", context_settings=CONTEXT)
 @click.argument("query", type=click.Choice(QUERIES))
 @click.argument("pod", required=False)
-@click.option("-n", "--namespace", default=None, help="The POD's namespace.")
+@click.option(
+    "-n", "--namespace", default="default", show_default=True, help="The POD's namespace."
+)
 @click.option(
     "--address",
     default="127.0.0.1:15000",
     show_default=True,
-    help="HOST:PORT of the proxy's admin interface.",
+    help="HOST:PORT of the proxy's admin interface (without POD).",
 )
-def get(query: str, pod: str | None, namespace: str | None, address: str) -> None:
+@click.pass_context
+def get(ctx: click.Context, query: str, pod: str | None, namespace: str, address: str) -> None:
     """Print a proxy's admin QUERY (config_dump, stats, clusters, listeners, ready).
 
-    The proxy is the one whose admin interface listens on --address. Naming a POD needs
-    the local runtime, which finds its admin address; until then use --address."""
+    With POD, the proxy is that pod's sidecar in the local runtime (its admin interface
+    listens on 127.0.0.1:15000 inside the pod; this needs root). Without POD, the proxy
+    whose admin interface listens on --address."""
     if pod is not None:
-        where = f"{namespace}/{pod}" if namespace else pod
-        _fail(
-            f"finding pod {where}'s proxy needs the local runtime, which is not available yet; "
-            "give the admin interface with --address HOST:PORT instead"
-        )
+        status, body = _admin_in_pod(ctx, namespace, pod, query)
+        where = f"pod {namespace}/{pod}'s proxy"
+    else:
+        status, body = _admin_at(address, query)
+        where = f"http://{address}/{query}"
+    click.echo(body, nl=not body.endswith("\n"))
+    if status != 200:
+        _fail(f"{where} answered HTTP {status}")
+
+
+def _admin_at(address: str, query: str) -> tuple[int, str]:
     url = f"http://{address}/{query}"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
-            body = response.read().decode(errors="replace")
+            return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as error:
-        click.echo(error.read().decode(errors="replace"), nl=False)
-        _fail(f"{url} answered HTTP {error.code}")
+        return error.code, error.read().decode(errors="replace")
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         _fail(f"cannot reach the proxy's admin interface at {address}: {reason}")
-    click.echo(body, nl=not body.endswith("\n"))
+
+
+ADMIN_PORT = 15000
+
+
+def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> tuple[int, str]:
+    """GET the admin QUERY from inside the pod's network namespace (the admin interface
+    listens on the pod's loopback only, as OSM's Envoy does)."""
+    from osm.runtime import network, pods
+
+    root = ctx.find_root().obj
+    server = root.get("server") if isinstance(root, dict) else None
+    try:
+        obj = Client(server or paths.default_server()).get("Pod", namespace, pod)
+    except ApiError as error:
+        _fail(str(error))
+    netns = ((obj.get("metadata") or {}).get("annotations") or {}).get(pods.NETNS_ANNOTATION)
+    if not netns:
+        _fail(
+            f"pod {namespace}/{pod} was not started by the local runtime (no network "
+            "namespace recorded); give its admin interface with --address instead"
+        )
+    try:
+        sock = network.socket_in_netns(netns)
+    except PermissionError:
+        _fail("reading a pod's proxy enters its network namespace: run as root")
+    except OSError as error:
+        _fail(f"pod {namespace}/{pod}'s network namespace {netns}: {error}")
+    with sock:
+        sock.settimeout(10)
+        try:
+            sock.connect(("127.0.0.1", ADMIN_PORT))
+            sock.sendall(
+                f"GET /{query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+            )
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except OSError as error:
+            _fail(
+                f"pod {namespace}/{pod} has no proxy answering on port {ADMIN_PORT}: "
+                f"{error} (is sidecar injection enabled in its namespace?)"
+            )
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+    if b"chunked" in head.lower():
+        body = _dechunk(body)
+    return status, body.decode(errors="replace")
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    while data:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        data = rest[size + 2 :]
+    return bytes(out)
 
 
 @proxy.command(name="status", context_settings=CONTEXT)

@@ -210,6 +210,30 @@ def test_permissive_mode_everyone_reaches_the_bookstore(mesh: Mesh) -> None:
         assert seen[name].ok > 0 and seen[name].errors == 0 and seen[name].denied == 0, seen
 
 
+def test_osm_proxy_get_reads_a_pods_sidecar(mesh: Mesh) -> None:
+    from click.testing import CliRunner
+
+    from osm.cli import main as cli_main
+
+    cli_main.register(cli_main.cli)
+    pod = mesh.pod("bookbuyer")["metadata"]["name"]
+    runner = CliRunner()
+    stats = runner.invoke(
+        cli_main.cli,
+        ["--server", mesh.settings.server, "proxy", "get", "stats", pod, "-n", "bookbuyer"],
+        obj={},
+    )
+    assert stats.exit_code == 0, stats.output
+    assert "cluster.bookstore/bookstore-v1|14001.upstream_rq_total:" in stats.output
+    dump = runner.invoke(
+        cli_main.cli,
+        ["--server", mesh.settings.server, "proxy", "get", "config_dump", pod, "-n", "bookbuyer"],
+        obj={},
+    )
+    assert dump.exit_code == 0, dump.output
+    assert "outbound-listener" in dump.output
+
+
 def test_smi_mode_denies_the_thief_and_allows_the_buyer_on_its_routes(mesh: Mesh) -> None:
     set_mesh_config(mesh, permissive=False)
     try:
