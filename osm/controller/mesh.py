@@ -99,7 +99,6 @@ class MeshPusher:
             grpc_mtls=grpc_mtls,
         )
         self.state = MeshState.empty()
-        self.ready = asyncio.Event()
         self._wrappers: dict[int, xds_snapshot.XdsSnapshot] = {}
         self._published: dict[ids.ProxyId, str] = {}
         self._bundle_version = certificates.trust_bundle().version
@@ -178,7 +177,6 @@ class MeshPusher:
                 resources.append(resource)
         self.state = MeshState.from_resources(resources)
         self.push(Changed.all())
-        self.ready.set()
         return rv
 
     def _apply_event(self, event: store_api.WatchEvent) -> Changed:
@@ -260,13 +258,6 @@ class MeshPusher:
             log.info("catalog: %s", warning)
         self.metrics.snapshots.set(len(snapshots.snapshots))
         self.metrics.build_errors.set(len(snapshots.errors))
-
-    def status(self) -> Mapping[str, Any]:
-        last = self.generator.last
-        return {
-            "proxies": len(last.snapshots) if last else 0,
-            "errors": {str(k): v for k, v in (last.errors.items() if last else ())},
-        }
 
 
 def _decode(item: Mapping[str, Any]) -> Resource | None:

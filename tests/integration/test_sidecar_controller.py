@@ -284,11 +284,16 @@ async def test_sidecars_get_config_serve_traffic_and_follow_a_split(
             )
             assert result.exit_code == 0, result.output
             assert "outbound-listener::127.0.0.1:" in result.output
+            # A pod this test made itself (not the local runtime's) has no network
+            # namespace to find its proxy in: a clear error, not a traceback.
             result = await asyncio.to_thread(
-                CliRunner().invoke, proxy_cli.proxy, ["get", "ready", "bookbuyer-0"]
+                CliRunner().invoke,
+                proxy_cli.proxy,
+                ["get", "ready", "bookbuyer-0", "-n", "bookbuyer"],
+                obj={"server": controller.url},
             )
             assert result.exit_code == 1
-            assert "needs the local runtime" in result.output
+            assert "was not started by the local runtime" in result.output
     finally:
         await buyer.stop(0.1)
         await store.stop(0.1)
