@@ -120,7 +120,10 @@ def route_matches(match: config.RouteMatch, request: Request, authority: str) ->
             assert match.regex is not None
             if match.regex.fullmatch(path) is None:
                 return False
-    return all(header_matches(item, request, authority) for item in match.headers)
+    headers = match.headers
+    if not headers:
+        return True  # the common case, without a generator
+    return all(header_matches(item, request, authority) for item in headers)
 
 
 def choose(

@@ -91,7 +91,28 @@ class UpstreamHttp:
     A coroutine awaits `next_event`; a callback user (the session's fast path) sets
     `notify` instead, is called whenever events, an error or the end arrive, and reads
     `pending_events` / `take_events` without awaiting. Event-loop only.
+
+    While pooled (idle), it stays the connection's consumer and `pool` names the cluster
+    holding it: anything arriving then (bytes, EOF, loss) makes it unusable and it leaves
+    the pool, with no per-request watcher object.
     """
+
+    __slots__ = (
+        "_events",
+        "_loop",
+        "_queued",
+        "_waiter",
+        "connection",
+        "discarded",
+        "ended",
+        "error",
+        "got_bytes",
+        "host",
+        "notify",
+        "parser",
+        "pool",
+        "requests",
+    )
 
     _HIGH_WATER = 512 * 1024
 
@@ -109,10 +130,25 @@ class UpstreamHttp:
         self.requests = 0
         self.got_bytes = False
         self.discarded = False
+        self.pool: ClusterRuntime | None = None  # the cluster holding it idle
         connection.set_consumer(self)
+
+    def _drop_idle(self) -> None:
+        """Something arrived while pooled: leave the pool and close."""
+        pool = self.pool
+        assert pool is not None
+        self.pool = None
+        self.ended = True
+        idle = self.host.idle
+        if self in idle:
+            idle.remove(self)
+        pool._discard(self)
 
     # consumer callbacks
     def data_received(self, data: bytes) -> None:
+        if self.pool is not None:
+            self._drop_idle()
+            return
         if self.parser.upgraded:
             self.parser.trailing += data
             return
@@ -134,6 +170,9 @@ class UpstreamHttp:
             self._wake()
 
     def eof_received(self) -> None:
+        if self.pool is not None:
+            self._drop_idle()
+            return
         try:
             self._events.extend(self.parser.feed_eof())
         except http1.ProtocolError as error:
@@ -142,6 +181,9 @@ class UpstreamHttp:
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.pool is not None:
+            self._drop_idle()
+            return
         self.ended = True
         self._wake()
 
@@ -334,6 +376,12 @@ class ClusterRuntime:
                 self._by_address[original_destination] = host
                 self.hosts.append(host)
             return host
+        hosts = self.hosts
+        if len(hosts) == 1:  # `_healthy` in short: a lone host is never excluded (panic)
+            host = hosts[0]
+            ejected = 1 if host.ejected_until > self._clock() else 0
+            self.stats.outlier_detection_ejections_active.value = ejected
+            return host
         hosts = self._healthy()
         if not hosts:
             return None
@@ -441,8 +489,8 @@ class ClusterRuntime:
         """A reusable idle connection to `host` (the most recent), or None."""
         while host.idle:
             upstream = host.idle.pop()
+            upstream.pool = None
             if upstream.reusable:
-                upstream.connection.set_consumer(upstream)
                 return upstream
             self._discard(upstream)
         return None
@@ -488,7 +536,7 @@ class ClusterRuntime:
             and self._by_address.get((host.address, host.port)) is host
         ):
             host.idle.append(upstream)
-            upstream.connection.set_consumer(_IdleWatch(self, upstream))
+            upstream.pool = self
             self._wake_one()
             return
         self._discard(upstream)
@@ -502,28 +550,3 @@ class ClusterRuntime:
     def adopt_tunnel(self, upstream: UpstreamHttp) -> Callable[[], None]:
         """An upgraded connection leaves the pool; call the result when the tunnel ends."""
         return lambda: self._discard(upstream)
-
-
-class _IdleWatch:
-    """The consumer of a pooled connection: anything arriving makes it unusable."""
-
-    def __init__(self, cluster: ClusterRuntime, upstream: UpstreamHttp):
-        self._cluster = cluster
-        self._upstream = upstream
-
-    def _drop(self) -> None:
-        upstream = self._upstream
-        upstream.ended = True
-        host = upstream.host
-        if upstream in host.idle:
-            host.idle.remove(upstream)
-        self._cluster._discard(upstream)
-
-    def data_received(self, data: bytes) -> None:
-        self._drop()
-
-    def eof_received(self) -> None:
-        self._drop()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._drop()
