@@ -39,9 +39,10 @@ HINTS = "\n".join(
         "Change the split: edit the weights in demo/bookstore/manifests/40-policy.yaml and",
         "  `osm apply -f` it, or, to send every buyer to v2:",
         _indent(SPLIT_ALL_TO_V2),
-        "SMI mode (TrafficTargets enforced, bookthief denied): set the MeshConfig's",
+        "SMI mode (only TrafficTargets' sources get through): set the MeshConfig's",
         "  spec.traffic.enablePermissiveTrafficPolicyMode to false (true: permissive) and",
-        "  `osm apply -f` it, or:",
+        "  `osm apply -f` it. bookthief's own sidecar then has no route to the bookstore:",
+        "  its requests fail as connection errors. Or:",
         _indent(SMI_MODE),
         "Ctrl-C stops this view, not the mesh; `osm down` tears the mesh down.",
     )
