@@ -8,11 +8,23 @@ large, 502 for a bad upstream response). Serialising is a few pure functions.
 
 After an upgrade (a `101` answer to an `Upgrade` request) the connection stops being HTTP:
 `upgraded` becomes true and `trailing` holds the bytes that followed the head.
+
+Between messages, a read that holds exactly one whole message of a strict, common subset
+(origin-form request or 2xx-5xx response, HTTP/1.1, token header names, visible-ASCII
+values, at most one Content-Length and its whole body, no Connection, Transfer-Encoding,
+Upgrade or Expect) is recognised by two regular expressions instead of llhttp's callbacks
+(`_fast_request` / `_fast_response`): the events are equal to llhttp's (a property test
+holds the two to it), and anything outside the subset goes to llhttp. This is the sidecar's
+hot path: one C regex pass touches far less memory than a Python callback per header,
+and a proxy that sleeps between requests runs with cold caches (measured: parsing a
+request costs 2.6 us warm and 22-53 us after other processes ran).
 """
 
 from __future__ import annotations
 
+import itertools
 import random
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -149,6 +161,102 @@ def _framing_of(headers: list[tuple[str, str]], has_body: bool) -> tuple[Framing
     return "close", None
 
 
+# The subset the recognisers accept (RFC 9110/9112 grammar, narrowed): each header line
+# is `token ":" OWS value CRLF` with a value of visible ASCII and inner spaces/tabs that
+# ends in a visible character (llhttp strips leading OWS; trailing OWS never matches).
+_FIELDS = rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*(?:[!-~](?:[ \t!-~]*[!-~])?)?\r\n)*)\r\n"
+_REQUEST_HEAD = re.compile(
+    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[A-Za-z0-9._~:/?@!$&'()*+,;=%-]*) HTTP/1\.1\r\n"
+    + _FIELDS
+)
+_RESPONSE_HEAD = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([ \t!-~]*)\r\n" + _FIELDS)
+_FIELD = re.compile(r"([^:]+):[ \t]*(.*)\r\n")
+_DIGITS = re.compile(r"[0-9]{1,15}")
+# Headers that make a request (or response) leave the subset: they change keep-alive,
+# framing or the exchange, which llhttp decides.
+_NOT_FAST_REQUEST = frozenset({"connection", "transfer-encoding", "upgrade", "expect"})
+_NOT_FAST_RESPONSE = frozenset({"connection", "transfer-encoding", "upgrade"})
+
+
+def _fast_request(data: bytes, limit: int) -> list[Event] | None:
+    """The events of `data` if it is exactly one whole request of the subset, else None."""
+    match = _REQUEST_HEAD.match(data)
+    if match is None:
+        return None
+    end = match.end()
+    if end > limit:
+        return None
+    headers = [(name.lower(), value) for name, value in _FIELD.findall(match[3].decode("latin-1"))]
+    hosts = 0
+    content_length: str | None = None
+    for name, _value in headers:
+        if name == "host":
+            hosts += 1
+        elif name == "content-length":
+            if content_length is not None:
+                return None
+            content_length = _value
+        elif name in _NOT_FAST_REQUEST:
+            return None
+    if hosts != 1:
+        return None
+    length: int | None = None
+    if content_length is not None:
+        if _DIGITS.fullmatch(content_length) is None:
+            return None
+        length = int(content_length)
+    if len(data) - end != (length or 0):
+        return None
+    method = match[1].decode("latin-1")
+    target = match[2].decode("latin-1")
+    head = RequestHead(
+        method, target, "1.1", headers, True, None, False, "length" if length else "none", length
+    )
+    if length:
+        return [head, Data(data[end:]), END]
+    return [head, END]
+
+
+def _fast_response(data: bytes, method: str, limit: int) -> list[Event] | None:
+    """The events of `data` if it is exactly one whole response of the subset (with a
+    Content-Length body, to a request other than HEAD), else None."""
+    if method == "HEAD":
+        return None
+    match = _RESPONSE_HEAD.match(data)
+    if match is None:
+        return None
+    status = int(match[1])
+    if status == 204 or status == 304:
+        return None
+    headers = [(name.lower(), value) for name, value in _FIELD.findall(match[3].decode("latin-1"))]
+    content_length: str | None = None
+    for name, _value in headers:
+        if name == "content-length":
+            if content_length is not None:
+                return None
+            content_length = _value
+        elif name in _NOT_FAST_RESPONSE:
+            return None
+    if content_length is None or _DIGITS.fullmatch(content_length) is None:
+        return None
+    length = int(content_length)
+    end = match.end()
+    if end > limit or len(data) - end != length:
+        return None
+    head = ResponseHead(
+        status,
+        match[2].decode("latin-1"),
+        "1.1",
+        headers,
+        True,
+        "length" if length else "none",
+        length,
+    )
+    if length:
+        return [head, Data(data[end:]), END]
+    return [head, END]
+
+
 class _Parser:
     """What the request and response parsers share: callbacks and limits."""
 
@@ -248,6 +356,11 @@ class RequestParser(_Parser):
         self._in_head = True
         self._head_started = True
         self._url = []
+        self._in_message = True
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._events.append(END)
 
     def on_url(self, url: bytes) -> None:
         self._head_bytes += len(url)
@@ -309,7 +422,13 @@ class RequestParser(_Parser):
             )
         )
 
+    _in_message = False
+
     def feed(self, data: bytes) -> list[Event]:
+        if not self._in_message and not self.upgraded:
+            events = _fast_request(data, self.max_header_bytes)
+            if events is not None:
+                return events
         return self._feed(self._parser, data)
 
 
@@ -393,6 +512,11 @@ class ResponseParser(_Parser):
         self._events.append(END)
 
     def feed(self, data: bytes) -> list[Event]:
+        if not self._in_message and not self.upgraded:
+            events = _fast_response(data, self._method, self.max_header_bytes)
+            if events is not None:
+                self._framing = "length"
+                return events
         events = self._feed(self._parser, data)
         if self._restart:
             self._restart = False
@@ -479,15 +603,24 @@ def strip_hop_by_hop(
     return result
 
 
-_VERSION_4 = 0x4000 << 64 | 0x8000 << 48  # the version (4) and variant (RFC 4122) bits
-_VERSION_MASK = ~(0xF000 << 64 | 0xC000 << 48)
+def _request_id_prefix() -> str:
+    """The first four groups of a random version 4 UUID, with the dash that follows."""
+    version_4 = 0x4000 << 64 | 0x8000 << 48  # the version (4) and variant (RFC 4122) bits
+    mask = ~(0xF000 << 64 | 0xC000 << 48)
+    text = "%032x" % (random.getrandbits(128) & mask | version_4)
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
+
+
+_REQUEST_ID_PREFIX = _request_id_prefix()
+_request_ids = itertools.count(random.getrandbits(48))
 
 
 def new_request_id() -> str:
-    """A random (version 4) UUID for `x-request-id`, as `str(uuid.uuid4())` formats it.
+    """An `x-request-id` in the form of a version 4 UUID: 74 random bits drawn once per
+    process, then a 48-bit counter (from a random start) in the last group.
 
-    From `random.getrandbits` rather than `os.urandom`: a request id is a correlation
-    token, not a secret (Envoy's is from a non-cryptographic generator too), and this is
-    a fifth of `uuid4`'s cost on the hot path."""
-    text = "%032x" % (random.getrandbits(128) & _VERSION_MASK | _VERSION_4)
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    Unique within the process for 2^48 requests and, by the random part, across processes;
+    a request id is a correlation token, not a secret (Envoy's is from a non-cryptographic
+    generator too). One format of an int per request: drawing 128 random bits and
+    formatting them cost ~1 us warm and ~11 us with cold caches, on every request."""
+    return f"{_REQUEST_ID_PREFIX}{next(_request_ids) & 0xFFFFFFFFFFFF:012x}"

@@ -262,3 +262,181 @@ def test_near_valid_requests(
         return
     heads = [event for event in events if isinstance(event, http1.RequestHead)]
     assert len(heads) <= 1
+
+
+# -- the recognisers of the common subset must agree with llhttp --------------------------
+def llhttp_events(parser: http1.RequestParser | http1.ResponseParser, data: bytes) -> object:
+    """What llhttp makes of `data` (the recognisers bypassed), or the error it raises."""
+    try:
+        return parser._feed(parser._parser, data)
+    except http1.ProtocolError as error:
+        return error
+
+
+@pytest.mark.parametrize(
+    ("data", "fast"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", True),
+        (b"GET /p?q=1&r=%20 HTTP/1.1\r\nHost: a\r\nUser-Agent: x y\r\nAccept:*/*\r\n\r\n", True),
+        (b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", True),
+        (b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", True),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n", True),
+        (b"GET / HTTP/1.0\r\nHost: a\r\n\r\n", False),  # keep-alive rules of 1.0
+        (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", False),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", False),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", False),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel", False),  # body to come
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", False),  # pipelined
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", False),
+        (b"GET / HTTP/1.1\r\n\r\n", False),  # no Host
+        (b"GET / HTTP/1.1\r\nHost: a \r\n\r\n", False),  # trailing whitespace
+        (b"GET / HTTP/1.1\r\nHost: a\r\n", False),  # head not finished
+        (b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", False),  # absolute form
+        (b"GET / HTTP/1.1\r\nHost: \xe9\r\n\r\n", False),  # obs-text
+    ],
+)
+def test_request_recogniser_takes_the_common_subset_only(data: bytes, fast: bool) -> None:
+    events = http1._fast_request(data, 60 * 1024)
+    assert (events is not None) is fast
+    if events is not None:
+        assert events == llhttp_events(http1.RequestParser(), data)
+
+
+@pytest.mark.parametrize(
+    ("data", "method", "fast"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "GET", True),
+        (b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nx-a: b\r\n\r\n", "GET", True),
+        (b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok", "POST", True),  # empty reason
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "HEAD", False),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", "GET", False),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", "POST", False),
+        (b"HTTP/1.1 200 OK\r\n\r\nclose-delimited", "GET", False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "GET", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", "GET", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", "GET", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok", "GET", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "GET", False),
+    ],
+)
+def test_response_recogniser_takes_the_common_subset_only(
+    data: bytes, method: str, fast: bool
+) -> None:
+    events = http1._fast_response(data, method, 60 * 1024)
+    assert (events is not None) is fast
+    if events is not None:
+        parser = http1.ResponseParser()
+        parser.expect(method)
+        assert events == llhttp_events(parser, data)
+
+
+# Mostly messages of the subset, with the near misses the recognisers must turn away.
+_names = st.sampled_from(
+    ["X-Id", "Accept", "user-agent", "x_y", "A", "Content-Type", "Host", "Content-Length",
+     "Connection", "Expect", "Upgrade", "Transfer-Encoding", "Bad Name", "", "\xe9"]
+)  # fmt: skip
+_values = st.one_of(
+    st.sampled_from(["a", "text/plain", "a b", "a\tb", "", "0", "5", "007", "-1", "1,1", "close"]),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=6),
+)
+_separators = st.sampled_from([": ", ": ", ":", ":\t", ":  ", " :"])
+_good_fields = st.lists(
+    st.tuples(
+        st.sampled_from(["X-Id", "Accept", "user-agent", "x_y", "A", "Content-Type"]),
+        st.sampled_from([": ", ":", ":\t"]),
+        st.sampled_from(["a", "text/plain", "a b", "a\tb", "", "*/*", "q=0.5, x"]),
+    ),
+    max_size=4,
+)
+_fields = st.one_of(_good_fields, st.lists(st.tuples(_names, _separators, _values), max_size=4))
+_bodies = st.binary(max_size=6)
+
+
+def _message(
+    first_line: str, fields: list[tuple[str, str, str]], body: bytes, length: str | None
+) -> bytes:
+    lines = "".join(f"{name}{separator}{value}\r\n" for name, separator, value in fields)
+    if length is not None:
+        lines += f"Content-Length: {length}\r\n"
+    return f"{first_line}\r\n{lines}\r\n".encode("latin-1") + body
+
+
+def _length(body: bytes) -> st.SearchStrategy[str | None]:
+    return st.sampled_from([str(len(body)), str(len(body)), str(len(body) + 1), None])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    near=st.booleans(),
+    fields=_fields,
+    body=_bodies,
+    data=st.data(),
+)
+def test_request_recogniser_agrees_with_llhttp(
+    near: bool, fields: list[tuple[str, str, str]], body: bytes, data: st.DataObject
+) -> None:
+    """`near`: every part may be a near miss; else only the fields and the length may."""
+    methods = ["GET", "POST", "HEAD", "DELETE"] + (["get", "CONNECT"] if near else [])
+    method = data.draw(st.sampled_from(methods))
+    target = data.draw(
+        st.one_of(
+            st.sampled_from(["/", "*", "http://a/", "/%zz", '/"', "/a#f", "/\xe9"]),
+            st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=255), max_size=6),
+        )
+        if near
+        else st.sampled_from(["/", "/a?b=c&d=%20", "/x/y;p=1", "/~u/(a)*,'!$"])
+    )
+    version = data.draw(st.sampled_from(["1.1", "1.0", "2.0"])) if near else "1.1"
+    host = [("Host", ": ", "a")]
+    if near:
+        host = data.draw(st.sampled_from([host, [], host * 2, [("Host", ":", "")]]))
+    message = _message(
+        f"{method} {target} HTTP/{version}", host + fields, body, data.draw(_length(body))
+    )
+    events = http1._fast_request(message, 60 * 1024)
+    if events is not None:
+        assert events == llhttp_events(http1.RequestParser(), message)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    status=st.sampled_from(["200", "201", "204", "302", "404", "503", "599", "600", "99"]),
+    reason=st.sampled_from(["OK", "OK", "", "Not Found", "a\tb", "\xe9"]),
+    method=st.sampled_from(["GET", "POST", "GET", "HEAD"]),
+    fields=_fields,
+    body=_bodies,
+    data=st.data(),
+)
+def test_response_recogniser_agrees_with_llhttp(
+    status: str,
+    reason: str,
+    method: str,
+    fields: list[tuple[str, str, str]],
+    body: bytes,
+    data: st.DataObject,
+) -> None:
+    message = _message(f"HTTP/1.1 {status} {reason}", fields, body, data.draw(_length(body)))
+    events = http1._fast_response(message, method, 60 * 1024)
+    if events is not None:
+        parser = http1.ResponseParser()
+        parser.expect(method)
+        assert events == llhttp_events(parser, message)
+
+
+def test_recognised_messages_leave_llhttp_ready_for_the_next() -> None:
+    """A recognised request between two that llhttp parses: all three come out."""
+    parser = http1.RequestParser()
+    chunked = (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    )
+    plain = b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+    first = parser.feed(chunked)
+    second = parser.feed(plain)
+    third = parser.feed(chunked[:20])  # a head in pieces: llhttp holds it
+    third += parser.feed(chunked[20:])
+    assert [type(event).__name__ for event in first + second + third] == [
+        "RequestHead", "Data", "EndOfMessage", "RequestHead", "EndOfMessage",
+        "RequestHead", "Data", "EndOfMessage",
+    ]  # fmt: skip
+    assert isinstance(second[0], http1.RequestHead) and second[0].target == "/2"
