@@ -30,6 +30,15 @@ Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes
   default route goes to the apex itself when no split without matches applies.
 * Endpoints: a service's ready addresses from its Endpoints object; when it has none,
   its ready pods with an IP (targetPort resolved per pod).
+* Python sidecars (pods annotated ``osm-py.io/sidecar: python``) proxy gRPC ports as
+  TCP: they speak HTTP/1.1 only, so the application's HTTP/2 crosses them as opaque
+  bytes inside the mTLS tunnel. For such a proxy a gRPC port is a TCP port, with
+  policy never more permissive than the HTTP policy it replaces: inbound, permissive
+  mode admits every mesh identity; SMI mode admits the TCPRoute sources covering the
+  port and the sources of HTTPRouteGroup matches that admit every request
+  (`RequestMatch.matches_every_request`); the sources of narrower matches are denied,
+  with a warning naming the TrafficTarget rule. Outbound, a gRPC port goes to the
+  default route's targets; split routes by ``matches`` do not apply (a warning says so).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from dataclasses import dataclass, field
 from osm.catalog import policy
 from osm.catalog.ids import Identity, ProxyId, ServiceId
 from osm.catalog.policy import (
+    ENVOY,
     CatalogWarning,
     Endpoint,
     InboundPolicy,
@@ -71,8 +81,9 @@ from osm.model.core import (
 from osm.model.meta import ObjectRef, Resource
 from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
 
-# (request match, sources) granted by HTTPRouteGroup rules; (ports, sources) by TCPRoutes.
-_HttpGrant = tuple[RequestMatch, tuple[Identity, ...]]
+# (request match, sources, TrafficTarget, rule path) granted by HTTPRouteGroup rules;
+# (ports, sources) by TCPRoutes.
+_HttpGrant = tuple[RequestMatch, tuple[Identity, ...], ObjectRef, str]
 _TcpGrant = tuple[tuple[int, ...], tuple[Identity, ...]]
 
 
@@ -96,6 +107,7 @@ class _Caches:
         default_factory=dict
     )
     reachable: dict[Identity, tuple[ServiceId, ...]] = field(default_factory=dict)
+    tunnelled: dict[OutboundPort, OutboundPort] = field(default_factory=dict)
     mesh_services: tuple[ServiceId, ...] | None = None
     warnings: dict[object, list[CatalogWarning]] = field(default_factory=dict)
 
@@ -109,6 +121,9 @@ class Catalog:
         self._c = _caches or _Caches()
         self._outbound: dict[object, OutboundPolicy] = {}
         self._permissive_ports: tuple[OutboundPort, ...] | None = None
+        self._tunnelled_ports: dict[
+            int, tuple[tuple[OutboundPort, ...], tuple[OutboundPort, ...]]
+        ] = {}
 
     # -- incremental -------------------------------------------------------------------
     def derive(self, state: MeshState, dirty: Dirty) -> Catalog:
@@ -128,15 +143,19 @@ class Catalog:
             identities={k: v for k, v in old.identities.items() if k not in services},
             grants={k: v for k, v in old.grants.items() if k not in identities},
             reachable={k: v for k, v in old.reachable.items() if k not in identities},
+            tunnelled={k: v for k, v in old.tunnelled.items() if k.service not in services},
             mesh_services=None if dirty.mesh_services else old.mesh_services,
             warnings={k: v for k, v in old.warnings.items() if not _stale(k, dirty)},
         )
         return Catalog(state, _caches=caches)
 
     # -- warnings ----------------------------------------------------------------------
-    def _warn(self, key: object, resource: Resource | None, message: str) -> None:
-        ref = resource.ref if resource is not None else None
-        self._c.warnings.setdefault(key, []).append(CatalogWarning(message, ref))
+    def _warn(self, key: object, resource: Resource | ObjectRef | None, message: str) -> None:
+        ref = resource.ref if isinstance(resource, Resource) else resource
+        warning = CatalogWarning(message, ref)
+        found = self._c.warnings.setdefault(key, [])
+        if warning not in found:  # an answer may be computed again in a later build
+            found.append(warning)
 
     @property
     def warnings(self) -> list[CatalogWarning]:
@@ -205,6 +224,17 @@ class Catalog:
                 f"{', '.join(policy.PROXY_KINDS)}; treated as {policy.SIDECAR}",
             )
             kind = policy.SIDECAR
+        sidecar = pod.metadata.annotations.get(policy.SIDECAR_ANNOTATION, policy.ENVOY)
+        if sidecar not in policy.SIDECARS:
+            self._warn(
+                ("pod", ProxyId(pod.namespace, pod.name)),
+                pod,
+                f'annotation {policy.SIDECAR_ANNOTATION}="{sidecar}" is not one of '
+                f"{', '.join(policy.SIDECARS)}; treated as {policy.ENVOY}",
+            )
+            sidecar = policy.ENVOY
+        if kind != policy.SIDECAR:
+            sidecar = policy.ENVOY  # a proxyless client is its own data plane
         return Proxy(
             ProxyId(pod.namespace, pod.name),
             Identity(pod.namespace, pod.spec.service_account_name),
@@ -212,6 +242,7 @@ class Catalog:
             tuple(ServiceId(s.namespace, s.name) for s in services),
             tuple(local_ports),
             kind,
+            sidecar,
         )
 
     def policy(self, proxy: Proxy) -> ProxyPolicy:
@@ -226,7 +257,7 @@ class Catalog:
             proxy.identity,
             proxy.kind,
             inbound,
-            self.outbound(proxy.identity),
+            self.outbound(proxy.identity, proxy.sidecar),
             TlsSettings(sidecar.tls_min_protocol_version, sidecar.tls_max_protocol_version),
         )
 
@@ -412,13 +443,17 @@ class Catalog:
             self._c.reachable[identity] = cached
         return cached
 
-    def outbound(self, identity: Identity) -> OutboundPolicy:
-        """Outbound policy of a proxy running as ``identity``.
+    def outbound(self, identity: Identity, sidecar: str = ENVOY) -> OutboundPolicy:
+        """Outbound policy of a proxy running as ``identity`` with data plane ``sidecar``.
 
         Filter chains are told apart by destination IP and port, so when two service
         ports would claim the same (IP, port) the first by (service, port) keeps it and
-        the other loses that IP, with a warning.
+        the other loses that IP, with a warning. For a sidecar that tunnels gRPC
+        (`policy.tunnels_grpc`) gRPC ports are TCP ports (`_tunnelled`); without gRPC
+        ports its policy is the very object Envoy's is.
         """
+        if policy.tunnels_grpc(sidecar):
+            return self._tunnelling_outbound(identity, sidecar)
         key: object = identity.namespace if self.permissive else identity
         cached = self._outbound.get(key)
         if cached is not None:
@@ -433,6 +468,63 @@ class Catalog:
         result = OutboundPolicy(identity.namespace, ports, self.config.traffic.enable_egress)
         self._outbound[key] = result
         return result
+
+    def _tunnelling_outbound(self, identity: Identity, sidecar: str) -> OutboundPolicy:
+        base = self.outbound(identity)
+        key = (sidecar, identity.namespace if self.permissive else identity)
+        cached = self._outbound.get(key)
+        if cached is not None:
+            return cached
+        # One tuple per tuple of ports: permissive namespaces share theirs, and so do
+        # their tunnelled ones (the snapshot's layers memoize on the tuple).
+        entry = self._tunnelled_ports.get(id(base.ports))
+        if entry is None or entry[0] is not base.ports:
+            tunnelled = tuple(self._tunnelled(port) for port in base.ports)
+            if all(new is old for new, old in zip(tunnelled, base.ports, strict=True)):
+                tunnelled = base.ports
+            entry = (base.ports, tunnelled)
+            self._tunnelled_ports[id(base.ports)] = entry
+        ports = entry[1]
+        result = base if ports is base.ports else OutboundPolicy(base.namespace, ports, base.egress)
+        self._outbound[key] = result
+        return result
+
+    def _tunnelled(self, port: OutboundPort) -> OutboundPort:
+        """``port`` as a sidecar that tunnels gRPC reaches it: a gRPC port becomes a TCP
+        port to its default route's targets, and no upstream is gRPC (no HTTP/2 cluster;
+        a split can send an HTTP port to a backend's gRPC port). Ports without gRPC are
+        returned as they are."""
+        grpc = policy.GRPC_PROTOCOL
+        if port.protocol != grpc and all(u.protocol != grpc for u in port.upstreams):
+            return port
+        cached = self._c.tunnelled.get(port)
+        if cached is None:
+            routes, upstreams = port.routes, port.upstreams
+            if port.protocol == grpc:
+                if len(routes) > 1:
+                    self._warn(
+                        ("service", port.service),
+                        self.state.service(port.service),
+                        f"port {port.port} is gRPC: TrafficSplit matches on it do not apply "
+                        "to clients with the Python sidecar (it proxies gRPC as TCP); they "
+                        "split all their traffic as the default route does",
+                    )
+                routes = routes[-1:]
+                named = {target.service for target in routes[0].targets}
+                upstreams = tuple(u for u in upstreams if u.service in named)
+            cached = dataclasses.replace(
+                port,
+                protocol=policy.TCP_PROTOCOL if port.protocol == grpc else port.protocol,
+                routes=routes,
+                upstreams=tuple(
+                    dataclasses.replace(u, protocol=policy.TCP_PROTOCOL)
+                    if u.protocol == grpc
+                    else u
+                    for u in upstreams
+                ),
+            )
+            self._c.tunnelled[port] = cached
+        return cached
 
     def _outbound_ports(self, services: tuple[ServiceId, ...]) -> tuple[OutboundPort, ...]:
         claimed: dict[tuple[str, int], ServiceId] = {}
@@ -492,7 +584,10 @@ class Catalog:
                                 )
                             else:
                                 matches.append(match)
-                    http.extend((RequestMatch.of(m), sources) for m in matches)
+                    rule_text = f'{where}: HTTPRouteGroup "{rule.name}"'
+                    http.extend(
+                        (RequestMatch.of(m), sources, target.ref, rule_text) for m in matches
+                    )
                 else:
                     route = self.state.tcp_route(target.namespace, rule.name)
                     if not isinstance(route, TCPRoute):
@@ -512,52 +607,96 @@ class Catalog:
         """Who may call the service ports ``proxy`` serves, and which requests."""
         ports: list[InboundPort] = []
         http_grants, tcp_grants = ((), ()) if self.permissive else self._grants(proxy.identity)
+        tunnels = policy.tunnels_grpc(proxy.sidecar)
         for local in proxy.local_ports:
-            http = policy.is_http(local.protocol)
+            tunnelled = tunnels and local.protocol == policy.GRPC_PROTOCOL
+            protocol = policy.TCP_PROTOCOL if tunnelled else local.protocol
+            http = policy.is_http(protocol)
             if self.permissive:
                 rules = (InboundRule(RequestMatch(), None),) if http else ()
                 ports.append(
-                    InboundPort(
-                        local.service, local.port, local.target_port, local.protocol, None, rules
-                    )
+                    InboundPort(local.service, local.port, local.target_port, protocol, None, rules)
                 )
                 continue
             tcp_sources: set[Identity] = set()
             for route_ports, sources in tcp_grants:
                 if not route_ports or local.port in route_ports or local.target_port in route_ports:
                     tcp_sources.update(sources)
+            if tunnelled:
+                allowed = self._tunnelled_sources(proxy.identity, local, http_grants, tcp_sources)
+                ports.append(
+                    InboundPort(local.service, local.port, local.target_port, protocol, allowed, ())
+                )
+                continue
             if not http:
                 ports.append(
                     InboundPort(
                         local.service,
                         local.port,
                         local.target_port,
-                        local.protocol,
+                        protocol,
                         tuple(sorted(tcp_sources)),
                         (),
                     )
                 )
                 continue
             by_match: dict[RequestMatch, set[Identity]] = {}
-            for match, sources in http_grants:
+            for match, sources, _target, _where in http_grants:
                 by_match.setdefault(match, set()).update(sources)
             rules_list = [InboundRule(m, tuple(sorted(s))) for m, s in by_match.items()]
             if tcp_sources:
                 rules_list.append(InboundRule(RequestMatch(), tuple(sorted(tcp_sources))))
             l4 = set(tcp_sources)
-            for _match, sources in http_grants:
+            for _match, sources, _target, _where in http_grants:
                 l4.update(sources)
             ports.append(
                 InboundPort(
                     local.service,
                     local.port,
                     local.target_port,
-                    local.protocol,
+                    protocol,
                     tuple(sorted(l4)),
                     tuple(rules_list),
                 )
             )
         return InboundPolicy(proxy.identity, tuple(ports))
+
+    def _tunnelled_sources(
+        self,
+        identity: Identity,
+        local: LocalPort,
+        http_grants: tuple[_HttpGrant, ...],
+        tcp_sources: set[Identity],
+    ) -> tuple[Identity, ...]:
+        """SMI: who may connect to a gRPC port proxied as TCP. A connection carries any
+        request, so only sources allowed every request on it are: TCPRoute sources, and
+        sources of HTTP matches that admit every request. The sources of narrower
+        matches are denied, with a warning per TrafficTarget rule (keyed by identity:
+        the answer is the same for every proxy of the identity that tunnels gRPC)."""
+        allowed = set(tcp_sources)
+        for match, sources, _target, _where in http_grants:
+            if match.matches_every_request:
+                allowed.update(sources)
+        denied: dict[tuple[ObjectRef, str], set[Identity]] = {}
+        for match, sources, target, where in http_grants:
+            if not match.matches_every_request:
+                denied.setdefault((target, where), set()).update(set(sources) - allowed)
+        for (target, where), refused in sorted(
+            denied.items(), key=lambda item: (str(item[0][0]), item[0][1])
+        ):
+            if not refused:
+                continue
+            names = ", ".join(str(s) for s in sorted(refused))
+            self._warn(
+                ("identity", identity),
+                target,
+                f"{where} does not allow every request, and port {local.port} of "
+                f'Service "{local.service}" is gRPC on the Python sidecar, which proxies '
+                "gRPC as TCP and cannot check requests: the rule allows nothing on that "
+                f"port, {names} denied (a TCPRoute, or a match of any path and method, "
+                "allows every request)",
+            )
+        return tuple(sorted(allowed))
 
 
 # -- change analysis ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from osm.model.core import Deployment, Pod, Service
 from osm.model.meta import ObjectMeta, Resource
@@ -54,12 +54,15 @@ def pod_names(deployment: Deployment) -> list[str]:
     return [f"{deployment.name}-{index}" for index in range(deployment.replicas)]
 
 
-def synthesize(resources: Iterable[Resource]) -> list[Resource]:
+def synthesize(
+    resources: Iterable[Resource], pod_annotations: Mapping[str, str] | None = None
+) -> list[Resource]:
     """``resources`` plus made-up Pods and ClusterIPs (see the module docstring).
 
     Deployments that already have a Pod with a synthesized name keep it; Services with
     a ClusterIP (or ``None``) keep it. The result is sorted as the input was, with the
-    new Pods appended in (namespace, name) order.
+    new Pods appended in (namespace, name) order. ``pod_annotations`` are added to the
+    made-up Pods' (an injector's marks, such as the local runtime's sidecar).
     """
     items: Sequence[Resource] = list(resources)
     pod_ips = _Allocator(POD_NETWORK)
@@ -84,19 +87,20 @@ def synthesize(resources: Iterable[Resource]) -> list[Resource]:
         if isinstance(resource, Deployment):
             for name in pod_names(resource):
                 if (resource.namespace, name) not in existing_pods:
-                    pods.append(_pod(resource, name, pod_ips))
+                    pods.append(_pod(resource, name, pod_ips, pod_annotations or {}))
     pods.sort(key=lambda p: (p.namespace, p.name))
     return result + list(pods)
 
 
-def _pod(deployment: Deployment, name: str, ips: _Allocator) -> Pod:
+def _pod(deployment: Deployment, name: str, ips: _Allocator, extra: Mapping[str, str]) -> Pod:
     template = deployment.template
     ip = ips.allocate(f"{deployment.namespace}/{name}")
+    annotations = {**template.annotations, **extra}
     metadata = ObjectMeta(
         name,
         deployment.namespace,
         labels=template.labels,
-        annotations=template.annotations,
+        annotations=annotations,
     )
     manifest = {
         "apiVersion": "v1",
@@ -105,7 +109,7 @@ def _pod(deployment: Deployment, name: str, ips: _Allocator) -> Pod:
             "name": name,
             "namespace": deployment.namespace,
             "labels": dict(template.labels),
-            "annotations": dict(template.annotations),
+            "annotations": annotations,
         },
         "spec": {"serviceAccountName": template.spec.service_account_name},
         "status": {

@@ -24,13 +24,33 @@ PROXY_KIND_ANNOTATION = "osm-py.io/proxy-kind"
 """Pod annotation naming the proxy kind: ``sidecar`` (default) or ``grpc`` (a
 proxyless gRPC client that reads xDS itself). Not an OSM annotation; ours."""
 
+ENVOY = "envoy"
+PYTHON = "python"
+SIDECARS = (ENVOY, PYTHON)
+SIDECAR_ANNOTATION = "osm-py.io/sidecar"
+"""Pod annotation naming the data plane of a sidecar proxy: ``envoy`` (default, what
+Kubernetes injection runs) or ``python`` (our Python sidecar). Written by whoever
+injects the sidecar (the local runtime marks every pod it runs with ``python``), as
+OSM's webhook marks what it injected; not by users. Ours, not OSM's."""
+
 HTTP_PROTOCOLS = frozenset({"http", "grpc"})
 TCP_PROTOCOLS = frozenset({"tcp", "tcp-server-first"})
+GRPC_PROTOCOL = "grpc"
+TCP_PROTOCOL = "tcp"
+
+CATCH_ALL_PATHS = frozenset({"", ".*", "/.*"})
+"""Path regexes (anchors ``^``/``$`` stripped) known to match every request path."""
 
 
 def is_http(protocol: str) -> bool:
     """True for the appProtocols proxied at L7 (HTTP routes, HTTP RBAC)."""
     return protocol in HTTP_PROTOCOLS
+
+
+def tunnels_grpc(sidecar: str) -> bool:
+    """True for the sidecars that proxy gRPC ports as TCP: the Python sidecar speaks
+    HTTP/1.1 only, so the application's HTTP/2 goes through it as opaque bytes."""
+    return sidecar == PYTHON
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +80,8 @@ class Proxy:
 
     ``services`` are the Services whose selector matches the pod's labels;
     ``local_ports`` their ports with numeric target ports (named ports resolved against
-    the pod's containers).
+    the pod's containers). ``sidecar`` is the data plane of a ``sidecar`` kind proxy
+    (`SIDECAR_ANNOTATION`); always `ENVOY` for proxyless gRPC clients.
     """
 
     id: ProxyId
@@ -69,11 +90,12 @@ class Proxy:
     services: tuple[ServiceId, ...]
     local_ports: tuple[LocalPort, ...]
     kind: str = SIDECAR
+    sidecar: str = ENVOY
 
     @property
     def class_key(self) -> tuple[object, ...]:
         """Proxies with equal keys get identical configuration (the pod IP is not in it)."""
-        return (self.kind, self.identity, self.services, self.local_ports)
+        return (self.kind, self.identity, self.services, self.local_ports, self.sidecar)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +119,19 @@ class RequestMatch:
     @property
     def matches_all(self) -> bool:
         return not (self.path_regex or self.methods or self.headers)
+
+    @property
+    def matches_every_request(self) -> bool:
+        """True when the match is known to admit every request: any method, no header
+        condition, and a path regex of `CATCH_ALL_PATHS` (``^``/``$`` anchors aside).
+        Conservative: a regex that happens to match everything but is spelled otherwise
+        counts as a restriction."""
+        if self.methods or self.headers:
+            return False
+        path = self.path_regex.removeprefix("^")
+        if path.endswith("$") and not path.endswith("\\$"):
+            path = path[:-1]
+        return path in CATCH_ALL_PATHS
 
     @classmethod
     def of(cls, match: HTTPMatch) -> RequestMatch:

@@ -3,7 +3,8 @@
 The one idea: ``osm xds dump`` runs the same pure pipeline as the controller
 (manifests -> MeshState -> catalog -> xDS builders -> checked snapshots) on plain
 manifest files, with Pods and ClusterIPs made up as `osm.catalog.offline` documents,
-and prints one proxy's resources as JSON (protobuf's JSON mapping).
+and prints one proxy's resources as JSON (protobuf's JSON mapping). ``--sidecar python``
+shows what local mode serves (its pods run the Python sidecar: gRPC ports as TCP).
 
 No certificates are issued offline: SDS secrets are printed with placeholder PEM text
 (``PLACEHOLDER: offline dump, no certificate issued``), so every reference can be
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 import click
 from google.protobuf import json_format
 
-from osm.catalog import offline
+from osm.catalog import offline, policy
 from osm.catalog.ids import ProxyId
 from osm.catalog.state import MeshState
 from osm.model import manifest
@@ -57,13 +58,22 @@ def xds() -> None:
     default=None,
     help="Only this resource type (default: all).",
 )
-def dump(paths: Sequence[str], proxy_name: str, type_name: str | None) -> None:
+@click.option(
+    "--sidecar",
+    type=click.Choice(policy.SIDECARS),
+    default=policy.ENVOY,
+    show_default=True,
+    help="Data plane of the made-up pods: envoy (Kubernetes) or python (local mode, "
+    "where gRPC ports are TCP).",
+)
+def dump(paths: Sequence[str], proxy_name: str, type_name: str | None, sidecar: str) -> None:
     """Print one proxy's resources as JSON, computed offline from manifests."""
     loaded = manifest.load_paths(paths)
     if loaded.errors:
         lines = "\n".join(f"  {p}" for p in loaded.errors)
         raise click.ClickException(f"the manifests have errors:\n{lines}")
-    resources = offline.synthesize(loaded.resources)
+    marks = {policy.SIDECAR_ANNOTATION: sidecar} if sidecar != policy.ENVOY else {}
+    resources = offline.synthesize(loaded.resources, marks)
     state = MeshState.from_resources(resources)
     try:
         wanted = ProxyId.parse(proxy_name)
@@ -87,6 +97,7 @@ def dump(paths: Sequence[str], proxy_name: str, type_name: str | None) -> None:
         "proxy": str(proxy_id),
         "identity": str(found.proxy.identity),
         "kind": found.proxy.kind,
+        "sidecar": found.proxy.sidecar,
         "resources": {
             url: {
                 "version": found.version(url),

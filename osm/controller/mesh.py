@@ -27,7 +27,7 @@ from osm.ads import node as ads_node
 from osm.ads import xds_snapshot
 from osm.ca import identity as ca_identity
 from osm.ca import manager as ca_manager
-from osm.catalog import ids
+from osm.catalog import ids, policy
 from osm.catalog.state import Changed, MeshState
 from osm.controller.debounce import Debouncer
 from osm.model import kinds
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 CERTIFICATE_TICK_SECONDS = 1.0
 
+PYTHON_SIDECAR_USER_AGENT = "osm-py-sidecar"
+"""The Python sidecar's ``node.user_agent_name`` (`osm.proxy.main.USER_AGENT`; the
+controller does not import the sidecar)."""
+
 
 def node_id(proxy: Any) -> str:
     """The node id a proxy presents (see `osm.ads.node`): ``<pod>.<kind>.<sa>.<ns>``."""
@@ -51,6 +55,30 @@ def node_id(proxy: Any) -> str:
             ca_identity.Identity(proxy.identity.namespace, proxy.identity.service_account),
         )
     )
+
+
+def sidecar_mismatch(proxy: policy.Proxy, user_agent: str) -> str | None:
+    """Why a connecting sidecar's ``node.user_agent_name`` contradicts the data plane its
+    pod's ``osm-py.io/sidecar`` annotation names (which chose its configuration), or
+    None. Proxyless gRPC clients have no sidecar to contradict."""
+    if proxy.kind != policy.SIDECAR:
+        return None
+    python = user_agent == PYTHON_SIDECAR_USER_AGENT
+    marked = proxy.sidecar == policy.PYTHON
+    annotation = f"{policy.SIDECAR_ANNOTATION}: {policy.PYTHON}"
+    if python and not marked:
+        return (
+            f"it is the Python sidecar (user agent {user_agent}) but its pod is not "
+            f'annotated "{annotation}": it gets Envoy\'s configuration, and rejects it '
+            "when a gRPC port is HTTP/2 there"
+        )
+    if marked and not python:
+        return (
+            f'its pod is annotated "{annotation}" but the proxy says it is '
+            f'"{user_agent or "(no user agent)"}": it gets the Python sidecar\'s '
+            "configuration (gRPC ports as TCP; gRPC route rules deny)"
+        )
+    return None
 
 
 class PushMetrics:
@@ -205,6 +233,16 @@ class MeshPusher:
             bundle = self.certificates.trust_bundle()
             if bundle.version != self._bundle_version or self._rotated:
                 self.push(Changed())
+
+    def proxy_of(self, node: ads_node.NodeId) -> policy.Proxy | None:
+        """The proxy of the last build that ``node`` names (None: not built yet)."""
+        last = self.generator.last
+        if last is None:
+            return None
+        snapshot = last.snapshots.get(ids.ProxyId(node.identity.namespace, node.proxy_id))
+        if snapshot is None or node_id(snapshot.proxy) != str(node):
+            return None
+        return snapshot.proxy
 
     # -- building and publishing -----------------------------------------------------------
     def push(self, changed: Changed) -> xds.Snapshots:

@@ -103,6 +103,7 @@ class Controller:
                 cache,
                 self.registry,
                 ads_server.ServerConfig(host=settings.xds_host, port=settings.xds_port, tls=tls),
+                _SidecarCheck(self.pusher),
             )
             try:
                 await self.ads.start()
@@ -224,3 +225,19 @@ async def _run(settings: Settings) -> None:
     finally:
         log.info("stopping")
         await controller.stop()
+
+
+class _SidecarCheck(ads_server.ProxyCallbacks):
+    """Warns when a connecting sidecar is not the data plane its pod's annotation says
+    (`mesh.sidecar_mismatch`): its configuration was built for the other one."""
+
+    def __init__(self, pusher: mesh.MeshPusher) -> None:
+        self.pusher = pusher
+
+    def on_connect(self, proxy: ads_server.Proxy) -> None:
+        found = self.pusher.proxy_of(proxy.node_id)
+        if found is None:
+            return
+        problem = mesh.sidecar_mismatch(found, proxy.node.user_agent_name)
+        if problem is not None:
+            log.warning("proxy %s: %s", proxy.node_id, problem)

@@ -419,7 +419,11 @@ class Runtime:
                 break
         template_spec = deployment.manifest["spec"]["template"]
         namespace = self.resources.get(("Namespace", "", deployment.namespace))
-        annotations = dict(deployment.template.annotations)
+        template_annotations = deployment.template.annotations
+        injected = pods.sidecar_injected(
+            namespace if isinstance(namespace, Namespace) else None, template_annotations
+        )
+        annotations = pods.pod_annotations(template_annotations, injected)
         pod = RunningPod(
             namespace=deployment.namespace,
             name=name,
@@ -431,9 +435,7 @@ class Runtime:
             spec=dict(template_spec.get("spec") or {}),
             containers_spec=deployment.template.spec.containers,
             service_account=deployment.template.spec.service_account_name,
-            injected=pods.sidecar_injected(
-                namespace if isinstance(namespace, Namespace) else None, annotations
-            ),
+            injected=injected,
         )
         self.pods[(pod.namespace, pod.name)] = pod
         pod.task = asyncio.create_task(self._run_pod(pod), name=f"pod-{name}")

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from osm.catalog import policy
 from osm.model.core import Container, Deployment, Endpoints, Namespace, Service, injection_enabled
 from osm.runtime.network import HostEntry, service_hostnames
 
@@ -131,6 +132,18 @@ def sidecar_injected(namespace: Namespace | None, pod_annotations: Mapping[str, 
     if explicit is not None:
         return explicit
     return namespace is not None and namespace.sidecar_injection
+
+
+def pod_annotations(template: Mapping[str, str], injected: bool) -> dict[str, str]:
+    """The annotations of a pod the runtime starts: its template's and, when the runtime
+    injects its sidecar, ``osm-py.io/sidecar: python`` (`policy.SIDECAR_ANNOTATION`),
+    whatever the template says: the runtime runs the Python sidecar only, and the
+    control plane builds a Python sidecar's configuration (gRPC ports as TCP) from it,
+    as OSM's webhook marks the pods it injected."""
+    annotations = dict(template)
+    if injected:
+        annotations[policy.SIDECAR_ANNOTATION] = policy.PYTHON
+    return annotations
 
 
 # -- objects written back to the controller -------------------------------------------------

@@ -9,6 +9,11 @@ every proxy. Local clusters ``<ns>/<svc>|<port>|local`` are STATIC to
 127.0.0.1:targetPort; then ``passthrough-outbound`` (ORIGINAL_DST, when egress is on)
 and ``envoy-metrics-cluster`` (127.0.0.1:15000).
 
+Ports with appProtocol ``grpc`` get HTTP/2 (``typed_extension_protocol_options``), as
+OSM does for Envoy; for a Python sidecar the catalog has already made them TCP ports
+(`osm.catalog.policy.tunnels_grpc`), so the builders need not know which data plane
+they build for.
+
 Proxyless gRPC clients get their upstream clusters only, with TLS from certificate
 provider instances (`names.GRPC_IDENTITY_PROVIDER`, `names.GRPC_ROOT_PROVIDER`) or,
 with ``Context.grpc_mtls`` off, plaintext.

@@ -130,7 +130,8 @@ class Snapshots:
 
     ``errors`` names proxies whose update failed (missing certificate, inconsistent
     set); such a proxy keeps its previous snapshot when it had one. ``changed`` are the
-    proxies whose snapshot differs from the previous build's (new ones included);
+    proxies whose resources (by version) or `Proxy` differ from the previous build's (new
+    ones included; a new policy that serves the same resources is not a change);
     ``removed`` those that are gone.
     """
 
@@ -643,10 +644,12 @@ class Generator:
             if outcome is old:
                 continue
             self._adopt(key, outcome, joining[0] if joining else self._proxies[key], catalog)
+            served_again = old is not None and _same_content(old, outcome)
             for proxy_id in members:
                 snapshot = work.snapshots[proxy_id]
                 work.snapshots[proxy_id] = Snapshot(snapshot.proxy, outcome)
-                work.changed.add(proxy_id)
+                if not served_again:
+                    work.changed.add(proxy_id)
         for key, proxies in pending.items():
             if key in self._sets:
                 for proxy in proxies:
@@ -672,7 +675,7 @@ class Generator:
         """A class affected only through what it reaches: new outbound layers, the
         same inbound layer."""
         policy = old.policy
-        outbound = catalog.outbound(policy.identity)
+        outbound = catalog.outbound(policy.identity, self._proxies[key].sidecar)
         if outbound is policy.outbound:
             return old
         try:
@@ -748,7 +751,8 @@ class Generator:
             work.snapshots[proxy.id] = old
             return
         work.snapshots[proxy.id] = Snapshot(proxy, resources)
-        work.changed.add(proxy.id)
+        if old is None or old.proxy != proxy or not _same_content(old.resources, resources):
+            work.changed.add(proxy.id)
 
     def _leave(self, proxy_id: ProxyId) -> None:
         key = self._class_of.pop(proxy_id, None)
@@ -826,6 +830,12 @@ def _same_or(old: ResourceSet | None, built: ResourceSet) -> ResourceSet:
         if before is not after and before.version != after.version:
             return built
     return old if old.policy == built.policy else built
+
+
+def _same_content(old: ResourceSet, new: ResourceSet) -> bool:
+    """Whether two sets serve the same resources (their policies may differ in what no
+    resource shows, such as the order of a proxyless client's ports)."""
+    return all(old.types[url].version == new.types[url].version for url in TYPE_URLS)
 
 
 def _copy(mapping: Mapping[K, V]) -> dict[K, V]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import pytest
+
+from osm.catalog.catalog import Catalog
+from osm.catalog.state import MeshState
 from osm.model import kinds
-from osm.model.core import Deployment, Service
+from osm.model.core import Deployment, Pod, Service
 from osm.runtime import pods
 
 
@@ -147,3 +152,37 @@ def test_pod_objects_read_back_with_ip_readiness_and_restarts() -> None:
     assert obj["status"]["containerStatuses"][0]["restartCount"] == 2
     assert obj["metadata"]["labels"][pods.TEMPLATE_HASH_LABEL] == "h"
     assert pods.managed(obj)
+
+
+@pytest.mark.parametrize(
+    ("template", "injected", "expected"),
+    [
+        pytest.param({}, True, {"osm-py.io/sidecar": "python"}, id="injected: marked python"),
+        pytest.param(
+            {"osm-py.io/sidecar": "envoy"},
+            True,
+            {"osm-py.io/sidecar": "python"},
+            id="the runtime's mark wins over the template's (it runs no Envoy)",
+        ),
+        pytest.param(
+            {"openservicemesh.io/sidecar-injection": "disabled"},
+            False,
+            {"openservicemesh.io/sidecar-injection": "disabled"},
+            id="not injected: no mark",
+        ),
+    ],
+)
+def test_pods_with_the_runtimes_sidecar_say_so_in_an_annotation(
+    template: dict[str, str], injected: bool, expected: dict[str, str]
+) -> None:
+    assert pods.pod_annotations(template, injected) == expected
+
+
+def test_the_mark_reaches_the_pod_object_and_the_catalog() -> None:
+    marked = dataclasses.replace(
+        report("a", "10.233.0.2", True), annotations=pods.pod_annotations({}, injected=True)
+    )
+    pod = kinds.decode(pods.pod_object(marked))
+    assert isinstance(pod, Pod)
+    state = MeshState.from_resources([pod])
+    assert Catalog(state).proxy_for(pod).sidecar == "python"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -44,3 +45,46 @@ def test_bad_proxy_syntax() -> None:
     result = CliRunner().invoke(xds, ["dump", "-f", DEMO, "--proxy", "nope"])
     assert result.exit_code != 0
     assert "NAMESPACE/NAME" in result.output
+
+
+GRPC_MESH = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, annotations: {openservicemesh.io/sidecar-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: books, namespace: shop}
+spec:
+  selector: {app: books}
+  ports: [{name: grpc, port: 9090, appProtocol: grpc}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: books, namespace: shop}
+spec:
+  selector: {matchLabels: {app: books}}
+  template:
+    metadata: {labels: {app: books}}
+    spec: {serviceAccountName: books, containers: [{name: app, image: app}]}
+"""
+
+
+def test_dump_shows_either_data_plane(tmp_path: Path) -> None:
+    """Envoy by default; ``--sidecar python`` is local mode, where gRPC ports are TCP."""
+    path = tmp_path / "mesh.yaml"
+    path.write_text(GRPC_MESH)
+    chains = {}
+    for sidecar in ("envoy", "python"):
+        arguments = ["dump", "-f", str(path), "--proxy", "shop/books", "--type", "lds"]
+        result = CliRunner().invoke(xds, [*arguments, "--sidecar", sidecar])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert data["sidecar"] == sidecar
+        (only,) = data["resources"].values()
+        (inbound,) = [r for r in only["resources"] if r["name"] == "inbound-listener"]
+        chains[sidecar] = [c["name"] for c in inbound["filterChains"]]
+    assert chains == {
+        "envoy": ["inbound_shop/books_9090_grpc"],
+        "python": ["inbound_shop/books_9090_tcp"],
+    }

@@ -1,4 +1,5 @@
-"""Golden files: the bookstore demo's xDS, every proxy, in permissive and SMI mode.
+"""Golden files: the bookstore demo's xDS, every proxy, in permissive and SMI mode; and
+a small mesh with a gRPC service, in the Python sidecar's flavour and in Envoy's.
 
 Run with ``UPDATE_GOLDEN=1`` to rewrite the files after an intended change, then read
 the diff: the golden files are the reviewed description of what proxies receive.
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from osm.xds.snapshot import build_snapshots
+from osm.xds.snapshot import Snapshots, build_snapshots
 from tests.unit.xds import xds_support
 
 GOLDEN = xds_support.ROOT / "tests" / "golden" / "xds"
+ENVOY_ONLY = xds_support.ROOT / "tests" / "golden" / "xds-envoy"
+"""Golden files of configuration only Envoy is given (the Python sidecar would NACK it)."""
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
@@ -24,9 +27,33 @@ UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
     [("bookstore-permissive", True, False), ("bookstore-smi", False, True)],
 )
 def test_bookstore_golden(mode: str, permissive: bool, egress: bool) -> None:
-    built = build_snapshots(xds_support.bookstore(permissive=permissive, egress=egress))
+    _check(
+        GOLDEN / mode, build_snapshots(xds_support.bookstore(permissive=permissive, egress=egress))
+    )
+
+
+@pytest.mark.parametrize(
+    ("directory", "permissive", "sidecar"),
+    [
+        # Python sidecars: the gRPC port is TCP (tcp_proxy, no HTTP/2 options), and in
+        # SMI mode only `client` (a match of every request) and `batch` (a TCPRoute)
+        # may connect to it; `auditor` (one method) is denied, with a warning.
+        (GOLDEN / "grpc-python-smi", False, "python"),
+        (GOLDEN / "grpc-python-permissive", True, "python"),
+        # Envoy: the gRPC port is HTTP/2 with routes and HTTP RBAC, as in OSM. Not under
+        # GOLDEN, whose files the Python sidecar must accept (tests/unit/proxy).
+        (ENVOY_ONLY / "grpc-smi", False, None),
+    ],
+    ids=lambda value: value.name if isinstance(value, Path) else None,
+)
+def test_grpc_mesh_golden(directory: Path, permissive: bool, sidecar: str | None) -> None:
+    _check(
+        directory, build_snapshots(xds_support.grpc_mesh(permissive=permissive, sidecar=sidecar))
+    )
+
+
+def _check(directory: Path, built: Snapshots) -> None:
     assert not built.errors
-    directory = GOLDEN / mode
     expected_files = set()
     for proxy_id, snapshot in sorted(built.snapshots.items()):
         path = directory / f"{proxy_id.namespace}_{proxy_id.name}.json"

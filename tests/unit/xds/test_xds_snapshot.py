@@ -15,19 +15,32 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from osm.catalog.ids import Identity, ProxyId
+from osm.catalog.policy import PYTHON
 from osm.catalog.state import MeshState
 from osm.model.meta import ObjectRef
+from osm.proxy import config
 from osm.xds import lds, names, rds, validation
 from osm.xds.context import Credentials
 from osm.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_URLS, build, pack
 from osm.xds.snapshot import (
     Generator,
+    Snapshot,
     Snapshots,
     build_snapshots,
     consistency_problems,
 )
 from tests.unit.catalog import meshes as m
 from tests.unit.xds import xds_support
+
+
+def python_sidecar_accepts(snapshot: Snapshot) -> None:
+    """The Python sidecar applies the whole set (a ConfigError here would be a NACK)."""
+    config.assemble(
+        {
+            url: {name: built.message for name, built in snapshot.of_type(url).items()}
+            for url in TYPE_URLS
+        }
+    )
 
 
 def all_problems(built: Snapshots) -> list[str]:
@@ -325,7 +338,14 @@ def meshes(draw: Any) -> list[m.Doc]:
         services[ns].append(name)
     for index in range(draw(st.integers(0, 8))):
         ns = draw(st.sampled_from(NAMESPACES))
-        annotations = {"osm-py.io/proxy-kind": "grpc"} if draw(st.integers(0, 5)) == 0 else {}
+        flavour = draw(st.integers(0, 5))
+        annotations = (
+            {"osm-py.io/proxy-kind": "grpc"}
+            if flavour == 0
+            else {"osm-py.io/sidecar": "python"}
+            if flavour <= 2
+            else {}
+        )
         docs.append(
             m.pod(
                 ns,
@@ -392,6 +412,9 @@ def test_random_meshes_give_consistent_valid_snapshots(
     built = generator.build(state)
     assert dict(built.errors) == {}
     assert all_problems(built) == []
+    for snapshot in built.snapshots.values():
+        if snapshot.proxy.sidecar == PYTHON:
+            python_sidecar_accepts(snapshot)
     # Any change, applied incrementally, gives what a full build gives.
     new = m.parse(*later)
     keep = {r.ref for r in new}
@@ -501,6 +524,35 @@ def test_a_change_nobody_reaches_changes_no_proxy() -> None:
     built = generator.build(after, changed)
     assert built.changed == frozenset()
     assert built.stats.resources_built == 0
+
+
+def test_a_new_policy_serving_the_same_resources_changes_no_proxy() -> None:
+    """A proxyless client's resources do not show the order of a service's ports (its
+    listeners are sorted by name), so reordering them changes its policy, not what it
+    is served: not a change (found by the random chains below)."""
+    ports_80_81 = ((80, 8080, "tcp"), (81, 8080, "http"))
+    docs = [
+        m.mesh_config(),
+        m.namespace("n1"),
+        m.namespace("n2"),
+        m.service("n2", "svc", {"app": "b"}, ports_80_81, cluster_ip="10.96.0.1"),
+        m.pod(
+            "n1",
+            "pod0",
+            {"app": "a"},
+            "s1",
+            "10.244.0.1",
+            annotations={"osm-py.io/proxy-kind": "grpc"},
+        ),
+    ]
+    state = m.state(*docs)
+    generator = Generator()
+    previous = generator.build(state)
+    reordered = m.service("n2", "svc", {"app": "b"}, ports_80_81[::-1], cluster_ip="10.96.0.1")
+    after, changed = state.with_changes(upserts=m.parse(reordered))
+    built = generator.build(after, changed)
+    assert built.changed == frozenset()
+    check_against_cold(previous, built, after)
 
 
 def test_layered_resources_is_a_read_only_union() -> None:

@@ -15,6 +15,7 @@ from osm.model.config import MeshConfig, TrafficSettings
 from osm.model.meta import Resource
 from osm.xds.resources import TYPE_URLS
 from osm.xds.snapshot import Snapshot
+from tests.unit.catalog import meshes as m
 
 ROOT = Path(__file__).resolve().parents[3]
 BOOKSTORE = ROOT / "demo" / "bookstore" / "manifests"
@@ -49,3 +50,56 @@ def as_json(snapshot: Snapshot) -> dict[str, Any]:
             for url in TYPE_URLS
         },
     }
+
+
+def grpc_mesh(*, permissive: bool, sidecar: str | None) -> MeshState:
+    """A small mesh with a gRPC service: clients in ``a``, the server in ``b``.
+
+    Service ``b/server`` has an HTTP port (80 -> 8080) and a gRPC port (9090). In SMI
+    mode three clients reach it: ``client`` by an HTTPRouteGroup rule that matches every
+    request, ``auditor`` by one that matches one gRPC method only, ``batch`` by a
+    TCPRoute on 9090. ``sidecar`` is the pods' ``osm-py.io/sidecar`` annotation (None:
+    none, i.e. Envoy).
+    """
+    annotations = {"osm-py.io/sidecar": sidecar} if sidecar else {}
+
+    def pod(ns: str, name: str, account: str, ip: str) -> dict[str, Any]:
+        return m.pod(ns, f"{name}-0", {"app": name}, account, ip, annotations=annotations)
+
+    docs = [
+        m.mesh_config(permissive=permissive),
+        m.namespace("a"),
+        m.namespace("b"),
+        pod("a", "client", "client", "10.244.1.1"),
+        pod("a", "auditor", "auditor", "10.244.1.2"),
+        pod("a", "batch", "batch", "10.244.1.3"),
+        pod("b", "server", "server", "10.244.2.1"),
+        m.service(
+            "b",
+            "server",
+            ports=((80, 8080, "http"), (9090, 9090, "grpc")),
+            cluster_ip="10.96.0.10",
+        ),
+    ]
+    if not permissive:
+        docs += [
+            m.route_group(
+                "b", "everything", [{"name": "all", "pathRegex": "/.*", "methods": ["*"]}]
+            ),
+            m.route_group(
+                "b",
+                "get-book",
+                [{"name": "get", "pathRegex": "/bookstore.Books/Get", "methods": ["POST"]}],
+            ),
+            m.tcp_route("b", "grpc-port", [9090]),
+            m.traffic_target(
+                "b", "client", "server", [("a", "client")], [("HTTPRouteGroup", "everything", [])]
+            ),
+            m.traffic_target(
+                "b", "auditor", "server", [("a", "auditor")], [("HTTPRouteGroup", "get-book", [])]
+            ),
+            m.traffic_target(
+                "b", "batch", "server", [("a", "batch")], [("TCPRoute", "grpc-port", [])]
+            ),
+        ]
+    return m.state(*docs)

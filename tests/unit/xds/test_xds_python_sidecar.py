@@ -1,0 +1,79 @@
+"""The Python sidecar's flavour of xDS: gRPC ports as TCP, accepted by the sidecar.
+
+A pod marked ``osm-py.io/sidecar: python`` runs our Python sidecar, which speaks
+HTTP/1.1 only and NACKs any config it does not implement. So for it the control plane
+builds gRPC ports as TCP (tcp_proxy, no HTTP/2 cluster options, network RBAC narrowed
+to the sources allowed every request), while Envoy pods keep the HTTP/2 flavour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from osm.catalog.ids import ProxyId
+from osm.proxy import config
+from osm.xds import names
+from osm.xds.resources import CLUSTER, LISTENER, ROUTE, TYPE_URLS
+from osm.xds.snapshot import Snapshot, build_snapshots
+from tests.unit.catalog import meshes as m
+from tests.unit.xds import xds_support
+
+
+def assemble(snapshot: Snapshot) -> config.ProxyConfig:
+    """What the sidecar does with a full set of resources (raises ConfigError: a NACK)."""
+    raw: dict[str, dict[str, Any]] = {
+        url: {name: built.message for name, built in snapshot.of_type(url).items()}
+        for url in TYPE_URLS
+    }
+    return config.assemble(raw)
+
+
+@pytest.mark.parametrize("permissive", [True, False], ids=["permissive", "smi"])
+def test_the_python_sidecar_accepts_every_snapshot_of_a_mesh_with_a_grpc_service(
+    permissive: bool,
+) -> None:
+    built = build_snapshots(xds_support.grpc_mesh(permissive=permissive, sidecar="python"))
+    assert not built.errors
+    assert len(built.snapshots) == 4
+    for snapshot in built.snapshots.values():
+        assemble(snapshot)  # no ConfigError
+
+
+def test_envoys_flavour_of_the_same_mesh_is_what_the_python_sidecar_refuses() -> None:
+    """Why the controller must know which pods run the Python sidecar: Envoy's HTTP/2
+    gRPC clusters are a NACK of the whole CDS for it (the mesh would get no config)."""
+    built = build_snapshots(xds_support.grpc_mesh(permissive=True, sidecar=None))
+    for snapshot in built.snapshots.values():
+        with pytest.raises(config.ConfigError, match="http2_protocol_options"):
+            assemble(snapshot)
+
+
+@pytest.mark.parametrize("permissive", [True, False], ids=["permissive", "smi"])
+def test_python_sidecars_get_no_http2_and_no_http_chain_on_the_grpc_port(permissive: bool) -> None:
+    built = build_snapshots(xds_support.grpc_mesh(permissive=permissive, sidecar="python"))
+    for snapshot in built.snapshots.values():
+        for cluster in snapshot.of_type(CLUSTER).values():
+            assert not cluster.message.typed_extension_protocol_options, cluster.name
+        for listener in snapshot.of_type(LISTENER).values():
+            for chain in listener.message.filter_chains:
+                if chain.filter_chain_match.destination_port.value == 9090:
+                    assert chain.filters[-1].name == names.TCP_PROXY, chain.name
+        assert "rds-outbound.9090" not in snapshot.of_type(ROUTE)
+        assert "rds-inbound.9090" not in snapshot.of_type(ROUTE)
+
+
+def test_a_mixed_mesh_gives_each_proxy_its_own_flavour() -> None:
+    """Envoy and Python pods side by side (as when a local pod is not injected by the
+    runtime): classes differ by sidecar, resources are built per flavour."""
+    state = xds_support.grpc_mesh(permissive=True, sidecar="python")
+    envoy_server = m.pod("b", "server-1", {"app": "server"}, "server", "10.244.2.2")
+    state, _ = state.with_changes(upserts=m.parse(envoy_server))
+    built = build_snapshots(state)
+    python = built.snapshots[ProxyId("b", "server-0")]
+    envoy = built.snapshots[ProxyId("b", "server-1")]
+    assemble(python)
+    local = "b/server|9090|local"
+    assert not python.of_type(CLUSTER)[local].message.typed_extension_protocol_options
+    assert envoy.of_type(CLUSTER)[local].message.typed_extension_protocol_options
