@@ -1375,7 +1375,10 @@ class ListenerRuntime:
                 connection, upstream_connection, proxy.idle_timeout, runtime.options.clock
             )
             initial, eof = connection.take_buffered()
-            relay.start(initial, b"", eof)
+            # What a server-first protocol (gRPC's SETTINGS, SMTP, MySQL) sent while the
+            # connection was being set up waits in the upstream's buffer.
+            up_initial, _ = upstream_connection.take_buffered()
+            relay.start(initial, up_initial, eof)
             await relay.finished
             tcp_stats.downstream_cx_rx_bytes_total.value += relay.down_side.bytes
             tcp_stats.downstream_cx_tx_bytes_total.value += relay.up_side.bytes

@@ -130,10 +130,14 @@ def test_delta_converges_and_never_pushes_back_a_rejected_resource(
         response = pending.pop(type_url)
         short = "CDS" if type_url == CDS else "EDS"
         if accept:
+            # Once the client holds another version of a name (or its removal), a later
+            # push of the rejected version is a new change, not a resend.
             for resource in response.resources:
                 view[type_url][resource.name] = resource.version
+                rejected.pop((type_url, resource.name), None)
             for name in response.removed_resources:
                 view[type_url].pop(name, None)
+                rejected.pop((type_url, name), None)
             stream.receive(delta_request(short, nonce=response.nonce))
         else:
             for resource in response.resources:
