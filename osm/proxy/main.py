@@ -8,8 +8,9 @@ complete configuration from xDS is applied. On SIGTERM it drains: listeners stop
 in-flight requests get `drain_seconds` to finish, and the process exits 0.
 
 Start-up cost is part of every pod's start, so this module's import closure is kept to the
-data plane, grpc and the protos it needs: `command` parses its own few arguments (no click,
-no `osm.cli`), the bootstrap is read without PyYAML or `cryptography`, and the admin's
+data plane, the ADS transport and the protos it needs: ADS runs on grpclib, never grpcio
+(`osm.proxy.ads_transport`), `command` parses its own few arguments (no click, no
+`osm.cli`), the bootstrap is read without PyYAML or `cryptography`, and the admin's
 ``/config_dump`` protos load on first use. Once a configuration is applied, `HeapFreezer`
 moves what survives a collection into the permanent generation (`gc.freeze`), so later
 collections do not walk the modules and the configuration again.
@@ -31,7 +32,7 @@ from typing import TextIO
 from envoy.config.core.v3 import base_pb2
 
 import osm
-from osm.proxy import admin, bootstrap, config, server, stats, xds_client
+from osm.proxy import admin, ads_transport, bootstrap, config, server, stats, xds_client
 from osm.proxy.runtime import Options
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Sidecar:
     """A whole sidecar in this event loop. `await start()`, then `await stop()`.
 
     `options` are the proxy's knobs (the bootstrap's listener overrides are added to
-    them); `connector` replaces the gRPC transport (tests); `heap`, when given, is told of
+    them); `connector` replaces the ADS transport (tests); `heap`, when given, is told of
     every applied configuration (the process entry point freezes the heap; in-process
     tests leave the interpreter's collector alone).
     """
@@ -126,7 +127,7 @@ class Sidecar:
         self.core = xds_client.ClientCore(node_of(boot), wait_timeout)
         self.client = xds_client.XdsClient(
             self.core,
-            connector or xds_client.GrpcConnector(boot.xds.target, boot.xds.tls),
+            connector or ads_transport.GrpclibConnector.of(boot.xds),
             self._apply,
             protocol=boot.xds.protocol,
             backoff=backoff,

@@ -1,4 +1,4 @@
-"""The sidecar's ADS client: a sans-IO core (`ClientCore`) and a thin grpc.aio loop (`XdsClient`).
+"""The sidecar's ADS client: a sans-IO core (`ClientCore`) and a thin asyncio loop (`XdsClient`).
 
 The one idea: every response is held, not applied, until the whole set (listeners, routes,
 clusters, load assignments, secrets) assembles into one consistent `config.ProxyConfig`;
@@ -28,8 +28,9 @@ Protocol rules the core follows (the server side is `osm.ads.sotw` / `osm.ads.de
   one of the same type supersedes the held one.
 
 `XdsClient` reconnects with exponential backoff and jitter; its transport (`Connector`) is
-injected, so the loop is tested without gRPC, and `GrpcConnector` translates grpc errors
-into `StreamError` at the boundary.
+injected, so the loop is tested without gRPC. This module does no gRPC itself: the
+sidecar's transport is `osm.proxy.ads_transport` (grpclib, not grpcio), which translates
+its library's errors into `StreamError` at the boundary.
 """
 
 from __future__ import annotations
@@ -42,12 +43,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
-import grpc
 from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
-from osm.proxy import bootstrap, config
+from osm.proxy import config
 
 log = logging.getLogger(__name__)
 
@@ -803,80 +803,3 @@ def _describe(message: Any) -> str:
     if message.HasField("error_detail") if hasattr(message, "error_detail") else False:
         parts.append(f"NACK {message.error_detail.message}")
     return " ".join(parts)
-
-
-class GrpcStream:
-    """A grpc.aio ADS call as a `Stream`; grpc errors become `StreamError` here."""
-
-    def __init__(self, channel: grpc.aio.Channel, call: Any) -> None:
-        self._channel = channel
-        self._call = call
-
-    async def _status(self) -> StreamError:
-        code = await self._call.code()
-        details = await self._call.details()
-        return StreamError(code.name if code is not None else "UNKNOWN", details or "")
-
-    async def write(self, request: Request) -> None:
-        try:
-            await self._call.write(request)
-        except grpc.aio.AioRpcError as error:
-            raise StreamError(error.code().name, error.details() or "") from None
-        except asyncio.InvalidStateError:  # the call already ended: say how
-            raise await self._status() from None
-
-    async def read(self) -> Response | None:
-        try:
-            response = await self._call.read()
-        except grpc.aio.AioRpcError as error:
-            raise StreamError(error.code().name, error.details() or "") from None
-        if response is grpc.aio.EOF:
-            status = await self._status()
-            if status.code != "OK":
-                raise status
-            return None
-        result: Response = response
-        return result
-
-    async def close(self) -> None:
-        self._call.cancel()
-        await self._channel.close(grace=None)
-
-
-class GrpcConnector:
-    """Opens each stream on a fresh channel, reading the TLS files anew (so a renewed
-    bootstrap certificate is picked up on reconnect). `tls` None: plaintext."""
-
-    def __init__(self, target: str, tls: bootstrap.TlsFiles | None) -> None:
-        self.target = target
-        self.tls = tls
-
-    def _channel(self) -> grpc.aio.Channel:
-        options: list[tuple[str, Any]] = [
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 5000),
-        ]
-        if self.tls is None:
-            return grpc.aio.insecure_channel(self.target, options=options)
-        try:
-            credentials = grpc.ssl_channel_credentials(
-                root_certificates=self.tls.ca.read_bytes(),
-                private_key=self.tls.key.read_bytes(),
-                certificate_chain=self.tls.cert.read_bytes(),
-            )
-        except OSError as error:
-            raise StreamError(
-                "UNAUTHENTICATED", f"cannot read the bootstrap TLS files: {error}"
-            ) from None
-        if self.tls.server_name:
-            options.append(("grpc.ssl_target_name_override", self.tls.server_name))
-        return grpc.aio.secure_channel(self.target, credentials, options=options)
-
-    async def open(self, protocol: ProtocolName) -> GrpcStream:
-        channel = self._channel()
-        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-        if protocol == "delta":
-            call = stub.DeltaAggregatedResources()
-        else:
-            call = stub.StreamAggregatedResources()
-        return GrpcStream(channel, call)
