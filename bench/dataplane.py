@@ -25,7 +25,12 @@ utime+stime) and memory (VmRSS, VmHWM). Cases alternate within each repetition.
 
 With ``--sidecar-variant DIR`` a fourth case, ``variant``, runs a second sidecar pair
 from the ``osm`` package found in DIR (e.g. a copy of the code before a change), on its
-own ports, interleaved with the others: an A/B comparison within one run.
+own ports (service port 81, pod port 8081), interleaved with the others: an A/B
+comparison within one run. ``--paired`` runs the sidecar's and the variant's fixed-rate
+loads at the same time (two generators, each at --rate), so both pairs share whatever
+else the machine does: on a shared machine, where CPU per request drifts by +-25%
+between runs minutes apart, this is the comparison to trust (the absolute figures are
+those of a machine carrying both loads).
 
 Run (root): ``.venv/bin/python bench/dataplane.py [--duration 10] [--rate 1000]
 [--repeat 3] [--quick] [--sidecar-variant DIR]``. Not run by CI; goals (issue #6) are
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -87,6 +93,9 @@ APP_PORT = 8080
 OUTBOUND_PORT, INBOUND_PORT = 15001, 15003  # OSM's, for our sidecars
 HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT = 15101, 15103
 VARIANT_OUTBOUND_PORT, VARIANT_INBOUND_PORT = 15201, 15203  # --sidecar-variant's pair
+# The variant pair serves its own service port and pod port, so both pairs can be
+# intercepted at once (--paired); its inbound sidecar still forwards to the app on 8080.
+VARIANT_SERVICE_PORT, VARIANT_APP_PORT = 81, 8081
 HOST = "bookstore.bookstore"
 SNI = "bookstore.bookstore.svc.cluster.local"
 TRUST_DOMAIN = "cluster.local"
@@ -224,7 +233,12 @@ def _load_assignment(name: str, ip: str, port: int) -> endpoint_pb2.ClusterLoadA
     return assignment
 
 
-def outbound_resources(workdir: Path, port: int = OUTBOUND_PORT) -> dict[str, dict[str, Any]]:
+def outbound_resources(
+    workdir: Path,
+    port: int = OUTBOUND_PORT,
+    service_port: int = SERVICE_PORT,
+    app_port: int = APP_PORT,
+) -> dict[str, dict[str, Any]]:
     """The client pod's sidecar: VIP:80 -> HCM/RDS -> EDS cluster (server pod:8080) over mTLS."""
     cert_name = "service-cert:bookbuyer/bookbuyer"
     root_name = "root-cert-for-mtls-outbound:bookstore/bookstore"
@@ -261,11 +275,11 @@ def outbound_resources(workdir: Path, port: int = OUTBOUND_PORT) -> dict[str, di
         name=OUT_CLUSTER, weight=wrappers_pb2.UInt32Value(value=100)
     )
     routes = route_pb2.RouteConfiguration(
-        name=f"rds-outbound.{SERVICE_PORT}",
+        name=f"rds-outbound.{service_port}",
         virtual_hosts=[
             route_components_pb2.VirtualHost(
                 name=f"outbound_virtual-host|{HOST}",
-                domains=[HOST, f"{HOST}:{SERVICE_PORT}", SNI, f"{SNI}:{SERVICE_PORT}"],
+                domains=[HOST, f"{HOST}:{service_port}", SNI, f"{SNI}:{service_port}"],
                 routes=[
                     route_components_pb2.Route(
                         match=route_components_pb2.RouteMatch(prefix="/"), route=action
@@ -275,9 +289,9 @@ def outbound_resources(workdir: Path, port: int = OUTBOUND_PORT) -> dict[str, di
         ],
     )
     chain = listener_components_pb2.FilterChain(
-        name=f"outbound_bookstore/bookstore_{SERVICE_PORT}_http",
+        name=f"outbound_bookstore/bookstore_{service_port}_http",
         filter_chain_match=listener_components_pb2.FilterChainMatch(
-            destination_port=wrappers_pb2.UInt32Value(value=SERVICE_PORT),
+            destination_port=wrappers_pb2.UInt32Value(value=service_port),
             prefix_ranges=[
                 address_pb2.CidrRange(
                     address_prefix=SERVICE_VIP, prefix_len=wrappers_pb2.UInt32Value(value=32)
@@ -308,7 +322,7 @@ def outbound_resources(workdir: Path, port: int = OUTBOUND_PORT) -> dict[str, di
         config.ROUTE_TYPE: {routes.name: routes},
         config.CLUSTER_TYPE: {OUT_CLUSTER: cluster},
         config.ENDPOINT_TYPE: {
-            OUT_CLUSTER: _load_assignment(OUT_CLUSTER, _netns.SERVER_IP, APP_PORT)
+            OUT_CLUSTER: _load_assignment(OUT_CLUSTER, _netns.SERVER_IP, app_port)
         },
         config.SECRET_TYPE: {
             cert_name: _cert_secret(cert_name, workdir, "buyer"),
@@ -317,7 +331,9 @@ def outbound_resources(workdir: Path, port: int = OUTBOUND_PORT) -> dict[str, di
     }
 
 
-def inbound_resources(workdir: Path, port: int = INBOUND_PORT) -> dict[str, dict[str, Any]]:
+def inbound_resources(
+    workdir: Path, port: int = INBOUND_PORT, app_port: int = APP_PORT
+) -> dict[str, dict[str, Any]]:
     """The server pod's sidecar: mTLS chain (SNI, port 8080) -> RBAC -> local cluster."""
     cert_name = "service-cert:bookstore/bookstore"
     root_name = "root-cert-for-mtls-inbound"
@@ -342,7 +358,7 @@ def inbound_resources(workdir: Path, port: int = INBOUND_PORT) -> dict[str, dict
         _pack(http_rbac_pb2.RBACPerRoute(rbac=http_rbac_pb2.RBAC(rules=rules)))
     )
     routes = route_pb2.RouteConfiguration(
-        name=f"rds-inbound.{APP_PORT}",
+        name=f"rds-inbound.{app_port}",
         virtual_hosts=[
             route_components_pb2.VirtualHost(name="inbound", domains=["*"], routes=[route])
         ],
@@ -355,9 +371,9 @@ def inbound_resources(workdir: Path, port: int = INBOUND_PORT) -> dict[str, dict
         ),
     )
     chain = listener_components_pb2.FilterChain(
-        name=f"inbound_bookstore/bookstore_{APP_PORT}_http",
+        name=f"inbound_bookstore/bookstore_{app_port}_http",
         filter_chain_match=listener_components_pb2.FilterChainMatch(
-            destination_port=wrappers_pb2.UInt32Value(value=APP_PORT),
+            destination_port=wrappers_pb2.UInt32Value(value=app_port),
             transport_protocol="tls",
             server_names=[SNI],
         ),
@@ -448,21 +464,35 @@ backend local
     }
 
 
-def nat_rules(case: str) -> tuple[list[str], list[str]]:
-    """-> (client namespace, server namespace) nat OUTPUT/PREROUTING rules for `case`."""
-    ports = {"sidecar": (OUTBOUND_PORT, INBOUND_PORT)}
-    ports["variant"] = (VARIANT_OUTBOUND_PORT, VARIANT_INBOUND_PORT)
-    ports["haproxy"] = (HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT)
-    if case not in ports:
-        return [], []
-    outbound, inbound = ports[case]
-    return (
-        [
-            f"-A OUTPUT -p tcp -d {SERVICE_VIP}/32 --dport {SERVICE_PORT} "
+def nat_rules(*cases: str) -> tuple[list[str], list[str]]:
+    """-> (client namespace, server namespace) nat OUTPUT/PREROUTING rules intercepting for
+    `cases` (sidecar and variant use distinct ports, so both can be on at once)."""
+    client: list[str] = []
+    server: list[str] = []
+    for case in cases:
+        if case == "direct":
+            continue
+        outbound, inbound = {
+            "sidecar": (OUTBOUND_PORT, INBOUND_PORT),
+            "variant": (VARIANT_OUTBOUND_PORT, VARIANT_INBOUND_PORT),
+            "haproxy": (HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT),
+        }[case]
+        service_port, app_port = ports_of(case)
+        client.append(
+            f"-A OUTPUT -p tcp -d {SERVICE_VIP}/32 --dport {service_port} "
             f"-j REDIRECT --to-ports {outbound}"
-        ],
-        [f"-A PREROUTING -i eth0 -p tcp --dport {APP_PORT} -j REDIRECT --to-ports {inbound}"],
-    )
+        )
+        server.append(
+            f"-A PREROUTING -i eth0 -p tcp --dport {app_port} -j REDIRECT --to-ports {inbound}"
+        )
+    return client, server
+
+
+def ports_of(case: str) -> tuple[int, int]:
+    """-> (service port, pod port) that `case`'s traffic is addressed to."""
+    if case == "variant":
+        return VARIANT_SERVICE_PORT, VARIANT_APP_PORT
+    return SERVICE_PORT, APP_PORT
 
 
 def cases(args: argparse.Namespace) -> tuple[str, ...]:
@@ -471,16 +501,19 @@ def cases(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def target(case: str) -> tuple[str, int]:
-    return (_netns.SERVER_IP, APP_PORT) if case == "direct" else (SERVICE_VIP, SERVICE_PORT)
+    return (_netns.SERVER_IP, APP_PORT) if case == "direct" else (SERVICE_VIP, ports_of(case)[0])
 
 
 # -- child roles: a sidecar, the open-loop load generator ------------------------------------
 async def run_sidecar(role: str, workdir: Path, variant: bool = False) -> None:
     """One `osm.proxy` sidecar with static config; prints "ready", runs until SIGTERM."""
+    service_port, app_port = ports_of("variant" if variant else "sidecar")
     if role == "outbound":
-        resources = outbound_resources(workdir, VARIANT_OUTBOUND_PORT if variant else OUTBOUND_PORT)
+        port = VARIANT_OUTBOUND_PORT if variant else OUTBOUND_PORT
+        resources = outbound_resources(workdir, port, service_port, app_port)
     else:
-        resources = inbound_resources(workdir, VARIANT_INBOUND_PORT if variant else INBOUND_PORT)
+        port = VARIANT_INBOUND_PORT if variant else INBOUND_PORT
+        resources = inbound_resources(workdir, port, app_port)
     proxy = server.Proxy()
     await proxy.apply(config.assemble(resources))
     stop = asyncio.Event()
@@ -827,36 +860,66 @@ def check_paths(pods: _netns.Pods, args: argparse.Namespace) -> None:
             raise RuntimeError(f"{case}: the path does not work ({result})")
 
 
+def phases(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """The groups of cases whose fixed-rate loads run at the same time, in order."""
+    if args.paired:
+        return [("direct",), ("sidecar", "variant"), ("haproxy",)]
+    return [(case,) for case in cases(args)]
+
+
 def measure(pods: _netns.Pods, proxies: dict[str, Proxies], args: argparse.Namespace) -> Results:
     results = Results()
     for repetition in range(args.repeat):
-        for case in cases(args):
-            client_rules, server_rules = nat_rules(case)
+        for group in phases(args):
+            client_rules, server_rules = nat_rules(*group)
             pods.nat(pods.client, client_rules)
             pods.nat(pods.server, server_rules)
-            rps = run_wrk(pods, case, args.duration, results)
-            results.throughput.setdefault(case, []).append(rps)
-            pids = proxies[case].pids
-            fixed = run_open_loop(pods, case, args, list(pids.values()), args.duration)
-            if fixed["errors"]:
-                results.warnings.append(f"open loop {case}: {fixed['errors']} errors")
-            if fixed["rps"] < 0.95 * args.rate:
-                results.warnings.append(f"open loop {case}: only {fixed['rps']:.0f} rps")
-            results.p50.setdefault(case, []).append(fixed["p50_ms"])
-            results.p99.setdefault(case, []).append(fixed["p99_ms"])
-            results.lag.append(fixed["lag_p99_ms"])
-            for role, pid in pids.items():
-                vcpu = fixed["cpu"][str(pid)]
-                results.cpu.setdefault(f"{case}/{role}", []).append(vcpu / (fixed["rps"] / 1000.0))
-                rss, hwm = memory_mb(pid)
-                old = results.memory.get(f"{case}/{role}", (0.0, 0.0))
-                results.memory[f"{case}/{role}"] = (max(old[0], rss), max(old[1], hwm))
-            print(
-                f"  rep {repetition + 1} {case:8} wrk {rps:9,.0f} rps | {args.rate:g} rps: "
-                f"p50 {fixed['p50_ms']:.3f} ms p99 {fixed['p99_ms']:.3f} ms",
-                flush=True,
-            )
+            throughput = {case: run_wrk(pods, case, args.duration, results) for case in group}
+            with concurrent.futures.ThreadPoolExecutor(len(group)) as pool:
+                runs = {
+                    case: pool.submit(
+                        run_open_loop,
+                        pods,
+                        case,
+                        args,
+                        list(proxies[case].pids.values()),
+                        args.duration,
+                    )
+                    for case in group
+                }
+            for case in group:
+                rps = throughput[case]
+                results.throughput.setdefault(case, []).append(rps)
+                fixed = runs[case].result()
+                record_fixed_rate(results, case, fixed, proxies[case].pids, args)
+                print(
+                    f"  rep {repetition + 1} {case:8} wrk {rps:9,.0f} rps | {args.rate:g} rps: "
+                    f"p50 {fixed['p50_ms']:.3f} ms p99 {fixed['p99_ms']:.3f} ms",
+                    flush=True,
+                )
     return results
+
+
+def record_fixed_rate(
+    results: Results,
+    case: str,
+    fixed: dict[str, Any],
+    pids: dict[str, int],
+    args: argparse.Namespace,
+) -> None:
+    if fixed["errors"]:
+        results.warnings.append(f"open loop {case}: {fixed['errors']} errors")
+    if fixed["rps"] < 0.95 * args.rate:
+        results.warnings.append(f"open loop {case}: only {fixed['rps']:.0f} rps")
+    results.p50.setdefault(case, []).append(fixed["p50_ms"])
+    results.p99.setdefault(case, []).append(fixed["p99_ms"])
+    results.lag.append(fixed["lag_p99_ms"])
+    for role, pid in pids.items():
+        vcpu = fixed["cpu"][str(pid)]
+        results.cpu.setdefault(f"{case}/{role}", []).append(vcpu / (fixed["rps"] / 1000.0))
+        rss, hwm = memory_mb(pid)
+        old = results.memory.get(f"{case}/{role}", (0.0, 0.0))
+        results.memory[f"{case}/{role}"] = (max(old[0], rss), max(old[1], hwm))
 
 
 def _median(values: list[float]) -> float:
@@ -920,6 +983,12 @@ def main() -> None:
         metavar="DIR",
         help="also run a 'variant' sidecar pair importing osm from DIR (A/B in one run)",
     )
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="with --sidecar-variant: run the two sidecar pairs' fixed-rate loads at the "
+        "same time (each at --rate), so both see the same machine",
+    )
     hidden = argparse.SUPPRESS
     parser.add_argument("--role", choices=("outbound", "inbound", "load", "compile"), help=hidden)
     parser.add_argument("--workdir", type=Path, help=hidden)
@@ -951,6 +1020,8 @@ def main() -> None:
             sys.exit(f"{tool} not found: apt-get install -y haproxy wrk iptables iproute2")
     if args.quick:
         args.repeat, args.duration = 1, 3.0
+    if args.paired and args.sidecar_variant is None:
+        parser.error("--paired compares the sidecar with --sidecar-variant DIR: give both")
     for name in _netns.remove_stale():
         print(f"removed stale namespace {name}")
 
