@@ -2,7 +2,7 @@
 
 The one idea: a proxy is inspected from two sides, as in OSM: ``osm proxy get`` asks the
 proxy itself (its Envoy-style admin interface: config_dump, stats, clusters, listeners,
-ready) and ``osm proxy status`` asks the controller what each connected proxy has
+ready, server_info) and ``osm proxy status`` asks the controller what each connected proxy has
 acknowledged or rejected over xDS. ``osm sidecar`` is `osm.proxy.main.execute` behind click;
 pods run the same code as ``python -m osm.proxy``, without this package's imports.
 """
@@ -23,7 +23,7 @@ from osm import paths
 from osm.cli.client import ApiError, Client
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-QUERIES = ("config_dump", "stats", "clusters", "listeners", "ready")
+QUERIES = ("config_dump", "stats", "clusters", "listeners", "ready", "server_info")
 TYPES = ("CDS", "LDS", "RDS", "EDS", "SDS")
 VERSION_WIDTH = 8
 
@@ -76,7 +76,8 @@ def proxy() -> None:
 )
 @click.pass_context
 def get(ctx: click.Context, query: str, pod: str | None, namespace: str, address: str) -> None:
-    """Print a proxy's admin QUERY (config_dump, stats, clusters, listeners, ready).
+    """Print a proxy's admin QUERY (config_dump, stats, clusters, listeners, ready,
+    server_info: its version and whether its data plane runs compiled).
 
     With POD, the proxy is that pod's sidecar in the local runtime (its admin interface
     listens on 127.0.0.1:15000 inside the pod; this needs root). Without POD, the proxy

@@ -3,4 +3,32 @@
 Layers, bottom up: `config` (protos -> frozen model, with an allow-list that refuses what is
 not implemented), `http1` (sans-IO HTTP/1.1), `router` and `rbac` (pure decisions),
 `tls`, `upstream`, `listeners` and `server` (the asyncio runtime), `stats` and `admin`.
+
+An installed build may run the data-plane hot modules compiled by mypyc (``setup.py``
+says which and when); `compiled` tells which ones this process runs that way.
 """
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+
+
+def compiled() -> tuple[str, ...]:
+    """The names of this package's imported modules that run compiled (C extensions built
+    by mypyc from their sources), judged by each module's file suffix; () if pure Python."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    prefix = __name__ + "."
+    return tuple(
+        sorted(
+            name.removeprefix(prefix)
+            for name, module in list(sys.modules.items())
+            if name.startswith(prefix) and str(getattr(module, "__file__", "")).endswith(suffixes)
+        )
+    )
+
+
+def build_flavour() -> str:
+    """How this process runs the sidecar's data plane, for its start log and admin."""
+    modules = compiled()
+    return f"compiled by mypyc ({', '.join(modules)})" if modules else "pure Python"

@@ -1,5 +1,6 @@
 """The admin interface on 127.0.0.1:15000: /stats, /stats/prometheus, /ready, /config_dump,
-/clusters, /listeners - the endpoints (and output shapes) of Envoy's admin that tools use.
+/clusters, /listeners, /server_info - the endpoints (and output shapes) of Envoy's admin
+that tools use. /server_info also says whether the data plane runs compiled (mypyc).
 
 The one idea: the admin reads the proxy's state at request time and never changes it;
 `/config_dump` is Envoy's ConfigDump proto built from the raw resources we applied (private
@@ -20,7 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, timestamp_pb2
 
-from osm.proxy import config, http1
+import osm
+from osm.proxy import compiled, config, http1
 from osm.proxy.server import Proxy
 
 
@@ -161,6 +163,7 @@ class Admin:
             ),
             "/clusters": lambda q: (200, "text/plain", clusters_text(proxy)),
             "/listeners": lambda q: (200, "text/plain", self._listeners()),
+            "/server_info": lambda q: (200, "application/json", self._server_info()),
         }
 
     def _stats(self, query: dict[str, list[str]]) -> str:
@@ -174,6 +177,15 @@ class Admin:
         if self.proxy.initialized:
             return 200, "text/plain", "LIVE\n"
         return 503, "text/plain", "PRE_INITIALIZING\n"
+
+    def _server_info(self) -> str:
+        """Envoy's ServerInfo fields that apply, plus the modules that run compiled."""
+        info = {
+            "version": f"osm-py/{osm.__version__}/{'mypyc' if compiled() else 'pure'}",
+            "state": "LIVE" if self.proxy.initialized else "PRE_INITIALIZING",
+            "compiled_modules": list(compiled()),
+        }
+        return json.dumps(info, indent=2) + "\n"
 
     def _listeners(self) -> str:
         return "".join(

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from osm.proxy import config, http1, rbac, router, stats, tls, transport, upstream
 from osm.proxy.runtime import Runtime
@@ -1213,7 +1213,8 @@ class ListenerRuntime:
         self.server = await loop.create_server(
             lambda: _Accepted(self), host, port, reuse_address=True, backlog=1024
         )
-        sockname = self.server.sockets[0].getsockname()
+        # uvloop's `sockets` is a list, typeshed says tuple: compiled (mypyc) code checks.
+        sockname = next(iter(cast(Any, self.server).sockets)).getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
         self.stats = stats.ListenerStats(
             self.runtime.stats, f"{self.listener.host}_{self.listener.port}"

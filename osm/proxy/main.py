@@ -147,11 +147,12 @@ class Sidecar:
                 f"{error.strerror or error} (set admin.port in {boot.source})"
             ) from None
         log.info(
-            "sidecar %s: admin on %s:%d, xDS server %s (%s)",
+            "sidecar %s: admin on %s:%d, xDS server %s (%s), data plane %s",
             boot.node_id,
             *self.admin.address,
             boot.xds.target,
             "mTLS" if boot.xds.tls else "INSECURE",
+            osm.proxy.build_flavour(),
         )
         self._task = asyncio.get_running_loop().create_task(self.client.run(), name="xds-client")
 

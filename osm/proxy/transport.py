@@ -314,7 +314,8 @@ class Connection(asyncio.Protocol):
                 eof = True
                 break
             chunks.append(chunk)
-        self._flush_tls()  # session tickets, key updates, alerts
+        if self._outgoing is not None and self._outgoing.pending:
+            self._flush_tls()  # session tickets, key updates, alerts
         if chunks:
             self.consumer.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if eof:

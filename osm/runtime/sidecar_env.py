@@ -7,6 +7,10 @@ system's ``/usr/bin/python3 -m venv`` and the project ``pip install``-ed into it
 holds a hash of the project's sources; while it matches, `ensure` returns at once, so
 only the first ``osm up`` (or the first after a code change) pays for the install.
 Containers' ``python3`` resolves to this venv because its ``bin`` leads their PATH.
+
+That install is where the sidecar's hot modules get compiled by mypyc (``setup.py``; it
+needs gcc and python3-dev, adds about 40 s, and falls back to pure Python without them or
+with ``OSM_PURE_PYTHON=1``, which is part of the hash). `ensure` says which one it built.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import osm
 DEFAULT_VENV = Path("/opt/osm/venv")
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 STAMP = ".osm-source-hash"
+BUILD_FILES = ("pyproject.toml", "setup.py")  # what pip reads besides the osm package
 INSTALL_TIMEOUT = 900.0
 
 Progress = Callable[[str], None]
@@ -61,9 +66,11 @@ def project_root() -> Path:
 
 
 def source_hash(root: Path) -> str:
-    """A hash of everything that goes into the installed project."""
+    """A hash of everything that goes into the installed project: its files, and whether
+    the build is asked to stay pure Python (``OSM_PURE_PYTHON``, read by ``setup.py``)."""
     digest = hashlib.sha256()
-    files = [root / "pyproject.toml"]
+    digest.update(b"OSM_PURE_PYTHON=" + os.environ.get("OSM_PURE_PYTHON", "").encode() + b"\0")
+    files = [root / name for name in BUILD_FILES if (root / name).exists()]
     files += sorted(p for p in (root / "osm").rglob("*") if p.is_file() and _shipped(p))
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0")
@@ -72,7 +79,8 @@ def source_hash(root: Path) -> str:
 
 
 def _shipped(path: Path) -> bool:
-    return "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo")
+    # Compiled files in the source tree (an in-place mypyc build) are not the sources.
+    return "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo", ".so")
 
 
 def ensure(
@@ -115,11 +123,13 @@ def ensure(
         # pip builds in the source tree; build from a copy so the work tree stays clean.
         copy = Path(temporary) / "src"
         copy.mkdir()
-        for name in ("pyproject.toml", "README.md", "LICENSE"):
+        for name in (*BUILD_FILES, "README.md", "LICENSE"):
             if (root / name).exists():
                 shutil.copy2(root / name, copy / name)
         shutil.copytree(
-            root / "osm", copy / "osm", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            root / "osm",
+            copy / "osm",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"),
         )
         result = _run(
             [str(pod_python.python), "-m", "pip", "install", "--quiet", "--no-input", str(copy)],
@@ -130,7 +140,13 @@ def ensure(
         raise SidecarEnvError(f"pip install into {venv} failed:\n" + "\n".join(detail))
     _readable_by_all(venv)
     stamp.write_text(wanted + "\n")
-    progress(f"{venv} is ready")
+    if any(venv.glob("lib/python3*/site-packages/osm/proxy/*.so")):
+        progress(f"{venv} is ready (the sidecar's hot modules compiled by mypyc)")
+    else:
+        progress(
+            f"{venv} is ready (pure Python: the sidecar's hot modules were not compiled; "
+            f"unless OSM_PURE_PYTHON is set: apt-get install gcc python3-dev, rm -r {venv})"
+        )
     return pod_python
 
 

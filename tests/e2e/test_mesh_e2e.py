@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -232,6 +233,15 @@ def test_osm_proxy_get_reads_a_pods_sidecar(mesh: Mesh) -> None:
     )
     assert dump.exit_code == 0, dump.output
     assert "outbound-listener" in dump.output
+    info = runner.invoke(
+        cli_main.cli,
+        ["--server", mesh.settings.server, "proxy", "get", "server_info", pod, "-n", "bookbuyer"],
+        obj={},
+    )
+    assert info.exit_code == 0, info.output
+    # Pods run /opt/osm/venv, where setup.py compiled the hot modules (make deps: gcc).
+    if not os.environ.get("OSM_PURE_PYTHON"):
+        assert "http1" in json.loads(info.output)["compiled_modules"], info.output
 
 
 def test_smi_mode_denies_the_thief_and_allows_the_buyer_on_its_routes(mesh: Mesh) -> None:

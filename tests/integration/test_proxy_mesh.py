@@ -20,6 +20,7 @@ from aiohttp import web
 from envoy.config.route.v3 import route_components_pb2
 from google.protobuf import wrappers_pb2
 
+from osm import proxy
 from osm.proxy import admin, config, server
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
@@ -363,6 +364,11 @@ async def test_admin_endpoints(mesh: Mesh) -> None:
                     assert key in (None, {"inlineString": "[redacted]"})
             async with session.get(base + "/clusters") as response:
                 assert "::cx_active::" in await response.text()
+            async with session.get(base + "/server_info") as response:
+                info = json.loads(await response.text())
+                assert info["state"] == "LIVE"
+                assert info["compiled_modules"] == list(proxy.compiled())
+                assert info["version"].endswith("/mypyc" if proxy.compiled() else "/pure")
     finally:
         await admin_server.close()
 
