@@ -9,7 +9,7 @@ only the first ``osm up`` (or the first after a code change) pays for the instal
 Containers' ``python3`` resolves to this venv because its ``bin`` leads their PATH.
 
 That install is where the sidecar's hot modules get compiled by mypyc (``setup.py``; it
-needs gcc and python3-dev, adds about 40 s, and falls back to pure Python without them or
+needs gcc and python3-dev, adds about 50 s, and falls back to pure Python without them or
 with ``OSM_PURE_PYTHON=1``, which is part of the hash). `ensure` says which one it built.
 """
 
@@ -118,7 +118,10 @@ def ensure(
             raise SidecarEnvError(
                 f"cannot create {venv}{hint}: {detail[-1] if detail else result.returncode}"
             )
-    progress(f"installing osm {osm.__version__} and its dependencies into {venv} (once)")
+    progress(
+        f"installing osm {osm.__version__} and its dependencies into {venv}, compiling the "
+        "sidecar's per-request modules with mypyc (about a minute, once per source change)"
+    )
     with tempfile.TemporaryDirectory(prefix="osm-src-") as temporary:
         # pip builds in the source tree; build from a copy so the work tree stays clean.
         copy = Path(temporary) / "src"
