@@ -150,6 +150,18 @@ class Catalog:
         return Catalog(state, _caches=caches)
 
     # -- warnings ----------------------------------------------------------------------
+    def _annotation(self, pod: Pod, name: str, allowed: tuple[str, ...], default: str) -> str:
+        """The pod's annotation `name`: one of `allowed`, else `default` with a warning."""
+        value = pod.metadata.annotations.get(name, default)
+        if value in allowed:
+            return value
+        self._warn(
+            ("pod", ProxyId(pod.namespace, pod.name)),
+            pod,
+            f'annotation {name}="{value}" is not one of {", ".join(allowed)}; treated as {default}',
+        )
+        return default
+
     def _warn(self, key: object, resource: Resource | ObjectRef | None, message: str) -> None:
         ref = resource.ref if isinstance(resource, Resource) else resource
         warning = CatalogWarning(message, ref)
@@ -215,24 +227,10 @@ class Catalog:
                     )
                     continue
                 local_ports.append(LocalPort(sid, port.port, target, port.app_protocol))
-        kind = pod.metadata.annotations.get(policy.PROXY_KIND_ANNOTATION, policy.SIDECAR)
-        if kind not in policy.PROXY_KINDS:
-            self._warn(
-                ("pod", ProxyId(pod.namespace, pod.name)),
-                pod,
-                f'annotation {policy.PROXY_KIND_ANNOTATION}="{kind}" is not one of '
-                f"{', '.join(policy.PROXY_KINDS)}; treated as {policy.SIDECAR}",
-            )
-            kind = policy.SIDECAR
-        sidecar = pod.metadata.annotations.get(policy.SIDECAR_ANNOTATION, policy.ENVOY)
-        if sidecar not in policy.SIDECARS:
-            self._warn(
-                ("pod", ProxyId(pod.namespace, pod.name)),
-                pod,
-                f'annotation {policy.SIDECAR_ANNOTATION}="{sidecar}" is not one of '
-                f"{', '.join(policy.SIDECARS)}; treated as {policy.ENVOY}",
-            )
-            sidecar = policy.ENVOY
+        kind = self._annotation(
+            pod, policy.PROXY_KIND_ANNOTATION, policy.PROXY_KINDS, policy.SIDECAR
+        )
+        sidecar = self._annotation(pod, policy.SIDECAR_ANNOTATION, policy.SIDECARS, policy.ENVOY)
         if kind != policy.SIDECAR:
             sidecar = policy.ENVOY  # a proxyless client is its own data plane
         return Proxy(
