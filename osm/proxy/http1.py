@@ -164,18 +164,38 @@ def _framing_of(headers: list[tuple[str, str]], has_body: bool) -> tuple[Framing
 # The subset the recognisers accept (RFC 9110/9112 grammar, narrowed): each header line
 # is `token ":" OWS value CRLF` with a value of visible ASCII and inner spaces/tabs that
 # ends in a visible character (llhttp strips leading OWS; trailing OWS never matches).
-_FIELDS = rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*(?:[!-~](?:[ \t!-~]*[!-~])?)?\r\n)*)\r\n"
+# Every quantifier is possessive: each part is followed by a character it cannot contain,
+# so backtracking could never find another match, and sre skips its bookkeeping (about a
+# third of the match time). tests/unit/proxy/test_proxy_http1.py checks the language
+# against the plain (backtracking) form of the same grammar.
+_FIELDS = rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]++:[ \t]*+(?:[!-~]++(?:[ \t]++[!-~]++)*+)?+\r\n)*+)\r\n"
 _REQUEST_HEAD = re.compile(
-    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[A-Za-z0-9._~:/?@!$&'()*+,;=%-]*) HTTP/1\.1\r\n"
+    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[A-Za-z0-9._~:/?@!$&'()*+,;=%-]*+) HTTP/1\.1\r\n"
     + _FIELDS
 )
-_RESPONSE_HEAD = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([ \t!-~]*)\r\n" + _FIELDS)
-_FIELD = re.compile(r"([^:]+):[ \t]*(.*)\r\n")
-_DIGITS = re.compile(r"[0-9]{1,15}")
+_RESPONSE_HEAD = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([ \t!-~]*+)\r\n" + _FIELDS)
 # Headers that make a request (or response) leave the subset: they change keep-alive,
 # framing or the exchange, which llhttp decides.
 _NOT_FAST_REQUEST = frozenset({"connection", "transfer-encoding", "upgrade", "expect"})
 _NOT_FAST_RESPONSE = frozenset({"connection", "transfer-encoding", "upgrade"})
+
+
+def _fields(block: bytes) -> list[tuple[str, str]]:
+    """The (lower-case name, value) pairs of a fields block that `_FIELDS` matched: lines
+    of `token ":" OWS value CRLF` (split, not matched again by a second regex)."""
+    headers: list[tuple[str, str]] = []
+    for line in block.decode("latin-1").split("\r\n"):
+        if line:
+            name, _, value = line.partition(":")
+            headers.append((name.lower(), value.lstrip(" \t")))
+    return headers
+
+
+def _content_length(value: str) -> int | None:
+    """A Content-Length value of the subset (1-15 ASCII digits; values are ASCII here)."""
+    if 0 < len(value) <= 15 and value.isdigit():
+        return int(value)
+    return None
 
 
 def _fast_request(data: bytes, limit: int) -> list[Event] | None:
@@ -186,7 +206,7 @@ def _fast_request(data: bytes, limit: int) -> list[Event] | None:
     end = match.end()
     if end > limit:
         return None
-    headers = [(name.lower(), value) for name, value in _FIELD.findall(match[3].decode("latin-1"))]
+    headers = _fields(match[3])
     hosts = 0
     content_length: str | None = None
     for name, _value in headers:
@@ -202,9 +222,9 @@ def _fast_request(data: bytes, limit: int) -> list[Event] | None:
         return None
     length: int | None = None
     if content_length is not None:
-        if _DIGITS.fullmatch(content_length) is None:
+        length = _content_length(content_length)
+        if length is None:
             return None
-        length = int(content_length)
     if len(data) - end != (length or 0):
         return None
     method = match[1].decode("latin-1")
@@ -228,7 +248,7 @@ def _fast_response(data: bytes, method: str, limit: int) -> list[Event] | None:
     status = int(match[1])
     if status == 204 or status == 304:
         return None
-    headers = [(name.lower(), value) for name, value in _FIELD.findall(match[3].decode("latin-1"))]
+    headers = _fields(match[3])
     content_length: str | None = None
     for name, _value in headers:
         if name == "content-length":
@@ -237,9 +257,9 @@ def _fast_response(data: bytes, method: str, limit: int) -> list[Event] | None:
             content_length = _value
         elif name in _NOT_FAST_RESPONSE:
             return None
-    if content_length is None or _DIGITS.fullmatch(content_length) is None:
+    length = _content_length(content_length) if content_length is not None else None
+    if length is None:
         return None
-    length = int(content_length)
     end = match.end()
     if end > limit or len(data) - end != length:
         return None
@@ -573,12 +593,20 @@ def local_reply(
     return response_head(status, headers) + payload
 
 
-def connection_tokens(headers: list[tuple[str, str]]) -> set[str]:
-    tokens: set[str] = set()
+_NO_TOKENS: frozenset[str] = frozenset()
+
+
+def connection_tokens(headers: list[tuple[str, str]]) -> frozenset[str]:
+    """The lower-case tokens of the Connection header(s): the headers they nominate are
+    hop-by-hop too."""
+    tokens: set[str] | None = None
     for name, value in headers:
         if name == "connection":
-            tokens.update(token.strip().lower() for token in value.split(","))
-    return tokens
+            if tokens is None:
+                tokens = set()
+            for token in value.split(","):
+                tokens.add(token.strip().lower())
+    return _NO_TOKENS if tokens is None else frozenset(tokens)
 
 
 def strip_hop_by_hop(
@@ -587,16 +615,20 @@ def strip_hop_by_hop(
     """Drop hop-by-hop headers and those the Connection header nominates.
 
     With `keep_upgrade`, Upgrade and `Connection: upgrade` survive (a WebSocket handshake).
+    Without it, and with nothing to drop, the result is `headers` itself: do not mutate it.
     """
     nominated = connection_tokens(headers)
-    if nominated:
-        result = [
-            (name, value)
-            for name, value in headers
-            if name not in HOP_BY_HOP and name not in nominated
-        ]
-    else:
-        result = [(name, value) for name, value in headers if name not in HOP_BY_HOP]
+    if not keep_upgrade:
+        dropping = False
+        for name, _value in headers:
+            if name in HOP_BY_HOP or name in nominated:
+                dropping = True
+                break
+        if not dropping:
+            return headers
+    result = [
+        (name, value) for name, value in headers if name not in HOP_BY_HOP and name not in nominated
+    ]
     if keep_upgrade:
         result.extend((name, value) for name, value in headers if name == "upgrade")
         result.append(("connection", "upgrade"))

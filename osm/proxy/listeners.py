@@ -20,7 +20,6 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
 from osm.proxy import config, http1, rbac, router, stats, tls, transport, upstream
@@ -234,7 +233,6 @@ class _DownstreamGone(Exception):
     pass
 
 
-@dataclass(slots=True)
 class _Resume:
     """A request the fast path began and the general path finishes.
 
@@ -242,20 +240,50 @@ class _Resume:
     was counted, routed, authorised, its cluster chosen, `host` picked and counted against
     the circuit breakers. When `upstream_conn` is set, the request was written on it (a
     pooled connection) at `sent_at` and its response, if any, is queued there.
+
+    A plain class with its own `__init__`: mypyc compiles it, where a dataclass with
+    defaults gets an interpreted `__init__` (one per request on the fast path).
     """
 
-    head: http1.RequestHead
-    route: config.Route
-    cluster: upstream.ClusterRuntime
-    started: float
-    headers: list[tuple[str, str]]
-    target: str
-    payload: bytes
-    deadline: float | None
-    host: upstream.Host
-    upstream_conn: upstream.UpstreamHttp | None = None
-    sent_at: float = 0.0
-    try_deadline: float | None = None
+    __slots__ = (
+        "cluster",
+        "deadline",
+        "head",
+        "headers",
+        "host",
+        "payload",
+        "route",
+        "sent_at",
+        "started",
+        "target",
+        "try_deadline",
+        "upstream_conn",
+    )
+
+    def __init__(
+        self,
+        head: http1.RequestHead,
+        route: config.Route,
+        cluster: upstream.ClusterRuntime,
+        started: float,
+        headers: list[tuple[str, str]],
+        target: str,
+        payload: bytes,
+        deadline: float | None,
+        host: upstream.Host,
+    ):
+        self.head = head
+        self.route = route
+        self.cluster = cluster
+        self.started = started
+        self.headers = headers
+        self.target = target
+        self.payload = payload
+        self.deadline = deadline
+        self.host = host
+        self.upstream_conn: upstream.UpstreamHttp | None = None
+        self.sent_at = 0.0
+        self.try_deadline: float | None = None
 
 
 def _try_deadline(
@@ -564,7 +592,8 @@ class HttpSession:
         has_proto = has_id = False
         forwarded_for: str | None = None
         result: list[tuple[str, str]] = []
-        for name, value in headers:
+        for field in headers:  # kept fields are appended as they are, not re-packed
+            name = field[0]
             if name in hop_by_hop or name in nominated or name == "expect":
                 continue  # Expect is answered here with 100 Continue, as Envoy does
             if name == "x-forwarded-proto":
@@ -572,9 +601,10 @@ class HttpSession:
             elif name == "x-request-id":
                 has_id = True
             elif name == "x-forwarded-for":
+                value = field[1]
                 forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
                 continue
-            result.append((name, value))
+            result.append(field)
         if tunnel:
             result.extend((name, value) for name, value in headers if name == "upgrade")
             result.append(("connection", "upgrade"))
@@ -1043,7 +1073,7 @@ class HttpSession:
         """Count the response and serialise its head for downstream; -> (head bytes, keep
         the connection alive, re-frame the body as chunked). Both paths use this."""
         keep_alive = head.keep_alive and not tunnel and not self._draining()
-        headers = http1.strip_hop_by_hop(response.headers)
+        headers = http1.strip_hop_by_hop(response.headers)  # may be the same list: copy
         chunk_down = False
         if response.framing == "length":
             pass  # content-length is not hop-by-hop: it is still there
@@ -1055,9 +1085,9 @@ class HttpSession:
             else:
                 keep_alive = False
         if not keep_alive:
-            headers.append(("connection", "close"))
+            headers = [*headers, ("connection", "close")]
         elif head.version == "1.0":
-            headers.append(("connection", "keep-alive"))
+            headers = [*headers, ("connection", "keep-alive")]
         self.stats.response(response.status)
         start = http1.response_head(response.status, headers, response.reason, "1.1")
         return start, keep_alive, chunk_down

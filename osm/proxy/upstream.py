@@ -262,6 +262,7 @@ class Host:
         "ejected_until",
         "ejections",
         "idle",
+        "key",
         "port",
         "weight",
     )
@@ -269,6 +270,7 @@ class Host:
     def __init__(self, address: str, port: int, weight: int = 1):
         self.address = address
         self.port = port
+        self.key = (address, port)
         self.weight = max(1, weight)
         self.current_weight = 0
         self.active_requests = 0
@@ -379,7 +381,7 @@ class ClusterRuntime:
         hosts = self.hosts
         if len(hosts) == 1:  # `_healthy` in short: a lone host is never excluded (panic)
             host = hosts[0]
-            ejected = 1 if host.ejected_until > self._clock() else 0
+            ejected = 1 if host.ejected_until and host.ejected_until > self._clock() else 0
             self.stats.outlier_detection_ejections_active.value = ejected
             return host
         hosts = self._healthy()
@@ -533,7 +535,7 @@ class ClusterRuntime:
             reusable
             and upstream.reusable
             and (limit is None or upstream.requests < limit)
-            and self._by_address.get((host.address, host.port)) is host
+            and self._by_address.get(host.key) is host
         ):
             host.idle.append(upstream)
             upstream.pool = self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -422,6 +424,64 @@ def test_response_recogniser_agrees_with_llhttp(
         parser = http1.ResponseParser()
         parser.expect(method)
         assert events == llhttp_events(parser, message)
+
+
+# The recognisers' grammar in its plain, backtracking form; http1 writes every quantifier
+# possessive (faster), which must not change what matches or what the groups hold.
+_PLAIN_FIELDS = rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*(?:[!-~](?:[ \t!-~]*[!-~])?)?\r\n)*)\r\n"
+_PLAIN_REQUEST = re.compile(
+    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[A-Za-z0-9._~:/?@!$&'()*+,;=%-]*) HTTP/1\.1\r\n"
+    + _PLAIN_FIELDS
+)
+_PLAIN_RESPONSE = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([ \t!-~]*)\r\n" + _PLAIN_FIELDS)
+_head_bytes = st.one_of(
+    st.binary(max_size=40),
+    st.lists(
+        st.sampled_from(
+            [
+                b"GET",
+                b"HTTP/1.1",
+                b" ",
+                b"/a",
+                b"200",
+                b"OK",
+                b"\r\n",
+                b"\r",
+                b"\n",
+                b"\t",
+                b":",
+                b": ",
+                b"Host",
+                b"x-y",
+                b"v",
+                b"a b",
+                b"\xe9",
+                b"\x00",
+                b"  ",
+                b"/",
+                b"x-y: a b\r\n",
+                b"\r\n\r\n",
+            ]
+        ),
+        max_size=24,
+    ).map(b"".join),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    prefix=st.sampled_from([b"", b"GET / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\n"]), rest=_head_bytes
+)
+def test_possessive_head_patterns_match_the_plain_grammar(prefix: bytes, rest: bytes) -> None:
+    data = prefix + rest
+    for fast, plain in (
+        (http1._REQUEST_HEAD, _PLAIN_REQUEST),
+        (http1._RESPONSE_HEAD, _PLAIN_RESPONSE),
+    ):
+        got, want = fast.match(data), plain.match(data)
+        assert (got is None) == (want is None)
+        if got is not None and want is not None:
+            assert got.groups() == want.groups() and got.end() == want.end()
 
 
 def test_recognised_messages_leave_llhttp_ready_for_the_next() -> None:
