@@ -73,7 +73,10 @@ class ProtocolError(Exception):
         self.peer = peer
 
 
-@dataclass(slots=True)
+# The events are made per request: each writes its own `__init__` (init=False), which mypyc
+# compiles, where the dataclass-generated one stays interpreted. The dataclass still gives
+# `__eq__` and `__repr__`.
+@dataclass(slots=True, init=False)
 class RequestHead:
     """A request head. Header names are lower case; values are latin-1 strings."""
 
@@ -86,6 +89,28 @@ class RequestHead:
     expect_continue: bool
     framing: Framing
     content_length: int | None
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: list[tuple[str, str]],
+        keep_alive: bool,
+        upgrade: str | None,
+        expect_continue: bool,
+        framing: Framing,
+        content_length: int | None,
+    ):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+        self.expect_continue = expect_continue
+        self.framing = framing
+        self.content_length = content_length
 
     def header(self, name: str) -> str | None:
         """The value of `name` (lower case); repeated headers are joined with ','."""
@@ -104,7 +129,7 @@ class RequestHead:
         return self.target
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ResponseHead:
     status: int
     reason: str
@@ -114,6 +139,24 @@ class ResponseHead:
     framing: Framing
     content_length: int | None
 
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        version: str,
+        headers: list[tuple[str, str]],
+        keep_alive: bool,
+        framing: Framing,
+        content_length: int | None,
+    ):
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.framing = framing
+        self.content_length = content_length
+
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
             if key == name:
@@ -121,9 +164,12 @@ class ResponseHead:
         return None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Data:
     data: bytes
+
+    def __init__(self, data: bytes):
+        self.data = data
 
 
 @dataclass(slots=True)
