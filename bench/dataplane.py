@@ -558,6 +558,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """-> (voluntary, involuntary) context switches of `pid` so far."""
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+            values[key] = int(rest)
+    return values["voluntary_ctxt_switches"], values["nonvoluntary_ctxt_switches"]
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """-> (VmRSS, VmHWM) of `pid` in MB (10^6 bytes)."""
     values: dict[str, float] = {}
@@ -626,6 +636,7 @@ class OpenLoop:
     start: float = 0.0
     window: tuple[float, float] = (0.0, 0.0)
     cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
+    switches: dict[int, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def tick(self, fd: int) -> None:
@@ -654,9 +665,13 @@ class OpenLoop:
         if which == 0:
             self.window = (now, now)
             self.cpu = {pid: (cpu_seconds(pid), 0.0) for pid in self.watch}
+            self.switches = {pid: (context_switches(pid), (0, 0)) for pid in self.watch}
         else:
             self.window = (self.window[0], now)
             self.cpu = {pid: (begin, cpu_seconds(pid)) for pid, (begin, _) in self.cpu.items()}
+            self.switches = {
+                pid: (begin, context_switches(pid)) for pid, (begin, _) in self.switches.items()
+            }
 
     def _finish_one(self) -> None:
         self.finished_count += 1
@@ -728,6 +743,12 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "lag_p50_ms": pct(lags, 0.5),
         "lag_p99_ms": pct(lags, 0.99),
         "cpu": {str(pid): (end - begin) / seconds for pid, (begin, end) in generator.cpu.items()},
+        "switches": {  # per second: (voluntary, involuntary)
+            str(pid): [(end[0] - begin[0]) / seconds, (end[1] - begin[1]) / seconds]
+            for pid, (begin, end) in generator.switches.items()
+        }
+        if seconds
+        else {},
     }
 
 
@@ -746,6 +767,8 @@ class Results:
     p99: dict[str, list[float]] = field(default_factory=dict)
     lag: list[float] = field(default_factory=list)
     cpu: dict[str, list[float]] = field(default_factory=dict)  # "case/role" -> vCPU per 1k rps
+    # "case/role" -> context switches per request (voluntary, involuntary)
+    switches: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     memory: dict[str, tuple[float, float]] = field(default_factory=dict)  # "case/role" -> max
     warnings: list[str] = field(default_factory=list)
 
@@ -917,6 +940,10 @@ def record_fixed_rate(
     for role, pid in pids.items():
         vcpu = fixed["cpu"][str(pid)]
         results.cpu.setdefault(f"{case}/{role}", []).append(vcpu / (fixed["rps"] / 1000.0))
+        voluntary, involuntary = fixed["switches"][str(pid)]
+        results.switches.setdefault(f"{case}/{role}", []).append(
+            (voluntary / fixed["rps"], involuntary / fixed["rps"])
+        )
         rss, hwm = memory_mb(pid)
         old = results.memory.get(f"{case}/{role}", (0.0, 0.0))
         results.memory[f"{case}/{role}"] = (max(old[0], rss), max(old[1], hwm))
@@ -958,10 +985,19 @@ def report(results: Results, args: argparse.Namespace) -> None:
             f"{_span(results.p99[case], 3):>20} {p50:>+8.3f} {p99:>+8.3f}"
         )
     print()
-    print(f"{'proxy':18} {'vCPU per 1k rps':>24} {'VmRSS MB':>9} {'VmHWM MB':>9}")
+    print(
+        f"{'proxy':18} {'vCPU per 1k rps':>24} {'VmRSS MB':>9} {'VmHWM MB':>9} "
+        f"{'switches/rq vol+invol':>22}"
+    )
     for key, values in results.cpu.items():
         rss, hwm = results.memory[key]
-        print(f"{key:18} {_span(values, 3):>24} {rss:>9.1f} {hwm:>9.1f}")
+        switches = results.switches[key]
+        voluntary = _median([item[0] for item in switches])
+        involuntary = _median([item[1] for item in switches])
+        print(
+            f"{key:18} {_span(values, 3):>24} {rss:>9.1f} {hwm:>9.1f} "
+            f"{f'{voluntary:.2f}+{involuntary:.2f}':>22}"
+        )
     print()
     print(f"generator send lag p99 (scheduled -> written): {_span(results.lag, 3)} ms")
     print(f"goals: {GOALS}")
