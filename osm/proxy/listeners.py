@@ -20,7 +20,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from osm.proxy import config, http1, rbac, router, stats, tls, transport, upstream
 from osm.proxy.runtime import Runtime
@@ -319,7 +319,7 @@ class HttpSession:
       events are queued for `run`, so responses stay in request order.
     """
 
-    _HIGH_WATER = 256 * 1024
+    _HIGH_WATER: Final = 256 * 1024
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ import collections
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from osm.proxy import config, http1, stats, tls, transport
 
@@ -114,7 +115,7 @@ class UpstreamHttp:
         "requests",
     )
 
-    _HIGH_WATER = 512 * 1024
+    _HIGH_WATER: Final = 512 * 1024
 
     def __init__(self, connection: transport.Connection, host: Host):
         self.connection = connection
