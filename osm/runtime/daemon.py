@@ -30,8 +30,9 @@ from osm.runtime.kubelet import READY_FILE
 
 MESH_FILE = "mesh.json"
 _SPAWNED: list[subprocess.Popen[bytes]] = []
-"""Daemons this process started. They outlive their Popen on purpose (a Popen collected
-while its child runs warns); `_alive` reaps them once they have exited."""
+"""Daemons this process started and has not reaped. They outlive their Popen on purpose (a
+Popen collected before it read its child's exit status warns); `_alive` reaps them
+through it once they have exited, and forgets them."""
 Progress = Callable[[str], None]
 
 
@@ -265,7 +266,18 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     if stat[stat.rindex(")") + 2] == "Z":
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # ours: reap it
+        _reap(pid)
         return False
     return True
+
+
+def _reap(pid: int) -> None:
+    """Reap an exited child: through its Popen if this process spawned it (so the Popen
+    knows its status and does not warn "still running" when collected), else directly."""
+    for child in _SPAWNED:
+        if child.pid == pid:
+            child.poll()
+            _SPAWNED.remove(child)
+            return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
