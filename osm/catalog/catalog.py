@@ -691,8 +691,8 @@ class Catalog:
                 f"{where} does not allow every request, and port {local.port} of "
                 f'Service "{local.service}" is gRPC on the Python sidecar, which proxies '
                 "gRPC as TCP and cannot check requests: the rule allows nothing on that "
-                f"port, {names} denied (a TCPRoute, or a match of any path and method, "
-                "allows every request)",
+                f"port, {names} denied (a TCPRoute, or a match of any method with "
+                'pathRegex ".*" or none, allows every request)',
             )
         return tuple(sorted(allowed))
 

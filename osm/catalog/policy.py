@@ -38,8 +38,10 @@ TCP_PROTOCOLS = frozenset({"tcp", "tcp-server-first"})
 GRPC_PROTOCOL = "grpc"
 TCP_PROTOCOL = "tcp"
 
-CATCH_ALL_PATHS = frozenset({"", ".*", "/.*"})
-"""Path regexes (anchors ``^``/``$`` stripped) known to match every request path."""
+CATCH_ALL_PATHS = frozenset({"", ".*"})
+"""Path regexes (anchors ``^``/``$`` stripped) known to match every request path. Not
+``/.*``: the path of ``OPTIONS *`` is ``*``, which it does not match, neither in Envoy
+(whose RBAC and routes match a regex against the whole path) nor in our sidecar."""
 
 
 def is_http(protocol: str) -> bool:

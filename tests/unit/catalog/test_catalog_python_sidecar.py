@@ -23,7 +23,7 @@ OTHER = Identity("a", "other")
 SERVER = ServiceId("b", "server")
 PYTHON_POD = {"osm-py.io/sidecar": "python"}
 
-CATCH_ALL = {"name": "all", "pathRegex": "/.*", "methods": ["*"]}
+CATCH_ALL = {"name": "all", "pathRegex": ".*", "methods": ["*"]}
 ONE_METHOD = {"name": "get", "pathRegex": "/bookstore.Books/Get", "methods": ["POST"]}
 
 
@@ -97,7 +97,14 @@ ROWS = [
         False,
         (CLIENT,),
         [],
-        id='an HTTP match of path "/.*" and methods ["*"] allows every request: allowed',
+        id='an HTTP match of path ".*" and methods ["*"] allows every request: allowed',
+    ),
+    pytest.param(
+        [group({"name": "paths", "pathRegex": "/.*", "methods": ["*"]}), allow("client")],
+        False,
+        (),
+        ["a/client"],
+        id='path "/.*" is not every request (OPTIONS * has the path "*"): denied, warned',
     ),
     pytest.param(
         [group({"name": "any"}), allow("client")],
@@ -114,11 +121,11 @@ ROWS = [
         id='path ".*" and no methods: allowed',
     ),
     pytest.param(
-        [group({"name": "any", "pathRegex": "^/.*$"}), allow("client")],
+        [group({"name": "any", "pathRegex": "^.*$"}), allow("client")],
         False,
         (CLIENT,),
         [],
-        id='path "^/.*$" (anchors are redundant): allowed',
+        id='path "^.*$" (anchors are redundant): allowed',
     ),
     pytest.param(
         [group(ONE_METHOD), allow("client")],
@@ -128,7 +135,7 @@ ROWS = [
         id="an HTTP match of one gRPC method: denied, with a warning",
     ),
     pytest.param(
-        [group({"name": "post", "pathRegex": "/.*", "methods": ["POST"]}), allow("client")],
+        [group({"name": "post", "pathRegex": ".*", "methods": ["POST"]}), allow("client")],
         False,
         (),
         ["a/client"],
@@ -142,7 +149,7 @@ ROWS = [
         id="a header condition: denied, with a warning",
     ),
     pytest.param(
-        [group({"name": "odd", "pathRegex": "(/.*)?"}), allow("client")],
+        [group({"name": "odd", "pathRegex": "(.*)"}), allow("client")],
         False,
         (),
         ["a/client"],
@@ -214,8 +221,8 @@ def test_the_warning_names_the_rule_and_says_what_would_allow_the_source() -> No
         'TrafficTarget b/client-g: spec.rules[0]: HTTPRouteGroup "g" does not allow every '
         'request, and port 9090 of Service "b/server" is gRPC on the Python sidecar, which '
         "proxies gRPC as TCP and cannot check requests: the rule allows nothing on that "
-        "port, a/client denied (a TCPRoute, or a match of any path and method, allows "
-        "every request)"
+        'port, a/client denied (a TCPRoute, or a match of any method with pathRegex ".*" '
+        "or none, allows every request)"
     )
 
 
@@ -300,10 +307,13 @@ def test_the_sidecar_annotation_says_which_data_plane_a_pod_runs(
     ("match", "every"),
     [
         (RequestMatch(), True),
-        (RequestMatch("/.*"), True),
+        (RequestMatch(".*"), True),
         (RequestMatch("^.*$"), True),
-        (RequestMatch("^/.*"), True),
-        (RequestMatch("/.*\\$"), False),
+        (RequestMatch("^.*"), True),
+        # Every path but "*", the path of OPTIONS * (Envoy matches the whole path):
+        (RequestMatch("/.*"), False),
+        (RequestMatch("^/.*$"), False),
+        (RequestMatch(".*\\$"), False),
         (RequestMatch("/api/.*"), False),
         (RequestMatch("", ("GET",)), False),
         (RequestMatch("", (), (("x", "1"),)), False),

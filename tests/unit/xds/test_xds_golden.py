@@ -36,8 +36,9 @@ def test_bookstore_golden(mode: str, permissive: bool, egress: bool) -> None:
     ("directory", "permissive", "sidecar"),
     [
         # Python sidecars: the gRPC port is TCP (tcp_proxy, no HTTP/2 options), and in
-        # SMI mode only `client` (a match of every request) and `batch` (a TCPRoute)
-        # may connect to it; `auditor` (one method) is denied, with a warning.
+        # SMI mode only `batch` (a TCPRoute) may connect to it; `auditor` (one method)
+        # and `client` (every path `/.*`, which is not every request: not OPTIONS *) are
+        # denied, with warnings.
         (GOLDEN / "grpc-python-smi", False, "python"),
         (GOLDEN / "grpc-python-permissive", True, "python"),
         # Envoy: the gRPC port is HTTP/2 with routes and HTTP RBAC, as in OSM. Not under

@@ -56,8 +56,9 @@ def grpc_mesh(*, permissive: bool, sidecar: str | None) -> MeshState:
     """A small mesh with a gRPC service: clients in ``a``, the server in ``b``.
 
     Service ``b/server`` has an HTTP port (80 -> 8080) and a gRPC port (9090). In SMI
-    mode three clients reach it: ``client`` by an HTTPRouteGroup rule that matches every
-    request, ``auditor`` by one that matches one gRPC method only, ``batch`` by a
+    mode three clients reach it: ``client`` by an HTTPRouteGroup rule of any method on
+    every path ``/.*`` (every gRPC call, though not every request: ``OPTIONS *`` has the
+    path ``*``), ``auditor`` by one that matches one gRPC method only, ``batch`` by a
     TCPRoute on 9090. ``sidecar`` is the pods' ``osm-py.io/sidecar`` annotation (None:
     none, i.e. Envoy).
     """
@@ -84,7 +85,7 @@ def grpc_mesh(*, permissive: bool, sidecar: str | None) -> MeshState:
     if not permissive:
         docs += [
             m.route_group(
-                "b", "everything", [{"name": "all", "pathRegex": "/.*", "methods": ["*"]}]
+                "b", "all-paths", [{"name": "all", "pathRegex": "/.*", "methods": ["*"]}]
             ),
             m.route_group(
                 "b",
@@ -93,7 +94,7 @@ def grpc_mesh(*, permissive: bool, sidecar: str | None) -> MeshState:
             ),
             m.tcp_route("b", "grpc-port", [9090]),
             m.traffic_target(
-                "b", "client", "server", [("a", "client")], [("HTTPRouteGroup", "everything", [])]
+                "b", "client", "server", [("a", "client")], [("HTTPRouteGroup", "all-paths", [])]
             ),
             m.traffic_target(
                 "b", "auditor", "server", [("a", "auditor")], [("HTTPRouteGroup", "get-book", [])]
