@@ -13,6 +13,12 @@ mTLS as grpcio did it: the bootstrap's certificate, key and roots, read anew for
 connection (a renewed bootstrap certificate is picked up on reconnect), and the server's
 certificate checked against ``tls.server_name`` (SNI and hostname verification) when set,
 else against the host connected to. ``tls`` None is plaintext (an insecure controller).
+
+A receive limit as grpcio had (4 MiB by default; the bootstrap's
+``xds.max_receive_message_length``). grpclib has none (no option in 0.4.x;
+vmagamedov/grpclib#195 asks for one), so the channel's codec checks each response's length
+before decoding it and fails the call RESOURCE_EXHAUSTED, in grpc core's words. Like grpc
+core's check, it runs once the message has arrived whole.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any, Final
 from envoy.service.discovery.v3 import discovery_pb2
 from grpclib import client, const, exceptions
 from grpclib import config as grpclib_config
+from grpclib.encoding import proto
 
 from osm.proxy import bootstrap, xds_client
 
@@ -47,6 +54,23 @@ METHODS: Final[dict[xds_client.ProtocolName, tuple[str, type[Any], type[Any]]]] 
 
 CONNECT_TIMEOUT = 20.0
 """Seconds for TCP connect and TLS handshake (gRPC's minimum connect timeout)."""
+
+
+class _LimitedCodec(proto.ProtoCodec):
+    """grpclib's protobuf codec, refusing a received message longer than `limit` bytes
+    (raised as the call's status: `GrpclibStream` reports it as the stream's end)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        if len(data) > self.limit:
+            raise exceptions.GRPCError(
+                const.Status.RESOURCE_EXHAUSTED,
+                f"Received message larger than max ({len(data)} vs. {self.limit}); "
+                "xds.max_receive_message_length in the bootstrap raises the limit",
+            )
+        return super().decode(data, message_type)
 
 
 class _Abandoned(exceptions.StreamTerminatedError):
@@ -154,16 +178,25 @@ class GrpclibStream:
 
 
 class GrpclibConnector:
-    """Opens each ADS stream on a fresh connection to ``host:port``. `tls` None: plaintext."""
+    """Opens each ADS stream on a fresh connection to ``host:port``. `tls` None: plaintext.
+    A response longer than `max_receive_message_length` bytes ends its stream
+    RESOURCE_EXHAUSTED."""
 
-    def __init__(self, host: str, port: int, tls: bootstrap.TlsFiles | None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: bootstrap.TlsFiles | None,
+        max_receive_message_length: int = bootstrap.DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH,
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
+        self.max_receive_message_length = max_receive_message_length
 
     @classmethod
     def of(cls, server: bootstrap.XdsServer) -> GrpclibConnector:
-        return cls(server.host, server.port, server.tls)
+        return cls(server.host, server.port, server.tls, server.max_receive_message_length)
 
     @property
     def target(self) -> str:
@@ -190,8 +223,10 @@ class GrpclibConnector:
         path, request_type, response_type = METHODS[protocol]
         tls = self.tls
         peer = self.target
+        codec = _LimitedCodec(self.max_receive_message_length)
+        details = proto.ProtoStatusDetailsCodec()  # grpclib's default, unless given a codec
         if tls is None:
-            channel = _Channel(self.host, self.port)
+            channel = _Channel(self.host, self.port, codec=codec, status_details_codec=details)
         else:
             if tls.server_name:
                 peer += f" (server name {tls.server_name})"
@@ -200,6 +235,8 @@ class GrpclibConnector:
                 self.port,
                 ssl=self._ssl_context(tls),
                 config=grpclib_config.Configuration(ssl_target_name_override=tls.server_name),
+                codec=codec,
+                status_details_codec=details,
             )
         call = channel.request(path, const.Cardinality.STREAM_STREAM, request_type, response_type)
         stream = GrpclibStream(channel, call, peer)

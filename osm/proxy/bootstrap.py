@@ -19,6 +19,7 @@ produces) is parsed with `json`, and PyYAML is imported only for a YAML one; `cr
       tls: {cert: cert.pem, key: key.pem, ca: ca.pem, server_name: localhost}
       # or: insecure: true
       protocol: auto                                # auto (delta, else SotW) | delta | sotw
+      max_receive_message_length: 4194304           # optional: bytes (default: grpcio's 4 MiB)
     admin: {address: 127.0.0.1, port: 15000}       # optional; these are the defaults
     access_log: access.log                          # optional; one JSON line per request
     listeners:                                      # optional bind overrides (tests)
@@ -47,6 +48,11 @@ if TYPE_CHECKING:
 DEFAULT_ADMIN_HOST = "127.0.0.1"
 DEFAULT_ADMIN_PORT = 15000
 DEFAULT_DRAIN_SECONDS = 5.0
+DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024
+"""The largest xDS response accepted, in bytes: grpcio's default (the sidecar's transport,
+grpclib, has none). Envoy's name for it: ``EnvoyGrpc.max_receive_message_length``."""
+MAX_MESSAGE_LENGTH = 2**32 - 1
+"""gRPC frames a message with a 32-bit length: no message is longer."""
 PROTOCOLS = ("auto", "delta", "sotw")
 
 Protocol = Literal["auto", "delta", "sotw"]
@@ -75,12 +81,15 @@ class TlsFiles:
 
 @dataclass(frozen=True, slots=True)
 class XdsServer:
-    """The ADS server; `tls` None means plaintext (only with an insecure controller)."""
+    """The ADS server; `tls` None means plaintext (only with an insecure controller).
+    A response longer than `max_receive_message_length` bytes ends the stream
+    RESOURCE_EXHAUSTED."""
 
     host: str
     port: int
     tls: TlsFiles | None
     protocol: Protocol = "auto"
+    max_receive_message_length: int = DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH
 
     @property
     def target(self) -> str:
@@ -207,7 +216,9 @@ def parse(document: Any, source: str = "<bootstrap>", base: Path | None = None) 
     if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
         raise reader.fail("node.metadata", f"expected a mapping of strings, got {_kind(metadata)}")
 
-    xds = reader.mapping(top["xds"], "xds", ("address", "tls", "insecure", "protocol"))
+    xds = reader.mapping(
+        top["xds"], "xds", ("address", "tls", "insecure", "protocol", "max_receive_message_length")
+    )
     host, port = reader.host_port(xds.get("address"), "xds.address")
     insecure = xds.get("insecure", False)
     if not isinstance(insecure, bool):
@@ -236,6 +247,16 @@ def parse(document: Any, source: str = "<bootstrap>", base: Path | None = None) 
         raise reader.fail(
             "xds.protocol", f"expected one of {', '.join(PROTOCOLS)}, got {protocol!r}"
         )
+    max_receive = xds.get("max_receive_message_length", DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH)
+    if (
+        isinstance(max_receive, bool)
+        or not isinstance(max_receive, int)
+        or not 1 <= max_receive <= MAX_MESSAGE_LENGTH
+    ):
+        raise reader.fail(
+            "xds.max_receive_message_length",
+            f"expected a number of bytes 1-{MAX_MESSAGE_LENGTH}, got {max_receive!r}",
+        )
 
     admin = reader.mapping(top.get("admin", {}), "admin", ("address", "port"))
     admin_host = reader.host(admin.get("address", DEFAULT_ADMIN_HOST), "admin.address")
@@ -261,7 +282,7 @@ def parse(document: Any, source: str = "<bootstrap>", base: Path | None = None) 
 
     return Bootstrap(
         node_id=node_id,
-        xds=XdsServer(host, port, tls, protocol),
+        xds=XdsServer(host, port, tls, protocol, max_receive),
         node_cluster=cluster,
         node_metadata=dict(metadata),
         admin_host=admin_host,

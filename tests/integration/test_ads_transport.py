@@ -1,9 +1,10 @@
 """The sidecar's grpclib ADS transport against real gRPC peers on loopback.
 
 Peers: the real `osm controller` (grpcio, mTLS, both protocols) and a grpcio server that
-offers only state-of-the-world ADS (so a delta stream ends UNIMPLEMENTED) or refuses every
-stream. The last test runs the sidecar entry point as a process until it is ready and
-checks that grpcio was never imported there.
+offers only state-of-the-world ADS (so a delta stream ends UNIMPLEMENTED), refuses every
+stream, or answers with a response as large as a test wants (the receive limit). The last
+test runs the sidecar entry point as a process until it is ready and checks that grpcio
+was never imported there.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from osm.ca.identity import Identity
 from osm.cli.client import Client
 from osm.proxy import ads_transport, bootstrap, config, main, xds_client
 from tests.conftest import ROOT, RunningController, free_port, start_controller
-from tests.integration.test_sidecar_controller import mesh
+from tests.integration.test_sidecar_controller import mesh, ready_status
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -168,15 +167,31 @@ async def test_nothing_listening_is_unavailable() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# A grpcio peer without delta ADS
+# A grpcio peer without delta ADS: refusing, falling back, oversized responses
+
+
+def cds_response(size: int = 0) -> discovery_pb2.DiscoveryResponse:
+    """A CDS response; with `size`, one of exactly that many bytes on the wire."""
+    response = discovery_pb2.DiscoveryResponse(
+        type_url=config.CLUSTER_TYPE, version_info="1", nonce="1"
+    )
+    if size:
+        padding = response.resources.add(type_url=config.CLUSTER_TYPE)
+        # The padding's length prefix grows with it: settle on the length that fits.
+        for _ in range(3):
+            padding.value = bytes(max(0, len(padding.value) + size - response.ByteSize()))
+        assert response.ByteSize() == size
+    return response
 
 
 @dataclasses.dataclass
 class SotwOnlyServer:
-    """State-of-the-world ADS only. Answers the first CDS request with an empty CDS
-    response; `refuse` ends every stream PERMISSION_DENIED after its first request."""
+    """State-of-the-world ADS only. Answers the first CDS request with `response` (an
+    empty CDS response unless a test sets another); `refuse` ends every stream
+    PERMISSION_DENIED after its first request."""
 
     refuse: bool = False
+    response: discovery_pb2.DiscoveryResponse = dataclasses.field(default_factory=cds_response)
     requests: list[discovery_pb2.DiscoveryRequest] = dataclasses.field(default_factory=list)
     streams_ended: int = 0
     port: int = 0
@@ -192,9 +207,7 @@ class SotwOnlyServer:
                 if self.refuse:
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not you")
                 if request.type_url == config.CLUSTER_TYPE and not request.response_nonce:
-                    yield discovery_pb2.DiscoveryResponse(
-                        type_url=config.CLUSTER_TYPE, version_info="1", nonce="1"
-                    )
+                    yield self.response
         finally:
             self.streams_ended += 1
 
@@ -288,6 +301,57 @@ async def test_the_servers_status_is_the_stream_error_for_reads_and_writes(
         await stream.close()
 
 
+async def first_cds_response(connector: ads_transport.GrpclibConnector) -> Any:
+    """Ask `connector`'s server for CDS on a SotW stream; its first response."""
+    stream = await connector.open("sotw")
+    try:
+        await stream.write(discovery_pb2.DiscoveryRequest(type_url=config.CLUSTER_TYPE))
+        async with asyncio.timeout(WAIT):
+            return await stream.read()
+    finally:
+        await stream.close()
+
+
+async def test_a_response_over_4_mib_ends_the_stream_resource_exhausted_as_in_grpcio(
+    sotw_server: SotwOnlyServer,
+) -> None:
+    size = 4 * 1024 * 1024 + 1
+    sotw_server.response = cds_response(size)
+    connector = ads_transport.GrpclibConnector("127.0.0.1", sotw_server.port, None)
+    with pytest.raises(xds_client.StreamError) as caught:
+        await first_cds_response(connector)
+    assert caught.value.code == "RESOURCE_EXHAUSTED"
+    assert f"larger than max ({size} vs. 4194304)" in caught.value.details
+    assert "xds.max_receive_message_length" in caught.value.details
+    # The sidecar left the call: the server sees it end.
+    await eventually(lambda: sotw_server.streams_ended == 1, "the server to see the end", 5.0)
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [(1000, True), (999, False)])
+async def test_the_bootstraps_max_receive_message_length_is_the_limit(
+    sotw_server: SotwOnlyServer, limit: int, accepted: bool
+) -> None:
+    sotw_server.response = cds_response(1000)
+    boot = bootstrap.parse(
+        {
+            "node": {"id": NODE_ID},
+            "xds": {
+                "address": f"127.0.0.1:{sotw_server.port}",
+                "insecure": True,
+                "max_receive_message_length": limit,
+            },
+        }
+    )
+    connector = ads_transport.GrpclibConnector.of(boot.xds)
+    if accepted:
+        assert await first_cds_response(connector) == sotw_server.response
+        return
+    with pytest.raises(xds_client.StreamError) as caught:
+        await first_cds_response(connector)
+    assert caught.value.code == "RESOURCE_EXHAUSTED"
+    assert "larger than max (1000 vs. 999)" in caught.value.details
+
+
 # ---------------------------------------------------------------------------------------------
 # The process
 
@@ -300,16 +364,6 @@ print("GRPC-MODULES", [m for m in loaded if m.split(".")[0] == "grpc"], flush=Tr
 print("GRPCLIB", "grpclib.client" in loaded, flush=True)
 sys.exit(status)
 """
-
-
-def ready_status(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
 
 
 def test_the_sidecar_process_gets_ready_without_importing_grpcio(

@@ -1,10 +1,11 @@
 """Python sidecars configured by a real controller over mTLS ADS, on loopback.
 
-The controller runs as a subprocess (`start_controller`); the sidecars run in this event
-loop (`osm.proxy.main.Sidecar`) with bootstrap certificates issued from the controller's
-own CA directory. Pods get loopback IPs, so the path client -> outbound sidecar -> mTLS ->
-inbound sidecar -> app works without iptables: the outbound sidecar is told the original
-destination (the service's ClusterIP), the inbound one listens on the pod IP itself.
+The controller runs as a subprocess (tests/conftest.py's `controller` fixture); the
+sidecars run in this event loop (`osm.proxy.main.Sidecar`) with bootstrap certificates
+issued from the controller's own CA directory. Pods get loopback IPs, so the path client
+-> outbound sidecar -> mTLS -> inbound sidecar -> app works without iptables: the outbound
+sidecar is told the original destination (the service's ClusterIP), the inbound one
+listens on the pod IP itself.
 """
 
 from __future__ import annotations
@@ -141,6 +142,18 @@ async def admin_get(sidecar: main.Sidecar, path: str) -> tuple[int, str]:
         return response.status, await response.text()
 
 
+def ready_status(port: int) -> int:
+    """The HTTP status of ``/ready`` on the admin port ``port`` of 127.0.0.1; 0 while
+    nothing answers there."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
 async def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
     """Poll `check` (sync or async) until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -188,18 +201,23 @@ async def app_server(port: int) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-@pytest.fixture
-def controller(tmp_path: Path) -> Any:
-    running = start_controller(tmp_path / "state")
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 BUYER = Identity("bookbuyer", "bookbuyer")
 STORE = Identity("bookstore", "bookstore")
 LOOPBACK_ANY = ("127.0.0.1", 0)
+
+
+def buyer_bootstrap(
+    controller: RunningController, directory: Path, certificate_identity: Identity | None = None
+) -> bootstrap.Bootstrap:
+    """bookbuyer-0's bootstrap, its outbound and prometheus listeners on loopback."""
+    return write_bootstrap(
+        controller,
+        directory,
+        "bookbuyer-0",
+        BUYER,
+        {"outbound-listener": LOOPBACK_ANY, "inbound-prometheus-listener": LOOPBACK_ANY},
+        certificate_identity,
+    )
 
 
 async def test_sidecars_get_config_serve_traffic_and_follow_a_split(
@@ -207,13 +225,7 @@ async def test_sidecars_get_config_serve_traffic_and_follow_a_split(
 ) -> None:
     port = app_port()
     await apply(controller, *mesh(port))
-    buyer_boot = write_bootstrap(
-        controller,
-        tmp_path / "buyer",
-        "bookbuyer-0",
-        BUYER,
-        {"outbound-listener": LOOPBACK_ANY, "inbound-prometheus-listener": LOOPBACK_ANY},
-    )
+    buyer_boot = buyer_bootstrap(controller, tmp_path / "buyer")
     store_boot = write_bootstrap(
         controller,
         tmp_path / "store",
@@ -307,14 +319,7 @@ async def test_a_certificate_of_another_identity_is_refused_and_retried(
     controller: RunningController, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await apply(controller, *mesh(app_port()))
-    boot = write_bootstrap(
-        controller,
-        tmp_path / "impostor",
-        "bookbuyer-0",
-        BUYER,
-        {"outbound-listener": LOOPBACK_ANY},
-        certificate_identity=STORE,
-    )
+    boot = buyer_bootstrap(controller, tmp_path / "impostor", certificate_identity=STORE)
     with caplog.at_level(logging.INFO, logger="osm.proxy"):
         sidecar = await start_sidecar(boot)
         try:
@@ -332,13 +337,7 @@ async def test_the_sidecar_keeps_its_config_while_the_controller_is_away(
     controller: RunningController, tmp_path: Path
 ) -> None:
     await apply(controller, *mesh(app_port()))
-    boot = write_bootstrap(
-        controller,
-        tmp_path / "buyer",
-        "bookbuyer-0",
-        BUYER,
-        {"outbound-listener": LOOPBACK_ANY, "inbound-prometheus-listener": LOOPBACK_ANY},
-    )
+    boot = buyer_bootstrap(controller, tmp_path / "buyer")
     sidecar = await start_sidecar(boot, lambda sock: (APEX_IP, 80))
     restarted: RunningController | None = None
     try:
@@ -390,14 +389,8 @@ def test_osm_sidecar_process_drains_and_exits_0_on_sigterm(tmp_path: Path) -> No
     )
     try:
         deadline = time.monotonic() + 20
-        status = 0
-        while time.monotonic() < deadline and status != 503:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1)
-            except urllib.error.HTTPError as error:
-                status = error.code
-            except OSError:
-                time.sleep(0.05)
+        while (status := ready_status(admin_port)) != 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert status == 503, "the admin interface did not come up"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=15)

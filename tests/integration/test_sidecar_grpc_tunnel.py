@@ -24,7 +24,7 @@ import pytest
 
 from osm.ca.identity import Identity
 from osm.proxy import main
-from tests.conftest import RunningController, start_controller
+from tests.conftest import RunningController
 from tests.integration.test_sidecar_controller import (
     LOOPBACK_ANY,
     WAIT,
@@ -72,15 +72,6 @@ def tcp_route() -> list[dict[str, Any]]:
         meshes.tcp_route("b", "grpc", [GRPC_PORT]),
         meshes.traffic_target("b", "tcp", "echo", [("a", "client")], [("TCPRoute", "grpc", [])]),
     ]
-
-
-@pytest.fixture
-def controller(tmp_path: Path) -> Any:
-    running = start_controller(tmp_path / "state")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @contextlib.asynccontextmanager

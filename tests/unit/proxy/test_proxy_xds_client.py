@@ -530,6 +530,22 @@ GOOD_NODE = {"id": "bookbuyer-0.sidecar.bookbuyer.bookbuyer"}
         (
             {
                 "node": GOOD_NODE,
+                "xds": {"address": "h:1", "insecure": True, "max_receive_message_length": 0},
+            },
+            "b.yaml: xds.max_receive_message_length: expected a number of bytes 1-4294967295, "
+            "got 0",
+        ),
+        (
+            {
+                "node": GOOD_NODE,
+                "xds": {"address": "h:1", "insecure": True, "max_receive_message_length": "4Mi"},
+            },
+            "b.yaml: xds.max_receive_message_length: expected a number of bytes 1-4294967295, "
+            "got '4Mi'",
+        ),
+        (
+            {
+                "node": GOOD_NODE,
                 "xds": {"address": "h:1", "insecure": True},
                 "listeners": {"outbound-listener": "127.0.0.1:99999"},
             },
@@ -559,3 +575,7 @@ def test_bootstrap_defaults_and_overrides() -> None:
     assert boot.node_cluster == "bookbuyer"
     assert boot.bind_overrides == {"outbound-listener": ("127.0.0.1", 0)}
     assert boot.xds.protocol == "auto"
+    assert boot.xds.max_receive_message_length == 4 * 1024 * 1024  # grpcio's default
+    xds = {"address": "h:1", "insecure": True, "max_receive_message_length": 2**24}
+    raised = bootstrap.parse({"node": GOOD_NODE, "xds": xds})
+    assert raised.xds.max_receive_message_length == 2**24
