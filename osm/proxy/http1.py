@@ -26,14 +26,14 @@ import itertools
 import random
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import httptools
 
 Framing = Literal["none", "length", "chunked", "close"]
 
 # Hop-by-hop headers (RFC 9110 7.6.1, plus the ones Envoy also strips).
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         "connection",
         "keep-alive",
@@ -45,7 +45,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-REASONS = {
+REASONS: Final = {
     100: "Continue",
     101: "Switching Protocols",
     200: "OK",
@@ -177,7 +177,7 @@ class EndOfMessage:
     pass
 
 
-END = EndOfMessage()
+END: Final = EndOfMessage()
 
 Event = RequestHead | ResponseHead | Data | EndOfMessage
 
@@ -214,16 +214,18 @@ def _framing_of(headers: list[tuple[str, str]], has_body: bool) -> tuple[Framing
 # so backtracking could never find another match, and sre skips its bookkeeping (about a
 # third of the match time). tests/unit/proxy/test_proxy_http1.py checks the language
 # against the plain (backtracking) form of the same grammar.
-_FIELDS = rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]++:[ \t]*+(?:[!-~]++(?:[ \t]++[!-~]++)*+)?+\r\n)*+)\r\n"
-_REQUEST_HEAD = re.compile(
+_FIELDS: Final = (
+    rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]++:[ \t]*+(?:[!-~]++(?:[ \t]++[!-~]++)*+)?+\r\n)*+)\r\n"
+)
+_REQUEST_HEAD: Final = re.compile(
     rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[A-Za-z0-9._~:/?@!$&'()*+,;=%-]*+) HTTP/1\.1\r\n"
     + _FIELDS
 )
-_RESPONSE_HEAD = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([ \t!-~]*+)\r\n" + _FIELDS)
+_RESPONSE_HEAD: Final = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([ \t!-~]*+)\r\n" + _FIELDS)
 # Headers that make a request (or response) leave the subset: they change keep-alive,
 # framing or the exchange, which llhttp decides.
-_NOT_FAST_REQUEST = frozenset({"connection", "transfer-encoding", "upgrade", "expect"})
-_NOT_FAST_RESPONSE = frozenset({"connection", "transfer-encoding", "upgrade"})
+_NOT_FAST_REQUEST: Final = frozenset({"connection", "transfer-encoding", "upgrade", "expect"})
+_NOT_FAST_RESPONSE: Final = frozenset({"connection", "transfer-encoding", "upgrade"})
 
 
 def _fields(block: bytes) -> list[tuple[str, str]]:
@@ -620,8 +622,8 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-LAST_CHUNK = b"0\r\n\r\n"
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def local_reply(
@@ -639,7 +641,7 @@ def local_reply(
     return response_head(status, headers) + payload
 
 
-_NO_TOKENS: frozenset[str] = frozenset()
+_NO_TOKENS: Final[frozenset[str]] = frozenset()
 
 
 def connection_tokens(headers: list[tuple[str, str]]) -> frozenset[str]:
@@ -689,8 +691,8 @@ def _request_id_prefix() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
 
 
-_REQUEST_ID_PREFIX = _request_id_prefix()
-_request_ids = itertools.count(random.getrandbits(48))
+_REQUEST_ID_PREFIX: Final = _request_id_prefix()
+_request_ids: Final = itertools.count(random.getrandbits(48))
 
 
 def new_request_id() -> str:

@@ -27,7 +27,7 @@ from osm.proxy.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-_BODY_BUFFER_LIMIT = 64 * 1024  # bodies up to this are buffered, so retries can replay them
+_BODY_BUFFER_LIMIT: Final = 64 * 1024  # bodies up to this are buffered, so retries can replay them
 
 
 # ---------------------------------------------------------------------------------------------

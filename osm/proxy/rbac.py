@@ -8,10 +8,11 @@ translated policy trees of `config.RbacRules` against it and the destination por
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from osm.proxy import config, router
 
-DENIED_BODY = "RBAC: access denied"
+DENIED_BODY: Final = "RBAC: access denied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,7 @@ class Peer:
         return bool(self.names)
 
 
-ANONYMOUS = Peer()
+ANONYMOUS: Final = Peer()
 
 
 def _principal(principal: config.Principal, peer: Peer) -> bool:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, TextIO
+from typing import Any, Final, Literal, TextIO
 
-_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
+_UNSAFE: Final = re.compile(r"[^a-zA-Z0-9_]")
 
 
 class Metric:
