@@ -27,10 +27,9 @@ With ``--sidecar-variant DIR`` a fourth case, ``variant``, runs a second sidecar
 from the ``osm`` package found in DIR (e.g. a copy of the code before a change), on its
 own ports (service port 81, pod port 8081), interleaved with the others: an A/B
 comparison within one run. ``--paired`` runs the sidecar's and the variant's fixed-rate
-loads at the same time (two generators, each at --rate), so both pairs share whatever
-else the machine does: on a shared machine, where CPU per request drifts by +-25%
-between runs minutes apart, this is the comparison to trust (the absolute figures are
-those of a machine carrying both loads).
+loads at the same time (two generators, each at --rate): it compares latency under a
+shared load, but hides differences in CPU per request (contention sets it; see
+bench/README.md), so compare CPU with unpaired repetitions and their switches column.
 
 Run (root): ``.venv/bin/python bench/dataplane.py [--duration 10] [--rate 1000]
 [--repeat 3] [--quick] [--sidecar-variant DIR]``. Not run by CI; goals (issue #6) are
@@ -1023,7 +1022,7 @@ def main() -> None:
         "--paired",
         action="store_true",
         help="with --sidecar-variant: run the two sidecar pairs' fixed-rate loads at the "
-        "same time (each at --rate), so both see the same machine",
+        "same time (each at --rate); hides CPU differences, see bench/README.md",
     )
     hidden = argparse.SUPPRESS
     parser.add_argument("--role", choices=("outbound", "inbound", "load", "compile"), help=hidden)
