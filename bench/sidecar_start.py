@@ -29,8 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +39,7 @@ from osm.ca.identity import Identity  # noqa: E402
 from osm.cli.client import Client  # noqa: E402
 from osm.proxy import bootstrap  # noqa: E402
 from tests.conftest import free_port, start_controller  # noqa: E402
-from tests.integration.test_sidecar_controller import APEX_IP, mesh  # noqa: E402
+from tests.integration.test_sidecar_controller import APEX_IP, mesh, ready_status  # noqa: E402
 
 OLD_MAIN = "from osm.cli.proxy import sidecar; sidecar(prog_name='osm sidecar')"
 LOOPBACK_ANY = ("127.0.0.1", 0)
@@ -51,16 +49,6 @@ def command(tree: Path, python: str, boot: Path) -> list[str]:
     if (tree / "osm" / "proxy" / "__main__.py").exists():
         return [python, "-m", "osm.proxy", "--bootstrap", str(boot)]
     return [python, "-c", OLD_MAIN, "--bootstrap", str(boot)]
-
-
-def status(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
 
 
 def memory(pid: int) -> dict[str, float]:
@@ -87,7 +75,7 @@ def run_once(argv: list[str], tree: Path, admin_port: int, log: Path) -> dict[st
         answered = ready = 0.0
         deadline = started + 30
         while time.perf_counter() < deadline:
-            code = status(admin_port)
+            code = ready_status(admin_port)
             now = time.perf_counter() - started
             if code and not answered:
                 answered = now
