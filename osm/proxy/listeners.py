@@ -241,8 +241,8 @@ class _Resume:
     the circuit breakers. When `upstream_conn` is set, the request was written on it (a
     pooled connection) at `sent_at` and its response, if any, is queued there.
 
-    A plain class with its own `__init__`: mypyc compiles it, where a dataclass with
-    defaults gets an interpreted `__init__` (one per request on the fast path).
+    A plain class with its own `__init__`: mypyc compiles it, where a dataclass's generated
+    `__init__` stays interpreted (one per request on the fast path).
     """
 
     __slots__ = (
