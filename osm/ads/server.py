@@ -43,6 +43,10 @@ DEFAULT_PORT = 15128
 """OSM's xDS port."""
 
 MAX_PENDING_STREAMS = 65536
+LARGE_RESPONSE_BYTES = 4 * 2**20
+"""gRPC clients refuse a larger message unless told otherwise (grpcio's default, and our
+sidecar's `xds.max_receive_message_length`): the server warns, once per stream and type,
+when it sends one."""
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),
     # gRPC core queues new streams that the (busy) event loop has not picked up yet, and
@@ -160,6 +164,7 @@ class _Connection:
     responses: int = 0
     last_nack: NackRecord | None = None
     sent_at: dict[str, tuple[str, float]] = field(default_factory=dict)
+    warned_large: set[str] = field(default_factory=set)  # types warned about, once each
 
 
 class AdsServerError(Exception):
@@ -409,6 +414,19 @@ class AdsServer:
         snapshot = self.cache.get(str(connection.proxy.node_id))
         for response in connection.machine.respond(snapshot):
             short = _label(response.type_url)
+            size = _resources_size(response)
+            if size > LARGE_RESPONSE_BYTES and short not in connection.warned_large:
+                connection.warned_large.add(short)
+                log.warning(
+                    "proxy %s: a %s response of %.1f MiB is over the %d MiB that gRPC clients "
+                    "accept by default; one that keeps that limit (grpcio, or our sidecar "
+                    "without xds.max_receive_message_length in its bootstrap) refuses it and "
+                    "reconnects",
+                    connection.proxy.node_id,
+                    short,
+                    size / 2**20,
+                    LARGE_RESPONSE_BYTES // 2**20,
+                )
             try:
                 await context.write(response)
             except Exception:
@@ -423,6 +441,16 @@ class AdsServer:
             callback(*args)
         except Exception:
             log.exception("xDS server callback %s failed", getattr(callback, "__name__", "?"))
+
+
+def _resources_size(
+    response: discovery_pb2.DiscoveryResponse | discovery_pb2.DeltaDiscoveryResponse,
+) -> int:
+    """The bytes of the packed resources a response carries: its size but for a few bytes
+    of framing, without serialising it twice."""
+    if isinstance(response, discovery_pb2.DeltaDiscoveryResponse):
+        return sum(len(item.resource.value) for item in response.resources)
+    return sum(len(item.value) for item in response.resources)
 
 
 def _label(type_url: str) -> str:

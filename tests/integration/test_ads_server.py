@@ -248,6 +248,50 @@ async def test_sotw_ack_flow_and_a_snapshot_update_wakes_the_stream(ads: Harness
     ]
 
 
+@pytest.mark.parametrize("protocol", ["sotw", "delta"])
+async def test_a_response_over_the_clients_default_limit_is_warned_once_per_type(
+    ads: Harness,
+    protocol: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A proxy that keeps gRPC's default receive limit refuses such a response and
+    reconnects, which the operator would otherwise see only as churn."""
+    ads.cache.set_snapshot(NODE_ID, snap("v1", CDS="a b", EDS="a"))
+    one = snap("v1", CDS="a b", EDS="a")
+    sizes = {
+        short: sum(len(one.packed(type_url, name).value) for name in names)
+        for short, type_url, names in (
+            ("CDS a", resources.CLUSTER, ["a"]),
+            ("CDS a b", resources.CLUSTER, ["a", "b"]),
+            ("EDS a", resources.ENDPOINT, ["a"]),
+        )
+    }
+    limit = max(sizes["CDS a"], sizes["EDS a"])
+    assert sizes["CDS a b"] > limit  # the premise: only the CDS responses are over
+    monkeypatch.setattr(server, "LARGE_RESPONSE_BYTES", limit)
+    sotw = protocol == "sotw"
+    with caplog.at_level("WARNING", logger=server.__name__):
+        async with (
+            ads.channel() as channel,
+            sotw_stream(channel) if sotw else delta_stream(channel) as stream,
+        ):
+            for short, names in (("CDS", []), ("EDS", ["a"])):  # EDS: under the limit
+                await stream.send(request(short, names) if sotw else delta_request(short, names))
+                got = await stream.receive()
+                await stream.send(
+                    request(short, names, nonce=got.nonce, version="v1", node=None)
+                    if sotw
+                    else delta_request(short, nonce=got.nonce, node=None)
+                )
+            ads.cache.set_snapshot(NODE_ID, snap("v2", CDS="a b c d", EDS="a"))
+            assert (await stream.receive()).type_url == resources.CLUSTER  # over again
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert f"proxy {NODE_ID}: a CDS response of" in warnings[0]
+    assert "xds.max_receive_message_length" in warnings[0]
+
+
 async def test_sotw_nack_keeps_the_last_good_version_and_is_not_resent(ads: Harness) -> None:
     ads.cache.set_snapshot(NODE_ID, snap("v1", CDS="a"))
     async with ads.channel() as channel, sotw_stream(channel) as stream:
