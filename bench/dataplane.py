@@ -31,9 +31,13 @@ loads at the same time (two generators, each at --rate): it compares latency und
 shared load, but hides differences in CPU per request (contention sets it; see
 bench/README.md), so compare CPU with unpaired repetitions and their switches column.
 
+``--variant-python PYTHON`` runs the variant's sidecars with another interpreter: with
+``/opt/osm/venv/bin/python3`` and that venv's site-packages as DIR, the variant is what
+pods run, build and interpreter (Debian's python3.11, where .venv's may be another).
+
 Run (root): ``.venv/bin/python bench/dataplane.py [--duration 10] [--rate 1000]
-[--repeat 3] [--quick] [--sidecar-variant DIR]``. Not run by CI; goals (issue #6) are
-printed, never asserted.
+[--repeat 3] [--quick] [--sidecar-variant DIR [--variant-python PYTHON]]``. Not run by
+CI; goals (issue #6) are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -135,7 +139,7 @@ def make_certificates(workdir: Path) -> None:
         (workdir / "root.crt").write_bytes(issued.trust_bundle_pem)
 
 
-def precompile(workdir: Path, variant: Path | None) -> None:
+def precompile(workdir: Path, variant: Path | None, variant_python: str | None = None) -> None:
     """Give the children bytecode, cached in `workdir`, for every module they import.
 
     An installed sidecar runs from bytecode; without it (PYTHONDONTWRITEBYTECODE, or a
@@ -149,7 +153,8 @@ def precompile(workdir: Path, variant: Path | None) -> None:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     me = str(Path(__file__).resolve())
     for code in [None] if variant is None else [None, variant]:
-        argv = [sys.executable, me, "--role", "compile"]
+        python = variant_python if code is not None and variant_python else sys.executable
+        argv = [python, me, "--role", "compile"]
         argv += ["--code", str(code)] if code is not None else []
         subprocess.run(argv, env=env, check=True, timeout=120)
     os.environ["PYTHONPYCACHEPREFIX"] = prefix
@@ -796,7 +801,11 @@ def _wait_listening(pods: _netns.Pods, netns: str, port: int, timeout: float = 1
 
 
 def start_everything(
-    pods: _netns.Pods, workdir: Path, log: IO[str], variant: Path | None = None
+    pods: _netns.Pods,
+    workdir: Path,
+    log: IO[str],
+    variant: Path | None = None,
+    variant_python: str | None = None,
 ) -> dict[str, Proxies]:
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     python = sys.executable
@@ -810,7 +819,8 @@ def start_everything(
     pairs = ["sidecar"] + (["variant"] if variant is not None else [])
     for pair in pairs:
         for role, netns in (("outbound", pods.client), ("inbound", pods.server)):
-            argv = [python, me, "--role", role, "--workdir", str(workdir)]
+            interpreter = (variant_python or python) if pair == "variant" else python
+            argv = [interpreter, me, "--role", role, "--workdir", str(workdir)]
             if pair == "variant":
                 argv += ["--code", str(variant)]
             processes[f"{pair}-{role}"] = pods.spawn(netns, argv, log)
@@ -1019,6 +1029,13 @@ def main() -> None:
         help="also run a 'variant' sidecar pair importing osm from DIR (A/B in one run)",
     )
     parser.add_argument(
+        "--variant-python",
+        metavar="PYTHON",
+        help="with --sidecar-variant: the variant's interpreter (default: this one). The "
+        "pods' own: --variant-python /opt/osm/venv/bin/python3 --sidecar-variant "
+        "/opt/osm/venv/lib/python3.11/site-packages",
+    )
+    parser.add_argument(
         "--paired",
         action="store_true",
         help="with --sidecar-variant: run the two sidecar pairs' fixed-rate loads at the "
@@ -1055,6 +1072,8 @@ def main() -> None:
             sys.exit(f"{tool} not found: apt-get install -y haproxy wrk iptables iproute2")
     if args.quick:
         args.repeat, args.duration = 1, 3.0
+    if args.variant_python and args.sidecar_variant is None:
+        parser.error("--variant-python is the variant's interpreter: give --sidecar-variant too")
     if args.paired and args.sidecar_variant is None:
         parser.error("--paired compares the sidecar with --sidecar-variant DIR: give both")
     for name in _netns.remove_stale():
@@ -1070,10 +1089,12 @@ def main() -> None:
     ):
         workdir = Path(tmp)
         make_certificates(workdir)
-        precompile(workdir, args.sidecar_variant)
+        precompile(workdir, args.sidecar_variant, args.variant_python)
         try:
             with _netns.Pods() as pods:
-                proxies = start_everything(pods, workdir, log, args.sidecar_variant)
+                proxies = start_everything(
+                    pods, workdir, log, args.sidecar_variant, args.variant_python
+                )
                 check_paths(pods, args)
                 results = measure(pods, proxies, args)
         finally:
