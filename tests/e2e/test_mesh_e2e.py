@@ -136,11 +136,40 @@ def mesh() -> Iterator[Mesh]:
     assert host_snapshot() == before
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    explain: Callable[[], str] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            detail = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{detail}")
         time.sleep(0.2)
+
+
+def unready_pods(mesh: Mesh, tail: int = 15) -> str:
+    """The demo pods that are not Ready: their status, and the last lines of their
+    containers' logs and of the runtime's (what a timed-out start needs to be debugged)."""
+    lines: list[str] = []
+    ready = {p["metadata"]["name"] for p in cli_runtime.ready_pods(mesh.api, NAMESPACES)}
+    logs = mesh.settings.state_dir / "logs"
+    for namespace in NAMESPACES:
+        for pod in mesh.api.list("Pod", namespace=namespace)["items"]:
+            name = pod["metadata"]["name"]
+            if name in ready:
+                continue
+            lines.append(f"pod {namespace}/{name} not ready: {pod.get('status')}")
+            for log in sorted((logs / namespace / name).glob("*.log")):
+                lines.append(f"--- {log.name}")
+                lines += log.read_text(errors="replace").splitlines()[-tail:]
+    runtime_log = logs / "runtime.log"
+    if runtime_log.exists():
+        lines.append("--- runtime.log")
+        lines += runtime_log.read_text(errors="replace").splitlines()[-tail:]
+    return "\n".join(lines)
 
 
 def traffic(mesh: Mesh, seconds: float) -> dict[str, counters.ClientCounters]:
@@ -186,7 +215,10 @@ def set_split(mesh: Mesh, v1: int, v2: int) -> None:
 # -- tests, in order -------------------------------------------------------------------------
 def test_the_demo_comes_up_with_sidecars_cluster_ips_and_endpoints(mesh: Mesh) -> None:
     wait_for(
-        lambda: len(cli_runtime.ready_pods(mesh.api, NAMESPACES)) == 5, 60, "5 ready demo pods"
+        lambda: len(cli_runtime.ready_pods(mesh.api, NAMESPACES)) == 5,
+        60,
+        "5 ready demo pods",
+        lambda: unready_pods(mesh),
     )
     ready_after = time.monotonic() - mesh.started
     services = mesh.api.list("Service")["items"]
