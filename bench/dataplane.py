@@ -21,7 +21,10 @@ Per case: max throughput with ``wrk -t1 -c32`` and latency at a fixed rate from 
 open-loop generator (this file, ``--role load``: a timerfd fires every 1/rate s, each
 request is timed from its *scheduled* send time, so a stall is not hidden by coordinated
 omission), and for each proxy its CPU over the fixed-rate run (/proc/<pid>/stat
-utime+stime) and memory (VmRSS, VmHWM). Cases alternate within each repetition.
+utime+stime, and utime alone: the user-space part, which the proxy's code decides; the
+kernel's part is mostly TCP over the veth and wakeups, paid alike by every proxy) and
+memory (VmRSS, VmHWM). Cases alternate within each repetition. bench/instructions.py
+counts the user-space part in instructions, which noise does not move.
 
 With ``--sidecar-variant DIR`` a fourth case, ``variant``, runs a second sidecar pair
 from the ``osm`` package found in DIR (e.g. a copy of the code before a change), on its
@@ -57,6 +60,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -556,10 +560,11 @@ def periodic_timerfd(start: float, interval: float) -> int:
     return fd
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` so far."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """-> (utime, stime) of `pid` so far: its CPU in user space and in the kernel."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def context_switches(pid: int) -> tuple[int, int]:
@@ -639,7 +644,7 @@ class OpenLoop:
     next_index: int = 0
     start: float = 0.0
     window: tuple[float, float] = (0.0, 0.0)
-    cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
+    cpu: dict[int, tuple[tuple[float, float], tuple[float, float]]] = field(default_factory=dict)
     switches: dict[int, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -668,7 +673,7 @@ class OpenLoop:
         now = time.monotonic()
         if which == 0:
             self.window = (now, now)
-            self.cpu = {pid: (cpu_seconds(pid), 0.0) for pid in self.watch}
+            self.cpu = {pid: (cpu_seconds(pid), (0.0, 0.0)) for pid in self.watch}
             self.switches = {pid: (context_switches(pid), (0, 0)) for pid in self.watch}
         else:
             self.window = (self.window[0], now)
@@ -746,7 +751,12 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "p999_ms": pct(latencies, 0.999),
         "lag_p50_ms": pct(lags, 0.5),
         "lag_p99_ms": pct(lags, 0.99),
-        "cpu": {str(pid): (end - begin) / seconds for pid, (begin, end) in generator.cpu.items()},
+        "cpu": {  # per second: user + kernel, and user alone
+            str(pid): [(sum(end) - sum(begin)) / seconds, (end[0] - begin[0]) / seconds]
+            for pid, (begin, end) in generator.cpu.items()
+        }
+        if seconds
+        else {},
         "switches": {  # per second: (voluntary, involuntary)
             str(pid): [(end[0] - begin[0]) / seconds, (end[1] - begin[1]) / seconds]
             for pid, (begin, end) in generator.switches.items()
@@ -771,6 +781,7 @@ class Results:
     p99: dict[str, list[float]] = field(default_factory=dict)
     lag: list[float] = field(default_factory=list)
     cpu: dict[str, list[float]] = field(default_factory=dict)  # "case/role" -> vCPU per 1k rps
+    user: dict[str, list[float]] = field(default_factory=dict)  # of it in user space
     # "case/role" -> context switches per request (voluntary, involuntary)
     switches: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     memory: dict[str, tuple[float, float]] = field(default_factory=dict)  # "case/role" -> max
@@ -806,7 +817,14 @@ def start_everything(
     log: IO[str],
     variant: Path | None = None,
     variant_python: str | None = None,
+    wrap: Sequence[str] = (),
+    ready_timeout: float = 30.0,
 ) -> dict[str, Proxies]:
+    """Start the app server and every proxy pair; -> the proxies' pids by case.
+
+    `wrap` prefixes each proxy's command line (not the app server's): a tool that execs
+    the proxy in place, as `valgrind` does (bench/instructions.py).
+    """
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     python = sys.executable
     me = str(Path(__file__).resolve())
@@ -815,21 +833,23 @@ def start_everything(
         path = workdir / f"haproxy-{name}.cfg"
         path.write_text(text)
         netns = pods.client if name == "outbound" else pods.server
-        processes[f"haproxy-{name}"] = pods.spawn(netns, [haproxy, "-db", "-f", str(path)], log)
+        prefix = list(wrap) if name != "server" else []
+        argv = [*prefix, haproxy, "-db", "-f", str(path)]
+        processes[f"haproxy-{name}"] = pods.spawn(netns, argv, log)
     pairs = ["sidecar"] + (["variant"] if variant is not None else [])
     for pair in pairs:
         for role, netns in (("outbound", pods.client), ("inbound", pods.server)):
             interpreter = (variant_python or python) if pair == "variant" else python
-            argv = [interpreter, me, "--role", role, "--workdir", str(workdir)]
+            argv = [*wrap, interpreter, me, "--role", role, "--workdir", str(workdir)]
             if pair == "variant":
                 argv += ["--code", str(variant)]
             processes[f"{pair}-{role}"] = pods.spawn(netns, argv, log)
     for pair in pairs:
-        _wait_ready(processes[f"{pair}-outbound"], f"{pair} outbound sidecar")
-        _wait_ready(processes[f"{pair}-inbound"], f"{pair} inbound sidecar")
+        _wait_ready(processes[f"{pair}-outbound"], f"{pair} outbound sidecar", ready_timeout)
+        _wait_ready(processes[f"{pair}-inbound"], f"{pair} inbound sidecar", ready_timeout)
     _wait_listening(pods, pods.server, APP_PORT)
-    _wait_listening(pods, pods.server, HAPROXY_INBOUND_PORT)
-    _wait_listening(pods, pods.client, HAPROXY_OUTBOUND_PORT)
+    _wait_listening(pods, pods.server, HAPROXY_INBOUND_PORT, ready_timeout)
+    _wait_listening(pods, pods.client, HAPROXY_OUTBOUND_PORT, ready_timeout)
     proxies = {"direct": Proxies({})}
     for pair in [*pairs, "haproxy"]:
         proxies[pair] = Proxies(
@@ -947,8 +967,9 @@ def record_fixed_rate(
     results.p99.setdefault(case, []).append(fixed["p99_ms"])
     results.lag.append(fixed["lag_p99_ms"])
     for role, pid in pids.items():
-        vcpu = fixed["cpu"][str(pid)]
+        vcpu, user = fixed["cpu"][str(pid)]
         results.cpu.setdefault(f"{case}/{role}", []).append(vcpu / (fixed["rps"] / 1000.0))
+        results.user.setdefault(f"{case}/{role}", []).append(user / (fixed["rps"] / 1000.0))
         voluntary, involuntary = fixed["switches"][str(pid)]
         results.switches.setdefault(f"{case}/{role}", []).append(
             (voluntary / fixed["rps"], involuntary / fixed["rps"])
@@ -995,7 +1016,7 @@ def report(results: Results, args: argparse.Namespace) -> None:
         )
     print()
     print(
-        f"{'proxy':18} {'vCPU per 1k rps':>24} {'VmRSS MB':>9} {'VmHWM MB':>9} "
+        f"{'proxy':18} {'vCPU per 1k rps':>24} {'of it user':>10} {'VmRSS MB':>9} {'VmHWM MB':>9} "
         f"{'switches/rq vol+invol':>22}"
     )
     for key, values in results.cpu.items():
@@ -1004,7 +1025,8 @@ def report(results: Results, args: argparse.Namespace) -> None:
         voluntary = _median([item[0] for item in switches])
         involuntary = _median([item[1] for item in switches])
         print(
-            f"{key:18} {_span(values, 3):>24} {rss:>9.1f} {hwm:>9.1f} "
+            f"{key:18} {_span(values, 3):>24} {_median(results.user[key]):>10.3f} "
+            f"{rss:>9.1f} {hwm:>9.1f} "
             f"{f'{voluntary:.2f}+{involuntary:.2f}':>22}"
         )
     print()
@@ -1012,6 +1034,20 @@ def report(results: Results, args: argparse.Namespace) -> None:
     print(f"goals: {GOALS}")
     for warning in results.warnings:
         print(f"WARNING: {warning}")
+
+
+def require_root() -> None:
+    """Exit unless root; remove the namespaces an interrupted run left; SIGTERM ends us
+    as Ctrl-C does (the namespaces and children are cleaned up)."""
+    if os.geteuid() != 0:
+        sys.exit(f"{sys.argv[0]} needs root (it makes network namespaces); run it as root.")
+    for name in _netns.remove_stale():
+        print(f"removed stale namespace {name}")
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
 
 
 def main() -> None:
@@ -1065,8 +1101,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(run_load(args))))
         return
 
-    if os.geteuid() != 0:
-        sys.exit("bench/dataplane.py needs root (it makes network namespaces); run it as root.")
+    require_root()
     for tool in ("haproxy", "wrk", "iptables-restore", "ip", "ss"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y haproxy wrk iptables iproute2")
@@ -1076,13 +1111,6 @@ def main() -> None:
         parser.error("--variant-python is the variant's interpreter: give --sidecar-variant too")
     if args.paired and args.sidecar_variant is None:
         parser.error("--paired compares the sidecar with --sidecar-variant DIR: give both")
-    for name in _netns.remove_stale():
-        print(f"removed stale namespace {name}")
-
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
     with (
         tempfile.TemporaryDirectory(prefix="osm-dataplane-") as tmp,
         open(Path(tmp) / "children.log", "w+") as log,
