@@ -116,6 +116,11 @@ def main() -> None:
     parser.add_argument(
         "--top", type=int, default=0, help="list each sidecar's N costliest functions"
     )
+    parser.add_argument(
+        "--cases",
+        default="sidecar,variant,haproxy",
+        help="which pairs to count, comma-separated (haproxy is the baseline: always counted)",
+    )
     parser.add_argument("--keep", type=Path, help="keep callgrind's files in this directory")
     parser.add_argument("--sidecar-variant", type=Path, metavar="DIR", help="as in dataplane.py")
     parser.add_argument("--variant-python", metavar="PYTHON", help="as in dataplane.py")
@@ -143,7 +148,8 @@ def main() -> None:
                         wrap=wrap,
                         ready_timeout=300.0,
                     )
-                    cases = [case for case in proxies if case != "direct"]
+                    wanted = {*args.cases.split(","), "haproxy"}
+                    cases = [case for case in proxies if case in wanted]
                     figures = {}
                     for case in cases:
                         print(f"  {case} ...", flush=True)
