@@ -65,6 +65,10 @@ class Connection(asyncio.Protocol):
         self._buffer = _Buffer()
         self.consumer: Consumer = self._buffer
         self._ssl: ssl.SSLObject | None = None
+        # What `_ssl`'s read/write/pending delegate to (CPython's `_ssl._SSLSocket`, the
+        # same methods, exceptions and results): calling it directly skips a Python frame
+        # per call, three per request (~3,000 instructions, bench/instructions.py).
+        self._tls: Any = None
         self._incoming: ssl.MemoryBIO | None = None
         self._outgoing: ssl.MemoryBIO | None = None
         self._handshaking = False
@@ -156,7 +160,7 @@ class Connection(asyncio.Protocol):
             self._pending_plain.append(data)
             return
         try:
-            self._ssl.write(data)
+            self._tls.write(data)
         except ssl.SSLError:
             self.abort()
             return
@@ -245,6 +249,7 @@ class Connection(asyncio.Protocol):
             )
         except (ssl.SSLError, ValueError) as error:
             raise HandshakeError(str(error)) from None
+        self._tls = getattr(self._ssl, "_sslobj", self._ssl)
         self._handshaking = True
         self._handshake = asyncio.get_running_loop().create_future()
         if initial:
@@ -296,11 +301,12 @@ class Connection(asyncio.Protocol):
         eof = False
         incoming = self._incoming
         assert incoming is not None
+        tls = self._tls
         while True:
-            if chunks and not incoming.pending and not sslobj.pending():
+            if chunks and not incoming.pending and not tls.pending():
                 break  # all read: save the SSLWantReadError another read() would raise
             try:
-                chunk = sslobj.read(_READ_SIZE)
+                chunk: bytes = tls.read(_READ_SIZE)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:

@@ -343,3 +343,17 @@ async def test_request_ids_are_version_4_uuids() -> None:
     ids = {http1.new_request_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(pattern.match(value) for value in ids)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [0, 0xFD, 0x1234_5678_9AFE, (1 << 48) - 3],
+    ids=["zero", "low-byte-carry", "middle", "counter-wraps"],
+)
+def test_request_id_counter_counts_in_the_last_group(start: int) -> None:
+    """The last group is the 48-bit counter in hex, one more per id, carries included."""
+    ids = http1._RequestIds(start)
+    values = [ids.next() for _ in range(600)]
+    groups = [int(value.rsplit("-", 1)[1], 16) for value in values]
+    assert groups == [(start + 1 + index) % (1 << 48) for index in range(600)]
+    assert {value.rsplit("-", 1)[0] for value in values} == {http1._REQUEST_ID_PREFIX[:-1]}
