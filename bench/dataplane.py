@@ -74,6 +74,7 @@ sys.path.insert(
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _netns
+import _perf
 import httptools
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
@@ -782,6 +783,8 @@ class Results:
     lag: list[float] = field(default_factory=list)
     cpu: dict[str, list[float]] = field(default_factory=dict)  # "case/role" -> vCPU per 1k rps
     user: dict[str, list[float]] = field(default_factory=dict)  # of it in user space
+    # "case/role" -> vCPU per 1k rps in (user, scheduling, rest of the kernel), with --perf
+    parts: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     # "case/role" -> context switches per request (voluntary, involuntary)
     switches: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     memory: dict[str, tuple[float, float]] = field(default_factory=dict)  # "case/role" -> max
@@ -927,7 +930,15 @@ def measure(pods: _netns.Pods, proxies: dict[str, Proxies], args: argparse.Names
             pods.nat(pods.client, client_rules)
             pods.nat(pods.server, server_rules)
             throughput = {case: run_wrk(pods, case, args.duration, results) for case in group}
-            with concurrent.futures.ThreadPoolExecutor(len(group)) as pool:
+            pids = [pid for case in group for pid in proxies[case].pids.values()]
+            with (
+                (
+                    _perf.Sampler(pids, args.perf_output)
+                    if args.perf and pids
+                    else contextlib.nullcontext()
+                ) as sampler,
+                concurrent.futures.ThreadPoolExecutor(len(group)) as pool,
+            ):
                 runs = {
                     case: pool.submit(
                         run_open_loop,
@@ -939,11 +950,20 @@ def measure(pods: _netns.Pods, proxies: dict[str, Proxies], args: argparse.Names
                     )
                     for case in group
                 }
+                for future in runs.values():
+                    future.result()
+            shares = sampler.shares() if sampler is not None else {}
             for case in group:
                 rps = throughput[case]
                 results.throughput.setdefault(case, []).append(rps)
                 fixed = runs[case].result()
                 record_fixed_rate(results, case, fixed, proxies[case].pids, args)
+                for role, pid in proxies[case].pids.items():
+                    if pid in shares:
+                        vcpu = results.cpu[f"{case}/{role}"][-1]
+                        user, scheduling, kernel = shares[pid]
+                        parts = (vcpu * user, vcpu * scheduling, vcpu * kernel)
+                        results.parts.setdefault(f"{case}/{role}", []).append(parts)
                 print(
                     f"  rep {repetition + 1} {case:8} wrk {rps:9,.0f} rps | {args.rate:g} rps: "
                     f"p50 {fixed['p50_ms']:.3f} ms p99 {fixed['p99_ms']:.3f} ms",
@@ -1016,7 +1036,7 @@ def report(results: Results, args: argparse.Namespace) -> None:
         )
     print()
     print(
-        f"{'proxy':18} {'vCPU per 1k rps':>24} {'of it user':>10} {'VmRSS MB':>9} {'VmHWM MB':>9} "
+        f"{'proxy':18} {'vCPU per 1k rps':>24} {'user /proc':>10} {'VmRSS MB':>9} {'VmHWM MB':>9} "
         f"{'switches/rq vol+invol':>22}"
     )
     for key, values in results.cpu.items():
@@ -1029,6 +1049,15 @@ def report(results: Results, args: argparse.Namespace) -> None:
             f"{rss:>9.1f} {hwm:>9.1f} "
             f"{f'{voluntary:.2f}+{involuntary:.2f}':>22}"
         )
+    if results.parts:
+        print()
+        print(
+            f"{'proxy':18} vCPU per 1k rps by perf's samples: {'user':>7} {'scheduling':>10} "
+            f"{'kernel':>7} (see bench/_perf.py)"
+        )
+        for key, parts in results.parts.items():
+            user, scheduling, kernel = (_median([item[i] for item in parts]) for i in range(3))
+            print(f"{key:18} {'':33} {user:>7.3f} {scheduling:>10.3f} {kernel:>7.3f}")
     print()
     print(f"generator send lag p99 (scheduled -> written): {_span(results.lag, 3)} ms")
     print(f"goals: {GOALS}")
@@ -1077,6 +1106,12 @@ def main() -> None:
         help="with --sidecar-variant: run the two sidecar pairs' fixed-rate loads at the "
         "same time (each at --rate); hides CPU differences, see bench/README.md",
     )
+    parser.add_argument(
+        "--perf",
+        action="store_true",
+        help="sample the proxies with `perf record` during the fixed-rate runs and split "
+        "their CPU into user space, the kernel's scheduling and the rest of the kernel",
+    )
     hidden = argparse.SUPPRESS
     parser.add_argument("--role", choices=("outbound", "inbound", "load", "compile"), help=hidden)
     parser.add_argument("--workdir", type=Path, help=hidden)
@@ -1111,11 +1146,14 @@ def main() -> None:
         parser.error("--variant-python is the variant's interpreter: give --sidecar-variant too")
     if args.paired and args.sidecar_variant is None:
         parser.error("--paired compares the sidecar with --sidecar-variant DIR: give both")
+    if args.perf and shutil.which("perf") is None:
+        sys.exit("perf not found: apt-get install -y linux-perf")
     with (
         tempfile.TemporaryDirectory(prefix="osm-dataplane-") as tmp,
         open(Path(tmp) / "children.log", "w+") as log,
     ):
         workdir = Path(tmp)
+        args.perf_output = workdir / "perf.data"
         make_certificates(workdir)
         precompile(workdir, args.sidecar_variant, args.variant_python)
         try:
