@@ -12,7 +12,14 @@ the pure `osm.runtime.pods`; this module carries them out.
 Starting a pod: IP from the pod pool -> namespace, veth and hosts file -> (with sidecar
 injection) OSM's interception rules, the bootstrap certificate from the controller's CA,
 the sidecar as UID 1500 -> once the sidecar has its configuration, the containers as
-``nobody``. Each step's time is logged (``pod ... started in``).
+``nobody``. Each step's time is logged (``pod ... started in``). A start that fails (an
+``ip`` or ``iptables-restore`` run refused or timed out, a process that cannot be spawned)
+is undone and tried again with exponential backoff, as a kubelet retries a pod sandbox:
+the pod reports the error in its status meanwhile, and is never left dead.
+
+A pod's network is made in a worker thread; until that is done, nothing else touches it
+(the hosts file is refreshed only for pods whose network exists, and a removal waits for
+the thread before it removes the namespace).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import secrets
 import shutil
 import signal
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +66,9 @@ SIDECAR_READY_TIMEOUT = 20.0
 FAST_PROBE = 0.05
 SIDECAR_FAST_PROBE = 0.02
 """The sidecar's readiness gates the pod's containers: probe it more often until ready."""
+START_BACKOFF_INITIAL = 1.0
+START_BACKOFF_MAXIMUM = 60.0
+"""Delays between attempts to start a pod whose start failed (doubling)."""
 # The sidecar's lean entry point (`osm sidecar` without click and `osm.cli`): its imports
 # are part of every pod's start. Arguments: --bootstrap FILE.
 SIDECAR_MAIN = ("-m", "osm.proxy")
@@ -155,6 +165,11 @@ class RunningPod:
     containers: list[ContainerProcess] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     removing: bool = False
+    network_ready: bool = False
+    """Its namespace, veth and hosts file exist (`MeshNetwork.add_pod` has returned)."""
+    start_attempts: int = 0
+    blocking: asyncio.Future[Any] | None = None
+    """The worker thread's call that changes this pod's network, while one runs."""
 
     @property
     def ready(self) -> bool:
@@ -219,6 +234,10 @@ class Runtime:
         self._stopping = asyncio.Event()
         self._hosts: dict[str, str] = {}
         self._removals: set[asyncio.Task[None]] = set()
+        # Delays between a pod's start attempts (tests make them short).
+        self.start_backoff: Callable[[], process.Backoff] = lambda: process.Backoff(
+            initial=START_BACKOFF_INITIAL, maximum=START_BACKOFF_MAXIMUM
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -403,7 +422,10 @@ class Runtime:
     def _refresh_hosts(self) -> None:
         assert self.network is not None
         for pod in self.pods.values():
-            if pod.removing or not pod.ip:
+            # Only once `add_pod` has returned: before, its worker thread is creating the
+            # namespace and the hosts directory, and a write from here would race it (and
+            # could remove the directory under it).
+            if pod.removing or not pod.network_ready:
                 continue
             entries = self._hosts_text(pod.namespace)
             text = network.hosts_file(entries)
@@ -441,15 +463,41 @@ class Runtime:
         pod.task = asyncio.create_task(self._run_pod(pod), name=f"pod-{name}")
 
     async def _run_pod(self, pod: RunningPod) -> None:
-        try:
-            await self._bring_up(pod)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # one pod's failure must not stop the runtime
-            log.exception("pod %s/%s failed to start", pod.namespace, pod.name)
-            pod.phase = "Failed"
-            pod.message = str(error)
+        """Starts the pod; a failed start is undone and retried with backoff until it
+        succeeds or the pod is removed (which cancels this task)."""
+        backoff = self.start_backoff()
+        while True:
+            pod.start_attempts += 1
+            try:
+                await self._bring_up(pod)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # one pod's failure must not stop the runtime
+                delay = backoff.delay(0.0)
+                log.exception(
+                    "pod %s/%s failed to start (attempt %d); retrying in %gs",
+                    pod.namespace,
+                    pod.name,
+                    pod.start_attempts,
+                    delay,
+                )
+                pod.phase = "Pending"
+                attempt = f"attempt {pod.start_attempts}, retrying in {delay:g}s"
+                pod.message = f"start failed ({attempt}): {error}"
+                self.kick()
+                await self._release(pod)
+                if pod.removing:
+                    return
+                await asyncio.sleep(delay)
         self.kick()
+
+    async def _in_thread(self, pod: RunningPod, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)`` in a worker thread, as the pod's `blocking` call: if this task
+        is cancelled the thread still runs to its end, and `_release` waits for it."""
+        future = asyncio.ensure_future(asyncio.to_thread(func, *args))
+        pod.blocking = future
+        return await asyncio.shield(future)
 
     async def _bring_up(self, pod: RunningPod) -> None:
         assert self.network is not None and self.pool is not None
@@ -457,8 +505,9 @@ class Runtime:
         ip = self.pool.allocate(f"pod:{pod.namespace}/{pod.name}")
         pod.ip = str(ip)
         entries = self._hosts_text(pod.namespace)
-        await asyncio.to_thread(self.network.add_pod, pod.netns, ip, entries)
+        await self._in_thread(pod, self.network.add_pod, pod.netns, ip, entries)
         self._hosts[pod.netns] = network.hosts_file(entries)
+        pod.network_ready = True
         self.kick()  # publish the Pod (with its IP): the controller builds its proxy's config
         timings = [f"network {time.perf_counter() - started:.3f}s"]
         if pod.injected:
@@ -469,7 +518,9 @@ class Runtime:
                 pod_ip=pod.ip,
                 excluded_addresses=[str(self.settings.mesh.gateway)],
             )
-            await asyncio.to_thread(interception_apply.apply_rules, pod.netns, rules.render(config))
+            await self._in_thread(
+                pod, interception_apply.apply_rules, pod.netns, rules.render(config)
+            )
             timings.append(f"rules {time.perf_counter() - mark:.3f}s")
             mark = time.perf_counter()
             pod.sidecar = await self._start_sidecar(pod)
@@ -508,13 +559,15 @@ class Runtime:
             pod.containers.append(running)
             await running.start()
         pod.phase = "Running"
+        pod.message = ""
         log.info(
-            "pod %s/%s started in %.3fs (%s)%s",
+            "pod %s/%s started in %.3fs (%s)%s%s",
             pod.namespace,
             pod.name,
             time.perf_counter() - started,
             ", ".join(timings),
             " with sidecar" if pod.injected else "",
+            f" (attempt {pod.start_attempts})" if pod.start_attempts > 1 else "",
         )
 
     def _journal(self) -> record.Journal:
@@ -585,18 +638,31 @@ class Runtime:
         if pod.task is not None and not pod.task.done():
             pod.task.cancel()
             await asyncio.gather(pod.task, return_exceptions=True)
-        await asyncio.gather(*(c.stop(grace=2.0) for c in pod.containers), return_exceptions=True)
-        if pod.sidecar is not None:
-            await pod.sidecar.stop(grace=1.0)
-        assert self.network is not None and self.pool is not None
-        with contextlib.suppress(network.NetworkError, OSError, RuntimeError):
-            await asyncio.to_thread(self.network.remove_pod, pod.netns)
+        await self._release(pod)
+        assert self.pool is not None
         self.pool.release(f"pod:{pod.namespace}/{pod.name}")
-        self._hosts.pop(pod.netns, None)
-        shutil.rmtree(self._sidecars_dir() / pod.netns, ignore_errors=True)
         if forget:
             self.pods.pop((pod.namespace, pod.name), None)
             self.kick()
+
+    async def _release(self, pod: RunningPod) -> None:
+        """Stops the pod's processes and removes its network (what a start made, or half
+        made); the pod keeps its IP. Idempotent."""
+        pod.network_ready = False
+        # Forgotten only once stopped: a removal that cancels this half way stops them again.
+        await asyncio.gather(*(c.stop(grace=2.0) for c in pod.containers), return_exceptions=True)
+        pod.containers = []
+        if pod.sidecar is not None:
+            await pod.sidecar.stop(grace=1.0)
+            pod.sidecar = None
+        if pod.blocking is not None:  # a network change still running in its thread
+            await asyncio.gather(pod.blocking, return_exceptions=True)
+        assert self.network is not None
+        with contextlib.suppress(network.NetworkError, OSError, RuntimeError):
+            await self._in_thread(pod, self.network.remove_pod, pod.netns)
+        pod.blocking = None
+        self._hosts.pop(pod.netns, None)
+        shutil.rmtree(self._sidecars_dir() / pod.netns, ignore_errors=True)
 
     # -- writing back --------------------------------------------------------------------------
     async def _publish(self) -> None:

@@ -103,11 +103,12 @@ RESOLV_CONF = "# osm local mode: names come from /etc/hosts only\noptions attemp
 class MeshNetwork:
     """Creates and removes the mesh's namespaces. Methods block (they run ``ip``);
     call them from a worker thread in asyncio code. Safe to call from several threads
-    for different pods."""
+    for different pods; `write_hosts` also for one pod (it is serialized)."""
 
     def __init__(self, config: MeshNetworkConfig, journal: record.Journal) -> None:
         self.config = config
         self.journal = journal
+        self._hosts_lock = threading.Lock()
 
     # -- the bridge namespace --------------------------------------------------------------
     def create(self) -> None:
@@ -203,7 +204,14 @@ class MeshNetwork:
 
         The hosts file is rewritten in place, not replaced: a bind mount pins the inode,
         so processes already running in the pod see the new names on their next lookup.
+
+        Calls are serialized: two threads writing one pod's file at once (one of them
+        creating its directory) must not both create it, nor one remove what the other made.
         """
+        with self._hosts_lock:
+            self._write_hosts(netns, entries)
+
+    def _write_hosts(self, netns: str, entries: Sequence[HostEntry]) -> None:
         if self.journal.get(record.NETNS, netns) is None:
             raise NetworkError(f'network namespace "{netns}" was not created by this runtime')
         directory = record.ETC_NETNS / netns

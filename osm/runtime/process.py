@@ -198,11 +198,13 @@ def resolve_port(container: Container, port: int | str) -> int:
 
 async def probe_once(probe: Probe, target: ProbeTarget) -> bool:
     """Runs one probe inside the pod's namespace; True on success. A probe that takes
-    longer than ``timeout_seconds`` fails."""
+    longer than ``timeout_seconds`` fails, and so does one that cannot be made at all
+    (say, no socket could be created in the namespace: `NetworkError`, a RuntimeError):
+    as for the kubelet, an error is a failed probe, and probing goes on."""
     try:
         async with asyncio.timeout(probe.timeout_seconds):
             return await _probe(probe, target)
-    except (TimeoutError, OSError, ssl.SSLError, ValueError):
+    except (TimeoutError, OSError, ssl.SSLError, ValueError, RuntimeError):
         return False
 
 
@@ -397,11 +399,19 @@ class ContainerProcess:
                 log.write(f"--- osm: {self.spec.name} exited with {code}\n".encode())
             if self._stopping:
                 return
-            await self._sleep(self.backoff.delay(self._clock() - self._started_at))
-            if self.stopping:  # stop() may have run during the delay
-                return
-            self.restarts += 1
-            await self._spawn()
+            delay = self.backoff.delay(self._clock() - self._started_at)
+            while True:
+                await self._sleep(delay)
+                if self.stopping:  # stop() may have run during the delay
+                    return
+                self.restarts += 1
+                try:
+                    await self._spawn()
+                    break
+                except OSError as error:  # cannot fork now, say: try again later, not never
+                    with contextlib.suppress(OSError), self.spec.log.open("ab") as log:
+                        log.write(f"--- osm: cannot start {self.spec.name}: {error}\n".encode())
+                    delay = self.backoff.delay(0.0)
 
     async def _probe_loop(self) -> None:
         probe, target = self.spec.probe, self.spec.probe_target
