@@ -500,3 +500,16 @@ def test_recognised_messages_leave_llhttp_ready_for_the_next() -> None:
         "RequestHead", "Data", "EndOfMessage",
     ]  # fmt: skip
     assert isinstance(second[0], http1.RequestHead) and second[0].target == "/2"
+
+
+def test_field_memo_is_bounded_and_gives_what_a_fresh_parse_gives() -> None:
+    """The memo of parsed header lines answers as a fresh parse does, hit or miss, and
+    empties itself when full instead of growing with unique lines (x-request-id)."""
+    memo = http1._FieldMemo(3)
+    lines = [b"Host: a", b"X-Request-Id:  1", b"content-length:\t5", b"Host: a", b"x-b: C d"]
+    lines += [f"x-request-id: {n}".encode() for n in range(10)] + [b"Host: a"]
+    for line in lines:
+        fresh = http1._FieldMemo(3).parse(line)
+        assert memo.parse(line) == fresh
+        assert len(memo.parsed) <= 3
+    assert http1._FieldMemo(1).parse(b"X-B:  C d") == ("x-b", "C d")
