@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import httptools
 
@@ -241,9 +241,12 @@ class _FieldMemo:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.parsed: dict[bytes, tuple[str, str]] = {}
+        # The tuples are typed `object` on purpose: mypyc keeps a `tuple[str, str]` in a C
+        # struct and boxes it into a new tuple each time it is stored in a list; as
+        # objects, the memo's tuples are handed out as they are.
+        self.parsed: dict[bytes, object] = {}
 
-    def parse(self, line: bytes) -> tuple[str, str]:
+    def parse(self, line: bytes) -> object:
         """`name ":" OWS value` (a line `_FIELDS` matched) -> (lower-case name, value)."""
         field = self.parsed.get(line)
         if field is None:
@@ -263,7 +266,11 @@ def _fields(block: bytes) -> list[tuple[str, str]]:
     """The (lower-case name, value) pairs of a fields block that `_FIELDS` matched: lines
     of `token ":" OWS value CRLF` (split, not matched again by a second regex)."""
     memo = _FIELD_MEMO
-    return [memo.parse(line) for line in block.split(b"\r\n") if line]
+    fields: list[Any] = []  # of the memo's tuples, not copies: see _FieldMemo
+    for line in block.split(b"\r\n"):
+        if line:
+            fields.append(memo.parse(line))
+    return fields
 
 
 def _content_length(value: str) -> int | None:

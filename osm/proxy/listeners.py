@@ -591,9 +591,12 @@ class HttpSession:
         hop_by_hop = http1.HOP_BY_HOP
         has_proto = has_id = False
         forwarded_for: str | None = None
-        result: list[tuple[str, str]] = []
-        for field in headers:  # kept fields are appended as they are, not re-packed
-            name = field[0]
+        # Kept fields are appended as they are: typed as objects, mypyc does not unpack
+        # each `tuple[str, str]` into a C struct and box it into a new tuple to append it.
+        fields: list[Any] = headers
+        result: list[Any] = []
+        for field in fields:
+            name: str = field[0]
             if name in hop_by_hop or name in nominated or name == "expect":
                 continue  # Expect is answered here with 100 Continue, as Envoy does
             if name == "x-forwarded-proto":
@@ -601,7 +604,7 @@ class HttpSession:
             elif name == "x-request-id":
                 has_id = True
             elif name == "x-forwarded-for":
-                value = field[1]
+                value: str = field[1]
                 forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
                 continue
             result.append(field)
