@@ -387,7 +387,7 @@ class HttpSession:
             ):
                 return
             for event in events:
-                if type(event) is http1.Data:
+                if isinstance(event, http1.Data):
                     self._queued += len(event.data)
             self._events.extend(events)
             if self._queued > self._HIGH_WATER:
@@ -425,7 +425,7 @@ class HttpSession:
         event = self._events.popleft()
         if event is http1.END:
             self._request_ended = True
-        elif type(event) is http1.Data:
+        elif isinstance(event, http1.Data):
             self._queued -= len(event.data)
             if self._queued < self._HIGH_WATER // 2:
                 self.connection.resume_reading()
@@ -641,7 +641,7 @@ class HttpSession:
                 raise _DownstreamGone()
             if event is http1.END:
                 return chunks, True
-            assert type(event) is http1.Data
+            assert isinstance(event, http1.Data)
             chunks.append(event.data)
             size += len(event.data)
         return chunks, False
@@ -652,7 +652,7 @@ class HttpSession:
         from this callback. -> False (nothing done) when it is not the common case."""
         head = events[0]
         if (
-            type(head) is not http1.RequestHead
+            not isinstance(head, http1.RequestHead)
             or events[-1] is not http1.END
             or head.upgrade is not None
             or head.expect_continue
@@ -665,7 +665,7 @@ class HttpSession:
         elif head.framing == "length":
             parts: list[bytes] = []
             for event in events[1:-1]:
-                if type(event) is not http1.Data:
+                if not isinstance(event, http1.Data):
                     return False
                 parts.append(event.data)
             body = b"".join(parts)
@@ -727,7 +727,7 @@ class HttpSession:
             self._hand_off(resume)  # an error or a reset: the general path decides
             return
         response = events[0]
-        if type(response) is not http1.ResponseHead or events[-1] is not http1.END:
+        if not isinstance(response, http1.ResponseHead) or events[-1] is not http1.END:
             self._hand_off(resume)  # streaming (or a broken response): the general path
             return
         retry = resume.route.action.retry
@@ -741,7 +741,7 @@ class HttpSession:
         chunks: list[bytes] = []
         for index in range(1, len(events) - 1):
             event = events[index]
-            if type(event) is not http1.Data:
+            if not isinstance(event, http1.Data):
                 self._hand_off(resume)  # more than one response: the general path decides
                 return
             chunks.append(event.data)
@@ -1051,7 +1051,7 @@ class HttpSession:
                 if chunked:
                     connection.write(http1.LAST_CHUNK)
                 return
-            assert type(event) is http1.Data
+            assert isinstance(event, http1.Data)
             connection.write(http1.chunk(event.data) if chunked else event.data)
             if connection.write_paused:
                 await connection.drain()
@@ -1120,7 +1120,7 @@ class HttpSession:
                         out.append(http1.LAST_CHUNK)
                     complete = True
                     break
-                assert type(event) is http1.Data
+                assert isinstance(event, http1.Data)
                 sent += len(event.data)
                 out.append(http1.chunk(event.data) if chunk_down else event.data)
                 if not upstream_conn.pending_events:  # nothing more ready: flush what we have

@@ -163,7 +163,7 @@ class UpstreamHttp:
             return
         if events:
             for event in events:
-                if type(event) is http1.Data:
+                if isinstance(event, http1.Data):
                     self._queued += len(event.data)
             self._events.extend(events)
             if self._queued > self._HIGH_WATER:
@@ -234,7 +234,7 @@ class UpstreamHttp:
                     if timer is not None:
                         timer.cancel()
         event = self._events.popleft()
-        if type(event) is http1.Data:
+        if isinstance(event, http1.Data):
             self._queued -= len(event.data)
             if self._queued < self._HIGH_WATER // 2:
                 self.connection.resume_reading()
