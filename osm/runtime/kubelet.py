@@ -510,6 +510,9 @@ class Runtime:
         pod.network_ready = True
         self.kick()  # publish the Pod (with its IP): the controller builds its proxy's config
         timings = [f"network {time.perf_counter() - started:.3f}s"]
+        # The build that the pod venv (a symlink, `sidecar_env`) names now: the pod runs
+        # from it, and stays on it when an `osm up` of other sources switches the symlink.
+        pod_python = Path(os.path.realpath(self.settings.pod_python))
         if pod.injected:
             mark = time.perf_counter()
             config = rules.config_for_pod(
@@ -523,7 +526,7 @@ class Runtime:
             )
             timings.append(f"rules {time.perf_counter() - mark:.3f}s")
             mark = time.perf_counter()
-            pod.sidecar = await self._start_sidecar(pod)
+            pod.sidecar = await self._start_sidecar(pod, pod_python)
             ready = await _wait_ready(pod.sidecar, SIDECAR_READY_TIMEOUT)
             timings.append(
                 f"sidecar {time.perf_counter() - mark:.3f}s" + ("" if ready else " (NOT ready)")
@@ -531,7 +534,7 @@ class Runtime:
         if pod.removing:
             return
         env_base = {
-            "PATH": f"{self.settings.pod_python / 'bin'}:{process.DEFAULT_PATH}",
+            "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",
             "POD_NAME": pod.name,
             "POD_NAMESPACE": pod.namespace,
             "POD_IP": pod.ip,
@@ -574,7 +577,7 @@ class Runtime:
         assert self.journal is not None
         return self.journal
 
-    async def _start_sidecar(self, pod: RunningPod) -> ContainerProcess:
+    async def _start_sidecar(self, pod: RunningPod, pod_python: Path) -> ContainerProcess:
         directory = self._sidecars_dir() / pod.netns
         self._sidecars_dir().mkdir(mode=0o711, exist_ok=True)
         os.chmod(self._sidecars_dir(), 0o711)
@@ -590,9 +593,9 @@ class Runtime:
         )
         for path in (directory, *directory.iterdir()):
             os.chown(path, rules.PROXY_UID, rules.PROXY_UID)
-        python = str(self.settings.pod_python / "bin" / "python3")
+        python = str(pod_python / "bin" / "python3")
         env = {
-            "PATH": f"{self.settings.pod_python / 'bin'}:{process.DEFAULT_PATH}",
+            "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",
             "HOME": "/",
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",

@@ -14,8 +14,8 @@ Users: applications run as a fixed unprivileged user (``nobody`` by default; nev
 UID 1500 (`osm.interception.rules.PROXY_UID`). No users are created. A process running
 as those UIDs must be able to read its interpreter and code: a virtualenv or pyenv
 under ``/root`` (mode 0700) is not. `access_problem` checks this before a pod starts
-and says what to do (make the venv from an interpreter outside /root, e.g.
-``/usr/bin/python3 -m venv /opt/osm/venv``, or point the runtime at one). We propose
+and says what to do (let ``osm up`` build ``/opt/osm/venv``, or make a venv from an
+interpreter outside /root and point the runtime at it). We propose
 not to copy or bind-mount interpreters.
 """
 
@@ -116,9 +116,9 @@ def access_problem(argv: Sequence[str], *, uid: int, gid: int, timeout: float = 
     return (
         f"{' '.join(argv)} cannot run as uid {uid}: {detail[-1] if detail else result.returncode}."
         " The interpreter and code must be readable by that user; a virtualenv or pyenv "
-        "under /root is not. Create the venv from an interpreter outside /root, e.g. "
-        "/usr/bin/python3 -m venv /opt/osm/venv && /opt/osm/venv/bin/pip install <osm>, "
-        "and run the mesh from it."
+        "under /root is not. Let osm up build /opt/osm/venv, or create a venv from an "
+        "interpreter outside /root, e.g. /usr/bin/python3 -m venv /srv/osm-venv && "
+        "/srv/osm-venv/bin/pip install <osm>, and run the mesh from it."
     )
 
 

@@ -14,7 +14,28 @@ needs gcc and python3-dev, and falls back to pure Python without them or with
 stamp remembers it: a venv that was built pure only because the C toolchain was missing is
 rebuilt, compiled, by the first `ensure` that finds the toolchain there.
 
-From nothing it takes 40-50 s on two busy cores (gcc ~20-30 s of it, over both cores;
+Several checkouts (a CI clone, the work tree) share that one path, and pods keep running
+while a new build is made, so:
+
+- ``/opt/osm/venv`` is a symlink to one complete build, ``/opt/osm/venvs/<hash>-<kind>``
+  (``kind``: compiled or pure, as intended when it was begun). A build is made in its own
+  directory, at that final path (a venv's scripts and ``pyvenv.cfg`` name the path they were
+  made at, so a venv is never moved), stamped once pip succeeded, and only then does the
+  symlink switch to it: a temporary symlink renamed over the old one, which is atomic. Who
+  resolves the path sees the whole old build or the whole new one, never half of one; the
+  runtime starts each pod from the resolved path, so running pods keep their build. A
+  directory without a stamp was cut off: it never counts, and is removed.
+- One `ensure` at a time: an exclusive ``flock`` on ``/opt/osm/.venv.lock`` is held while
+  it checks whether the venv is current and while it builds; who finds it held says so,
+  waits, and checks again (the other build may be just what it needs). The kernel drops
+  the lock when its holder dies, so none is ever stale.
+- After a switch, old builds are removed except the previous one and any that a running
+  process still names (command line, environment or mapped files, in ``/proc``).
+- A real directory at ``/opt/osm/venv`` (the layout before this one) is replaced by the
+  symlink in one atomic exchange (``renameat2(RENAME_EXCHANGE)``) once a new build is ready;
+  it is deleted if osm built it (it has a stamp), else kept beside it.
+
+From nothing a build takes 40-50 s on two busy cores (gcc ~20-30 s of it, over both cores;
 pip's resolving, build environment and installing ~15 s; mypyc ~5 s). pip is the one
 of the interpreter running this code when it can install into another (``--python``, pip
 22.3+, as ``make`` installs it): the venv then needs no pip of its own (``ensurepip`` took
@@ -23,16 +44,21 @@ of the interpreter running this code when it can install into another (``--pytho
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import fcntl
 import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +69,9 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 STAMP = ".osm-build.json"  # a `Build`, written once the install has succeeded
 BUILD_FILES = ("pyproject.toml", "setup.py")  # what pip reads besides the osm package
 INSTALL_TIMEOUT = 900.0
+LOCK_TIMEOUT = INSTALL_TIMEOUT + 300.0  # how long to wait for another `ensure`'s build
+WAIT_REPORT_EVERY = 15.0  # seconds between "still waiting" lines
+PROC = Path("/proc")
 
 Progress = Callable[[str], None]
 # setup.py's test (`_obstacle`) of whether the interpreter it runs in can compile, less
@@ -145,6 +174,15 @@ def _shipped(path: Path) -> bool:
     return "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo", ".so")
 
 
+def builds_dir(venv: Path) -> Path:
+    """Where the builds that ``venv`` links to live: ``/opt/osm/venvs`` for ``/opt/osm/venv``."""
+    return venv.with_name(venv.name + "s")
+
+
+def lock_path(venv: Path) -> Path:
+    return venv.with_name(f".{venv.name}.lock")
+
+
 def ensure(
     venv: Path = DEFAULT_VENV,
     *,
@@ -152,97 +190,344 @@ def ensure(
     root: Path | None = None,
     system_python: Path = SYSTEM_PYTHON,
 ) -> PodPython:
-    """Makes ``venv`` (if needed) and installs the project into it (if its sources
-    changed, or if it could compile now what it installed pure); returns it. Blocks; from
-    nothing it takes well under a minute."""
+    """Makes ``venv`` (if needed): a symlink to a build of the project (a new one if its
+    sources changed, or if it could compile now what it installed pure); returns it. Blocks;
+    from nothing it takes well under a minute, plus any wait for another `ensure`."""
     root = root or project_root()
     wanted = source_hash(root)
+    venv = Path(os.path.abspath(venv))
+    venv.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    with _locked(venv, root, progress):
+        return _ensure_locked(venv, wanted, root, progress, system_python)
+
+
+def _ensure_locked(
+    venv: Path, wanted: str, root: Path, progress: Progress, system_python: Path
+) -> PodPython:
     pod_python = PodPython(venv)
-    stamp = venv / STAMP
-    pure_requested = _pure_requested()
     reason = (
-        rebuild_reason(Build.read(stamp), wanted, lambda: _missing_toolchain(pod_python.python))
+        rebuild_reason(
+            Build.read(venv / STAMP), wanted, lambda: _missing_toolchain(pod_python.python)
+        )
         if pod_python.python.exists()
         else "not installed"
     )
+    if os.path.lexists(venv) and not venv.is_symlink():
+        _check_legacy(venv)
+        if reason is None:
+            reason = (
+                f"it is a directory; osm now keeps it a symlink to a build in {builds_dir(venv)}"
+            )
     if reason is None:
         return pod_python
-    started = time.monotonic()
-    lent_pip = _lent_pip()
-    if not pod_python.python.exists() or (lent_pip is None and not _has_pip(pod_python)):
-        _create(venv, system_python, with_pip=lent_pip is None, progress=progress)
-    # An install that fails or is cut off halfway must not pass for the old one.
-    stamp.unlink(missing_ok=True)
-    missing = None if pure_requested else _missing_toolchain(pod_python.python)
     if reason != "not installed":
-        progress(f"reinstalling osm into {venv}: {reason}")
-    progress(
-        f"installing osm {osm.__version__} and its dependencies into {venv}"
-        + (
-            ", pure Python (OSM_PURE_PYTHON is set)"
-            if pure_requested
-            else f", pure Python: {missing}"
-            if missing
-            else ", compiling the sidecar's per-request modules with mypyc and gcc "
-            f"on {_cores()} core(s) (under a minute, once per source change)"
-        )
-    )
-    pip = (
-        [*lent_pip, "--python", str(pod_python.python)]
-        if lent_pip is not None
-        else [str(pod_python.python), "-m", "pip"]
-    )
-    with tempfile.TemporaryDirectory(prefix="osm-src-") as temporary:
-        # pip builds in the source tree; build from a copy so the work tree stays clean.
-        copy = Path(temporary) / "src"
-        copy.mkdir()
-        for name in (*BUILD_FILES, "README.md", "LICENSE"):
-            if (root / name).exists():
-                shutil.copy2(root / name, copy / name)
-        shutil.copytree(
-            root / "osm",
-            copy / "osm",
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"),
-        )
-        result = _run(
-            [*pip, "install", "--quiet", "--no-input", str(copy)], timeout=INSTALL_TIMEOUT
-        )
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-        raise SidecarEnvError(f"pip install into {venv} failed:\n" + "\n".join(detail))
-    _readable_by_all(venv)
-    compiled = any(venv.glob("lib/python3*/site-packages/osm/proxy/*.so"))
-    Build(wanted, compiled, None if compiled else missing).write(stamp)
-    took = f"{time.monotonic() - started:.0f}s"
-    if compiled:
-        progress(f"{venv} is ready in {took} (the sidecar's hot modules compiled by mypyc)")
-    elif pure_requested:
-        progress(f"{venv} is ready in {took} (pure Python: OSM_PURE_PYTHON is set)")
-    elif missing:
-        progress(
-            f"{venv} is ready in {took} (pure Python: {missing}; the next osm up after "
-            "that compiles the sidecar's hot modules)"
-        )
-    else:
-        progress(
-            f"{venv} is ready in {took} (pure Python: compiling failed; `make compiled` "
-            "in the source tree shows why)"
-        )
-    return pod_python
-
-
-def _create(venv: Path, system_python: Path, *, with_pip: bool, progress: Progress) -> None:
+        progress(f"rebuilding {venv}: {reason}")
     if not system_python.exists():
         raise SidecarEnvError(
             f"{system_python} is missing: pods need a Python every user can read "
             "(Debian: apt-get install python3 python3-venv)"
         )
+    started = time.monotonic()
+    pure_requested = _pure_requested()
+    missing = None if pure_requested else _missing_toolchain(system_python)
+    builds = builds_dir(venv)
+    builds.mkdir(exist_ok=True, mode=0o755)
+    os.chmod(builds, os.stat(builds).st_mode | 0o755)
+    previous = _target(venv)
+    tree, ready = _place(
+        builds, wanted, "pure" if pure_requested or missing else "compiled", previous
+    )
+    if ready:
+        progress(f"switching {venv} to {tree} (built before from these sources)")
+    else:
+        _build(tree, root, wanted, system_python, missing, pure_requested, progress)
+    old = _switch(venv, tree)
+    if old is not None:
+        _dispose_legacy(venv, old, progress)
+    _prune(venv, keep=(tree, previous), progress=progress)
+    if ready:
+        return pod_python
+    build = Build.read(tree / STAMP)
+    what = f"{venv} -> {tree.name} is ready in {time.monotonic() - started:.0f}s"
+    if build is not None and build.compiled:
+        progress(f"{what} (the sidecar's hot modules compiled by mypyc)")
+    elif pure_requested:
+        progress(f"{what} (pure Python: OSM_PURE_PYTHON is set)")
+    elif missing:
+        progress(
+            f"{what} (pure Python: {missing}; the next osm up after that compiles the "
+            "sidecar's hot modules)"
+        )
+    else:
+        progress(
+            f"{what} (pure Python: compiling failed; `make compiled` in the source tree shows why)"
+        )
+    return pod_python
+
+
+def _build(
+    tree: Path,
+    root: Path,
+    wanted: str,
+    system_python: Path,
+    missing: str | None,
+    pure_requested: bool,
+    progress: Progress,
+) -> None:
+    """Creates the venv ``tree`` and installs the project into it; stamps it once that
+    succeeded. Removes it if anything fails (it was never linked to, so no pod uses it)."""
+    try:
+        lent_pip = _lent_pip()
+        python = PodPython(tree).python
+        _create(tree, system_python, with_pip=lent_pip is None, progress=progress)
+        progress(
+            f"installing osm {osm.__version__} and its dependencies into {tree}"
+            + (
+                ", pure Python (OSM_PURE_PYTHON is set)"
+                if pure_requested
+                else f", pure Python: {missing}"
+                if missing
+                else ", compiling the sidecar's per-request modules with mypyc and gcc "
+                f"on {_cores()} core(s) (under a minute, once per source change)"
+            )
+        )
+        pip = (
+            [*lent_pip, "--python", str(python)]
+            if lent_pip is not None
+            else [str(python), "-m", "pip"]
+        )
+        with tempfile.TemporaryDirectory(prefix="osm-src-") as temporary:
+            # pip builds in the source tree; build from a copy so the work tree stays clean.
+            copy = Path(temporary) / "src"
+            copy.mkdir()
+            for name in (*BUILD_FILES, "README.md", "LICENSE"):
+                if (root / name).exists():
+                    shutil.copy2(root / name, copy / name)
+            shutil.copytree(
+                root / "osm",
+                copy / "osm",
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"),
+            )
+            result = _run(
+                [*pip, "install", "--quiet", "--no-input", str(copy)], timeout=INSTALL_TIMEOUT
+            )
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise SidecarEnvError(f"pip install into {tree} failed:\n" + "\n".join(detail))
+        _readable_by_all(tree)
+        compiled = any(tree.glob("lib/python3*/site-packages/osm/proxy/*.so"))
+        # Last: a build without its stamp (failed, or cut off) never counts.
+        Build(wanted, compiled, None if compiled else missing).write(tree / STAMP)
+    except BaseException:
+        shutil.rmtree(tree, ignore_errors=True)
+        raise
+
+
+def _target(venv: Path) -> Path | None:
+    """The build ``venv`` links to now, resolved; None if it is no symlink."""
+    return Path(os.path.realpath(venv)) if venv.is_symlink() else None
+
+
+def _place(builds: Path, wanted: str, kind: str, current: Path | None) -> tuple[Path, bool]:
+    """Where the build of ``wanted`` goes, and whether it is there already (complete and
+    current: going back to sources built before costs nothing). A directory there without
+    a stamp was cut off before anything linked to it: it is removed. One with a stamp that
+    is not current, or the one linked to now, is never built over: the next name is taken."""
+    base = f"{wanted[:12]}-{kind}"
+    for attempt in range(1, 100):
+        tree = builds / (base if attempt == 1 else f"{base}-{attempt}")
+        if not os.path.lexists(tree):
+            return tree, False
+        build = Build.read(tree / STAMP)
+        if (
+            build is not None
+            and PodPython(tree).python.exists()
+            and rebuild_reason(build, wanted, lambda: "not asked") is None
+        ):
+            return tree, True
+        if build is None and tree.is_dir() and not tree.is_symlink() and not _same(tree, current):
+            shutil.rmtree(tree)
+            return tree, False
+    raise SidecarEnvError(f"{builds} has no free name for a build of {base}: clean it up")
+
+
+def _same(path: Path, other: Path | None) -> bool:
+    return other is not None and os.path.realpath(path) == os.path.realpath(other)
+
+
+def _switch(venv: Path, tree: Path) -> Path | None:
+    """Points ``venv`` at ``tree`` in one atomic step. A real directory at ``venv`` (the
+    layout before builds had directories of their own) is exchanged for the symlink;
+    returns where it is then, for `_dispose_legacy`."""
+    link = venv.with_name(f".{venv.name}.new-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    os.symlink(os.path.relpath(tree, venv.parent), link)
+    if venv.is_symlink() or not os.path.lexists(venv):
+        os.replace(link, venv)  # rename(2) replaces the old symlink itself, atomically
+        return None
+    if _exchange(link, venv):
+        return link  # now the old directory
+    # No RENAME_EXCHANGE (an old kernel, or a filesystem without it): for a moment there
+    # is nothing at ``venv``; a pod that starts just then fails and is restarted.
+    aside = venv.with_name(f".{venv.name}.old-{os.getpid()}")
+    os.rename(venv, aside)
+    os.replace(link, venv)
+    return aside
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """renameat2(a, b, RENAME_EXCHANGE); False if the C library, kernel or filesystem
+    cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:  # glibc before 2.28
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(error, os.strerror(error), str(b))
+
+
+def _check_legacy(venv: Path) -> None:
+    """A real directory at ``venv`` is replaced only if it is a venv (osm's old layout, or
+    one made by hand, into which osm used to install); anything else is left to the user."""
+    if not venv.is_dir() or not (venv / "pyvenv.cfg").exists():
+        raise SidecarEnvError(
+            f"{venv} is there but is no virtualenv, and osm keeps a symlink to its build "
+            "there: move it away, or pass another --pod-python"
+        )
+
+
+def _dispose_legacy(venv: Path, old: Path, progress: Progress) -> None:
+    if Build.read(old / STAMP) is not None:  # osm built it: nothing in it to keep
+        shutil.rmtree(old, ignore_errors=True)
+        progress(f"moved {venv} to the new layout (removed the directory that was there)")
+        return
+    kept = venv.with_name(f"{venv.name}.before-osm-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.rename(old, kept)
+    progress(f"moved {venv} to the new layout; the venv that was there is now {kept}")
+
+
+def _prune(venv: Path, *, keep: Iterable[Path | None], progress: Progress) -> None:
+    """Removes old builds: all but the one ``venv`` links to, those in ``keep`` (the
+    previous one) and those a running process names; and what a cut-off `_switch` left.
+    Runs under the lock, so no other `ensure` is building."""
+    for pattern in (f".{venv.name}.new-*", f".{venv.name}.old-*"):
+        for leftover in venv.parent.glob(pattern):
+            if leftover.is_symlink() or not leftover.is_dir():
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            elif Build.read(leftover / STAMP) is not None:  # osm's, replaced by a build
+                shutil.rmtree(leftover, ignore_errors=True)
+    kept = {os.path.realpath(path) for path in (venv, *keep) if path is not None}
+    builds = builds_dir(venv)
+    old = [
+        entry
+        for entry in sorted(builds.iterdir())
+        if os.path.realpath(entry) not in kept and entry.is_dir() and not entry.is_symlink()
+    ]
+    if not old:
+        return
+    used = _in_use(old)
+    removed = [entry for entry in old if entry not in used]
+    for entry in removed:
+        shutil.rmtree(entry, ignore_errors=True)
+    if removed:
+        progress(
+            f"removed {len(removed)} old build(s) from {builds}"
+            + (f"; kept {len(used)} that running processes use" if used else "")
+        )
+
+
+def _in_use(trees: list[Path]) -> set[Path]:
+    """Those of ``trees`` that a process names in its command line, environment (PATH) or
+    mapped files. Best effort: what this process may not read, it does not see."""
+    patterns: dict[Path, re.Pattern[bytes]] = {}
+    for tree in trees:
+        names = sorted({str(tree), os.path.realpath(tree)})
+        alternatives = b"|".join(re.escape(os.fsencode(name)) for name in names)
+        patterns[tree] = re.compile(b"(?:" + alternatives + rb")(?![\w.+-])")
+    used: set[Path] = set()
+    try:
+        pids = [entry for entry in PROC.iterdir() if entry.name.isdigit()]
+    except OSError:
+        return used
+    for pid in pids:
+        for name in ("cmdline", "environ", "maps"):
+            try:
+                data = (pid / name).read_bytes()
+            except OSError:
+                continue
+            used.update(tree for tree, pattern in patterns.items() if pattern.search(data))
+        if len(used) == len(trees):
+            break
+    return used
+
+
+@contextlib.contextmanager
+def _locked(venv: Path, root: Path, progress: Progress) -> Iterator[None]:
+    """Holds the exclusive flock beside ``venv``; says so while it waits for another."""
+    path = lock_path(venv)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise SidecarEnvError(
+            f"cannot open {path}, the lock that checks and builds of {venv} take: "
+            f"{error.strerror} (osm up runs as root)"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _wait_for_lock(fd, venv, progress)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {root}\n".encode(), 0)  # for who waits
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
+def _wait_for_lock(fd: int, venv: Path, progress: Progress) -> None:
+    holder = os.pread(fd, 4096, 0).decode(errors="replace").split(maxsplit=1)
+    who = f"pid {holder[0]}, sources {holder[1].strip()}" if len(holder) == 2 else "unknown"
+    progress(f"waiting for another osm ({who}) that is checking or building {venv}")
+    started = time.monotonic()
+    report = started + WAIT_REPORT_EVERY
+    while True:
+        time.sleep(0.1)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
+        else:
+            progress(f"the other osm is done with {venv} after {_since(started)}; checking it")
+            return
+        now = time.monotonic()
+        if now - started > LOCK_TIMEOUT:
+            raise SidecarEnvError(
+                f"another osm ({who}) has held {lock_path(venv)} for {_since(started)}; "
+                "if it is stuck, stop it"
+            )
+        if now >= report:
+            progress(f"still waiting for the other osm's build of {venv} ({_since(started)})")
+            report += WAIT_REPORT_EVERY
+
+
+def _since(started: float) -> str:
+    return f"{time.monotonic() - started:.0f}s"
+
+
+def _create(venv: Path, system_python: Path, *, with_pip: bool, progress: Progress) -> None:
     progress(f"creating {venv} (the interpreter pods run, readable by every user)")
-    venv.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     options = ["--clear"] if with_pip else ["--clear", "--without-pip"]
     result = _run([str(system_python), "-m", "venv", *options, str(venv)], timeout=120)
     if result.returncode != 0:
-        shutil.rmtree(venv, ignore_errors=True)
         detail = (result.stderr or result.stdout).strip().splitlines()
         hint = (
             " (Debian: apt-get install python3-venv)"
@@ -261,10 +546,6 @@ def _lent_pip() -> list[str] | None:
     except (importlib.metadata.PackageNotFoundError, ValueError):
         return None
     return [sys.executable, "-m", "pip"] if (major, minor) >= (22, 3) else None
-
-
-def _has_pip(pod_python: PodPython) -> bool:
-    return any(pod_python.venv.glob("lib/python3*/site-packages/pip/__init__.py"))
 
 
 def _pure_requested() -> bool:
