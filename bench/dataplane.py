@@ -49,6 +49,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import json
 import os
 import selectors
@@ -525,6 +526,11 @@ async def run_sidecar(role: str, workdir: Path, variant: bool = False) -> None:
         resources = inbound_resources(workdir, port, app_port)
     proxy = server.Proxy()
     await proxy.apply(config.assemble(resources))
+    # As the sidecar process does (osm.proxy.main.HeapFreezer, not imported: it brings the
+    # xDS client along): the heap after the first configuration is frozen, or each full
+    # collection scans ~30k objects (~20 ms here, a p99 outlier after every wrk run).
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
