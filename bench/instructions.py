@@ -109,22 +109,33 @@ def report(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s")
     parser.add_argument("--duration", type=float, default=10.0, help="counted seconds")
     parser.add_argument("--warmup", type=float, default=3.0, help="uncounted seconds first")
     parser.add_argument(
-        "--top", type=int, default=0, help="list each sidecar's N costliest functions"
+        "--top", type=int, default=0, metavar="N", help="list each sidecar's N costliest functions"
     )
     parser.add_argument(
         "--cases",
         default="sidecar,variant,haproxy",
         help="which pairs to count, comma-separated (haproxy is the baseline: always counted)",
     )
-    parser.add_argument("--keep", type=Path, help="keep callgrind's files in this directory")
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="keep callgrind's files in this directory"
+    )
     parser.add_argument("--sidecar-variant", type=Path, metavar="DIR", help="as in dataplane.py")
     parser.add_argument("--variant-python", metavar="PYTHON", help="as in dataplane.py")
     args = parser.parse_args()
+    wanted = set(args.cases.split(","))
+    if wanted - {"sidecar", "variant", "haproxy"}:
+        parser.error(f"--cases {args.cases}: the pairs are sidecar, variant, haproxy")
+    explicit = args.cases != parser.get_default("cases")
+    if explicit and "variant" in wanted and args.sidecar_variant is None:
+        parser.error("--cases variant needs --sidecar-variant DIR")
     for tool in ("valgrind", "callgrind_control", "haproxy", "iptables-restore", "ip"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install -y valgrind haproxy iptables iproute2")
@@ -148,8 +159,7 @@ def main() -> None:
                         wrap=wrap,
                         ready_timeout=300.0,
                     )
-                    wanted = {*args.cases.split(","), "haproxy"}
-                    cases = [case for case in proxies if case in wanted]
+                    cases = [case for case in proxies if case in wanted | {"haproxy"}]
                     figures = {}
                     for case in cases:
                         print(f"  {case} ...", flush=True)
