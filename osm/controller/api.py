@@ -37,9 +37,9 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import osm
+from osm.base import ipam
 from osm.model import kinds, manifest
 from osm.model.errors import Problem
-from osm.runtime import ipam
 from osm.store import api as store_api
 
 log = logging.getLogger(__name__)

@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 
+from osm.base import ipam
 from osm.ca import builtin
 from osm.ca.identity import Identity
 from osm.interception import apply as interception_apply
@@ -51,7 +52,7 @@ from osm.model.core import Container, Deployment, Namespace, Probe, Service
 from osm.model.errors import ValidationFailed
 from osm.model.meta import Resource
 from osm.proxy import bootstrap
-from osm.runtime import ipam, network, pods, process, record
+from osm.runtime import network, pods, process, record
 from osm.runtime.network import MeshNetwork, MeshNetworkConfig
 from osm.runtime.process import ContainerProcess, ProbeTarget, ProcessSpec
 from osm.runtime.relay import NamespaceRelay

@@ -34,8 +34,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from osm.base.ipam import DEFAULT_POD_SUBNET, gateway_address
 from osm.runtime import record
-from osm.runtime.ipam import DEFAULT_POD_SUBNET, gateway_address
 
 CLONE_NEWNET = 0x40000000
 _NETNS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from osm.runtime import ipam, kubelet, process, record
+from osm.base import ipam
+from osm.runtime import kubelet, process, record
 from osm.runtime.network import HostEntry, NetworkError
 
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from osm.runtime import ipam, record
-from osm.runtime.ipam import AllocationError, MemoryRecord
+from osm.base import ipam
+from osm.base.ipam import AllocationError, MemoryRecord
+from osm.runtime import record
 
 IP = ipaddress.IPv4Address
 

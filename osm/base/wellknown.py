@@ -1,0 +1,112 @@
+"""OSM's well-known values: ports, the proxy's UID, annotation and label names, xDS types.
+
+One idea: a value that two processes must agree on (the port a sidecar listens on and the
+iptables rule that sends traffic there, the annotation the runtime writes and the catalog
+reads) is a constant here, and nowhere else. OSM's names come from its
+``pkg/constants``; ours carry the ``osm-py.io/`` prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+# ---------------------------------------------------------------------------------------------
+# Ports and users (OSM's pkg/constants; DESIGN.md "ports (OSM's)")
+
+PROXY_UID: Final = 1500
+"""The UID sidecars run as; the interception rules let its traffic through unproxied."""
+PROXY_ADMIN_PORT: Final = 15000
+PROXY_OUTBOUND_PORT: Final = 15001
+PROXY_INBOUND_PORT: Final = 15003
+PROXY_PROMETHEUS_PORT: Final = 15010
+LIVENESS_PROBE_PORT: Final = 15901
+READINESS_PROBE_PORT: Final = 15902
+STARTUP_PROBE_PORT: Final = 15903
+HEALTHCHECK_PORT: Final = 15904
+XDS_PORT: Final = 15128
+"""The controller's ADS server."""
+API_PORT: Final = 9091
+"""The controller's HTTP API in local mode."""
+INJECTOR_WEBHOOK_PORT: Final = 9090
+VALIDATING_WEBHOOK_PORT: Final = 9093
+
+LOCALHOST: Final = "127.0.0.1"
+
+# ---------------------------------------------------------------------------------------------
+# Namespace and pod annotations and labels
+
+SIDECAR_INJECTION_ANNOTATION: Final = "openservicemesh.io/sidecar-injection"
+"""``enabled``/``disabled`` on a Namespace or Pod: OSM's switch for injection."""
+MONITORED_BY_LABEL: Final = "openservicemesh.io/monitored-by"
+"""Namespace label naming the mesh that watches it."""
+OUTBOUND_PORT_EXCLUSION_ANNOTATION: Final = "openservicemesh.io/outbound-port-exclusion-list"
+INBOUND_PORT_EXCLUSION_ANNOTATION: Final = "openservicemesh.io/inbound-port-exclusion-list"
+OUTBOUND_IP_RANGE_EXCLUSION_ANNOTATION: Final = (
+    "openservicemesh.io/outbound-ip-range-exclusion-list"
+)
+OUTBOUND_IP_RANGE_INCLUSION_ANNOTATION: Final = (
+    "openservicemesh.io/outbound-ip-range-inclusion-list"
+)
+
+PROXY_KIND_ANNOTATION: Final = "osm-py.io/proxy-kind"
+"""Pod annotation naming the proxy kind (`osm.base.identity.ProxyKind`): ``sidecar``
+(default) or ``grpc`` (a proxyless gRPC client that reads xDS itself). Ours, not OSM's."""
+DATA_PLANE_ANNOTATION: Final = "osm-py.io/sidecar"
+"""Pod annotation naming the data plane of a sidecar proxy (`osm.base.identity.DataPlane`):
+``envoy`` (default, what Kubernetes injection runs) or ``python`` (our Python sidecar).
+Written by whoever injects the sidecar (the local runtime marks every pod it runs with
+``python``), as OSM's webhook marks what it injected; not by users. Ours, not OSM's."""
+
+LOCAL_ANNOTATION_PREFIX: Final = "local.openservicemesh.io/"
+"""Annotations the local runtime writes on the Pods it runs."""
+NETNS_ANNOTATION: Final = LOCAL_ANNOTATION_PREFIX + "netns"
+"""The network namespace a local pod runs in (read by `osm exec` and `osm proxy get`)."""
+
+# ---------------------------------------------------------------------------------------------
+# xDS resource types
+
+TYPE_PREFIX: Final = "type.googleapis.com/"
+LISTENER_TYPE: Final = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
+ROUTE_TYPE: Final = TYPE_PREFIX + "envoy.config.route.v3.RouteConfiguration"
+CLUSTER_TYPE: Final = TYPE_PREFIX + "envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE: Final = TYPE_PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
+SECRET_TYPE: Final = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+
+PUSH_ORDER: Final[tuple[str, ...]] = (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+)
+"""Every type a snapshot holds, in the order a server pushes them when several change at
+once (the xDS "eventual consistency" rule: CDS before EDS, CDS/EDS before LDS, LDS before
+RDS; secrets last, since Envoy warms clusters and listeners until their secrets arrive)."""
+
+SHORT_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        CLUSTER_TYPE: "CDS",
+        ENDPOINT_TYPE: "EDS",
+        LISTENER_TYPE: "LDS",
+        ROUTE_TYPE: "RDS",
+        SECRET_TYPE: "SDS",
+    }
+)
+"""Each type's short name, as Envoy's logs and stats say it."""
+
+TYPES_BY_SHORT_NAME: Final[Mapping[str, str]] = MappingProxyType(
+    {short.lower(): type_url for type_url, short in SHORT_NAMES.items()}
+)
+"""``"cds"`` -> the cluster type URL, and so on (what the CLI accepts)."""
+
+TYPES_BY_MESSAGE: Final[Mapping[str, str]] = MappingProxyType(
+    {type_url.rpartition(".")[2]: type_url for type_url in PUSH_ORDER}
+)
+"""``"Cluster"`` -> the cluster type URL, and so on (a message's short name)."""
+
+
+def short_name(type_url: str) -> str:
+    """``"CDS"`` for the cluster type URL and so on; unknown type URLs are returned as is."""
+    return SHORT_NAMES.get(type_url, type_url)
