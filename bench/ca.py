@@ -22,8 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from osm.base.identity import Identity
 from osm.ca import builtin, der
-from osm.ca.identity import Identity
 from osm.ca.issuer import LeafRequest
 from osm.ca.keys import KeySpec, PrivateKey
 

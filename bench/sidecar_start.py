@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from osm.base.identity import Identity  # noqa: E402
 from osm.ca import builtin  # noqa: E402
-from osm.ca.identity import Identity  # noqa: E402
 from osm.cli.client import Client  # noqa: E402
 from osm.proxy import bootstrap  # noqa: E402
 from tests.conftest import free_port, start_controller  # noqa: E402

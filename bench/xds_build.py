@@ -27,7 +27,7 @@ import resource
 import time
 from typing import Any
 
-from osm.catalog.ids import Identity
+from osm.base.identity import Identity
 from osm.catalog.state import MeshState
 from osm.model.config import MeshConfig, TrafficSettings, default_mesh_config
 from osm.model.core import Container, Namespace, Pod, PodSpec, Service, ServicePort

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from osm.ads.node import NodeId
-from osm.ca.errors import InvalidIdentity
-from osm.ca.identity import Identity
+from osm.base.identity import Identity, InvalidIdentity, NodeId
 
 SPIFFE_SCHEME = "spiffe://"
 _SAN = "x509_subject_alternative_name"

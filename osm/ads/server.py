@@ -33,9 +33,9 @@ from prometheus_client import CollectorRegistry
 from osm.ads import auth, delta, resources, sotw
 from osm.ads.cache import SnapshotCache, Watch
 from osm.ads.metrics import AdsMetrics
-from osm.ads.node import InvalidNodeId, NodeId
 from osm.ads.protocol import Ack, Event, Nack, ProtocolError
 from osm.ads.resources import Snapshot
+from osm.base.identity import InvalidNodeId, NodeId
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,6 @@ class CAError(Exception):
     """Base class of every error in `osm.ca`; the message is one line, fit for a user."""
 
 
-class InvalidIdentity(CAError, ValueError):
-    """A namespace/service-account pair that cannot name a workload (the caller's fault)."""
-
-
 class InvalidKeySpec(CAError, ValueError):
     """An unknown key algorithm or an RSA size outside 2048..4096 (the caller's fault)."""
 

@@ -16,8 +16,8 @@ from typing import Protocol
 
 from cryptography import x509
 
+from osm.base.identity import TRUST_DOMAIN, Identity, validate_trust_domain
 from osm.ca.errors import CAError
-from osm.ca.identity import DEFAULT_TRUST_DOMAIN, Identity, validate_trust_domain
 
 DEFAULT_LEAF_VALIDITY = timedelta(hours=24)
 """Workload leaves live 24h by default (OSM's `serviceCertValidityDuration`)."""
@@ -52,7 +52,7 @@ class LeafRequest:
         cls,
         identity: Identity,
         validity: timedelta = DEFAULT_LEAF_VALIDITY,
-        trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        trust_domain: str = TRUST_DOMAIN,
     ) -> LeafRequest:
         """A workload leaf: URI SAN = SPIFFE ID, DNS SAN = CN = ``<sa>.<ns>.<trust-domain>``."""
         validate_trust_domain(trust_domain)
@@ -84,7 +84,7 @@ class LeafRequest:
         identity: Identity,
         proxy_uuid: uuid.UUID,
         validity: timedelta = timedelta(days=365),
-        trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        trust_domain: str = TRUST_DOMAIN,
     ) -> LeafRequest:
         """A proxy's bootstrap client leaf: OSM's CN
         ``<proxy-uuid>.sidecar.<sa>.<ns>.<trust-domain>`` plus the identity's SPIFFE URI SAN,

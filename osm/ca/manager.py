@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from osm.ca.identity import DEFAULT_TRUST_DOMAIN, Identity
+from osm.base.identity import TRUST_DOMAIN, Identity
 from osm.ca.issuer import DEFAULT_LEAF_VALIDITY, IssuedCertificate, Issuer, LeafRequest, TrustBundle
 
 _log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class CertificateManager:
         clock: Callable[[], datetime],
         *,
         validity: timedelta = DEFAULT_LEAF_VALIDITY,
-        trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        trust_domain: str = TRUST_DOMAIN,
         jitter: float = 0.1,
         rng: random.Random | None = None,
     ) -> None:

@@ -47,8 +47,9 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from osm.base.identity import Identity
 from osm.catalog import policy
-from osm.catalog.ids import Identity, ProxyId, ServiceId
+from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
     ENVOY,
     CatalogWarning,

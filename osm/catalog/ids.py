@@ -1,7 +1,7 @@
 """Small domain values the catalog passes around instead of strings.
 
-A `ServiceId` names a Service, an `Identity` a workload identity (a service account),
-a `ProxyId` a pod. They order and hash by value, so they key indexes and sort output
+A `ServiceId` names a Service, a `ProxyId` a pod (a workload identity is
+`osm.base.identity.Identity`). They order and hash by value, so they key indexes and sort output
 deterministically; each caches its hash (they key most dicts of the control plane).
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TRUST_DOMAIN = "cluster.local"
-CLUSTER_DOMAIN = "cluster.local"
+from osm.base.identity import CLUSTER_DOMAIN
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -32,28 +31,6 @@ class ServiceId:
     def fqdn(self) -> str:
         """``<name>.<namespace>.svc.cluster.local``: the TLS server name of the service."""
         return f"{self.name}.{self.namespace}.svc.{CLUSTER_DOMAIN}"
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Identity:
-    """A workload identity: a service account in a namespace."""
-
-    namespace: str
-    service_account: str
-    _hash: int = field(default=0, init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.namespace, self.service_account)))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.service_account}"
-
-    def spiffe_id(self, trust_domain: str = TRUST_DOMAIN) -> str:
-        """The URI SAN its certificates carry (DESIGN.md, "identity")."""
-        return f"spiffe://{trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from osm.catalog.ids import Identity, ProxyId, ServiceId
+from osm.base.identity import Identity
+from osm.catalog.ids import ProxyId, ServiceId
 from osm.model.meta import ObjectRef
 from osm.model.smi import HTTPMatch
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
-from osm.catalog.ids import Identity, ServiceId
+from osm.base.identity import Identity
+from osm.catalog.ids import ServiceId
 from osm.model.config import MESH_CONFIG_NAME, MeshConfig, default_mesh_config
 from osm.model.core import Endpoints, Namespace, Pod, Service
 from osm.model.meta import ObjectRef, Resource

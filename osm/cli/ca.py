@@ -15,9 +15,9 @@ from pathlib import Path
 import click
 
 from osm import paths
+from osm.base.identity import TRUST_DOMAIN, Identity
 from osm.ca import builtin, rotation, store
 from osm.ca.errors import CAError
-from osm.ca.identity import DEFAULT_TRUST_DOMAIN, Identity
 from osm.ca.issuer import LeafRequest
 from osm.ca.keys import KeySpec
 from osm.model import fields
@@ -78,7 +78,7 @@ def ca() -> None:
     help="Directory for cert.pem, key.pem and ca.pem (created if missing).",
 )
 @click.option("--validity", default="24h", show_default=True, help="e.g. 24h, 90m, 1h30m.")
-@click.option("--trust-domain", default=DEFAULT_TRUST_DOMAIN, show_default=True)
+@click.option("--trust-domain", default=TRUST_DOMAIN, show_default=True)
 @click.option("--key-type", default="ecdsa-p256", show_default=True, help="or rsa-2048..4096")
 @_state_dir_option
 def issue(

@@ -23,9 +23,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from osm.ads import cache as ads_cache
-from osm.ads import node as ads_node
 from osm.ads import xds_snapshot
-from osm.ca import identity as ca_identity
+from osm.base import identity
 from osm.ca import manager as ca_manager
 from osm.catalog import ids, policy
 from osm.catalog.state import Changed, MeshState
@@ -47,14 +46,8 @@ controller does not import the sidecar)."""
 
 
 def node_id(proxy: Any) -> str:
-    """The node id a proxy presents (see `osm.ads.node`): ``<pod>.<kind>.<sa>.<ns>``."""
-    return str(
-        ads_node.NodeId(
-            proxy.id.name,
-            ads_node.ProxyKind(proxy.kind),
-            ca_identity.Identity(proxy.identity.namespace, proxy.identity.service_account),
-        )
-    )
+    """The node id a proxy presents (`osm.base.identity.NodeId`): ``<pod>.<kind>.<sa>.<ns>``."""
+    return str(identity.NodeId(proxy.id.name, identity.ProxyKind(proxy.kind), proxy.identity))
 
 
 def sidecar_mismatch(proxy: policy.Proxy, user_agent: str) -> str | None:
@@ -130,22 +123,18 @@ class MeshPusher:
         self._wrappers: dict[int, xds_snapshot.XdsSnapshot] = {}
         self._published: dict[ids.ProxyId, str] = {}
         self._bundle_version = certificates.trust_bundle().version
-        self._rotated: set[ids.Identity] = set()
+        self._rotated: set[identity.Identity] = set()
         self.on_trust_bundle: Callable[[bytes], None] | None = None
         certificates.subscribe(self._certificate_event)
 
     # -- certificates ----------------------------------------------------------------------
-    def _credentials(self, identity: ids.Identity) -> Credentials:
-        issued = self.certificates.get_or_issue(
-            ca_identity.Identity(identity.namespace, identity.service_account)
-        )
+    def _credentials(self, workload: identity.Identity) -> Credentials:
+        issued = self.certificates.get_or_issue(workload)
         return Credentials(issued.cert_pem, issued.key_pem)
 
     def _certificate_event(self, event: ca_manager.Event) -> None:
         if isinstance(event, ca_manager.CertificateRotated):
-            self._rotated.add(
-                ids.Identity(event.identity.namespace, event.identity.service_account)
-            )
+            self._rotated.add(event.identity)
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -234,7 +223,7 @@ class MeshPusher:
             if bundle.version != self._bundle_version or self._rotated:
                 self.push(Changed())
 
-    def proxy_of(self, node: ads_node.NodeId) -> policy.Proxy | None:
+    def proxy_of(self, node: identity.NodeId) -> policy.Proxy | None:
         """The proxy of the last build that ``node`` names (None: not built yet)."""
         last = self.generator.last
         if last is None:

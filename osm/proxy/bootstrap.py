@@ -39,8 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from osm.ads.node import InvalidNodeId, NodeId, ProxyKind
-from osm.ca.identity import DEFAULT_TRUST_DOMAIN, Identity
+from osm.base.identity import TRUST_DOMAIN, Identity, InvalidNodeId, NodeId, ProxyKind
 
 if TYPE_CHECKING:
     from osm.ca.issuer import Issuer
@@ -341,7 +340,7 @@ def write(
     xds_address: str,
     issuer: Issuer,
     now: datetime,
-    trust_domain: str = DEFAULT_TRUST_DOMAIN,
+    trust_domain: str = TRUST_DOMAIN,
     proxy_uuid: uuid.UUID | None = None,
     admin: tuple[str, int] = (DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT),
     server_name: str | None = None,

@@ -42,8 +42,8 @@ from typing import Any
 import aiohttp
 
 from osm.base import ipam
+from osm.base.identity import Identity
 from osm.ca import builtin
-from osm.ca.identity import Identity
 from osm.interception import apply as interception_apply
 from osm.interception import rules
 from osm.model import kinds

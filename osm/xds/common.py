@@ -16,7 +16,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import path_pb2, regex_pb2, string_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
-from osm.catalog.ids import Identity
+from osm.base.identity import Identity
 from osm.catalog.policy import RequestMatch, TlsSettings
 from osm.xds import names
 from osm.xds.resources import pack

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 
 from google.protobuf.message import Message
 
-from osm.catalog.ids import TRUST_DOMAIN, Identity
+from osm.base.identity import TRUST_DOMAIN, Identity
 from osm.xds.resources import Memo
 
 M = TypeVar("M", bound=Message)

@@ -15,7 +15,8 @@ Deviations from DESIGN.md / OSM, on purpose:
 
 from __future__ import annotations
 
-from osm.catalog.ids import Identity, ServiceId
+from osm.base.identity import Identity
+from osm.catalog.ids import ServiceId
 
 # Listeners and ports (DESIGN.md "ports (OSM's)").
 OUTBOUND_LISTENER = "outbound-listener"

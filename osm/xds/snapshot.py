@@ -41,9 +41,10 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
+from osm.base.identity import TRUST_DOMAIN, Identity
 from osm.catalog import catalog as catalog_module
 from osm.catalog.catalog import Catalog, Dirty
-from osm.catalog.ids import TRUST_DOMAIN, Identity, ProxyId, ServiceId
+from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
     GRPC,
     CatalogWarning,

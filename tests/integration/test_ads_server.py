@@ -22,11 +22,10 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from osm.ads import cache, resources, server
-from osm.ads.node import NodeId
 from osm.ads.protocol import Ack, Nack
 from osm.ads.xds_snapshot import XdsSnapshot
+from osm.base.identity import Identity, NodeId
 from osm.ca import builtin
-from osm.ca.identity import Identity
 from osm.ca.issuer import LeafRequest
 from osm.xds import resources as xds_resources
 from osm.xds import snapshot as xds_snapshot

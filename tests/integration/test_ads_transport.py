@@ -24,8 +24,8 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 
+from osm.base.identity import Identity
 from osm.ca import builtin
-from osm.ca.identity import Identity
 from osm.cli.client import Client
 from osm.proxy import ads_transport, bootstrap, config, main, xds_client
 from tests.conftest import ROOT, RunningController, free_port, start_controller

@@ -40,8 +40,8 @@ import pytest
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from osm.ads import resources
+from osm.base.identity import Identity
 from osm.ca import builtin
-from osm.ca.identity import Identity
 from osm.ca.issuer import LeafRequest
 from osm.cli.client import Client
 from tests.conftest import ROOT, RunningController, start_controller

@@ -31,8 +31,8 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
+from osm.base.identity import Identity
 from osm.ca import builtin
-from osm.ca.identity import Identity
 from osm.cli import proxy as proxy_cli
 from osm.cli.client import Client
 from osm.proxy import bootstrap, main, xds_client

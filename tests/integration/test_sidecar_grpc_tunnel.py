@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
-from osm.ca.identity import Identity
+from osm.base.identity import Identity
 from osm.proxy import main
 from tests.conftest import RunningController
 from tests.integration.test_sidecar_controller import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from osm.catalog.ids import Identity, ProxyId
+from osm.base.identity import Identity
+from osm.catalog.ids import ProxyId
 from osm.catalog.policy import ENVOY, GRPC, PYTHON, SIDECAR, Proxy
 from osm.controller import mesh
 from osm.proxy import main

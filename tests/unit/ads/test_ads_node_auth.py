@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from osm.ads import auth, node
-from osm.ca.identity import Identity
+from osm.ads import auth
+from osm.base.identity import Identity, InvalidNodeId, NodeId, ProxyKind
 
 
 @pytest.mark.parametrize(
@@ -22,14 +22,14 @@ from osm.ca.identity import Identity
     ],
 )
 def test_node_ids_parse_and_print_back(text: str, proxy_id: str, kind: str, identity: str) -> None:
-    parsed = node.NodeId.parse(text)
+    parsed = NodeId.parse(text)
     assert (parsed.proxy_id, parsed.kind.value, str(parsed.identity)) == (
         proxy_id,
         kind,
         identity,
     )
     assert str(parsed) == text
-    assert node.NodeId.of(proxy_id, Identity.parse(identity), node.ProxyKind(kind)) == parsed
+    assert NodeId.of(proxy_id, Identity.parse(identity), ProxyKind(kind)) == parsed
 
 
 @pytest.mark.parametrize(
@@ -44,8 +44,8 @@ def test_node_ids_parse_and_print_back(text: str, proxy_id: str, kind: str, iden
     ],
 )
 def test_bad_node_ids_say_what_is_wrong(text: str, complaint: str) -> None:
-    with pytest.raises(node.InvalidNodeId, match="expected <proxy-id>") as caught:
-        node.NodeId.parse(text)
+    with pytest.raises(InvalidNodeId, match="expected <proxy-id>") as caught:
+        NodeId.parse(text)
     assert complaint in str(caught.value)
 
 
@@ -55,7 +55,7 @@ def _peer(*spiffe_ids: str) -> auth.Peer:
 
 
 def test_a_matching_spiffe_id_authenticates_the_node() -> None:
-    node_id = node.NodeId.parse("p1.sidecar.bookbuyer.bookbuyer")
+    node_id = NodeId.parse("p1.sidecar.bookbuyer.bookbuyer")
     peer = _peer("spiffe://cluster.local/ns/bookbuyer/sa/bookbuyer")
     assert auth.authenticate(peer, node_id, "cluster.local") == node_id.identity
 
@@ -71,6 +71,6 @@ def test_a_matching_spiffe_id_authenticates_the_node() -> None:
     ],
 )
 def test_any_other_identity_is_refused(spiffe_ids: tuple[str, ...]) -> None:
-    node_id = node.NodeId.parse("p1.sidecar.bookbuyer.bookbuyer")
+    node_id = NodeId.parse("p1.sidecar.bookbuyer.bookbuyer")
     with pytest.raises(auth.AuthenticationError, match="claims identity bookbuyer/bookbuyer"):
         auth.authenticate(_peer(*spiffe_ids), node_id, "cluster.local")

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from osm.base.identity import Identity
 from osm.ca import builtin, store
 from osm.ca.errors import CAFileError, NoCA, RootExpired, RootKeyMismatch
-from osm.ca.identity import Identity
 from osm.ca.issuer import LeafRequest
 from osm.ca.keys import KeySpec
 from tests.unit.ca import catesting

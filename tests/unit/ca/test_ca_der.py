@@ -10,8 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from osm.base.identity import Identity
 from osm.ca import builtin, der
-from osm.ca.identity import Identity
 from osm.ca.issuer import LeafRequest
 from osm.ca.keys import KeySpec, PrivateKey
 from tests.unit.ca import catesting

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from osm.ca.errors import CAError, InvalidIdentity, InvalidKeySpec
-from osm.ca.identity import Identity
+from osm.base.identity import Identity, InvalidIdentity
+from osm.ca.errors import CAError, InvalidKeySpec
 from osm.ca.issuer import LeafRequest
 from osm.ca.keys import KeySpec
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from osm.base.identity import Identity
 from osm.ca import builtin, manager
-from osm.ca.identity import Identity
 from tests.unit.ca import catesting
 
 T0 = catesting.T0

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from osm.base.identity import Identity
 from osm.ca import builtin, manager, store
 from osm.ca.errors import CAFileError, RotationInProgress
-from osm.ca.identity import Identity
 from osm.ca.issuer import IssuedCertificate, LeafRequest, TrustBundle
 from osm.ca.rotation import RootRecord, RootSet, RootState
 from tests.unit.ca import catesting

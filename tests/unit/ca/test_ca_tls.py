@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from osm.base.identity import Identity
 from osm.ca import builtin
-from osm.ca.identity import Identity
 from osm.ca.issuer import IssuedCertificate, LeafRequest
 
 CLIENT = Identity("bookstore", "bookbuyer")

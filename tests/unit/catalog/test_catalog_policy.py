@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from osm.base.identity import Identity
 from osm.catalog.catalog import Catalog
-from osm.catalog.ids import Identity, ProxyId, ServiceId
+from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
     GRPC,
     Endpoint,

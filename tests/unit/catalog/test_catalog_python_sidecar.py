@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from osm.base.identity import Identity
 from osm.catalog.catalog import Catalog
-from osm.catalog.ids import Identity, ProxyId, ServiceId
+from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
     ENVOY,
     PYTHON,

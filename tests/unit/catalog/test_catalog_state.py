@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from osm.catalog.ids import Identity, ServiceId
+from osm.base.identity import Identity
+from osm.catalog.ids import ServiceId
 from osm.catalog.state import Changed, MeshState
 from osm.model.config import MESH_CONFIG_NAME
 from osm.model.core import Pod, Service

@@ -14,7 +14,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from osm.catalog.ids import Identity, ProxyId
+from osm.base.identity import Identity
+from osm.catalog.ids import ProxyId
 from osm.catalog.policy import PYTHON
 from osm.catalog.state import MeshState
 from osm.model.meta import ObjectRef
