@@ -36,16 +36,16 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, descriptor, message, symbol_database
 
 import osm.xds.snapshot  # noqa: F401  (registers every Envoy type the builders use)
-from osm.ads import resources
+from osm.base import wellknown
 
 CDS, EDS, LDS, RDS, SDS = (
-    resources.CLUSTER,
-    resources.ENDPOINT,
-    resources.LISTENER,
-    resources.ROUTE,
-    resources.SECRET,
+    wellknown.CLUSTER_TYPE,
+    wellknown.ENDPOINT_TYPE,
+    wellknown.LISTENER_TYPE,
+    wellknown.ROUTE_TYPE,
+    wellknown.SECRET_TYPE,
 )
-SHORT = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS", SDS: "SDS"}
+SHORT = wellknown.SHORT_NAMES
 _RDS = "envoy.extensions.filters.network.http_connection_manager.v3.Rds"
 _SDS = "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig"
 _symbols = symbol_database.Default()

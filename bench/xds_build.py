@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from osm.base.identity import Identity
+from osm.base.wellknown import ROUTE_TYPE
 from osm.catalog.state import MeshState
 from osm.model.config import MeshConfig, TrafficSettings, default_mesh_config
 from osm.model.core import Container, Namespace, Pod, PodSpec, Service, ServicePort
@@ -42,7 +43,6 @@ from osm.model.smi import (
     TrafficTargetRule,
 )
 from osm.xds.context import Credentials
-from osm.xds.resources import ROUTE
 from osm.xds.snapshot import Generator
 
 PODS_PER_SERVICE = 5
@@ -165,7 +165,7 @@ def run(services: int, permissive: bool, profile: bool) -> dict[str, Any]:
         b.type_url
         for s in warm.snapshots.values()
         if s.proxy.id in warm.changed
-        for url in (ROUTE,)
+        for url in (ROUTE_TYPE,)
         for b in s.of_type(url).values()
     }
     if profiler:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from envoy.config.core.v3 import base_pb2
 
-from osm.ads import resources
+from osm.base import wellknown
 
 
 class ProtocolError(Exception):
@@ -42,7 +42,7 @@ class Nack:
     def describe(self) -> str:
         names = ", ".join(self.resource_names) or "no resources"
         return (
-            f"{resources.short_name(self.type_url)} version {self.version} ({names}) "
+            f"{wellknown.short_name(self.type_url)} version {self.version} ({names}) "
             f"rejected: {self.message}"
         )
 

@@ -1,4 +1,4 @@
-"""xDS resource types, their push order, and the `Snapshot` protocol the server reads.
+"""How the server treats each xDS type (wildcards, referrers), and the `Snapshot` it reads.
 
 One idea: the server needs only three things from a proxy's configuration, per type URL:
 an opaque version of the whole set, an opaque version per resource (for delta xDS), and
@@ -18,43 +18,33 @@ from typing import Protocol
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+from osm.base.wellknown import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    PUSH_ORDER,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+    short_name,
+)
 
-PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
-"""When several types change at once, responses go out in this order (the xDS "eventual
-consistency" rule: CDS before EDS, CDS/EDS before LDS, LDS before RDS; secrets last, since
-Envoy warms clusters and listeners until their secrets arrive)."""
-
-WILDCARD_TYPES: frozenset[str] = frozenset({CLUSTER, LISTENER})
+WILDCARD_TYPES: frozenset[str] = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
 """Types whose first request with no names means "everything" (legacy wildcard, gRFC A46).
 For the others an empty name list subscribes to nothing."""
 
 REFERRERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        CLUSTER: (LISTENER, ROUTE),
-        ENDPOINT: (CLUSTER,),
-        LISTENER: (),
-        ROUTE: (LISTENER,),
-        SECRET: (CLUSTER, LISTENER),
+        CLUSTER_TYPE: (LISTENER_TYPE, ROUTE_TYPE),
+        ENDPOINT_TYPE: (CLUSTER_TYPE,),
+        LISTENER_TYPE: (),
+        ROUTE_TYPE: (LISTENER_TYPE,),
+        SECRET_TYPE: (CLUSTER_TYPE, LISTENER_TYPE),
     }
 )
 """For each type, the types whose resources name resources of it. A resource removed from a
 snapshot is removed from a proxy only once its referrers are up to date ("removals last")."""
 
-SHORT_NAMES: Mapping[str, str] = MappingProxyType(
-    {CLUSTER: "CDS", ENDPOINT: "EDS", LISTENER: "LDS", ROUTE: "RDS", SECRET: "SDS"}
-)
-
 WILDCARD = "*"
-
-
-def short_name(type_url: str) -> str:
-    """``"CDS"`` for the cluster type URL and so on; unknown type URLs are returned as is."""
-    return SHORT_NAMES.get(type_url, type_url)
 
 
 def order_key(type_url: str) -> int:

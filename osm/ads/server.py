@@ -35,6 +35,7 @@ from osm.ads.cache import SnapshotCache, Watch
 from osm.ads.metrics import AdsMetrics
 from osm.ads.protocol import Ack, Event, Nack, ProtocolError
 from osm.ads.resources import Snapshot
+from osm.base import wellknown
 from osm.base.identity import InvalidNodeId, NodeId
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ class AdsServer:
         for connection in self._connections.values():
             proxy = connection.proxy
             acked = {
-                resources.short_name(t): v
+                wellknown.short_name(t): v
                 for t, v in sorted(
                     connection.machine.acked_versions().items(),
                     key=lambda item: resources.order_key(item[0]),
@@ -456,7 +457,7 @@ def _resources_size(
 def _label(type_url: str) -> str:
     """The metric label of a type: its short name, or "other" (clients choose type URLs,
     and labels must stay few)."""
-    return resources.SHORT_NAMES.get(type_url, "other")
+    return wellknown.SHORT_NAMES.get(type_url, "other")
 
 
 async def _abort(

@@ -19,15 +19,15 @@ from collections.abc import Sequence
 import click
 from google.protobuf import json_format
 
+from osm.base import wellknown
 from osm.catalog import offline, policy
 from osm.catalog.ids import ProxyId
 from osm.catalog.state import MeshState
 from osm.model import manifest
 from osm.model.core import Deployment
-from osm.xds import resources as xds_resources
 from osm.xds import snapshot
 
-TYPES = tuple(xds_resources.SHORT_NAMES)
+TYPES = tuple(wellknown.TYPES_BY_SHORT_NAME)
 
 
 @click.group(name="xds")
@@ -91,7 +91,7 @@ def dump(paths: Sequence[str], proxy_name: str, type_name: str | None, sidecar: 
         raise click.ClickException(f"{proxy_id}: {built.errors[proxy_id]}")
     found = built.snapshots[proxy_id]
     type_urls = (
-        [xds_resources.SHORT_NAMES[type_name]] if type_name else list(xds_resources.TYPE_URLS)
+        [wellknown.TYPES_BY_SHORT_NAME[type_name]] if type_name else list(wellknown.PUSH_ORDER)
     )
     output = {
         "proxy": str(proxy_id),

@@ -33,10 +33,11 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
+from osm.base.wellknown import CLUSTER_TYPE
 from osm.catalog.policy import GRPC, LocalPort, ProxyPolicy, TlsSettings, Upstream
 from osm.xds import common, names
 from osm.xds.context import Context
-from osm.xds.resources import CLUSTER, Built, build, pack
+from osm.xds.resources import Built, build, pack
 
 CONNECT_TIMEOUT = 1.0
 Cluster = cluster_pb2.Cluster
@@ -97,7 +98,7 @@ def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
 
 def _built(make: Callable[..., Any], *args: object) -> Built:
     cluster = make(*args)
-    return build(CLUSTER, cluster.name, cluster)
+    return build(CLUSTER_TYPE, cluster.name, cluster)
 
 
 def _http2(cluster: cluster_pb2.Cluster) -> None:

@@ -16,10 +16,11 @@ import functools
 from envoy.config.core.v3 import base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
+from osm.base.wellknown import ENDPOINT_TYPE
 from osm.catalog.policy import Endpoint, ProxyPolicy
 from osm.xds import common, names
 from osm.xds.context import Context
-from osm.xds.resources import ENDPOINT, Built, build
+from osm.xds.resources import Built, build
 
 
 def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
@@ -68,4 +69,4 @@ def load_assignment(
 
 
 def _built(cluster: str, endpoints: tuple[Endpoint, ...]) -> Built:
-    return build(ENDPOINT, cluster, load_assignment(cluster, endpoints))
+    return build(ENDPOINT_TYPE, cluster, load_assignment(cluster, endpoints))

@@ -38,6 +38,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
+from osm.base.wellknown import LISTENER_TYPE
 from osm.catalog.ids import ServiceId
 from osm.catalog.policy import (
     GRPC,
@@ -52,7 +53,7 @@ from osm.catalog.policy import (
 )
 from osm.xds import common, names
 from osm.xds.context import Context
-from osm.xds.resources import LISTENER, Built, build, pack
+from osm.xds.resources import Built, build, pack
 
 HCM = hcm_pb2.HttpConnectionManager
 
@@ -103,10 +104,10 @@ def _built(listener: listener_pb2.Listener | None) -> Built:
     # A None listener is memoized as a sentinel Built with an empty name.
     if listener is None:
         return _NONE
-    return build(LISTENER, listener.name, listener)
+    return build(LISTENER_TYPE, listener.name, listener)
 
 
-_NONE = build(LISTENER, "", listener_pb2.Listener())
+_NONE = build(LISTENER_TYPE, "", listener_pb2.Listener())
 
 
 def _drop_none(built: Built) -> Built | None:
@@ -357,7 +358,7 @@ def grpc_listener(name: str, port: int) -> listener_pb2.Listener:
 
 
 def _built_grpc_listener(name: str, port: int) -> Built:
-    return build(LISTENER, name, grpc_listener(name, port))
+    return build(LISTENER_TYPE, name, grpc_listener(name, port))
 
 
 def grpc_listeners(outbound: OutboundPolicy, context: Context) -> list[Built]:

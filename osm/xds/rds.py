@@ -35,6 +35,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from google.protobuf import wrappers_pb2
 
+from osm.base.wellknown import ROUTE_TYPE
 from osm.catalog.policy import (
     InboundPort,
     InboundRule,
@@ -45,7 +46,7 @@ from osm.catalog.policy import (
 )
 from osm.xds import common, names
 from osm.xds.context import Context
-from osm.xds.resources import ROUTE, Built, Reference, build, from_serialized, pack, references
+from osm.xds.resources import Built, Reference, build, from_serialized, pack, references
 
 
 def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
@@ -219,7 +220,7 @@ def _outbound(
     serialized = b"".join((frame[0], *(h[2] for h in hosts), frame[1]))
     found: frozenset[Reference] = frozenset().union(*(h[1] for h in hosts))
     name = names.outbound_route_config(number)
-    return from_serialized(ROUTE, name, route_pb2.RouteConfiguration, serialized, found)
+    return from_serialized(ROUTE_TYPE, name, route_pb2.RouteConfiguration, serialized, found)
 
 
 def _frame(number: int) -> tuple[bytes, bytes]:
@@ -285,4 +286,4 @@ def inbound_route_configuration(
 
 def _inbound(target: int, ports: Sequence[InboundPort], trust_domain: str) -> Built:
     config = inbound_route_configuration(target, ports, trust_domain)
-    return build(ROUTE, config.name, config)
+    return build(ROUTE_TYPE, config.name, config)

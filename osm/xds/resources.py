@@ -20,16 +20,7 @@ from typing import Any
 from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-TYPE_PREFIX = "type.googleapis.com/"
-LISTENER = TYPE_PREFIX + "envoy.config.listener.v3.Listener"
-ROUTE = TYPE_PREFIX + "envoy.config.route.v3.RouteConfiguration"
-CLUSTER = TYPE_PREFIX + "envoy.config.cluster.v3.Cluster"
-ENDPOINT = TYPE_PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
-SECRET = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
-TYPE_URLS = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
-"""Every type a snapshot holds, in the order a server pushes them (CDS, EDS, LDS, RDS, SDS)."""
-
-SHORT_NAMES = {"cds": CLUSTER, "eds": ENDPOINT, "lds": LISTENER, "rds": ROUTE, "sds": SECRET}
+from osm.base.wellknown import CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, SECRET_TYPE
 
 Reference = tuple[str, str]
 """(type URL, resource name) that one resource needs another to provide."""
@@ -187,29 +178,29 @@ def walk(message: Message) -> Iterator[Message]:
 
 def _route_action(message: Any) -> Iterator[Reference]:
     if message.cluster:
-        yield (CLUSTER, message.cluster)
+        yield (CLUSTER_TYPE, message.cluster)
 
 
 def _cluster_weight(message: Any) -> Iterator[Reference]:
-    yield (CLUSTER, message.name)
+    yield (CLUSTER_TYPE, message.name)
 
 
 def _tcp_proxy(message: Any) -> Iterator[Reference]:
     if message.cluster:
-        yield (CLUSTER, message.cluster)
+        yield (CLUSTER_TYPE, message.cluster)
 
 
 def _rds(message: Any) -> Iterator[Reference]:
-    yield (ROUTE, message.route_config_name)
+    yield (ROUTE_TYPE, message.route_config_name)
 
 
 def _sds(message: Any) -> Iterator[Reference]:
-    yield (SECRET, message.name)
+    yield (SECRET_TYPE, message.name)
 
 
 def _cluster(message: Any) -> Iterator[Reference]:
     if message.HasField("eds_cluster_config"):
-        yield (ENDPOINT, message.eds_cluster_config.service_name or message.name)
+        yield (ENDPOINT_TYPE, message.eds_cluster_config.service_name or message.name)
 
 
 _REFERENCES: dict[str, Callable[[Any], Iterator[Reference]]] = {

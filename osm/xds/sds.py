@@ -21,10 +21,11 @@ import functools
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 
+from osm.base.wellknown import SECRET_TYPE
 from osm.catalog.policy import GRPC, ProxyPolicy
 from osm.xds import names
 from osm.xds.context import Context, Credentials, MissingCredentials
-from osm.xds.resources import SECRET, Built, build
+from osm.xds.resources import Built, build
 
 PLACEHOLDER = b"PLACEHOLDER: offline dump, no certificate issued\n"
 PLACEHOLDER_CREDENTIALS = Credentials(PLACEHOLDER, PLACEHOLDER)
@@ -107,8 +108,8 @@ def root_cert(name: str, trust_bundle: bytes) -> secret_pb2.Secret:
 
 
 def _built_cert(credentials: Credentials) -> Built:
-    return build(SECRET, names.SERVICE_CERT, service_cert(credentials))
+    return build(SECRET_TYPE, names.SERVICE_CERT, service_cert(credentials))
 
 
 def _built_root(name: str, trust_bundle: bytes) -> Built:
-    return build(SECRET, name, root_cert(name, trust_bundle))
+    return build(SECRET_TYPE, name, root_cert(name, trust_bundle))

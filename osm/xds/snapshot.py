@@ -42,6 +42,7 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from osm.base.identity import TRUST_DOMAIN, Identity
+from osm.base.wellknown import PUSH_ORDER
 from osm.catalog import catalog as catalog_module
 from osm.catalog.catalog import Catalog, Dirty
 from osm.catalog.ids import ProxyId, ServiceId
@@ -58,7 +59,7 @@ from osm.catalog.state import Changed, MeshState
 from osm.model.core import Pod
 from osm.xds import cds, eds, lds, rds, sds
 from osm.xds.context import Context, CredentialSource, MissingCredentials
-from osm.xds.resources import TYPE_URLS, Built, Reference
+from osm.xds.resources import Built, Reference
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -158,7 +159,7 @@ def version_of(resources: Iterable[Built]) -> str:
 def consistency_problems(types: Mapping[str, Mapping[str, Built]]) -> list[str]:
     """Every reference in ``types`` that ``types`` does not satisfy (empty: consistent)."""
     problems: list[str] = []
-    for type_url in TYPE_URLS:
+    for type_url in PUSH_ORDER:
         for built in types.get(type_url, {}).values():
             for wanted_type, wanted in sorted(built.references):
                 if wanted not in types.get(wanted_type, {}):
@@ -252,7 +253,7 @@ def _layer(
     builders: Iterable[Callable[[ProxyPolicy, Context], list[Built]]],
     what: str,
 ) -> Layer:
-    by_type: dict[str, dict[str, Built]] = {url: {} for url in TYPE_URLS}
+    by_type: dict[str, dict[str, Built]] = {url: {} for url in PUSH_ORDER}
     for builder in builders:
         for built in builder(policy, context):
             existing = by_type[built.type_url].get(built.name)
@@ -262,7 +263,7 @@ def _layer(
                 )
             by_type[built.type_url][built.name] = built
     sorted_types: dict[str, Mapping[str, Built]] = {}
-    for url in TYPE_URLS:
+    for url in PUSH_ORDER:
         found = by_type[url]
         sorted_types[url] = (
             MappingProxyType({n: found[n] for n in sorted(found)}) if found else _EMPTY_MAP
@@ -274,8 +275,8 @@ def _layer(
         for reference in built.references
         if reference[1] not in sorted_types[reference[0]]
     )
-    versions = {url: version_of(sorted_types[url].values()) for url in TYPE_URLS}
-    typed = {url: TypedResources(url, versions[url], sorted_types[url]) for url in TYPE_URLS}
+    versions = {url: version_of(sorted_types[url].values()) for url in PUSH_ORDER}
+    typed = {url: TypedResources(url, versions[url], sorted_types[url]) for url in PUSH_ORDER}
     return Layer(sorted_types, versions, unresolved, typed)
 
 
@@ -341,7 +342,7 @@ def _outbound(policy: ProxyPolicy, context: Context, what: str) -> _Outbound:
     pair_key = ("pair", upstreams, routes)
     pair = context.layers.get(pair_key)
     if not isinstance(pair, _Outbound):
-        for url in TYPE_URLS:
+        for url in PUSH_ORDER:
             _check_clashes(url, (upstreams.by_type[url], routes.by_type[url]), what)
         unresolved = frozenset(
             reference
@@ -405,7 +406,7 @@ def _combine(
     layers = (outbound.upstreams, outbound.routes, inbound)
     old_layers = old.layers if old is not None and len(old.layers) == 3 else None
     types: dict[str, TypedResources] = {}
-    for url in TYPE_URLS:
+    for url in PUSH_ORDER:
         maps = (layers[0].by_type[url], layers[1].by_type[url], inbound.by_type[url])
         if (
             old is not None
@@ -826,7 +827,7 @@ def _same_or(old: ResourceSet | None, built: ResourceSet) -> ResourceSet:
     not count as changed), else ``built``."""
     if old is None:
         return built
-    for url in TYPE_URLS:
+    for url in PUSH_ORDER:
         before, after = old.types[url], built.types[url]
         if before is not after and before.version != after.version:
             return built
@@ -836,7 +837,7 @@ def _same_or(old: ResourceSet | None, built: ResourceSet) -> ResourceSet:
 def _same_content(old: ResourceSet, new: ResourceSet) -> bool:
     """Whether two sets serve the same resources (their policies may differ in what no
     resource shows, such as the order of a proxyless client's ports)."""
-    return all(old.types[url].version == new.types[url].version for url in TYPE_URLS)
+    return all(old.types[url].version == new.types[url].version for url in PUSH_ORDER)
 
 
 def _copy(mapping: Mapping[K, V]) -> dict[K, V]:

@@ -32,7 +32,8 @@ from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry
 
 from osm.ads import cache, server
-from osm.ads.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, MappingSnapshot
+from osm.ads.resources import MappingSnapshot
+from osm.base.wellknown import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -108,10 +109,10 @@ def endpoints(name: str, port: int) -> endpoint_pb2.ClusterLoadAssignment:
 
 def snapshot(weights: dict[str, int], ports: dict[str, int]) -> MappingSnapshot:
     contents: dict[str, list[Message]] = {
-        LISTENER: [listener()],
-        ROUTE: [routes(weights)],
-        CLUSTER: [cluster(n) for n in ports],
-        ENDPOINT: [endpoints(n, p) for n, p in ports.items()],
+        LISTENER_TYPE: [listener()],
+        ROUTE_TYPE: [routes(weights)],
+        CLUSTER_TYPE: [cluster(n) for n in ports],
+        ENDPOINT_TYPE: [endpoints(n, p) for n, p in ports.items()],
     }
     return MappingSnapshot(contents)
 
@@ -194,7 +195,7 @@ async def test_grpc_xds_client_follows_weighted_clusters(
         snapshots.set_snapshot(NODE_ID, updated)
         for _ in range(500):
             (status,) = ads.status()
-            if status.acked_versions.get("RDS") == updated.version(ROUTE):
+            if status.acked_versions.get("RDS") == updated.version(ROUTE_TYPE):
                 break
             await asyncio.sleep(0.02)
         else:

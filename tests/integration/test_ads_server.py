@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from osm.ads import cache, resources, server
 from osm.ads.protocol import Ack, Nack
 from osm.ads.xds_snapshot import XdsSnapshot
+from osm.base import wellknown
 from osm.base.identity import Identity, NodeId
 from osm.ca import builtin
 from osm.ca.issuer import LeafRequest
@@ -261,9 +262,9 @@ async def test_a_response_over_the_clients_default_limit_is_warned_once_per_type
     sizes = {
         short: sum(len(one.packed(type_url, name).value) for name in names)
         for short, type_url, names in (
-            ("CDS a", resources.CLUSTER, ["a"]),
-            ("CDS a b", resources.CLUSTER, ["a", "b"]),
-            ("EDS a", resources.ENDPOINT, ["a"]),
+            ("CDS a", wellknown.CLUSTER_TYPE, ["a"]),
+            ("CDS a b", wellknown.CLUSTER_TYPE, ["a", "b"]),
+            ("EDS a", wellknown.ENDPOINT_TYPE, ["a"]),
         )
     }
     limit = max(sizes["CDS a"], sizes["EDS a"])
@@ -284,7 +285,7 @@ async def test_a_response_over_the_clients_default_limit_is_warned_once_per_type
                     else delta_request(short, nonce=got.nonce, node=None)
                 )
             ads.cache.set_snapshot(NODE_ID, snap("v2", CDS="a b c d", EDS="a"))
-            assert (await stream.receive()).type_url == resources.CLUSTER  # over again
+            assert (await stream.receive()).type_url == wellknown.CLUSTER_TYPE  # over again
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 1, warnings
     assert f"proxy {NODE_ID}: a CDS response of" in warnings[0]
@@ -489,7 +490,7 @@ async def test_sotw_serves_a_built_snapshot_byte_for_byte(
     key = _node_of(bookbuyer)
     ads.cache.set_snapshot(key, XdsSnapshot.of(bookbuyer))
     async with ads.channel() as channel, sotw_stream(channel) as stream:
-        for short, type_url in [(resources.short_name(t), t) for t in resources.PUSH_ORDER]:
+        for short, type_url in [(wellknown.short_name(t), t) for t in wellknown.PUSH_ORDER]:
             wildcard = type_url in resources.WILDCARD_TYPES
             names = [] if wildcard else sorted(bookbuyer.of_type(type_url))
             await stream.send(request(short, names, node=key))
@@ -511,8 +512,8 @@ async def test_delta_serves_a_built_snapshot_with_its_digests(
     key = _node_of(bookbuyer)
     ads.cache.set_snapshot(key, XdsSnapshot.of(bookbuyer))
     async with ads.channel() as channel, delta_stream(channel) as stream:
-        for type_url in resources.PUSH_ORDER:
-            short = resources.short_name(type_url)
+        for type_url in wellknown.PUSH_ORDER:
+            short = wellknown.short_name(type_url)
             await stream.send(delta_request(short, ["*"], node=key))
             response = await stream.receive()
             assert response.type_url == type_url

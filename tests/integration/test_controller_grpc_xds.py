@@ -39,7 +39,7 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from osm.ads import resources
+from osm.base import wellknown
 from osm.base.identity import Identity
 from osm.ca import builtin
 from osm.ca.issuer import LeafRequest
@@ -397,7 +397,7 @@ def test_xds_refuses_a_certificate_of_another_identity(
             ) as channel:
                 stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
                 call = stub.StreamAggregatedResources()
-                request = discovery_pb2.DiscoveryRequest(type_url=resources.CLUSTER)
+                request = discovery_pb2.DiscoveryRequest(type_url=wellknown.CLUSTER_TYPE)
                 request.node.id = NODE_ID
                 await call.write(request)
                 try:
@@ -412,8 +412,8 @@ def test_xds_refuses_a_certificate_of_another_identity(
         assert metric(controller, "osm_proxy_auth_refused_count_total") == 1
 
         served = asyncio.run(first_response(Identity(NS, "client")))
-        assert served.type_url == resources.CLUSTER
-        assert {r.type_url for r in served.resources} == {resources.CLUSTER}
+        assert served.type_url == wellknown.CLUSTER_TYPE
+        assert {r.type_url for r in served.resources} == {wellknown.CLUSTER_TYPE}
         assert len(served.resources) == 2  # greeter-v1, greeter-v2 (the split's backends)
 
         # The same with grpcio's own xDS client over mTLS: refused, then served (its

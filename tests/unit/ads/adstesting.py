@@ -16,9 +16,11 @@ from google.protobuf.message import Message
 
 from osm.ads import resources
 from osm.ads.protocol import Ack, Event, Nack, Stale
-from osm.ads.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, MappingSnapshot
+from osm.ads.resources import MappingSnapshot
+from osm.base import wellknown
+from osm.base.wellknown import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE
 
-CDS, EDS, LDS, RDS, SDS = CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+CDS, EDS, LDS, RDS, SDS = CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE
 BY_SHORT = {"CDS": CDS, "EDS": EDS, "LDS": LDS, "RDS": RDS, "SDS": SDS}
 NODE_ID = "p1.sidecar.bookbuyer.bookbuyer"
 
@@ -121,7 +123,7 @@ def resource_names(response: discovery_pb2.DiscoveryResponse) -> list[str]:
 def show(response: discovery_pb2.DiscoveryResponse) -> str:
     """``"CDS v1 a,b #1"``: type, version_info, resource names, nonce."""
     names = ",".join(resource_names(response)) or "-"
-    short = resources.short_name(response.type_url)
+    short = wellknown.short_name(response.type_url)
     return f"{short} {response.version_info} {names} #{response.nonce}"
 
 
@@ -129,12 +131,12 @@ def show_delta(response: discovery_pb2.DeltaDiscoveryResponse) -> str:
     """``"CDS v1 +a,b -c #1"``: type, system version, updated names, removed names, nonce."""
     updated = ",".join(r.name for r in response.resources)
     removed = ",".join(response.removed_resources)
-    short = resources.short_name(response.type_url)
+    short = wellknown.short_name(response.type_url)
     return f"{short} {response.system_version_info} +{updated} -{removed} #{response.nonce}"
 
 
 def show_event(event: Event) -> str:
-    short = resources.short_name(event.type_url)
+    short = wellknown.short_name(event.type_url)
     if isinstance(event, Ack):
         return f"ACK {short} {event.version}"
     if isinstance(event, Nack):

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from osm.base.wellknown import CLUSTER_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE
 from osm.catalog.ids import ProxyId
 from osm.proxy import config
 from osm.xds import names
-from osm.xds.resources import CLUSTER, LISTENER, ROUTE, TYPE_URLS
 from osm.xds.snapshot import Snapshot, build_snapshots
 from tests.unit.catalog import meshes as m
 from tests.unit.xds import xds_support
@@ -25,7 +25,7 @@ def assemble(snapshot: Snapshot) -> config.ProxyConfig:
     """What the sidecar does with a full set of resources (raises ConfigError: a NACK)."""
     raw: dict[str, dict[str, Any]] = {
         url: {name: built.message for name, built in snapshot.of_type(url).items()}
-        for url in TYPE_URLS
+        for url in PUSH_ORDER
     }
     return config.assemble(raw)
 
@@ -54,14 +54,14 @@ def test_envoys_flavour_of_the_same_mesh_is_what_the_python_sidecar_refuses() ->
 def test_python_sidecars_get_no_http2_and_no_http_chain_on_the_grpc_port(permissive: bool) -> None:
     built = build_snapshots(xds_support.grpc_mesh(permissive=permissive, sidecar="python"))
     for snapshot in built.snapshots.values():
-        for cluster in snapshot.of_type(CLUSTER).values():
+        for cluster in snapshot.of_type(CLUSTER_TYPE).values():
             assert not cluster.message.typed_extension_protocol_options, cluster.name
-        for listener in snapshot.of_type(LISTENER).values():
+        for listener in snapshot.of_type(LISTENER_TYPE).values():
             for chain in listener.message.filter_chains:
                 if chain.filter_chain_match.destination_port.value == 9090:
                     assert chain.filters[-1].name == names.TCP_PROXY, chain.name
-        assert "rds-outbound.9090" not in snapshot.of_type(ROUTE)
-        assert "rds-inbound.9090" not in snapshot.of_type(ROUTE)
+        assert "rds-outbound.9090" not in snapshot.of_type(ROUTE_TYPE)
+        assert "rds-inbound.9090" not in snapshot.of_type(ROUTE_TYPE)
 
 
 def test_a_mixed_mesh_gives_each_proxy_its_own_flavour() -> None:
@@ -75,5 +75,5 @@ def test_a_mixed_mesh_gives_each_proxy_its_own_flavour() -> None:
     envoy = built.snapshots[ProxyId("b", "server-1")]
     assemble(python)
     local = "b/server|9090|local"
-    assert not python.of_type(CLUSTER)[local].message.typed_extension_protocol_options
-    assert envoy.of_type(CLUSTER)[local].message.typed_extension_protocol_options
+    assert not python.of_type(CLUSTER_TYPE)[local].message.typed_extension_protocol_options
+    assert envoy.of_type(CLUSTER_TYPE)[local].message.typed_extension_protocol_options

@@ -15,6 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from osm.base.identity import Identity
+from osm.base.wellknown import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    PUSH_ORDER,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+)
 from osm.catalog.ids import ProxyId
 from osm.catalog.policy import PYTHON
 from osm.catalog.state import MeshState
@@ -22,7 +30,7 @@ from osm.model.meta import ObjectRef
 from osm.proxy import config
 from osm.xds import lds, names, rds, validation
 from osm.xds.context import Credentials
-from osm.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_URLS, build, pack
+from osm.xds.resources import build, pack
 from osm.xds.snapshot import (
     Generator,
     Snapshot,
@@ -39,7 +47,7 @@ def python_sidecar_accepts(snapshot: Snapshot) -> None:
     config.assemble(
         {
             url: {name: built.message for name, built in snapshot.of_type(url).items()}
-            for url in TYPE_URLS
+            for url in PUSH_ORDER
         }
     )
 
@@ -48,7 +56,7 @@ def all_problems(built: Snapshots) -> list[str]:
     problems = []
     seen: set[int] = set()
     for proxy_id, snapshot in built.snapshots.items():
-        for url in TYPE_URLS:
+        for url in PUSH_ORDER:
             for resource in snapshot.of_type(url).values():
                 if id(resource) in seen:
                     continue
@@ -105,7 +113,7 @@ def test_consistency_check_names_the_missing_resource() -> None:
         name="l",
         api_listener=lds.api_listener_pb2.ApiListener(api_listener=pack(hcm)),
     )
-    problems = consistency_problems({LISTENER: {"l": build(LISTENER, "l", listener)}})
+    problems = consistency_problems({LISTENER_TYPE: {"l": build(LISTENER_TYPE, "l", listener)}})
     assert problems == [
         "Listener 'l' names RouteConfiguration 'rds-outbound.80', which is not in the snapshot"
     ]
@@ -114,13 +122,15 @@ def test_consistency_check_names_the_missing_resource() -> None:
 def test_every_snapshot_is_consistent_and_complete() -> None:
     built = build_snapshots(xds_support.bookstore(permissive=False, egress=True))
     for snapshot in built.snapshots.values():
-        types = {url: snapshot.of_type(url) for url in TYPE_URLS}
+        types = {url: snapshot.of_type(url) for url in PUSH_ORDER}
         assert consistency_problems(types) == []
         eds_clusters = {
-            name for name, b in types[CLUSTER].items() if b.message.type == cluster_pb2.Cluster.EDS
+            name
+            for name, b in types[CLUSTER_TYPE].items()
+            if b.message.type == cluster_pb2.Cluster.EDS
         }
-        assert eds_clusters == set(types[ENDPOINT])
-        assert set(snapshot.resources.types) == set(TYPE_URLS)
+        assert eds_clusters == set(types[ENDPOINT_TYPE])
+        assert set(snapshot.resources.types) == set(PUSH_ORDER)
 
 
 def test_identical_resources_are_one_object_across_proxies() -> None:
@@ -137,11 +147,11 @@ def test_identical_resources_are_one_object_across_proxies() -> None:
         assert other.resources is first.resources  # same class: the whole set is shared
     server = built.snapshots[ProxyId("b", "server-0")]
     name = "b/server|80"
-    assert server.of_type(CLUSTER)[name] is first.of_type(CLUSTER)[name]
-    assert server.of_type(ENDPOINT)[name] is first.of_type(ENDPOINT)[name]
+    assert server.of_type(CLUSTER_TYPE)[name] is first.of_type(CLUSTER_TYPE)[name]
+    assert server.of_type(ENDPOINT_TYPE)[name] is first.of_type(ENDPOINT_TYPE)[name]
     assert (
-        server.of_type(LISTENER)[names.PROMETHEUS_LISTENER]
-        is first.of_type(LISTENER)[names.PROMETHEUS_LISTENER]
+        server.of_type(LISTENER_TYPE)[names.PROMETHEUS_LISTENER]
+        is first.of_type(LISTENER_TYPE)[names.PROMETHEUS_LISTENER]
     )
 
 
@@ -152,7 +162,7 @@ def test_versions_are_content_hashes() -> None:
         assert snapshot.resources.versions() == two.snapshots[proxy_id].resources.versions()
     smi = build_snapshots(xds_support.bookstore(permissive=False))
     pid = ProxyId("bookstore", "bookstore-v1-0")
-    assert smi.snapshots[pid].version(ROUTE) != one.snapshots[pid].version(ROUTE)
+    assert smi.snapshots[pid].version(ROUTE_TYPE) != one.snapshots[pid].version(ROUTE_TYPE)
 
 
 def test_secrets_from_credentials_and_missing_credentials_keep_last_good() -> None:
@@ -166,7 +176,7 @@ def test_secrets_from_credentials_and_missing_credentials_keep_last_good() -> No
         issued[identity] = Credentials(b"CERT " + str(identity).encode(), b"KEY")
     built = generator.build(state, m.state(*m.two_tier(True)).with_changes()[1])
     assert not built.errors
-    secret = built.snapshots[ProxyId("a", "client-0")].of_type(SECRET)[names.SERVICE_CERT]
+    secret = built.snapshots[ProxyId("a", "client-0")].of_type(SECRET_TYPE)[names.SERVICE_CERT]
     assert secret.message.tls_certificate.certificate_chain.inline_bytes == b"CERT a/client"
 
 
@@ -180,14 +190,14 @@ def test_grpc_clients_get_api_listeners_and_provider_tls() -> None:
     for mtls in (True, False):
         built = build_snapshots(m.state(*docs), grpc_mtls=mtls)
         snapshot = built.snapshots[ProxyId("a", "g-0")]
-        assert sorted(snapshot.of_type(LISTENER)) == [
+        assert sorted(snapshot.of_type(LISTENER_TYPE)) == [
             "server.b",
             "server.b.svc.cluster.local",
             "server.b.svc.cluster.local:80",
             "server.b:80",
         ]
-        assert list(snapshot.of_type(SECRET)) == []
-        cluster = snapshot.of_type(CLUSTER)["b/server|80"].message
+        assert list(snapshot.of_type(SECRET_TYPE)) == []
+        cluster = snapshot.of_type(CLUSTER_TYPE)["b/server|80"].message
         assert cluster.HasField("transport_socket") is mtls
         assert all_problems(built) == []
 
@@ -432,7 +442,7 @@ def contents(built: Snapshots) -> dict[ProxyId, dict[str, Any]]:
     return {
         p: {
             url: (s.version(url), {n: b.digest for n, b in s.of_type(url).items()})
-            for url in TYPE_URLS
+            for url in PUSH_ORDER
         }
         for p, s in built.snapshots.items()
     }
@@ -455,7 +465,7 @@ def check_against_cold(previous: Snapshots, incremental: Snapshots, after: MeshS
     assert incremental.changed == expected_changed
     assert incremental.removed == set(previous.snapshots) - set(incremental.snapshots)
     for snapshot in incremental.snapshots.values():
-        for url in TYPE_URLS:
+        for url in PUSH_ORDER:
             typed = snapshot.of_type(url)
             assert len(typed) == len(list(typed))
             for name, resource in typed.items():
@@ -500,9 +510,9 @@ def test_permissive_split_change_rebuilds_one_route_configuration_per_namespace(
     assert built.changed == set(first.snapshots)
     for proxy_id, snapshot in built.snapshots.items():
         before = first.snapshots[proxy_id]
-        for url in (CLUSTER, ENDPOINT, LISTENER, SECRET):
+        for url in (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, SECRET_TYPE):
             assert snapshot.resources.types[url] is before.resources.types[url]
-        assert snapshot.version(ROUTE) != before.version(ROUTE)
+        assert snapshot.version(ROUTE_TYPE) != before.version(ROUTE_TYPE)
         assert snapshot.resources.layers[0] is before.resources.layers[0]  # upstreams
         assert snapshot.resources.layers[2] is before.resources.layers[2]  # inbound
     check_against_cold(first, built, after)
@@ -559,8 +569,8 @@ def test_a_new_policy_serving_the_same_resources_changes_no_proxy() -> None:
 def test_layered_resources_is_a_read_only_union() -> None:
     from osm.xds.snapshot import LayeredResources
 
-    one = build(LISTENER, "a", listener_pb2.Listener(name="a"))
-    two = build(LISTENER, "b", listener_pb2.Listener(name="b"))
+    one = build(LISTENER_TYPE, "a", listener_pb2.Listener(name="a"))
+    two = build(LISTENER_TYPE, "b", listener_pb2.Listener(name="b"))
     view = LayeredResources(({"a": one}, {"a": one, "b": two}), 2)
     assert list(view) == ["a", "b"]
     assert len(view) == 2
@@ -583,7 +593,7 @@ def test_pruned_reference_walk_finds_what_the_full_walk_finds(permissive: bool) 
 
     built = build_snapshots(xds_support.bookstore(permissive=permissive, egress=True))
     for snapshot in built.snapshots.values():
-        for url in TYPE_URLS:
+        for url in PUSH_ORDER:
             for resource in snapshot.of_type(url).values():
                 assert resource.references == exhaustive(resource.message), resource.name
 

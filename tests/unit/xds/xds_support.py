@@ -8,12 +8,12 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from osm.base.wellknown import PUSH_ORDER
 from osm.catalog import offline
 from osm.catalog.state import MeshState
 from osm.model import manifest
 from osm.model.config import MeshConfig, TrafficSettings
 from osm.model.meta import Resource
-from osm.xds.resources import TYPE_URLS
 from osm.xds.snapshot import Snapshot
 from tests.unit.catalog import meshes as m
 
@@ -47,7 +47,7 @@ def as_json(snapshot: Snapshot) -> dict[str, Any]:
                 json_format.MessageToDict(b.message)
                 for _, b in sorted(snapshot.of_type(url).items())
             ]
-            for url in TYPE_URLS
+            for url in PUSH_ORDER
         },
     }
 
