@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from osm.base.identity import Identity  # noqa: E402
 from osm.ca import builtin  # noqa: E402
 from osm.cli.client import Client  # noqa: E402
-from osm.proxy import bootstrap  # noqa: E402
+from osm.runtime import bootstrap  # noqa: E402
 from tests.conftest import free_port, start_controller  # noqa: E402
 from tests.integration.test_sidecar_controller import APEX_IP, mesh, ready_status  # noqa: E402
 

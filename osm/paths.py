@@ -9,8 +9,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-DEFAULT_API_ADDRESS = "127.0.0.1:9091"
-"""The controller's HTTP API (apply/get/list/delete/watch, health, metrics): OSM's 9091."""
+from osm.base import wellknown
+
+DEFAULT_API_ADDRESS = f"{wellknown.LOCALHOST}:{wellknown.API_PORT}"
+"""The controller's HTTP API (apply/get/list/delete/watch, health, metrics)."""
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -40,7 +40,6 @@ from osm.base.identity import InvalidNodeId, NodeId
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 15128
 """OSM's xDS port."""
 
 MAX_PENDING_STREAMS = 65536
@@ -74,7 +73,7 @@ class ServerConfig:
     trusted as sent): for local development and grpcio's xDS client in tests only."""
 
     host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
+    port: int = wellknown.XDS_PORT
     tls: TlsConfig | None = None
     trust_domain: str = "cluster.local"
 

@@ -19,6 +19,7 @@ import click
 
 import osm
 from osm import paths
+from osm.base import wellknown
 from osm.cli import output
 from osm.cli.client import ApiError, Client
 from osm.model import kinds, manifest
@@ -50,7 +51,7 @@ def client(ctx: click.Context) -> Client:
     "--server",
     envvar="OSM_SERVER",
     default=paths.default_server,
-    show_default="$OSM_SERVER or http://127.0.0.1:9091",
+    show_default=f"$OSM_SERVER or http://{paths.DEFAULT_API_ADDRESS}",
     help="URL of the controller's API.",
 )
 @click.version_option(osm.__version__, prog_name="osm")
@@ -88,7 +89,7 @@ def cli(ctx: click.Context, server: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="API listen address.")
 @click.option(
     "--port",
-    default=9091,
+    default=wellknown.API_PORT,
     show_default=True,
     type=click.IntRange(0, 65535),
     help="API listen port (0 picks a free one).",
@@ -98,10 +99,10 @@ def cli(ctx: click.Context, server: str) -> None:
 )
 @click.option(
     "--xds-port",
-    default=15128,
+    default=wellknown.XDS_PORT,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="xDS listen port (OSM's 15128; 0 picks a free one).",
+    help=f"xDS listen port (OSM's {wellknown.XDS_PORT}; 0 picks a free one).",
 )
 @click.option(
     "--xds-insecure",

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from osm import paths
+from osm.base import wellknown
 from osm.cli.client import ApiError, Client
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -70,7 +71,7 @@ def proxy() -> None:
 )
 @click.option(
     "--address",
-    default="127.0.0.1:15000",
+    default=f"{wellknown.LOCALHOST}:{wellknown.PROXY_ADMIN_PORT}",
     show_default=True,
     help="HOST:PORT of the proxy's admin interface (without POD).",
 )
@@ -105,13 +106,10 @@ def _admin_at(address: str, query: str) -> tuple[int, str]:
         _fail(f"cannot reach the proxy's admin interface at {address}: {reason}")
 
 
-ADMIN_PORT = 15000
-
-
 def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> tuple[int, str]:
     """GET the admin QUERY from inside the pod's network namespace (the admin interface
     listens on the pod's loopback only, as OSM's Envoy does)."""
-    from osm.runtime import network, pods
+    from osm.runtime import network
 
     root = ctx.find_root().obj
     server = root.get("server") if isinstance(root, dict) else None
@@ -119,7 +117,7 @@ def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> t
         obj = Client(server or paths.default_server()).get("Pod", namespace, pod)
     except ApiError as error:
         _fail(str(error))
-    netns = ((obj.get("metadata") or {}).get("annotations") or {}).get(pods.NETNS_ANNOTATION)
+    netns = ((obj.get("metadata") or {}).get("annotations") or {}).get(wellknown.NETNS_ANNOTATION)
     if not netns:
         _fail(
             f"pod {namespace}/{pod} was not started by the local runtime (no network "
@@ -134,7 +132,7 @@ def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> t
     with sock:
         sock.settimeout(10)
         try:
-            sock.connect(("127.0.0.1", ADMIN_PORT))
+            sock.connect((wellknown.LOCALHOST, wellknown.PROXY_ADMIN_PORT))
             sock.sendall(
                 f"GET /{query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
             )
@@ -143,7 +141,8 @@ def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> t
                 chunks.append(chunk)
         except OSError as error:
             _fail(
-                f"pod {namespace}/{pod} has no proxy answering on port {ADMIN_PORT}: "
+                f"pod {namespace}/{pod} has no proxy answering on port "
+                f"{wellknown.PROXY_ADMIN_PORT}: "
                 f"{error} (is sidecar injection enabled in its namespace?)"
             )
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")

@@ -23,12 +23,10 @@ from typing import Any, NoReturn
 import click
 
 from osm import paths
+from osm.base import wellknown
 from osm.cli.client import ApiError, Client
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-INJECTION = "openservicemesh.io/sidecar-injection"
-MONITORED_BY = "openservicemesh.io/monitored-by"
-NETNS_ANNOTATION = "local.openservicemesh.io/netns"
 DEMO_MANIFESTS = Path("demo/bookstore/manifests")
 DEMO_NAMESPACES = ("bookbuyer", "bookthief", "bookstore", "bookwarehouse")
 
@@ -71,8 +69,12 @@ def _state_dir(value: Path | None) -> Path:
 # -- up / down -----------------------------------------------------------------------------
 @click.command(context_settings=CONTEXT)
 @state_dir_option
-@click.option("--port", default=9091, show_default=True, help="The controller's API port.")
-@click.option("--xds-port", default=15128, show_default=True, help="The controller's xDS port.")
+@click.option(
+    "--port", default=wellknown.API_PORT, show_default=True, help="The controller's API port."
+)
+@click.option(
+    "--xds-port", default=wellknown.XDS_PORT, show_default=True, help="The controller's xDS port."
+)
 @click.option(
     "--prefix", default="osm", show_default=True, help="Prefix of the network namespaces."
 )
@@ -160,8 +162,8 @@ def namespace_add(
     objects = []
     for obj in _namespaces(api, names):
         meta = _strip(obj)["metadata"]
-        meta.setdefault("labels", {})[MONITORED_BY] = mesh_name
-        meta.setdefault("annotations", {})[INJECTION] = (
+        meta.setdefault("labels", {})[wellknown.MONITORED_BY_LABEL] = mesh_name
+        meta.setdefault("annotations", {})[wellknown.SIDECAR_INJECTION_ANNOTATION] = (
             "disabled" if disable_sidecar_injection else "enabled"
         )
         objects.append(obj)
@@ -184,10 +186,13 @@ def namespace_remove(ctx: click.Context, name: str, mesh_name: str) -> None:
     obj = _strip(_namespaces(api, [name])[0])
     meta = obj["metadata"]
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    if labels.get(MONITORED_BY) != mesh_name and INJECTION not in annotations:
+    if (
+        labels.get(wellknown.MONITORED_BY_LABEL) != mesh_name
+        and wellknown.SIDECAR_INJECTION_ANNOTATION not in annotations
+    ):
         _fail(f'namespace "{name}" is not in mesh [{mesh_name}]')
-    labels.pop(MONITORED_BY, None)
-    annotations.pop(INJECTION, None)
+    labels.pop(wellknown.MONITORED_BY_LABEL, None)
+    annotations.pop(wellknown.SIDECAR_INJECTION_ANNOTATION, None)
     meta["labels"], meta["annotations"] = labels, annotations
     try:
         api.apply([obj], source="osm namespace remove")
@@ -209,10 +214,15 @@ def namespace_list(ctx: click.Context, mesh_name: str) -> None:
     for item in items:
         meta = item["metadata"]
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-        mesh = labels.get(MONITORED_BY, "osm" if INJECTION in annotations else "")
+        mesh = labels.get(
+            wellknown.MONITORED_BY_LABEL,
+            "osm" if wellknown.SIDECAR_INJECTION_ANNOTATION in annotations else "",
+        )
         if not mesh or (mesh_name and mesh != mesh_name):
             continue
-        rows.append((meta["name"], mesh, annotations.get(INJECTION, "-")))
+        rows.append(
+            (meta["name"], mesh, annotations.get(wellknown.SIDECAR_INJECTION_ANNOTATION, "-"))
+        )
     if len(rows) == 1:
         click.echo("No namespaces in the mesh.", err=True)
         return
@@ -243,7 +253,7 @@ def exec_command(
     the pod's): osm exec -n bookbuyer POD -- curl -s http://bookstore.bookstore:14001/"""
     _need_root("osm exec")
     obj = _pod(ctx, namespace_name, pod)
-    netns = (obj["metadata"].get("annotations") or {}).get(NETNS_ANNOTATION)
+    netns = (obj["metadata"].get("annotations") or {}).get(wellknown.NETNS_ANNOTATION)
     if not netns:
         _fail(f'pod "{pod}" was not started by the local runtime (no network namespace)')
     argv = ["ip", "netns", "exec", netns, *command]
@@ -396,7 +406,7 @@ class Sampler:
 
         meta = pod["metadata"]
         role = ROLES.get(meta["namespace"], "bookwarehouse")
-        netns = (meta.get("annotations") or {}).get(NETNS_ANNOTATION, "")
+        netns = (meta.get("annotations") or {}).get(wellknown.NETNS_ANNOTATION, "")
         try:
             async with asyncio.timeout(self.timeout):
                 payload = await fetch_in_netns(netns, METRICS_PORTS[role], "/metrics")

@@ -1,1 +1,1 @@
-"""The control-plane process: the store, its HTTP API and (later) the xDS push loop."""
+"""The control-plane process: the store, its HTTP API, the CA and the xDS push loop."""

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from osm import paths
 from osm.ads import cache as ads_cache
 from osm.ads import server as ads_server
+from osm.base import wellknown
 from osm.ca import builtin
 from osm.ca import manager as ca_manager
 from osm.ca.errors import CAError
@@ -49,9 +50,9 @@ class Settings:
     state_dir: Path = dataclasses.field(default_factory=paths.default_state_dir)
     store_url: str = ""
     api_host: str = "127.0.0.1"
-    api_port: int = 9091
+    api_port: int = wellknown.API_PORT
     xds_host: str = "127.0.0.1"
-    xds_port: int = ads_server.DEFAULT_PORT
+    xds_port: int = wellknown.XDS_PORT
     xds_insecure: bool = False
 
     @property

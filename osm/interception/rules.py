@@ -20,24 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from osm.base import wellknown
 from osm.model.config import LOCAL_PROXY_MODES, MeshConfig
-
-# OSM's fixed ports and the proxy's UID (pkg/constants).
-PROXY_UID = 1500
-PROXY_ADMIN_PORT = 15000
-PROXY_OUTBOUND_PORT = 15001
-PROXY_INBOUND_PORT = 15003
-PROXY_PROMETHEUS_PORT = 15010
-LIVENESS_PROBE_PORT = 15901
-READINESS_PROBE_PORT = 15902
-STARTUP_PROBE_PORT = 15903
-HEALTHCHECK_PORT = 15904
-
-# Pod annotations (pkg/constants/constants.go).
-OUTBOUND_PORT_EXCLUSION = "openservicemesh.io/outbound-port-exclusion-list"
-INBOUND_PORT_EXCLUSION = "openservicemesh.io/inbound-port-exclusion-list"
-OUTBOUND_IP_RANGE_EXCLUSION = "openservicemesh.io/outbound-ip-range-exclusion-list"
-OUTBOUND_IP_RANGE_INCLUSION = "openservicemesh.io/outbound-ip-range-inclusion-list"
 
 POD_IP_PLACEHOLDER = "$POD_IP"
 
@@ -92,14 +76,14 @@ def config_for_pod(
             traffic.outbound_port_exclusion_list if traffic else (),
             mesh + "outboundPortExclusionList",
         ),
-        _annotation_ports(annotations, OUTBOUND_PORT_EXCLUSION),
+        _annotation_ports(annotations, wellknown.OUTBOUND_PORT_EXCLUSION_ANNOTATION),
     )
     in_ports = _merge(
         _ports(
             traffic.inbound_port_exclusion_list if traffic else (),
             mesh + "inboundPortExclusionList",
         ),
-        _annotation_ports(annotations, INBOUND_PORT_EXCLUSION),
+        _annotation_ports(annotations, wellknown.INBOUND_PORT_EXCLUSION_ANNOTATION),
     )
     ip_exclusions = _merge(
         _cidrs(
@@ -107,7 +91,8 @@ def config_for_pod(
             mesh + "outboundIPRangeExclusionList",
         ),
         _cidrs(
-            _split(annotations.get(OUTBOUND_IP_RANGE_EXCLUSION, "")), OUTBOUND_IP_RANGE_EXCLUSION
+            _split(annotations.get(wellknown.OUTBOUND_IP_RANGE_EXCLUSION_ANNOTATION, "")),
+            wellknown.OUTBOUND_IP_RANGE_EXCLUSION_ANNOTATION,
         ),
         _cidrs((f"{a}/32" for a in excluded_addresses), "excluded addresses"),
     )
@@ -117,7 +102,8 @@ def config_for_pod(
             mesh + "outboundIPRangeInclusionList",
         ),
         _cidrs(
-            _split(annotations.get(OUTBOUND_IP_RANGE_INCLUSION, "")), OUTBOUND_IP_RANGE_INCLUSION
+            _split(annotations.get(wellknown.OUTBOUND_IP_RANGE_INCLUSION_ANNOTATION, "")),
+            wellknown.OUTBOUND_IP_RANGE_INCLUSION_ANNOTATION,
         ),
     )
     interfaces = _merge(
@@ -178,15 +164,15 @@ def render(config: InterceptionConfig) -> str:
         ":OSM_PROXY_OUTBOUND - [0:0]",
         ":OSM_PROXY_OUT_REDIRECT - [0:0]",
         # 1. Inbound: redirect to the inbound listener, except metrics and probe ports.
-        f"-A OSM_PROXY_IN_REDIRECT -p tcp -j REDIRECT --to-port {PROXY_INBOUND_PORT}",
+        f"-A OSM_PROXY_IN_REDIRECT -p tcp -j REDIRECT --to-port {wellknown.PROXY_INBOUND_PORT}",
         "-A PREROUTING -p tcp -j OSM_PROXY_INBOUND",
     ]
     for port in (
-        PROXY_PROMETHEUS_PORT,
-        LIVENESS_PROBE_PORT,
-        READINESS_PROBE_PORT,
-        STARTUP_PROBE_PORT,
-        HEALTHCHECK_PORT,
+        wellknown.PROXY_PROMETHEUS_PORT,
+        wellknown.LIVENESS_PROBE_PORT,
+        wellknown.READINESS_PROBE_PORT,
+        wellknown.STARTUP_PROBE_PORT,
+        wellknown.HEALTHCHECK_PORT,
     ):
         rules.append(f"-A OSM_PROXY_INBOUND -p tcp --dport {port} -j RETURN")
     rules.append("-A OSM_PROXY_INBOUND -p tcp -j OSM_PROXY_IN_REDIRECT")
@@ -197,22 +183,22 @@ def render(config: InterceptionConfig) -> str:
         rules.append(f"-I OSM_PROXY_INBOUND -p tcp --match multiport --dports {ports} -j RETURN")
     # 3. Outbound statics.
     rules += [
-        f"-A OSM_PROXY_OUT_REDIRECT -p tcp -j REDIRECT --to-port {PROXY_OUTBOUND_PORT}",
-        f"-A OSM_PROXY_OUT_REDIRECT -p tcp --dport {PROXY_ADMIN_PORT} -j ACCEPT",
+        f"-A OSM_PROXY_OUT_REDIRECT -p tcp -j REDIRECT --to-port {wellknown.PROXY_OUTBOUND_PORT}",
+        f"-A OSM_PROXY_OUT_REDIRECT -p tcp --dport {wellknown.PROXY_ADMIN_PORT} -j ACCEPT",
         "-A OUTPUT -p tcp -j OSM_PROXY_OUTBOUND",
         # The sidecar calling its own app over a service address: to the inbound listener.
-        f"-A OSM_PROXY_OUTBOUND -o lo ! -d 127.0.0.1/32 -m owner --uid-owner {PROXY_UID} "
+        f"-A OSM_PROXY_OUTBOUND -o lo ! -d 127.0.0.1/32 -m owner --uid-owner {wellknown.PROXY_UID} "
         "-j OSM_PROXY_IN_REDIRECT",
         # The app calling itself over lo (e.g. by pod IP): not redirected.
-        f"-A OSM_PROXY_OUTBOUND -o lo -m owner ! --uid-owner {PROXY_UID} -j RETURN",
+        f"-A OSM_PROXY_OUTBOUND -o lo -m owner ! --uid-owner {wellknown.PROXY_UID} -j RETURN",
         # The sidecar's own traffic: never back to itself.
-        f"-A OSM_PROXY_OUTBOUND -m owner --uid-owner {PROXY_UID} -j RETURN",
+        f"-A OSM_PROXY_OUTBOUND -m owner --uid-owner {wellknown.PROXY_UID} -j RETURN",
         "-A OSM_PROXY_OUTBOUND -d 127.0.0.1/32 -j RETURN",
     ]
     if config.local_proxy_mode == "PodIP":
         destination = config.pod_ip or POD_IP_PLACEHOLDER
         rules.append(
-            f"-I OUTPUT -p tcp -o lo -d 127.0.0.1/32 -m owner --uid-owner {PROXY_UID} "
+            f"-I OUTPUT -p tcp -o lo -d 127.0.0.1/32 -m owner --uid-owner {wellknown.PROXY_UID} "
             f"-j DNAT --to-destination {destination}"
         )
     for interface in config.network_interface_exclusions:
@@ -256,7 +242,7 @@ def _annotation_ports(annotations: Mapping[str, str], key: str) -> tuple[int, ..
         if not item.isdigit() or not 1 <= int(item) <= 65535:
             raise InterceptionConfigError(
                 f'annotation {key}: "{item}" is not a port number (1-65535); '
-                'expected a comma-separated list such as "8080,9090"'
+                'expected a comma-separated list such as "8080,8443"'
             )
         ports.append(int(item))
     return tuple(ports)

@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from osm.base import wellknown
 from osm.model.fields import IANA_SVC_NAME, Fields, check_dns_label
 from osm.model.meta import EMPTY, Resource, empty_map, frozen_map
 
@@ -22,13 +23,12 @@ SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 PROBE_SCHEMES = ("HTTP", "HTTPS")
 
 # OSM's annotation that turns sidecar injection on for a namespace or a pod.
-SIDECAR_INJECTION = "openservicemesh.io/sidecar-injection"
 _ENABLED = ("enabled", "yes", "true")
 
 
 def injection_enabled(annotations: Mapping[str, str]) -> bool | None:
     """True or False when the injection annotation says so, None when it is absent."""
-    value = annotations.get(SIDECAR_INJECTION)
+    value = annotations.get(wellknown.SIDECAR_INJECTION_ANNOTATION)
     if value is None:
         return None
     return value.lower() in _ENABLED

@@ -22,6 +22,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, timestamp_pb2
 
 import osm
+from osm.base import wellknown
 from osm.proxy import compiled, config, http1
 from osm.proxy.server import Proxy
 
@@ -193,7 +194,9 @@ class Admin:
             for name, runtime in sorted(self.proxy.listeners.items())
         )
 
-    async def start(self, host: str = "127.0.0.1", port: int = 15000) -> None:
+    async def start(
+        self, host: str = wellknown.LOCALHOST, port: int = wellknown.PROXY_ADMIN_PORT
+    ) -> None:
         self.server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
         sockname = self.server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))

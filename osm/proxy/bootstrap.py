@@ -3,12 +3,11 @@
 The one idea: like Envoy's bootstrap, this is the only static configuration a sidecar has;
 everything else arrives over ADS. It is YAML (so JSON too) and is read once, into a frozen
 `Bootstrap`; every mistake raises `BootstrapError` naming the file, the field path and what
-would be valid. Relative paths are resolved against the file's directory. `write` makes a
-bootstrap and its certificate files for one proxy (what the local runtime does per pod).
+would be valid. Relative paths are resolved against the file's directory. Whoever
+injects a sidecar writes its bootstrap (`osm.runtime.bootstrap` in local mode).
 
-Reading is on the sidecar's start path, so it stays cheap: a JSON document (what `write`
-produces) is parsed with `json`, and PyYAML is imported only for a YAML one; `cryptography`
-(through `osm.ca.issuer`) is imported only by `write`, never by a sidecar.
+Reading is on the sidecar's start path, so it stays cheap: a JSON document (what the
+writers produce) is parsed with `json`, and PyYAML is imported only for a YAML one.
 
     node:
       id: bookbuyer-0.sidecar.bookbuyer.bookbuyer   # <pod>.sidecar.<sa>.<ns>
@@ -32,20 +31,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from osm.base.identity import TRUST_DOMAIN, Identity, InvalidNodeId, NodeId, ProxyKind
+from osm.base import wellknown
+from osm.base.identity import InvalidNodeId, NodeId, ProxyKind
 
-if TYPE_CHECKING:
-    from osm.ca.issuer import Issuer
-
-DEFAULT_ADMIN_HOST = "127.0.0.1"
-DEFAULT_ADMIN_PORT = 15000
+DEFAULT_ADMIN_HOST = wellknown.LOCALHOST
+DEFAULT_ADMIN_PORT = wellknown.PROXY_ADMIN_PORT
 DEFAULT_DRAIN_SECONDS = 5.0
 DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024
 """The largest xDS response accepted, in bytes: grpcio's default (the sidecar's transport,
@@ -175,7 +170,8 @@ class _Reader:
         text = self.string(value, path)
         host, sep, port_text = text.rpartition(":")
         if not sep or not port_text.isdigit():
-            raise self.fail(path, f"expected HOST:PORT (e.g. 127.0.0.1:15128), got {text!r}")
+            example = f"{wellknown.LOCALHOST}:{wellknown.XDS_PORT}"
+            raise self.fail(path, f"expected HOST:PORT (e.g. {example}), got {text!r}")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
         return self.host(host, path), self.port(int(port_text), path, allow_zero)
@@ -316,75 +312,3 @@ def _document(text: str, source: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise BootstrapError(source, "", f"not valid YAML or JSON: {error}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """What `write` produced: the bootstrap path and the certificate it issued."""
-
-    path: Path
-    node_id: str
-    serial: int
-    not_after: datetime
-
-
-def write(
-    directory: Path,
-    *,
-    proxy_id: str,
-    identity: Identity,
-    xds_address: str,
-    issuer: Issuer,
-    now: datetime,
-    trust_domain: str = TRUST_DOMAIN,
-    proxy_uuid: uuid.UUID | None = None,
-    admin: tuple[str, int] = (DEFAULT_ADMIN_HOST, DEFAULT_ADMIN_PORT),
-    server_name: str | None = None,
-    listeners: Mapping[str, tuple[str, int]] | None = None,
-    access_log: Path | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> Written:
-    """Issue the proxy's bootstrap certificate (`LeafRequest.bootstrap`: its URI SAN is the
-    identity's SPIFFE ID, by which the xDS server authenticates it) and write
-    ``cert.pem``, ``key.pem`` (mode 0600), ``ca.pem`` and ``bootstrap.json`` (JSON, which
-    the sidecar reads without PyYAML) to `directory` (created 0700). The node id is
-    ``<proxy_id>.sidecar.<sa>.<ns>``.
-    """
-    from osm.ca.issuer import LeafRequest  # cryptography: for writers only, not sidecars
-
-    node = NodeId.of(proxy_id, identity)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    issued = issuer.issue(
-        LeafRequest.bootstrap(identity, proxy_uuid or uuid.uuid4(), trust_domain=trust_domain),
-        now,
-    )
-    (directory / "cert.pem").write_bytes(issued.cert_pem)
-    key_path = directory / "key.pem"
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as key_file:
-        key_file.write(issued.key_pem)
-    (directory / "ca.pem").write_bytes(issued.trust_bundle_pem)
-    tls: dict[str, Any] = {"cert": "cert.pem", "key": "key.pem", "ca": "ca.pem"}
-    if server_name:
-        tls["server_name"] = server_name
-    document: dict[str, Any] = {
-        "node": {
-            "id": str(node),
-            "cluster": identity.service_account,
-            "metadata": dict(metadata or {}),
-        },
-        "xds": {"address": xds_address, "tls": tls},
-        "admin": {"address": admin[0], "port": admin[1]},
-    }
-    if access_log is not None:
-        document["access_log"] = str(access_log)
-    if listeners:
-        document["listeners"] = {name: f"{h}:{p}" for name, (h, p) in listeners.items()}
-    path = directory / "bootstrap.json"
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    parse(document, str(path), directory)  # what we write must read back
-    return Written(path, str(node), issued.serial, issued.not_after)

@@ -7,6 +7,8 @@ import asyncio
 import logging
 from pathlib import Path
 
+from osm import paths
+from osm.base import wellknown
 from osm.runtime import kubelet
 
 
@@ -16,8 +18,8 @@ def main() -> None:
         description="Run the mesh's pods in network namespaces, following the controller.",
     )
     parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--server", default="http://127.0.0.1:9091")
-    parser.add_argument("--xds-port", type=int, default=15128)
+    parser.add_argument("--server", default=f"http://{paths.DEFAULT_API_ADDRESS}")
+    parser.add_argument("--xds-port", type=int, default=wellknown.XDS_PORT)
     parser.add_argument("--prefix", default="osm")
     parser.add_argument("--pod-python", type=Path, default=Path("/opt/osm/venv"))
     parser.add_argument("--log-level", default="info")

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from osm.base import wellknown
 from osm.runtime import record, sidecar_env
 from osm.runtime.kubelet import READY_FILE
 
@@ -45,14 +46,14 @@ class MeshSettings:
     """What ``osm up`` starts, and where."""
 
     state_dir: Path
-    api_port: int = 9091
-    xds_port: int = 15128
+    api_port: int = wellknown.API_PORT
+    xds_port: int = wellknown.XDS_PORT
     prefix: str = "osm"
     pod_python: Path = sidecar_env.DEFAULT_VENV
 
     @property
     def server(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"http://{wellknown.LOCALHOST}:{self.api_port}"
 
     def save(self) -> None:
         data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

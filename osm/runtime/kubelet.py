@@ -41,7 +41,8 @@ from typing import Any
 
 import aiohttp
 
-from osm.base import ipam
+from osm import paths
+from osm.base import ipam, wellknown
 from osm.base.identity import Identity
 from osm.ca import builtin
 from osm.interception import apply as interception_apply
@@ -51,8 +52,7 @@ from osm.model.config import MeshConfig
 from osm.model.core import Container, Deployment, Namespace, Probe, Service
 from osm.model.errors import ValidationFailed
 from osm.model.meta import Resource
-from osm.proxy import bootstrap
-from osm.runtime import network, pods, process, record
+from osm.runtime import bootstrap, network, pods, process, record
 from osm.runtime.network import MeshNetwork, MeshNetworkConfig
 from osm.runtime.process import ContainerProcess, ProbeTarget, ProcessSpec
 from osm.runtime.relay import NamespaceRelay
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 
 WATCHED = ("Namespace", "Service", "Deployment", "MeshConfig")
 XDS_SERVER_NAME = "osm-controller.osm-system.svc"
-XDS_PORT_IN_MESH = 15128
 READY_FILE = "runtime.ready"
 SIDECAR_READY_TIMEOUT = 20.0
 FAST_PROBE = 0.05
@@ -80,8 +79,8 @@ class RuntimeSettings:
     """Where the runtime keeps its state and how it reaches the controller."""
 
     state_dir: Path
-    server: str = "http://127.0.0.1:9091"
-    xds_port: int = 15128
+    server: str = f"http://{paths.DEFAULT_API_ADDRESS}"
+    xds_port: int = wellknown.XDS_PORT
     prefix: str = "osm"
     pod_python: Path = Path("/opt/osm/venv")
     subnet: Any = ipam.DEFAULT_POD_SUBNET
@@ -250,7 +249,8 @@ class Runtime:
             if not os.stat(parent).st_mode & 0o001:
                 raise PermissionError(
                     f"{parent} is not searchable by other users, so the sidecars (UID "
-                    f"{rules.PROXY_UID}) cannot read their bootstrap under {settings.state_dir}; "
+                    f"{wellknown.PROXY_UID}) cannot read their bootstrap under "
+                    f"{settings.state_dir}; "
                     "choose a state dir whose parents are (e.g. /var/lib/osm)"
                 )
         self.journal = record.Journal.open(settings.state_dir)
@@ -265,7 +265,7 @@ class Runtime:
         self.relay = NamespaceRelay(
             settings.mesh.netns,
             str(settings.mesh.gateway),
-            XDS_PORT_IN_MESH,
+            wellknown.XDS_PORT,
             ("127.0.0.1", settings.xds_port),
         )
         await self.relay.start()
@@ -587,13 +587,13 @@ class Runtime:
             directory,
             proxy_id=pod.name,
             identity=Identity(pod.namespace, pod.service_account),
-            xds_address=f"{self.settings.mesh.gateway}:{XDS_PORT_IN_MESH}",
+            xds_address=f"{self.settings.mesh.gateway}:{wellknown.XDS_PORT}",
             issuer=ca,
             now=builtin.utc_now(),
             server_name=XDS_SERVER_NAME,
         )
         for path in (directory, *directory.iterdir()):
-            os.chown(path, rules.PROXY_UID, rules.PROXY_UID)
+            os.chown(path, wellknown.PROXY_UID, wellknown.PROXY_UID)
         python = str(pod_python / "bin" / "python3")
         env = {
             "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",
@@ -613,10 +613,10 @@ class Runtime:
             log=process.log_path(
                 self.settings.state_dir, pod.namespace, pod.name, pods.SIDECAR_CONTAINER
             ),
-            uid=rules.PROXY_UID,
-            gid=rules.PROXY_UID,
+            uid=wellknown.PROXY_UID,
+            gid=wellknown.PROXY_UID,
             probe=Probe(
-                "httpGet", port=bootstrap.DEFAULT_ADMIN_PORT, path="/ready", period_seconds=1
+                "httpGet", port=wellknown.PROXY_ADMIN_PORT, path="/ready", period_seconds=1
             ),
             probe_target=ProbeTarget(pod.netns, "127.0.0.1", container),
         )

@@ -19,14 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from osm.base import wellknown
 from osm.catalog import policy
 from osm.model.core import Container, Deployment, Endpoints, Namespace, Service, injection_enabled
 from osm.runtime.network import HostEntry, service_hostnames
 
-ANNOTATION_PREFIX = "local.openservicemesh.io/"
-NETNS_ANNOTATION = ANNOTATION_PREFIX + "netns"
-DEPLOYMENT_ANNOTATION = ANNOTATION_PREFIX + "deployment"
-MANAGED_ANNOTATION = ANNOTATION_PREFIX + "managed-by"
+DEPLOYMENT_ANNOTATION = wellknown.LOCAL_ANNOTATION_PREFIX + "deployment"
+MANAGED_ANNOTATION = wellknown.LOCAL_ANNOTATION_PREFIX + "managed-by"
 MANAGER = "osm-runtime"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
 SIDECAR_CONTAINER = "sidecar"
@@ -180,7 +179,7 @@ def pod_object(report: PodReport) -> dict[str, Any]:
     """The ``Pod`` manifest of a running pod (status included)."""
     annotations = {
         **report.annotations,
-        NETNS_ANNOTATION: report.netns,
+        wellknown.NETNS_ANNOTATION: report.netns,
         DEPLOYMENT_ANNOTATION: report.deployment,
         MANAGED_ANNOTATION: MANAGER,
     }

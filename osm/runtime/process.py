@@ -11,7 +11,7 @@ under the state dir (for ``osm logs``) and tracks readiness from the readinessPr
 
 Users: applications run as a fixed unprivileged user (``nobody`` by default; never UID
 1500, whose traffic the interception rules let through unproxied); the sidecar runs as
-UID 1500 (`osm.interception.rules.PROXY_UID`). No users are created. A process running
+UID 1500 (`osm.base.wellknown.PROXY_UID`). No users are created. A process running
 as those UIDs must be able to read its interpreter and code: a virtualenv or pyenv
 under ``/root`` (mode 0700) is not. `access_problem` checks this before a pod starts
 and says what to do (let ``osm up`` build ``/opt/osm/venv``, or make a venv from an

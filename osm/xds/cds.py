@@ -33,6 +33,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
+from osm.base import wellknown
 from osm.base.wellknown import CLUSTER_TYPE
 from osm.catalog.policy import GRPC, LocalPort, ProxyPolicy, TlsSettings, Upstream
 from osm.xds import common, names
@@ -203,7 +204,7 @@ def _static(name: str, ip: str, port: int) -> cluster_pb2.Cluster:
 def local_cluster(local: LocalPort) -> cluster_pb2.Cluster:
     """The app behind the sidecar, on loopback at the target port."""
     cluster = _static(
-        names.local_cluster(local.service, local.port), names.LOCALHOST, local.target_port
+        names.local_cluster(local.service, local.port), wellknown.LOCALHOST, local.target_port
     )
     if local.protocol == "grpc":
         _http2(cluster)
@@ -221,4 +222,4 @@ def passthrough_cluster() -> cluster_pb2.Cluster:
 
 
 def metrics_cluster() -> cluster_pb2.Cluster:
-    return _static(names.METRICS_CLUSTER, names.LOCALHOST, names.ADMIN_PORT)
+    return _static(names.METRICS_CLUSTER, wellknown.LOCALHOST, wellknown.PROXY_ADMIN_PORT)

@@ -38,6 +38,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
+from osm.base import wellknown
 from osm.base.wellknown import LISTENER_TYPE
 from osm.catalog.ids import ServiceId
 from osm.catalog.policy import (
@@ -192,7 +193,7 @@ def outbound_listener(outbound: OutboundPolicy, context: Context) -> listener_pb
         return None
     listener = listener_pb2.Listener(
         name=names.OUTBOUND_LISTENER,
-        address=common.socket_address(names.ANY_ADDRESS, names.OUTBOUND_PORT),
+        address=common.socket_address(names.ANY_ADDRESS, wellknown.PROXY_OUTBOUND_PORT),
         traffic_direction=base_pb2.OUTBOUND,
         listener_filters=[
             listener_components_pb2.ListenerFilter(
@@ -297,7 +298,7 @@ def inbound_listener(
         return None
     return listener_pb2.Listener(
         name=names.INBOUND_LISTENER,
-        address=common.socket_address(names.ANY_ADDRESS, names.INBOUND_PORT),
+        address=common.socket_address(names.ANY_ADDRESS, wellknown.PROXY_INBOUND_PORT),
         traffic_direction=base_pb2.INBOUND,
         listener_filters=[
             listener_components_pb2.ListenerFilter(
@@ -339,7 +340,7 @@ def prometheus_listener() -> listener_pb2.Listener:
     )
     return listener_pb2.Listener(
         name=names.PROMETHEUS_LISTENER,
-        address=common.socket_address(names.ANY_ADDRESS, names.PROMETHEUS_PORT),
+        address=common.socket_address(names.ANY_ADDRESS, wellknown.PROXY_PROMETHEUS_PORT),
         traffic_direction=base_pb2.INBOUND,
         filter_chains=[
             listener_components_pb2.FilterChain(

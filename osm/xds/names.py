@@ -18,16 +18,11 @@ from __future__ import annotations
 from osm.base.identity import Identity
 from osm.catalog.ids import ServiceId
 
-# Listeners and ports (DESIGN.md "ports (OSM's)").
+# Listeners (their ports are OSM's, `osm.base.wellknown`).
 OUTBOUND_LISTENER = "outbound-listener"
 INBOUND_LISTENER = "inbound-listener"
 PROMETHEUS_LISTENER = "inbound-prometheus-listener"
-OUTBOUND_PORT = 15001
-INBOUND_PORT = 15003
-PROMETHEUS_PORT = 15010
-ADMIN_PORT = 15000
 ANY_ADDRESS = "0.0.0.0"
-LOCALHOST = "127.0.0.1"
 
 # Clusters.
 PASSTHROUGH_CLUSTER = "passthrough-outbound"

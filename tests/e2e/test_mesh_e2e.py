@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from osm.base import wellknown
 from osm.cli import runtime as cli_runtime
 from osm.cli.client import Client
 from osm.demo.bookstore import counters
@@ -285,7 +286,7 @@ def test_smi_mode_denies_the_thief_and_allows_the_buyer_on_its_routes(mesh: Mesh
         assert seen["bookbuyer"].ok == seen["bookbuyer"].requests > 0
         # Only the allowed routes: GET / is not in the HTTPRouteGroup.
         buyer = mesh.pod("bookbuyer")
-        netns = buyer["metadata"]["annotations"][cli_runtime.NETNS_ANNOTATION]
+        netns = buyer["metadata"]["annotations"][wellknown.NETNS_ANNOTATION]
         status = _out(
             "ip",
             "netns",

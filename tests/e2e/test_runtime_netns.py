@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from osm.base import wellknown
 from osm.interception import apply, rules
 from osm.model.core import Container, Probe
 from osm.runtime import network, process, record
@@ -279,16 +280,18 @@ async def test_pods_reach_each_other_by_ip_and_by_hosts_name(mesh: Mesh) -> None
 async def test_interception_sends_the_clients_traffic_through_the_relay(mesh: Mesh) -> None:
     server = mesh.pod("server", SERVER_IP, [])
     client = mesh.pod("client", CLIENT_IP, web_hosts())
-    config = rules.config_for_pod({rules.OUTBOUND_PORT_EXCLUSION: "8081"}, excluded_addresses=[])
+    config = rules.config_for_pod(
+        {wellknown.OUTBOUND_PORT_EXCLUSION_ANNOTATION: "8081"}, excluded_addresses=[]
+    )
     apply.apply_rules(client, rules.render(config))
     app = await mesh.start(server, "web", SERVER, probe=HTTP_READY, pod_ip=str(SERVER_IP))
     relay = await mesh.start(
         client,
         "relay",
         RELAY,
-        uid=rules.PROXY_UID,
-        gid=rules.PROXY_UID,
-        probe=Probe("tcpSocket", port=rules.PROXY_OUTBOUND_PORT, period_seconds=1),
+        uid=wellknown.PROXY_UID,
+        gid=wellknown.PROXY_UID,
+        probe=Probe("tcpSocket", port=wellknown.PROXY_OUTBOUND_PORT, period_seconds=1),
         pod_ip=str(CLIENT_IP),
     )
     await wait_ready(app)
@@ -300,7 +303,7 @@ async def test_interception_sends_the_clients_traffic_through_the_relay(mesh: Me
     body = await fetch(client, "http://web.default.svc.cluster.local:8080/x")
     assert body == f"hello from port 8080 to {CLIENT_IP}"
     relay_log = relay.spec.log.read_text()
-    assert f"relay uid {rules.PROXY_UID}" in relay_log
+    assert f"relay uid {wellknown.PROXY_UID}" in relay_log
     assert relay_log.count(f"ORIGINAL_DST {SERVER_IP}:8080") == 2
 
     # Excluded port: straight to the server, the relay sees nothing.
@@ -368,11 +371,11 @@ def test_the_sidecar_user_cannot_run_what_it_cannot_read(tmp_path: Path) -> None
     private.mkdir(mode=0o700)
     (private / "app.py").write_text("print('hi')\n")
     problem = process.access_problem(
-        [PYTHON, str(private / "app.py")], uid=rules.PROXY_UID, gid=rules.PROXY_UID
+        [PYTHON, str(private / "app.py")], uid=wellknown.PROXY_UID, gid=wellknown.PROXY_UID
     )
     assert problem is not None
     assert "cannot run as uid 1500" in problem and "outside /root" in problem
-    assert process.access_problem([PYTHON, "-c", "pass"], uid=rules.PROXY_UID, gid=1500) is None
+    assert process.access_problem([PYTHON, "-c", "pass"], uid=wellknown.PROXY_UID, gid=1500) is None
 
 
 def test_teardown_leaves_nothing_and_is_idempotent(tmp_path: Path) -> None:

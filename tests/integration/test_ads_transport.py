@@ -28,6 +28,7 @@ from osm.base.identity import Identity
 from osm.ca import builtin
 from osm.cli.client import Client
 from osm.proxy import ads_transport, bootstrap, config, main, xds_client
+from osm.runtime import bootstrap as bootstrap_writer
 from tests.conftest import ROOT, RunningController, free_port, start_controller
 from tests.integration.test_sidecar_controller import mesh, ready_status
 
@@ -53,7 +54,7 @@ def issue(
     controller: RunningController, directory: Path, server_name: str | None = None
 ) -> bootstrap.Bootstrap:
     """A bootstrap for bookbuyer-0 from the controller's CA, listeners on loopback."""
-    written = bootstrap.write(
+    written = bootstrap_writer.write(
         directory,
         proxy_id="bookbuyer-0",
         identity=BUYER,

@@ -37,6 +37,7 @@ from osm.cli import proxy as proxy_cli
 from osm.cli.client import Client
 from osm.proxy import bootstrap, main, xds_client
 from osm.proxy.runtime import Options
+from osm.runtime import bootstrap as bootstrap_writer
 from tests.conftest import RunningController, free_port, start_controller
 from tests.unit.catalog import meshes
 
@@ -106,7 +107,7 @@ def write_bootstrap(
     certificate_identity: Identity | None = None,
 ) -> bootstrap.Bootstrap:
     ca = builtin.BuiltinCA.open(controller.state_dir / "ca", builtin.utc_now())
-    written = bootstrap.write(
+    written = bootstrap_writer.write(
         directory,
         proxy_id=pod,
         identity=certificate_identity or identity,

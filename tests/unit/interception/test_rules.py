@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from osm.base import wellknown
 from osm.interception import rules
 from osm.interception.rules import InterceptionConfig, InterceptionConfigError, config_for_pod
 from osm.model.config import MeshConfig, SidecarSettings, TrafficSettings, default_mesh_config
@@ -71,9 +72,10 @@ def test_every_kind_of_exclusion_merged_from_mesh_config_and_annotations() -> No
         network_interface_exclusion_list=("eth1", "wg0"),
     )
     annotations = {
-        rules.OUTBOUND_PORT_EXCLUSION: "5432, 8443",  # 5432 is also global: once only
-        rules.INBOUND_PORT_EXCLUSION: "9090,9091",
-        rules.OUTBOUND_IP_RANGE_EXCLUSION: "10.0.0.0/8, 192.168.1.7/24",
+        # 5432 is also global: once only
+        wellknown.OUTBOUND_PORT_EXCLUSION_ANNOTATION: "5432, 8443",
+        wellknown.INBOUND_PORT_EXCLUSION_ANNOTATION: "9090,9091",
+        wellknown.OUTBOUND_IP_RANGE_EXCLUSION_ANNOTATION: "10.0.0.0/8, 192.168.1.7/24",
     }
     config = config_for_pod(annotations, mesh_config(traffic), excluded_addresses=["10.233.0.1"])
     assert config.outbound_port_exclusions == (6379, 5432, 8443)
@@ -89,7 +91,7 @@ def test_every_kind_of_exclusion_merged_from_mesh_config_and_annotations() -> No
 
 def test_inclusion_list_redirects_only_the_included_ranges() -> None:
     traffic = TrafficSettings(outbound_ip_range_inclusion_list=("10.234.0.0/16",))
-    annotations = {rules.OUTBOUND_IP_RANGE_INCLUSION: "10.233.0.0/16,10.234.0.0/16"}
+    annotations = {wellknown.OUTBOUND_IP_RANGE_INCLUSION_ANNOTATION: "10.233.0.0/16,10.234.0.0/16"}
     config = config_for_pod(annotations, mesh_config(traffic))
     assert config.outbound_ip_range_inclusions == ("10.234.0.0/16", "10.233.0.0/16")
     text = rules.render(config)
@@ -119,15 +121,15 @@ def test_pod_ip_mode_without_an_ip_keeps_osms_shell_placeholder() -> None:
 @pytest.mark.parametrize(
     ("annotation", "value", "bad"),
     [
-        (rules.OUTBOUND_PORT_EXCLUSION, "80,http", "http"),
-        (rules.OUTBOUND_PORT_EXCLUSION, "80,,90", ""),
-        (rules.INBOUND_PORT_EXCLUSION, "0", "0"),
-        (rules.INBOUND_PORT_EXCLUSION, "65536", "65536"),
-        (rules.INBOUND_PORT_EXCLUSION, "-5", "-5"),
-        (rules.OUTBOUND_IP_RANGE_EXCLUSION, "10.0.0.0/8,10.1.2.3", "10.1.2.3"),
-        (rules.OUTBOUND_IP_RANGE_EXCLUSION, "10.0.0.0/33", "10.0.0.0/33"),
-        (rules.OUTBOUND_IP_RANGE_INCLUSION, "fd00::/8", "fd00::/8"),
-        (rules.OUTBOUND_IP_RANGE_INCLUSION, "not-a-cidr/8", "not-a-cidr/8"),
+        (wellknown.OUTBOUND_PORT_EXCLUSION_ANNOTATION, "80,http", "http"),
+        (wellknown.OUTBOUND_PORT_EXCLUSION_ANNOTATION, "80,,90", ""),
+        (wellknown.INBOUND_PORT_EXCLUSION_ANNOTATION, "0", "0"),
+        (wellknown.INBOUND_PORT_EXCLUSION_ANNOTATION, "65536", "65536"),
+        (wellknown.INBOUND_PORT_EXCLUSION_ANNOTATION, "-5", "-5"),
+        (wellknown.OUTBOUND_IP_RANGE_EXCLUSION_ANNOTATION, "10.0.0.0/8,10.1.2.3", "10.1.2.3"),
+        (wellknown.OUTBOUND_IP_RANGE_EXCLUSION_ANNOTATION, "10.0.0.0/33", "10.0.0.0/33"),
+        (wellknown.OUTBOUND_IP_RANGE_INCLUSION_ANNOTATION, "fd00::/8", "fd00::/8"),
+        (wellknown.OUTBOUND_IP_RANGE_INCLUSION_ANNOTATION, "not-a-cidr/8", "not-a-cidr/8"),
     ],
 )
 def test_bad_annotation_values_name_the_annotation_and_the_item(
@@ -141,7 +143,12 @@ def test_bad_annotation_values_name_the_annotation_and_the_item(
 
 
 def test_empty_annotations_mean_no_exclusions() -> None:
-    config = config_for_pod({rules.OUTBOUND_PORT_EXCLUSION: " ", rules.INBOUND_PORT_EXCLUSION: ""})
+    config = config_for_pod(
+        {
+            wellknown.OUTBOUND_PORT_EXCLUSION_ANNOTATION: " ",
+            wellknown.INBOUND_PORT_EXCLUSION_ANNOTATION: "",
+        }
+    )
     assert config == InterceptionConfig()
 
 
