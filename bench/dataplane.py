@@ -525,7 +525,7 @@ async def run_sidecar(role: str, workdir: Path, variant: bool = False) -> None:
     else:
         port = VARIANT_INBOUND_PORT if variant else INBOUND_PORT
         resources = inbound_resources(workdir, port, app_port)
-    proxy = server.Proxy()
+    proxy = server.Sidecar()
     await proxy.apply(config.assemble(resources))
     # As the sidecar process does (osm.proxy.main.HeapFreezer, not imported: it brings the
     # xDS client along): the heap after the first configuration is frozen, or each full

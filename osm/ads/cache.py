@@ -1,7 +1,7 @@
-"""The snapshot cache: the current `Snapshot` of every proxy, and watches that wake streams.
+"""The snapshot cache: the current `AdsSnapshot` of every proxy, and watches that wake streams.
 
 One idea: state lives here and protocol lives in the streams. The controller sets a whole
-snapshot per node id; each ADS stream holds one `Watch` on its node naming the type URLs it
+snapshot per node id; each ADS stream holds one `SnapshotWatch` on its node naming the type URLs it
 serves, and is woken (a plain callback) when a snapshot whose version differs for one of
 those types is set. The cache never imports grpc or asyncio.
 
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from osm.ads.resources import Snapshot
+from osm.ads.resources import AdsSnapshot
 
 Notify = Callable[[], None]
 
 
-class Watch:
+class SnapshotWatch:
     """A stream's interest in one node's snapshot. Create with `SnapshotCache.watch`."""
 
     __slots__ = ("_cache", "_notify", "_types", "node_id")
@@ -54,10 +54,10 @@ class SnapshotCache:
     """Snapshots by node id, plus watches. See the module docstring for threading."""
 
     def __init__(self) -> None:
-        self._snapshots: dict[str, Snapshot] = {}
-        self._watches: dict[str, set[Watch]] = {}
+        self._snapshots: dict[str, AdsSnapshot] = {}
+        self._watches: dict[str, set[SnapshotWatch]] = {}
 
-    def set_snapshot(self, node_id: str, snapshot: Snapshot) -> frozenset[str]:
+    def set_snapshot(self, node_id: str, snapshot: AdsSnapshot) -> frozenset[str]:
         """Make `snapshot` current for `node_id` (the caller has checked its consistency).
 
         Wakes every watch on `node_id` that watches a type whose version differs from the
@@ -78,7 +78,7 @@ class SnapshotCache:
                 watch.fire()
         return frozenset(woken)
 
-    def get(self, node_id: str) -> Snapshot | None:
+    def get(self, node_id: str) -> AdsSnapshot | None:
         """The current snapshot of `node_id`, or None if none was set."""
         return self._snapshots.get(node_id)
 
@@ -91,9 +91,9 @@ class SnapshotCache:
         """Node ids that have a snapshot, sorted; a new list owned by the caller."""
         return sorted(self._snapshots)
 
-    def watch(self, node_id: str, notify: Notify, type_urls: Iterable[str] = ()) -> Watch:
+    def watch(self, node_id: str, notify: Notify, type_urls: Iterable[str] = ()) -> SnapshotWatch:
         """Register `notify` for changes of `type_urls` in `node_id`'s snapshot."""
-        watch = Watch(self, node_id, notify)
+        watch = SnapshotWatch(self, node_id, notify)
         watch.set_types(type_urls)
         self._watches.setdefault(node_id, set()).add(watch)
         return watch
@@ -101,7 +101,7 @@ class SnapshotCache:
     def watch_count(self, node_id: str) -> int:
         return len(self._watches.get(node_id, ()))
 
-    def _remove(self, watch: Watch) -> None:
+    def _remove(self, watch: SnapshotWatch) -> None:
         watches = self._watches.get(watch.node_id)
         if watches is None:
             return

@@ -34,7 +34,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from osm.ads import resources
 from osm.ads.protocol import Ack, Event, Nack, NodeTracker, Stale, require_type_url
-from osm.ads.resources import Snapshot
+from osm.ads.resources import AdsSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,7 @@ class DeltaStream:
                 del rejected[name]
         return events
 
-    def respond(self, snapshot: Snapshot | None) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+    def respond(self, snapshot: AdsSnapshot | None) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         """The responses to send now, in push order; each is recorded as in flight."""
         if snapshot is None:
             return []
@@ -175,7 +175,7 @@ class DeltaStream:
         state.acked_version = sent.system_version
         return Ack(type_url, sent.system_version, sent.nonce)
 
-    def _diff(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> _Diff | None:
+    def _diff(self, type_url: str, state: _TypeState, snapshot: AdsSnapshot) -> _Diff | None:
         if state.in_flight is not None or not state.subscribed:
             return None
         versions = snapshot.resource_versions(type_url)
@@ -208,7 +208,7 @@ class DeltaStream:
         self,
         type_url: str,
         state: _TypeState,
-        snapshot: Snapshot,
+        snapshot: AdsSnapshot,
         updates: Mapping[str, str],
         removals: frozenset[str],
     ) -> discovery_pb2.DeltaDiscoveryResponse:

@@ -1,8 +1,8 @@
-"""How the server treats each xDS type (wildcards, referrers), and the `Snapshot` it reads.
+"""How the server treats each xDS type (wildcards, referrers), and the `AdsSnapshot` it reads.
 
 One idea: the server needs only three things from a proxy's configuration, per type URL:
 an opaque version of the whole set, an opaque version per resource (for delta xDS), and
-each resource packed in an ``Any`` (serialized once, shared by every stream). `Snapshot`
+each resource packed in an ``Any`` (serialized once, shared by every stream). `AdsSnapshot`
 states exactly that, so `osm.ads` does not depend on how `osm.xds` builds or checks its
 snapshots (`xds_snapshot` adapts those). `MappingSnapshot` is a small frozen
 implementation with content-hash versions, for tests and tools.
@@ -55,7 +55,7 @@ def order_key(type_url: str) -> int:
         return len(PUSH_ORDER)
 
 
-class Snapshot(Protocol):
+class AdsSnapshot(Protocol):
     """A proxy's complete configuration, immutable once built.
 
     Contract: every method accepts any type URL; a type without resources has an empty
@@ -92,7 +92,7 @@ def set_version(resource_versions: Mapping[str, str]) -> str:
 
 
 class MappingSnapshot:
-    """A `Snapshot` over plain mappings, versioned by content hashes. Immutable.
+    """An `AdsSnapshot` over plain mappings, versioned by content hashes. Immutable.
 
     `versions` may pin a type's set version (tests use readable versions like ``"v1"``);
     types left out get a hash of their resources. No consistency check is done here: that

@@ -1,7 +1,7 @@
 """The ADS gRPC server: grpc.aio around the stream machines, the cache and proxy auth.
 
 One idea: this module is only the edge. Each gRPC stream gets a sans-IO machine
-(`sotw.SotwStream` or `delta.DeltaStream`) and one cache `Watch`; a reader task feeds
+(`sotw.SotwStream` or `delta.DeltaStream`) and one cache `SnapshotWatch`; a reader task feeds
 requests in and a loop writes whatever the machine says is due, whenever a request arrives
 or the node's snapshot changes. The first request admits the proxy: its node id must parse
 (`node.NodeId`) and, with TLS, match the client certificate's SPIFFE ID (`auth`), or the
@@ -31,10 +31,10 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from prometheus_client import CollectorRegistry
 
 from osm.ads import auth, delta, resources, sotw
-from osm.ads.cache import SnapshotCache, Watch
+from osm.ads.cache import SnapshotCache, SnapshotWatch
 from osm.ads.metrics import AdsMetrics
 from osm.ads.protocol import Ack, Event, Nack, ProtocolError
-from osm.ads.resources import Snapshot
+from osm.ads.resources import AdsSnapshot
 from osm.base import wellknown
 from osm.base.identity import InvalidNodeId, NodeId
 
@@ -79,7 +79,7 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Proxy:
+class ConnectedProxy:
     """A connected stream, as the callbacks see it. `node` is the first request's node."""
 
     node_id: NodeId
@@ -100,16 +100,16 @@ class ProxyCallbacks:
     cache; the stream waits for it. Exceptions are logged and otherwise ignored.
     """
 
-    def on_connect(self, proxy: Proxy) -> None:
+    def on_connect(self, proxy: ConnectedProxy) -> None:
         """A stream was admitted."""
 
-    def on_disconnect(self, proxy: Proxy) -> None:
+    def on_disconnect(self, proxy: ConnectedProxy) -> None:
         """The stream ended, for whatever reason."""
 
-    def on_ack(self, proxy: Proxy, ack: Ack) -> None:
+    def on_ack(self, proxy: ConnectedProxy, ack: Ack) -> None:
         """The proxy applied a response."""
 
-    def on_nack(self, proxy: Proxy, nack: Nack) -> None:
+    def on_nack(self, proxy: ConnectedProxy, nack: Nack) -> None:
         """The proxy rejected a response and keeps its previous configuration."""
 
 
@@ -153,12 +153,12 @@ class _Machine(Protocol):
 
     def receive(self, request: Any) -> list[Event]: ...
 
-    def respond(self, snapshot: Snapshot | None) -> list[Any]: ...
+    def respond(self, snapshot: AdsSnapshot | None) -> list[Any]: ...
 
 
 @dataclass(slots=True)
 class _Connection:
-    proxy: Proxy
+    proxy: ConnectedProxy
     machine: _Machine
     requests: int = 0
     responses: int = 0
@@ -308,7 +308,7 @@ class AdsServer:
 
         reader = asyncio.create_task(read())
         connection: _Connection | None = None
-        watch: Watch | None = None
+        watch: SnapshotWatch | None = None
         try:
             while True:
                 await wake.wait()
@@ -355,7 +355,7 @@ class AdsServer:
                 self.metrics.auth_refused.inc()
                 log.warning("xDS stream from %s refused: %s", context.peer(), error)
                 await _abort(context, grpc.StatusCode.PERMISSION_DENIED, str(error))
-        proxy = Proxy(
+        proxy = ConnectedProxy(
             node_id=node_id,
             node=node,
             stream_id=next(self._stream_ids),

@@ -36,7 +36,7 @@ from google.protobuf import any_pb2
 
 from osm.ads import resources
 from osm.ads.protocol import Ack, Event, Nack, NodeTracker, Stale, require_type_url
-from osm.ads.resources import Snapshot
+from osm.ads.resources import AdsSnapshot
 
 RETAINED_SUFFIX = "+retained"
 
@@ -128,7 +128,7 @@ class SotwStream:
         self._subscribe(type_url, state, request.resource_names)
         return events
 
-    def respond(self, snapshot: Snapshot | None) -> list[discovery_pb2.DiscoveryResponse]:
+    def respond(self, snapshot: AdsSnapshot | None) -> list[discovery_pb2.DiscoveryResponse]:
         """The responses to send now, in push order, given the node's current snapshot
         (None: nothing to send yet). Each returned response is recorded as in flight."""
         if snapshot is None:
@@ -155,7 +155,7 @@ class SotwStream:
         state.wildcard = resources.WILDCARD in requested
         state.names = requested - {resources.WILDCARD}
 
-    def _due(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> bool:
+    def _due(self, type_url: str, state: _TypeState, snapshot: AdsSnapshot) -> bool:
         """Whether the type needs a response for reasons other than a deferred removal."""
         if state.in_flight is not None or not state.subscribed:
             return False
@@ -173,7 +173,7 @@ class SotwStream:
         return state.in_flight is None and not due[type_url]
 
     def _plan(
-        self, type_url: str, state: _TypeState, snapshot: Snapshot, due: Mapping[str, bool]
+        self, type_url: str, state: _TypeState, snapshot: AdsSnapshot, due: Mapping[str, bool]
     ) -> _Plan | None:
         if state.in_flight is not None or not state.subscribed:
             return None

@@ -1,4 +1,4 @@
-"""Adapts the snapshots `osm.xds` builds to the `resources.Snapshot` protocol.
+"""Adapts the snapshots `osm.xds` builds to the `resources.AdsSnapshot` protocol.
 
 One idea: `osm.xds` already serialized and hashed every resource once (`Built`), so the
 adapter serves those bytes and digests as they are: packing is a copy of bytes, never a
@@ -21,7 +21,7 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 class XdsSnapshot:
-    """A `resources.Snapshot` over an `osm.xds.snapshot.ResourceSet`. Immutable in effect
+    """A `resources.AdsSnapshot` over an `osm.xds.snapshot.ResourceSet`. Immutable in effect
     (its memo only fills); use from one thread, like the cache."""
 
     __slots__ = ("_packed", "_resource_versions", "_set")

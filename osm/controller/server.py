@@ -235,7 +235,7 @@ class _SidecarCheck(ads_server.ProxyCallbacks):
     def __init__(self, pusher: mesh.MeshPusher) -> None:
         self.pusher = pusher
 
-    def on_connect(self, proxy: ads_server.Proxy) -> None:
+    def on_connect(self, proxy: ads_server.ConnectedProxy) -> None:
         found = self.pusher.proxy_of(proxy.node_id)
         if found is None:
             return

@@ -24,7 +24,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 import osm
 from osm.base import wellknown
 from osm.proxy import compiled, config, http1
-from osm.proxy.server import Proxy
+from osm.proxy.server import Sidecar
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -39,7 +39,7 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
-def config_dump(proxy: Proxy, include_eds: bool = False) -> dict[str, Any]:
+def config_dump(proxy: Sidecar, include_eds: bool = False) -> dict[str, Any]:
     """Envoy's /config_dump as a dict (dynamic resources only: everything comes from xDS).
 
     The admin protos (``config_dump_pb2`` pulls in Envoy's whole bootstrap tree) are
@@ -117,7 +117,7 @@ def config_dump(proxy: Proxy, include_eds: bool = False) -> dict[str, Any]:
     return result
 
 
-def clusters_text(proxy: Proxy) -> str:
+def clusters_text(proxy: Sidecar) -> str:
     """Envoy's /clusters text form (the lines tools grep for)."""
     lines: list[str] = []
     for name in sorted(proxy.runtime.clusters):
@@ -145,7 +145,7 @@ def clusters_text(proxy: Proxy) -> str:
 class Admin:
     """The admin HTTP server (Connection: close per request; not on the data path)."""
 
-    def __init__(self, proxy: Proxy):
+    def __init__(self, proxy: Sidecar):
         self.proxy = proxy
         self.server: asyncio.Server | None = None
         self.address = ("", 0)

@@ -119,7 +119,7 @@ class Sidecar:
         self._log_file: TextIO | None = None
         if boot.access_log is not None:
             self._log_file = boot.access_log.open("a", encoding="utf-8")
-        self.proxy = server.Proxy(
+        self.proxy = server.Sidecar(
             dataclasses.replace(base, bind_overrides=overrides),
             access_log=stats.AccessLog(self._log_file),
         )

@@ -1,6 +1,6 @@
 """The sidecar process's core: apply a consistent config, run its listeners and admin.
 
-The one idea: `Proxy.apply(ProxyConfig)` binds any new listener first (a bind failure
+The one idea: `Sidecar.apply(ProxyConfig)` binds any new listener first (a bind failure
 is a `ConfigError`, so nothing changes), then switches the runtime in one synchronous
 step, then updates, replaces (drain old, serve new) or drains the listeners. Everything
 else - the xDS client, a test, a static file - just builds `ProxyConfig`s.
@@ -28,7 +28,7 @@ def install_uvloop() -> bool:
     return True
 
 
-class Proxy:
+class Sidecar:
     """A running sidecar. Create, `await apply(cfg)`, `await close()`. Event-loop only."""
 
     def __init__(

@@ -214,7 +214,7 @@ class RunningPod:
 
 
 # -- the runtime --------------------------------------------------------------------------------
-class Runtime:
+class Kubelet:
     """Runs until `stop`; use from one event loop."""
 
     def __init__(self, settings: RuntimeSettings) -> None:
@@ -739,7 +739,7 @@ async def _wait_ready(running: ContainerProcess, timeout: float) -> bool:
 
 async def serve(settings: RuntimeSettings) -> None:
     """Runs the runtime until SIGINT/SIGTERM, then tears everything down."""
-    runtime = Runtime(settings)
+    runtime = Kubelet(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, runtime.stop)

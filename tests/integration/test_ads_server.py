@@ -81,18 +81,18 @@ class Recorder(server.ProxyCallbacks):
         self.log: list[str] = []
         self.on_demand: Any = None
 
-    def on_connect(self, proxy: server.Proxy) -> None:
+    def on_connect(self, proxy: server.ConnectedProxy) -> None:
         self.log.append(f"connect {proxy.node_id} {proxy.protocol}")
         if self.on_demand is not None and self.snapshots.get(str(proxy.node_id)) is None:
             self.snapshots.set_snapshot(str(proxy.node_id), self.on_demand)
 
-    def on_disconnect(self, proxy: server.Proxy) -> None:
+    def on_disconnect(self, proxy: server.ConnectedProxy) -> None:
         self.log.append(f"disconnect {proxy.node_id}")
 
-    def on_ack(self, proxy: server.Proxy, ack: Ack) -> None:
+    def on_ack(self, proxy: server.ConnectedProxy, ack: Ack) -> None:
         self.log.append(f"ack {ack.version}")
 
-    def on_nack(self, proxy: server.Proxy, nack: Nack) -> None:
+    def on_nack(self, proxy: server.ConnectedProxy, nack: Nack) -> None:
         self.log.append(f"nack {nack.version}: {nack.message}")
 
 

@@ -278,7 +278,7 @@ async def _run(name: str, fast: bool) -> Outcome:
     app_server = await asyncio.start_server(app.handle, "127.0.0.1", 0)
     app_port = app_server.sockets[0].getsockname()[1]
     log_stream = io.StringIO()
-    proxy = server.Proxy(
+    proxy = server.Sidecar(
         Options(http_fast_path=fast, retry_base_interval=0.001),
         access_log=stats.AccessLog(log_stream),
     )

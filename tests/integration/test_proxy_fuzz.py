@@ -91,7 +91,7 @@ def proxy_port() -> Iterator[int]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         app_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        proxy = server.Proxy(Options(handshake_timeout=2))
+        proxy = server.Sidecar(Options(handshake_timeout=2))
         await proxy.apply(config.assemble(_resources(app_port)))
         ready.set_result(proxy.listener_address("fuzz")[1])
         await stop.wait()

@@ -32,8 +32,8 @@ pytestmark = pytest.mark.timeout(60)
 class Mesh:
     pki: proxymesh.Pki
     app_port: int
-    inbound: server.Proxy
-    outbound: server.Proxy
+    inbound: server.Sidecar
+    outbound: server.Sidecar
     buyer: tuple[bytes, bytes]
     store: tuple[bytes, bytes]
     calls: dict[str, int]
@@ -113,13 +113,13 @@ async def running_mesh() -> AsyncIterator[Mesh]:
     store_cert, store_key, _ = pki.leaf(proxymesh.STORE, "bookstore.bookstore.cluster.local")
     calls: dict[str, int] = {}
     runner, app_port = await _app(calls)
-    inbound = server.Proxy(
+    inbound = server.Sidecar(
         Options(
             original_destination=lambda sock: ("127.0.0.1", app_port),
             bind_overrides={"inbound-listener": ("127.0.0.1", 0)},
         )
     )
-    outbound = server.Proxy(
+    outbound = server.Sidecar(
         Options(
             original_destination=lambda sock: (proxymesh.SERVICE_IP, 80),
             bind_overrides={"outbound-listener": ("127.0.0.1", 0)},

@@ -159,9 +159,9 @@ async def runtime(
     journal: record.Journal,
     network: FakeNetwork,
     monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[kubelet.Runtime]:
+) -> AsyncIterator[kubelet.Kubelet]:
     monkeypatch.setattr(kubelet, "ContainerProcess", FakeContainer)
-    running = kubelet.Runtime(kubelet.RuntimeSettings(state_dir=tmp_path))
+    running = kubelet.Kubelet(kubelet.RuntimeSettings(state_dir=tmp_path))
     api = FakeApi([NAMESPACE, DEPLOYMENT, service("web", "10.234.0.1")])
     running.api = api  # type: ignore[assignment]
     running.journal = journal
@@ -183,13 +183,13 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 5.0) -> N
             await asyncio.sleep(0.005)
 
 
-def only_pod(runtime: kubelet.Runtime) -> kubelet.RunningPod:
+def only_pod(runtime: kubelet.Kubelet) -> kubelet.RunningPod:
     (pod,) = runtime.pods.values()
     return pod
 
 
 async def test_hosts_are_not_written_while_the_pods_network_is_being_made(
-    runtime: kubelet.Runtime, network: FakeNetwork
+    runtime: kubelet.Kubelet, network: FakeNetwork
 ) -> None:
     await until(network.adding_started.is_set, "add_pod to start")
     pod = only_pod(runtime)
@@ -210,7 +210,7 @@ async def test_hosts_are_not_written_while_the_pods_network_is_being_made(
 
 
 async def test_a_pod_whose_start_fails_is_undone_and_retried_until_it_runs(
-    runtime: kubelet.Runtime, network: FakeNetwork
+    runtime: kubelet.Kubelet, network: FakeNetwork
 ) -> None:
     network.failures = 2
     network.gate.set()
@@ -234,7 +234,7 @@ async def test_a_pod_whose_start_fails_is_undone_and_retried_until_it_runs(
 
 
 async def test_a_pod_removed_while_its_network_is_made_is_removed_after_it(
-    runtime: kubelet.Runtime, network: FakeNetwork
+    runtime: kubelet.Kubelet, network: FakeNetwork
 ) -> None:
     await until(network.adding_started.is_set, "add_pod to start")
     pod = only_pod(runtime)
