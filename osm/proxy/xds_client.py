@@ -31,6 +31,10 @@ Protocol rules the core follows (the server side is `osm.ads.sotw` / `osm.ads.de
 injected, so the loop is tested without gRPC. This module does no gRPC itself: the
 sidecar's transport is `osm.proxy.ads_transport` (grpclib, not grpcio), which translates
 its library's errors into `StreamError` at the boundary.
+
+Why one module of ~800 lines: the rules above cross resource types (a held response of one
+type is ACKed early for the sake of another), so the core is one state machine that reads
+best whole; the loop around it is thin and shares its vocabulary.
 """
 
 from __future__ import annotations

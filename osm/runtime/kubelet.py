@@ -20,6 +20,11 @@ the pod reports the error in its status meanwhile, and is never left dead.
 A pod's network is made in a worker thread; until that is done, nothing else touches it
 (the hosts file is refreshed only for pods whose network exists, and a removal waits for
 the thread before it removes the namespace).
+
+Why one module of ~750 lines: this is the runtime's one stateful actor. The watch loop, the
+running pods and their starts, restarts and removals all change the same state on one
+event loop, and its races are reasoned about together. What could leave has left: the
+decisions (`osm.runtime.pods`), the network, processes, journal and bootstrap writer.
 """
 
 from __future__ import annotations
