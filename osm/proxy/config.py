@@ -36,17 +36,12 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import any_pb2
 
+from osm.base import wellknown
+
 # ---------------------------------------------------------------------------------------------
-# Type URLs
+# Type URLs (the resources' own are `osm.base.wellknown`'s)
 
-_PREFIX = "type.googleapis.com/"
-LISTENER_TYPE = _PREFIX + "envoy.config.listener.v3.Listener"
-ROUTE_TYPE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
-CLUSTER_TYPE = _PREFIX + "envoy.config.cluster.v3.Cluster"
-ENDPOINT_TYPE = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
-SECRET_TYPE = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
-RESOURCE_TYPES = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE)
-
+_PREFIX = wellknown.TYPE_PREFIX
 _HCM_TYPE = _PREFIX + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 _TCP_PROXY_TYPE = _PREFIX + tcp_proxy_pb2.TcpProxy.DESCRIPTOR.full_name
 _NETWORK_RBAC_TYPE = _PREFIX + network_rbac_pb2.RBAC.DESCRIPTOR.full_name
@@ -1485,15 +1480,19 @@ def translate_secret(message: secret_pb2.Secret) -> Secret:
 
 
 _TRANSLATORS: dict[str, tuple[type[Any], Callable[[Any], Any], Callable[[Any], str]]] = {
-    LISTENER_TYPE: (listener_pb2.Listener, translate_listener, lambda m: m.name),
-    ROUTE_TYPE: (route_pb2.RouteConfiguration, translate_route_configuration, lambda m: m.name),
-    CLUSTER_TYPE: (cluster_pb2.Cluster, translate_cluster, lambda m: m.name),
-    ENDPOINT_TYPE: (
+    wellknown.LISTENER_TYPE: (listener_pb2.Listener, translate_listener, lambda m: m.name),
+    wellknown.ROUTE_TYPE: (
+        route_pb2.RouteConfiguration,
+        translate_route_configuration,
+        lambda m: m.name,
+    ),
+    wellknown.CLUSTER_TYPE: (cluster_pb2.Cluster, translate_cluster, lambda m: m.name),
+    wellknown.ENDPOINT_TYPE: (
         endpoint_pb2.ClusterLoadAssignment,
         translate_load_assignment,
         lambda m: m.cluster_name,
     ),
-    SECRET_TYPE: (secret_pb2.Secret, translate_secret, lambda m: m.name),
+    wellknown.SECRET_TYPE: (secret_pb2.Secret, translate_secret, lambda m: m.name),
 }
 
 
@@ -1507,7 +1506,7 @@ def translate(type_url: str, message: Any) -> Any:
     entry = _TRANSLATORS.get(type_url)
     if entry is None:
         raise ConfigError(
-            type_url, "", "", f"resource type not supported ({', '.join(RESOURCE_TYPES)})"
+            type_url, "", "", f"resource type not supported ({', '.join(wellknown.PUSH_ORDER)})"
         )
     if not isinstance(message, entry[0]):
         raise ConfigError(type_url, "", "", f"expected {entry[0].DESCRIPTOR.full_name}")
@@ -1545,19 +1544,19 @@ def assemble(
     that the set does not contain.
     """
     models: dict[str, dict[str, Any]] = {}
-    for type_url in RESOURCE_TYPES:
+    for type_url in wellknown.PUSH_ORDER:
         cached = (translated or {}).get(type_url, {})
         models[type_url] = {
             name: cached[name] if name in cached else translate(type_url, message)
             for name, message in raw.get(type_url, {}).items()
         }
     config = ProxyConfig(
-        listeners=models[LISTENER_TYPE],
-        route_configs=models[ROUTE_TYPE],
-        clusters=models[CLUSTER_TYPE],
-        load_assignments=models[ENDPOINT_TYPE],
-        secrets=models[SECRET_TYPE],
-        raw={type_url: dict(raw.get(type_url, {})) for type_url in RESOURCE_TYPES},
+        listeners=models[wellknown.LISTENER_TYPE],
+        route_configs=models[wellknown.ROUTE_TYPE],
+        clusters=models[wellknown.CLUSTER_TYPE],
+        load_assignments=models[wellknown.ENDPOINT_TYPE],
+        secrets=models[wellknown.SECRET_TYPE],
+        raw={type_url: dict(raw.get(type_url, {})) for type_url in wellknown.PUSH_ORDER},
         versions=dict(versions or {}),
     )
     check_consistency(config)

@@ -47,29 +47,22 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
+from osm.base import wellknown
 from osm.proxy import config
 
 log = logging.getLogger(__name__)
 
 CDS, EDS, LDS, RDS, SDS = (
-    config.CLUSTER_TYPE,
-    config.ENDPOINT_TYPE,
-    config.LISTENER_TYPE,
-    config.ROUTE_TYPE,
-    config.SECRET_TYPE,
+    wellknown.CLUSTER_TYPE,
+    wellknown.ENDPOINT_TYPE,
+    wellknown.LISTENER_TYPE,
+    wellknown.ROUTE_TYPE,
+    wellknown.SECRET_TYPE,
 )
 WILDCARD_TYPES = (CDS, LDS)
 """Subscribed as a whole, in this order (Envoy's: clusters before listeners)."""
 NAMED_TYPES = (EDS, RDS, SDS)
 """Subscribed by the names the configuration references."""
-SHORT_NAMES = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS", SDS: "SDS"}
-_TYPE_OF_ERROR = {
-    "Listener": LDS,
-    "RouteConfiguration": RDS,
-    "Cluster": CDS,
-    "ClusterLoadAssignment": EDS,
-    "Secret": SDS,
-}
 INVALID_ARGUMENT = 3  # google.rpc.Code, what Envoy and gRPC put in a NACK's error_detail
 DEFAULT_WAIT_TIMEOUT = 15.0
 """How long a response waits for the resources it references (Envoy's initial fetch timeout)."""
@@ -79,10 +72,6 @@ Request: TypeAlias = Any
 """A DiscoveryRequest (SotW) or DeltaDiscoveryRequest (the protos are untyped)."""
 Response: TypeAlias = Any
 """A DiscoveryResponse or DeltaDiscoveryResponse."""
-
-
-def short_name(type_url: str) -> str:
-    return SHORT_NAMES.get(type_url, type_url)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,7 +427,7 @@ class ClientCore:
         return True
 
     def _culprits(self, error: config.ConfigError, held: Mapping[str, str]) -> list[str]:
-        guilty = _TYPE_OF_ERROR.get(error.type_name, error.type_name)
+        guilty = wellknown.TYPES_BY_MESSAGE.get(error.type_name, error.type_name)
         return [guilty] if guilty in held else list(held)
 
     # -- outcomes ----------------------------------------------------------------------------------
@@ -760,7 +749,9 @@ class XdsClient:
     async def _carry_out(self, stream: Stream, step: Step) -> None:
         while True:
             for rejection in step.rejections:
-                log.warning("rejected %s: %s", short_name(rejection.type_url), rejection.message)
+                log.warning(
+                    "rejected %s: %s", wellknown.short_name(rejection.type_url), rejection.message
+                )
             for request in step.requests:
                 log.debug("xDS request: %s", _describe(request))
                 await stream.write(request)
@@ -773,7 +764,7 @@ class XdsClient:
                 step = self.core.apply_failed(error, self.clock())
                 continue
             versions = ", ".join(
-                f"{short_name(t)} {v}" for t, v in sorted(applied.versions.items()) if v
+                f"{wellknown.short_name(t)} {v}" for t, v in sorted(applied.versions.items()) if v
             )
             log.info("applied configuration (%s)", versions or "no versions")
             step = self.core.applied(applied)
@@ -781,7 +772,7 @@ class XdsClient:
 
 def _describe(message: Any) -> str:
     """One line for debug logs: type, nonce, versions, names (never resource contents)."""
-    parts = [short_name(message.type_url)]
+    parts = [wellknown.short_name(message.type_url)]
     for name in (
         "version_info",
         "system_version_info",

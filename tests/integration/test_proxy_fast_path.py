@@ -25,6 +25,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import wrappers_pb2
 
+from osm.base import wellknown
 from osm.proxy import config, http1, listeners, server, stats
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
@@ -176,8 +177,10 @@ def _resources(app_port: int) -> dict[str, dict[str, object]]:
         ],
     )
     return {
-        config.LISTENER_TYPE: {"fast": listener},
-        config.CLUSTER_TYPE: {"app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port)},
+        wellknown.LISTENER_TYPE: {"fast": listener},
+        wellknown.CLUSTER_TYPE: {
+            "app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port)
+        },
     }
 
 

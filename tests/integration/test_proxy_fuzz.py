@@ -20,6 +20,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from osm.base import wellknown
 from osm.proxy import config, server
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
@@ -67,8 +68,10 @@ def _resources(app_port: int) -> dict[str, dict[str, object]]:
         ],
     )
     return {
-        config.LISTENER_TYPE: {"fuzz": listener},
-        config.CLUSTER_TYPE: {"app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port)},
+        wellknown.LISTENER_TYPE: {"fuzz": listener},
+        wellknown.CLUSTER_TYPE: {
+            "app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port)
+        },
     }
 
 

@@ -21,16 +21,17 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import json_format, wrappers_pb2
 
+from osm.base import wellknown
 from osm.proxy import config
 from tests.integration import proxymesh
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "xds"
 KINDS = {
-    "Cluster": (config.CLUSTER_TYPE, cluster_pb2.Cluster),
-    "ClusterLoadAssignment": (config.ENDPOINT_TYPE, endpoint_pb2.ClusterLoadAssignment),
-    "Listener": (config.LISTENER_TYPE, listener_pb2.Listener),
-    "RouteConfiguration": (config.ROUTE_TYPE, route_pb2.RouteConfiguration),
-    "Secret": (config.SECRET_TYPE, secret_pb2.Secret),
+    "Cluster": (wellknown.CLUSTER_TYPE, cluster_pb2.Cluster),
+    "ClusterLoadAssignment": (wellknown.ENDPOINT_TYPE, endpoint_pb2.ClusterLoadAssignment),
+    "Listener": (wellknown.LISTENER_TYPE, listener_pb2.Listener),
+    "RouteConfiguration": (wellknown.ROUTE_TYPE, route_pb2.RouteConfiguration),
+    "Secret": (wellknown.SECRET_TYPE, secret_pb2.Secret),
 }
 
 
@@ -84,7 +85,7 @@ def _error(resources: dict[str, dict[str, object]]) -> config.ConfigError:
 
 def test_unsupported_cluster_field_is_named() -> None:
     resources = _mesh_resources()
-    cluster = resources[config.CLUSTER_TYPE][proxymesh.CLUSTER]
+    cluster = resources[wellknown.CLUSTER_TYPE][proxymesh.CLUSTER]
     assert isinstance(cluster, cluster_pb2.Cluster)
     cluster.health_checks.add(timeout=proxymesh.seconds(1))
     error = _error(resources)
@@ -95,7 +96,7 @@ def test_unsupported_cluster_field_is_named() -> None:
 
 def test_unsupported_nested_hcm_field_has_a_full_path() -> None:
     resources = _mesh_resources()
-    listener = resources[config.LISTENER_TYPE]["outbound-listener"]
+    listener = resources[wellknown.LISTENER_TYPE]["outbound-listener"]
     assert isinstance(listener, listener_pb2.Listener)
     manager = hcm_pb2.HttpConnectionManager()
     listener.filter_chains[0].filters[0].typed_config.Unpack(manager)
@@ -107,7 +108,7 @@ def test_unsupported_nested_hcm_field_has_a_full_path() -> None:
 
 def test_unknown_http_filter_and_enum_values() -> None:
     resources = _mesh_resources()
-    cluster = resources[config.CLUSTER_TYPE][proxymesh.CLUSTER]
+    cluster = resources[wellknown.CLUSTER_TYPE][proxymesh.CLUSTER]
     assert isinstance(cluster, cluster_pb2.Cluster)
     cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
     error = _error(resources)
@@ -116,7 +117,7 @@ def test_unknown_http_filter_and_enum_values() -> None:
 
 def test_unknown_retry_condition() -> None:
     resources = _mesh_resources()
-    routes = resources[config.ROUTE_TYPE]["rds-outbound.80"]
+    routes = resources[wellknown.ROUTE_TYPE]["rds-outbound.80"]
     assert isinstance(routes, route_pb2.RouteConfiguration)
     routes.virtual_hosts[0].routes[0].route.retry_policy.retry_on = "5xx,refused-stream"
     error = _error(resources)
@@ -127,11 +128,11 @@ def test_unknown_retry_condition() -> None:
 
 def test_route_to_a_missing_cluster_is_a_missing_reference() -> None:
     resources = _mesh_resources()
-    del resources[config.ENDPOINT_TYPE][proxymesh.CLUSTER]
+    del resources[wellknown.ENDPOINT_TYPE][proxymesh.CLUSTER]
     with pytest.raises(config.MissingReference, match="load assignment"):
         config.assemble(resources)
     resources = _mesh_resources()
-    routes = resources[config.ROUTE_TYPE]["rds-outbound.80"]
+    routes = resources[wellknown.ROUTE_TYPE]["rds-outbound.80"]
     assert isinstance(routes, route_pb2.RouteConfiguration)
     routes.virtual_hosts[0].routes[0].route.weighted_clusters.clusters[0].name = "nope|80"
     with pytest.raises(config.MissingReference, match=re.escape("cluster 'nope|80'")):
@@ -140,11 +141,11 @@ def test_route_to_a_missing_cluster_is_a_missing_reference() -> None:
 
 def test_missing_secret_and_rds() -> None:
     resources = _mesh_resources()
-    del resources[config.SECRET_TYPE]["service-cert:bookbuyer/bookbuyer"]
+    del resources[wellknown.SECRET_TYPE]["service-cert:bookbuyer/bookbuyer"]
     with pytest.raises(config.MissingReference, match="secret"):
         config.assemble(resources)
     resources = _mesh_resources()
-    resources[config.ROUTE_TYPE] = {}
+    resources[wellknown.ROUTE_TYPE] = {}
     with pytest.raises(config.MissingReference, match="route configuration"):
         config.assemble(resources)
 

@@ -19,6 +19,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
+from osm.base import wellknown
 from osm.proxy import bootstrap, config, xds_client
 from osm.proxy.xds_client import CDS, EDS, LDS, RDS, SDS, ClientCore, Step
 from tests.integration import proxymesh
@@ -73,7 +74,7 @@ def full_delta(version: str, **kwargs: Any) -> dict[str, Any]:
 
 def short(request: Any) -> str:
     """A request in one line: type, nonce, subscription, ACK/NACK."""
-    kind = xds_client.short_name(request.type_url)
+    kind = wellknown.short_name(request.type_url)
     parts = [kind]
     if request.HasField("node"):
         parts.append("node")
@@ -135,7 +136,7 @@ ORDERS = [
 ]
 
 
-@pytest.mark.parametrize("order", ORDERS, ids=lambda o: "-".join(map(xds_client.short_name, o)))
+@pytest.mark.parametrize("order", ORDERS, ids=lambda o: "-".join(map(wellknown.short_name, o)))
 def test_config_is_applied_once_complete_and_then_every_response_is_acked(
     order: tuple[str, ...],
 ) -> None:
