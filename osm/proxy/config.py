@@ -1,4 +1,4 @@
-"""Envoy v3 protos -> the sidecar's frozen configuration model.
+"""Envoy v3 protos -> the sidecar's frozen configuration model (`osm.proxy.model`).
 
 The one idea: every message is read through an explicit allow-list of its fields
 (`ListFields()` returns exactly the non-default ones), so a field or filter that the sidecar
@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -37,6 +36,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import any_pb2
 
 from osm.base import wellknown
+from osm.proxy import model
 
 # ---------------------------------------------------------------------------------------------
 # Type URLs (the resources' own are `osm.base.wellknown`'s)
@@ -85,363 +85,6 @@ class ConfigError(Exception):
 
 class MissingReference(ConfigError):
     """A resource names another that is not (yet) present: wait for it, or NACK at the end."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The model
-
-
-@dataclass(frozen=True, slots=True)
-class StringMatch:
-    """Envoy's StringMatcher; `regex` is a full match (RE2 semantics, Python syntax)."""
-
-    kind: Literal["exact", "prefix", "suffix", "contains", "regex"]
-    value: str
-    ignore_case: bool = False
-    regex: re.Pattern[str] | None = None
-
-    def matches(self, text: str) -> bool:
-        if self.kind == "regex":
-            assert self.regex is not None
-            return self.regex.fullmatch(text) is not None
-        value = self.value
-        if self.ignore_case:
-            text, value = text.lower(), value.lower()
-        if self.kind == "exact":
-            return text == value
-        if self.kind == "prefix":
-            return text.startswith(value)
-        if self.kind == "suffix":
-            return text.endswith(value)
-        return value in text
-
-
-@dataclass(frozen=True, slots=True)
-class SanMatcher:
-    """Match one subject alternative name; `san_type` "any" is the untyped (deprecated) form."""
-
-    san_type: Literal["any", "URI", "DNS"]
-    matcher: StringMatch
-
-
-# RBAC principals and permissions: small trees evaluated by `rbac`.
-@dataclass(frozen=True, slots=True)
-class AnyId:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticated:
-    """Authenticated peer; `name` None means any authenticated peer."""
-
-    name: StringMatch | None
-
-
-@dataclass(frozen=True, slots=True)
-class OrIds:
-    ids: tuple[Principal, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AndIds:
-    ids: tuple[Principal, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NotId:
-    id: Principal
-
-
-Principal = AnyId | Authenticated | OrIds | AndIds | NotId
-
-
-@dataclass(frozen=True, slots=True)
-class AnyPermission:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class DestinationPort:
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class OrRules:
-    rules: tuple[Permission, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AndRules:
-    rules: tuple[Permission, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NotRule:
-    rule: Permission
-
-
-@dataclass(frozen=True, slots=True)
-class UrlPath:
-    """The request path without the query string (HTTP RBAC only; never matches on L4)."""
-
-    matcher: StringMatch
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderPermission:
-    """A request header (HTTP RBAC only; never matches on L4)."""
-
-    header: HeaderMatch
-
-
-Permission = (
-    AnyPermission | DestinationPort | OrRules | AndRules | NotRule | UrlPath | HeaderPermission
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Matches when any permission and any principal match."""
-
-    permissions: tuple[Permission, ...]
-    principals: tuple[Principal, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RbacRules:
-    """ALLOW: allowed iff some policy matches. DENY: denied iff some policy matches."""
-
-    action: Literal["ALLOW", "DENY"]
-    policies: tuple[tuple[str, Policy], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class WeightedTarget:
-    cluster: str
-    weight: int
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderMatch:
-    """Envoy HeaderMatcher: `name` is lower case; `kind` "present" ignores `matcher`."""
-
-    name: str
-    kind: Literal["match", "present"]
-    matcher: StringMatch | None
-    present: bool = True
-    invert: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RouteMatch:
-    path_kind: Literal["prefix", "path", "regex"]
-    value: str
-    regex: re.Pattern[str] | None
-    case_sensitive: bool
-    headers: tuple[HeaderMatch, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    retry_on: frozenset[str]
-    num_retries: int
-    per_try_timeout: float | None
-    retriable_status_codes: frozenset[int]
-
-
-@dataclass(frozen=True, slots=True)
-class RouteAction:
-    """Forward to one cluster or a weighted split; `timeout` None means no timeout."""
-
-    targets: tuple[WeightedTarget, ...]
-    total_weight: int
-    timeout: float | None
-    retry: RetryPolicy | None
-    prefix_rewrite: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    name: str
-    match: RouteMatch
-    action: RouteAction
-    rbac: RbacRules | None  # RBACPerRoute; None = the filter-level rules apply
-
-
-@dataclass(frozen=True, slots=True)
-class VirtualHost:
-    name: str
-    domains: tuple[str, ...]
-    routes: tuple[Route, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RouteConfig:
-    name: str
-    virtual_hosts: tuple[VirtualHost, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class HttpRbacFilter:
-    """The HTTP RBAC filter: `rules` None lets everything through unless a route says more."""
-
-    rules: RbacRules | None
-
-
-@dataclass(frozen=True, slots=True)
-class HttpConnectionManager:
-    stat_prefix: str
-    rds_name: str | None
-    route_config: RouteConfig | None
-    rbac: HttpRbacFilter | None
-    use_remote_address: bool
-    generate_request_id: bool
-    websocket: bool
-    max_request_headers_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class TcpProxy:
-    stat_prefix: str
-    targets: tuple[WeightedTarget, ...]
-    idle_timeout: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkRbac:
-    stat_prefix: str
-    rules: RbacRules
-
-
-@dataclass(frozen=True, slots=True)
-class DownstreamTls:
-    cert_secret: str
-    validation_secret: str | None
-    require_client_certificate: bool
-    alpn: tuple[str, ...]
-    san_matchers: tuple[SanMatcher, ...]
-    min_version: str = ""  # "TLSv1_2", "TLSv1_3"; "" = the default
-    max_version: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamTls:
-    sni: str
-    cert_secret: str | None
-    validation_secret: str | None
-    alpn: tuple[str, ...]
-    san_matchers: tuple[SanMatcher, ...]
-    min_version: str = ""
-    max_version: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class FilterChainMatch:
-    destination_port: int | None = None
-    prefix_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    server_names: tuple[str, ...] = ()
-    transport_protocol: str = ""
-    application_protocols: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class FilterChain:
-    name: str
-    match: FilterChainMatch
-    tls: DownstreamTls | None
-    network_rbac: NetworkRbac | None
-    terminal: TcpProxy | HttpConnectionManager
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    name: str
-    host: str
-    port: int
-    use_original_dst: bool
-    inspect_tls: bool
-    filter_chains: tuple[FilterChain, ...]
-    default_filter_chain: FilterChain | None
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitBreakers:
-    """Envoy's defaults: 1024 connections, pending and requests; 3 concurrent retries."""
-
-    max_connections: int = 1024
-    max_pending_requests: int = 1024
-    max_requests: int = 1024
-    max_retries: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class OutlierDetection:
-    consecutive_5xx: int = 5
-    interval: float = 10.0
-    base_ejection_time: float = 30.0
-    max_ejection_percent: int = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    host: str
-    port: int
-    weight: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    name: str
-    stat_name: str
-    kind: Literal["EDS", "STATIC", "STRICT_DNS", "LOGICAL_DNS", "ORIGINAL_DST"]
-    eds_service_name: str
-    lb_policy: Literal["ROUND_ROBIN", "LEAST_REQUEST", "CLUSTER_PROVIDED"]
-    connect_timeout: float
-    circuit_breakers: CircuitBreakers
-    outlier_detection: OutlierDetection | None
-    tls: UpstreamTls | None
-    endpoints: tuple[Endpoint, ...]  # STATIC / DNS clusters; EDS ones come from assignments
-    max_requests_per_connection: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class LoadAssignment:
-    cluster_name: str
-    endpoints: tuple[Endpoint, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """PEM bytes: a certificate chain with its key, and/or a trusted CA with SAN matchers."""
-
-    name: str
-    certificate_chain: bytes | None = None
-    private_key: bytes | None = field(default=None, repr=False)
-    trusted_ca: bytes | None = None
-    san_matchers: tuple[SanMatcher, ...] = ()
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """A consistent set of translated resources, plus the raw protos for /config_dump.
-
-    Immutable: the runtime swaps the whole object. `versions[type_url]` is the xDS version
-    the set was received at (empty for hand-built sets).
-    """
-
-    listeners: Mapping[str, Listener]
-    route_configs: Mapping[str, RouteConfig]
-    clusters: Mapping[str, Cluster]
-    load_assignments: Mapping[str, LoadAssignment]
-    secrets: Mapping[str, Secret]
-    raw: Mapping[str, Mapping[str, Any]]
-    versions: Mapping[str, str]
-
-    def endpoints_of(self, cluster: Cluster) -> tuple[Endpoint, ...]:
-        if cluster.kind == "EDS":
-            assignment = self.load_assignments.get(cluster.eds_service_name or cluster.name)
-            return assignment.endpoints if assignment else ()
-        return cluster.endpoints
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,7 +146,7 @@ class _Walker:
         self.check(message, path, ("ads", "resource_api_version", "initial_fetch_timeout"))
 
 
-def _string_match(walker: _Walker, message: Any, path: str) -> StringMatch:
+def _string_match(walker: _Walker, message: Any, path: str) -> model.StringMatch:
     walker.check(
         message, path, ("exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case")
     )
@@ -512,11 +155,13 @@ def _string_match(walker: _Walker, message: Any, path: str) -> StringMatch:
     if which == "safe_regex":
         if ignore_case:
             raise walker.fail(f"{path}.ignore_case", "not supported with safe_regex")
-        return StringMatch("regex", "", False, _regex_matcher(walker, message.safe_regex, path))
+        return model.StringMatch(
+            "regex", "", False, _regex_matcher(walker, message.safe_regex, path)
+        )
     if which is None:
         raise walker.fail(path, "a match pattern is required (exact, prefix, suffix, ...)")
     kind: Literal["exact", "prefix", "suffix", "contains"] = which
-    return StringMatch(kind, getattr(message, which), ignore_case)
+    return model.StringMatch(kind, getattr(message, which), ignore_case)
 
 
 def _regex_matcher(walker: _Walker, message: Any, path: str) -> re.Pattern[str]:
@@ -541,11 +186,11 @@ def _data_source(walker: _Walker, message: Any, path: str) -> bytes:
     raise walker.fail(path, "empty data source")
 
 
-def _san_matchers(walker: _Walker, context: Any, path: str) -> tuple[SanMatcher, ...]:
-    matchers: list[SanMatcher] = []
+def _san_matchers(walker: _Walker, context: Any, path: str) -> tuple[model.SanMatcher, ...]:
+    matchers: list[model.SanMatcher] = []
     for index, matcher in enumerate(context.match_subject_alt_names):
         where = f"{path}.match_subject_alt_names[{index}]"
-        matchers.append(SanMatcher("any", _string_match(walker, matcher, where)))
+        matchers.append(model.SanMatcher("any", _string_match(walker, matcher, where)))
     for index, typed in enumerate(context.match_typed_subject_alt_names):
         where = f"{path}.match_typed_subject_alt_names[{index}]"
         walker.check(typed, where, ("san_type", "matcher"))
@@ -553,7 +198,7 @@ def _san_matchers(walker: _Walker, context: Any, path: str) -> tuple[SanMatcher,
         if san_type not in ("URI", "DNS"):
             raise walker.fail(f"{where}.san_type", f"{san_type} not supported (URI, DNS)")
         matchers.append(
-            SanMatcher(san_type, _string_match(walker, typed.matcher, f"{where}.matcher"))
+            model.SanMatcher(san_type, _string_match(walker, typed.matcher, f"{where}.matcher"))
         )
     return tuple(matchers)
 
@@ -562,30 +207,30 @@ def _san_matchers(walker: _Walker, context: Any, path: str) -> tuple[SanMatcher,
 # RBAC
 
 
-def _principal(walker: _Walker, message: Any, path: str) -> Principal:
+def _principal(walker: _Walker, message: Any, path: str) -> model.Principal:
     walker.check(message, path, ("any", "authenticated", "or_ids", "and_ids", "not_id"))
     which = message.WhichOneof("identifier")
     if which == "any":
-        return AnyId()
+        return model.AnyId()
     if which == "authenticated":
         where = f"{path}.authenticated"
         walker.check(message.authenticated, where, ("principal_name",))
         if message.authenticated.HasField("principal_name"):
             name = message.authenticated.principal_name
-            return Authenticated(_string_match(walker, name, f"{where}.principal_name"))
-        return Authenticated(None)
+            return model.Authenticated(_string_match(walker, name, f"{where}.principal_name"))
+        return model.Authenticated(None)
     if which in ("or_ids", "and_ids"):
         ids = tuple(
             _principal(walker, item, f"{path}.{which}.ids[{index}]")
             for index, item in enumerate(getattr(message, which).ids)
         )
-        return OrIds(ids) if which == "or_ids" else AndIds(ids)
+        return model.OrIds(ids) if which == "or_ids" else model.AndIds(ids)
     if which == "not_id":
-        return NotId(_principal(walker, message.not_id, f"{path}.not_id"))
+        return model.NotId(_principal(walker, message.not_id, f"{path}.not_id"))
     raise walker.fail(path, "a principal is required (any, authenticated, or_ids, ...)")
 
 
-def _permission(walker: _Walker, message: Any, path: str) -> Permission:
+def _permission(walker: _Walker, message: Any, path: str) -> model.Permission:
     walker.check(
         message,
         path,
@@ -593,32 +238,32 @@ def _permission(walker: _Walker, message: Any, path: str) -> Permission:
     )
     which = message.WhichOneof("rule")
     if which == "any":
-        return AnyPermission()
+        return model.AnyPermission()
     if which == "url_path":
         where = f"{path}.url_path"
         walker.check(message.url_path, where, ("path",))
-        return UrlPath(_string_match(walker, message.url_path.path, f"{where}.path"))
+        return model.UrlPath(_string_match(walker, message.url_path.path, f"{where}.path"))
     if which == "header":
-        return HeaderPermission(_header_match(walker, message.header, f"{path}.header"))
+        return model.HeaderPermission(_header_match(walker, message.header, f"{path}.header"))
     if which == "destination_port":
-        return DestinationPort(int(message.destination_port))
+        return model.DestinationPort(int(message.destination_port))
     if which in ("or_rules", "and_rules"):
         rules = tuple(
             _permission(walker, item, f"{path}.{which}.rules[{index}]")
             for index, item in enumerate(getattr(message, which).rules)
         )
-        return OrRules(rules) if which == "or_rules" else AndRules(rules)
+        return model.OrRules(rules) if which == "or_rules" else model.AndRules(rules)
     if which == "not_rule":
-        return NotRule(_permission(walker, message.not_rule, f"{path}.not_rule"))
+        return model.NotRule(_permission(walker, message.not_rule, f"{path}.not_rule"))
     raise walker.fail(path, "a permission is required (any, destination_port, or_rules, ...)")
 
 
-def _rbac_rules(walker: _Walker, message: rbac_pb2.RBAC, path: str) -> RbacRules:
+def _rbac_rules(walker: _Walker, message: rbac_pb2.RBAC, path: str) -> model.RbacRules:
     walker.check(message, path, ("action", "policies"))
     action = rbac_pb2.RBAC.Action.Name(message.action)
     if action not in ("ALLOW", "DENY"):
         raise walker.fail(f"{path}.action", f"{action} not supported (ALLOW, DENY)")
-    policies: list[tuple[str, Policy]] = []
+    policies: list[tuple[str, model.Policy]] = []
     for name in sorted(message.policies):
         policy = message.policies[name]
         where = f"{path}.policies[{name!r}]"
@@ -631,8 +276,8 @@ def _rbac_rules(walker: _Walker, message: rbac_pb2.RBAC, path: str) -> RbacRules
             _principal(walker, item, f"{where}.principals[{index}]")
             for index, item in enumerate(policy.principals)
         )
-        policies.append((name, Policy(permissions, principals)))
-    return RbacRules("ALLOW" if action == "ALLOW" else "DENY", tuple(policies))
+        policies.append((name, model.Policy(permissions, principals)))
+    return model.RbacRules("ALLOW" if action == "ALLOW" else "DENY", tuple(policies))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,7 +289,7 @@ _RETRY_ON = frozenset(
 )
 
 
-def _retry_policy(walker: _Walker, message: Any, path: str) -> RetryPolicy:
+def _retry_policy(walker: _Walker, message: Any, path: str) -> model.RetryPolicy:
     walker.check(
         message, path, ("retry_on", "num_retries", "per_try_timeout", "retriable_status_codes")
     )
@@ -661,18 +306,22 @@ def _retry_policy(walker: _Walker, message: Any, path: str) -> RetryPolicy:
         if message.HasField("per_try_timeout")
         else None
     )
-    return RetryPolicy(tokens, num_retries, per_try, frozenset(message.retriable_status_codes))
+    return model.RetryPolicy(
+        tokens, num_retries, per_try, frozenset(message.retriable_status_codes)
+    )
 
 
-def _weighted_targets(walker: _Walker, clusters: Any, path: str) -> tuple[WeightedTarget, ...]:
-    targets: list[WeightedTarget] = []
+def _weighted_targets(
+    walker: _Walker, clusters: Any, path: str
+) -> tuple[model.WeightedTarget, ...]:
+    targets: list[model.WeightedTarget] = []
     for index, item in enumerate(clusters):
         where = f"{path}[{index}]"
         walker.check(item, where, ("name", "weight"))
         if not item.name:
             raise walker.fail(f"{where}.name", "a cluster name is required")
         weight = item.weight.value if hasattr(item.weight, "value") else int(item.weight)
-        targets.append(WeightedTarget(item.name, weight))
+        targets.append(model.WeightedTarget(item.name, weight))
     if not targets:
         raise walker.fail(path, "at least one cluster is required")
     if sum(target.weight for target in targets) <= 0:
@@ -680,7 +329,7 @@ def _weighted_targets(walker: _Walker, clusters: Any, path: str) -> tuple[Weight
     return tuple(targets)
 
 
-def _route_action(walker: _Walker, message: Any, path: str) -> RouteAction:
+def _route_action(walker: _Walker, message: Any, path: str) -> model.RouteAction:
     walker.check(
         message,
         path,
@@ -688,7 +337,7 @@ def _route_action(walker: _Walker, message: Any, path: str) -> RouteAction:
     )
     which = message.WhichOneof("cluster_specifier")
     if which == "cluster":
-        targets: tuple[WeightedTarget, ...] = (WeightedTarget(message.cluster, 1),)
+        targets: tuple[model.WeightedTarget, ...] = (model.WeightedTarget(message.cluster, 1),)
     elif which == "weighted_clusters":
         where = f"{path}.weighted_clusters"
         walker.check(message.weighted_clusters, where, ("clusters", "total_weight"))
@@ -705,10 +354,10 @@ def _route_action(walker: _Walker, message: Any, path: str) -> RouteAction:
     )
     total = sum(target.weight for target in targets)
     rewrite = message.prefix_rewrite if message.prefix_rewrite else None
-    return RouteAction(targets, total, timeout, retry, rewrite)
+    return model.RouteAction(targets, total, timeout, retry, rewrite)
 
 
-def _header_match(walker: _Walker, message: Any, path: str) -> HeaderMatch:
+def _header_match(walker: _Walker, message: Any, path: str) -> model.HeaderMatch:
     walker.check(
         message,
         path,
@@ -725,20 +374,24 @@ def _header_match(walker: _Walker, message: Any, path: str) -> HeaderMatch:
     invert = bool(message.invert_match)
     which = message.WhichOneof("header_match_specifier")
     if which == "exact_match":
-        return HeaderMatch(name, "match", StringMatch("exact", message.exact_match), invert=invert)
+        return model.HeaderMatch(
+            name, "match", model.StringMatch("exact", message.exact_match), invert=invert
+        )
     if which == "safe_regex_match":
         pattern = _regex_matcher(walker, message.safe_regex_match, f"{path}.safe_regex_match")
-        return HeaderMatch(name, "match", StringMatch("regex", "", False, pattern), invert=invert)
+        return model.HeaderMatch(
+            name, "match", model.StringMatch("regex", "", False, pattern), invert=invert
+        )
     if which == "string_match":
         matcher = _string_match(walker, message.string_match, f"{path}.string_match")
-        return HeaderMatch(name, "match", matcher, invert=invert)
+        return model.HeaderMatch(name, "match", matcher, invert=invert)
     if which == "present_match":
-        return HeaderMatch(name, "present", None, bool(message.present_match), invert)
+        return model.HeaderMatch(name, "present", None, bool(message.present_match), invert)
     # Envoy: no specifier means "the header is present".
-    return HeaderMatch(name, "present", None, True, invert)
+    return model.HeaderMatch(name, "present", None, True, invert)
 
 
-def _route_match(walker: _Walker, message: Any, path: str) -> RouteMatch:
+def _route_match(walker: _Walker, message: Any, path: str) -> model.RouteMatch:
     walker.check(message, path, ("prefix", "path", "safe_regex", "case_sensitive", "headers"))
     case_sensitive = message.case_sensitive.value if message.HasField("case_sensitive") else True
     headers = tuple(
@@ -750,15 +403,15 @@ def _route_match(walker: _Walker, message: Any, path: str) -> RouteMatch:
         pattern = _regex_matcher(walker, message.safe_regex, path)
         if not case_sensitive:
             pattern = re.compile(pattern.pattern, re.IGNORECASE)
-        return RouteMatch("regex", "", pattern, case_sensitive, headers)
+        return model.RouteMatch("regex", "", pattern, case_sensitive, headers)
     if which in ("prefix", "path"):
         kind: Literal["prefix", "path"] = which
-        return RouteMatch(kind, getattr(message, which), None, case_sensitive, headers)
+        return model.RouteMatch(kind, getattr(message, which), None, case_sensitive, headers)
     raise walker.fail(path, "a path specifier is required (prefix, path, safe_regex)")
 
 
-def _per_route_rbac(walker: _Walker, configs: Any, path: str) -> RbacRules | None:
-    rules: RbacRules | None = None
+def _per_route_rbac(walker: _Walker, configs: Any, path: str) -> model.RbacRules | None:
+    rules: model.RbacRules | None = None
     for name in sorted(configs):
         where = f"{path}[{name!r}]"
         if name != "envoy.filters.http.rbac":
@@ -772,15 +425,15 @@ def _per_route_rbac(walker: _Walker, configs: Any, path: str) -> RbacRules | Non
             if per_route.rbac.HasField("rules"):
                 rules = _rbac_rules(walker, per_route.rbac.rules, f"{where}.rbac.rules")
             else:  # an empty RBAC per route disables the filter for that route
-                rules = RbacRules("DENY", ())
+                rules = model.RbacRules("DENY", ())
         else:
-            rules = RbacRules("DENY", ())
+            rules = model.RbacRules("DENY", ())
     return rules
 
 
-def _route_configuration(walker: _Walker, message: Any, path: str) -> RouteConfig:
+def _route_configuration(walker: _Walker, message: Any, path: str) -> model.RouteConfig:
     walker.check(message, path, ("name", "virtual_hosts", "validate_clusters"))
-    virtual_hosts: list[VirtualHost] = []
+    virtual_hosts: list[model.VirtualHost] = []
     prefix = f"{path}." if path else ""
     for vh_index, vhost in enumerate(message.virtual_hosts):
         vh_path = f"{prefix}virtual_hosts[{vh_index}]"
@@ -788,14 +441,14 @@ def _route_configuration(walker: _Walker, message: Any, path: str) -> RouteConfi
         domains = tuple(domain.lower() for domain in vhost.domains)
         if not domains:
             raise walker.fail(f"{vh_path}.domains", "at least one domain is required")
-        routes: list[Route] = []
+        routes: list[model.Route] = []
         for index, route in enumerate(vhost.routes):
             where = f"{vh_path}.routes[{index}]"
             walker.check(route, where, ("name", "match", "route", "typed_per_filter_config"))
             if not route.HasField("route"):
                 raise walker.fail(where, "only route actions are supported (route)")
             routes.append(
-                Route(
+                model.Route(
                     route.name,
                     _route_match(walker, route.match, f"{where}.match"),
                     _route_action(walker, route.route, f"{where}.route"),
@@ -804,11 +457,11 @@ def _route_configuration(walker: _Walker, message: Any, path: str) -> RouteConfi
                     ),
                 )
             )
-        virtual_hosts.append(VirtualHost(vhost.name, domains, tuple(routes)))
-    return RouteConfig(message.name, tuple(virtual_hosts))
+        virtual_hosts.append(model.VirtualHost(vhost.name, domains, tuple(routes)))
+    return model.RouteConfig(message.name, tuple(virtual_hosts))
 
 
-def translate_route_configuration(message: route_pb2.RouteConfiguration) -> RouteConfig:
+def translate_route_configuration(message: route_pb2.RouteConfiguration) -> model.RouteConfig:
     """RouteConfiguration -> RouteConfig; raises ConfigError."""
     walker = _Walker("RouteConfiguration", message.name)
     return _route_configuration(walker, message, "")
@@ -874,7 +527,7 @@ def _common_tls(walker: _Walker, message: Any, path: str) -> tuple[str | None, s
     return cert, validation, default_context
 
 
-def _downstream_tls(walker: _Walker, socket: Any, path: str) -> DownstreamTls:
+def _downstream_tls(walker: _Walker, socket: Any, path: str) -> model.DownstreamTls:
     walker.check(socket, path, ("name", "typed_config"))
     context: tls_pb2.DownstreamTlsContext = walker.unpack(
         socket.typed_config,
@@ -903,10 +556,10 @@ def _downstream_tls(walker: _Walker, socket: Any, path: str) -> DownstreamTls:
     )
     alpn = tuple(context.common_tls_context.alpn_protocols)
     low, high = _tls_versions(walker, context.common_tls_context, f"{where}.common_tls_context")
-    return DownstreamTls(cert, validation, require, alpn, san, low, high)
+    return model.DownstreamTls(cert, validation, require, alpn, san, low, high)
 
 
-def _upstream_tls(walker: _Walker, socket: Any, path: str) -> UpstreamTls:
+def _upstream_tls(walker: _Walker, socket: Any, path: str) -> model.UpstreamTls:
     walker.check(socket, path, ("name", "typed_config"))
     where = f"{path}.typed_config"
     context: tls_pb2.UpstreamTlsContext = walker.unpack(
@@ -930,7 +583,7 @@ def _upstream_tls(walker: _Walker, socket: Any, path: str) -> UpstreamTls:
     )
     low, high = _tls_versions(walker, context.common_tls_context, f"{where}.common_tls_context")
     alpn = tuple(context.common_tls_context.alpn_protocols)
-    return UpstreamTls(context.sni, cert, validation, alpn, san, low, high)
+    return model.UpstreamTls(context.sni, cert, validation, alpn, san, low, high)
 
 
 _TLS_VERSIONS = {0: "", 1: "TLSv1_0", 2: "TLSv1_1", 3: "TLSv1_2", 4: "TLSv1_3"}
@@ -950,7 +603,7 @@ def _tls_versions(walker: _Walker, common: Any, path: str) -> tuple[str, str]:
     return low, high
 
 
-def _filter_chain_match(walker: _Walker, message: Any, path: str) -> FilterChainMatch:
+def _filter_chain_match(walker: _Walker, message: Any, path: str) -> model.FilterChainMatch:
     walker.check(
         message,
         path,
@@ -978,7 +631,7 @@ def _filter_chain_match(walker: _Walker, message: Any, path: str) -> FilterChain
         raise walker.fail(
             f"{path}.transport_protocol", f"{transport!r} not supported (tls, raw_buffer)"
         )
-    return FilterChainMatch(
+    return model.FilterChainMatch(
         destination_port=(
             message.destination_port.value if message.HasField("destination_port") else None
         ),
@@ -989,11 +642,11 @@ def _filter_chain_match(walker: _Walker, message: Any, path: str) -> FilterChain
     )
 
 
-def _tcp_proxy(walker: _Walker, message: tcp_proxy_pb2.TcpProxy, path: str) -> TcpProxy:
+def _tcp_proxy(walker: _Walker, message: tcp_proxy_pb2.TcpProxy, path: str) -> model.TcpProxy:
     walker.check(message, path, ("stat_prefix", "cluster", "weighted_clusters", "idle_timeout"))
     which = message.WhichOneof("cluster_specifier")
     if which == "cluster":
-        targets: tuple[WeightedTarget, ...] = (WeightedTarget(message.cluster, 1),)
+        targets: tuple[model.WeightedTarget, ...] = (model.WeightedTarget(message.cluster, 1),)
     elif which == "weighted_clusters":
         where = f"{path}.weighted_clusters"
         walker.check(message.weighted_clusters, where, ("clusters",))
@@ -1005,12 +658,12 @@ def _tcp_proxy(walker: _Walker, message: tcp_proxy_pb2.TcpProxy, path: str) -> T
         if message.HasField("idle_timeout")
         else 3600.0
     )
-    return TcpProxy(message.stat_prefix, targets, idle)
+    return model.TcpProxy(message.stat_prefix, targets, idle)
 
 
 def _http_connection_manager(
     walker: _Walker, message: hcm_pb2.HttpConnectionManager, path: str
-) -> HttpConnectionManager:
+) -> model.HttpConnectionManager:
     walker.check(
         message,
         path,
@@ -1030,7 +683,7 @@ def _http_connection_manager(
     if codec not in ("AUTO", "HTTP1"):
         raise walker.fail(f"{path}.codec_type", f"{codec} not supported (AUTO, HTTP1)")
     rds_name: str | None = None
-    route_config: RouteConfig | None = None
+    route_config: model.RouteConfig | None = None
     which = message.WhichOneof("route_specifier")
     if which == "rds":
         walker.check(message.rds, f"{path}.rds", ("config_source", "route_config_name"))
@@ -1040,7 +693,7 @@ def _http_connection_manager(
         route_config = _route_configuration(walker, message.route_config, f"{path}.route_config")
     else:
         raise walker.fail(path, "a route specifier is required (rds, route_config)")
-    rbac: HttpRbacFilter | None = None
+    rbac: model.HttpRbacFilter | None = None
     filters = list(message.http_filters)
     if not filters or filters[-1].name != "envoy.filters.http.router":
         raise walker.fail(f"{path}.http_filters", "must end with envoy.filters.http.router")
@@ -1069,7 +722,7 @@ def _http_connection_manager(
                 if config.HasField("rules")
                 else None
             )
-            rbac = HttpRbacFilter(rules)
+            rbac = model.HttpRbacFilter(rules)
         else:
             raise walker.fail(
                 f"{where}.name",
@@ -1090,7 +743,7 @@ def _http_connection_manager(
         if message.HasField("max_request_headers_kb")
         else DEFAULT_MAX_REQUEST_HEADERS_KB
     )
-    return HttpConnectionManager(
+    return model.HttpConnectionManager(
         stat_prefix=message.stat_prefix,
         rds_name=rds_name,
         route_config=route_config,
@@ -1106,10 +759,10 @@ def _http_connection_manager(
     )
 
 
-def _filter_chain(walker: _Walker, message: Any, path: str) -> FilterChain:
+def _filter_chain(walker: _Walker, message: Any, path: str) -> model.FilterChain:
     walker.check(message, path, ("name", "filter_chain_match", "filters", "transport_socket"))
     match = _filter_chain_match(walker, message.filter_chain_match, f"{path}.filter_chain_match")
-    tls: DownstreamTls | None = None
+    tls: model.DownstreamTls | None = None
     if message.HasField("transport_socket"):
         socket = message.transport_socket
         if socket.name not in ("envoy.transport_sockets.tls", "tls"):
@@ -1118,8 +771,8 @@ def _filter_chain(walker: _Walker, message: Any, path: str) -> FilterChain:
                 f"{socket.name!r} not supported (envoy.transport_sockets.tls)",
             )
         tls = _downstream_tls(walker, socket, f"{path}.transport_socket")
-    network_rbac: NetworkRbac | None = None
-    terminal: TcpProxy | HttpConnectionManager | None = None
+    network_rbac: model.NetworkRbac | None = None
+    terminal: model.TcpProxy | model.HttpConnectionManager | None = None
     filters = list(message.filters)
     for index, network_filter in enumerate(filters):
         where = f"{path}.filters[{index}]"
@@ -1137,9 +790,9 @@ def _filter_chain(walker: _Walker, message: Any, path: str) -> FilterChain:
             rules = (
                 _rbac_rules(walker, config.rules, f"{where}.typed_config.rules")
                 if config.HasField("rules")
-                else RbacRules("DENY", ())
+                else model.RbacRules("DENY", ())
             )
-            network_rbac = NetworkRbac(config.stat_prefix, rules)
+            network_rbac = model.NetworkRbac(config.stat_prefix, rules)
         elif type_url == _TCP_PROXY_TYPE:
             proxy: tcp_proxy_pb2.TcpProxy = walker.unpack(
                 network_filter.typed_config,
@@ -1162,10 +815,10 @@ def _filter_chain(walker: _Walker, message: Any, path: str) -> FilterChain:
             )
     if terminal is None:
         raise walker.fail(f"{path}.filters", "a terminal filter (tcp_proxy or HCM) is required")
-    return FilterChain(message.name, match, tls, network_rbac, terminal)
+    return model.FilterChain(message.name, match, tls, network_rbac, terminal)
 
 
-def translate_listener(message: listener_pb2.Listener) -> Listener:
+def translate_listener(message: listener_pb2.Listener) -> model.Listener:
     """Listener -> Listener model; raises ConfigError."""
     walker = _Walker("Listener", message.name)
     walker.check(
@@ -1211,7 +864,7 @@ def translate_listener(message: listener_pb2.Listener) -> Listener:
     use_original_dst = "original_dst" in seen or (
         message.HasField("use_original_dst") and message.use_original_dst.value
     )
-    return Listener(
+    return model.Listener(
         name=message.name,
         host=socket_address.address or "0.0.0.0",
         port=socket_address.port_value,
@@ -1228,10 +881,10 @@ def translate_listener(message: listener_pb2.Listener) -> Listener:
 
 def _endpoints(
     walker: _Walker, message: endpoint_pb2.ClusterLoadAssignment, path: str
-) -> tuple[Endpoint, ...]:
+) -> tuple[model.Endpoint, ...]:
     walker.check(message, path, ("cluster_name", "endpoints"))
     prefix = f"{path}." if path else ""
-    endpoints: list[Endpoint] = []
+    endpoints: list[model.Endpoint] = []
     for l_index, locality in enumerate(message.endpoints):
         l_path = f"{prefix}endpoints[{l_index}]"
         walker.check(
@@ -1261,20 +914,22 @@ def _endpoints(
                 if lb_endpoint.HasField("load_balancing_weight")
                 else 1
             )
-            endpoints.append(Endpoint(socket_address.address, socket_address.port_value, weight))
+            endpoints.append(
+                model.Endpoint(socket_address.address, socket_address.port_value, weight)
+            )
     return tuple(endpoints)
 
 
-def translate_load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> LoadAssignment:
+def translate_load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> model.LoadAssignment:
     """ClusterLoadAssignment -> LoadAssignment; raises ConfigError."""
     walker = _Walker("ClusterLoadAssignment", message.cluster_name)
-    return LoadAssignment(message.cluster_name, _endpoints(walker, message, ""))
+    return model.LoadAssignment(message.cluster_name, _endpoints(walker, message, ""))
 
 
 _CLUSTER_KINDS = ("EDS", "STATIC", "STRICT_DNS", "LOGICAL_DNS", "ORIGINAL_DST")
 
 
-def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
+def translate_cluster(message: cluster_pb2.Cluster) -> model.Cluster:
     """Cluster -> Cluster model; raises ConfigError."""
     walker = _Walker("Cluster", message.name)
     walker.check(
@@ -1312,14 +967,14 @@ def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
         )
         walker.config_source(message.eds_cluster_config.eds_config, "eds_cluster_config.eds_config")
         eds_name = message.eds_cluster_config.service_name
-    endpoints: tuple[Endpoint, ...] = ()
+    endpoints: tuple[model.Endpoint, ...] = ()
     if message.HasField("load_assignment"):
         if kind == "EDS":
             raise walker.fail("load_assignment", "EDS clusters take endpoints from EDS")
         endpoints = _endpoints(walker, message.load_assignment, "load_assignment")
     elif kind in ("STATIC", "STRICT_DNS", "LOGICAL_DNS"):
         raise walker.fail("load_assignment", f"{kind} clusters need a load_assignment")
-    breakers = CircuitBreakers()
+    breakers = model.CircuitBreakers()
     if message.HasField("circuit_breakers"):
         walker.check(message.circuit_breakers, "circuit_breakers", ("thresholds",))
         for index, threshold in enumerate(message.circuit_breakers.thresholds):
@@ -1341,13 +996,13 @@ def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
             def limit(name: str, default: int, threshold: Any = threshold) -> int:
                 return int(getattr(threshold, name).value) if threshold.HasField(name) else default
 
-            breakers = CircuitBreakers(
+            breakers = model.CircuitBreakers(
                 limit("max_connections", 1024),
                 limit("max_pending_requests", 1024),
                 limit("max_requests", 1024),
                 limit("max_retries", 3),
             )
-    outlier: OutlierDetection | None = None
+    outlier: model.OutlierDetection | None = None
     if message.HasField("outlier_detection"):
         od = message.outlier_detection
         walker.check(
@@ -1371,7 +1026,7 @@ def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
         enforcing = (
             od.enforcing_consecutive_5xx.value if od.HasField("enforcing_consecutive_5xx") else 100
         )
-        outlier = OutlierDetection(
+        outlier = model.OutlierDetection(
             consecutive_5xx=(od.consecutive_5xx.value if od.HasField("consecutive_5xx") else 5)
             if enforcing
             else 0,
@@ -1387,7 +1042,7 @@ def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
                 od.max_ejection_percent.value if od.HasField("max_ejection_percent") else 10
             ),
         )
-    tls: UpstreamTls | None = None
+    tls: model.UpstreamTls | None = None
     if message.HasField("transport_socket"):
         socket = message.transport_socket
         if socket.name not in ("envoy.transport_sockets.tls", "tls"):
@@ -1422,7 +1077,7 @@ def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
         if message.HasField("connect_timeout")
         else DEFAULT_CONNECT_TIMEOUT
     )
-    return Cluster(
+    return model.Cluster(
         name=message.name,
         stat_name=message.alt_stat_name or message.name,
         kind=kind,
@@ -1441,7 +1096,7 @@ def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
     )
 
 
-def translate_secret(message: secret_pb2.Secret) -> Secret:
+def translate_secret(message: secret_pb2.Secret) -> model.Secret:
     """Secret -> Secret model (tls_certificate or validation_context); raises ConfigError."""
     walker = _Walker("Secret", message.name)
     walker.check(message, "", ("name", "tls_certificate", "validation_context"))
@@ -1451,7 +1106,7 @@ def translate_secret(message: secret_pb2.Secret) -> Secret:
         walker.check(cert, "tls_certificate", ("certificate_chain", "private_key"))
         if not cert.HasField("certificate_chain") or not cert.HasField("private_key"):
             raise walker.fail("tls_certificate", "certificate_chain and private_key are required")
-        return Secret(
+        return model.Secret(
             message.name,
             certificate_chain=_data_source(
                 walker, cert.certificate_chain, "tls_certificate.certificate_chain"
@@ -1467,7 +1122,7 @@ def translate_secret(message: secret_pb2.Secret) -> Secret:
         )
         if not context.HasField("trusted_ca"):
             raise walker.fail("validation_context.trusted_ca", "a trusted CA is required")
-        return Secret(
+        return model.Secret(
             message.name,
             trusted_ca=_data_source(walker, context.trusted_ca, "validation_context.trusted_ca"),
             san_matchers=_san_matchers(walker, context, "validation_context"),
@@ -1526,7 +1181,7 @@ def unpack_resource(type_url: str, resource: any_pb2.Any) -> Any:
     return message
 
 
-def _chains(listener: Listener) -> Iterable[FilterChain]:
+def _chains(listener: model.Listener) -> Iterable[model.FilterChain]:
     yield from listener.filter_chains
     if listener.default_filter_chain is not None:
         yield listener.default_filter_chain
@@ -1536,7 +1191,7 @@ def assemble(
     raw: Mapping[str, Mapping[str, Any]],
     versions: Mapping[str, str] | None = None,
     translated: Mapping[str, Mapping[str, Any]] | None = None,
-) -> ProxyConfig:
+) -> model.ProxyConfig:
     """Translate (or reuse `translated`) and cross-check a full set; -> ProxyConfig.
 
     `raw[type_url][name]` are the protos. Raises ConfigError for an invalid resource and
@@ -1550,7 +1205,7 @@ def assemble(
             name: cached[name] if name in cached else translate(type_url, message)
             for name, message in raw.get(type_url, {}).items()
         }
-    config = ProxyConfig(
+    config = model.ProxyConfig(
         listeners=models[wellknown.LISTENER_TYPE],
         route_configs=models[wellknown.ROUTE_TYPE],
         clusters=models[wellknown.CLUSTER_TYPE],
@@ -1563,7 +1218,7 @@ def assemble(
     return config
 
 
-def check_consistency(config: ProxyConfig) -> None:
+def check_consistency(config: model.ProxyConfig) -> None:
     """Every name a resource refers to exists; raises MissingReference otherwise."""
 
     def need(
@@ -1572,7 +1227,7 @@ def check_consistency(config: ProxyConfig) -> None:
         if name not in pool:
             raise MissingReference(holder, holder_name, what, f"{kind} {name!r} does not exist")
 
-    def route_clusters(route_config: RouteConfig, holder: str, holder_name: str) -> None:
+    def route_clusters(route_config: model.RouteConfig, holder: str, holder_name: str) -> None:
         for vhost in route_config.virtual_hosts:
             for route in vhost.routes:
                 for target in route.action.targets:
@@ -1607,7 +1262,7 @@ def check_consistency(config: ProxyConfig) -> None:
                         config.secrets,
                     )
             terminal = chain.terminal
-            if isinstance(terminal, TcpProxy):
+            if isinstance(terminal, model.TcpProxy):
                 for target in terminal.targets:
                     need(
                         "cluster", target.cluster, "Listener", listener.name, where, config.clusters

@@ -1,7 +1,7 @@
 """The sidecar's ADS client: a sans-IO core (`ClientCore`) and a thin asyncio loop (`XdsClient`).
 
 The one idea: every response is held, not applied, until the whole set (listeners, routes,
-clusters, load assignments, secrets) assembles into one consistent `config.ProxyConfig`;
+clusters, load assignments, secrets) assembles into one consistent `model.ProxyConfig`;
 then the proxy switches to it and every held response is ACKed at once. A resource the
 sidecar cannot implement is NACKed at once with `config.ConfigError`'s message; a missing
 reference is waited for (the client subscribes to what the new resources name) and NACKed
@@ -48,7 +48,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from osm.base import wellknown
-from osm.proxy import config
+from osm.proxy import config, model
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Step:
     `rejections` are for logs and stats (already in `requests`)."""
 
     requests: tuple[Request, ...] = ()
-    config: config.ProxyConfig | None = None
+    config: model.ProxyConfig | None = None
     rejections: tuple[Rejection, ...] = ()
 
     def then(self, other: Step) -> Step:
@@ -144,7 +144,7 @@ class Step:
 
 
 def cluster_references(
-    listeners: Iterable[config.Listener], route_configs: Iterable[config.RouteConfig]
+    listeners: Iterable[model.Listener], route_configs: Iterable[model.RouteConfig]
 ) -> set[str]:
     """The clusters that listeners (TCP proxies, inline routes) and route configs name."""
     found: set[str] = set()
@@ -155,7 +155,7 @@ def cluster_references(
             chains.append(listener.default_filter_chain)
         for chain in chains:
             terminal = chain.terminal
-            if isinstance(terminal, config.TcpProxy):
+            if isinstance(terminal, model.TcpProxy):
                 found.update(target.cluster for target in terminal.targets)
             elif terminal.route_config is not None:
                 tables.append(terminal.route_config)
@@ -167,7 +167,7 @@ def cluster_references(
 
 
 def references(
-    listeners: Iterable[config.Listener], clusters: Iterable[config.Cluster]
+    listeners: Iterable[model.Listener], clusters: Iterable[model.Cluster]
 ) -> dict[str, set[str]]:
     """The RDS, EDS and SDS names that listeners and clusters refer to, by type URL."""
     names: dict[str, set[str]] = {EDS: set(), RDS: set(), SDS: set()}
@@ -181,7 +181,7 @@ def references(
                 if chain.tls.validation_secret:
                     names[SDS].add(chain.tls.validation_secret)
             terminal = chain.terminal
-            if isinstance(terminal, config.HttpConnectionManager) and terminal.rds_name:
+            if isinstance(terminal, model.HttpConnectionManager) and terminal.rds_name:
                 names[RDS].add(terminal.rds_name)
     for cluster in clusters:
         if cluster.kind == "EDS":
@@ -209,7 +209,7 @@ class ClientCore:
         self.deadline: float | None = None
         """When the held responses stop waiting for references (None: nothing waits)."""
         self.waiting_for: config.MissingReference | None = None
-        self.applied_config: config.ProxyConfig | None = None
+        self.applied_config: model.ProxyConfig | None = None
         self.last_rejection: Rejection | None = None
         self._types = {t: _TypeState() for t in (*WILDCARD_TYPES, *NAMED_TYPES)}
         self._node_sent = False
@@ -431,7 +431,7 @@ class ClientCore:
         return [guilty] if guilty in held else list(held)
 
     # -- outcomes ----------------------------------------------------------------------------------
-    def applied(self, applied: config.ProxyConfig) -> Step:
+    def applied(self, applied: model.ProxyConfig) -> Step:
         """The proxy runs `applied`, the config of the last Step: ACK the responses it
         included, and drop subscriptions nothing references any more."""
         self.applied_config = applied
@@ -619,7 +619,7 @@ class Backoff:
         self.attempts = 0
 
 
-Apply = Callable[[config.ProxyConfig], Awaitable[None]]
+Apply = Callable[[model.ProxyConfig], Awaitable[None]]
 
 
 class XdsClient:

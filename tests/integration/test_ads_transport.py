@@ -28,7 +28,7 @@ from osm.base import wellknown
 from osm.ca import builtin
 from osm.ca.identity import Identity
 from osm.cli.client import Client
-from osm.proxy import ads_transport, bootstrap, config, main, xds_client
+from osm.proxy import ads_transport, bootstrap, main, model, xds_client
 from tests.conftest import ROOT, RunningController, free_port, start_controller
 from tests.integration.test_sidecar_controller import mesh, ready_status
 
@@ -259,7 +259,7 @@ async def test_delta_is_unimplemented_there_so_the_client_falls_back_to_sotw(
         bootstrap.Bootstrap(NODE_ID, bootstrap.XdsServer("127.0.0.1", sotw_server.port, None))
     )
 
-    async def apply(new: config.ProxyConfig) -> None:
+    async def apply(new: model.ProxyConfig) -> None:
         pass
 
     client = xds_client.XdsClient(

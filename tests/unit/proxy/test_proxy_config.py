@@ -22,7 +22,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import json_format, wrappers_pb2
 
 from osm.base import wellknown
-from osm.proxy import config
+from osm.proxy import config, model
 from tests.integration import proxymesh
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "xds"
@@ -65,14 +65,14 @@ def test_translated_model() -> None:
     assert chain.match.destination_port == 80
     assert [str(net) for net in chain.match.prefix_ranges] == ["10.0.0.5/32"]
     manager = chain.terminal
-    assert isinstance(manager, config.HttpConnectionManager)
+    assert isinstance(manager, model.HttpConnectionManager)
     assert manager.rds_name == "rds-outbound.80" and manager.websocket
     cluster = proxy_config.clusters[proxymesh.CLUSTER]
     assert cluster.kind == "EDS" and cluster.lb_policy == "ROUND_ROBIN"
     assert cluster.connect_timeout == 1.0
     assert cluster.tls is not None and cluster.tls.sni == proxymesh.SNI
     assert cluster.tls.san_matchers[0].san_type == "URI"
-    assert proxy_config.endpoints_of(cluster) == (config.Endpoint("127.0.0.1", 15003),)
+    assert proxy_config.endpoints_of(cluster) == (model.Endpoint("127.0.0.1", 15003),)
     route = proxy_config.route_configs["rds-outbound.80"].virtual_hosts[0].routes[0]
     assert route.action.timeout == 5.0 and route.match.path_kind == "regex"
 
@@ -201,7 +201,7 @@ def test_endpoints_skip_unhealthy_hosts() -> None:
     assignment = proxymesh.load_assignment("c", [("10.0.0.1", 80), ("10.0.0.2", 80)])
     assignment.endpoints[0].lb_endpoints[1].health_status = health_check_pb2.UNHEALTHY
     translated = config.translate_load_assignment(assignment)
-    assert translated.endpoints == (config.Endpoint("10.0.0.1", 80),)
+    assert translated.endpoints == (model.Endpoint("10.0.0.1", 80),)
 
 
 def test_secret_needs_a_kind() -> None:

@@ -20,7 +20,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from osm.base import wellknown
-from osm.proxy import bootstrap, config, xds_client
+from osm.proxy import bootstrap, config, model, xds_client
 from osm.proxy.xds_client import CDS, EDS, LDS, RDS, SDS, ClientCore, Step
 from tests.integration import proxymesh
 
@@ -423,10 +423,10 @@ def test_backoff_doubles_up_to_the_cap_with_jitter(
 
 async def run_client(
     connector: FakeConnector, sleeps: int, protocol: Any = "auto"
-) -> tuple[xds_client.XdsClient, list[float], list[config.ProxyConfig]]:
+) -> tuple[xds_client.XdsClient, list[float], list[model.ProxyConfig]]:
     """Run the loop until it has slept `sleeps` times (fake sleep: no real waiting)."""
     delays: list[float] = []
-    applied: list[config.ProxyConfig] = []
+    applied: list[model.ProxyConfig] = []
     done = asyncio.Event()
 
     async def sleep(delay: float) -> None:
@@ -435,7 +435,7 @@ async def run_client(
             client.stop()
             done.set()
 
-    async def apply_config(cfg: config.ProxyConfig) -> None:
+    async def apply_config(cfg: model.ProxyConfig) -> None:
         applied.append(cfg)
 
     client = xds_client.XdsClient(

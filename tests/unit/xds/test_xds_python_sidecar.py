@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from osm.catalog.ids import ProxyId
-from osm.proxy import config
+from osm.proxy import config, model
 from osm.xds import names
 from osm.xds.resources import CLUSTER, LISTENER, ROUTE, TYPE_URLS
 from osm.xds.snapshot import Snapshot, build_snapshots
@@ -21,7 +21,7 @@ from tests.unit.catalog import meshes as m
 from tests.unit.xds import xds_support
 
 
-def assemble(snapshot: Snapshot) -> config.ProxyConfig:
+def assemble(snapshot: Snapshot) -> model.ProxyConfig:
     """What the sidecar does with a full set of resources (raises ConfigError: a NACK)."""
     raw: dict[str, dict[str, Any]] = {
         url: {name: built.message for name, built in snapshot.of_type(url).items()}
