@@ -54,7 +54,6 @@ COMPILED = (
     "osm/proxy/upstream.py",
     "osm/proxy/stats.py",
     "osm/proxy/model.py",  # the model every request reads (routes, matchers, clusters)
-    "osm/proxy/config.py",
     "osm/proxy/runtime.py",
 )
 # A stand-in until build_ext is finalized for a build: it makes the wheel a platform wheel

@@ -95,7 +95,7 @@ from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from osm.base import wellknown
-from osm.proxy import config, server
+from osm.proxy import assembly, server
 
 SERVICE_VIP = "10.250.0.100"  # on the veth subnet; REDIRECTed before it is ever sent
 SERVICE_PORT = 80
@@ -526,7 +526,7 @@ async def run_sidecar(role: str, workdir: Path, variant: bool = False) -> None:
         port = VARIANT_INBOUND_PORT if variant else INBOUND_PORT
         resources = inbound_resources(workdir, port, app_port)
     proxy = server.Proxy()
-    await proxy.apply(config.assemble(resources))
+    await proxy.apply(assembly.assemble(resources))
     # As the sidecar process does (osm.proxy.main.HeapFreezer, not imported: it brings the
     # xDS client along): the heap after the first configuration is frozen, or each full
     # collection scans ~30k objects (~20 ms here, a p99 outlier after every wrk run).

@@ -46,7 +46,7 @@ def config_dump(proxy: Proxy, include_eds: bool = False) -> dict[str, Any]:
     imported here, on the first dump, not on the sidecar's start path."""
     from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
     from envoy.extensions.filters.listener.http_inspector.v3 import (  # noqa: F401
-        http_inspector_pb2,  # `config` matches listener filters by type URL; rendering an Any
+        http_inspector_pb2,  # `translate.lds` tells listener filters by type URL; rendering an Any
     )
     from envoy.extensions.filters.listener.original_dst.v3 import (  # noqa: F401
         original_dst_pb2,

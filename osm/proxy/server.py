@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from osm.proxy import config, listeners, model, stats
+from osm.proxy import listeners, model, stats, translate
 from osm.proxy.runtime import Options, Runtime
 
 
@@ -74,7 +74,7 @@ class Proxy:
             except OSError as error:
                 for item in started.values():
                     await item.drain(0)
-                raise config.ConfigError(
+                raise translate.ConfigError(
                     "Listener", name, "address", f"cannot listen on {host}:{port}: {error}"
                 ) from None
             started[name] = runtime_listener

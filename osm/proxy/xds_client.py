@@ -3,7 +3,7 @@
 The one idea: every response is held, not applied, until the whole set (listeners, routes,
 clusters, load assignments, secrets) assembles into one consistent `model.ProxyConfig`;
 then the proxy switches to it and every held response is ACKed at once. A resource the
-sidecar cannot implement is NACKed at once with `config.ConfigError`'s message; a missing
+sidecar cannot implement is NACKed at once with `translate.ConfigError`'s message; a missing
 reference is waited for (the client subscribes to what the new resources name) and NACKed
 only after `wait_timeout`. The proxy keeps its last good configuration through NACKs and
 while the control plane is away.
@@ -48,7 +48,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
 from osm.base import wellknown
-from osm.proxy import config, model
+from osm.proxy import assembly, model, translate
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class ClientCore:
         self.protocol: ProtocolName = "delta"
         self.deadline: float | None = None
         """When the held responses stop waiting for references (None: nothing waits)."""
-        self.waiting_for: config.MissingReference | None = None
+        self.waiting_for: translate.MissingReference | None = None
         self.applied_config: model.ProxyConfig | None = None
         self.last_rejection: Rejection | None = None
         self._types = {t: _TypeState() for t in (*WILDCARD_TYPES, *NAMED_TYPES)}
@@ -281,7 +281,7 @@ class ClientCore:
         state.held = None
         try:
             held = self._parse(type_url, state, response, version)
-        except config.ConfigError as error:
+        except translate.ConfigError as error:
             return self._reject_unheld(type_url, response.nonce, str(error), delta)
         if previous is not None and not held.replace:
             previous.updates.update(held.updates)
@@ -300,10 +300,10 @@ class ClientCore:
                 if not resource.HasField("resource"):
                     removals.add(resource.name)
                     continue
-                message = config.unpack_resource(type_url, resource.resource)
-                name = config.resource_name(type_url, message)
+                message = assembly.unpack_resource(type_url, resource.resource)
+                name = assembly.resource_name(type_url, message)
                 if resource.name and resource.name != name:
-                    raise config.ConfigError(
+                    raise translate.ConfigError(
                         type_url, resource.name, "name", f"does not match the resource ({name!r})"
                     )
                 if type_url in NAMED_TYPES and name not in state.subscribed:
@@ -313,8 +313,8 @@ class ClientCore:
             replace = False
         else:
             for packed in response.resources:
-                message = config.unpack_resource(type_url, packed)
-                name = config.resource_name(type_url, message)
+                message = assembly.unpack_resource(type_url, packed)
+                name = assembly.resource_name(type_url, message)
                 if type_url in NAMED_TYPES and name not in state.subscribed:
                     continue  # not asked for (any more): ignored, as Envoy does
                 self._add(updates, type_url, name, message, "")
@@ -326,8 +326,8 @@ class ClientCore:
         updates: dict[str, Item], type_url: str, name: str, message: Any, version: str
     ) -> None:
         if name in updates:
-            raise config.ConfigError(type_url, name, "", "the response holds it twice")
-        updates[name] = Item(message, config.translate(type_url, message), version)
+            raise translate.ConfigError(type_url, name, "", "the response holds it twice")
+        updates[name] = Item(message, assembly.translate(type_url, message), version)
 
     def _reject_unheld(self, type_url: str, nonce: str, message: str, delta: bool) -> Step:
         """NACK a response that was never held (it could not be read)."""
@@ -371,12 +371,12 @@ class ClientCore:
                 for t, s in self._types.items()
             }
             try:
-                assembled = config.assemble(
+                assembled = assembly.assemble(
                     {t: {n: i.message for n, i in items.items()} for t, items in candidate.items()},
                     versions,
                     {t: {n: i.model for n, i in items.items()} for t, items in candidate.items()},
                 )
-            except config.MissingReference as error:
+            except translate.MissingReference as error:
                 self.waiting_for = error
                 step = step.then(Step(tuple(self._unblock(candidate))))
                 if any(s.held is not None for s in self._types.values()):
@@ -385,7 +385,7 @@ class ClientCore:
                 else:
                     self.deadline = None
                 return step
-            except config.ConfigError as error:
+            except translate.ConfigError as error:
                 if not held:  # the accepted set itself: nothing to NACK, keep what runs
                     self.waiting_for, self.deadline = None, None
                     return step
@@ -426,7 +426,7 @@ class ClientCore:
                 return False
         return True
 
-    def _culprits(self, error: config.ConfigError, held: Mapping[str, str]) -> list[str]:
+    def _culprits(self, error: translate.ConfigError, held: Mapping[str, str]) -> list[str]:
         guilty = wellknown.TYPES_BY_MESSAGE.get(error.type_name, error.type_name)
         return [guilty] if guilty in held else list(held)
 
@@ -445,7 +445,7 @@ class ClientCore:
         self._pending = {}
         return Step(tuple(requests) + tuple(self._sync_subscriptions()))
 
-    def apply_failed(self, error: config.ConfigError, now: float) -> Step:
+    def apply_failed(self, error: translate.ConfigError, now: float) -> Step:
         """The proxy refused the config (a listener could not bind): NACK the responses
         that caused it and try the rest."""
         pending, self._pending = self._pending, {}
@@ -760,7 +760,7 @@ class XdsClient:
                 return
             try:
                 await self.apply(applied)
-            except config.ConfigError as error:
+            except translate.ConfigError as error:
                 step = self.core.apply_failed(error, self.clock())
                 continue
             versions = ", ".join(

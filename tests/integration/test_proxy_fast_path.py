@@ -26,7 +26,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import wrappers_pb2
 
 from osm.base import wellknown
-from osm.proxy import config, http1, listeners, server, stats
+from osm.proxy import assembly, http1, listeners, server, stats
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
 
@@ -297,7 +297,7 @@ async def _run(name: str, fast: bool) -> Outcome:
 
     setattr(listeners.HttpSession, "_upstream_ready", counting)  # noqa: B010
     try:
-        await proxy.apply(config.assemble(_resources(app_port)))
+        await proxy.apply(assembly.assemble(_resources(app_port)))
         reader, writer = await asyncio.open_connection(*proxy.listener_address("fast"))
         writer.write(get("/warm"))
         warm = await _read_responses(reader, ["GET"])

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from osm.base import wellknown
-from osm.proxy import config, server
+from osm.proxy import assembly, server
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
 
@@ -95,7 +95,7 @@ def proxy_port() -> Iterator[int]:
         await site.start()
         app_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         proxy = server.Proxy(Options(handshake_timeout=2))
-        await proxy.apply(config.assemble(_resources(app_port)))
+        await proxy.apply(assembly.assemble(_resources(app_port)))
         ready.set_result(proxy.listener_address("fuzz")[1])
         await stop.wait()
         await proxy.close()

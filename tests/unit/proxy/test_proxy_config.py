@@ -22,7 +22,8 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import json_format, wrappers_pb2
 
 from osm.base import wellknown
-from osm.proxy import config, model
+from osm.proxy import assembly, model, translate
+from osm.proxy.translate import eds, rds, sds
 from tests.integration import proxymesh
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "xds"
@@ -45,8 +46,8 @@ def test_control_plane_output_translates(path: Path) -> None:
         type_url, cls = KINDS[kind]
         for item in items:
             message = json_format.ParseDict(item, cls())
-            raw.setdefault(type_url, {})[config.resource_name(type_url, message)] = message
-    proxy_config = config.assemble(raw)
+            raw.setdefault(type_url, {})[assembly.resource_name(type_url, message)] = message
+    proxy_config = assembly.assemble(raw)
     assert proxy_config.listeners and proxy_config.clusters
 
 
@@ -58,7 +59,7 @@ def _mesh_resources() -> dict[str, dict[str, object]]:
 
 def test_translated_model() -> None:
     resources = _mesh_resources()
-    proxy_config = config.assemble(resources)
+    proxy_config = assembly.assemble(resources)
     listener = proxy_config.listeners["outbound-listener"]
     assert listener.use_original_dst and not listener.inspect_tls
     chain = listener.filter_chains[0]
@@ -77,9 +78,9 @@ def test_translated_model() -> None:
     assert route.action.timeout == 5.0 and route.match.path_kind == "regex"
 
 
-def _error(resources: dict[str, dict[str, object]]) -> config.ConfigError:
-    with pytest.raises(config.ConfigError) as caught:
-        config.assemble(resources)
+def _error(resources: dict[str, dict[str, object]]) -> translate.ConfigError:
+    with pytest.raises(translate.ConfigError) as caught:
+        assembly.assemble(resources)
     return caught.value
 
 
@@ -129,25 +130,25 @@ def test_unknown_retry_condition() -> None:
 def test_route_to_a_missing_cluster_is_a_missing_reference() -> None:
     resources = _mesh_resources()
     del resources[wellknown.ENDPOINT_TYPE][proxymesh.CLUSTER]
-    with pytest.raises(config.MissingReference, match="load assignment"):
-        config.assemble(resources)
+    with pytest.raises(translate.MissingReference, match="load assignment"):
+        assembly.assemble(resources)
     resources = _mesh_resources()
     routes = resources[wellknown.ROUTE_TYPE]["rds-outbound.80"]
     assert isinstance(routes, route_pb2.RouteConfiguration)
     routes.virtual_hosts[0].routes[0].route.weighted_clusters.clusters[0].name = "nope|80"
-    with pytest.raises(config.MissingReference, match=re.escape("cluster 'nope|80'")):
-        config.assemble(resources)
+    with pytest.raises(translate.MissingReference, match=re.escape("cluster 'nope|80'")):
+        assembly.assemble(resources)
 
 
 def test_missing_secret_and_rds() -> None:
     resources = _mesh_resources()
     del resources[wellknown.SECRET_TYPE]["service-cert:bookbuyer/bookbuyer"]
-    with pytest.raises(config.MissingReference, match="secret"):
-        config.assemble(resources)
+    with pytest.raises(translate.MissingReference, match="secret"):
+        assembly.assemble(resources)
     resources = _mesh_resources()
     resources[wellknown.ROUTE_TYPE] = {}
-    with pytest.raises(config.MissingReference, match="route configuration"):
-        config.assemble(resources)
+    with pytest.raises(translate.MissingReference, match="route configuration"):
+        assembly.assemble(resources)
 
 
 def test_route_details() -> None:
@@ -174,11 +175,11 @@ def test_route_details() -> None:
             route_components_pb2.VirtualHost(name="v", domains=["A.example", "*"], routes=[route])
         ],
     )
-    translated = config.translate_route_configuration(message)
+    translated = rds.translate(message)
     vhost = translated.virtual_hosts[0]
     assert vhost.domains == ("a.example", "*")
     action = vhost.routes[0].action
-    assert action.timeout == config.DEFAULT_ROUTE_TIMEOUT  # Envoy's 15 s when unset
+    assert action.timeout == rds.DEFAULT_ROUTE_TIMEOUT  # Envoy's 15 s when unset
     assert action.retry is not None and action.retry.num_retries == 1
     assert action.retry.retry_on == {"connect-failure", "reset"}
     assert action.retry.per_try_timeout == 0.5 and action.prefix_rewrite == "/new"
@@ -191,19 +192,19 @@ def test_invalid_regex_and_unknown_types() -> None:
     vhost = message.virtual_hosts.add(name="v", domains=["*"])
     route = vhost.routes.add(route=route_components_pb2.RouteAction(cluster="c"))
     route.match.safe_regex.regex = "("
-    with pytest.raises(config.ConfigError, match="invalid regex"):
-        config.translate_route_configuration(message)
-    with pytest.raises(config.ConfigError, match="resource type not supported"):
-        config.translate("type.googleapis.com/envoy.config.core.v3.Node", message)
+    with pytest.raises(translate.ConfigError, match="invalid regex"):
+        rds.translate(message)
+    with pytest.raises(translate.ConfigError, match="resource type not supported"):
+        assembly.translate("type.googleapis.com/envoy.config.core.v3.Node", message)
 
 
 def test_endpoints_skip_unhealthy_hosts() -> None:
     assignment = proxymesh.load_assignment("c", [("10.0.0.1", 80), ("10.0.0.2", 80)])
     assignment.endpoints[0].lb_endpoints[1].health_status = health_check_pb2.UNHEALTHY
-    translated = config.translate_load_assignment(assignment)
+    translated = eds.translate(assignment)
     assert translated.endpoints == (model.Endpoint("10.0.0.1", 80),)
 
 
 def test_secret_needs_a_kind() -> None:
-    with pytest.raises(config.ConfigError, match="a secret type is required"):
-        config.translate_secret(secret_pb2.Secret(name="empty"))
+    with pytest.raises(translate.ConfigError, match="a secret type is required"):
+        sds.translate(secret_pb2.Secret(name="empty"))

@@ -20,7 +20,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from osm.base import wellknown
-from osm.proxy import bootstrap, config, model, xds_client
+from osm.proxy import bootstrap, model, translate, xds_client
 from osm.proxy.xds_client import CDS, EDS, LDS, RDS, SDS, ClientCore, Step
 from tests.integration import proxymesh
 
@@ -280,7 +280,7 @@ def test_a_listener_that_cannot_bind_is_nacked_and_the_rest_applied() -> None:
     for response in responses.values():
         step = core.receive(response, now=0.0)
     assert step.config is not None
-    error = config.ConfigError("Listener", "outbound-listener", "address", "cannot listen")
+    error = translate.ConfigError("Listener", "outbound-listener", "address", "cannot listen")
     step = core.apply_failed(error, now=0.0)
     [nack] = [r for r in step.requests if r.HasField("error_detail")]
     assert nack.response_nonce == responses[LDS].nonce

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from osm.catalog.ids import ProxyId
-from osm.proxy import config, model
+from osm.proxy import assembly, model, translate
 from osm.xds import names
 from osm.xds.resources import CLUSTER, LISTENER, ROUTE, TYPE_URLS
 from osm.xds.snapshot import Snapshot, build_snapshots
@@ -27,7 +27,7 @@ def assemble(snapshot: Snapshot) -> model.ProxyConfig:
         url: {name: built.message for name, built in snapshot.of_type(url).items()}
         for url in TYPE_URLS
     }
-    return config.assemble(raw)
+    return assembly.assemble(raw)
 
 
 @pytest.mark.parametrize("permissive", [True, False], ids=["permissive", "smi"])
@@ -46,7 +46,7 @@ def test_envoys_flavour_of_the_same_mesh_is_what_the_python_sidecar_refuses() ->
     gRPC clusters are a NACK of the whole CDS for it (the mesh would get no config)."""
     built = build_snapshots(xds_support.grpc_mesh(permissive=True, sidecar=None))
     for snapshot in built.snapshots.values():
-        with pytest.raises(config.ConfigError, match="http2_protocol_options"):
+        with pytest.raises(translate.ConfigError, match="http2_protocol_options"):
             assemble(snapshot)
 
 
