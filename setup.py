@@ -53,7 +53,7 @@ COMPILED = (
     "osm/proxy/listeners.py",
     "osm/proxy/upstream.py",
     "osm/proxy/stats.py",
-    "osm/proxy/config.py",  # the model every request reads (routes, matchers, clusters)
+    "osm/proxy/model.py",  # the model every request reads (routes, matchers, clusters)
     "osm/proxy/runtime.py",
 )
 # A stand-in until build_ext is finalized for a build: it makes the wheel a platform wheel

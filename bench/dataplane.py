@@ -94,7 +94,8 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import string_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
-from osm.proxy import config, server
+from osm.base import wellknown
+from osm.proxy import assembly, server
 
 SERVICE_VIP = "10.250.0.100"  # on the veth subnet; REDIRECTed before it is ever sent
 SERVICE_PORT = 80
@@ -329,13 +330,13 @@ def outbound_resources(
         filter_chains=[chain],
     )
     return {
-        config.LISTENER_TYPE: {listener.name: listener},
-        config.ROUTE_TYPE: {routes.name: routes},
-        config.CLUSTER_TYPE: {OUT_CLUSTER: cluster},
-        config.ENDPOINT_TYPE: {
+        wellknown.LISTENER_TYPE: {listener.name: listener},
+        wellknown.ROUTE_TYPE: {routes.name: routes},
+        wellknown.CLUSTER_TYPE: {OUT_CLUSTER: cluster},
+        wellknown.ENDPOINT_TYPE: {
             OUT_CLUSTER: _load_assignment(OUT_CLUSTER, _netns.SERVER_IP, app_port)
         },
-        config.SECRET_TYPE: {
+        wellknown.SECRET_TYPE: {
             cert_name: _cert_secret(cert_name, workdir, "buyer"),
             root_name: _root_secret(root_name, workdir),
         },
@@ -422,10 +423,10 @@ def inbound_resources(
         load_assignment=_load_assignment(LOCAL_CLUSTER, "127.0.0.1", APP_PORT),
     )
     return {
-        config.LISTENER_TYPE: {listener.name: listener},
-        config.ROUTE_TYPE: {routes.name: routes},
-        config.CLUSTER_TYPE: {LOCAL_CLUSTER: local},
-        config.SECRET_TYPE: {
+        wellknown.LISTENER_TYPE: {listener.name: listener},
+        wellknown.ROUTE_TYPE: {routes.name: routes},
+        wellknown.CLUSTER_TYPE: {LOCAL_CLUSTER: local},
+        wellknown.SECRET_TYPE: {
             cert_name: _cert_secret(cert_name, workdir, "store"),
             root_name: _root_secret(root_name, workdir),
         },
@@ -526,7 +527,7 @@ async def run_sidecar(role: str, workdir: Path, variant: bool = False) -> None:
         port = VARIANT_INBOUND_PORT if variant else INBOUND_PORT
         resources = inbound_resources(workdir, port, app_port)
     proxy = server.Sidecar()
-    await proxy.apply(config.assemble(resources))
+    await proxy.apply(assembly.assemble(resources))
     # As the sidecar process does (osm.proxy.main.HeapFreezer, not imported: it brings the
     # xDS client along): the heap after the first configuration is frozen, or each full
     # collection scans ~30k objects (~20 ms here, a p99 outlier after every wrk run).

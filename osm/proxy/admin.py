@@ -23,7 +23,7 @@ from google.protobuf import any_pb2, timestamp_pb2
 
 import osm
 from osm.base import wellknown
-from osm.proxy import compiled, config, http1
+from osm.proxy import compiled, http1
 from osm.proxy.server import Sidecar
 
 
@@ -46,7 +46,7 @@ def config_dump(proxy: Sidecar, include_eds: bool = False) -> dict[str, Any]:
     imported here, on the first dump, not on the sidecar's start path."""
     from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
     from envoy.extensions.filters.listener.http_inspector.v3 import (  # noqa: F401
-        http_inspector_pb2,  # `config` matches listener filters by type URL; rendering an Any
+        http_inspector_pb2,  # `translate.lds` tells listener filters by type URL; rendering an Any
     )
     from envoy.extensions.filters.listener.original_dst.v3 import (  # noqa: F401
         original_dst_pb2,
@@ -64,31 +64,31 @@ def config_dump(proxy: Sidecar, include_eds: bool = False) -> dict[str, Any]:
         return _timestamp(stamps.get((type_url, name), 0.0))
 
     clusters = config_dump_shared_pb2.ClustersConfigDump(
-        version_info=versions.get(config.CLUSTER_TYPE, "")
+        version_info=versions.get(wellknown.CLUSTER_TYPE, "")
     )
-    for name, message in sorted(cfg.raw.get(config.CLUSTER_TYPE, {}).items()):
+    for name, message in sorted(cfg.raw.get(wellknown.CLUSTER_TYPE, {}).items()):
         clusters.dynamic_active_clusters.add(
-            version_info=versions.get(config.CLUSTER_TYPE, ""),
+            version_info=versions.get(wellknown.CLUSTER_TYPE, ""),
             cluster=_pack(message),
-            last_updated=stamp(config.CLUSTER_TYPE, name),
+            last_updated=stamp(wellknown.CLUSTER_TYPE, name),
         )
     listeners = config_dump_shared_pb2.ListenersConfigDump(
-        version_info=versions.get(config.LISTENER_TYPE, "")
+        version_info=versions.get(wellknown.LISTENER_TYPE, "")
     )
-    for name, message in sorted(cfg.raw.get(config.LISTENER_TYPE, {}).items()):
+    for name, message in sorted(cfg.raw.get(wellknown.LISTENER_TYPE, {}).items()):
         entry = listeners.dynamic_listeners.add(name=name)
-        entry.active_state.version_info = versions.get(config.LISTENER_TYPE, "")
+        entry.active_state.version_info = versions.get(wellknown.LISTENER_TYPE, "")
         entry.active_state.listener.CopyFrom(_pack(message))
-        entry.active_state.last_updated.CopyFrom(stamp(config.LISTENER_TYPE, name))
+        entry.active_state.last_updated.CopyFrom(stamp(wellknown.LISTENER_TYPE, name))
     routes = config_dump_shared_pb2.RoutesConfigDump()
-    for name, message in sorted(cfg.raw.get(config.ROUTE_TYPE, {}).items()):
+    for name, message in sorted(cfg.raw.get(wellknown.ROUTE_TYPE, {}).items()):
         routes.dynamic_route_configs.add(
-            version_info=versions.get(config.ROUTE_TYPE, ""),
+            version_info=versions.get(wellknown.ROUTE_TYPE, ""),
             route_config=_pack(message),
-            last_updated=stamp(config.ROUTE_TYPE, name),
+            last_updated=stamp(wellknown.ROUTE_TYPE, name),
         )
     secrets = config_dump_pb2.SecretsConfigDump()
-    for name, message in sorted(cfg.raw.get(config.SECRET_TYPE, {}).items()):
+    for name, message in sorted(cfg.raw.get(wellknown.SECRET_TYPE, {}).items()):
         redacted = secret_pb2.Secret()
         redacted.CopyFrom(message)
         if redacted.HasField("tls_certificate"):
@@ -96,19 +96,19 @@ def config_dump(proxy: Sidecar, include_eds: bool = False) -> dict[str, Any]:
             redacted.tls_certificate.private_key.inline_string = "[redacted]"
         secrets.dynamic_active_secrets.add(
             name=name,
-            version_info=versions.get(config.SECRET_TYPE, ""),
+            version_info=versions.get(wellknown.SECRET_TYPE, ""),
             secret=_pack(redacted),
-            last_updated=stamp(config.SECRET_TYPE, name),
+            last_updated=stamp(wellknown.SECRET_TYPE, name),
         )
     dump = config_dump_pb2.ConfigDump()
     parts: list[Any] = [clusters, listeners, routes, secrets]
     if include_eds:
         endpoints = config_dump_shared_pb2.EndpointsConfigDump()
-        for name, message in sorted(cfg.raw.get(config.ENDPOINT_TYPE, {}).items()):
+        for name, message in sorted(cfg.raw.get(wellknown.ENDPOINT_TYPE, {}).items()):
             endpoints.dynamic_endpoint_configs.add(
-                version_info=versions.get(config.ENDPOINT_TYPE, ""),
+                version_info=versions.get(wellknown.ENDPOINT_TYPE, ""),
                 endpoint_config=_pack(message),
-                last_updated=stamp(config.ENDPOINT_TYPE, name),
+                last_updated=stamp(wellknown.ENDPOINT_TYPE, name),
             )
         parts.append(endpoints)
     for part in parts:

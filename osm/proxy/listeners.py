@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from osm.proxy import config, http1, rbac, router, stats, tls, transport, upstream
+from osm.proxy import http1, model, rbac, router, stats, tls, transport, upstream
 from osm.proxy.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -35,13 +35,13 @@ _BODY_BUFFER_LIMIT: Final = 64 * 1024  # bodies up to this are buffered, so retr
 
 
 def select_filter_chain(
-    listener: config.Listener,
+    listener: model.Listener,
     destination_ip: str,
     destination_port: int,
     server_name: str = "",
     transport_protocol: str = "raw_buffer",
     application_protocols: tuple[str, ...] = (),
-) -> config.FilterChain | None:
+) -> model.FilterChain | None:
     """Envoy's filter-chain match: at each criterion keep the most specific matches, in
     order destination port, destination IP, server name, transport protocol, ALPN;
     no backtracking; the default chain when nothing is left."""
@@ -56,7 +56,7 @@ def select_filter_chain(
         except ValueError:
             address = None
         best = -1
-        scored: list[tuple[int, config.FilterChain]] = []
+        scored: list[tuple[int, model.FilterChain]] = []
         for chain in candidates:
             ranges = chain.match.prefix_ranges
             if not ranges:
@@ -107,7 +107,7 @@ def select_filter_chain(
     return listener.default_filter_chain
 
 
-def _needs_inspection(listener: config.Listener) -> bool:
+def _needs_inspection(listener: model.Listener) -> bool:
     chains = list(listener.filter_chains)
     if listener.default_filter_chain is not None:
         chains.append(listener.default_filter_chain)
@@ -263,7 +263,7 @@ class _Resume:
     def __init__(
         self,
         head: http1.RequestHead,
-        route: config.Route,
+        route: model.Route,
         cluster: upstream.ClusterRuntime,
         started: float,
         headers: list[tuple[str, str]],
@@ -287,7 +287,7 @@ class _Resume:
 
 
 def _try_deadline(
-    deadline: float | None, retry: config.RetryPolicy | None, sent_at: float
+    deadline: float | None, retry: model.RetryPolicy | None, sent_at: float
 ) -> float | None:
     """When one attempt sent at `sent_at` times out: the route's deadline or, sooner, the
     retry policy's per-try timeout."""
@@ -325,7 +325,7 @@ class HttpSession:
         self,
         runtime: Runtime,
         listener: ListenerRuntime,
-        manager: config.HttpConnectionManager,
+        manager: model.HttpConnectionManager,
         connection: transport.Connection,
         peer: rbac.Peer,
         destination: tuple[str, int],
@@ -525,7 +525,7 @@ class HttpSession:
         self.stats.downstream_rq_http1_total.value += 1
         return time.time() if self._log_enabled else 0.0
 
-    def _route(self, head: http1.RequestHead) -> tuple[config.Route, upstream.ClusterRuntime]:
+    def _route(self, head: http1.RequestHead) -> tuple[model.Route, upstream.ClusterRuntime]:
         """Route, authorise (HTTP RBAC) and choose the cluster; raises _Reply."""
         runtime = self.runtime
         manager = self.manager
@@ -622,7 +622,7 @@ class HttpSession:
         return result
 
     @staticmethod
-    def _upstream_target(head: http1.RequestHead, route: config.Route) -> str:
+    def _upstream_target(head: http1.RequestHead, route: model.Route) -> str:
         target = head.target
         rewrite = route.action.prefix_rewrite
         if rewrite is not None and route.match.path_kind in ("prefix", "path"):
@@ -817,7 +817,7 @@ class HttpSession:
     async def _forward(
         self,
         head: http1.RequestHead,
-        route: config.Route,
+        route: model.Route,
         cluster: upstream.ClusterRuntime,
         started: float,
         resume: _Resume | None = None,
@@ -942,7 +942,7 @@ class HttpSession:
 
     @staticmethod
     def _retriable_error(
-        retry: config.RetryPolicy | None, error: upstream.UpstreamError
+        retry: model.RetryPolicy | None, error: upstream.UpstreamError
     ) -> str | None:
         if retry is None:
             return None
@@ -954,13 +954,13 @@ class HttpSession:
         return "reset" if on & {"reset", "5xx", "gateway-error"} else None
 
     @staticmethod
-    def _retriable_timeout(retry: config.RetryPolicy | None) -> str | None:
+    def _retriable_timeout(retry: model.RetryPolicy | None) -> str | None:
         if retry is None:
             return None
         return "per-try-timeout" if retry.retry_on & {"5xx", "gateway-error"} else None
 
     @staticmethod
-    def _retriable_status(retry: config.RetryPolicy | None, status: int) -> bool:
+    def _retriable_status(retry: model.RetryPolicy | None, status: int) -> bool:
         if retry is None:
             return False
         on = retry.retry_on
@@ -980,7 +980,7 @@ class HttpSession:
         payload: bytes | None,
         chunks: list[bytes],
         deadline: float | None,
-        retry: config.RetryPolicy | None,
+        retry: model.RetryPolicy | None,
         resume: _Resume | None = None,
     ) -> tuple[upstream.UpstreamHttp, http1.ResponseHead]:
         """Send the request on a pooled connection; -> the response head. With a `resume`
@@ -1230,7 +1230,7 @@ class _Accepted(transport.Connection):
 class ListenerRuntime:
     """One bound listener. `update` swaps the config new connections get."""
 
-    def __init__(self, runtime: Runtime, listener: config.Listener):
+    def __init__(self, runtime: Runtime, listener: model.Listener):
         self.runtime = runtime
         self.listener = listener
         self.generation = 0
@@ -1253,7 +1253,7 @@ class ListenerRuntime:
             self.runtime.stats, f"{self.listener.host}_{self.listener.port}"
         )
 
-    def update(self, listener: config.Listener) -> None:
+    def update(self, listener: model.Listener) -> None:
         if listener != self.listener:
             self.listener = listener
             self.generation += 1
@@ -1362,7 +1362,7 @@ class ListenerRuntime:
                     return
                 rbac_stats.allowed.value += 1
             terminal = chain.terminal
-            if isinstance(terminal, config.TcpProxy):
+            if isinstance(terminal, model.TcpProxy):
                 await self._run_tcp(connection, terminal, destination)
             else:
                 session = HttpSession(runtime, self, terminal, connection, peer, destination)
@@ -1379,7 +1379,7 @@ class ListenerRuntime:
             listener_stats.downstream_cx_active.value -= 1
 
     async def _run_tcp(
-        self, connection: transport.Connection, proxy: config.TcpProxy, destination: tuple[str, int]
+        self, connection: transport.Connection, proxy: model.TcpProxy, destination: tuple[str, int]
     ) -> None:
         runtime = self.runtime
         tcp_stats = runtime.tcp_stats_for(proxy.stat_prefix)

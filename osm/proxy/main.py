@@ -32,7 +32,7 @@ from typing import TextIO
 from envoy.config.core.v3 import base_pb2
 
 import osm
-from osm.proxy import admin, ads_transport, bootstrap, config, server, stats, xds_client
+from osm.proxy import admin, ads_transport, bootstrap, model, server, stats, xds_client
 from osm.proxy.runtime import Options
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class HeapFreezer:
         self.frozen_resources: int | None = None
         """The resource count of the configuration applied at the last freeze."""
 
-    def applied(self, new: config.ProxyConfig) -> bool:
+    def applied(self, new: model.ProxyConfig) -> bool:
         """Called after `new` is applied; -> whether it froze the heap."""
         count = sum(len(resources) for resources in new.raw.values())
         last = self.frozen_resources
@@ -156,7 +156,7 @@ class Sidecar:
         )
         self._task = asyncio.get_running_loop().create_task(self.client.run(), name="xds-client")
 
-    async def _apply(self, new: config.ProxyConfig) -> None:
+    async def _apply(self, new: model.ProxyConfig) -> None:
         await self.proxy.apply(new)
         if self.heap is not None:  # after `/ready` has had its chance to answer
             if self._freeze is not None:

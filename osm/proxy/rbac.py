@@ -2,7 +2,7 @@
 
 The one idea: a `Peer` is what the TLS handshake proved (its URI SANs, then DNS SANs, then
 subject, as Envoy's `authenticated.principal_name` compares them); `evaluate` walks the
-translated policy trees of `config.RbacRules` against it and the destination port.
+translated policy trees of `model.RbacRules` against it and the destination port.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from osm.proxy import config, router
+from osm.proxy import model, router
 
 DENIED_BODY: Final = "RBAC: access denied"
 
@@ -29,43 +29,43 @@ class Peer:
 ANONYMOUS: Final = Peer()
 
 
-def _principal(principal: config.Principal, peer: Peer) -> bool:
-    if isinstance(principal, config.AnyId):
+def _principal(principal: model.Principal, peer: Peer) -> bool:
+    if isinstance(principal, model.AnyId):
         return True
-    if isinstance(principal, config.Authenticated):
+    if isinstance(principal, model.Authenticated):
         if not peer.authenticated:
             return False
         matcher = principal.name
         return matcher is None or any(matcher.matches(name) for name in peer.names)
-    if isinstance(principal, config.OrIds):
+    if isinstance(principal, model.OrIds):
         return any(_principal(item, peer) for item in principal.ids)
-    if isinstance(principal, config.AndIds):
+    if isinstance(principal, model.AndIds):
         return all(_principal(item, peer) for item in principal.ids)
     return not _principal(principal.id, peer)
 
 
 def _permission(
-    permission: config.Permission, port: int, request: router.Request | None, authority: str
+    permission: model.Permission, port: int, request: router.Request | None, authority: str
 ) -> bool:
-    if isinstance(permission, config.AnyPermission):
+    if isinstance(permission, model.AnyPermission):
         return True
-    if isinstance(permission, config.DestinationPort):
+    if isinstance(permission, model.DestinationPort):
         return permission.port == port
-    if isinstance(permission, config.OrRules):
+    if isinstance(permission, model.OrRules):
         return any(_permission(item, port, request, authority) for item in permission.rules)
-    if isinstance(permission, config.AndRules):
+    if isinstance(permission, model.AndRules):
         return all(_permission(item, port, request, authority) for item in permission.rules)
-    if isinstance(permission, config.NotRule):
+    if isinstance(permission, model.NotRule):
         return not _permission(permission.rule, port, request, authority)
     if request is None:
         return False  # L4: there is no request to look at
-    if isinstance(permission, config.UrlPath):
+    if isinstance(permission, model.UrlPath):
         return permission.matcher.matches(request.target.split("?", 1)[0])
     return router.header_matches(permission.header, request, authority)
 
 
 def matching_policy(
-    rules: config.RbacRules,
+    rules: model.RbacRules,
     peer: Peer,
     port: int,
     request: router.Request | None = None,
@@ -81,7 +81,7 @@ def matching_policy(
 
 
 def evaluate(
-    rules: config.RbacRules,
+    rules: model.RbacRules,
     peer: Peer,
     port: int,
     request: router.Request | None = None,
@@ -93,8 +93,8 @@ def evaluate(
 
 
 def http_rules(
-    filter_config: config.HttpRbacFilter | None, route: config.Route
-) -> config.RbacRules | None:
+    filter_config: model.HttpRbacFilter | None, route: model.Route
+) -> model.RbacRules | None:
     """The rules that apply to a request: the route's RBACPerRoute overrides the filter's.
 
     None when the HCM has no RBAC filter or the filter has no rules for this route.

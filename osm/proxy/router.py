@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from osm.proxy import config
+from osm.proxy import model
 
 
 class Request(Protocol):
@@ -26,12 +26,12 @@ class Request(Protocol):
 class RouteTable:
     """Compiled virtual hosts of one RouteConfig; immutable after construction."""
 
-    def __init__(self, route_config: config.RouteConfig):
+    def __init__(self, route_config: model.RouteConfig):
         self.route_config = route_config
-        self._exact: dict[str, config.VirtualHost] = {}
-        suffixes: list[tuple[str, config.VirtualHost]] = []
-        prefixes: list[tuple[str, config.VirtualHost]] = []
-        self._default: config.VirtualHost | None = None
+        self._exact: dict[str, model.VirtualHost] = {}
+        suffixes: list[tuple[str, model.VirtualHost]] = []
+        prefixes: list[tuple[str, model.VirtualHost]] = []
+        self._default: model.VirtualHost | None = None
         for vhost in route_config.virtual_hosts:
             for domain in vhost.domains:
                 if domain == "*":
@@ -46,7 +46,7 @@ class RouteTable:
         self._suffixes = sorted(suffixes, key=lambda item: -len(item[0]))
         self._prefixes = sorted(prefixes, key=lambda item: -len(item[0]))
 
-    def virtual_host(self, authority: str) -> config.VirtualHost | None:
+    def virtual_host(self, authority: str) -> model.VirtualHost | None:
         host = authority.lower()
         found = self._exact.get(host)
         if found is not None:
@@ -59,7 +59,7 @@ class RouteTable:
                 return vhost
         return self._default
 
-    def route(self, request: Request, authority: str) -> config.Route | None:
+    def route(self, request: Request, authority: str) -> model.Route | None:
         vhost = self.virtual_host(authority)
         if vhost is None:
             return None
@@ -86,7 +86,7 @@ def _header_value(request: Request, name: str, authority: str) -> str | None:
     return ",".join(values)
 
 
-def header_matches(matcher: config.HeaderMatch, request: Request, authority: str) -> bool:
+def header_matches(matcher: model.HeaderMatch, request: Request, authority: str) -> bool:
     value = _header_value(request, matcher.name, authority)
     if value is None:  # Envoy: a missing header only satisfies "present: false" (or inverted)
         if matcher.kind == "present":
@@ -100,7 +100,7 @@ def header_matches(matcher: config.HeaderMatch, request: Request, authority: str
     return result != matcher.invert
 
 
-def route_matches(match: config.RouteMatch, request: Request, authority: str) -> bool:
+def route_matches(match: model.RouteMatch, request: Request, authority: str) -> bool:
     target = request.target
     if match.path_kind == "prefix":
         if match.case_sensitive:
@@ -127,7 +127,7 @@ def route_matches(match: config.RouteMatch, request: Request, authority: str) ->
 
 
 def choose(
-    targets: Sequence[config.WeightedTarget],
+    targets: Sequence[model.WeightedTarget],
     total_weight: int,
     randrange: Callable[[int], int],
 ) -> str:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from osm.proxy import config, router, stats, tls, upstream
+from osm.proxy import model, router, stats, tls, upstream
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h, at level SOL_IP
 
@@ -59,7 +59,7 @@ class Runtime:
         self.stats = registry
         self.access_log = access_log
         self.contexts = tls.ContextCache()
-        self.config = config.ProxyConfig({}, {}, {}, {}, {}, {}, {})
+        self.config = model.ProxyConfig({}, {}, {}, {}, {}, {}, {})
         self.clusters: dict[str, upstream.ClusterRuntime] = {}
         self.route_tables: dict[str, router.RouteTable] = {}
         self._inline_tables: dict[int, router.RouteTable] = {}
@@ -68,7 +68,7 @@ class Runtime:
         self.rbac_stats: dict[str, stats.RbacStats] = {}
         self.generation = 0
 
-    def apply(self, new: config.ProxyConfig) -> None:
+    def apply(self, new: model.ProxyConfig) -> None:
         """Switch to `new` (already consistent) in one step."""
         self.config = new
         self.generation += 1
@@ -102,7 +102,7 @@ class Runtime:
         self._inline_tables = {}
         self.contexts.retain(new.secrets.values())
 
-    def route_table(self, manager: config.HttpConnectionManager) -> router.RouteTable | None:
+    def route_table(self, manager: model.HttpConnectionManager) -> router.RouteTable | None:
         if manager.rds_name is not None:
             return self.route_tables.get(manager.rds_name)
         if manager.route_config is None:
@@ -114,15 +114,15 @@ class Runtime:
             self._inline_tables[key] = table
         return table
 
-    def server_context(self, downstream: config.DownstreamTls) -> ssl.SSLContext:
+    def server_context(self, downstream: model.DownstreamTls) -> ssl.SSLContext:
         """The context for a new inbound handshake; raises KeyError / TlsConfigError."""
         secrets = self.config.secrets
         validation = secrets[downstream.validation_secret] if downstream.validation_secret else None
         return self.contexts.server(downstream, secrets[downstream.cert_secret], validation)
 
     def downstream_san_matchers(
-        self, downstream: config.DownstreamTls
-    ) -> tuple[config.SanMatcher, ...]:
+        self, downstream: model.DownstreamTls
+    ) -> tuple[model.SanMatcher, ...]:
         matchers = downstream.san_matchers
         if downstream.validation_secret:
             secret = self.config.secrets.get(downstream.validation_secret)
@@ -131,7 +131,7 @@ class Runtime:
         return matchers
 
     def _tls_target_factory(
-        self, cluster: config.Cluster
+        self, cluster: model.Cluster
     ) -> Callable[[], upstream.TlsTarget | None]:
         upstream_tls = cluster.tls
         if upstream_tls is None:

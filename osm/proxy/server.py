@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from osm.proxy import config, listeners, stats
+from osm.proxy import listeners, model, stats, translate
 from osm.proxy.runtime import Options, Runtime
 
 
@@ -47,17 +47,17 @@ class Sidecar:
         self.last_error: str = ""
 
     @property
-    def current_config(self) -> config.ProxyConfig:
+    def current_config(self) -> model.ProxyConfig:
         return self.runtime.config
 
     def listener_address(self, name: str) -> tuple[str, int]:
         """Where listener `name` is actually bound (useful with port 0)."""
         return self.listeners[name].address
 
-    def _bind_address(self, listener: config.Listener) -> tuple[str, int]:
+    def _bind_address(self, listener: model.Listener) -> tuple[str, int]:
         return self.options.bind_overrides.get(listener.name, (listener.host, listener.port))
 
-    async def apply(self, new: config.ProxyConfig) -> None:
+    async def apply(self, new: model.ProxyConfig) -> None:
         """Switch to `new`; raises ConfigError (and changes nothing) if a listener cannot bind."""
         started: dict[str, listeners.ListenerRuntime] = {}
         replaced: list[listeners.ListenerRuntime] = []
@@ -74,7 +74,7 @@ class Sidecar:
             except OSError as error:
                 for item in started.values():
                     await item.drain(0)
-                raise config.ConfigError(
+                raise translate.ConfigError(
                     "Listener", name, "address", f"cannot listen on {host}:{port}: {error}"
                 ) from None
             started[name] = runtime_listener
@@ -96,7 +96,7 @@ class Sidecar:
             task.add_done_callback(self._draining.discard)
         self.initialized = True
 
-    def _stamp(self, new: config.ProxyConfig) -> None:
+    def _stamp(self, new: model.ProxyConfig) -> None:
         now = time.time()
         stamps: dict[tuple[str, str], float] = {}
         old_raw = getattr(self, "_raw", {})

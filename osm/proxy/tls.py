@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from osm.proxy import config
+from osm.proxy import model
 
 
 class TlsConfigError(Exception):
@@ -88,9 +88,9 @@ class ContextCache:
 
     def server(
         self,
-        tls: config.DownstreamTls,
-        cert: config.Secret,
-        validation: config.Secret | None,
+        tls: model.DownstreamTls,
+        cert: model.Secret,
+        validation: model.Secret | None,
     ) -> ssl.SSLContext:
         key = ("server", tls, cert, validation)
         context = self._cache.get(key)
@@ -110,9 +110,9 @@ class ContextCache:
 
     def client(
         self,
-        tls: config.UpstreamTls,
-        cert: config.Secret | None,
-        validation: config.Secret,
+        tls: model.UpstreamTls,
+        cert: model.Secret | None,
+        validation: model.Secret,
     ) -> ssl.SSLContext:
         key = ("client", tls.alpn, tls.min_version, tls.max_version, cert, validation)
         context = self._cache.get(key)
@@ -129,13 +129,13 @@ class ContextCache:
             self._cache[key] = context
         return context
 
-    def retain(self, secrets: Iterable[config.Secret]) -> None:
+    def retain(self, secrets: Iterable[model.Secret]) -> None:
         """Forget contexts built from secrets that are no longer current."""
         live = set(secrets)
         self._cache = {
             key: value
             for key, value in self._cache.items()
-            if all(part in live for part in key if isinstance(part, config.Secret))
+            if all(part in live for part in key if isinstance(part, model.Secret))
         }
 
 
@@ -163,7 +163,7 @@ def principal_names(certificate: dict[str, Any] | None) -> tuple[str, ...]:
     return tuple(names)
 
 
-def sans_match(matchers: tuple[config.SanMatcher, ...], certificate: dict[str, Any] | None) -> bool:
+def sans_match(matchers: tuple[model.SanMatcher, ...], certificate: dict[str, Any] | None) -> bool:
     """True when no matcher is configured or some SAN satisfies some matcher."""
     if not matchers:
         return True

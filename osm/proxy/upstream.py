@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from osm.proxy import config, http1, stats, tls, transport
+from osm.proxy import http1, model, stats, tls, transport
 
 
 class UpstreamError(Exception):
@@ -50,7 +50,7 @@ class TlsTarget:
 
     context: ssl.SSLContext
     sni: str
-    san_matchers: tuple[config.SanMatcher, ...]
+    san_matchers: tuple[model.SanMatcher, ...]
 
 
 async def open_connection(
@@ -291,8 +291,8 @@ class ClusterRuntime:
 
     def __init__(
         self,
-        cluster: config.Cluster,
-        endpoints: tuple[config.Endpoint, ...],
+        cluster: model.Cluster,
+        endpoints: tuple[model.Endpoint, ...],
         registry: stats.Stats,
         tls_target: Callable[[], TlsTarget | None],
         clock: Callable[[], float],
@@ -315,8 +315,8 @@ class ClusterRuntime:
 
     def update(
         self,
-        cluster: config.Cluster,
-        endpoints: tuple[config.Endpoint, ...],
+        cluster: model.Cluster,
+        endpoints: tuple[model.Endpoint, ...],
         tls_target: Callable[[], TlsTarget | None],
     ) -> None:
         """New config and endpoints; hosts with the same address keep their pools."""

@@ -1,9 +1,9 @@
 """The sidecar's ADS client: a sans-IO core (`ClientCore`) and a thin asyncio loop (`XdsClient`).
 
 The one idea: every response is held, not applied, until the whole set (listeners, routes,
-clusters, load assignments, secrets) assembles into one consistent `config.ProxyConfig`;
+clusters, load assignments, secrets) assembles into one consistent `model.ProxyConfig`;
 then the proxy switches to it and every held response is ACKed at once. A resource the
-sidecar cannot implement is NACKed at once with `config.ConfigError`'s message; a missing
+sidecar cannot implement is NACKed at once with `translate.ConfigError`'s message; a missing
 reference is waited for (the client subscribes to what the new resources name) and NACKed
 only after `wait_timeout`. The proxy keeps its last good configuration through NACKs and
 while the control plane is away.
@@ -51,29 +51,22 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2  # type: ignore[import-untyped]
 
-from osm.proxy import config
+from osm.base import wellknown
+from osm.proxy import assembly, model, translate
 
 log = logging.getLogger(__name__)
 
 CDS, EDS, LDS, RDS, SDS = (
-    config.CLUSTER_TYPE,
-    config.ENDPOINT_TYPE,
-    config.LISTENER_TYPE,
-    config.ROUTE_TYPE,
-    config.SECRET_TYPE,
+    wellknown.CLUSTER_TYPE,
+    wellknown.ENDPOINT_TYPE,
+    wellknown.LISTENER_TYPE,
+    wellknown.ROUTE_TYPE,
+    wellknown.SECRET_TYPE,
 )
 WILDCARD_TYPES = (CDS, LDS)
 """Subscribed as a whole, in this order (Envoy's: clusters before listeners)."""
 NAMED_TYPES = (EDS, RDS, SDS)
 """Subscribed by the names the configuration references."""
-SHORT_NAMES = {CDS: "CDS", EDS: "EDS", LDS: "LDS", RDS: "RDS", SDS: "SDS"}
-_TYPE_OF_ERROR = {
-    "Listener": LDS,
-    "RouteConfiguration": RDS,
-    "Cluster": CDS,
-    "ClusterLoadAssignment": EDS,
-    "Secret": SDS,
-}
 INVALID_ARGUMENT = 3  # google.rpc.Code, what Envoy and gRPC put in a NACK's error_detail
 DEFAULT_WAIT_TIMEOUT = 15.0
 """How long a response waits for the resources it references (Envoy's initial fetch timeout)."""
@@ -83,10 +76,6 @@ Request: TypeAlias = Any
 """A DiscoveryRequest (SotW) or DeltaDiscoveryRequest (the protos are untyped)."""
 Response: TypeAlias = Any
 """A DiscoveryResponse or DeltaDiscoveryResponse."""
-
-
-def short_name(type_url: str) -> str:
-    return SHORT_NAMES.get(type_url, type_url)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +138,7 @@ class Step:
     `rejections` are for logs and stats (already in `requests`)."""
 
     requests: tuple[Request, ...] = ()
-    config: config.ProxyConfig | None = None
+    config: model.ProxyConfig | None = None
     rejections: tuple[Rejection, ...] = ()
 
     def then(self, other: Step) -> Step:
@@ -159,7 +148,7 @@ class Step:
 
 
 def cluster_references(
-    listeners: Iterable[config.Listener], route_configs: Iterable[config.RouteConfig]
+    listeners: Iterable[model.Listener], route_configs: Iterable[model.RouteConfig]
 ) -> set[str]:
     """The clusters that listeners (TCP proxies, inline routes) and route configs name."""
     found: set[str] = set()
@@ -170,7 +159,7 @@ def cluster_references(
             chains.append(listener.default_filter_chain)
         for chain in chains:
             terminal = chain.terminal
-            if isinstance(terminal, config.TcpProxy):
+            if isinstance(terminal, model.TcpProxy):
                 found.update(target.cluster for target in terminal.targets)
             elif terminal.route_config is not None:
                 tables.append(terminal.route_config)
@@ -182,7 +171,7 @@ def cluster_references(
 
 
 def references(
-    listeners: Iterable[config.Listener], clusters: Iterable[config.Cluster]
+    listeners: Iterable[model.Listener], clusters: Iterable[model.Cluster]
 ) -> dict[str, set[str]]:
     """The RDS, EDS and SDS names that listeners and clusters refer to, by type URL."""
     names: dict[str, set[str]] = {EDS: set(), RDS: set(), SDS: set()}
@@ -196,7 +185,7 @@ def references(
                 if chain.tls.validation_secret:
                     names[SDS].add(chain.tls.validation_secret)
             terminal = chain.terminal
-            if isinstance(terminal, config.HttpConnectionManager) and terminal.rds_name:
+            if isinstance(terminal, model.HttpConnectionManager) and terminal.rds_name:
                 names[RDS].add(terminal.rds_name)
     for cluster in clusters:
         if cluster.kind == "EDS":
@@ -223,8 +212,8 @@ class ClientCore:
         self.protocol: ProtocolName = "delta"
         self.deadline: float | None = None
         """When the held responses stop waiting for references (None: nothing waits)."""
-        self.waiting_for: config.MissingReference | None = None
-        self.applied_config: config.ProxyConfig | None = None
+        self.waiting_for: translate.MissingReference | None = None
+        self.applied_config: model.ProxyConfig | None = None
         self.last_rejection: Rejection | None = None
         self._types = {t: _TypeState() for t in (*WILDCARD_TYPES, *NAMED_TYPES)}
         self._node_sent = False
@@ -296,7 +285,7 @@ class ClientCore:
         state.held = None
         try:
             held = self._parse(type_url, state, response, version)
-        except config.ConfigError as error:
+        except translate.ConfigError as error:
             return self._reject_unheld(type_url, response.nonce, str(error), delta)
         if previous is not None and not held.replace:
             previous.updates.update(held.updates)
@@ -315,10 +304,10 @@ class ClientCore:
                 if not resource.HasField("resource"):
                     removals.add(resource.name)
                     continue
-                message = config.unpack_resource(type_url, resource.resource)
-                name = config.resource_name(type_url, message)
+                message = assembly.unpack_resource(type_url, resource.resource)
+                name = assembly.resource_name(type_url, message)
                 if resource.name and resource.name != name:
-                    raise config.ConfigError(
+                    raise translate.ConfigError(
                         type_url, resource.name, "name", f"does not match the resource ({name!r})"
                     )
                 if type_url in NAMED_TYPES and name not in state.subscribed:
@@ -328,8 +317,8 @@ class ClientCore:
             replace = False
         else:
             for packed in response.resources:
-                message = config.unpack_resource(type_url, packed)
-                name = config.resource_name(type_url, message)
+                message = assembly.unpack_resource(type_url, packed)
+                name = assembly.resource_name(type_url, message)
                 if type_url in NAMED_TYPES and name not in state.subscribed:
                     continue  # not asked for (any more): ignored, as Envoy does
                 self._add(updates, type_url, name, message, "")
@@ -341,8 +330,8 @@ class ClientCore:
         updates: dict[str, Item], type_url: str, name: str, message: Any, version: str
     ) -> None:
         if name in updates:
-            raise config.ConfigError(type_url, name, "", "the response holds it twice")
-        updates[name] = Item(message, config.translate(type_url, message), version)
+            raise translate.ConfigError(type_url, name, "", "the response holds it twice")
+        updates[name] = Item(message, assembly.translate(type_url, message), version)
 
     def _reject_unheld(self, type_url: str, nonce: str, message: str, delta: bool) -> Step:
         """NACK a response that was never held (it could not be read)."""
@@ -386,12 +375,12 @@ class ClientCore:
                 for t, s in self._types.items()
             }
             try:
-                assembled = config.assemble(
+                assembled = assembly.assemble(
                     {t: {n: i.message for n, i in items.items()} for t, items in candidate.items()},
                     versions,
                     {t: {n: i.model for n, i in items.items()} for t, items in candidate.items()},
                 )
-            except config.MissingReference as error:
+            except translate.MissingReference as error:
                 self.waiting_for = error
                 step = step.then(Step(tuple(self._unblock(candidate))))
                 if any(s.held is not None for s in self._types.values()):
@@ -400,7 +389,7 @@ class ClientCore:
                 else:
                     self.deadline = None
                 return step
-            except config.ConfigError as error:
+            except translate.ConfigError as error:
                 if not held:  # the accepted set itself: nothing to NACK, keep what runs
                     self.waiting_for, self.deadline = None, None
                     return step
@@ -441,12 +430,12 @@ class ClientCore:
                 return False
         return True
 
-    def _culprits(self, error: config.ConfigError, held: Mapping[str, str]) -> list[str]:
-        guilty = _TYPE_OF_ERROR.get(error.type_name, error.type_name)
+    def _culprits(self, error: translate.ConfigError, held: Mapping[str, str]) -> list[str]:
+        guilty = wellknown.TYPES_BY_MESSAGE.get(error.type_name, error.type_name)
         return [guilty] if guilty in held else list(held)
 
     # -- outcomes ----------------------------------------------------------------------------------
-    def applied(self, applied: config.ProxyConfig) -> Step:
+    def applied(self, applied: model.ProxyConfig) -> Step:
         """The proxy runs `applied`, the config of the last Step: ACK the responses it
         included, and drop subscriptions nothing references any more."""
         self.applied_config = applied
@@ -460,7 +449,7 @@ class ClientCore:
         self._pending = {}
         return Step(tuple(requests) + tuple(self._sync_subscriptions()))
 
-    def apply_failed(self, error: config.ConfigError, now: float) -> Step:
+    def apply_failed(self, error: translate.ConfigError, now: float) -> Step:
         """The proxy refused the config (a listener could not bind): NACK the responses
         that caused it and try the rest."""
         pending, self._pending = self._pending, {}
@@ -634,7 +623,7 @@ class Backoff:
         self.attempts = 0
 
 
-Apply = Callable[[config.ProxyConfig], Awaitable[None]]
+Apply = Callable[[model.ProxyConfig], Awaitable[None]]
 
 
 class XdsClient:
@@ -764,7 +753,9 @@ class XdsClient:
     async def _carry_out(self, stream: Stream, step: Step) -> None:
         while True:
             for rejection in step.rejections:
-                log.warning("rejected %s: %s", short_name(rejection.type_url), rejection.message)
+                log.warning(
+                    "rejected %s: %s", wellknown.short_name(rejection.type_url), rejection.message
+                )
             for request in step.requests:
                 log.debug("xDS request: %s", _describe(request))
                 await stream.write(request)
@@ -773,11 +764,11 @@ class XdsClient:
                 return
             try:
                 await self.apply(applied)
-            except config.ConfigError as error:
+            except translate.ConfigError as error:
                 step = self.core.apply_failed(error, self.clock())
                 continue
             versions = ", ".join(
-                f"{short_name(t)} {v}" for t, v in sorted(applied.versions.items()) if v
+                f"{wellknown.short_name(t)} {v}" for t, v in sorted(applied.versions.items()) if v
             )
             log.info("applied configuration (%s)", versions or "no versions")
             step = self.core.applied(applied)
@@ -785,7 +776,7 @@ class XdsClient:
 
 def _describe(message: Any) -> str:
     """One line for debug logs: type, nonce, versions, names (never resource contents)."""
-    parts = [short_name(message.type_url)]
+    parts = [wellknown.short_name(message.type_url)]
     for name in (
         "version_info",
         "system_version_info",

@@ -33,7 +33,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
-from osm.proxy import config
+from osm.base import wellknown
 
 TD = "cluster.local"
 BUYER = f"spiffe://{TD}/ns/bookbuyer/sa/bookbuyer"
@@ -307,10 +307,10 @@ def inbound_resources(
         filter_chains=[chain],
     )
     return {
-        config.LISTENER_TYPE: {listener.name: listener},
-        config.ROUTE_TYPE: {routes.name: routes},
-        config.CLUSTER_TYPE: {local: static_cluster(local, "127.0.0.1", app_port)},
-        config.SECRET_TYPE: {
+        wellknown.LISTENER_TYPE: {listener.name: listener},
+        wellknown.ROUTE_TYPE: {routes.name: routes},
+        wellknown.CLUSTER_TYPE: {local: static_cluster(local, "127.0.0.1", app_port)},
+        wellknown.SECRET_TYPE: {
             "service-cert:bookstore/bookstore": cert_secret(
                 "service-cert:bookstore/bookstore", *cert
             ),
@@ -396,11 +396,11 @@ def outbound_resources(
     )
     assignments = {name: load_assignment(name, [("127.0.0.1", inbound_port)]) for name in clusters}
     return {
-        config.LISTENER_TYPE: {listener.name: listener},
-        config.ROUTE_TYPE: {} if tcp else {routes.name: routes},
-        config.CLUSTER_TYPE: dict(clusters),
-        config.ENDPOINT_TYPE: assignments,
-        config.SECRET_TYPE: {
+        wellknown.LISTENER_TYPE: {listener.name: listener},
+        wellknown.ROUTE_TYPE: {} if tcp else {routes.name: routes},
+        wellknown.CLUSTER_TYPE: dict(clusters),
+        wellknown.ENDPOINT_TYPE: assignments,
+        wellknown.SECRET_TYPE: {
             "service-cert:bookbuyer/bookbuyer": cert_secret(
                 "service-cert:bookbuyer/bookbuyer", *cert
             ),

@@ -24,10 +24,11 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 
+from osm.base import wellknown
 from osm.base.identity import Identity
 from osm.ca import builtin
 from osm.cli.client import Client
-from osm.proxy import ads_transport, bootstrap, config, main, xds_client
+from osm.proxy import ads_transport, bootstrap, main, model, xds_client
 from osm.runtime import bootstrap as bootstrap_writer
 from tests.conftest import ROOT, RunningController, free_port, start_controller
 from tests.integration.test_sidecar_controller import mesh, ready_status
@@ -92,7 +93,10 @@ async def first_responses(
         for request in core.start_stream(protocol):
             await stream.write(request)
         async with asyncio.timeout(WAIT):
-            while {r.type_url for r in received} < {config.LISTENER_TYPE, config.CLUSTER_TYPE}:
+            while {r.type_url for r in received} < {
+                wellknown.LISTENER_TYPE,
+                wellknown.CLUSTER_TYPE,
+            }:
                 response = await stream.read()
                 assert response is not None, "the server ended the stream"
                 received.append(response)
@@ -116,7 +120,7 @@ async def test_both_protocols_stream_from_the_controller_over_mtls_with_a_server
     sockets = open_sockets()
     responses = await first_responses(boot, protocol)
     assert all(isinstance(r, response_type) for r in responses)
-    clusters = [r for r in responses if r.type_url == config.CLUSTER_TYPE]
+    clusters = [r for r in responses if r.type_url == wellknown.CLUSTER_TYPE]
     assert clusters[0].resources, "the controller sent no clusters"
     # Closed means closed: no socket waits for the server's TLS close_notify.
     await asyncio.sleep(0.05)
@@ -174,10 +178,10 @@ async def test_nothing_listening_is_unavailable() -> None:
 def cds_response(size: int = 0) -> discovery_pb2.DiscoveryResponse:
     """A CDS response; with `size`, one of exactly that many bytes on the wire."""
     response = discovery_pb2.DiscoveryResponse(
-        type_url=config.CLUSTER_TYPE, version_info="1", nonce="1"
+        type_url=wellknown.CLUSTER_TYPE, version_info="1", nonce="1"
     )
     if size:
-        padding = response.resources.add(type_url=config.CLUSTER_TYPE)
+        padding = response.resources.add(type_url=wellknown.CLUSTER_TYPE)
         # The padding's length prefix grows with it: settle on the length that fits.
         for _ in range(3):
             padding.value = bytes(max(0, len(padding.value) + size - response.ByteSize()))
@@ -207,7 +211,7 @@ class SotwOnlyServer:
                 self.requests.append(request)
                 if self.refuse:
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not you")
-                if request.type_url == config.CLUSTER_TYPE and not request.response_nonce:
+                if request.type_url == wellknown.CLUSTER_TYPE and not request.response_nonce:
                     yield self.response
         finally:
             self.streams_ended += 1
@@ -256,7 +260,7 @@ async def test_delta_is_unimplemented_there_so_the_client_falls_back_to_sotw(
         bootstrap.Bootstrap(NODE_ID, bootstrap.XdsServer("127.0.0.1", sotw_server.port, None))
     )
 
-    async def apply(new: config.ProxyConfig) -> None:
+    async def apply(new: model.ProxyConfig) -> None:
         pass
 
     client = xds_client.XdsClient(
@@ -273,8 +277,8 @@ async def test_delta_is_unimplemented_there_so_the_client_falls_back_to_sotw(
         first = sotw_server.requests[0]
         assert first.node.id == NODE_ID
         assert {r.type_url for r in sotw_server.requests} >= {
-            config.CLUSTER_TYPE,
-            config.LISTENER_TYPE,
+            wellknown.CLUSTER_TYPE,
+            wellknown.LISTENER_TYPE,
         }
     finally:
         client.stop()
@@ -289,7 +293,7 @@ async def test_the_servers_status_is_the_stream_error_for_reads_and_writes(
 ) -> None:
     sotw_server.refuse = True
     stream = await ads_transport.GrpclibConnector("127.0.0.1", sotw_server.port, None).open("sotw")
-    request = discovery_pb2.DiscoveryRequest(type_url=config.CLUSTER_TYPE)
+    request = discovery_pb2.DiscoveryRequest(type_url=wellknown.CLUSTER_TYPE)
     try:
         await stream.write(request)
         with pytest.raises(xds_client.StreamError) as caught:
@@ -306,7 +310,7 @@ async def first_cds_response(connector: ads_transport.GrpclibConnector) -> Any:
     """Ask `connector`'s server for CDS on a SotW stream; its first response."""
     stream = await connector.open("sotw")
     try:
-        await stream.write(discovery_pb2.DiscoveryRequest(type_url=config.CLUSTER_TYPE))
+        await stream.write(discovery_pb2.DiscoveryRequest(type_url=wellknown.CLUSTER_TYPE))
         async with asyncio.timeout(WAIT):
             return await stream.read()
     finally:

@@ -25,7 +25,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import wrappers_pb2
 
-from osm.proxy import config, http1, listeners, server, stats
+from osm.base import wellknown
+from osm.proxy import assembly, http1, listeners, server, stats
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
 
@@ -176,8 +177,10 @@ def _resources(app_port: int) -> dict[str, dict[str, object]]:
         ],
     )
     return {
-        config.LISTENER_TYPE: {"fast": listener},
-        config.CLUSTER_TYPE: {"app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port)},
+        wellknown.LISTENER_TYPE: {"fast": listener},
+        wellknown.CLUSTER_TYPE: {
+            "app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port)
+        },
     }
 
 
@@ -294,7 +297,7 @@ async def _run(name: str, fast: bool) -> Outcome:
 
     setattr(listeners.HttpSession, "_upstream_ready", counting)  # noqa: B010
     try:
-        await proxy.apply(config.assemble(_resources(app_port)))
+        await proxy.apply(assembly.assemble(_resources(app_port)))
         reader, writer = await asyncio.open_connection(*proxy.listener_address("fast"))
         writer.write(get("/warm"))
         warm = await _read_responses(reader, ["GET"])

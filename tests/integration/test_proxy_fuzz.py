@@ -20,7 +20,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from osm.proxy import config, server
+from osm.base import wellknown
+from osm.proxy import assembly, server
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
 
@@ -67,8 +68,10 @@ def _resources(app_port: int) -> dict[str, dict[str, object]]:
         ],
     )
     return {
-        config.LISTENER_TYPE: {"fuzz": listener},
-        config.CLUSTER_TYPE: {"app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port)},
+        wellknown.LISTENER_TYPE: {"fuzz": listener},
+        wellknown.CLUSTER_TYPE: {
+            "app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port)
+        },
     }
 
 
@@ -92,7 +95,7 @@ def proxy_port() -> Iterator[int]:
         await site.start()
         app_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         proxy = server.Sidecar(Options(handshake_timeout=2))
-        await proxy.apply(config.assemble(_resources(app_port)))
+        await proxy.apply(assembly.assemble(_resources(app_port)))
         ready.set_result(proxy.listener_address("fuzz")[1])
         await stop.wait()
         await proxy.close()

@@ -21,7 +21,7 @@ from envoy.config.route.v3 import route_components_pb2
 from google.protobuf import wrappers_pb2
 
 from osm import proxy
-from osm.proxy import admin, config, server
+from osm.proxy import admin, assembly, server
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
 
@@ -53,7 +53,7 @@ class Mesh:
         resources = proxymesh.outbound_resources(
             self.inbound_port, self.buyer, self.pki.ca_pem, **kwargs
         )
-        await self.outbound.apply(config.assemble(resources))
+        await self.outbound.apply(assembly.assemble(resources))
 
     async def apply_inbound(
         self, allowed: list[str], store: tuple[bytes, bytes] | None = None
@@ -61,7 +61,7 @@ class Mesh:
         resources = proxymesh.inbound_resources(
             self.app_port, store or self.store, self.pki.ca_pem, allowed
         )
-        await self.inbound.apply(config.assemble(resources))
+        await self.inbound.apply(assembly.assemble(resources))
 
 
 HOST = {"Host": "bookstore.bookstore"}

@@ -21,16 +21,18 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import json_format, wrappers_pb2
 
-from osm.proxy import config
+from osm.base import wellknown
+from osm.proxy import assembly, model, translate
+from osm.proxy.translate import eds, rds, sds
 from tests.integration import proxymesh
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "xds"
 KINDS = {
-    "Cluster": (config.CLUSTER_TYPE, cluster_pb2.Cluster),
-    "ClusterLoadAssignment": (config.ENDPOINT_TYPE, endpoint_pb2.ClusterLoadAssignment),
-    "Listener": (config.LISTENER_TYPE, listener_pb2.Listener),
-    "RouteConfiguration": (config.ROUTE_TYPE, route_pb2.RouteConfiguration),
-    "Secret": (config.SECRET_TYPE, secret_pb2.Secret),
+    "Cluster": (wellknown.CLUSTER_TYPE, cluster_pb2.Cluster),
+    "ClusterLoadAssignment": (wellknown.ENDPOINT_TYPE, endpoint_pb2.ClusterLoadAssignment),
+    "Listener": (wellknown.LISTENER_TYPE, listener_pb2.Listener),
+    "RouteConfiguration": (wellknown.ROUTE_TYPE, route_pb2.RouteConfiguration),
+    "Secret": (wellknown.SECRET_TYPE, secret_pb2.Secret),
 }
 
 
@@ -44,8 +46,8 @@ def test_control_plane_output_translates(path: Path) -> None:
         type_url, cls = KINDS[kind]
         for item in items:
             message = json_format.ParseDict(item, cls())
-            raw.setdefault(type_url, {})[config.resource_name(type_url, message)] = message
-    proxy_config = config.assemble(raw)
+            raw.setdefault(type_url, {})[assembly.resource_name(type_url, message)] = message
+    proxy_config = assembly.assemble(raw)
     assert proxy_config.listeners and proxy_config.clusters
 
 
@@ -57,34 +59,34 @@ def _mesh_resources() -> dict[str, dict[str, object]]:
 
 def test_translated_model() -> None:
     resources = _mesh_resources()
-    proxy_config = config.assemble(resources)
+    proxy_config = assembly.assemble(resources)
     listener = proxy_config.listeners["outbound-listener"]
     assert listener.use_original_dst and not listener.inspect_tls
     chain = listener.filter_chains[0]
     assert chain.match.destination_port == 80
     assert [str(net) for net in chain.match.prefix_ranges] == ["10.0.0.5/32"]
     manager = chain.terminal
-    assert isinstance(manager, config.HttpConnectionManager)
+    assert isinstance(manager, model.HttpConnectionManager)
     assert manager.rds_name == "rds-outbound.80" and manager.websocket
     cluster = proxy_config.clusters[proxymesh.CLUSTER]
     assert cluster.kind == "EDS" and cluster.lb_policy == "ROUND_ROBIN"
     assert cluster.connect_timeout == 1.0
     assert cluster.tls is not None and cluster.tls.sni == proxymesh.SNI
     assert cluster.tls.san_matchers[0].san_type == "URI"
-    assert proxy_config.endpoints_of(cluster) == (config.Endpoint("127.0.0.1", 15003),)
+    assert proxy_config.endpoints_of(cluster) == (model.Endpoint("127.0.0.1", 15003),)
     route = proxy_config.route_configs["rds-outbound.80"].virtual_hosts[0].routes[0]
     assert route.action.timeout == 5.0 and route.match.path_kind == "regex"
 
 
-def _error(resources: dict[str, dict[str, object]]) -> config.ConfigError:
-    with pytest.raises(config.ConfigError) as caught:
-        config.assemble(resources)
+def _error(resources: dict[str, dict[str, object]]) -> translate.ConfigError:
+    with pytest.raises(translate.ConfigError) as caught:
+        assembly.assemble(resources)
     return caught.value
 
 
 def test_unsupported_cluster_field_is_named() -> None:
     resources = _mesh_resources()
-    cluster = resources[config.CLUSTER_TYPE][proxymesh.CLUSTER]
+    cluster = resources[wellknown.CLUSTER_TYPE][proxymesh.CLUSTER]
     assert isinstance(cluster, cluster_pb2.Cluster)
     cluster.health_checks.add(timeout=proxymesh.seconds(1))
     error = _error(resources)
@@ -95,7 +97,7 @@ def test_unsupported_cluster_field_is_named() -> None:
 
 def test_unsupported_nested_hcm_field_has_a_full_path() -> None:
     resources = _mesh_resources()
-    listener = resources[config.LISTENER_TYPE]["outbound-listener"]
+    listener = resources[wellknown.LISTENER_TYPE]["outbound-listener"]
     assert isinstance(listener, listener_pb2.Listener)
     manager = hcm_pb2.HttpConnectionManager()
     listener.filter_chains[0].filters[0].typed_config.Unpack(manager)
@@ -107,7 +109,7 @@ def test_unsupported_nested_hcm_field_has_a_full_path() -> None:
 
 def test_unknown_http_filter_and_enum_values() -> None:
     resources = _mesh_resources()
-    cluster = resources[config.CLUSTER_TYPE][proxymesh.CLUSTER]
+    cluster = resources[wellknown.CLUSTER_TYPE][proxymesh.CLUSTER]
     assert isinstance(cluster, cluster_pb2.Cluster)
     cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
     error = _error(resources)
@@ -116,7 +118,7 @@ def test_unknown_http_filter_and_enum_values() -> None:
 
 def test_unknown_retry_condition() -> None:
     resources = _mesh_resources()
-    routes = resources[config.ROUTE_TYPE]["rds-outbound.80"]
+    routes = resources[wellknown.ROUTE_TYPE]["rds-outbound.80"]
     assert isinstance(routes, route_pb2.RouteConfiguration)
     routes.virtual_hosts[0].routes[0].route.retry_policy.retry_on = "5xx,refused-stream"
     error = _error(resources)
@@ -127,26 +129,26 @@ def test_unknown_retry_condition() -> None:
 
 def test_route_to_a_missing_cluster_is_a_missing_reference() -> None:
     resources = _mesh_resources()
-    del resources[config.ENDPOINT_TYPE][proxymesh.CLUSTER]
-    with pytest.raises(config.MissingReference, match="load assignment"):
-        config.assemble(resources)
+    del resources[wellknown.ENDPOINT_TYPE][proxymesh.CLUSTER]
+    with pytest.raises(translate.MissingReference, match="load assignment"):
+        assembly.assemble(resources)
     resources = _mesh_resources()
-    routes = resources[config.ROUTE_TYPE]["rds-outbound.80"]
+    routes = resources[wellknown.ROUTE_TYPE]["rds-outbound.80"]
     assert isinstance(routes, route_pb2.RouteConfiguration)
     routes.virtual_hosts[0].routes[0].route.weighted_clusters.clusters[0].name = "nope|80"
-    with pytest.raises(config.MissingReference, match=re.escape("cluster 'nope|80'")):
-        config.assemble(resources)
+    with pytest.raises(translate.MissingReference, match=re.escape("cluster 'nope|80'")):
+        assembly.assemble(resources)
 
 
 def test_missing_secret_and_rds() -> None:
     resources = _mesh_resources()
-    del resources[config.SECRET_TYPE]["service-cert:bookbuyer/bookbuyer"]
-    with pytest.raises(config.MissingReference, match="secret"):
-        config.assemble(resources)
+    del resources[wellknown.SECRET_TYPE]["service-cert:bookbuyer/bookbuyer"]
+    with pytest.raises(translate.MissingReference, match="secret"):
+        assembly.assemble(resources)
     resources = _mesh_resources()
-    resources[config.ROUTE_TYPE] = {}
-    with pytest.raises(config.MissingReference, match="route configuration"):
-        config.assemble(resources)
+    resources[wellknown.ROUTE_TYPE] = {}
+    with pytest.raises(translate.MissingReference, match="route configuration"):
+        assembly.assemble(resources)
 
 
 def test_route_details() -> None:
@@ -173,11 +175,11 @@ def test_route_details() -> None:
             route_components_pb2.VirtualHost(name="v", domains=["A.example", "*"], routes=[route])
         ],
     )
-    translated = config.translate_route_configuration(message)
+    translated = rds.translate(message)
     vhost = translated.virtual_hosts[0]
     assert vhost.domains == ("a.example", "*")
     action = vhost.routes[0].action
-    assert action.timeout == config.DEFAULT_ROUTE_TIMEOUT  # Envoy's 15 s when unset
+    assert action.timeout == rds.DEFAULT_ROUTE_TIMEOUT  # Envoy's 15 s when unset
     assert action.retry is not None and action.retry.num_retries == 1
     assert action.retry.retry_on == {"connect-failure", "reset"}
     assert action.retry.per_try_timeout == 0.5 and action.prefix_rewrite == "/new"
@@ -190,19 +192,19 @@ def test_invalid_regex_and_unknown_types() -> None:
     vhost = message.virtual_hosts.add(name="v", domains=["*"])
     route = vhost.routes.add(route=route_components_pb2.RouteAction(cluster="c"))
     route.match.safe_regex.regex = "("
-    with pytest.raises(config.ConfigError, match="invalid regex"):
-        config.translate_route_configuration(message)
-    with pytest.raises(config.ConfigError, match="resource type not supported"):
-        config.translate("type.googleapis.com/envoy.config.core.v3.Node", message)
+    with pytest.raises(translate.ConfigError, match="invalid regex"):
+        rds.translate(message)
+    with pytest.raises(translate.ConfigError, match="resource type not supported"):
+        assembly.translate("type.googleapis.com/envoy.config.core.v3.Node", message)
 
 
 def test_endpoints_skip_unhealthy_hosts() -> None:
     assignment = proxymesh.load_assignment("c", [("10.0.0.1", 80), ("10.0.0.2", 80)])
     assignment.endpoints[0].lb_endpoints[1].health_status = health_check_pb2.UNHEALTHY
-    translated = config.translate_load_assignment(assignment)
-    assert translated.endpoints == (config.Endpoint("10.0.0.1", 80),)
+    translated = eds.translate(assignment)
+    assert translated.endpoints == (model.Endpoint("10.0.0.1", 80),)
 
 
 def test_secret_needs_a_kind() -> None:
-    with pytest.raises(config.ConfigError, match="a secret type is required"):
-        config.translate_secret(secret_pb2.Secret(name="empty"))
+    with pytest.raises(translate.ConfigError, match="a secret type is required"):
+        sds.translate(secret_pb2.Secret(name="empty"))

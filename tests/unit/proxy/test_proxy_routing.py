@@ -10,17 +10,17 @@ import ssl
 
 import pytest
 
-from osm.proxy import config, http1, listeners, rbac, router, tls
+from osm.proxy import http1, listeners, model, rbac, router, tls
 
 
-def vhost(name: str, *domains: str) -> config.VirtualHost:
-    match = config.RouteMatch("prefix", "/", None, True, ())
-    action = config.RouteAction((config.WeightedTarget(name, 1),), 1, None, None)
-    return config.VirtualHost(name, domains, (config.Route(name, match, action, None),))
+def vhost(name: str, *domains: str) -> model.VirtualHost:
+    match = model.RouteMatch("prefix", "/", None, True, ())
+    action = model.RouteAction((model.WeightedTarget(name, 1),), 1, None, None)
+    return model.VirtualHost(name, domains, (model.Route(name, match, action, None),))
 
 
 TABLE = router.RouteTable(
-    config.RouteConfig(
+    model.RouteConfig(
         "r",
         (
             vhost("exact", "bookstore.bookstore", "bookstore.bookstore:80"),
@@ -68,85 +68,83 @@ def request(method: str = "GET", target: str = "/", **headers: str) -> http1.Req
 
 
 def header(
-    name: str, kind: str = "match", matcher: config.StringMatch | None = None, **kw: bool
-) -> config.HeaderMatch:
-    return config.HeaderMatch(name, kind, matcher, **kw)  # type: ignore[arg-type]
+    name: str, kind: str = "match", matcher: model.StringMatch | None = None, **kw: bool
+) -> model.HeaderMatch:
+    return model.HeaderMatch(name, kind, matcher, **kw)  # type: ignore[arg-type]
 
 
-REGEX = config.StringMatch("regex", "", False, re.compile("GET|HEAD"))
+REGEX = model.StringMatch("regex", "", False, re.compile("GET|HEAD"))
 
 
 @pytest.mark.parametrize(
     ("match", "req", "expected"),
     [
-        (config.RouteMatch("prefix", "/books", None, True, ()), request(target="/books?x"), True),
-        (config.RouteMatch("prefix", "/books", None, True, ()), request(target="/Books"), False),
-        (config.RouteMatch("prefix", "/books", None, False, ()), request(target="/BOOKS/1"), True),
-        (config.RouteMatch("path", "/a", None, True, ()), request(target="/a?q=1"), True),
-        (config.RouteMatch("path", "/a", None, True, ()), request(target="/a/b"), False),
+        (model.RouteMatch("prefix", "/books", None, True, ()), request(target="/books?x"), True),
+        (model.RouteMatch("prefix", "/books", None, True, ()), request(target="/Books"), False),
+        (model.RouteMatch("prefix", "/books", None, False, ()), request(target="/BOOKS/1"), True),
+        (model.RouteMatch("path", "/a", None, True, ()), request(target="/a?q=1"), True),
+        (model.RouteMatch("path", "/a", None, True, ()), request(target="/a/b"), False),
         (
-            config.RouteMatch("regex", "", re.compile("/b.*"), True, ()),
+            model.RouteMatch("regex", "", re.compile("/b.*"), True, ()),
             request(target="/buy?x"),
             True,
         ),
-        (config.RouteMatch("regex", "", re.compile("/b"), True, ()), request(target="/buy"), False),
+        (model.RouteMatch("regex", "", re.compile("/b"), True, ()), request(target="/buy"), False),
         (
-            config.RouteMatch("prefix", "/", None, True, (header(":method", "match", REGEX),)),
+            model.RouteMatch("prefix", "/", None, True, (header(":method", "match", REGEX),)),
             request("HEAD"),
             True,
         ),
         (
-            config.RouteMatch("prefix", "/", None, True, (header(":method", "match", REGEX),)),
+            model.RouteMatch("prefix", "/", None, True, (header(":method", "match", REGEX),)),
             request("POST"),
             False,
         ),
         (
-            config.RouteMatch("prefix", "/", None, True, (header("x-a", "present"),)),
+            model.RouteMatch("prefix", "/", None, True, (header("x-a", "present"),)),
             request(x_a="1"),
             True,
         ),
         (
-            config.RouteMatch("prefix", "/", None, True, (header("x-a", "present"),)),
+            model.RouteMatch("prefix", "/", None, True, (header("x-a", "present"),)),
             request(),
             False,
         ),
         (
-            config.RouteMatch(
-                "prefix", "/", None, True, (header("x-a", "present", present=False),)
-            ),
+            model.RouteMatch("prefix", "/", None, True, (header("x-a", "present", present=False),)),
             request(),
             True,
         ),
         (
-            config.RouteMatch(
+            model.RouteMatch(
                 "prefix",
                 "/",
                 None,
                 True,
-                (header("x-a", "match", config.StringMatch("exact", "1"), invert=True),),
+                (header("x-a", "match", model.StringMatch("exact", "1"), invert=True),),
             ),
             request(x_a="2"),
             True,
         ),
         (
-            config.RouteMatch(
+            model.RouteMatch(
                 "prefix",
                 "/",
                 None,
                 True,
-                (header("x-a", "match", config.StringMatch("exact", "1"), invert=True),),
+                (header("x-a", "match", model.StringMatch("exact", "1"), invert=True),),
             ),
             request(),
             False,
         ),
     ],
 )
-def test_route_matching(match: config.RouteMatch, req: http1.RequestHead, expected: bool) -> None:
+def test_route_matching(match: model.RouteMatch, req: http1.RequestHead, expected: bool) -> None:
     assert router.route_matches(match, req, "a") is expected
 
 
 def test_weighted_choice_is_deterministic_and_proportional() -> None:
-    targets = (config.WeightedTarget("a", 80), config.WeightedTarget("b", 20))
+    targets = (model.WeightedTarget("a", 80), model.WeightedTarget("b", 20))
     assert router.choose(targets, 100, lambda n: 79) == "a"
     assert router.choose(targets, 100, lambda n: 80) == "b"
     rng = random.Random(7)
@@ -158,58 +156,58 @@ BUYER = "spiffe://cluster.local/ns/bookbuyer/sa/bookbuyer"
 
 
 def allow(
-    *principals: config.Principal,
-    permissions: tuple[config.Permission, ...] = (config.AnyPermission(),),
-) -> config.RbacRules:
-    return config.RbacRules("ALLOW", (("p", config.Policy(permissions, principals)),))
+    *principals: model.Principal,
+    permissions: tuple[model.Permission, ...] = (model.AnyPermission(),),
+) -> model.RbacRules:
+    return model.RbacRules("ALLOW", (("p", model.Policy(permissions, principals)),))
 
 
 @pytest.mark.parametrize(
     ("rules", "peer", "port", "allowed"),
     [
         (
-            allow(config.Authenticated(config.StringMatch("exact", BUYER))),
+            allow(model.Authenticated(model.StringMatch("exact", BUYER))),
             rbac.Peer((BUYER,)),
             80,
             True,
         ),
         (
-            allow(config.Authenticated(config.StringMatch("exact", BUYER))),
+            allow(model.Authenticated(model.StringMatch("exact", BUYER))),
             rbac.Peer(("spiffe://x",)),
             80,
             False,
         ),
         (
             allow(
-                config.Authenticated(
-                    config.StringMatch("regex", "", regex=re.compile(".*/sa/book.*"))
+                model.Authenticated(
+                    model.StringMatch("regex", "", regex=re.compile(".*/sa/book.*"))
                 )
             ),
             rbac.Peer((BUYER,)),
             80,
             True,
         ),
-        (allow(config.Authenticated(None)), rbac.Peer((BUYER,)), 80, True),
-        (allow(config.Authenticated(None)), rbac.ANONYMOUS, 80, False),
-        (allow(config.AnyId()), rbac.ANONYMOUS, 80, True),
+        (allow(model.Authenticated(None)), rbac.Peer((BUYER,)), 80, True),
+        (allow(model.Authenticated(None)), rbac.ANONYMOUS, 80, False),
+        (allow(model.AnyId()), rbac.ANONYMOUS, 80, True),
         (
-            allow(config.AnyId(), permissions=(config.DestinationPort(8080),)),
+            allow(model.AnyId(), permissions=(model.DestinationPort(8080),)),
             rbac.ANONYMOUS,
             80,
             False,
         ),
         (
-            allow(config.AnyId(), permissions=(config.OrRules((config.DestinationPort(80),)),)),
+            allow(model.AnyId(), permissions=(model.OrRules((model.DestinationPort(80),)),)),
             rbac.ANONYMOUS,
             80,
             True,
         ),
-        (allow(config.NotId(config.AnyId())), rbac.ANONYMOUS, 80, False),
-        (config.RbacRules("ALLOW", ()), rbac.Peer((BUYER,)), 80, False),
-        (config.RbacRules("DENY", ()), rbac.ANONYMOUS, 80, True),
+        (allow(model.NotId(model.AnyId())), rbac.ANONYMOUS, 80, False),
+        (model.RbacRules("ALLOW", ()), rbac.Peer((BUYER,)), 80, False),
+        (model.RbacRules("DENY", ()), rbac.ANONYMOUS, 80, True),
         (
-            config.RbacRules(
-                "DENY", (("d", config.Policy((config.AnyPermission(),), (config.AnyId(),))),)
+            model.RbacRules(
+                "DENY", (("d", model.Policy((model.AnyPermission(),), (model.AnyId(),))),)
             ),
             rbac.Peer((BUYER,)),
             80,
@@ -217,14 +215,14 @@ def allow(
         ),
     ],
 )
-def test_rbac(rules: config.RbacRules, peer: rbac.Peer, port: int, allowed: bool) -> None:
+def test_rbac(rules: model.RbacRules, peer: rbac.Peer, port: int, allowed: bool) -> None:
     assert rbac.evaluate(rules, peer, port) is allowed
 
 
 def test_http_permissions_need_a_request() -> None:
-    path = config.UrlPath(config.StringMatch("regex", "", regex=re.compile("/books/.*")))
-    method = config.HeaderPermission(header(":method", "match", REGEX))
-    rules = allow(config.AnyId(), permissions=(config.AndRules((path, method)),))
+    path = model.UrlPath(model.StringMatch("regex", "", regex=re.compile("/books/.*")))
+    method = model.HeaderPermission(header(":method", "match", REGEX))
+    rules = allow(model.AnyId(), permissions=(model.AndRules((path, method)),))
     peer = rbac.Peer((BUYER,))
     assert rbac.evaluate(rules, peer, 80, request("GET", "/books/1?x"), "a")
     assert not rbac.evaluate(rules, peer, 80, request("POST", "/books/1"), "a")
@@ -232,23 +230,23 @@ def test_http_permissions_need_a_request() -> None:
 
 
 def test_route_rbac_overrides_the_filter() -> None:
-    match = config.RouteMatch("prefix", "/", None, True, ())
-    action = config.RouteAction((config.WeightedTarget("c", 1),), 1, None, None)
-    per_route = config.RbacRules("DENY", ())
-    route = config.Route("r", match, action, per_route)
-    plain = config.Route("r", match, action, None)
-    filter_rules = config.HttpRbacFilter(config.RbacRules("ALLOW", ()))
+    match = model.RouteMatch("prefix", "/", None, True, ())
+    action = model.RouteAction((model.WeightedTarget("c", 1),), 1, None, None)
+    per_route = model.RbacRules("DENY", ())
+    route = model.Route("r", match, action, per_route)
+    plain = model.Route("r", match, action, None)
+    filter_rules = model.HttpRbacFilter(model.RbacRules("ALLOW", ()))
     assert rbac.http_rules(filter_rules, route) is per_route
     assert rbac.http_rules(filter_rules, plain) is filter_rules.rules
     assert rbac.http_rules(None, route) is None
 
 
-def chain(name: str, **match: object) -> config.FilterChain:
-    terminal = config.TcpProxy(name, (config.WeightedTarget(name, 1),), None)
-    return config.FilterChain(name, config.FilterChainMatch(**match), None, None, terminal)  # type: ignore[arg-type]
+def chain(name: str, **match: object) -> model.FilterChain:
+    terminal = model.TcpProxy(name, (model.WeightedTarget(name, 1),), None)
+    return model.FilterChain(name, model.FilterChainMatch(**match), None, None, terminal)  # type: ignore[arg-type]
 
 
-LISTENER = config.Listener(
+LISTENER = model.Listener(
     "l",
     "0.0.0.0",
     15001,
@@ -295,11 +293,11 @@ def test_filter_chain_match(ip: str, port: int, sni: str, transport: str, expect
 
 
 def test_default_filter_chain_when_nothing_matches() -> None:
-    strict = config.Listener(
+    strict = model.Listener(
         "l", "0.0.0.0", 1, False, False, (chain("only", destination_port=80),), None
     )
     assert listeners.select_filter_chain(strict, "1.2.3.4", 81) is None
-    with_default = config.Listener("l", "0.0.0.0", 1, False, False, (), chain("default"))
+    with_default = model.Listener("l", "0.0.0.0", 1, False, False, (), chain("default"))
     found = listeners.select_filter_chain(with_default, "1.2.3.4", 81)
     assert found is not None and found.name == "default"
 
@@ -327,9 +325,9 @@ def test_principal_names_and_san_matching() -> None:
     }
     assert tls.principal_names(certificate) == (BUYER, "bookbuyer.bookbuyer.cluster.local")
     assert tls.principal_names({"subject": ((("commonName", "x"),),)}) == ("x",)
-    uri = config.SanMatcher("URI", config.StringMatch("exact", BUYER))
-    dns_only = config.SanMatcher("DNS", config.StringMatch("exact", BUYER))
-    untyped = config.SanMatcher("any", config.StringMatch("suffix", ".cluster.local"))
+    uri = model.SanMatcher("URI", model.StringMatch("exact", BUYER))
+    dns_only = model.SanMatcher("DNS", model.StringMatch("exact", BUYER))
+    untyped = model.SanMatcher("any", model.StringMatch("suffix", ".cluster.local"))
     assert tls.sans_match((uri,), certificate)
     assert not tls.sans_match((dns_only,), certificate)
     assert tls.sans_match((untyped,), certificate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from osm.proxy import config, stats, upstream
+from osm.proxy import model, stats, upstream
 
 
 class Clock:
@@ -17,18 +17,18 @@ class Clock:
 
 def cluster(
     lb: str = "ROUND_ROBIN",
-    outlier: config.OutlierDetection | None = None,
-    breakers: config.CircuitBreakers | None = None,
+    outlier: model.OutlierDetection | None = None,
+    breakers: model.CircuitBreakers | None = None,
     kind: str = "STATIC",
-) -> config.Cluster:
-    return config.Cluster(
+) -> model.Cluster:
+    return model.Cluster(
         name="ns/svc|80",
         stat_name="ns/svc|80",
         kind=kind,  # type: ignore[arg-type]
         eds_service_name="",
         lb_policy=lb,  # type: ignore[arg-type]
         connect_timeout=1.0,
-        circuit_breakers=breakers or config.CircuitBreakers(),
+        circuit_breakers=breakers or model.CircuitBreakers(),
         outlier_detection=outlier,
         tls=None,
         endpoints=(),
@@ -36,12 +36,12 @@ def cluster(
     )
 
 
-ENDPOINTS = tuple(config.Endpoint(f"10.0.0.{index}", 80) for index in range(1, 4))
+ENDPOINTS = tuple(model.Endpoint(f"10.0.0.{index}", 80) for index in range(1, 4))
 
 
 def runtime(
-    definition: config.Cluster,
-    endpoints: tuple[config.Endpoint, ...] = ENDPOINTS,
+    definition: model.Cluster,
+    endpoints: tuple[model.Endpoint, ...] = ENDPOINTS,
     clock: Clock | None = None,
     randrange: object = None,
 ) -> upstream.ClusterRuntime:
@@ -64,7 +64,7 @@ def test_round_robin_cycles() -> None:
 
 
 def test_weighted_round_robin() -> None:
-    endpoints = (config.Endpoint("a", 1, 3), config.Endpoint("b", 1, 1))
+    endpoints = (model.Endpoint("a", 1, 3), model.Endpoint("b", 1, 1))
     balancer = runtime(cluster(), endpoints)
     picks = [host.address for host in (balancer.pick() for _ in range(8)) if host]
     assert picks.count("a") == 6 and picks.count("b") == 2
@@ -81,7 +81,7 @@ def test_least_request_prefers_the_idler_of_two() -> None:
 def test_updates_keep_hosts_and_pools() -> None:
     balancer = runtime(cluster())
     first = balancer.hosts[0]
-    balancer.update(cluster(), (*ENDPOINTS[:1], config.Endpoint("10.0.0.9", 80)), lambda: None)
+    balancer.update(cluster(), (*ENDPOINTS[:1], model.Endpoint("10.0.0.9", 80)), lambda: None)
     assert balancer.hosts[0] is first
     assert [host.address for host in balancer.hosts] == ["10.0.0.1", "10.0.0.9"]
     assert balancer.stats.membership_total.value == 2
@@ -97,7 +97,7 @@ def test_original_destination_hosts() -> None:
 
 def test_consecutive_5xx_ejects_then_returns_after_the_ejection_time() -> None:
     clock = Clock()
-    detection = config.OutlierDetection(consecutive_5xx=3, base_ejection_time=30.0)
+    detection = model.OutlierDetection(consecutive_5xx=3, base_ejection_time=30.0)
     balancer = runtime(cluster(outlier=detection), clock=clock)
     bad = balancer.hosts[0]
     for _ in range(2):
@@ -128,7 +128,7 @@ def test_panic_mode_when_most_hosts_are_ejected() -> None:
 
 
 def test_max_requests_overflows() -> None:
-    balancer = runtime(cluster(breakers=config.CircuitBreakers(max_requests=1)))
+    balancer = runtime(cluster(breakers=model.CircuitBreakers(max_requests=1)))
     balancer.start_request()
     with pytest.raises(upstream.Overflow):
         balancer.start_request()
@@ -138,7 +138,7 @@ def test_max_requests_overflows() -> None:
 
 
 def test_retry_budget() -> None:
-    balancer = runtime(cluster(breakers=config.CircuitBreakers(max_retries=1)))
+    balancer = runtime(cluster(breakers=model.CircuitBreakers(max_retries=1)))
     assert balancer.try_retry()
     assert not balancer.try_retry()
     balancer.end_retry()
@@ -146,7 +146,7 @@ def test_retry_budget() -> None:
 
 
 async def test_pending_requests_wait_for_a_connection_slot() -> None:
-    breakers = config.CircuitBreakers(max_connections=0, max_pending_requests=0)
+    breakers = model.CircuitBreakers(max_connections=0, max_pending_requests=0)
     balancer = runtime(cluster(breakers=breakers))
     with pytest.raises(upstream.Overflow):
         await balancer.acquire_http(balancer.hosts[0])
@@ -154,7 +154,7 @@ async def test_pending_requests_wait_for_a_connection_slot() -> None:
 
 
 async def test_connect_failure() -> None:
-    balancer = runtime(cluster(), (config.Endpoint("127.0.0.1", 1),))
+    balancer = runtime(cluster(), (model.Endpoint("127.0.0.1", 1),))
     with pytest.raises(upstream.ConnectFailure):
         await balancer.acquire_http(balancer.hosts[0])
     assert balancer.cx_active == 0

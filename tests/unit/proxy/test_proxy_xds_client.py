@@ -19,7 +19,8 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from osm.proxy import bootstrap, config, xds_client
+from osm.base import wellknown
+from osm.proxy import bootstrap, model, translate, xds_client
 from osm.proxy.xds_client import CDS, EDS, LDS, RDS, SDS, ClientCore, Step
 from tests.integration import proxymesh
 
@@ -73,7 +74,7 @@ def full_delta(version: str, **kwargs: Any) -> dict[str, Any]:
 
 def short(request: Any) -> str:
     """A request in one line: type, nonce, subscription, ACK/NACK."""
-    kind = xds_client.short_name(request.type_url)
+    kind = wellknown.short_name(request.type_url)
     parts = [kind]
     if request.HasField("node"):
         parts.append("node")
@@ -135,7 +136,7 @@ ORDERS = [
 ]
 
 
-@pytest.mark.parametrize("order", ORDERS, ids=lambda o: "-".join(map(xds_client.short_name, o)))
+@pytest.mark.parametrize("order", ORDERS, ids=lambda o: "-".join(map(wellknown.short_name, o)))
 def test_config_is_applied_once_complete_and_then_every_response_is_acked(
     order: tuple[str, ...],
 ) -> None:
@@ -279,7 +280,7 @@ def test_a_listener_that_cannot_bind_is_nacked_and_the_rest_applied() -> None:
     for response in responses.values():
         step = core.receive(response, now=0.0)
     assert step.config is not None
-    error = config.ConfigError("Listener", "outbound-listener", "address", "cannot listen")
+    error = translate.ConfigError("Listener", "outbound-listener", "address", "cannot listen")
     step = core.apply_failed(error, now=0.0)
     [nack] = [r for r in step.requests if r.HasField("error_detail")]
     assert nack.response_nonce == responses[LDS].nonce
@@ -422,10 +423,10 @@ def test_backoff_doubles_up_to_the_cap_with_jitter(
 
 async def run_client(
     connector: FakeConnector, sleeps: int, protocol: Any = "auto"
-) -> tuple[xds_client.XdsClient, list[float], list[config.ProxyConfig]]:
+) -> tuple[xds_client.XdsClient, list[float], list[model.ProxyConfig]]:
     """Run the loop until it has slept `sleeps` times (fake sleep: no real waiting)."""
     delays: list[float] = []
-    applied: list[config.ProxyConfig] = []
+    applied: list[model.ProxyConfig] = []
     done = asyncio.Event()
 
     async def sleep(delay: float) -> None:
@@ -434,7 +435,7 @@ async def run_client(
             client.stop()
             done.set()
 
-    async def apply_config(cfg: config.ProxyConfig) -> None:
+    async def apply_config(cfg: model.ProxyConfig) -> None:
         applied.append(cfg)
 
     client = xds_client.XdsClient(

@@ -14,20 +14,20 @@ import pytest
 
 from osm.base.wellknown import CLUSTER_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TYPE
 from osm.catalog.ids import ProxyId
-from osm.proxy import config
+from osm.proxy import assembly, model, translate
 from osm.xds import names
 from osm.xds.snapshot import Snapshot, build_snapshots
 from tests.unit.catalog import meshes as m
 from tests.unit.xds import xds_support
 
 
-def assemble(snapshot: Snapshot) -> config.ProxyConfig:
+def assemble(snapshot: Snapshot) -> model.ProxyConfig:
     """What the sidecar does with a full set of resources (raises ConfigError: a NACK)."""
     raw: dict[str, dict[str, Any]] = {
         url: {name: built.message for name, built in snapshot.of_type(url).items()}
         for url in PUSH_ORDER
     }
-    return config.assemble(raw)
+    return assembly.assemble(raw)
 
 
 @pytest.mark.parametrize("permissive", [True, False], ids=["permissive", "smi"])
@@ -46,7 +46,7 @@ def test_envoys_flavour_of_the_same_mesh_is_what_the_python_sidecar_refuses() ->
     gRPC clusters are a NACK of the whole CDS for it (the mesh would get no config)."""
     built = build_snapshots(xds_support.grpc_mesh(permissive=True, sidecar=None))
     for snapshot in built.snapshots.values():
-        with pytest.raises(config.ConfigError, match="http2_protocol_options"):
+        with pytest.raises(translate.ConfigError, match="http2_protocol_options"):
             assemble(snapshot)
 
 

@@ -27,7 +27,7 @@ from osm.catalog.ids import ProxyId
 from osm.catalog.policy import PYTHON
 from osm.catalog.state import MeshState
 from osm.model.meta import ObjectRef
-from osm.proxy import config
+from osm.proxy import assembly
 from osm.xds import lds, names, rds, validation
 from osm.xds.context import Credentials
 from osm.xds.resources import build, pack
@@ -44,7 +44,7 @@ from tests.unit.xds import xds_support
 
 def python_sidecar_accepts(snapshot: Snapshot) -> None:
     """The Python sidecar applies the whole set (a ConfigError here would be a NACK)."""
-    config.assemble(
+    assembly.assemble(
         {
             url: {name: built.message for name, built in snapshot.of_type(url).items()}
             for url in PUSH_ORDER
