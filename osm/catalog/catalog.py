@@ -8,8 +8,7 @@ as `CatalogWarning` values (`Catalog.warnings`), never as log lines.
 
 Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes):
 
-* Mesh: a namespace is in the mesh when its sidecar-injection annotation is enabled;
-  a pod is a proxy when its own annotation says so, else when its namespace is.
+* Mesh membership: see `membership`.
 * Permissive mode (MeshConfig ``enablePermissiveTrafficPolicyMode``, default): any
   mesh identity may call any port of any service, and every proxy reaches every mesh
   service.
@@ -47,7 +46,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from osm.catalog import policy
+from osm.catalog import membership, policy
 from osm.catalog.ids import Identity, ProxyId, ServiceId
 from osm.catalog.policy import (
     ENVOY,
@@ -68,16 +67,9 @@ from osm.catalog.policy import (
     WeightedTarget,
 )
 from osm.catalog.state import Changed, MeshState, apex_name
+from osm.catalog.warn import WarningKey, Warnings
 from osm.model.config import MeshConfig
-from osm.model.core import (
-    EndpointPort,
-    Endpoints,
-    Namespace,
-    Pod,
-    Service,
-    ServicePort,
-    injection_enabled,
-)
+from osm.model.core import EndpointPort, Endpoints, Namespace, Pod, Service, ServicePort
 from osm.model.meta import ObjectRef, Resource
 from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
 
@@ -109,7 +101,7 @@ class _Caches:
     reachable: dict[Identity, tuple[ServiceId, ...]] = field(default_factory=dict)
     tunnelled: dict[OutboundPort, OutboundPort] = field(default_factory=dict)
     mesh_services: tuple[ServiceId, ...] | None = None
-    warnings: dict[object, list[CatalogWarning]] = field(default_factory=dict)
+    warnings: Warnings = field(default_factory=Warnings)
 
 
 class Catalog:
@@ -119,6 +111,7 @@ class Catalog:
         self.state = state
         self.config: MeshConfig = state.mesh_config
         self._c = _caches or _Caches()
+        self._warn = self._c.warnings.warn
         self._outbound: dict[object, OutboundPolicy] = {}
         self._permissive_ports: tuple[OutboundPort, ...] | None = None
         self._tunnelled_ports: dict[
@@ -145,35 +138,14 @@ class Catalog:
             reachable={k: v for k, v in old.reachable.items() if k not in identities},
             tunnelled={k: v for k, v in old.tunnelled.items() if k.service not in services},
             mesh_services=None if dirty.mesh_services else old.mesh_services,
-            warnings={k: v for k, v in old.warnings.items() if not _stale(k, dirty)},
+            warnings=old.warnings.without(lambda key: _stale(key, dirty)),
         )
         return Catalog(state, _caches=caches)
-
-    # -- warnings ----------------------------------------------------------------------
-    def _annotation(self, pod: Pod, name: str, allowed: tuple[str, ...], default: str) -> str:
-        """The pod's annotation `name`: one of `allowed`, else `default` with a warning."""
-        value = pod.metadata.annotations.get(name, default)
-        if value in allowed:
-            return value
-        self._warn(
-            ("pod", ProxyId(pod.namespace, pod.name)),
-            pod,
-            f'annotation {name}="{value}" is not one of {", ".join(allowed)}; treated as {default}',
-        )
-        return default
-
-    def _warn(self, key: object, resource: Resource | ObjectRef | None, message: str) -> None:
-        ref = resource.ref if isinstance(resource, Resource) else resource
-        warning = CatalogWarning(message, ref)
-        found = self._c.warnings.setdefault(key, [])
-        if warning not in found:  # an answer may be computed again in a later build
-            found.append(warning)
 
     @property
     def warnings(self) -> list[CatalogWarning]:
         """Warnings of every answer computed so far (deduplicated, sorted)."""
-        seen = {w for ws in self._c.warnings.values() for w in ws}
-        return sorted(seen, key=lambda w: (str(w.ref or ""), w.message))
+        return self._c.warnings.all()
 
     # -- mesh membership ---------------------------------------------------------------
     @property
@@ -181,23 +153,15 @@ class Catalog:
         return self.config.permissive
 
     def in_mesh_namespace(self, namespace: str) -> bool:
-        ns = self.state.namespace(namespace)
-        return isinstance(ns, Namespace) and ns.sidecar_injection
+        return membership.in_mesh_namespace(self.state, namespace)
 
     def pod_in_mesh(self, pod: Pod) -> bool:
-        explicit = injection_enabled(pod.metadata.annotations)
-        if explicit is not None:
-            return explicit
-        return self.in_mesh_namespace(pod.namespace)
+        return membership.pod_in_mesh(self.state, pod)
 
     def mesh_services(self) -> tuple[ServiceId, ...]:
         """Every Service in a mesh namespace, sorted."""
         if self._c.mesh_services is None:
-            self._c.mesh_services = tuple(
-                ServiceId(s.namespace, s.name)
-                for s in self.state.typed(Service)
-                if self.in_mesh_namespace(s.namespace)
-            )
+            self._c.mesh_services = membership.mesh_services(self.state)
         return self._c.mesh_services
 
     # -- proxies -----------------------------------------------------------------------
@@ -212,36 +176,7 @@ class Catalog:
         return self.proxy_for(pod)
 
     def proxy_for(self, pod: Pod) -> Proxy:
-        services = self.state.services_selecting(pod.namespace, pod.metadata.labels)
-        local_ports: list[LocalPort] = []
-        for service in services:
-            sid = ServiceId(service.namespace, service.name)
-            for port in _tcp_ports(service):
-                target = _target_port(port, pod)
-                if target is None:
-                    self._warn(
-                        ("pod", ProxyId(pod.namespace, pod.name)),
-                        service,
-                        f'targetPort "{port.target_port}" of port {port.port} names no '
-                        f"container port of pod {pod.namespace}/{pod.name}",
-                    )
-                    continue
-                local_ports.append(LocalPort(sid, port.port, target, port.app_protocol))
-        kind = self._annotation(
-            pod, policy.PROXY_KIND_ANNOTATION, policy.PROXY_KINDS, policy.SIDECAR
-        )
-        sidecar = self._annotation(pod, policy.SIDECAR_ANNOTATION, policy.SIDECARS, policy.ENVOY)
-        if kind != policy.SIDECAR:
-            sidecar = policy.ENVOY  # a proxyless client is its own data plane
-        return Proxy(
-            ProxyId(pod.namespace, pod.name),
-            Identity(pod.namespace, pod.spec.service_account_name),
-            pod.pod_ip,
-            tuple(ServiceId(s.namespace, s.name) for s in services),
-            tuple(local_ports),
-            kind,
-            sidecar,
-        )
+        return membership.proxy_for(self.state, pod, self._warn)
 
     def policy(self, proxy: Proxy) -> ProxyPolicy:
         """The full policy of ``proxy`` (equal for proxies with equal class keys)."""
@@ -264,21 +199,13 @@ class Catalog:
         """Service accounts of the pods the service selects (its peer identities)."""
         cached = self._c.identities.get(service_id)
         if cached is None:
-            service = self.state.service(service_id)
-            pods = self.state.pods_selected_by(service) if service is not None else []
-            cached = tuple(
-                sorted({Identity(p.namespace, p.spec.service_account_name) for p in pods})
-            )
+            cached = membership.identities_of(self.state, service_id)
             self._c.identities[service_id] = cached
         return cached
 
     def services_of(self, identity: Identity) -> list[ServiceId]:
         """Services selecting at least one pod running as ``identity``."""
-        found: set[ServiceId] = set()
-        for pod in self.state.pods_with_identity(identity):
-            for service in self.state.services_selecting(pod.namespace, pod.metadata.labels):
-                found.add(ServiceId(service.namespace, service.name))
-        return sorted(found)
+        return membership.services_of(self.state, identity)
 
     def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
         """Ready endpoints of one service port (see the module docstring)."""
@@ -297,7 +224,7 @@ class Catalog:
             for pod in self.state.pods_selected_by(service):
                 if not (pod.ready and pod.pod_ip):
                     continue
-                target = _target_port(port, pod)
+                target = membership.target_port(port, pod)
                 if target is not None:
                     found.add(Endpoint(pod.pod_ip, target))
         return tuple(sorted(found, key=lambda e: (e.ip, e.port)))
@@ -330,7 +257,7 @@ class Catalog:
         sid = ServiceId(service.namespace, service.name)
         splits = self.state.splits_for(sid)
         result: list[OutboundPort] = []
-        for port in _tcp_ports(service):
+        for port in membership.tcp_ports(service):
             own = self.upstream(service, port)
             if service.cluster_ip and not service.headless:
                 match_ips: tuple[str, ...] = (service.cluster_ip,)
@@ -781,9 +708,8 @@ def dirty_from(before: Catalog, after: MeshState, changed: Changed) -> Dirty:
     return Dirty(frozenset(services), frozenset(identities), frozenset(pods), mesh_services, False)
 
 
-def _stale(key: object, dirty: Dirty) -> bool:
+def _stale(key: WarningKey, dirty: Dirty) -> bool:
     """Whether a cached warning's key is invalidated by ``dirty``."""
-    assert isinstance(key, tuple)
     tag, subject = key
     if tag == "outbound":
         return True
@@ -797,22 +723,6 @@ def _target_identities(target: TrafficTarget) -> Iterable[Identity]:
 
 
 # -- helpers -----------------------------------------------------------------------------
-def _tcp_ports(service: Service) -> list[ServicePort]:
-    """The ports the mesh proxies (TCP; UDP and SCTP pass by)."""
-    return [p for p in service.ports if p.protocol == "TCP"]
-
-
-def _target_port(port: ServicePort, pod: Pod) -> int | None:
-    """The port number ``port`` reaches on ``pod`` (named target ports looked up)."""
-    if isinstance(port.target_port, int):
-        return port.target_port
-    for container in pod.spec.containers:
-        for container_port in container.ports:
-            if container_port.name == port.target_port:
-                return container_port.container_port
-    return None
-
-
 def _endpoint_port(ports: Iterable[EndpointPort], port: ServicePort) -> int | None:
     """The Endpoints subset port for a service port: same name, or the only one."""
     candidates = list(ports)
