@@ -20,13 +20,7 @@ Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes
   port admits only TCPRoute sources. A TCPRoute with no ports covers every port; a
   TCPRoute port covers a service port when it equals the port or its target port.
   A TCPRoute source on an HTTP port may send any request.
-* TrafficSplit: the apex's traffic goes to the backends by relative weight; weight 0
-  backends are left out; a backend without the apex's port is left out with a
-  warning. Several splits on one apex (OSM honoured only the first) combine so:
-  splits without ``matches`` are merged by summing weights per backend, in name order,
-  into the default route; each split with ``matches`` (v1alpha4, HTTP ports only)
-  adds routes for its groups' matches, in split-name order, ahead of the default; the
-  default route goes to the apex itself when no split without matches applies.
+* TrafficSplit: see `splits`.
 * Endpoints: a service's ready addresses from its Endpoints object; when it has none,
   its ready pods with an IP (targetPort resolved per pod).
 * Python sidecars (pods annotated ``osm-py.io/sidecar: python``) proxy gRPC ports as
@@ -46,7 +40,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from osm.catalog import membership, policy
+from osm.catalog import membership, policy, splits
 from osm.catalog.ids import Identity, ProxyId, ServiceId
 from osm.catalog.policy import (
     ENVOY,
@@ -58,13 +52,11 @@ from osm.catalog.policy import (
     LocalPort,
     OutboundPolicy,
     OutboundPort,
-    OutboundRoute,
     Proxy,
     ProxyPolicy,
     RequestMatch,
     TlsSettings,
     Upstream,
-    WeightedTarget,
 )
 from osm.catalog.state import Changed, MeshState, apex_name
 from osm.catalog.warn import WarningKey, Warnings
@@ -255,7 +247,7 @@ class Catalog:
 
     def _service_ports(self, service: Service) -> tuple[OutboundPort, ...]:
         sid = ServiceId(service.namespace, service.name)
-        splits = self.state.splits_for(sid)
+        apex_splits = self.state.splits_for(sid)
         result: list[OutboundPort] = []
         for port in membership.tcp_ports(service):
             own = self.upstream(service, port)
@@ -263,7 +255,9 @@ class Catalog:
                 match_ips: tuple[str, ...] = (service.cluster_ip,)
             else:
                 match_ips = tuple(sorted({e.ip for e in own.endpoints}))
-            routes, upstreams = self._split_routes(service, port, splits)
+            routes, upstreams = splits.split_routes(
+                self.state, service, port, apex_splits, self.upstream, self._warn
+            )
             result.append(
                 OutboundPort(
                     sid,
@@ -276,82 +270,6 @@ class Catalog:
                 )
             )
         return tuple(result)
-
-    def _split_routes(
-        self, apex: Service, port: ServicePort, splits: list[TrafficSplit]
-    ) -> tuple[tuple[OutboundRoute, ...], tuple[Upstream, ...]]:
-        sid = ServiceId(apex.namespace, apex.name)
-        upstreams: dict[ServiceId, Upstream] = {}
-        matched: list[OutboundRoute] = []
-        default: dict[ServiceId, int] = {}
-        http = policy.is_http(port.app_protocol)
-        for split in splits:
-            targets: list[WeightedTarget] = []
-            for backend in split.backends:
-                if backend.weight == 0:
-                    continue
-                bid = ServiceId(split.namespace, backend.service)
-                service = self.state.service(bid)
-                if service is None:
-                    self._warn(
-                        ("service", sid),
-                        split,
-                        f'backend Service "{bid}" does not exist; it gets no traffic',
-                    )
-                    continue
-                backend_port = service.port_named(port.port)
-                if backend_port is None:
-                    self._warn(
-                        ("service", sid),
-                        split,
-                        f'backend Service "{bid}" has no port {port.port} (a port of the '
-                        "apex); it gets no traffic on that port",
-                    )
-                    continue
-                upstreams[bid] = self.upstream(service, backend_port)
-                targets.append(WeightedTarget(bid, port.port, backend.weight))
-            if not targets:
-                self._warn(
-                    ("service", sid),
-                    split,
-                    f"no backend can take traffic on port {port.port}; the split is "
-                    "ignored on that port",
-                )
-                continue
-            if split.matches and not http:
-                self._warn(
-                    ("service", sid),
-                    split,
-                    f"matches apply to HTTP only; port {port.port} is "
-                    f"{port.app_protocol}, so the split is ignored on it",
-                )
-                continue
-            if split.matches:
-                for group_name in split.matches:
-                    group = self.state.route_group(split.namespace, group_name)
-                    if not isinstance(group, HTTPRouteGroup):
-                        self._warn(
-                            ("service", sid),
-                            split,
-                            f'HTTPRouteGroup "{split.namespace}/{group_name}" does not '
-                            "exist; its matches are not split",
-                        )
-                        continue
-                    for match in group.matches:
-                        matched.append(OutboundRoute(RequestMatch.of(match), tuple(targets)))
-            else:
-                for target in targets:
-                    default[target.service] = default.get(target.service, 0) + target.weight
-        if default:
-            default_targets = tuple(
-                WeightedTarget(service, port.port, weight)
-                for service, weight in sorted(default.items())
-            )
-        else:
-            default_targets = (WeightedTarget(sid, port.port, 1),)
-            upstreams[sid] = self.upstream(apex, port)
-        routes = (*matched, OutboundRoute(None, default_targets))
-        return routes, tuple(upstreams[k] for k in sorted(upstreams))
 
     # -- outbound ----------------------------------------------------------------------
     def reachable(self, identity: Identity) -> tuple[ServiceId, ...]:
