@@ -12,17 +12,15 @@ Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes
 * Permissive mode (MeshConfig ``enablePermissiveTrafficPolicyMode``, default): any
   mesh identity may call any port of any service, and every proxy reaches every mesh
   service.
-* SMI mode: a proxy reaches the services (in the mesh) whose pods run as the
-  destination of a TrafficTarget listing the proxy's identity as a source. Inbound,
-  an HTTP port admits the sources of HTTPRouteGroup rules (requests matching the
-  named matches; a rule without ``matches`` means all of the group's; conditions of
-  one match are ANDed, matches ORed) and of TCPRoute rules covering the port; a TCP
-  port admits only TCPRoute sources. A TCPRoute with no ports covers every port; a
+* SMI mode: which services a proxy reaches: see `outbound`. Inbound, an HTTP port
+  admits the sources of HTTPRouteGroup rules (requests matching the named matches; a
+  rule without ``matches`` means all of the group's; conditions of one match are
+  ANDed, matches ORed) and of TCPRoute rules covering the port; a TCP port admits
+  only TCPRoute sources. A TCPRoute with no ports covers every port; a
   TCPRoute port covers a service port when it equals the port or its target port.
   A TCPRoute source on an HTTP port may send any request.
 * TrafficSplit: see `splits`.
-* Endpoints: a service's ready addresses from its Endpoints object; when it has none,
-  its ready pods with an IP (targetPort resolved per pod).
+* Endpoints: see `outbound`.
 * Python sidecars (pods annotated ``osm-py.io/sidecar: python``) proxy gRPC ports as
   TCP: they speak HTTP/1.1 only, so the application's HTTP/2 crosses them as opaque
   bytes inside the mTLS tunnel. For such a proxy a gRPC port is a TCP port, with
@@ -30,17 +28,15 @@ Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes
   mode admits every mesh identity; SMI mode admits the TCPRoute sources covering the
   port and the sources of HTTPRouteGroup matches that admit every request
   (`RequestMatch.matches_every_request`); the sources of narrower matches are denied,
-  with a warning naming the TrafficTarget rule. Outbound, a gRPC port goes to the
-  default route's targets; split routes by ``matches`` do not apply (a warning says so).
+  with a warning naming the TrafficTarget rule. Outbound: see `outbound`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from osm.catalog import membership, policy, splits
+from osm.catalog import membership, outbound, policy
 from osm.catalog.ids import Identity, ProxyId, ServiceId
 from osm.catalog.policy import (
     ENVOY,
@@ -61,7 +57,7 @@ from osm.catalog.policy import (
 from osm.catalog.state import Changed, MeshState, apex_name
 from osm.catalog.warn import WarningKey, Warnings
 from osm.model.config import MeshConfig
-from osm.model.core import EndpointPort, Endpoints, Namespace, Pod, Service, ServicePort
+from osm.model.core import Endpoints, Namespace, Pod, Service, ServicePort
 from osm.model.meta import ObjectRef, Resource
 from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
 
@@ -200,39 +196,15 @@ class Catalog:
         return membership.services_of(self.state, identity)
 
     def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
-        """Ready endpoints of one service port (see the module docstring)."""
-        sid = ServiceId(service.namespace, service.name)
-        found: set[Endpoint] = set()
-        endpoints = self.state.endpoints(sid)
-        if isinstance(endpoints, Endpoints):
-            for subset in endpoints.subsets:
-                endpoint_port = _endpoint_port(subset.ports, port)
-                if endpoint_port is None:
-                    continue
-                for address in subset.addresses:
-                    if address.ready:
-                        found.add(Endpoint(address.ip, endpoint_port))
-        else:
-            for pod in self.state.pods_selected_by(service):
-                if not (pod.ready and pod.pod_ip):
-                    continue
-                target = membership.target_port(port, pod)
-                if target is not None:
-                    found.add(Endpoint(pod.pod_ip, target))
-        return tuple(sorted(found, key=lambda e: (e.ip, e.port)))
+        """Ready endpoints of one service port (`outbound.endpoints`)."""
+        return outbound.endpoints(self.state, service, port)
 
     def upstream(self, service: Service, port: ServicePort) -> Upstream:
         sid = ServiceId(service.namespace, service.name)
         key = (sid, port.port)
         cached = self._c.upstreams.get(key)
         if cached is None:
-            cached = Upstream(
-                sid,
-                port.port,
-                port.app_protocol,
-                self.identities_of(sid),
-                self.endpoints(service, port),
-            )
+            cached = outbound.upstream(self.state, service, port, self.identities_of(sid))
             self._c.upstreams[key] = cached
         return cached
 
@@ -241,35 +213,13 @@ class Catalog:
         cached = self._c.service_ports.get(service_id)
         if cached is None:
             service = self.state.service(service_id)
-            cached = () if service is None else self._service_ports(service)
+            cached = (
+                ()
+                if service is None
+                else outbound.service_ports(self.state, service, self.upstream, self._warn)
+            )
             self._c.service_ports[service_id] = cached
         return cached
-
-    def _service_ports(self, service: Service) -> tuple[OutboundPort, ...]:
-        sid = ServiceId(service.namespace, service.name)
-        apex_splits = self.state.splits_for(sid)
-        result: list[OutboundPort] = []
-        for port in membership.tcp_ports(service):
-            own = self.upstream(service, port)
-            if service.cluster_ip and not service.headless:
-                match_ips: tuple[str, ...] = (service.cluster_ip,)
-            else:
-                match_ips = tuple(sorted({e.ip for e in own.endpoints}))
-            routes, upstreams = splits.split_routes(
-                self.state, service, port, apex_splits, self.upstream, self._warn
-            )
-            result.append(
-                OutboundPort(
-                    sid,
-                    port.port,
-                    port.app_protocol,
-                    service.cluster_ip if not service.headless else "",
-                    match_ips,
-                    routes,
-                    upstreams,
-                )
-            )
-        return tuple(result)
 
     # -- outbound ----------------------------------------------------------------------
     def reachable(self, identity: Identity) -> tuple[ServiceId, ...]:
@@ -278,22 +228,17 @@ class Catalog:
             return self.mesh_services()
         cached = self._c.reachable.get(identity)
         if cached is None:
-            found: set[ServiceId] = set()
-            for target in self.state.targets_from(identity):
-                destination = Identity(target.destination.namespace, target.destination.name)
-                found.update(self.services_of(destination))
-            cached = tuple(s for s in sorted(found) if self.in_mesh_namespace(s.namespace))
+            cached = outbound.reachable(self.state, identity)
             self._c.reachable[identity] = cached
         return cached
 
     def outbound(self, identity: Identity, sidecar: str = ENVOY) -> OutboundPolicy:
         """Outbound policy of a proxy running as ``identity`` with data plane ``sidecar``.
 
-        Filter chains are told apart by destination IP and port, so when two service
-        ports would claim the same (IP, port) the first by (service, port) keeps it and
-        the other loses that IP, with a warning. For a sidecar that tunnels gRPC
-        (`policy.tunnels_grpc`) gRPC ports are TCP ports (`_tunnelled`); without gRPC
-        ports its policy is the very object Envoy's is.
+        Its ports are `outbound.outbound_ports` of the services it reaches. For a sidecar
+        that tunnels gRPC (`policy.tunnels_grpc`) gRPC ports are TCP ports
+        (`outbound.tunnelled`); without gRPC ports its policy is the very object Envoy's
+        is.
         """
         if policy.tunnels_grpc(sidecar):
             return self._tunnelling_outbound(identity, sidecar)
@@ -311,6 +256,9 @@ class Catalog:
         result = OutboundPolicy(identity.namespace, ports, self.config.traffic.enable_egress)
         self._outbound[key] = result
         return result
+
+    def _outbound_ports(self, services: tuple[ServiceId, ...]) -> tuple[OutboundPort, ...]:
+        return outbound.outbound_ports(self.state, services, self.service_ports, self._warn)
 
     def _tunnelling_outbound(self, identity: Identity, sidecar: str) -> OutboundPolicy:
         base = self.outbound(identity)
@@ -333,63 +281,14 @@ class Catalog:
         return result
 
     def _tunnelled(self, port: OutboundPort) -> OutboundPort:
-        """``port`` as a sidecar that tunnels gRPC reaches it: a gRPC port becomes a TCP
-        port to its default route's targets, and no upstream is gRPC (no HTTP/2 cluster;
-        a split can send an HTTP port to a backend's gRPC port). Ports without gRPC are
-        returned as they are."""
-        grpc = policy.GRPC_PROTOCOL
-        if port.protocol != grpc and all(u.protocol != grpc for u in port.upstreams):
+        """`outbound.tunnelled`, cached; ports without gRPC are returned as they are."""
+        if not outbound.carries_grpc(port):
             return port
         cached = self._c.tunnelled.get(port)
         if cached is None:
-            routes, upstreams = port.routes, port.upstreams
-            if port.protocol == grpc:
-                if len(routes) > 1:
-                    self._warn(
-                        ("service", port.service),
-                        self.state.service(port.service),
-                        f"port {port.port} is gRPC: TrafficSplit matches on it do not apply "
-                        "to clients with the Python sidecar (it proxies gRPC as TCP); they "
-                        "split all their traffic as the default route does",
-                    )
-                routes = routes[-1:]
-                named = {target.service for target in routes[0].targets}
-                upstreams = tuple(u for u in upstreams if u.service in named)
-            cached = dataclasses.replace(
-                port,
-                protocol=policy.TCP_PROTOCOL if port.protocol == grpc else port.protocol,
-                routes=routes,
-                upstreams=tuple(
-                    dataclasses.replace(u, protocol=policy.TCP_PROTOCOL)
-                    if u.protocol == grpc
-                    else u
-                    for u in upstreams
-                ),
-            )
+            cached = outbound.tunnelled(self.state, port, self._warn)
             self._c.tunnelled[port] = cached
         return cached
-
-    def _outbound_ports(self, services: tuple[ServiceId, ...]) -> tuple[OutboundPort, ...]:
-        claimed: dict[tuple[str, int], ServiceId] = {}
-        ports: list[OutboundPort] = []
-        for sid in services:
-            for outbound_port in self.service_ports(sid):
-                kept: list[str] = []
-                for ip in outbound_port.match_ips:
-                    owner = claimed.setdefault((ip, outbound_port.port), sid)
-                    if owner == sid:
-                        kept.append(ip)
-                    else:
-                        self._warn(
-                            ("outbound", sid),
-                            self.state.service(sid),
-                            f"{ip}:{outbound_port.port} is also an address of Service "
-                            f'"{owner}"; connections to it are routed as {owner}',
-                        )
-                if len(kept) != len(outbound_port.match_ips):
-                    outbound_port = dataclasses.replace(outbound_port, match_ips=tuple(kept))
-                ports.append(outbound_port)
-        return tuple(ports)
 
     # -- inbound -----------------------------------------------------------------------
     def _grants(self, identity: Identity) -> tuple[tuple[_HttpGrant, ...], tuple[_TcpGrant, ...]]:
@@ -638,15 +537,3 @@ def _target_identities(target: TrafficTarget) -> Iterable[Identity]:
     yield Identity(target.destination.namespace, target.destination.name)
     for source in target.sources:
         yield Identity(source.namespace, source.name)
-
-
-# -- helpers -----------------------------------------------------------------------------
-def _endpoint_port(ports: Iterable[EndpointPort], port: ServicePort) -> int | None:
-    """The Endpoints subset port for a service port: same name, or the only one."""
-    candidates = list(ports)
-    for candidate in candidates:
-        if candidate.name == port.name:
-            return candidate.port
-    if len(candidates) == 1 and not port.name:
-        return candidates[0].port
-    return None
