@@ -12,23 +12,13 @@ Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes
 * Permissive mode (MeshConfig ``enablePermissiveTrafficPolicyMode``, default): any
   mesh identity may call any port of any service, and every proxy reaches every mesh
   service.
-* SMI mode: which services a proxy reaches: see `outbound`. Inbound, an HTTP port
-  admits the sources of HTTPRouteGroup rules (requests matching the named matches; a
-  rule without ``matches`` means all of the group's; conditions of one match are
-  ANDed, matches ORed) and of TCPRoute rules covering the port; a TCP port admits
-  only TCPRoute sources. A TCPRoute with no ports covers every port; a
-  TCPRoute port covers a service port when it equals the port or its target port.
-  A TCPRoute source on an HTTP port may send any request.
+* SMI mode: who reaches which service: see `outbound` and `inbound`.
 * TrafficSplit: see `splits`.
 * Endpoints: see `outbound`.
 * Python sidecars (pods annotated ``osm-py.io/sidecar: python``) proxy gRPC ports as
   TCP: they speak HTTP/1.1 only, so the application's HTTP/2 crosses them as opaque
-  bytes inside the mTLS tunnel. For such a proxy a gRPC port is a TCP port, with
-  policy never more permissive than the HTTP policy it replaces: inbound, permissive
-  mode admits every mesh identity; SMI mode admits the TCPRoute sources covering the
-  port and the sources of HTTPRouteGroup matches that admit every request
-  (`RequestMatch.matches_every_request`); the sources of narrower matches are denied,
-  with a warning naming the TrafficTarget rule. Outbound: see `outbound`.
+  bytes inside the mTLS tunnel. Their policy on a gRPC port is never more permissive
+  than the HTTP policy it replaces: see `outbound` and `inbound`.
 """
 
 from __future__ import annotations
@@ -36,21 +26,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from osm.catalog import membership, outbound, policy
+from osm.catalog import inbound, membership, outbound, policy
 from osm.catalog.ids import Identity, ProxyId, ServiceId
 from osm.catalog.policy import (
     ENVOY,
     CatalogWarning,
     Endpoint,
     InboundPolicy,
-    InboundPort,
-    InboundRule,
-    LocalPort,
     OutboundPolicy,
     OutboundPort,
     Proxy,
     ProxyPolicy,
-    RequestMatch,
     TlsSettings,
     Upstream,
 )
@@ -60,11 +46,6 @@ from osm.model.config import MeshConfig
 from osm.model.core import Endpoints, Namespace, Pod, Service, ServicePort
 from osm.model.meta import ObjectRef, Resource
 from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
-
-# (request match, sources, TrafficTarget, rule path) granted by HTTPRouteGroup rules;
-# (ports, sources) by TCPRoutes.
-_HttpGrant = tuple[RequestMatch, tuple[Identity, ...], ObjectRef, str]
-_TcpGrant = tuple[tuple[int, ...], tuple[Identity, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +64,7 @@ class _Caches:
     upstreams: dict[tuple[ServiceId, int], Upstream] = field(default_factory=dict)
     service_ports: dict[ServiceId, tuple[OutboundPort, ...]] = field(default_factory=dict)
     identities: dict[ServiceId, tuple[Identity, ...]] = field(default_factory=dict)
-    grants: dict[Identity, tuple[tuple[_HttpGrant, ...], tuple[_TcpGrant, ...]]] = field(
-        default_factory=dict
-    )
+    grants: dict[Identity, inbound.Grants] = field(default_factory=dict)
     reachable: dict[Identity, tuple[ServiceId, ...]] = field(default_factory=dict)
     tunnelled: dict[OutboundPort, OutboundPort] = field(default_factory=dict)
     mesh_services: tuple[ServiceId, ...] | None = None
@@ -169,7 +148,7 @@ class Catalog:
     def policy(self, proxy: Proxy) -> ProxyPolicy:
         """The full policy of ``proxy`` (equal for proxies with equal class keys)."""
         sidecar = self.config.sidecar
-        inbound = (
+        inbound_policy = (
             self.inbound(proxy)
             if proxy.kind == policy.SIDECAR
             else InboundPolicy(proxy.identity, ())
@@ -177,7 +156,7 @@ class Catalog:
         return ProxyPolicy(
             proxy.identity,
             proxy.kind,
-            inbound,
+            inbound_policy,
             self.outbound(proxy.identity, proxy.sidecar),
             TlsSettings(sidecar.tls_min_protocol_version, sidecar.tls_max_protocol_version),
         )
@@ -291,154 +270,15 @@ class Catalog:
         return cached
 
     # -- inbound -----------------------------------------------------------------------
-    def _grants(self, identity: Identity) -> tuple[tuple[_HttpGrant, ...], tuple[_TcpGrant, ...]]:
-        cached = self._c.grants.get(identity)
-        if cached is not None:
-            return cached
-        http: list[_HttpGrant] = []
-        tcp: list[_TcpGrant] = []
-        key = ("identity", identity)
-        for target in self.state.targets_to(identity):
-            sources = tuple(sorted({Identity(s.namespace, s.name) for s in target.sources}))
-            for index, rule in enumerate(target.rules):
-                where = f"spec.rules[{index}]"
-                if rule.kind == HTTPRouteGroup.KIND:
-                    group = self.state.route_group(target.namespace, rule.name)
-                    if not isinstance(group, HTTPRouteGroup):
-                        self._warn(
-                            key,
-                            target,
-                            f'{where}: HTTPRouteGroup "{target.namespace}/{rule.name}" does '
-                            "not exist; the rule allows nothing",
-                        )
-                        continue
-                    matches = list(group.matches)
-                    if rule.matches:
-                        matches = []
-                        for name in rule.matches:
-                            match = group.match(name)
-                            if match is None:
-                                self._warn(
-                                    key,
-                                    target,
-                                    f'{where}: HTTPRouteGroup "{rule.name}" has no match '
-                                    f'"{name}"; it allows nothing',
-                                )
-                            else:
-                                matches.append(match)
-                    rule_text = f'{where}: HTTPRouteGroup "{rule.name}"'
-                    http.extend(
-                        (RequestMatch.of(m), sources, target.ref, rule_text) for m in matches
-                    )
-                else:
-                    route = self.state.tcp_route(target.namespace, rule.name)
-                    if not isinstance(route, TCPRoute):
-                        self._warn(
-                            key,
-                            target,
-                            f'{where}: TCPRoute "{target.namespace}/{rule.name}" does not '
-                            "exist; the rule allows nothing",
-                        )
-                        continue
-                    tcp.append((route.ports, sources))
-        cached = (tuple(http), tuple(tcp))
-        self._c.grants[identity] = cached
-        return cached
-
     def inbound(self, proxy: Proxy) -> InboundPolicy:
         """Who may call the service ports ``proxy`` serves, and which requests."""
-        ports: list[InboundPort] = []
-        http_grants, tcp_grants = ((), ()) if self.permissive else self._grants(proxy.identity)
-        tunnels = policy.tunnels_grpc(proxy.sidecar)
-        for local in proxy.local_ports:
-            tunnelled = tunnels and local.protocol == policy.GRPC_PROTOCOL
-            protocol = policy.TCP_PROTOCOL if tunnelled else local.protocol
-            http = policy.is_http(protocol)
-            if self.permissive:
-                rules = (InboundRule(RequestMatch(), None),) if http else ()
-                ports.append(
-                    InboundPort(local.service, local.port, local.target_port, protocol, None, rules)
-                )
-                continue
-            tcp_sources: set[Identity] = set()
-            for route_ports, sources in tcp_grants:
-                if not route_ports or local.port in route_ports or local.target_port in route_ports:
-                    tcp_sources.update(sources)
-            if tunnelled:
-                allowed = self._tunnelled_sources(proxy.identity, local, http_grants, tcp_sources)
-                ports.append(
-                    InboundPort(local.service, local.port, local.target_port, protocol, allowed, ())
-                )
-                continue
-            if not http:
-                ports.append(
-                    InboundPort(
-                        local.service,
-                        local.port,
-                        local.target_port,
-                        protocol,
-                        tuple(sorted(tcp_sources)),
-                        (),
-                    )
-                )
-                continue
-            by_match: dict[RequestMatch, set[Identity]] = {}
-            for match, sources, _target, _where in http_grants:
-                by_match.setdefault(match, set()).update(sources)
-            rules_list = [InboundRule(m, tuple(sorted(s))) for m, s in by_match.items()]
-            if tcp_sources:
-                rules_list.append(InboundRule(RequestMatch(), tuple(sorted(tcp_sources))))
-            l4 = set(tcp_sources)
-            for _match, sources, _target, _where in http_grants:
-                l4.update(sources)
-            ports.append(
-                InboundPort(
-                    local.service,
-                    local.port,
-                    local.target_port,
-                    protocol,
-                    tuple(sorted(l4)),
-                    tuple(rules_list),
-                )
-            )
-        return InboundPolicy(proxy.identity, tuple(ports))
-
-    def _tunnelled_sources(
-        self,
-        identity: Identity,
-        local: LocalPort,
-        http_grants: tuple[_HttpGrant, ...],
-        tcp_sources: set[Identity],
-    ) -> tuple[Identity, ...]:
-        """SMI: who may connect to a gRPC port proxied as TCP. A connection carries any
-        request, so only sources allowed every request on it are: TCPRoute sources, and
-        sources of HTTP matches that admit every request. The sources of narrower
-        matches are denied, with a warning per TrafficTarget rule (keyed by identity:
-        the answer is the same for every proxy of the identity that tunnels gRPC)."""
-        allowed = set(tcp_sources)
-        for match, sources, _target, _where in http_grants:
-            if match.matches_every_request:
-                allowed.update(sources)
-        denied: dict[tuple[ObjectRef, str], set[Identity]] = {}
-        for match, sources, target, where in http_grants:
-            if not match.matches_every_request:
-                denied.setdefault((target, where), set()).update(set(sources) - allowed)
-        for (target, where), refused in sorted(
-            denied.items(), key=lambda item: (str(item[0][0]), item[0][1])
-        ):
-            if not refused:
-                continue
-            names = ", ".join(str(s) for s in sorted(refused))
-            self._warn(
-                ("identity", identity),
-                target,
-                f"{where} does not allow every request, and port {local.port} of "
-                f'Service "{local.service}" is gRPC on the Python sidecar, which proxies '
-                "gRPC as TCP and cannot check requests: the rule allows nothing on that "
-                f"port, {names} denied (a TCPRoute, or a match of any method with "
-                'pathRegex ".*" or none, allows every request)',
-            )
-        return tuple(sorted(allowed))
+        if self.permissive:
+            return inbound.inbound_policy(proxy, True, inbound.NO_GRANTS, self._warn)
+        cached = self._c.grants.get(proxy.identity)
+        if cached is None:
+            cached = inbound.grants(self.state, proxy.identity, self._warn)
+            self._c.grants[proxy.identity] = cached
+        return inbound.inbound_policy(proxy, False, cached, self._warn)
 
 
 # -- change analysis ---------------------------------------------------------------------
