@@ -1,32 +1,28 @@
 """The catalog: a MeshState's answers to "what may this proxy do".
 
-The one idea: every answer is computed from one `MeshState` and cached per service or
-per identity, and a catalog for the next state can take over the caches of the
-previous one except for the services and identities a change made dirty
-(`Catalog.derive`). Answers are `policy` values; problems in the resources come back
-as `CatalogWarning` values (`Catalog.warnings`), never as log lines.
+The one idea: every answer is computed from one `MeshState` by the rules of
+`membership` (which pods are proxies), `splits`, `outbound` and `inbound`, and cached
+here per service or per identity; a catalog for the next state can take over the
+caches of the previous one except for the services and identities a change made dirty
+(`Catalog.derive`, with `dirty.dirty_from`). Answers are `policy` values; problems in
+the resources come back as `CatalogWarning` values (`Catalog.warnings`), never as log
+lines.
 
-Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes):
-
-* Mesh membership: see `membership`.
-* Permissive mode (MeshConfig ``enablePermissiveTrafficPolicyMode``, default): any
-  mesh identity may call any port of any service, and every proxy reaches every mesh
-  service.
-* SMI mode: who reaches which service: see `outbound` and `inbound`.
-* TrafficSplit: see `splits`.
-* Endpoints: see `outbound`.
-* Python sidecars (pods annotated ``osm-py.io/sidecar: python``) proxy gRPC ports as
-  TCP: they speak HTTP/1.1 only, so the application's HTTP/2 crosses them as opaque
-  bytes inside the mTLS tunnel. Their policy on a gRPC port is never more permissive
-  than the HTTP policy it replaces: see `outbound` and `inbound`.
+Modes: in permissive mode (MeshConfig ``enablePermissiveTrafficPolicyMode``, default)
+any mesh identity may call any port of any mesh service; in SMI mode TrafficTargets
+say who may call what (`outbound`, `inbound`). Python sidecars (pods annotated
+``osm-py.io/sidecar: python``) proxy gRPC ports as TCP: they speak HTTP/1.1 only, so
+the application's HTTP/2 crosses them as opaque bytes inside the mTLS tunnel; their
+policy on a gRPC port is never more permissive than the HTTP policy it replaces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from osm.catalog import inbound, membership, outbound, policy
+from osm.catalog.dirty import Dirty
+from osm.catalog.dirty import dirty_from as _dirty_from
 from osm.catalog.ids import Identity, ProxyId, ServiceId
 from osm.catalog.policy import (
     ENVOY,
@@ -40,27 +36,18 @@ from osm.catalog.policy import (
     TlsSettings,
     Upstream,
 )
-from osm.catalog.state import Changed, MeshState, apex_name
-from osm.catalog.warn import WarningKey, Warnings
+from osm.catalog.state import Changed, MeshState
+from osm.catalog.warn import Warnings
 from osm.model.config import MeshConfig
-from osm.model.core import Endpoints, Namespace, Pod, Service, ServicePort
-from osm.model.meta import ObjectRef, Resource
-from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
+from osm.model.core import Pod, Service, ServicePort
 
-
-@dataclass(frozen=True, slots=True)
-class Dirty:
-    """What a change may have altered, in the catalog's terms (see `dirty_from`)."""
-
-    services: frozenset[ServiceId] = frozenset()
-    identities: frozenset[Identity] = frozenset()
-    pods: frozenset[ProxyId] = frozenset()
-    mesh_services: bool = False
-    everything: bool = False
+__all__ = ["Catalog", "Dirty", "dirty_from"]
 
 
 @dataclass(slots=True)
 class _Caches:
+    """The answers a derived catalog may keep (`Catalog.derive`)."""
+
     upstreams: dict[tuple[ServiceId, int], Upstream] = field(default_factory=dict)
     service_ports: dict[ServiceId, tuple[OutboundPort, ...]] = field(default_factory=dict)
     identities: dict[ServiceId, tuple[Identity, ...]] = field(default_factory=dict)
@@ -105,7 +92,7 @@ class Catalog:
             reachable={k: v for k, v in old.reachable.items() if k not in identities},
             tunnelled={k: v for k, v in old.tunnelled.items() if k.service not in services},
             mesh_services=None if dirty.mesh_services else old.mesh_services,
-            warnings=old.warnings.without(lambda key: _stale(key, dirty)),
+            warnings=old.warnings.without(dirty.stale),
         )
         return Catalog(state, _caches=caches)
 
@@ -131,7 +118,6 @@ class Catalog:
             self._c.mesh_services = membership.mesh_services(self.state)
         return self._c.mesh_services
 
-    # -- proxies -----------------------------------------------------------------------
     def proxies(self) -> list[Proxy]:
         """Every proxy of the mesh (pods in the mesh), sorted by namespace and name."""
         return [self.proxy_for(pod) for pod in self.state.typed(Pod) if self.pod_in_mesh(pod)]
@@ -145,6 +131,19 @@ class Catalog:
     def proxy_for(self, pod: Pod) -> Proxy:
         return membership.proxy_for(self.state, pod, self._warn)
 
+    def identities_of(self, service_id: ServiceId) -> tuple[Identity, ...]:
+        """Service accounts of the pods the service selects (its peer identities)."""
+        cached = self._c.identities.get(service_id)
+        if cached is None:
+            cached = membership.identities_of(self.state, service_id)
+            self._c.identities[service_id] = cached
+        return cached
+
+    def services_of(self, identity: Identity) -> list[ServiceId]:
+        """Services selecting at least one pod running as ``identity``."""
+        return membership.services_of(self.state, identity)
+
+    # -- the whole policy --------------------------------------------------------------
     def policy(self, proxy: Proxy) -> ProxyPolicy:
         """The full policy of ``proxy`` (equal for proxies with equal class keys)."""
         sidecar = self.config.sidecar
@@ -162,18 +161,6 @@ class Catalog:
         )
 
     # -- services ----------------------------------------------------------------------
-    def identities_of(self, service_id: ServiceId) -> tuple[Identity, ...]:
-        """Service accounts of the pods the service selects (its peer identities)."""
-        cached = self._c.identities.get(service_id)
-        if cached is None:
-            cached = membership.identities_of(self.state, service_id)
-            self._c.identities[service_id] = cached
-        return cached
-
-    def services_of(self, identity: Identity) -> list[ServiceId]:
-        """Services selecting at least one pod running as ``identity``."""
-        return membership.services_of(self.state, identity)
-
     def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
         """Ready endpoints of one service port (`outbound.endpoints`)."""
         return outbound.endpoints(self.state, service, port)
@@ -281,99 +268,6 @@ class Catalog:
         return inbound.inbound_policy(proxy, False, cached, self._warn)
 
 
-# -- change analysis ---------------------------------------------------------------------
 def dirty_from(before: Catalog, after: MeshState, changed: Changed) -> Dirty:
-    """What ``changed`` (taking ``before.state`` to ``after``) may alter.
-
-    Conservative: it may name more than changed, never less. Services whose pods,
-    endpoints, ports or splits changed are dirty, and so are the apexes of splits
-    they are backends of; identities named by changed TrafficTargets (directly or
-    through a changed route) are dirty, and in SMI mode so are the sources of
-    TrafficTargets to identities whose services changed.
-    """
-    if changed.everything:
-        return Dirty(everything=True)
-    kinds = changed.kinds
-    if kinds & {Namespace.KIND, MeshConfig.KIND}:
-        return Dirty(everything=True)
-    services: set[ServiceId] = set()
-    identities: set[Identity] = set()
-    pods: set[ProxyId] = set()
-    mesh_services = False
-    states = (before.state, after)
-
-    def versions(ref: ObjectRef) -> list[Resource]:
-        return changed.versions(ref)
-
-    for ref in changed.refs:
-        if ref.kind == Service.KIND:
-            sid = ServiceId(ref.namespace, ref.name)
-            services.add(sid)
-            if ref not in changed.before or ref not in changed.after:
-                mesh_services = True
-            for version in versions(ref):
-                assert isinstance(version, Service)
-                for state in states:
-                    pods.update(
-                        ProxyId(p.namespace, p.name) for p in state.pods_selected_by(version)
-                    )
-        elif ref.kind == Pod.KIND:
-            pods.add(ProxyId(ref.namespace, ref.name))
-            for version in versions(ref):
-                assert isinstance(version, Pod)
-                identities.add(Identity(version.namespace, version.spec.service_account_name))
-                for state in states:
-                    services.update(
-                        ServiceId(s.namespace, s.name)
-                        for s in state.services_selecting(
-                            version.namespace, version.metadata.labels
-                        )
-                    )
-        elif ref.kind == Endpoints.KIND:
-            services.add(ServiceId(ref.namespace, ref.name))
-        elif ref.kind == TrafficSplit.KIND:
-            for version in versions(ref):
-                assert isinstance(version, TrafficSplit)
-                services.add(ServiceId(version.namespace, apex_name(version)))
-        elif ref.kind in (HTTPRouteGroup.KIND, TCPRoute.KIND):
-            for state in states:
-                for target in state.targets_with_rule(ref.namespace, ref.kind, ref.name):
-                    identities.update(_target_identities(target))
-                if ref.kind == HTTPRouteGroup.KIND:
-                    for split in state.splits_with_group(ref.namespace, ref.name):
-                        services.add(ServiceId(split.namespace, apex_name(split)))
-        elif ref.kind == TrafficTarget.KIND:
-            for version in versions(ref):
-                assert isinstance(version, TrafficTarget)
-                identities.update(_target_identities(version))
-    # Apexes whose backends changed.
-    for sid in list(services):
-        for state in states:
-            for split in state.splits_with_backend(sid):
-                services.add(ServiceId(split.namespace, apex_name(split)))
-    # SMI: who reaches a changed service depends on the identities behind it.
-    if not after.mesh_config.permissive:
-        behind: set[Identity] = set(identities)
-        after_catalog = Catalog(after)
-        for sid in services:
-            behind.update(before.identities_of(sid))
-            behind.update(after_catalog.identities_of(sid))
-        for identity in behind:
-            for state in states:
-                for target in state.targets_to(identity):
-                    identities.update(_target_identities(target))
-    return Dirty(frozenset(services), frozenset(identities), frozenset(pods), mesh_services, False)
-
-
-def _stale(key: WarningKey, dirty: Dirty) -> bool:
-    """Whether a cached warning's key is invalidated by ``dirty``."""
-    tag, subject = key
-    if tag == "outbound":
-        return True
-    return subject in dirty.services or subject in dirty.identities or subject in dirty.pods
-
-
-def _target_identities(target: TrafficTarget) -> Iterable[Identity]:
-    yield Identity(target.destination.namespace, target.destination.name)
-    for source in target.sources:
-        yield Identity(source.namespace, source.name)
+    """What ``changed`` (taking ``before.state`` to ``after``) may alter (`dirty.dirty_from`)."""
+    return _dirty_from(before.state, after, changed, before.identities_of)
