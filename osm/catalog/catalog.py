@@ -1,116 +1,62 @@
 """The catalog: a MeshState's answers to "what may this proxy do".
 
-The one idea: every answer is computed from one `MeshState` and cached per service or
-per identity, and a catalog for the next state can take over the caches of the
-previous one except for the services and identities a change made dirty
-(`Catalog.derive`). Answers are `policy` values; problems in the resources come back
-as `CatalogWarning` values (`Catalog.warnings`), never as log lines.
+The one idea: every answer is computed from one `MeshState` by the rules of
+`membership` (which pods are proxies), `splits`, `outbound` and `inbound`, and cached
+here per service or per identity; a catalog for the next state can take over the
+caches of the previous one except for the services and identities a change made dirty
+(`Catalog.derive`, with `dirty.dirty_from`). Answers are `policy` values; problems in
+the resources come back as `CatalogWarning` values (`Catalog.warnings`), never as log
+lines.
 
-Rules (SMI access v1alpha3, specs v1alpha4, split v1alpha2/v1alpha4, OSM's modes):
-
-* Mesh: a namespace is in the mesh when its sidecar-injection annotation is enabled;
-  a pod is a proxy when its own annotation says so, else when its namespace is.
-* Permissive mode (MeshConfig ``enablePermissiveTrafficPolicyMode``, default): any
-  mesh identity may call any port of any service, and every proxy reaches every mesh
-  service.
-* SMI mode: a proxy reaches the services (in the mesh) whose pods run as the
-  destination of a TrafficTarget listing the proxy's identity as a source. Inbound,
-  an HTTP port admits the sources of HTTPRouteGroup rules (requests matching the
-  named matches; a rule without ``matches`` means all of the group's; conditions of
-  one match are ANDed, matches ORed) and of TCPRoute rules covering the port; a TCP
-  port admits only TCPRoute sources. A TCPRoute with no ports covers every port; a
-  TCPRoute port covers a service port when it equals the port or its target port.
-  A TCPRoute source on an HTTP port may send any request.
-* TrafficSplit: the apex's traffic goes to the backends by relative weight; weight 0
-  backends are left out; a backend without the apex's port is left out with a
-  warning. Several splits on one apex (OSM honoured only the first) combine so:
-  splits without ``matches`` are merged by summing weights per backend, in name order,
-  into the default route; each split with ``matches`` (v1alpha4, HTTP ports only)
-  adds routes for its groups' matches, in split-name order, ahead of the default; the
-  default route goes to the apex itself when no split without matches applies.
-* Endpoints: a service's ready addresses from its Endpoints object; when it has none,
-  its ready pods with an IP (targetPort resolved per pod).
-* Python sidecars (pods annotated ``osm-py.io/sidecar: python``) proxy gRPC ports as
-  TCP: they speak HTTP/1.1 only, so the application's HTTP/2 crosses them as opaque
-  bytes inside the mTLS tunnel. For such a proxy a gRPC port is a TCP port, with
-  policy never more permissive than the HTTP policy it replaces: inbound, permissive
-  mode admits every mesh identity; SMI mode admits the TCPRoute sources covering the
-  port and the sources of HTTPRouteGroup matches that admit every request
-  (`RequestMatch.matches_every_request`); the sources of narrower matches are denied,
-  with a warning naming the TrafficTarget rule. Outbound, a gRPC port goes to the
-  default route's targets; split routes by ``matches`` do not apply (a warning says so).
+Modes: in permissive mode (MeshConfig ``enablePermissiveTrafficPolicyMode``, default)
+any mesh identity may call any port of any mesh service; in SMI mode TrafficTargets
+say who may call what (`outbound`, `inbound`). Python sidecars (pods annotated
+``osm-py.io/sidecar: python``) proxy gRPC ports as TCP: they speak HTTP/1.1 only, so
+the application's HTTP/2 crosses them as opaque bytes inside the mTLS tunnel; their
+policy on a gRPC port is never more permissive than the HTTP policy it replaces.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from osm.base.identity import Identity
-from osm.catalog import policy
+from osm.catalog import inbound, membership, outbound, policy
+from osm.catalog.dirty import Dirty
+from osm.catalog.dirty import dirty_from as _dirty_from
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
     ENVOY,
     CatalogWarning,
     Endpoint,
     InboundPolicy,
-    InboundPort,
-    InboundRule,
-    LocalPort,
     OutboundPolicy,
     OutboundPort,
-    OutboundRoute,
     Proxy,
     ProxyPolicy,
-    RequestMatch,
     TlsSettings,
     Upstream,
-    WeightedTarget,
 )
-from osm.catalog.state import Changed, MeshState, apex_name
+from osm.catalog.state import Changed, MeshState
+from osm.catalog.warn import Warnings
 from osm.model.config import MeshConfig
-from osm.model.core import (
-    EndpointPort,
-    Endpoints,
-    Namespace,
-    Pod,
-    Service,
-    ServicePort,
-    injection_enabled,
-)
-from osm.model.meta import ObjectRef, Resource
-from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
+from osm.model.core import Pod, Service, ServicePort
 
-# (request match, sources, TrafficTarget, rule path) granted by HTTPRouteGroup rules;
-# (ports, sources) by TCPRoutes.
-_HttpGrant = tuple[RequestMatch, tuple[Identity, ...], ObjectRef, str]
-_TcpGrant = tuple[tuple[int, ...], tuple[Identity, ...]]
-
-
-@dataclass(frozen=True, slots=True)
-class Dirty:
-    """What a change may have altered, in the catalog's terms (see `dirty_from`)."""
-
-    services: frozenset[ServiceId] = frozenset()
-    identities: frozenset[Identity] = frozenset()
-    pods: frozenset[ProxyId] = frozenset()
-    mesh_services: bool = False
-    everything: bool = False
+__all__ = ["Catalog", "Dirty", "dirty_from"]
 
 
 @dataclass(slots=True)
 class _Caches:
+    """The answers a derived catalog may keep (`Catalog.derive`)."""
+
     upstreams: dict[tuple[ServiceId, int], Upstream] = field(default_factory=dict)
     service_ports: dict[ServiceId, tuple[OutboundPort, ...]] = field(default_factory=dict)
     identities: dict[ServiceId, tuple[Identity, ...]] = field(default_factory=dict)
-    grants: dict[Identity, tuple[tuple[_HttpGrant, ...], tuple[_TcpGrant, ...]]] = field(
-        default_factory=dict
-    )
+    grants: dict[Identity, inbound.Grants] = field(default_factory=dict)
     reachable: dict[Identity, tuple[ServiceId, ...]] = field(default_factory=dict)
     tunnelled: dict[OutboundPort, OutboundPort] = field(default_factory=dict)
     mesh_services: tuple[ServiceId, ...] | None = None
-    warnings: dict[object, list[CatalogWarning]] = field(default_factory=dict)
+    warnings: Warnings = field(default_factory=Warnings)
 
 
 class Catalog:
@@ -120,6 +66,7 @@ class Catalog:
         self.state = state
         self.config: MeshConfig = state.mesh_config
         self._c = _caches or _Caches()
+        self._warn = self._c.warnings.warn
         self._outbound: dict[object, OutboundPolicy] = {}
         self._permissive_ports: tuple[OutboundPort, ...] | None = None
         self._tunnelled_ports: dict[
@@ -146,35 +93,14 @@ class Catalog:
             reachable={k: v for k, v in old.reachable.items() if k not in identities},
             tunnelled={k: v for k, v in old.tunnelled.items() if k.service not in services},
             mesh_services=None if dirty.mesh_services else old.mesh_services,
-            warnings={k: v for k, v in old.warnings.items() if not _stale(k, dirty)},
+            warnings=old.warnings.without(dirty.stale),
         )
         return Catalog(state, _caches=caches)
-
-    # -- warnings ----------------------------------------------------------------------
-    def _annotation(self, pod: Pod, name: str, allowed: tuple[str, ...], default: str) -> str:
-        """The pod's annotation `name`: one of `allowed`, else `default` with a warning."""
-        value = pod.metadata.annotations.get(name, default)
-        if value in allowed:
-            return value
-        self._warn(
-            ("pod", ProxyId(pod.namespace, pod.name)),
-            pod,
-            f'annotation {name}="{value}" is not one of {", ".join(allowed)}; treated as {default}',
-        )
-        return default
-
-    def _warn(self, key: object, resource: Resource | ObjectRef | None, message: str) -> None:
-        ref = resource.ref if isinstance(resource, Resource) else resource
-        warning = CatalogWarning(message, ref)
-        found = self._c.warnings.setdefault(key, [])
-        if warning not in found:  # an answer may be computed again in a later build
-            found.append(warning)
 
     @property
     def warnings(self) -> list[CatalogWarning]:
         """Warnings of every answer computed so far (deduplicated, sorted)."""
-        seen = {w for ws in self._c.warnings.values() for w in ws}
-        return sorted(seen, key=lambda w: (str(w.ref or ""), w.message))
+        return self._c.warnings.all()
 
     # -- mesh membership ---------------------------------------------------------------
     @property
@@ -182,26 +108,17 @@ class Catalog:
         return self.config.permissive
 
     def in_mesh_namespace(self, namespace: str) -> bool:
-        ns = self.state.namespace(namespace)
-        return isinstance(ns, Namespace) and ns.sidecar_injection
+        return membership.in_mesh_namespace(self.state, namespace)
 
     def pod_in_mesh(self, pod: Pod) -> bool:
-        explicit = injection_enabled(pod.metadata.annotations)
-        if explicit is not None:
-            return explicit
-        return self.in_mesh_namespace(pod.namespace)
+        return membership.pod_in_mesh(self.state, pod)
 
     def mesh_services(self) -> tuple[ServiceId, ...]:
         """Every Service in a mesh namespace, sorted."""
         if self._c.mesh_services is None:
-            self._c.mesh_services = tuple(
-                ServiceId(s.namespace, s.name)
-                for s in self.state.typed(Service)
-                if self.in_mesh_namespace(s.namespace)
-            )
+            self._c.mesh_services = membership.mesh_services(self.state)
         return self._c.mesh_services
 
-    # -- proxies -----------------------------------------------------------------------
     def proxies(self) -> list[Proxy]:
         """Every proxy of the mesh (pods in the mesh), sorted by namespace and name."""
         return [self.proxy_for(pod) for pod in self.state.typed(Pod) if self.pod_in_mesh(pod)]
@@ -213,41 +130,25 @@ class Catalog:
         return self.proxy_for(pod)
 
     def proxy_for(self, pod: Pod) -> Proxy:
-        services = self.state.services_selecting(pod.namespace, pod.metadata.labels)
-        local_ports: list[LocalPort] = []
-        for service in services:
-            sid = ServiceId(service.namespace, service.name)
-            for port in _tcp_ports(service):
-                target = _target_port(port, pod)
-                if target is None:
-                    self._warn(
-                        ("pod", ProxyId(pod.namespace, pod.name)),
-                        service,
-                        f'targetPort "{port.target_port}" of port {port.port} names no '
-                        f"container port of pod {pod.namespace}/{pod.name}",
-                    )
-                    continue
-                local_ports.append(LocalPort(sid, port.port, target, port.app_protocol))
-        kind = self._annotation(
-            pod, policy.PROXY_KIND_ANNOTATION, policy.PROXY_KINDS, policy.SIDECAR
-        )
-        sidecar = self._annotation(pod, policy.SIDECAR_ANNOTATION, policy.SIDECARS, policy.ENVOY)
-        if kind != policy.SIDECAR:
-            sidecar = policy.ENVOY  # a proxyless client is its own data plane
-        return Proxy(
-            ProxyId(pod.namespace, pod.name),
-            Identity(pod.namespace, pod.spec.service_account_name),
-            pod.pod_ip,
-            tuple(ServiceId(s.namespace, s.name) for s in services),
-            tuple(local_ports),
-            kind,
-            sidecar,
-        )
+        return membership.proxy_for(self.state, pod, self._warn)
 
+    def identities_of(self, service_id: ServiceId) -> tuple[Identity, ...]:
+        """Service accounts of the pods the service selects (its peer identities)."""
+        cached = self._c.identities.get(service_id)
+        if cached is None:
+            cached = membership.identities_of(self.state, service_id)
+            self._c.identities[service_id] = cached
+        return cached
+
+    def services_of(self, identity: Identity) -> list[ServiceId]:
+        """Services selecting at least one pod running as ``identity``."""
+        return membership.services_of(self.state, identity)
+
+    # -- the whole policy --------------------------------------------------------------
     def policy(self, proxy: Proxy) -> ProxyPolicy:
         """The full policy of ``proxy`` (equal for proxies with equal class keys)."""
         sidecar = self.config.sidecar
-        inbound = (
+        inbound_policy = (
             self.inbound(proxy)
             if proxy.kind == policy.SIDECAR
             else InboundPolicy(proxy.identity, ())
@@ -255,66 +156,22 @@ class Catalog:
         return ProxyPolicy(
             proxy.identity,
             proxy.kind,
-            inbound,
+            inbound_policy,
             self.outbound(proxy.identity, proxy.sidecar),
             TlsSettings(sidecar.tls_min_protocol_version, sidecar.tls_max_protocol_version),
         )
 
     # -- services ----------------------------------------------------------------------
-    def identities_of(self, service_id: ServiceId) -> tuple[Identity, ...]:
-        """Service accounts of the pods the service selects (its peer identities)."""
-        cached = self._c.identities.get(service_id)
-        if cached is None:
-            service = self.state.service(service_id)
-            pods = self.state.pods_selected_by(service) if service is not None else []
-            cached = tuple(
-                sorted({Identity(p.namespace, p.spec.service_account_name) for p in pods})
-            )
-            self._c.identities[service_id] = cached
-        return cached
-
-    def services_of(self, identity: Identity) -> list[ServiceId]:
-        """Services selecting at least one pod running as ``identity``."""
-        found: set[ServiceId] = set()
-        for pod in self.state.pods_with_identity(identity):
-            for service in self.state.services_selecting(pod.namespace, pod.metadata.labels):
-                found.add(ServiceId(service.namespace, service.name))
-        return sorted(found)
-
     def endpoints(self, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
-        """Ready endpoints of one service port (see the module docstring)."""
-        sid = ServiceId(service.namespace, service.name)
-        found: set[Endpoint] = set()
-        endpoints = self.state.endpoints(sid)
-        if isinstance(endpoints, Endpoints):
-            for subset in endpoints.subsets:
-                endpoint_port = _endpoint_port(subset.ports, port)
-                if endpoint_port is None:
-                    continue
-                for address in subset.addresses:
-                    if address.ready:
-                        found.add(Endpoint(address.ip, endpoint_port))
-        else:
-            for pod in self.state.pods_selected_by(service):
-                if not (pod.ready and pod.pod_ip):
-                    continue
-                target = _target_port(port, pod)
-                if target is not None:
-                    found.add(Endpoint(pod.pod_ip, target))
-        return tuple(sorted(found, key=lambda e: (e.ip, e.port)))
+        """Ready endpoints of one service port (`outbound.endpoints`)."""
+        return outbound.endpoints(self.state, service, port)
 
     def upstream(self, service: Service, port: ServicePort) -> Upstream:
         sid = ServiceId(service.namespace, service.name)
         key = (sid, port.port)
         cached = self._c.upstreams.get(key)
         if cached is None:
-            cached = Upstream(
-                sid,
-                port.port,
-                port.app_protocol,
-                self.identities_of(sid),
-                self.endpoints(service, port),
-            )
+            cached = outbound.upstream(self.state, service, port, self.identities_of(sid))
             self._c.upstreams[key] = cached
         return cached
 
@@ -323,109 +180,13 @@ class Catalog:
         cached = self._c.service_ports.get(service_id)
         if cached is None:
             service = self.state.service(service_id)
-            cached = () if service is None else self._service_ports(service)
+            cached = (
+                ()
+                if service is None
+                else outbound.service_ports(self.state, service, self.upstream, self._warn)
+            )
             self._c.service_ports[service_id] = cached
         return cached
-
-    def _service_ports(self, service: Service) -> tuple[OutboundPort, ...]:
-        sid = ServiceId(service.namespace, service.name)
-        splits = self.state.splits_for(sid)
-        result: list[OutboundPort] = []
-        for port in _tcp_ports(service):
-            own = self.upstream(service, port)
-            if service.cluster_ip and not service.headless:
-                match_ips: tuple[str, ...] = (service.cluster_ip,)
-            else:
-                match_ips = tuple(sorted({e.ip for e in own.endpoints}))
-            routes, upstreams = self._split_routes(service, port, splits)
-            result.append(
-                OutboundPort(
-                    sid,
-                    port.port,
-                    port.app_protocol,
-                    service.cluster_ip if not service.headless else "",
-                    match_ips,
-                    routes,
-                    upstreams,
-                )
-            )
-        return tuple(result)
-
-    def _split_routes(
-        self, apex: Service, port: ServicePort, splits: list[TrafficSplit]
-    ) -> tuple[tuple[OutboundRoute, ...], tuple[Upstream, ...]]:
-        sid = ServiceId(apex.namespace, apex.name)
-        upstreams: dict[ServiceId, Upstream] = {}
-        matched: list[OutboundRoute] = []
-        default: dict[ServiceId, int] = {}
-        http = policy.is_http(port.app_protocol)
-        for split in splits:
-            targets: list[WeightedTarget] = []
-            for backend in split.backends:
-                if backend.weight == 0:
-                    continue
-                bid = ServiceId(split.namespace, backend.service)
-                service = self.state.service(bid)
-                if service is None:
-                    self._warn(
-                        ("service", sid),
-                        split,
-                        f'backend Service "{bid}" does not exist; it gets no traffic',
-                    )
-                    continue
-                backend_port = service.port_named(port.port)
-                if backend_port is None:
-                    self._warn(
-                        ("service", sid),
-                        split,
-                        f'backend Service "{bid}" has no port {port.port} (a port of the '
-                        "apex); it gets no traffic on that port",
-                    )
-                    continue
-                upstreams[bid] = self.upstream(service, backend_port)
-                targets.append(WeightedTarget(bid, port.port, backend.weight))
-            if not targets:
-                self._warn(
-                    ("service", sid),
-                    split,
-                    f"no backend can take traffic on port {port.port}; the split is "
-                    "ignored on that port",
-                )
-                continue
-            if split.matches and not http:
-                self._warn(
-                    ("service", sid),
-                    split,
-                    f"matches apply to HTTP only; port {port.port} is "
-                    f"{port.app_protocol}, so the split is ignored on it",
-                )
-                continue
-            if split.matches:
-                for group_name in split.matches:
-                    group = self.state.route_group(split.namespace, group_name)
-                    if not isinstance(group, HTTPRouteGroup):
-                        self._warn(
-                            ("service", sid),
-                            split,
-                            f'HTTPRouteGroup "{split.namespace}/{group_name}" does not '
-                            "exist; its matches are not split",
-                        )
-                        continue
-                    for match in group.matches:
-                        matched.append(OutboundRoute(RequestMatch.of(match), tuple(targets)))
-            else:
-                for target in targets:
-                    default[target.service] = default.get(target.service, 0) + target.weight
-        if default:
-            default_targets = tuple(
-                WeightedTarget(service, port.port, weight)
-                for service, weight in sorted(default.items())
-            )
-        else:
-            default_targets = (WeightedTarget(sid, port.port, 1),)
-            upstreams[sid] = self.upstream(apex, port)
-        routes = (*matched, OutboundRoute(None, default_targets))
-        return routes, tuple(upstreams[k] for k in sorted(upstreams))
 
     # -- outbound ----------------------------------------------------------------------
     def reachable(self, identity: Identity) -> tuple[ServiceId, ...]:
@@ -434,22 +195,17 @@ class Catalog:
             return self.mesh_services()
         cached = self._c.reachable.get(identity)
         if cached is None:
-            found: set[ServiceId] = set()
-            for target in self.state.targets_from(identity):
-                destination = Identity(target.destination.namespace, target.destination.name)
-                found.update(self.services_of(destination))
-            cached = tuple(s for s in sorted(found) if self.in_mesh_namespace(s.namespace))
+            cached = outbound.reachable(self.state, identity)
             self._c.reachable[identity] = cached
         return cached
 
     def outbound(self, identity: Identity, sidecar: str = ENVOY) -> OutboundPolicy:
         """Outbound policy of a proxy running as ``identity`` with data plane ``sidecar``.
 
-        Filter chains are told apart by destination IP and port, so when two service
-        ports would claim the same (IP, port) the first by (service, port) keeps it and
-        the other loses that IP, with a warning. For a sidecar that tunnels gRPC
-        (`policy.tunnels_grpc`) gRPC ports are TCP ports (`_tunnelled`); without gRPC
-        ports its policy is the very object Envoy's is.
+        Its ports are `outbound.outbound_ports` of the services it reaches. For a sidecar
+        that tunnels gRPC (`policy.tunnels_grpc`) gRPC ports are TCP ports
+        (`outbound.tunnelled`); without gRPC ports its policy is the very object Envoy's
+        is.
         """
         if policy.tunnels_grpc(sidecar):
             return self._tunnelling_outbound(identity, sidecar)
@@ -467,6 +223,9 @@ class Catalog:
         result = OutboundPolicy(identity.namespace, ports, self.config.traffic.enable_egress)
         self._outbound[key] = result
         return result
+
+    def _outbound_ports(self, services: tuple[ServiceId, ...]) -> tuple[OutboundPort, ...]:
+        return outbound.outbound_ports(self.state, services, self.service_ports, self._warn)
 
     def _tunnelling_outbound(self, identity: Identity, sidecar: str) -> OutboundPolicy:
         base = self.outbound(identity)
@@ -489,337 +248,27 @@ class Catalog:
         return result
 
     def _tunnelled(self, port: OutboundPort) -> OutboundPort:
-        """``port`` as a sidecar that tunnels gRPC reaches it: a gRPC port becomes a TCP
-        port to its default route's targets, and no upstream is gRPC (no HTTP/2 cluster;
-        a split can send an HTTP port to a backend's gRPC port). Ports without gRPC are
-        returned as they are."""
-        grpc = policy.GRPC_PROTOCOL
-        if port.protocol != grpc and all(u.protocol != grpc for u in port.upstreams):
+        """`outbound.tunnelled`, cached; ports without gRPC are returned as they are."""
+        if not outbound.carries_grpc(port):
             return port
         cached = self._c.tunnelled.get(port)
         if cached is None:
-            routes, upstreams = port.routes, port.upstreams
-            if port.protocol == grpc:
-                if len(routes) > 1:
-                    self._warn(
-                        ("service", port.service),
-                        self.state.service(port.service),
-                        f"port {port.port} is gRPC: TrafficSplit matches on it do not apply "
-                        "to clients with the Python sidecar (it proxies gRPC as TCP); they "
-                        "split all their traffic as the default route does",
-                    )
-                routes = routes[-1:]
-                named = {target.service for target in routes[0].targets}
-                upstreams = tuple(u for u in upstreams if u.service in named)
-            cached = dataclasses.replace(
-                port,
-                protocol=policy.TCP_PROTOCOL if port.protocol == grpc else port.protocol,
-                routes=routes,
-                upstreams=tuple(
-                    dataclasses.replace(u, protocol=policy.TCP_PROTOCOL)
-                    if u.protocol == grpc
-                    else u
-                    for u in upstreams
-                ),
-            )
+            cached = outbound.tunnelled(self.state, port, self._warn)
             self._c.tunnelled[port] = cached
         return cached
 
-    def _outbound_ports(self, services: tuple[ServiceId, ...]) -> tuple[OutboundPort, ...]:
-        claimed: dict[tuple[str, int], ServiceId] = {}
-        ports: list[OutboundPort] = []
-        for sid in services:
-            for outbound_port in self.service_ports(sid):
-                kept: list[str] = []
-                for ip in outbound_port.match_ips:
-                    owner = claimed.setdefault((ip, outbound_port.port), sid)
-                    if owner == sid:
-                        kept.append(ip)
-                    else:
-                        self._warn(
-                            ("outbound", sid),
-                            self.state.service(sid),
-                            f"{ip}:{outbound_port.port} is also an address of Service "
-                            f'"{owner}"; connections to it are routed as {owner}',
-                        )
-                if len(kept) != len(outbound_port.match_ips):
-                    outbound_port = dataclasses.replace(outbound_port, match_ips=tuple(kept))
-                ports.append(outbound_port)
-        return tuple(ports)
-
     # -- inbound -----------------------------------------------------------------------
-    def _grants(self, identity: Identity) -> tuple[tuple[_HttpGrant, ...], tuple[_TcpGrant, ...]]:
-        cached = self._c.grants.get(identity)
-        if cached is not None:
-            return cached
-        http: list[_HttpGrant] = []
-        tcp: list[_TcpGrant] = []
-        key = ("identity", identity)
-        for target in self.state.targets_to(identity):
-            sources = tuple(sorted({Identity(s.namespace, s.name) for s in target.sources}))
-            for index, rule in enumerate(target.rules):
-                where = f"spec.rules[{index}]"
-                if rule.kind == HTTPRouteGroup.KIND:
-                    group = self.state.route_group(target.namespace, rule.name)
-                    if not isinstance(group, HTTPRouteGroup):
-                        self._warn(
-                            key,
-                            target,
-                            f'{where}: HTTPRouteGroup "{target.namespace}/{rule.name}" does '
-                            "not exist; the rule allows nothing",
-                        )
-                        continue
-                    matches = list(group.matches)
-                    if rule.matches:
-                        matches = []
-                        for name in rule.matches:
-                            match = group.match(name)
-                            if match is None:
-                                self._warn(
-                                    key,
-                                    target,
-                                    f'{where}: HTTPRouteGroup "{rule.name}" has no match '
-                                    f'"{name}"; it allows nothing',
-                                )
-                            else:
-                                matches.append(match)
-                    rule_text = f'{where}: HTTPRouteGroup "{rule.name}"'
-                    http.extend(
-                        (RequestMatch.of(m), sources, target.ref, rule_text) for m in matches
-                    )
-                else:
-                    route = self.state.tcp_route(target.namespace, rule.name)
-                    if not isinstance(route, TCPRoute):
-                        self._warn(
-                            key,
-                            target,
-                            f'{where}: TCPRoute "{target.namespace}/{rule.name}" does not '
-                            "exist; the rule allows nothing",
-                        )
-                        continue
-                    tcp.append((route.ports, sources))
-        cached = (tuple(http), tuple(tcp))
-        self._c.grants[identity] = cached
-        return cached
-
     def inbound(self, proxy: Proxy) -> InboundPolicy:
         """Who may call the service ports ``proxy`` serves, and which requests."""
-        ports: list[InboundPort] = []
-        http_grants, tcp_grants = ((), ()) if self.permissive else self._grants(proxy.identity)
-        tunnels = policy.tunnels_grpc(proxy.sidecar)
-        for local in proxy.local_ports:
-            tunnelled = tunnels and local.protocol == policy.GRPC_PROTOCOL
-            protocol = policy.TCP_PROTOCOL if tunnelled else local.protocol
-            http = policy.is_http(protocol)
-            if self.permissive:
-                rules = (InboundRule(RequestMatch(), None),) if http else ()
-                ports.append(
-                    InboundPort(local.service, local.port, local.target_port, protocol, None, rules)
-                )
-                continue
-            tcp_sources: set[Identity] = set()
-            for route_ports, sources in tcp_grants:
-                if not route_ports or local.port in route_ports or local.target_port in route_ports:
-                    tcp_sources.update(sources)
-            if tunnelled:
-                allowed = self._tunnelled_sources(proxy.identity, local, http_grants, tcp_sources)
-                ports.append(
-                    InboundPort(local.service, local.port, local.target_port, protocol, allowed, ())
-                )
-                continue
-            if not http:
-                ports.append(
-                    InboundPort(
-                        local.service,
-                        local.port,
-                        local.target_port,
-                        protocol,
-                        tuple(sorted(tcp_sources)),
-                        (),
-                    )
-                )
-                continue
-            by_match: dict[RequestMatch, set[Identity]] = {}
-            for match, sources, _target, _where in http_grants:
-                by_match.setdefault(match, set()).update(sources)
-            rules_list = [InboundRule(m, tuple(sorted(s))) for m, s in by_match.items()]
-            if tcp_sources:
-                rules_list.append(InboundRule(RequestMatch(), tuple(sorted(tcp_sources))))
-            l4 = set(tcp_sources)
-            for _match, sources, _target, _where in http_grants:
-                l4.update(sources)
-            ports.append(
-                InboundPort(
-                    local.service,
-                    local.port,
-                    local.target_port,
-                    protocol,
-                    tuple(sorted(l4)),
-                    tuple(rules_list),
-                )
-            )
-        return InboundPolicy(proxy.identity, tuple(ports))
-
-    def _tunnelled_sources(
-        self,
-        identity: Identity,
-        local: LocalPort,
-        http_grants: tuple[_HttpGrant, ...],
-        tcp_sources: set[Identity],
-    ) -> tuple[Identity, ...]:
-        """SMI: who may connect to a gRPC port proxied as TCP. A connection carries any
-        request, so only sources allowed every request on it are: TCPRoute sources, and
-        sources of HTTP matches that admit every request. The sources of narrower
-        matches are denied, with a warning per TrafficTarget rule (keyed by identity:
-        the answer is the same for every proxy of the identity that tunnels gRPC)."""
-        allowed = set(tcp_sources)
-        for match, sources, _target, _where in http_grants:
-            if match.matches_every_request:
-                allowed.update(sources)
-        denied: dict[tuple[ObjectRef, str], set[Identity]] = {}
-        for match, sources, target, where in http_grants:
-            if not match.matches_every_request:
-                denied.setdefault((target, where), set()).update(set(sources) - allowed)
-        for (target, where), refused in sorted(
-            denied.items(), key=lambda item: (str(item[0][0]), item[0][1])
-        ):
-            if not refused:
-                continue
-            names = ", ".join(str(s) for s in sorted(refused))
-            self._warn(
-                ("identity", identity),
-                target,
-                f"{where} does not allow every request, and port {local.port} of "
-                f'Service "{local.service}" is gRPC on the Python sidecar, which proxies '
-                "gRPC as TCP and cannot check requests: the rule allows nothing on that "
-                f"port, {names} denied (a TCPRoute, or a match of any method with "
-                'pathRegex ".*" or none, allows every request)',
-            )
-        return tuple(sorted(allowed))
+        if self.permissive:
+            return inbound.inbound_policy(proxy, True, inbound.NO_GRANTS, self._warn)
+        cached = self._c.grants.get(proxy.identity)
+        if cached is None:
+            cached = inbound.grants(self.state, proxy.identity, self._warn)
+            self._c.grants[proxy.identity] = cached
+        return inbound.inbound_policy(proxy, False, cached, self._warn)
 
 
-# -- change analysis ---------------------------------------------------------------------
 def dirty_from(before: Catalog, after: MeshState, changed: Changed) -> Dirty:
-    """What ``changed`` (taking ``before.state`` to ``after``) may alter.
-
-    Conservative: it may name more than changed, never less. Services whose pods,
-    endpoints, ports or splits changed are dirty, and so are the apexes of splits
-    they are backends of; identities named by changed TrafficTargets (directly or
-    through a changed route) are dirty, and in SMI mode so are the sources of
-    TrafficTargets to identities whose services changed.
-    """
-    if changed.everything:
-        return Dirty(everything=True)
-    kinds = changed.kinds
-    if kinds & {Namespace.KIND, MeshConfig.KIND}:
-        return Dirty(everything=True)
-    services: set[ServiceId] = set()
-    identities: set[Identity] = set()
-    pods: set[ProxyId] = set()
-    mesh_services = False
-    states = (before.state, after)
-
-    def versions(ref: ObjectRef) -> list[Resource]:
-        return changed.versions(ref)
-
-    for ref in changed.refs:
-        if ref.kind == Service.KIND:
-            sid = ServiceId(ref.namespace, ref.name)
-            services.add(sid)
-            if ref not in changed.before or ref not in changed.after:
-                mesh_services = True
-            for version in versions(ref):
-                assert isinstance(version, Service)
-                for state in states:
-                    pods.update(
-                        ProxyId(p.namespace, p.name) for p in state.pods_selected_by(version)
-                    )
-        elif ref.kind == Pod.KIND:
-            pods.add(ProxyId(ref.namespace, ref.name))
-            for version in versions(ref):
-                assert isinstance(version, Pod)
-                identities.add(Identity(version.namespace, version.spec.service_account_name))
-                for state in states:
-                    services.update(
-                        ServiceId(s.namespace, s.name)
-                        for s in state.services_selecting(
-                            version.namespace, version.metadata.labels
-                        )
-                    )
-        elif ref.kind == Endpoints.KIND:
-            services.add(ServiceId(ref.namespace, ref.name))
-        elif ref.kind == TrafficSplit.KIND:
-            for version in versions(ref):
-                assert isinstance(version, TrafficSplit)
-                services.add(ServiceId(version.namespace, apex_name(version)))
-        elif ref.kind in (HTTPRouteGroup.KIND, TCPRoute.KIND):
-            for state in states:
-                for target in state.targets_with_rule(ref.namespace, ref.kind, ref.name):
-                    identities.update(_target_identities(target))
-                if ref.kind == HTTPRouteGroup.KIND:
-                    for split in state.splits_with_group(ref.namespace, ref.name):
-                        services.add(ServiceId(split.namespace, apex_name(split)))
-        elif ref.kind == TrafficTarget.KIND:
-            for version in versions(ref):
-                assert isinstance(version, TrafficTarget)
-                identities.update(_target_identities(version))
-    # Apexes whose backends changed.
-    for sid in list(services):
-        for state in states:
-            for split in state.splits_with_backend(sid):
-                services.add(ServiceId(split.namespace, apex_name(split)))
-    # SMI: who reaches a changed service depends on the identities behind it.
-    if not after.mesh_config.permissive:
-        behind: set[Identity] = set(identities)
-        after_catalog = Catalog(after)
-        for sid in services:
-            behind.update(before.identities_of(sid))
-            behind.update(after_catalog.identities_of(sid))
-        for identity in behind:
-            for state in states:
-                for target in state.targets_to(identity):
-                    identities.update(_target_identities(target))
-    return Dirty(frozenset(services), frozenset(identities), frozenset(pods), mesh_services, False)
-
-
-def _stale(key: object, dirty: Dirty) -> bool:
-    """Whether a cached warning's key is invalidated by ``dirty``."""
-    assert isinstance(key, tuple)
-    tag, subject = key
-    if tag == "outbound":
-        return True
-    return subject in dirty.services or subject in dirty.identities or subject in dirty.pods
-
-
-def _target_identities(target: TrafficTarget) -> Iterable[Identity]:
-    yield Identity(target.destination.namespace, target.destination.name)
-    for source in target.sources:
-        yield Identity(source.namespace, source.name)
-
-
-# -- helpers -----------------------------------------------------------------------------
-def _tcp_ports(service: Service) -> list[ServicePort]:
-    """The ports the mesh proxies (TCP; UDP and SCTP pass by)."""
-    return [p for p in service.ports if p.protocol == "TCP"]
-
-
-def _target_port(port: ServicePort, pod: Pod) -> int | None:
-    """The port number ``port`` reaches on ``pod`` (named target ports looked up)."""
-    if isinstance(port.target_port, int):
-        return port.target_port
-    for container in pod.spec.containers:
-        for container_port in container.ports:
-            if container_port.name == port.target_port:
-                return container_port.container_port
-    return None
-
-
-def _endpoint_port(ports: Iterable[EndpointPort], port: ServicePort) -> int | None:
-    """The Endpoints subset port for a service port: same name, or the only one."""
-    candidates = list(ports)
-    for candidate in candidates:
-        if candidate.name == port.name:
-            return candidate.port
-    if len(candidates) == 1 and not port.name:
-        return candidates[0].port
-    return None
+    """What ``changed`` (taking ``before.state`` to ``after``) may alter (`dirty.dirty_from`)."""
+    return _dirty_from(before.state, after, changed, before.identities_of)
