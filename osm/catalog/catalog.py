@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from osm.base.identity import Identity
-from osm.catalog import inbound, membership, outbound, policy
+from osm.base.identity import DataPlane, Identity, ProxyKind
+from osm.catalog import inbound, membership, outbound
 from osm.catalog.dirty import Dirty
 from osm.catalog.dirty import dirty_from as _dirty_from
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
-    ENVOY,
     CatalogWarning,
     Endpoint,
     InboundPolicy,
@@ -150,7 +149,7 @@ class Catalog:
         sidecar = self.config.sidecar
         inbound_policy = (
             self.inbound(proxy)
-            if proxy.kind == policy.SIDECAR
+            if proxy.kind == ProxyKind.SIDECAR
             else InboundPolicy(proxy.identity, ())
         )
         return ProxyPolicy(
@@ -199,15 +198,15 @@ class Catalog:
             self._c.reachable[identity] = cached
         return cached
 
-    def outbound(self, identity: Identity, sidecar: str = ENVOY) -> OutboundPolicy:
+    def outbound(self, identity: Identity, sidecar: DataPlane = DataPlane.ENVOY) -> OutboundPolicy:
         """Outbound policy of a proxy running as ``identity`` with data plane ``sidecar``.
 
         Its ports are `outbound.outbound_ports` of the services it reaches. For a sidecar
-        that tunnels gRPC (`policy.tunnels_grpc`) gRPC ports are TCP ports
+        that tunnels gRPC (`DataPlane.tunnels_grpc`) gRPC ports are TCP ports
         (`outbound.tunnelled`); without gRPC ports its policy is the very object Envoy's
         is.
         """
-        if policy.tunnels_grpc(sidecar):
+        if sidecar.tunnels_grpc:
             return self._tunnelling_outbound(identity, sidecar)
         key: object = identity.namespace if self.permissive else identity
         cached = self._outbound.get(key)
@@ -227,7 +226,7 @@ class Catalog:
     def _outbound_ports(self, services: tuple[ServiceId, ...]) -> tuple[OutboundPort, ...]:
         return outbound.outbound_ports(self.state, services, self.service_ports, self._warn)
 
-    def _tunnelling_outbound(self, identity: Identity, sidecar: str) -> OutboundPolicy:
+    def _tunnelling_outbound(self, identity: Identity, sidecar: DataPlane) -> OutboundPolicy:
         base = self.outbound(identity)
         key = (sidecar, identity.namespace if self.permissive else identity)
         cached = self._outbound.get(key)

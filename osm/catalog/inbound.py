@@ -12,7 +12,7 @@ TCPRoute rules covering the port; a TCP port admits only TCPRoute sources. A TCP
 with no ports covers every port; a TCPRoute port covers a service port when it equals
 the port or its target port. A TCPRoute source on an HTTP port may send any request.
 
-The Python sidecar (`policy.tunnels_grpc`) proxies a gRPC port as TCP, with policy
+The Python sidecar (`DataPlane.tunnels_grpc`) proxies a gRPC port as TCP, with policy
 never more permissive than the HTTP policy it replaces: SMI mode admits the TCPRoute
 sources covering the port and the sources of HTTPRouteGroup matches that admit every
 request (`RequestMatch.matches_every_request`); the sources of narrower matches are
@@ -100,7 +100,7 @@ def inbound_policy(proxy: Proxy, permissive: bool, grants: Grants, warn: Warn) -
     are those of its identity (`NO_GRANTS` in permissive mode)."""
     ports: list[InboundPort] = []
     http_grants, tcp_grants = grants
-    tunnels = policy.tunnels_grpc(proxy.sidecar)
+    tunnels = proxy.sidecar.tunnels_grpc
     for local in proxy.local_ports:
         tunnelled = tunnels and local.protocol == policy.GRPC_PROTOCOL
         protocol = policy.TCP_PROTOCOL if tunnelled else local.protocol

@@ -7,15 +7,15 @@ are pure functions of a `MeshState`; the catalog caches the ones asked often.
 Rules: a namespace is in the mesh when its sidecar-injection annotation is enabled; a
 pod is a proxy when its own annotation says so, else when its namespace is. A proxy
 serves the TCP ports (UDP and SCTP pass by) of the Services selecting its pod, target
-ports resolved against its containers. Its kind (`policy.PROXY_KIND_ANNOTATION`) and
-sidecar (`policy.SIDECAR_ANNOTATION`) come from annotations; a proxyless gRPC client is
+ports resolved against its containers. Its kind (`wellknown.PROXY_KIND_ANNOTATION`) and
+sidecar (`wellknown.DATA_PLANE_ANNOTATION`) come from annotations; a proxyless gRPC client is
 its own data plane, so its sidecar is always Envoy's.
 """
 
 from __future__ import annotations
 
-from osm.base.identity import Identity
-from osm.catalog import policy
+from osm.base import wellknown
+from osm.base.identity import DataPlane, Identity, ProxyKind
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import LocalPort, Proxy
 from osm.catalog.state import MeshState
@@ -61,10 +61,14 @@ def proxy_for(state: MeshState, pod: Pod, warn: Warn) -> Proxy:
                 )
                 continue
             local_ports.append(LocalPort(sid, port.port, target, port.app_protocol))
-    kind = _annotation(pod, policy.PROXY_KIND_ANNOTATION, policy.PROXY_KINDS, policy.SIDECAR, warn)
-    sidecar = _annotation(pod, policy.SIDECAR_ANNOTATION, policy.SIDECARS, policy.ENVOY, warn)
-    if kind != policy.SIDECAR:
-        sidecar = policy.ENVOY  # a proxyless client is its own data plane
+    kind = ProxyKind(
+        _annotation(pod, wellknown.PROXY_KIND_ANNOTATION, tuple(ProxyKind), ProxyKind.SIDECAR, warn)
+    )
+    sidecar = DataPlane(
+        _annotation(pod, wellknown.DATA_PLANE_ANNOTATION, tuple(DataPlane), DataPlane.ENVOY, warn)
+    )
+    if kind != ProxyKind.SIDECAR:
+        sidecar = DataPlane.ENVOY  # a proxyless client is its own data plane
     return Proxy(
         ProxyId(pod.namespace, pod.name),
         Identity(pod.namespace, pod.spec.service_account_name),

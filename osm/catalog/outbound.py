@@ -12,7 +12,7 @@ the services (in the mesh) whose pods run as the destination of a TrafficTarget
 listing the proxy's identity as a source. A service's endpoints are its ready
 addresses from its Endpoints object; when it has none, its ready pods with an IP
 (targetPort resolved per pod). For a sidecar that tunnels gRPC (the Python sidecar,
-`policy.tunnels_grpc`) a gRPC port is a TCP port to the default route's targets: split
+`DataPlane.tunnels_grpc`) a gRPC port is a TCP port to the default route's targets: split
 routes by ``matches`` do not apply (a warning says so), and no upstream is gRPC
 (`tunnelled`).
 """

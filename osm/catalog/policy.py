@@ -13,26 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from osm.base.identity import Identity
+from osm.base.identity import DataPlane, Identity, ProxyKind
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.model.meta import ObjectRef
 from osm.model.smi import HTTPMatch
-
-SIDECAR = "sidecar"
-GRPC = "grpc"
-PROXY_KINDS = (SIDECAR, GRPC)
-PROXY_KIND_ANNOTATION = "osm-py.io/proxy-kind"
-"""Pod annotation naming the proxy kind: ``sidecar`` (default) or ``grpc`` (a
-proxyless gRPC client that reads xDS itself). Not an OSM annotation; ours."""
-
-ENVOY = "envoy"
-PYTHON = "python"
-SIDECARS = (ENVOY, PYTHON)
-SIDECAR_ANNOTATION = "osm-py.io/sidecar"
-"""Pod annotation naming the data plane of a sidecar proxy: ``envoy`` (default, what
-Kubernetes injection runs) or ``python`` (our Python sidecar). Written by whoever
-injects the sidecar (the local runtime marks every pod it runs with ``python``), as
-OSM's webhook marks what it injected; not by users. Ours, not OSM's."""
 
 HTTP_PROTOCOLS = frozenset({"http", "grpc"})
 TCP_PROTOCOLS = frozenset({"tcp", "tcp-server-first"})
@@ -48,12 +32,6 @@ CATCH_ALL_PATHS = frozenset({"", ".*"})
 def is_http(protocol: str) -> bool:
     """True for the appProtocols proxied at L7 (HTTP routes, HTTP RBAC)."""
     return protocol in HTTP_PROTOCOLS
-
-
-def tunnels_grpc(sidecar: str) -> bool:
-    """True for the sidecars that proxy gRPC ports as TCP: the Python sidecar speaks
-    HTTP/1.1 only, so the application's HTTP/2 goes through it as opaque bytes."""
-    return sidecar == PYTHON
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +62,7 @@ class Proxy:
     ``services`` are the Services whose selector matches the pod's labels;
     ``local_ports`` their ports with numeric target ports (named ports resolved against
     the pod's containers). ``sidecar`` is the data plane of a ``sidecar`` kind proxy
-    (`SIDECAR_ANNOTATION`); always `ENVOY` for proxyless gRPC clients.
+    (`osm.base.wellknown.DATA_PLANE_ANNOTATION`); always Envoy for proxyless gRPC clients.
     """
 
     id: ProxyId
@@ -92,8 +70,8 @@ class Proxy:
     ip: str
     services: tuple[ServiceId, ...]
     local_ports: tuple[LocalPort, ...]
-    kind: str = SIDECAR
-    sidecar: str = ENVOY
+    kind: ProxyKind = ProxyKind.SIDECAR
+    sidecar: DataPlane = DataPlane.ENVOY
 
     @property
     def class_key(self) -> tuple[object, ...]:

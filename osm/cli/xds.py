@@ -20,7 +20,8 @@ import click
 from google.protobuf import json_format
 
 from osm.base import wellknown
-from osm.catalog import offline, policy
+from osm.base.identity import DataPlane
+from osm.catalog import offline
 from osm.catalog.ids import ProxyId
 from osm.catalog.state import MeshState
 from osm.model import manifest
@@ -60,8 +61,8 @@ def xds() -> None:
 )
 @click.option(
     "--sidecar",
-    type=click.Choice(policy.SIDECARS),
-    default=policy.ENVOY,
+    type=click.Choice([plane.value for plane in DataPlane]),
+    default=DataPlane.ENVOY.value,
     show_default=True,
     help="Data plane of the made-up pods: envoy (Kubernetes) or python (local mode, "
     "where gRPC ports are TCP).",
@@ -72,7 +73,7 @@ def dump(paths: Sequence[str], proxy_name: str, type_name: str | None, sidecar: 
     if loaded.errors:
         lines = "\n".join(f"  {p}" for p in loaded.errors)
         raise click.ClickException(f"the manifests have errors:\n{lines}")
-    marks = {policy.SIDECAR_ANNOTATION: sidecar} if sidecar != policy.ENVOY else {}
+    marks = {wellknown.DATA_PLANE_ANNOTATION: sidecar} if sidecar != DataPlane.ENVOY else {}
     resources = offline.synthesize(loaded.resources, marks)
     state = MeshState.from_resources(resources)
     try:

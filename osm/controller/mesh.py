@@ -24,7 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from osm.ads import cache as ads_cache
 from osm.ads import xds_snapshot
-from osm.base import identity
+from osm.base import identity, wellknown
+from osm.base.identity import DataPlane, ProxyKind
 from osm.ca import manager as ca_manager
 from osm.catalog import ids, policy
 from osm.catalog.state import Changed, MeshState
@@ -45,20 +46,20 @@ PYTHON_SIDECAR_USER_AGENT = "osm-py-sidecar"
 controller does not import the sidecar)."""
 
 
-def node_id(proxy: Any) -> str:
+def node_id(proxy: policy.Proxy) -> str:
     """The node id a proxy presents (`osm.base.identity.NodeId`): ``<pod>.<kind>.<sa>.<ns>``."""
-    return str(identity.NodeId(proxy.id.name, identity.ProxyKind(proxy.kind), proxy.identity))
+    return str(identity.NodeId(proxy.id.name, proxy.kind, proxy.identity))
 
 
 def sidecar_mismatch(proxy: policy.Proxy, user_agent: str) -> str | None:
     """Why a connecting sidecar's ``node.user_agent_name`` contradicts the data plane its
     pod's ``osm-py.io/sidecar`` annotation names (which chose its configuration), or
     None. Proxyless gRPC clients have no sidecar to contradict."""
-    if proxy.kind != policy.SIDECAR:
+    if proxy.kind != ProxyKind.SIDECAR:
         return None
     python = user_agent == PYTHON_SIDECAR_USER_AGENT
-    marked = proxy.sidecar == policy.PYTHON
-    annotation = f"{policy.SIDECAR_ANNOTATION}: {policy.PYTHON}"
+    marked = proxy.sidecar == DataPlane.PYTHON
+    annotation = f"{wellknown.DATA_PLANE_ANNOTATION}: {DataPlane.PYTHON}"
     if python and not marked:
         return (
             f"it is the Python sidecar (user agent {user_agent}) but its pod is not "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from osm.base import wellknown
-from osm.catalog import policy
+from osm.base.identity import DataPlane
 from osm.model.core import Container, Deployment, Endpoints, Namespace, Service, injection_enabled
 from osm.runtime.network import HostEntry, service_hostnames
 
@@ -135,13 +135,13 @@ def sidecar_injected(namespace: Namespace | None, pod_annotations: Mapping[str, 
 
 def pod_annotations(template: Mapping[str, str], injected: bool) -> dict[str, str]:
     """The annotations of a pod the runtime starts: its template's and, when the runtime
-    injects its sidecar, ``osm-py.io/sidecar: python`` (`policy.SIDECAR_ANNOTATION`),
+    injects its sidecar, ``osm-py.io/sidecar: python`` (`wellknown.DATA_PLANE_ANNOTATION`),
     whatever the template says: the runtime runs the Python sidecar only, and the
     control plane builds a Python sidecar's configuration (gRPC ports as TCP) from it,
     as OSM's webhook marks the pods it injected."""
     annotations = dict(template)
     if injected:
-        annotations[policy.SIDECAR_ANNOTATION] = policy.PYTHON
+        annotations[wellknown.DATA_PLANE_ANNOTATION] = DataPlane.PYTHON.value
     return annotations
 
 

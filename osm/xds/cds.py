@@ -11,7 +11,7 @@ and ``envoy-metrics-cluster`` (127.0.0.1:15000).
 
 Ports with appProtocol ``grpc`` get HTTP/2 (``typed_extension_protocol_options``), as
 OSM does for Envoy; for a Python sidecar the catalog has already made them TCP ports
-(`osm.catalog.policy.tunnels_grpc`), so the builders need not know which data plane
+(`osm.base.identity.DataPlane.tunnels_grpc`), so the builders need not know which data plane
 they build for.
 
 Proxyless gRPC clients get their upstream clusters only, with TLS from certificate
@@ -34,8 +34,9 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from osm.base import wellknown
+from osm.base.identity import ProxyKind
 from osm.base.wellknown import CLUSTER_TYPE
-from osm.catalog.policy import GRPC, LocalPort, ProxyPolicy, TlsSettings, Upstream
+from osm.catalog.policy import LocalPort, ProxyPolicy, TlsSettings, Upstream
 from osm.xds import common, names
 from osm.xds.context import Context
 from osm.xds.resources import Built, build, pack
@@ -54,7 +55,7 @@ def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
     ``tls`` only), sorted by name."""
     memo = context.memo
     result: dict[str, Built] = {}
-    grpc = policy.kind == GRPC
+    grpc = policy.kind == ProxyKind.GRPC
     for port in policy.outbound.ports:
         for upstream in port.upstreams:
             name = names.cluster(upstream.service, upstream.port)
@@ -80,7 +81,7 @@ def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
 
 def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
     """Local clusters and the metrics cluster (sidecars only), sorted by name."""
-    if policy.kind == GRPC:
+    if policy.kind == ProxyKind.GRPC:
         return []
     memo = context.memo
     result: dict[str, Built] = {}

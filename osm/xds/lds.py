@@ -39,10 +39,10 @@ from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
 from osm.base import wellknown
+from osm.base.identity import ProxyKind
 from osm.base.wellknown import LISTENER_TYPE
 from osm.catalog.ids import ServiceId
 from osm.catalog.policy import (
-    GRPC,
     InboundPolicy,
     InboundPort,
     OutboundPolicy,
@@ -67,7 +67,7 @@ def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
 def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
     """The listeners that depend on the outbound side only (reads ``policy.outbound``,
     ``kind`` and ``tls``, nothing else: `osm.xds.snapshot` shares them on that basis)."""
-    if policy.kind == GRPC:
+    if policy.kind == ProxyKind.GRPC:
         return grpc_listeners(policy.outbound, context)
     # Keyed on what the listener reads (not on routes: a split change is RDS only).
     view = tuple(
@@ -85,7 +85,7 @@ def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
 
 def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
     """The inbound and prometheus listeners (sidecars only)."""
-    if policy.kind == GRPC:
+    if policy.kind == ProxyKind.GRPC:
         return []
     memo = context.memo
     result: list[Built] = []

@@ -21,8 +21,9 @@ import functools
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 
+from osm.base.identity import ProxyKind
 from osm.base.wellknown import SECRET_TYPE
-from osm.catalog.policy import GRPC, ProxyPolicy
+from osm.catalog.policy import ProxyPolicy
 from osm.xds import names
 from osm.xds.context import Context, Credentials, MissingCredentials
 from osm.xds.resources import Built, build
@@ -49,7 +50,7 @@ def _trust_bundle(context: Context) -> bytes:
 def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
     """``root-cert-for-mtls-outbound:<ns>/<svc>`` per upstream service (reads
     ``policy.outbound`` and ``kind`` only), sorted by name."""
-    if policy.kind == GRPC:
+    if policy.kind == ProxyKind.GRPC:
         return []
     bundle = _trust_bundle(context)
     result: dict[str, Built] = {}
@@ -65,7 +66,7 @@ def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
 
 def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
     """``service-cert`` (the identity's) and ``root-cert-for-mtls-inbound``."""
-    if policy.kind == GRPC:
+    if policy.kind == ProxyKind.GRPC:
         return []
     if context.credentials is None:
         credentials = PLACEHOLDER_CREDENTIALS

@@ -41,13 +41,12 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from osm.base.identity import TRUST_DOMAIN, Identity
+from osm.base.identity import TRUST_DOMAIN, Identity, ProxyKind
 from osm.base.wellknown import PUSH_ORDER
 from osm.catalog import catalog as catalog_module
 from osm.catalog.catalog import Catalog, Dirty
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
-    GRPC,
     CatalogWarning,
     OutboundPolicy,
     OutboundPort,
@@ -326,7 +325,7 @@ def _outbound(policy: ProxyPolicy, context: Context, what: str) -> _Outbound:
         ("upstreams", OutboundPolicy("", upstream_ports, outbound.egress), policy.kind, policy.tls),
         policy,
         _UPSTREAM_BUILDERS
-        if policy.kind == GRPC
+        if policy.kind == ProxyKind.GRPC
         else (lds.outbound_resources, *_UPSTREAM_BUILDERS),
         what,
     )
@@ -335,7 +334,7 @@ def _outbound(policy: ProxyPolicy, context: Context, what: str) -> _Outbound:
         ("routes", OutboundPolicy(outbound.namespace, route_ports, False), policy.kind, policy.tls),
         policy,
         (rds.outbound_resources, lds.outbound_resources)
-        if policy.kind == GRPC
+        if policy.kind == ProxyKind.GRPC
         else (rds.outbound_resources,),
         what,
     )

@@ -5,38 +5,48 @@ from __future__ import annotations
 
 import pytest
 
-from osm.base.identity import Identity
+from osm.base.identity import DataPlane, Identity, ProxyKind
 from osm.catalog.ids import ProxyId
-from osm.catalog.policy import ENVOY, GRPC, PYTHON, SIDECAR, Proxy
+from osm.catalog.policy import Proxy
 from osm.controller import mesh
 from osm.proxy import main
 
 
-def proxy(sidecar: str, kind: str = SIDECAR) -> Proxy:
+def proxy(sidecar: DataPlane, kind: ProxyKind = ProxyKind.SIDECAR) -> Proxy:
     return Proxy(ProxyId("a", "p-0"), Identity("a", "sa"), "10.0.0.1", (), (), kind, sidecar)
 
 
 @pytest.mark.parametrize(
     ("annotated", "user_agent", "kind", "warning"),
     [
-        pytest.param(PYTHON, "osm-py-sidecar", SIDECAR, None, id="python, and says so"),
-        pytest.param(ENVOY, "envoy", SIDECAR, None, id="envoy, and says so"),
-        pytest.param(ENVOY, "", SIDECAR, None, id="unmarked and anonymous: taken as Envoy"),
         pytest.param(
-            ENVOY,
+            DataPlane.PYTHON, "osm-py-sidecar", ProxyKind.SIDECAR, None, id="python, and says so"
+        ),
+        pytest.param(DataPlane.ENVOY, "envoy", ProxyKind.SIDECAR, None, id="envoy, and says so"),
+        pytest.param(
+            DataPlane.ENVOY,
+            "",
+            ProxyKind.SIDECAR,
+            None,
+            id="unmarked and anonymous: taken as Envoy",
+        ),
+        pytest.param(
+            DataPlane.ENVOY,
             "osm-py-sidecar",
-            SIDECAR,
+            ProxyKind.SIDECAR,
             "is the Python sidecar (user agent osm-py-sidecar) but its pod is not annotated",
             id="the Python sidecar in an unmarked pod",
         ),
         pytest.param(
-            PYTHON,
+            DataPlane.PYTHON,
             "envoy",
-            SIDECAR,
+            ProxyKind.SIDECAR,
             'says it is "envoy": it gets the Python sidecar\'s configuration',
             id="Envoy in a pod marked python",
         ),
-        pytest.param(ENVOY, "osm-py-sidecar", GRPC, None, id="proxyless gRPC: no sidecar"),
+        pytest.param(
+            DataPlane.ENVOY, "osm-py-sidecar", ProxyKind.GRPC, None, id="proxyless gRPC: no sidecar"
+        ),
     ],
 )
 def test_a_sidecar_that_contradicts_its_pods_annotation_is_reported(

@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 
-from osm.base.identity import Identity
+from osm.base.identity import DataPlane, Identity
 from osm.catalog.catalog import Catalog, Dirty, dirty_from
 from osm.catalog.ids import ProxyId, ServiceId
-from osm.catalog.policy import ENVOY, PYTHON
 from osm.model.meta import ObjectRef
 from tests.unit.catalog import meshes as m
 
 SERVER = ServiceId("b", "server")
 OTHER = ServiceId("b", "other")
 GET_ANY = {"name": "any", "pathRegex": ".*", "methods": ["GET"]}
-PYTHON_POD = {"osm-py.io/sidecar": PYTHON}
+PYTHON_POD = {"osm-py.io/sidecar": DataPlane.PYTHON}
 
 
 def mesh(permissive: bool) -> list[m.Doc]:
@@ -42,7 +41,7 @@ def answers(cat: Catalog) -> dict[object, Any]:
     found: dict[object, Any] = {}
     for proxy in cat.proxies():
         found[proxy.id] = (proxy, cat.policy(proxy))
-        for sidecar in (ENVOY, PYTHON):
+        for sidecar in (DataPlane.ENVOY, DataPlane.PYTHON):
             found[(proxy.identity, sidecar)] = cat.outbound(proxy.identity, sidecar)
     found["warnings"] = cat.warnings
     return found

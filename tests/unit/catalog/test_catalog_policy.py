@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from osm.base.identity import Identity
+from osm.base.identity import Identity, ProxyKind
 from osm.catalog.catalog import Catalog
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
-    GRPC,
     Endpoint,
     InboundPort,
     InboundRule,
@@ -404,6 +403,6 @@ def test_proxies_are_the_pods_of_the_mesh() -> None:
         "b/server-1",
         "c/opted-in",
     ]
-    assert proxies["a/grpc-0"].kind == GRPC
+    assert proxies["a/grpc-0"].kind == ProxyKind.GRPC
     assert proxies["b/server-0"].services == (SERVER,)
     assert proxies["b/server-0"].class_key == proxies["b/server-1"].class_key

@@ -6,17 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from osm.base.identity import Identity
+from osm.base.identity import DataPlane, Identity
 from osm.catalog.catalog import Catalog
 from osm.catalog.ids import ProxyId, ServiceId
-from osm.catalog.policy import (
-    ENVOY,
-    PYTHON,
-    InboundPort,
-    InboundRule,
-    RequestMatch,
-    WeightedTarget,
-)
+from osm.catalog.policy import InboundPort, InboundRule, RequestMatch, WeightedTarget
 from tests.unit.catalog import meshes as m
 
 CLIENT = Identity("a", "client")
@@ -248,8 +241,8 @@ def test_http_ports_of_a_python_sidecar_keep_http_policy() -> None:
 # -- outbound ----------------------------------------------------------------------------
 def test_a_python_client_reaches_a_grpc_port_as_tcp_and_an_envoy_client_as_http2() -> None:
     cat = mesh(permissive=True)
-    python = cat.outbound(CLIENT, PYTHON)
-    envoy = cat.outbound(CLIENT, ENVOY)
+    python = cat.outbound(CLIENT, DataPlane.PYTHON)
+    envoy = cat.outbound(CLIENT, DataPlane.ENVOY)
     by_port = {p.port: p for p in python.ports}
     assert by_port[9090].protocol == "tcp"
     assert [u.protocol for u in by_port[9090].upstreams] == ["tcp"]
@@ -259,7 +252,7 @@ def test_a_python_client_reaches_a_grpc_port_as_tcp_and_an_envoy_client_as_http2
 
 def test_without_grpc_ports_a_python_client_shares_envoys_policy_object() -> None:
     cat = Catalog(m.state(*m.two_tier(permissive=True)))
-    assert cat.outbound(CLIENT, PYTHON) is cat.outbound(CLIENT, ENVOY)
+    assert cat.outbound(CLIENT, DataPlane.PYTHON) is cat.outbound(CLIENT, DataPlane.ENVOY)
 
 
 def test_split_matches_on_a_grpc_port_do_not_apply_to_python_clients() -> None:
@@ -269,7 +262,9 @@ def test_split_matches_on_a_grpc_port_do_not_apply_to_python_clients() -> None:
     split = m.traffic_split("b", "s", "server", [("server-v2", 1)], matches=["g"])
     cat = mesh(backend, group(ONE_METHOD), split, permissive=True)
     envoy = {p.port: p for p in cat.outbound(CLIENT).ports if p.service == SERVER}[9090]
-    python = {p.port: p for p in cat.outbound(CLIENT, PYTHON).ports if p.service == SERVER}[9090]
+    python = {
+        p.port: p for p in cat.outbound(CLIENT, DataPlane.PYTHON).ports if p.service == SERVER
+    }[9090]
     assert len(envoy.routes) == 2
     assert [r.targets for r in python.routes] == [(WeightedTarget(SERVER, 9090, 1),)]
     assert [u.service for u in python.upstreams] == [SERVER]
@@ -280,15 +275,20 @@ def test_split_matches_on_a_grpc_port_do_not_apply_to_python_clients() -> None:
 @pytest.mark.parametrize(
     ("annotations", "sidecar", "warned"),
     [
-        pytest.param({}, ENVOY, False, id="no annotation: Envoy (as Kubernetes injects)"),
-        pytest.param(PYTHON_POD, PYTHON, False, id="osm-py.io/sidecar: python"),
-        pytest.param({"osm-py.io/sidecar": "envoy"}, ENVOY, False, id="osm-py.io/sidecar: envoy"),
+        pytest.param({}, DataPlane.ENVOY, False, id="no annotation: Envoy (as Kubernetes injects)"),
+        pytest.param(PYTHON_POD, DataPlane.PYTHON, False, id="osm-py.io/sidecar: python"),
         pytest.param(
-            {"osm-py.io/sidecar": "haproxy"}, ENVOY, True, id="an unknown value: Envoy, warned"
+            {"osm-py.io/sidecar": "envoy"}, DataPlane.ENVOY, False, id="osm-py.io/sidecar: envoy"
+        ),
+        pytest.param(
+            {"osm-py.io/sidecar": "haproxy"},
+            DataPlane.ENVOY,
+            True,
+            id="an unknown value: Envoy, warned",
         ),
         pytest.param(
             {**PYTHON_POD, "osm-py.io/proxy-kind": "grpc"},
-            ENVOY,
+            DataPlane.ENVOY,
             False,
             id="a proxyless gRPC client has no sidecar: the annotation is moot",
         ),

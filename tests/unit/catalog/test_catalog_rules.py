@@ -4,12 +4,11 @@ these show the seams hold without a Catalog."""
 
 from __future__ import annotations
 
-from osm.base.identity import Identity
+from osm.base.identity import DataPlane, Identity
 from osm.catalog import inbound, membership, splits
 from osm.catalog.dirty import Dirty
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
-    PYTHON,
     InboundPort,
     InboundRule,
     LocalPort,
@@ -81,7 +80,9 @@ def test_split_routes_take_any_upstream_lookup() -> None:
 def test_inbound_policy_needs_no_state() -> None:
     server = Identity("b", "server")
     ports = (LocalPort(SERVER, 80, 8080, "http"), LocalPort(SERVER, 90, 9090, "grpc"))
-    proxy = Proxy(ProxyId("b", "server-0"), server, "10.0.1.1", (SERVER,), ports, sidecar=PYTHON)
+    proxy = Proxy(
+        ProxyId("b", "server-0"), server, "10.0.1.1", (SERVER,), ports, sidecar=DataPlane.PYTHON
+    )
     narrow = RequestMatch("/books", ("GET",))
     target = ObjectRef("TrafficTarget", "b", "t")
     grants: inbound.Grants = (((narrow, (CLIENT,), target, "spec.rules[0]"),), ())

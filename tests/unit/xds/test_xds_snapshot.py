@@ -14,7 +14,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from osm.base.identity import Identity
+from osm.base.identity import DataPlane, Identity
 from osm.base.wellknown import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -24,7 +24,6 @@ from osm.base.wellknown import (
     SECRET_TYPE,
 )
 from osm.catalog.ids import ProxyId
-from osm.catalog.policy import PYTHON
 from osm.catalog.state import MeshState
 from osm.model.meta import ObjectRef
 from osm.proxy import assembly
@@ -424,7 +423,7 @@ def test_random_meshes_give_consistent_valid_snapshots(
     assert dict(built.errors) == {}
     assert all_problems(built) == []
     for snapshot in built.snapshots.values():
-        if snapshot.proxy.sidecar == PYTHON:
+        if snapshot.proxy.sidecar == DataPlane.PYTHON:
             python_sidecar_accepts(snapshot)
     # Any change, applied incrementally, gives what a full build gives.
     new = m.parse(*later)
