@@ -51,6 +51,7 @@ COMPILED = (
     "osm/proxy/router.py",
     "osm/proxy/rbac.py",
     "osm/proxy/listeners.py",
+    "osm/proxy/inbox.py",
     "osm/proxy/upstream.py",
     "osm/proxy/stats.py",
     "osm/proxy/config.py",  # the model every request reads (routes, matchers, clusters)

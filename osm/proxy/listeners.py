@@ -14,7 +14,6 @@ connections finish their current request and close (drain), TCP relays run to th
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime
 import ipaddress
 import logging
@@ -22,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from osm.proxy import config, http1, rbac, router, stats, tls, transport, upstream
+from osm.proxy import config, http1, inbox, rbac, router, stats, tls, transport, upstream
 from osm.proxy.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -343,8 +342,7 @@ class HttpSession:
         self.stats = runtime.http_stats_for(manager.stat_prefix)
         self.parser = http1.RequestParser(manager.max_request_headers_bytes)
         self._loop = asyncio.get_running_loop()
-        self._events: collections.deque[http1.Event] = collections.deque()
-        self._queued = 0
+        self._inbox = inbox.EventInbox(connection, self._HIGH_WATER)
         self._waiter: asyncio.Future[None] | None = None
         self._error: http1.ProtocolError | None = None
         self._eof = False
@@ -380,18 +378,13 @@ class HttpSession:
                 self._parked
                 and self._exchange is None
                 and self._handoff is None
-                and not self._events
+                and not self._inbox.events
                 and not self._finished
                 and self._fast
                 and self._serve_fast(events)
             ):
                 return
-            for event in events:
-                if isinstance(event, http1.Data):
-                    self._queued += len(event.data)
-            self._events.extend(events)
-            if self._queued > self._HIGH_WATER:
-                self.connection.pause_reading()
+            self._inbox.push(events)
             self._wake()
 
     def eof_received(self) -> None:
@@ -412,7 +405,7 @@ class HttpSession:
     async def _next(self) -> http1.Event | None:
         """The next request event; None when the downstream finished (EOF) or is gone.
         Raises ProtocolError for a malformed request (queued events come first)."""
-        while not self._events:
+        while not self._inbox.events:
             if self._error is not None:
                 raise self._error
             if self._eof or self._lost:
@@ -422,13 +415,9 @@ class HttpSession:
                 await self._waiter
             finally:
                 self._waiter = None
-        event = self._events.popleft()
+        event = self._inbox.pop()
         if event is http1.END:
             self._request_ended = True
-        elif isinstance(event, http1.Data):
-            self._queued -= len(event.data)
-            if self._queued < self._HIGH_WATER // 2:
-                self.connection.resume_reading()
         return event
 
     async def _next_request(self) -> http1.Event | _Resume | None:
@@ -442,7 +431,7 @@ class HttpSession:
                     return handoff
                 if self._finished:
                     return None
-                if self._events or self._error is not None or self._eof or self._lost:
+                if self._inbox.events or self._error is not None or self._eof or self._lost:
                     return await self._next()
             self._waiter = self._loop.create_future()
             self._parked = True
@@ -451,9 +440,6 @@ class HttpSession:
             finally:
                 self._parked = False
                 self._waiter = None
-
-    def _ready(self) -> bool:
-        return bool(self._events)
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -513,7 +499,7 @@ class HttpSession:
         -> True when the connection can carry another request."""
         if head.framing == "none" or self._request_ended:
             return True
-        while self._events:
+        while self._inbox.events:
             event = await self._next()
             if event is http1.END:
                 return True
@@ -777,7 +763,7 @@ class HttpSession:
         cluster.end_request()
         if not keep_alive:
             self._finish()
-        elif self._events or self._error is not None or self._eof or self._lost:
+        elif self._inbox.events or self._error is not None or self._eof or self._lost:
             self._wake()
 
     def _finish(self) -> None:
