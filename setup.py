@@ -51,6 +51,7 @@ COMPILED = (
     "osm/proxy/router.py",
     "osm/proxy/rbac.py",
     "osm/proxy/listeners.py",
+    "osm/proxy/retry.py",
     "osm/proxy/inbox.py",
     "osm/proxy/upstream.py",
     "osm/proxy/stats.py",

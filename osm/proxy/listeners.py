@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from osm.proxy import config, http1, inbox, rbac, router, stats, tls, transport, upstream
+from osm.proxy import config, http1, inbox, rbac, retry, router, stats, tls, transport, upstream
 from osm.proxy.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -285,15 +285,13 @@ class _Resume:
         self.try_deadline: float | None = None
 
 
-def _try_deadline(
-    deadline: float | None, retry: config.RetryPolicy | None, sent_at: float
-) -> float | None:
-    """When one attempt sent at `sent_at` times out: the route's deadline or, sooner, the
-    retry policy's per-try timeout."""
-    if retry is not None and retry.per_try_timeout:
-        per_try = sent_at + retry.per_try_timeout
-        return per_try if deadline is None else min(deadline, per_try)
-    return deadline
+def _failure(error: upstream.UpstreamError) -> str:
+    """What an attempt that raised `error` ended in, as the retry policy names it."""
+    if isinstance(error, upstream.ConnectFailure):
+        return retry.CONNECT_FAILURE
+    if isinstance(error, upstream.Overflow):
+        return retry.OVERFLOW
+    return retry.RESET  # UpstreamReset, and a broken response (a protocol error)
 
 
 class HttpSession:
@@ -691,7 +689,7 @@ class HttpSession:
         upstream_conn.connection.write(payload)
         resume.upstream_conn = upstream_conn
         resume.sent_at = now
-        resume.try_deadline = _try_deadline(deadline, action.retry, now)
+        resume.try_deadline = retry.try_deadline(deadline, action.retry, now)
         self._exchange = resume
         upstream_conn.notify = self._upstream_ready
         if resume.try_deadline is not None:
@@ -716,13 +714,10 @@ class HttpSession:
         if not isinstance(response, http1.ResponseHead) or events[-1] is not http1.END:
             self._hand_off(resume)  # streaming (or a broken response): the general path
             return
-        retry = resume.route.action.retry
-        if response.status == 101 or (
-            retry is not None
-            and retry.num_retries > 0
-            and self._retriable_status(retry, response.status)
+        if response.status == 101 or retry.after_response(
+            resume.route.action.retry, 1, response.status
         ):
-            self._hand_off(resume)
+            self._hand_off(resume)  # an upgrade, or the first try of a retried request
             return
         chunks: list[bytes] = []
         for index in range(1, len(events) - 1):
@@ -833,8 +828,7 @@ class HttpSession:
             headers, target, payload = resume.headers, resume.target, resume.payload
             chunks, complete = [], True
             deadline = resume.deadline
-        retry = action.retry if complete else None
-        retries_left = retry.num_retries if retry is not None else 0
+        policy = action.retry if complete else None  # a body not buffered cannot be replayed
         attempt = 0
         in_retry = False
         upstream_conn: upstream.UpstreamHttp | None = None
@@ -853,7 +847,6 @@ class HttpSession:
                     except upstream.Overflow as overflow:
                         raise _Reply(503, self._reset_text(overflow), "UO") from None
                     host.active_requests += 1
-                retry_reason: str | None = None
                 try:
                     try:
                         upstream_conn, response = await self._attempt(
@@ -865,31 +858,25 @@ class HttpSession:
                             payload,
                             chunks,
                             deadline,
-                            retry,
+                            policy,
                             resume if attempt == 1 else None,
                         )
                     except upstream.UpstreamError as error:
                         cluster.record(host, True)
-                        retry_reason = self._retriable_error(retry, error)
-                        if retry_reason is None or retries_left <= 0:
+                        failure = _failure(error)
+                        if not retry.after_failure(policy, attempt, failure, clock(), deadline):
                             raise _Reply(503, self._reset_text(error), error.flag) from None
                     except TimeoutError:
                         cluster.stats.upstream_rq_timeout.value += 1
                         cluster.record(host, True)
-                        if deadline is not None and clock() >= deadline:
-                            raise _Reply(504, "upstream request timeout", "UT") from None
-                        retry_reason = self._retriable_timeout(retry)
-                        if retry_reason is None or retries_left <= 0:
+                        if not retry.after_failure(
+                            policy, attempt, retry.TIMEOUT, clock(), deadline
+                        ):
                             raise _Reply(504, "upstream request timeout", "UT") from None
                     else:
                         cluster.stats.response(response.status)
                         cluster.record(host, response.status >= 500)
-                        if (
-                            retries_left > 0
-                            and self._retriable_status(retry, response.status)
-                            and response.status != 101
-                        ):
-                            retry_reason = "status"
+                        if retry.after_response(policy, attempt, response.status):
                             await self._discard_response(cluster, upstream_conn)
                             upstream_conn = None
                         else:
@@ -899,7 +886,7 @@ class HttpSession:
                 finally:
                     host.active_requests -= 1
                     cluster.end_request()
-                # retry
+                # retry, if the cluster's retry budget (a circuit breaker) allows one more
                 if in_retry:
                     cluster.end_retry()
                     in_retry = False
@@ -911,10 +898,8 @@ class HttpSession:
                         "URX",
                     )
                 in_retry = True
-                retries_left -= 1
-                ceiling = (2 ** min(attempt, 4) - 1) * options.retry_base_interval
-                ceiling = min(ceiling, 10 * options.retry_base_interval)
-                await options.sleep(options.randrange(1000) / 1000 * ceiling)
+                draw = options.randrange(1000)
+                await options.sleep(retry.backoff(attempt, options.retry_base_interval, draw))
         finally:
             if in_retry:
                 cluster.end_retry()
@@ -926,36 +911,6 @@ class HttpSession:
             f"reset reason: {error.reason}"
         )
 
-    @staticmethod
-    def _retriable_error(
-        retry: config.RetryPolicy | None, error: upstream.UpstreamError
-    ) -> str | None:
-        if retry is None:
-            return None
-        on = retry.retry_on
-        if isinstance(error, upstream.ConnectFailure):
-            return "connect-failure" if on & {"connect-failure", "5xx", "gateway-error"} else None
-        if isinstance(error, upstream.Overflow):
-            return None
-        return "reset" if on & {"reset", "5xx", "gateway-error"} else None
-
-    @staticmethod
-    def _retriable_timeout(retry: config.RetryPolicy | None) -> str | None:
-        if retry is None:
-            return None
-        return "per-try-timeout" if retry.retry_on & {"5xx", "gateway-error"} else None
-
-    @staticmethod
-    def _retriable_status(retry: config.RetryPolicy | None, status: int) -> bool:
-        if retry is None:
-            return False
-        on = retry.retry_on
-        if status >= 500 and "5xx" in on:
-            return True
-        if status in (502, 503, 504) and "gateway-error" in on:
-            return True
-        return "retriable-status-codes" in on and status in retry.retriable_status_codes
-
     async def _attempt(
         self,
         cluster: upstream.ClusterRuntime,
@@ -966,7 +921,7 @@ class HttpSession:
         payload: bytes | None,
         chunks: list[bytes],
         deadline: float | None,
-        retry: config.RetryPolicy | None,
+        policy: config.RetryPolicy | None,
         resume: _Resume | None = None,
     ) -> tuple[upstream.UpstreamHttp, http1.ResponseHead]:
         """Send the request on a pooled connection; -> the response head. With a `resume`
@@ -992,7 +947,7 @@ class HttpSession:
                     else:
                         await self._stream_body(head, target, headers, chunks, connection)
                     sent_at = clock()
-                try_deadline = _try_deadline(deadline, retry, sent_at)
+                try_deadline = retry.try_deadline(deadline, policy, sent_at)
                 timeout = try_deadline - clock() if try_deadline is not None else None
                 if timeout is not None and timeout <= 0:
                     raise TimeoutError()
