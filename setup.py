@@ -50,7 +50,11 @@ COMPILED = (
     "osm/proxy/transport.py",
     "osm/proxy/router.py",
     "osm/proxy/rbac.py",
-    "osm/proxy/listeners.py",
+    "osm/proxy/listeners.py",  # accept, filter-chain match, TLS, network RBAC, TCP proxy
+    "osm/proxy/filter_chain.py",
+    "osm/proxy/tcp_relay.py",
+    "osm/proxy/http_session.py",
+    "osm/proxy/http_rewrite.py",
     "osm/proxy/retry.py",
     "osm/proxy/inbox.py",
     "osm/proxy/upstream.py",

@@ -1,8 +1,10 @@
 """The Python sidecar: the subset of Envoy that our control plane emits, driven by xDS.
 
 Layers, bottom up: `config` (protos -> frozen model, with an allow-list that refuses what is
-not implemented), `http1` (sans-IO HTTP/1.1), `router` and `rbac` (pure decisions),
-`tls`, `upstream`, `listeners` and `server` (the asyncio runtime), `stats` and `admin`.
+not implemented), `http1` (sans-IO HTTP/1.1), `router`, `rbac`, `filter_chain` and `retry`
+(pure decisions), `http_rewrite` (pure header and framing rules), `tls`, `inbox`, `upstream`,
+`tcp_relay`, `http_session`, `listeners` and `server` (the asyncio runtime), `stats` and
+`admin`.
 
 An installed build may run the data-plane hot modules compiled by mypyc (``setup.py``
 says which and when); `compiled` tells which ones this process runs that way.

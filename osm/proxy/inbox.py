@@ -5,7 +5,7 @@ The one idea: a connection's parser turns each read into events faster than a sl
 body bytes among them are counted; above the high-water mark the connection stops reading,
 and it reads again once the consumer has taken it below half the mark. Only `Data` events
 count: heads and ends are small. Used by both sides of the proxy: a downstream HTTP session
-(`listeners.HttpSession`) and an upstream connection (`upstream.UpstreamHttp`). Who waits
+(`http_session.HttpSession`) and an upstream connection (`upstream.UpstreamHttp`). Who waits
 for events, and how it is woken, is theirs: this is a plain queue, event-loop only.
 """
 
