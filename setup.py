@@ -23,7 +23,7 @@ The C is generated once, in the process that builds the wheel; pip's metadata st
 (separate processes, which finalize build_ext too) keep the placeholder.
 
 Build time is gcc's: mypyc's analysis and C generation take ~5 s, but one translation unit
-of all nine modules (mypyc's default) took gcc ~50 s of one core at -O3. mypyc's
+of the nine modules it compiled then (mypyc's default) took gcc ~50 s of one core at -O3. mypyc's
 ``multi_file`` mode writes one C file per module (and its runtime's as separate files):
 ~35 s of CPU in total, which `OptionalMypycBuildExt` spreads over every core the build may
 use (~20 s on two). gcc then cannot inline a call from one compiled module into another;
@@ -50,7 +50,13 @@ COMPILED = (
     "osm/proxy/transport.py",
     "osm/proxy/router.py",
     "osm/proxy/rbac.py",
-    "osm/proxy/listeners.py",
+    "osm/proxy/listeners.py",  # accept, filter-chain match, TLS, network RBAC, TCP proxy
+    "osm/proxy/filter_chain.py",
+    "osm/proxy/tcp_relay.py",
+    "osm/proxy/http_session.py",
+    "osm/proxy/http_rewrite.py",
+    "osm/proxy/retry.py",
+    "osm/proxy/inbox.py",
     "osm/proxy/upstream.py",
     "osm/proxy/stats.py",
     "osm/proxy/model.py",  # the model every request reads (routes, matchers, clusters)

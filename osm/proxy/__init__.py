@@ -2,9 +2,10 @@
 
 Layers, bottom up: `model` (the frozen configuration every request reads), `translate`
 (protos -> model, one module per xDS type, with an allow-list that refuses what is not
-implemented) and `assembly` (a consistent set -> one `model.ProxyConfig`), `http1`
-(sans-IO HTTP/1.1), `router` and `rbac` (pure decisions), `tls`, `upstream`, `listeners`
-and `server` (the asyncio runtime), `stats` and `admin`.
+implemented) and `assembly` (a consistent set -> one `model.ProxyConfig`), `http1` (sans-IO
+HTTP/1.1), `router`, `rbac`, `filter_chain` and `retry` (pure decisions), `http_rewrite`
+(pure header and framing rules), `tls`, `inbox`, `upstream`, `tcp_relay`, `http_session`,
+`listeners` and `server` (the asyncio runtime), `stats` and `admin`.
 
 An installed build may run the data-plane hot modules compiled by mypyc (``setup.py``
 says which and when); `compiled` tells which ones this process runs that way.

@@ -46,7 +46,7 @@ class Options:
     inspect_timeout: float = 15.0
     drain_timeout: float = 5.0
     retry_base_interval: float = 0.025
-    http_fast_path: bool = True  # serve common requests from callbacks (listeners.HttpSession)
+    http_fast_path: bool = True  # serve common requests from callbacks (http_session.HttpSession)
 
 
 class Runtime:

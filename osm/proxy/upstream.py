@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from osm.proxy import http1, model, stats, tls, transport
+from osm.proxy import http1, inbox, model, stats, tls, transport
 
 
 class UpstreamError(Exception):
@@ -99,9 +99,8 @@ class UpstreamHttp:
     """
 
     __slots__ = (
-        "_events",
+        "_inbox",
         "_loop",
-        "_queued",
         "_waiter",
         "connection",
         "discarded",
@@ -123,8 +122,7 @@ class UpstreamHttp:
         self.parser = http1.ResponseParser()
         self._loop = asyncio.get_running_loop()
         self.notify: Callable[[], None] | None = None
-        self._events: collections.deque[http1.Event] = collections.deque()
-        self._queued = 0
+        self._inbox = inbox.EventInbox(connection, self._HIGH_WATER)
         self._waiter: asyncio.Future[None] | None = None
         self.error: Exception | None = None
         self.ended = False
@@ -162,12 +160,7 @@ class UpstreamHttp:
             self._wake()
             return
         if events:
-            for event in events:
-                if isinstance(event, http1.Data):
-                    self._queued += len(event.data)
-            self._events.extend(events)
-            if self._queued > self._HIGH_WATER:
-                self.connection.pause_reading()
+            self._inbox.push(events)
             self._wake()
 
     def eof_received(self) -> None:
@@ -175,7 +168,7 @@ class UpstreamHttp:
             self._drop_idle()
             return
         try:
-            self._events.extend(self.parser.feed_eof())
+            self._inbox.push(self.parser.feed_eof())
         except http1.ProtocolError as error:
             self.error = error
         self.ended = True
@@ -200,27 +193,26 @@ class UpstreamHttp:
     @property
     def waiting(self) -> bool:
         """Nothing has arrived yet: no event, no error, not ended."""
-        return not self._events and self.error is None and not self.ended
+        return not self._inbox.events and self.error is None and not self.ended
 
     @property
     def pending_events(self) -> collections.deque[http1.Event]:
         """The events parsed and not yet taken (owned by this object: read, do not keep)."""
-        return self._events
+        return self._inbox.events
 
     def take_events(self) -> None:
         """Drop every pending event (a callback user has consumed them)."""
-        self._events.clear()
-        self._queued = 0
-        self.connection.resume_reading()
+        self._inbox.clear()
 
     async def next_event(self, timeout: float | None = None) -> http1.Event:
         """The next response event; raises UpstreamReset / ProtocolError when it ends early,
         TimeoutError when none arrives within `timeout` seconds (one timer, and only when
         it has to wait: cheaper than `asyncio.wait_for`'s task)."""
-        if not self._events:
+        events = self._inbox.events
+        if not events:
             loop = self._loop
             expires = loop.time() + timeout if timeout is not None else None
-            while not self._events:
+            while not events:
                 if self.error is not None:
                     raise self.error
                 if self.ended:
@@ -233,19 +225,14 @@ class UpstreamHttp:
                     self._waiter = None
                     if timer is not None:
                         timer.cancel()
-        event = self._events.popleft()
-        if isinstance(event, http1.Data):
-            self._queued -= len(event.data)
-            if self._queued < self._HIGH_WATER // 2:
-                self.connection.resume_reading()
-        return event
+        return self._inbox.pop()
 
     @property
     def reusable(self) -> bool:
         return not (
             self.ended
             or self.error is not None
-            or self._events
+            or self._inbox.events
             or self.connection.closed
             or self.parser.upgraded
         )

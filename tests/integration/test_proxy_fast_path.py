@@ -26,7 +26,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import wrappers_pb2
 
 from osm.base import wellknown
-from osm.proxy import assembly, http1, listeners, server, stats
+from osm.proxy import assembly, http1, http_session, server, stats
 from osm.proxy.runtime import Options
 from tests.integration import proxymesh
 
@@ -286,16 +286,16 @@ async def _run(name: str, fast: bool) -> Outcome:
         access_log=stats.AccessLog(log_stream),
     )
     served = 0
-    original = listeners.HttpSession._upstream_ready
+    original = http_session.HttpSession._upstream_ready
 
-    def counting(session: listeners.HttpSession) -> None:
+    def counting(session: http_session.HttpSession) -> None:
         nonlocal served
         exchange = session._exchange
         original(session)
         if session._exchange is None and session._handoff is not exchange:
             served += 1
 
-    setattr(listeners.HttpSession, "_upstream_ready", counting)  # noqa: B010
+    setattr(http_session.HttpSession, "_upstream_ready", counting)  # noqa: B010
     try:
         await proxy.apply(assembly.assemble(_resources(app_port)))
         reader, writer = await asyncio.open_connection(*proxy.listener_address("fast"))
@@ -307,7 +307,7 @@ async def _run(name: str, fast: bool) -> Outcome:
         writer.close()
         await asyncio.sleep(0.05)  # let the proxy see the close and settle its stats
     finally:
-        setattr(listeners.HttpSession, "_upstream_ready", original)  # noqa: B010
+        setattr(http_session.HttpSession, "_upstream_ready", original)  # noqa: B010
         await proxy.close()
         app_server.close()
         if app.tasks:  # the proxy closed its upstream connections: the handlers end

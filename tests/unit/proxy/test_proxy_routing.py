@@ -10,7 +10,7 @@ import ssl
 
 import pytest
 
-from osm.proxy import http1, listeners, model, rbac, router, tls
+from osm.proxy import filter_chain, http1, model, rbac, router, tls
 
 
 def vhost(name: str, *domains: str) -> model.VirtualHost:
@@ -288,7 +288,7 @@ LISTENER = model.Listener(
     ],
 )
 def test_filter_chain_match(ip: str, port: int, sni: str, transport: str, expected: str) -> None:
-    found = listeners.select_filter_chain(LISTENER, ip, port, sni, transport)
+    found = filter_chain.select_filter_chain(LISTENER, ip, port, sni, transport)
     assert found is not None and found.name == expected
 
 
@@ -296,9 +296,9 @@ def test_default_filter_chain_when_nothing_matches() -> None:
     strict = model.Listener(
         "l", "0.0.0.0", 1, False, False, (chain("only", destination_port=80),), None
     )
-    assert listeners.select_filter_chain(strict, "1.2.3.4", 81) is None
+    assert filter_chain.select_filter_chain(strict, "1.2.3.4", 81) is None
     with_default = model.Listener("l", "0.0.0.0", 1, False, False, (), chain("default"))
-    found = listeners.select_filter_chain(with_default, "1.2.3.4", 81)
+    found = filter_chain.select_filter_chain(with_default, "1.2.3.4", 81)
     assert found is not None and found.name == "default"
 
 
