@@ -42,8 +42,8 @@ from osm.model.smi import (
     TrafficTargetRule,
 )
 from osm.xds.context import Credentials
+from osm.xds.generator import Generator
 from osm.xds.resources import ROUTE
-from osm.xds.snapshot import Generator
 
 PODS_PER_SERVICE = 5
 NAMESPACES = 10

@@ -55,7 +55,7 @@ class Context:
     parts: dict[Hashable, Any] = field(default_factory=dict)
     previous_parts: dict[Hashable, Any] = field(default_factory=dict)
     layers: dict[Hashable, Any] = field(default_factory=dict)
-    """Resource layers by the policy slice they were built from (`osm.xds.snapshot`)."""
+    """Resource layers by the policy slice they were built from (`osm.xds.layers`)."""
     trust_domain: str = TRUST_DOMAIN
     credentials: CredentialSource | None = None
     trust_bundle: bytes = b""

@@ -64,7 +64,7 @@ def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
 
 def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
     """The listeners that depend on the outbound side only (reads ``policy.outbound``,
-    ``kind`` and ``tls``, nothing else: `osm.xds.snapshot` shares them on that basis)."""
+    ``kind`` and ``tls``, nothing else: `osm.xds.layers` shares them on that basis)."""
     if policy.kind == GRPC:
         return grpc_listeners(policy.outbound, context)
     # Keyed on what the listener reads (not on routes: a split change is RDS only).

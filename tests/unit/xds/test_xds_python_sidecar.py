@@ -15,8 +15,9 @@ import pytest
 from osm.catalog.ids import ProxyId
 from osm.proxy import config
 from osm.xds import names
+from osm.xds.generator import build_snapshots
 from osm.xds.resources import CLUSTER, LISTENER, ROUTE, TYPE_URLS
-from osm.xds.snapshot import Snapshot, build_snapshots
+from osm.xds.snapshot import Snapshot
 from tests.unit.catalog import meshes as m
 from tests.unit.xds import xds_support
 

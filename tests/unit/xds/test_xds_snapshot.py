@@ -21,14 +21,9 @@ from osm.model.meta import ObjectRef
 from osm.proxy import config
 from osm.xds import lds, names, rds, validation
 from osm.xds.context import Credentials
+from osm.xds.generator import Generator, build_snapshots
 from osm.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, TYPE_URLS, build, pack
-from osm.xds.snapshot import (
-    Generator,
-    Snapshot,
-    Snapshots,
-    build_snapshots,
-    consistency_problems,
-)
+from osm.xds.snapshot import Snapshot, Snapshots, consistency_problems
 from tests.unit.catalog import meshes as m
 from tests.unit.xds import xds_support
 
