@@ -14,6 +14,7 @@ return are immutable and safe to share.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TypeVar
@@ -25,7 +26,7 @@ from osm.catalog.policy import OutboundPort, Proxy
 from osm.catalog.state import Changed, MeshState
 from osm.model.core import Pod
 from osm.xds import layers
-from osm.xds.context import Context, CredentialSource, MissingCredentials
+from osm.xds.context import Context, CredentialSource, MissingCredentials, Settings
 from osm.xds.resources import TYPE_URLS
 from osm.xds.snapshot import BuildStats, InconsistentSnapshot, ResourceSet, Snapshot, Snapshots
 
@@ -64,11 +65,13 @@ class Generator:
         grpc_mtls: bool = True,
         trust_domain: str = TRUST_DOMAIN,
     ) -> None:
-        self.context = Context(
-            credentials=credentials,
-            trust_bundle=trust_bundle,
-            grpc_mtls=grpc_mtls,
+        self.context = Context()
+        self.credentials = credentials
+        self.settings = Settings(
             trust_domain=trust_domain,
+            grpc_mtls=grpc_mtls,
+            trust_bundle=trust_bundle,
+            placeholders=credentials is None,
         )
         self._last: Snapshots | None = None
         self._catalog: Catalog | None = None
@@ -95,8 +98,8 @@ class Generator:
         (their secrets are rebuilt); a new ``trust_bundle`` rebuilds everything. Full and
         incremental builds give equal snapshots.
         """
-        if trust_bundle is not None and trust_bundle != self.context.trust_bundle:
-            self.context.trust_bundle = trust_bundle
+        if trust_bundle is not None and trust_bundle != self.settings.trust_bundle:
+            self.settings = dataclasses.replace(self.settings, trust_bundle=trust_bundle)
             changed = None
         memo = self.context.memo
         built_before, reused_before = memo.built, memo.reused
@@ -229,7 +232,14 @@ class Generator:
         """The resource set of a class (the previous object when nothing in it
         changed), or why it could not be built."""
         try:
-            built = layers.resource_set(catalog.policy(proxy), self.context, str(proxy.id), old)
+            built = layers.resource_set(
+                catalog.policy(proxy),
+                self.settings,
+                self.credentials,
+                self.context,
+                str(proxy.id),
+                old,
+            )
         except (InconsistentSnapshot, MissingCredentials) as error:
             return str(error)
         return _same_or(old, built)
@@ -245,7 +255,7 @@ class Generator:
             return old
         try:
             built = layers.outbound_set(
-                policy, outbound, old, self.context, str(self._proxies[key].id)
+                policy, outbound, old, self.settings, self.context, str(self._proxies[key].id)
             )
         except InconsistentSnapshot as error:
             return str(error)

@@ -1,16 +1,21 @@
 """Layers: the shared, memoized building blocks of every proxy's resource set.
 
-The one idea: a layer is built from one *slice* of a policy, and is shared by every
-policy with the same slice:
+The one idea: a layer's builder takes exactly the frozen values it reads (a slice of
+the policy, `Settings`) after the context, which holds only caches, and `memoized`
+keys the layer on those arguments: the cache key follows from the signature, so a
+builder cannot read what its key leaves out. The slices:
 
 * the *upstream* layer (outbound listener, clusters, load assignments, outbound
-  root certificates) reads only the route-free view of the outbound ports, the proxy
-  kind and TLS settings, so in permissive mode every proxy of the mesh shares one;
+  root certificates) reads only the route-free view of the outbound ports, egress,
+  the proxy kind, TLS and settings, so in permissive mode every proxy of the mesh
+  shares one;
 * the *routes* layer (``rds-outbound.<port>``; a gRPC client's listeners) reads only
-  the namespace and the ports' route view, so it is one per namespace (permissive) or
-  per identity (SMI), and a TrafficSplit change rebuilds it and nothing else;
+  the namespace, the ports' route view and the kind, so it is one per namespace
+  (permissive) or per identity (SMI), and a TrafficSplit change rebuilds it and
+  nothing else;
 * the *inbound* layer (inbound listener, local clusters, the proxy's own secrets) is
-  one per class of proxies (same `Proxy.class_key`).
+  one per class of proxies (same `Proxy.class_key`) and not memoized: it reads the
+  credential source, which is not a value.
 
 Layers are kept in `Context.layers` between builds; `resource_set` stacks them into a
 checked `osm.xds.snapshot.ResourceSet`, and `prune` forgets what no set uses.
@@ -18,13 +23,25 @@ checked `osm.xds.snapshot.ResourceSet`, and `prune` forgets what no set uses.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
+from itertools import chain
+from typing import TypeVar, TypeVarTuple, cast
 
-from osm.catalog.policy import GRPC, OutboundPolicy, OutboundPort, ProxyPolicy, is_http
+from osm.catalog.ids import Identity
+from osm.catalog.policy import (
+    GRPC,
+    InboundPolicy,
+    OutboundPolicy,
+    OutboundPort,
+    ProxyPolicy,
+    TlsSettings,
+    is_http,
+)
 from osm.xds import cds, eds, lds, rds, sds
-from osm.xds.context import Context
-from osm.xds.resources import Built
+from osm.xds.context import Context, CredentialSource, Settings
 from osm.xds.snapshot import (
+    InconsistentSnapshot,
     Layer,
     OutboundLayers,
     ResourceSet,
@@ -33,27 +50,97 @@ from osm.xds.snapshot import (
     make_layer,
 )
 
-_UPSTREAM_BUILDERS: tuple[Callable[[ProxyPolicy, Context], list[Built]], ...] = (
-    cds.outbound_resources,
-    eds.outbound_resources,
-    sds.outbound_resources,
-)
-_INBOUND_BUILDERS: tuple[Callable[[ProxyPolicy, Context], list[Built]], ...] = (
-    lds.inbound_resources,
-    rds.inbound_resources,
-    cds.inbound_resources,
-    eds.inbound_resources,
-    sds.inbound_resources,
-)
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
-def _layer(
-    policy: ProxyPolicy,
+def memoized(build: Callable[[Context, *Ts], T]) -> Callable[[Context, *Ts], T]:
+    """``build``, memoized in ``Context.layers`` on its arguments after the context
+    (which must all be hashable values): the key is the call itself. Results must not
+    be None."""
+
+    def cached(context: Context, *args: *Ts) -> T:
+        key = (build, *args)
+        found = context.layers.get(key)
+        if found is None:
+            found = context.layers[key] = build(context, *args)
+        return cast(T, found)
+
+    functools.update_wrapper(cached, build)
+    return cached
+
+
+@memoized
+def upstream_layer(
     context: Context,
-    builders: Iterable[Callable[[ProxyPolicy, Context], list[Built]]],
-    what: str,
+    settings: Settings,
+    ports: tuple[OutboundPort, ...],
+    egress: bool,
+    kind: str,
+    tls: TlsSettings,
 ) -> Layer:
-    return make_layer((built for builder in builders for built in builder(policy, context)), what)
+    """A sidecar's outbound listener, the clusters, their load assignments and the
+    outbound root certificates; ``ports`` are upstream views (`_upstream_view`)."""
+    listeners = [] if kind == GRPC else lds.outbound_resources(ports, egress, context)
+    return make_layer(
+        chain(
+            listeners,
+            cds.outbound_resources(ports, egress, kind, tls, settings, context),
+            eds.outbound_resources(ports, context),
+            sds.outbound_resources(ports, kind, settings, context),
+        )
+    )
+
+
+@memoized
+def routes_layer(
+    context: Context, namespace: str, ports: tuple[OutboundPort, ...], kind: str
+) -> Layer:
+    """``rds-outbound.<port>``, and a proxyless gRPC client's listeners; ``ports`` are
+    route views (`osm.xds.rds.route_view`)."""
+    routes = rds.outbound_resources(namespace, ports, context)
+    if kind != GRPC:
+        return make_layer(routes)
+    return make_layer(chain(routes, lds.grpc_listeners(namespace, ports, context)))
+
+
+@memoized
+def outbound_layers(
+    context: Context, settings: Settings, outbound: OutboundPolicy, kind: str, tls: TlsSettings
+) -> OutboundLayers:
+    """The two outbound layers of a policy, each shared by every policy with the same
+    view of its ports, checked against each other."""
+    upstream_ports = _views(
+        context, "upstream-views", outbound.ports, lambda p: _upstream_view(p, context)
+    )
+    route_ports = _views(
+        context, "route-views", outbound.ports, lambda p: rds.route_view(p, context)
+    )
+    return join_outbound(
+        upstream_layer(context, settings, upstream_ports, outbound.egress, kind, tls),
+        routes_layer(context, outbound.namespace, route_ports, kind),
+    )
+
+
+def inbound_layer(
+    context: Context,
+    settings: Settings,
+    credentials: CredentialSource | None,
+    identity: Identity,
+    kind: str,
+    inbound: InboundPolicy,
+    tls: TlsSettings,
+) -> Layer:
+    """The inbound and prometheus listeners, inbound routes, local clusters and the
+    proxy's own secrets. Raises MissingCredentials."""
+    return make_layer(
+        chain(
+            lds.inbound_resources(kind, inbound, tls, settings, context),
+            rds.inbound_resources(inbound, settings, context),
+            cds.inbound_resources(kind, inbound, context),
+            sds.inbound_resources(kind, identity, credentials, settings, context),
+        )
+    )
 
 
 def _views(
@@ -84,68 +171,13 @@ def _replace_routes(port: OutboundPort) -> OutboundPort:
     )
 
 
-def outbound_layers(policy: ProxyPolicy, context: Context, what: str) -> OutboundLayers:
-    """The outbound layers of ``policy``, shared by every policy with the same views."""
-    key = ("outbound", policy.outbound, policy.kind, policy.tls)
-    found = context.layers.get(key)
-    if isinstance(found, OutboundLayers):
-        return found
-    outbound = policy.outbound
-    upstream_ports = _views(
-        context, "upstream-views", outbound.ports, lambda p: _upstream_view(p, context)
-    )
-    route_ports = _views(
-        context, "route-views", outbound.ports, lambda p: rds.route_view(p, context)
-    )
-    upstreams = _cached_layer(
-        context,
-        ("upstreams", OutboundPolicy("", upstream_ports, outbound.egress), policy.kind, policy.tls),
-        policy,
-        _UPSTREAM_BUILDERS
-        if policy.kind == GRPC
-        else (lds.outbound_resources, *_UPSTREAM_BUILDERS),
-        what,
-    )
-    routes = _cached_layer(
-        context,
-        ("routes", OutboundPolicy(outbound.namespace, route_ports, False), policy.kind, policy.tls),
-        policy,
-        (rds.outbound_resources, lds.outbound_resources)
-        if policy.kind == GRPC
-        else (rds.outbound_resources,),
-        what,
-    )
-    pair_key = ("pair", upstreams, routes)
-    pair = context.layers.get(pair_key)
-    if not isinstance(pair, OutboundLayers):
-        pair = join_outbound(upstreams, routes, what)
-        context.layers[pair_key] = pair
-    context.layers[key] = pair
-    return pair
-
-
-def _cached_layer(
-    context: Context,
-    key: tuple[object, ...],
-    policy: ProxyPolicy,
-    builders: Iterable[Callable[[ProxyPolicy, Context], list[Built]]],
-    what: str,
-) -> Layer:
-    """The layer built from the policy slice ``key[1]`` (built from a policy that holds
-    only that slice, so the builders cannot read anything else)."""
-    found = context.layers.get(key)
-    if isinstance(found, Layer):
-        return found
-    outbound = key[1]
-    assert isinstance(outbound, OutboundPolicy)
-    sliced = ProxyPolicy(policy.identity, policy.kind, policy.inbound, outbound, policy.tls)
-    layer = _layer(sliced, context, builders, what)
-    context.layers[key] = layer
-    return layer
-
-
 def resource_set(
-    policy: ProxyPolicy, context: Context, what: str = "", old: ResourceSet | None = None
+    policy: ProxyPolicy,
+    settings: Settings,
+    credentials: CredentialSource | None,
+    context: Context,
+    what: str = "",
+    old: ResourceSet | None = None,
 ) -> ResourceSet:
     """Builds, checks and versions the resources of one policy.
 
@@ -153,11 +185,23 @@ def resource_set(
     shared (see the module docstring); only the inbound layer is per policy. With
     ``old`` (the set this one replaces), an inbound layer of the same content is
     ``old``'s, and types whose layers did not change keep ``old``'s objects. Raises
-    InconsistentSnapshot or MissingCredentials.
+    InconsistentSnapshot (naming ``what``, by default the identity) or
+    MissingCredentials.
     """
     what = what or str(policy.identity)
-    outbound = outbound_layers(policy, context, what)
-    inbound = _layer(policy, context, _INBOUND_BUILDERS, what)
+    try:
+        outbound = outbound_layers(context, settings, policy.outbound, policy.kind, policy.tls)
+        inbound = inbound_layer(
+            context,
+            settings,
+            credentials,
+            policy.identity,
+            policy.kind,
+            policy.inbound,
+            policy.tls,
+        )
+    except InconsistentSnapshot as error:
+        raise InconsistentSnapshot(what, error.problems) from None
     if old is not None and len(old.layers) == 3:
         kept = old.layers[2]
         if kept.versions == inbound.versions and kept.unresolved == inbound.unresolved:
@@ -166,11 +210,19 @@ def resource_set(
 
 
 def outbound_set(
-    policy: ProxyPolicy, outbound: OutboundPolicy, old: ResourceSet, context: Context, what: str
+    policy: ProxyPolicy,
+    outbound: OutboundPolicy,
+    old: ResourceSet,
+    settings: Settings,
+    context: Context,
+    what: str,
 ) -> ResourceSet:
     """``old`` with a new outbound policy: its inbound layer is kept as it is."""
     new_policy = ProxyPolicy(policy.identity, policy.kind, policy.inbound, outbound, policy.tls)
-    layers = outbound_layers(new_policy, context, what)
+    try:
+        layers = outbound_layers(context, settings, outbound, policy.kind, policy.tls)
+    except InconsistentSnapshot as error:
+        raise InconsistentSnapshot(what, error.problems) from None
     return combine(new_policy, layers, old.layers[2], what, old)
 
 
@@ -200,4 +252,13 @@ def _layers_of(value: object) -> tuple[Layer, ...]:
     return (value,)
 
 
-__all__ = ["outbound_layers", "outbound_set", "prune", "resource_set"]
+__all__ = [
+    "inbound_layer",
+    "memoized",
+    "outbound_layers",
+    "outbound_set",
+    "prune",
+    "resource_set",
+    "routes_layer",
+    "upstream_layer",
+]

@@ -199,14 +199,19 @@ class OutboundLayers:
     unresolved: frozenset[Reference]
 
 
-def make_layer(resources: Iterable[Built], what: str) -> Layer:
+_A_LAYER = "a layer"
+"""What `make_layer` and `join_outbound` say is inconsistent: they are shared, and
+their callers name the proxy (`osm.xds.layers.resource_set`)."""
+
+
+def make_layer(resources: Iterable[Built]) -> Layer:
     """The layer of ``resources`` (one of a name: two different ones raise)."""
     by_type: dict[str, dict[str, Built]] = {url: {} for url in TYPE_URLS}
     for built in resources:
         existing = by_type[built.type_url].get(built.name)
         if existing is not None and existing.digest != built.digest:
             raise InconsistentSnapshot(
-                what, [f"two different {_short(built.type_url)} named {built.name!r}"]
+                _A_LAYER, [f"two different {_short(built.type_url)} named {built.name!r}"]
             )
         by_type[built.type_url][built.name] = built
     sorted_types: dict[str, Mapping[str, Built]] = {}
@@ -245,11 +250,11 @@ def check_clashes(url: str, maps: tuple[Mapping[str, Built], ...], what: str) ->
     return repeated
 
 
-def join_outbound(upstreams: Layer, routes: Layer, what: str) -> OutboundLayers:
+def join_outbound(upstreams: Layer, routes: Layer) -> OutboundLayers:
     """The two outbound layers, checked against each other, with what they leave to the
     inbound layer."""
     for url in TYPE_URLS:
-        check_clashes(url, (upstreams.by_type[url], routes.by_type[url]), what)
+        check_clashes(url, (upstreams.by_type[url], routes.by_type[url]), _A_LAYER)
     unresolved = frozenset(
         reference
         for reference in upstreams.unresolved | routes.unresolved
