@@ -232,7 +232,7 @@ def make_layer(resources: Iterable[Built]) -> Layer:
     return Layer(sorted_types, versions, unresolved, typed)
 
 
-def check_clashes(url: str, maps: tuple[Mapping[str, Built], ...], what: str) -> int:
+def _check_clashes(url: str, maps: tuple[Mapping[str, Built], ...], what: str) -> int:
     """Raises when two layers hold different resources with one name; returns how many
     names a later layer repeats from an earlier one."""
     repeated = 0
@@ -254,7 +254,7 @@ def join_outbound(upstreams: Layer, routes: Layer) -> OutboundLayers:
     """The two outbound layers, checked against each other, with what they leave to the
     inbound layer."""
     for url in TYPE_URLS:
-        check_clashes(url, (upstreams.by_type[url], routes.by_type[url]), _A_LAYER)
+        _check_clashes(url, (upstreams.by_type[url], routes.by_type[url]), _A_LAYER)
     unresolved = frozenset(
         reference
         for reference in upstreams.unresolved | routes.unresolved
@@ -292,7 +292,7 @@ def combine(
             types[url] = layers[present[0] if present else 2].typed[url]
             continue
         present_maps = tuple(maps[index] for index in present)
-        repeated = check_clashes(url, present_maps, what)
+        repeated = _check_clashes(url, present_maps, what)
         joined = "/".join(layers[index].versions[url] for index in present)
         version = hashlib.sha256(joined.encode()).hexdigest()[:16]
         length = sum(len(m) for m in present_maps) - repeated
@@ -320,7 +320,6 @@ __all__ = [
     "Snapshot",
     "Snapshots",
     "TypedResources",
-    "check_clashes",
     "combine",
     "consistency_problems",
     "join_outbound",
