@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import TypeVar, TypeVarTuple, cast
 
@@ -70,17 +71,34 @@ def memoized(build: Callable[[Context, *Ts], T]) -> Callable[[Context, *Ts], T]:
     return cached
 
 
+@dataclass(frozen=True, slots=True)
+class PortViews:
+    """What a layer reads of the outbound ports: a view of each (`_upstream_view`,
+    `osm.xds.rds.route_view`). Hash cached, as `OutboundPolicy`'s is: it keys layers,
+    and a permissive policy holds every service of the mesh."""
+
+    ports: tuple[OutboundPort, ...]
+    _hash: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self.ports))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 @memoized
 def upstream_layer(
     context: Context,
     settings: Settings,
-    ports: tuple[OutboundPort, ...],
+    views: PortViews,
     egress: bool,
     kind: str,
     tls: TlsSettings,
 ) -> Layer:
     """A sidecar's outbound listener, the clusters, their load assignments and the
-    outbound root certificates; ``ports`` are upstream views (`_upstream_view`)."""
+    outbound root certificates, from the ports' upstream views (`_upstream_view`)."""
+    ports = views.ports
     listeners = [] if kind == GRPC else lds.outbound_resources(ports, egress, context)
     return make_layer(
         chain(
@@ -93,11 +111,10 @@ def upstream_layer(
 
 
 @memoized
-def routes_layer(
-    context: Context, namespace: str, ports: tuple[OutboundPort, ...], kind: str
-) -> Layer:
-    """``rds-outbound.<port>``, and a proxyless gRPC client's listeners; ``ports`` are
-    route views (`osm.xds.rds.route_view`)."""
+def routes_layer(context: Context, namespace: str, views: PortViews, kind: str) -> Layer:
+    """``rds-outbound.<port>``, and a proxyless gRPC client's listeners, from the
+    ports' route views (`osm.xds.rds.route_view`)."""
+    ports = views.ports
     routes = rds.outbound_resources(namespace, ports, context)
     if kind != GRPC:
         return make_layer(routes)
@@ -110,15 +127,15 @@ def outbound_layers(
 ) -> OutboundLayers:
     """The two outbound layers of a policy, each shared by every policy with the same
     view of its ports, checked against each other."""
-    upstream_ports = _views(
+    upstream_views = _views(
         context, "upstream-views", outbound.ports, lambda p: _upstream_view(p, context)
     )
-    route_ports = _views(
+    route_views = _views(
         context, "route-views", outbound.ports, lambda p: rds.route_view(p, context)
     )
     return join_outbound(
-        upstream_layer(context, settings, upstream_ports, outbound.egress, kind, tls),
-        routes_layer(context, outbound.namespace, route_ports, kind),
+        upstream_layer(context, settings, upstream_views, outbound.egress, kind, tls),
+        routes_layer(context, outbound.namespace, route_views, kind),
     )
 
 
@@ -148,10 +165,12 @@ def _views(
     tag: str,
     ports: tuple[OutboundPort, ...],
     view: Callable[[OutboundPort], OutboundPort],
-) -> tuple[OutboundPort, ...]:
+) -> PortViews:
     """``view`` of every port, memoized on the tuple itself: in permissive mode every
     namespace's policy holds the same ports tuple."""
-    entry = context.cached((tag, id(ports)), lambda: (ports, tuple(view(port) for port in ports)))
+    entry = context.cached(
+        (tag, id(ports)), lambda: (ports, PortViews(tuple(view(port) for port in ports)))
+    )
     if entry[0] is not ports:  # pragma: no cover - the entry keeps ``ports`` alive
         raise AssertionError("stale port views")
     return entry[1]
@@ -253,6 +272,7 @@ def _layers_of(value: object) -> tuple[Layer, ...]:
 
 
 __all__ = [
+    "PortViews",
     "inbound_layer",
     "memoized",
     "outbound_layers",
