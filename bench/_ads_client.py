@@ -35,7 +35,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2, descriptor, message, symbol_database
 
-import osm.xds.snapshot  # noqa: F401  (registers every Envoy type the builders use)
+import osm.xds.generator  # noqa: F401  (registers every Envoy type the builders use)
 from osm.base import wellknown
 
 CDS, EDS, LDS, RDS, SDS = (

@@ -43,7 +43,7 @@ from osm.model.smi import (
     TrafficTargetRule,
 )
 from osm.xds.context import Credentials
-from osm.xds.snapshot import Generator
+from osm.xds.generator import Generator
 
 PODS_PER_SERVICE = 5
 NAMESPACES = 10

@@ -74,6 +74,12 @@ CLUSTER_TYPE: Final = TYPE_PREFIX + "envoy.config.cluster.v3.Cluster"
 ENDPOINT_TYPE: Final = TYPE_PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 SECRET_TYPE: Final = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 
+
+def message_name(type_url: str) -> str:
+    """``"Cluster"`` for the cluster type URL: the message's name without its package."""
+    return type_url.rpartition(".")[2]
+
+
 PUSH_ORDER: Final[tuple[str, ...]] = (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -102,7 +108,7 @@ TYPES_BY_SHORT_NAME: Final[Mapping[str, str]] = MappingProxyType(
 """``"cds"`` -> the cluster type URL, and so on (what the CLI accepts)."""
 
 TYPES_BY_MESSAGE: Final[Mapping[str, str]] = MappingProxyType(
-    {type_url.rpartition(".")[2]: type_url for type_url in PUSH_ORDER}
+    {message_name(type_url): type_url for type_url in PUSH_ORDER}
 )
 """``"Cluster"`` -> the cluster type URL, and so on (a message's short name)."""
 

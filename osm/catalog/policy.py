@@ -241,7 +241,7 @@ class ProxyPolicy:
     """The whole traffic policy of a class of proxies (see `Proxy.class_key`)."""
 
     identity: Identity
-    kind: str
+    kind: ProxyKind
     inbound: InboundPolicy
     outbound: OutboundPolicy
     tls: TlsSettings

@@ -26,7 +26,7 @@ from osm.catalog.ids import ProxyId
 from osm.catalog.state import MeshState
 from osm.model import manifest
 from osm.model.core import Deployment
-from osm.xds import snapshot
+from osm.xds import generator, snapshot
 
 TYPES = tuple(wellknown.TYPES_BY_SHORT_NAME)
 
@@ -80,7 +80,7 @@ def dump(paths: Sequence[str], proxy_name: str, type_name: str | None, sidecar: 
         wanted = ProxyId.parse(proxy_name)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--proxy") from error
-    built = snapshot.build_snapshots(state)
+    built = generator.build_snapshots(state)
     proxy_id = _resolve(state, built, wanted)
     if proxy_id is None:
         valid = ", ".join(str(p) for p in sorted(built.snapshots)) or "(none)"

@@ -34,6 +34,7 @@ from osm.model import kinds
 from osm.model.errors import ValidationFailed
 from osm.model.meta import ObjectRef, Resource
 from osm.store import api as store_api
+from osm.xds import generator as xds_generator
 from osm.xds import snapshot as xds
 from osm.xds.context import Credentials
 
@@ -115,7 +116,7 @@ class MeshPusher:
         self.debouncer = debouncer or Debouncer()
         self.clock = clock
         self.metrics = PushMetrics(registry)
-        self.generator = xds.Generator(
+        self.generator = xds_generator.Generator(
             credentials=self._credentials,
             trust_bundle=certificates.trust_bundle().pem,
             grpc_mtls=grpc_mtls,

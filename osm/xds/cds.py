@@ -16,9 +16,10 @@ they build for.
 
 Proxyless gRPC clients get their upstream clusters only, with TLS from certificate
 provider instances (`names.GRPC_IDENTITY_PROVIDER`, `names.GRPC_ROOT_PROVIDER`) or,
-with ``Context.grpc_mtls`` off, plaintext.
+with ``Settings.grpc_mtls`` off, plaintext.
 
-Same shape as every builder module: `resources(policy, context)`.
+Same shape as every builder module: `outbound_resources` and `inbound_resources`
+take exactly the policy values (and `Settings`) they read, and the context's caches.
 """
 
 from __future__ import annotations
@@ -36,27 +37,30 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from osm.base import wellknown
 from osm.base.identity import ProxyKind
 from osm.base.wellknown import CLUSTER_TYPE
-from osm.catalog.policy import LocalPort, ProxyPolicy, TlsSettings, Upstream
+from osm.catalog.policy import InboundPolicy, LocalPort, OutboundPort, TlsSettings, Upstream
 from osm.xds import common, names
-from osm.xds.context import Context
+from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
 
 CONNECT_TIMEOUT = 1.0
 Cluster = cluster_pb2.Cluster
 
 
-def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """The clusters every proxy with this policy needs."""
-    return outbound_resources(policy, context) + inbound_resources(policy, context)
-
-
-def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """Upstream clusters and the passthrough (reads ``policy.outbound``, ``kind``,
-    ``tls`` only), sorted by name."""
+def outbound_resources(
+    ports: tuple[OutboundPort, ...],
+    egress: bool,
+    kind: ProxyKind,
+    tls: TlsSettings,
+    settings: Settings,
+    context: Context,
+) -> list[Built]:
+    """Upstream clusters (reads the ports' upstreams only) and the passthrough, sorted
+    by name."""
     memo = context.memo
     result: dict[str, Built] = {}
-    grpc = policy.kind == ProxyKind.GRPC
-    for port in policy.outbound.ports:
+    grpc = kind == ProxyKind.GRPC
+    trust_domain = settings.trust_domain
+    for port in ports:
         for upstream in port.upstreams:
             name = names.cluster(upstream.service, upstream.port)
             if name in result:
@@ -64,29 +68,31 @@ def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
             key = (upstream.service, upstream.port, upstream.protocol, upstream.identities)
             if grpc:
                 result[name] = memo.get(
-                    ("cds-grpc", key, context.grpc_mtls, context.trust_domain),
-                    functools.partial(_built, grpc_cluster, upstream, context),
+                    ("cds-grpc", key, settings.grpc_mtls, trust_domain),
+                    functools.partial(
+                        _built, grpc_cluster, upstream, settings.grpc_mtls, trust_domain
+                    ),
                 )
             else:
                 result[name] = memo.get(
-                    ("cds-upstream", key, policy.tls, context.trust_domain),
-                    functools.partial(_built, upstream_cluster, upstream, policy.tls, context),
+                    ("cds-upstream", key, tls, trust_domain),
+                    functools.partial(_built, upstream_cluster, upstream, tls, trust_domain),
                 )
-    if not grpc and policy.outbound.egress:
+    if not grpc and egress:
         result[names.PASSTHROUGH_CLUSTER] = memo.get(
             ("cds-passthrough",), functools.partial(_built, passthrough_cluster)
         )
     return [result[name] for name in sorted(result)]
 
 
-def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+def inbound_resources(kind: ProxyKind, inbound: InboundPolicy, context: Context) -> list[Built]:
     """Local clusters and the metrics cluster (sidecars only), sorted by name."""
-    if policy.kind == ProxyKind.GRPC:
+    if kind == ProxyKind.GRPC:
         return []
     memo = context.memo
     result: dict[str, Built] = {}
-    for inbound in policy.inbound.ports:
-        local = LocalPort(inbound.service, inbound.port, inbound.target_port, inbound.protocol)
+    for port in inbound.ports:
+        local = LocalPort(port.service, port.port, port.target_port, port.protocol)
         name = names.local_cluster(local.service, local.port)
         if name not in result:
             result[name] = memo.get(
@@ -145,22 +151,24 @@ def upstream_tls(
     )
 
 
-def upstream_cluster(upstream: Upstream, tls: TlsSettings, context: Context) -> cluster_pb2.Cluster:
+def upstream_cluster(
+    upstream: Upstream, tls: TlsSettings, trust_domain: str
+) -> cluster_pb2.Cluster:
     cluster = _eds_cluster(names.cluster(upstream.service, upstream.port))
     cluster.transport_socket.CopyFrom(
-        common.transport_socket(upstream_tls(upstream, tls, context.trust_domain))
+        common.transport_socket(upstream_tls(upstream, tls, trust_domain))
     )
     if upstream.protocol == "grpc":
         _http2(cluster)
     return cluster
 
 
-def grpc_cluster(upstream: Upstream, context: Context) -> cluster_pb2.Cluster:
+def grpc_cluster(upstream: Upstream, mtls: bool, trust_domain: str) -> cluster_pb2.Cluster:
     """A cluster for a proxyless gRPC client (which speaks HTTP/2 by itself)."""
     cluster = _eds_cluster(names.cluster(upstream.service, upstream.port))
-    if context.grpc_mtls:
+    if mtls:
         # gRPC reads SAN matchers from the untyped list (gRFC A29).
-        san = [common.exact(i.spiffe_id(context.trust_domain)) for i in upstream.identities]
+        san = [common.exact(i.spiffe_id(trust_domain)) for i in upstream.identities]
         tls = tls_pb2.UpstreamTlsContext(
             sni=upstream.service.fqdn,
             common_tls_context=tls_pb2.CommonTlsContext(

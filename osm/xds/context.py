@@ -1,8 +1,11 @@
-"""What every builder gets besides the policy: the memo, settings and certificates.
+"""What every builder gets besides the policy values it reads: settings and caches.
 
-The one idea: builders are pure functions of (policy values, context settings); the
-context carries the memo that makes a resource needed by many proxies one object,
-and the certificate source that SDS needs (plain PEM bytes, never a CA object).
+The one idea: builders are pure functions of values. `Settings` holds the mesh-wide
+values some of them read (a frozen, hashable value, passed as an argument like the
+policy's), and the `Context` holds only caches: the memo that makes a resource needed
+by many proxies one object, memoized parts, and the layers of `osm.xds.layers`, so
+what a builder reads shows in its signature. Certificates come from a
+`CredentialSource` (plain PEM bytes per identity, never a CA object).
 """
 
 from __future__ import annotations
@@ -36,15 +39,26 @@ class MissingCredentials(LookupError):
     """A proxy's identity has no certificate yet: its snapshot cannot be built."""
 
 
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The mesh-wide values builders read besides the policy.
+
+    ``trust_bundle`` is the mesh's root certificates (PEM) that peers are verified
+    against. ``grpc_mtls`` False builds proxyless gRPC clusters without TLS (tests).
+    ``placeholders`` True (no credential source: offline tools) builds secrets with
+    placeholder PEM text that says so, never served to a real proxy.
+    """
+
+    trust_domain: str = TRUST_DOMAIN
+    grpc_mtls: bool = True
+    trust_bundle: bytes = b""
+    placeholders: bool = False
+
+
 @dataclass(slots=True)
 class Context:
-    """Settings and caches shared by the builders of one `Generator`.
-
-    ``credentials`` None means reference-only mode (offline tools): secrets are built
-    with placeholder PEM text that says so, never served to a real proxy.
-    ``trust_bundle`` is the mesh's root certificates (PEM) that peers are verified
-    against.
-    ``grpc_mtls`` False builds proxyless gRPC clusters without TLS (tests).
+    """The caches shared by the builders of one `Generator` (no settings: those are
+    arguments, see `Settings`).
 
     ``parts`` (sub-messages and other derived values, `cached`) is generational:
     `new_generation` keeps what was used since the previous call and drops the rest,
@@ -55,11 +69,8 @@ class Context:
     parts: dict[Hashable, Any] = field(default_factory=dict)
     previous_parts: dict[Hashable, Any] = field(default_factory=dict)
     layers: dict[Hashable, Any] = field(default_factory=dict)
-    """Resource layers by the policy slice they were built from (`osm.xds.snapshot`)."""
-    trust_domain: str = TRUST_DOMAIN
-    credentials: CredentialSource | None = None
-    trust_bundle: bytes = b""
-    grpc_mtls: bool = True
+    """Resource layers by the builder and arguments they were built from
+    (`osm.xds.layers.memoized`)."""
 
     def part(self, key: Hashable, make: Callable[[], M]) -> M:
         """A memoized sub-message (a filter chain, a virtual host). Callers copy it into

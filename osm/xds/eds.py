@@ -6,7 +6,8 @@ ignores localities without one). A service without ready endpoints gets an
 assignment with no endpoints, so the cluster exists and fails fast. One object per
 (cluster, endpoints) serves every proxy.
 
-Same shape as every builder module: `resources(policy, context)`.
+Same shape as every builder module: `outbound_resources` takes exactly the policy
+values it reads, and the context's caches (there are no inbound load assignments).
 """
 
 from __future__ import annotations
@@ -17,26 +18,16 @@ from envoy.config.core.v3 import base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
 from osm.base.wellknown import ENDPOINT_TYPE
-from osm.catalog.policy import Endpoint, ProxyPolicy
+from osm.catalog.policy import Endpoint, OutboundPort
 from osm.xds import common, names
 from osm.xds.context import Context
 from osm.xds.resources import Built, build
 
 
-def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """The load assignments every proxy with this policy needs."""
-    return outbound_resources(policy, context) + inbound_resources(policy, context)
-
-
-def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """None: load assignments are for upstreams only."""
-    return []
-
-
-def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """One per upstream cluster (reads ``policy.outbound`` only), sorted by name."""
+def outbound_resources(ports: tuple[OutboundPort, ...], context: Context) -> list[Built]:
+    """One per upstream cluster (reads the ports' upstreams only), sorted by name."""
     result: dict[str, Built] = {}
-    for port in policy.outbound.ports:
+    for port in ports:
         for upstream in port.upstreams:
             name = names.cluster(upstream.service, upstream.port)
             if name not in result:

@@ -12,8 +12,10 @@ no chain (Envoy rejects those) is left out.
 Proxyless gRPC clients get one ``api_listener`` per name they may dial (see
 `names.grpc_listeners`), each an HCM reading ``rds-outbound.<port>`` over ADS.
 
-Same shape as every builder module: `resources(policy, context)` gathers from the
-policy and returns memoized `Built` listeners.
+Same shape as every builder module: `outbound_resources` and `inbound_resources`
+take exactly the policy values (and `Settings`) they read, and the context's caches,
+and return memoized `Built` listeners; for a proxyless gRPC client,
+`grpc_listeners` instead of `outbound_resources`.
 """
 
 from __future__ import annotations
@@ -45,58 +47,54 @@ from osm.catalog.ids import ServiceId
 from osm.catalog.policy import (
     InboundPolicy,
     InboundPort,
-    OutboundPolicy,
     OutboundPort,
-    ProxyPolicy,
     TlsSettings,
     WeightedTarget,
     is_http,
 )
 from osm.xds import common, names
-from osm.xds.context import Context
+from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
 
 HCM = hcm_pb2.HttpConnectionManager
 
 
-def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """The listeners of every proxy with this policy."""
-    return outbound_resources(policy, context) + inbound_resources(policy, context)
-
-
-def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """The listeners that depend on the outbound side only (reads ``policy.outbound``,
-    ``kind`` and ``tls``, nothing else: `osm.xds.snapshot` shares them on that basis)."""
-    if policy.kind == ProxyKind.GRPC:
-        return grpc_listeners(policy.outbound, context)
+def outbound_resources(
+    ports: tuple[OutboundPort, ...], egress: bool, context: Context
+) -> list[Built]:
+    """A sidecar's outbound listener (reads ``ports`` and ``egress`` only, and no HTTP
+    port's routes: `osm.xds.layers` shares it on that basis)."""
     # Keyed on what the listener reads (not on routes: a split change is RDS only).
     view = tuple(
         (p.service, p.port, p.protocol, p.match_ips, None if is_http(p.protocol) else p.routes)
-        for p in policy.outbound.ports
+        for p in ports
     )
     outbound = _drop_none(
         context.memo.get(
-            ("lds-outbound", view, policy.outbound.egress),
-            lambda: _built(outbound_listener(policy.outbound, context)),
+            ("lds-outbound", view, egress),
+            lambda: _built(outbound_listener(ports, egress, context)),
         )
     )
     return [] if outbound is None else [outbound]
 
 
-def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+def inbound_resources(
+    kind: ProxyKind, inbound: InboundPolicy, tls: TlsSettings, settings: Settings, context: Context
+) -> list[Built]:
     """The inbound and prometheus listeners (sidecars only)."""
-    if policy.kind == ProxyKind.GRPC:
+    if kind == ProxyKind.GRPC:
         return []
     memo = context.memo
     result: list[Built] = []
-    inbound = _drop_none(
+    trust_domain = settings.trust_domain
+    listener = _drop_none(
         memo.get(
-            ("lds-inbound", policy.inbound, policy.tls),
-            lambda: _built(inbound_listener(policy.inbound, policy.tls, context)),
+            ("lds-inbound", inbound, tls, trust_domain),
+            lambda: _built(inbound_listener(inbound, tls, trust_domain, context)),
         )
     )
-    if inbound is not None:
-        result.append(inbound)
+    if listener is not None:
+        result.append(listener)
     result.append(memo.get(("lds-prometheus",), lambda: _built(prometheus_listener())))
     return result
 
@@ -181,15 +179,17 @@ def outbound_chain(port: OutboundPort) -> listener_components_pb2.FilterChain | 
     return chain
 
 
-def outbound_listener(outbound: OutboundPolicy, context: Context) -> listener_pb2.Listener | None:
+def outbound_listener(
+    ports: tuple[OutboundPort, ...], egress: bool, context: Context
+) -> listener_pb2.Listener | None:
     chains = []
-    for port in outbound.ports:
+    for port in ports:
         routes = None if is_http(port.protocol) else port.routes
         key = (port.service, port.port, port.protocol, port.match_ips, routes)
         chain = context.part(("outbound-chain", key), functools.partial(_outbound_chain, port))
         if chain is not _NO_CHAIN:
             chains.append(chain)
-    if not chains and not outbound.egress:
+    if not chains and not egress:
         return None
     listener = listener_pb2.Listener(
         name=names.OUTBOUND_LISTENER,
@@ -202,7 +202,7 @@ def outbound_listener(outbound: OutboundPolicy, context: Context) -> listener_pb
         ],
         filter_chains=chains,
     )
-    if outbound.egress:
+    if egress:
         passthrough = tcp_proxy_pb2.TcpProxy(
             stat_prefix=names.PASSTHROUGH_CLUSTER, cluster=names.PASSTHROUGH_CLUSTER
         )
@@ -278,7 +278,7 @@ def inbound_chain(
 
 
 def inbound_listener(
-    inbound: InboundPolicy, tls: TlsSettings, context: Context
+    inbound: InboundPolicy, tls: TlsSettings, trust_domain: str, context: Context
 ) -> listener_pb2.Listener | None:
     """One chain per (target port, service); a second service port with the same
     target port (same match) is left out."""
@@ -290,8 +290,8 @@ def inbound_listener(
         seen.add((port.target_port, port.service))
         chains.append(
             context.part(
-                ("inbound-chain", port, tls, context.trust_domain),
-                functools.partial(inbound_chain, port, tls, context.trust_domain),
+                ("inbound-chain", port, tls, trust_domain),
+                functools.partial(inbound_chain, port, tls, trust_domain),
             )
         )
     if not chains:
@@ -362,16 +362,20 @@ def _built_grpc_listener(name: str, port: int) -> Built:
     return build(LISTENER_TYPE, name, grpc_listener(name, port))
 
 
-def grpc_listeners(outbound: OutboundPolicy, context: Context) -> list[Built]:
-    """api_listeners for every HTTP (incl. gRPC) service port the client may call."""
+def grpc_listeners(
+    namespace: str, ports: tuple[OutboundPort, ...], context: Context
+) -> list[Built]:
+    """A proxyless gRPC client's api_listeners, for every HTTP (incl. gRPC) service port
+    it may call (reads the client's ``namespace`` and the ports' service, port and
+    protocol)."""
     port_count: dict[ServiceId, int] = {}
-    for port in outbound.ports:
+    for port in ports:
         port_count[port.service] = port_count.get(port.service, 0) + 1
     result: dict[str, Built] = {}
-    for port in outbound.ports:
+    for port in ports:
         if not is_http(port.protocol):
             continue
-        same_namespace = port.service.namespace == outbound.namespace
+        same_namespace = port.service.namespace == namespace
         for name in names.grpc_listeners(
             port.service, port.port, same_namespace, port_count[port.service] == 1
         ):

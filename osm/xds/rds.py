@@ -20,7 +20,8 @@ virtual host is memoized with its references and its encoded bytes on the port's
 touch routes), the configuration's bytes are the concatenation of its hosts'
 (`_outbound`), and a change re-encodes only the hosts whose port changed.
 
-Same shape as every builder module: `resources(policy, context)`.
+Same shape as every builder module: `outbound_resources` and `inbound_resources`
+take exactly the policy values (and `Settings`) they read, and the context's caches.
 """
 
 from __future__ import annotations
@@ -37,29 +38,25 @@ from google.protobuf import wrappers_pb2
 
 from osm.base.wellknown import ROUTE_TYPE
 from osm.catalog.policy import (
+    InboundPolicy,
     InboundPort,
     InboundRule,
     OutboundPort,
     OutboundRoute,
-    ProxyPolicy,
     is_http,
 )
 from osm.xds import common, names
-from osm.xds.context import Context
+from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, Reference, build, from_serialized, pack, references
 
 
-def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """The route configurations every proxy with this policy needs."""
-    return outbound_resources(policy, context) + inbound_resources(policy, context)
-
-
-def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """``rds-outbound.<port>`` (reads ``policy.outbound`` only: the namespace and each
-    HTTP port's service, port, ClusterIP and routes)."""
+def outbound_resources(
+    namespace: str, ports: tuple[OutboundPort, ...], context: Context
+) -> list[Built]:
+    """``rds-outbound.<port>`` (reads the client's ``namespace`` and each HTTP port's
+    service, port, ClusterIP and routes)."""
     result: list[Built] = []
-    by_port = _by_number(policy.outbound.ports, context)
-    namespace = policy.outbound.namespace
+    by_port = _by_number(ports, context)
     for number, ports in by_port:
         result.append(
             context.memo.get(
@@ -102,19 +99,20 @@ def route_view(port: OutboundPort, context: Context) -> OutboundPort:
     )
 
 
-def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
+def inbound_resources(inbound: InboundPolicy, settings: Settings, context: Context) -> list[Built]:
     """``rds-inbound.<targetPort>``."""
     result: list[Built] = []
     by_target: dict[int, list[InboundPort]] = {}
-    for inbound in policy.inbound.ports:
-        if is_http(inbound.protocol):
-            by_target.setdefault(inbound.target_port, []).append(inbound)
+    for port in inbound.ports:
+        if is_http(port.protocol):
+            by_target.setdefault(port.target_port, []).append(port)
+    trust_domain = settings.trust_domain
     for target in sorted(by_target):
         inbound_ports = tuple(by_target[target])
         result.append(
             context.memo.get(
-                ("rds-inbound", target, inbound_ports, context.trust_domain),
-                functools.partial(_inbound, target, inbound_ports, context.trust_domain),
+                ("rds-inbound", target, inbound_ports, trust_domain),
+                functools.partial(_inbound, target, inbound_ports, trust_domain),
             )
         )
     return result

@@ -2,16 +2,18 @@
 
 ``service-cert`` holds the proxy's own certificate chain and key (per identity);
 ``root-cert-for-mtls-inbound`` and ``root-cert-for-mtls-outbound:<ns>/<svc>`` hold
-the mesh's trust bundle (`Context.trust_bundle`; SAN matching is in the clusters, not
-here). Certificates come from `Context.credentials` (a function of the identity),
+the mesh's trust bundle (`Settings.trust_bundle`; SAN matching is in the clusters, not
+here). Certificates come from a `CredentialSource` (a function of the identity),
 never from a CA object.
 
-Without a credential source (offline tools) the secrets hold placeholder text that
-says so (`PLACEHOLDER`): the references stay complete and checkable, and nobody can
-mistake them for keys. Proxyless gRPC clients get no secrets (they use certificate
-provider instances).
+Without a credential source (offline tools: `Settings.placeholders`) the secrets hold
+placeholder text that says so (`PLACEHOLDER`): the references stay complete and
+checkable, and nobody can mistake them for keys. Proxyless gRPC clients get no
+secrets (they use certificate provider instances).
 
-Same shape as every builder module: `resources(policy, context)`.
+Same shape as every builder module: `outbound_resources` and `inbound_resources`
+take exactly the policy values (and `Settings`) they read, and the context's caches;
+`inbound_resources` also takes the credential source.
 """
 
 from __future__ import annotations
@@ -21,40 +23,40 @@ import functools
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 
-from osm.base.identity import ProxyKind
+from osm.base.identity import Identity, ProxyKind
 from osm.base.wellknown import SECRET_TYPE
-from osm.catalog.policy import ProxyPolicy
+from osm.catalog.policy import OutboundPort
 from osm.xds import names
-from osm.xds.context import Context, Credentials, MissingCredentials
+from osm.xds.context import (
+    Context,
+    Credentials,
+    CredentialSource,
+    MissingCredentials,
+    Settings,
+)
 from osm.xds.resources import Built, build
 
 PLACEHOLDER = b"PLACEHOLDER: offline dump, no certificate issued\n"
 PLACEHOLDER_CREDENTIALS = Credentials(PLACEHOLDER, PLACEHOLDER)
 
 
-def resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """The secrets every proxy with this policy needs.
-
-    Raises MissingCredentials when the credential source has none for the identity.
-    """
-    return outbound_resources(policy, context) + inbound_resources(policy, context)
-
-
-def _trust_bundle(context: Context) -> bytes:
+def _trust_bundle(settings: Settings) -> bytes:
     """The mesh's trust bundle (the same for every identity)."""
-    if context.credentials is None:
+    if settings.placeholders:
         return PLACEHOLDER
-    return context.trust_bundle
+    return settings.trust_bundle
 
 
-def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """``root-cert-for-mtls-outbound:<ns>/<svc>`` per upstream service (reads
-    ``policy.outbound`` and ``kind`` only), sorted by name."""
-    if policy.kind == ProxyKind.GRPC:
+def outbound_resources(
+    ports: tuple[OutboundPort, ...], kind: ProxyKind, settings: Settings, context: Context
+) -> list[Built]:
+    """``root-cert-for-mtls-outbound:<ns>/<svc>`` per upstream service (reads the
+    ports' upstreams only), sorted by name."""
+    if kind == ProxyKind.GRPC:
         return []
-    bundle = _trust_bundle(context)
+    bundle = _trust_bundle(settings)
     result: dict[str, Built] = {}
-    for port in policy.outbound.ports:
+    for port in ports:
         for upstream in port.upstreams:
             name = names.root_cert_outbound(upstream.service)
             if name not in result:
@@ -64,18 +66,28 @@ def outbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
     return [result[name] for name in sorted(result)]
 
 
-def inbound_resources(policy: ProxyPolicy, context: Context) -> list[Built]:
-    """``service-cert`` (the identity's) and ``root-cert-for-mtls-inbound``."""
-    if policy.kind == ProxyKind.GRPC:
+def inbound_resources(
+    kind: ProxyKind,
+    identity: Identity,
+    source: CredentialSource | None,
+    settings: Settings,
+    context: Context,
+) -> list[Built]:
+    """``service-cert`` (the identity's, from ``source``) and
+    ``root-cert-for-mtls-inbound``.
+
+    Raises MissingCredentials when the source has none for the identity.
+    """
+    if kind == ProxyKind.GRPC:
         return []
-    if context.credentials is None:
+    if settings.placeholders:
         credentials = PLACEHOLDER_CREDENTIALS
     else:
-        found = context.credentials(policy.identity)
+        found = None if source is None else source(identity)
         if found is None:
-            raise MissingCredentials(f"no certificate issued yet for identity {policy.identity}")
+            raise MissingCredentials(f"no certificate issued yet for identity {identity}")
         credentials = found
-    bundle = _trust_bundle(context)
+    bundle = _trust_bundle(settings)
     memo = context.memo
     return [
         memo.get(

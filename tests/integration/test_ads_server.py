@@ -28,6 +28,7 @@ from osm.base import wellknown
 from osm.base.identity import Identity, NodeId
 from osm.ca import builtin
 from osm.ca.issuer import LeafRequest
+from osm.xds import generator as xds_generator
 from osm.xds import resources as xds_resources
 from osm.xds import snapshot as xds_snapshot
 from tests.unit.ads.adstesting import (
@@ -462,7 +463,7 @@ async def test_update_tls_serves_the_new_certificate_on_new_handshakes(
 
 @pytest.fixture(scope="module")
 def bookbuyer() -> xds_snapshot.Snapshot:
-    built = xds_snapshot.build_snapshots(xds_support.bookstore(permissive=False))
+    built = xds_generator.build_snapshots(xds_support.bookstore(permissive=False))
     (snapshot,) = [s for p, s in built.snapshots.items() if p.name == "bookbuyer-0"]
     return snapshot
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from osm.xds.snapshot import Snapshots, build_snapshots
+from osm.xds.generator import build_snapshots
+from osm.xds.snapshot import Snapshots
 from tests.unit.xds import xds_support
 
 GOLDEN = xds_support.ROOT / "tests" / "golden" / "xds"

@@ -16,7 +16,8 @@ from osm.base.wellknown import CLUSTER_TYPE, LISTENER_TYPE, PUSH_ORDER, ROUTE_TY
 from osm.catalog.ids import ProxyId
 from osm.proxy import assembly, model, translate
 from osm.xds import names
-from osm.xds.snapshot import Snapshot, build_snapshots
+from osm.xds.generator import build_snapshots
+from osm.xds.snapshot import Snapshot
 from tests.unit.catalog import meshes as m
 from tests.unit.xds import xds_support
 

@@ -27,16 +27,11 @@ from osm.catalog.ids import ProxyId
 from osm.catalog.state import MeshState
 from osm.model.meta import ObjectRef
 from osm.proxy import assembly
-from osm.xds import lds, names, rds, validation
-from osm.xds.context import Credentials
+from osm.xds import layers, lds, names, rds, validation
+from osm.xds.context import Context, Credentials, Settings
+from osm.xds.generator import Generator, build_snapshots
 from osm.xds.resources import build, pack
-from osm.xds.snapshot import (
-    Generator,
-    Snapshot,
-    Snapshots,
-    build_snapshots,
-    consistency_problems,
-)
+from osm.xds.snapshot import Snapshot, Snapshots, consistency_problems
 from tests.unit.catalog import meshes as m
 from tests.unit.xds import xds_support
 
@@ -177,6 +172,30 @@ def test_secrets_from_credentials_and_missing_credentials_keep_last_good() -> No
     assert not built.errors
     secret = built.snapshots[ProxyId("a", "client-0")].of_type(SECRET_TYPE)[names.SERVICE_CERT]
     assert secret.message.tls_certificate.certificate_chain.inline_bytes == b"CERT a/client"
+
+
+def test_a_new_trust_bundle_reaches_every_secret() -> None:
+    """The shared upstream layer holds the outbound root certificates, so it reads the
+    trust bundle: a new bundle rebuilds it (its memo key is its arguments, settings
+    included), and the snapshots equal a fresh generator's."""
+
+    def issued(identity: Identity) -> Credentials:
+        return Credentials(b"CERT " + str(identity).encode(), b"KEY")
+
+    state = xds_support.bookstore(permissive=True)
+    generator = Generator(credentials=issued, trust_bundle=b"OLD")
+    generator.build(state)
+    rotated = generator.build(state, trust_bundle=b"NEW")
+    assert contents(rotated) == contents(
+        Generator(credentials=issued, trust_bundle=b"NEW").build(state)
+    )
+    bundles = {
+        secret.message.validation_context.trusted_ca.inline_bytes
+        for snapshot in rotated.snapshots.values()
+        for name, secret in snapshot.of_type(SECRET_TYPE).items()
+        if name != names.SERVICE_CERT
+    }
+    assert bundles == {b"NEW"}
 
 
 def test_grpc_clients_get_api_listeners_and_provider_tls() -> None:
@@ -576,6 +595,22 @@ def test_layered_resources_is_a_read_only_union() -> None:
     assert view["b"] is two and "a" in view and "c" not in view
     with pytest.raises(KeyError):
         view["c"]
+
+
+def test_a_memoized_layer_is_keyed_on_its_arguments() -> None:
+    calls: list[Settings] = []
+
+    @layers.memoized
+    def layer(context: Context, settings: Settings, number: int) -> list[int]:
+        calls.append(settings)
+        return [number]
+
+    context = Context()
+    first = layer(context, Settings(), 1)
+    assert layer(context, Settings(), 1) is first
+    assert layer(context, Settings(trust_bundle=b"new"), 1) is not first
+    assert layer(context, Settings(), 2) == [2]
+    assert calls == [Settings(), Settings(trust_bundle=b"new"), Settings()]
 
 
 @pytest.mark.parametrize("permissive", [True, False])
