@@ -130,7 +130,7 @@ def make_certificates(workdir: Path) -> None:
     Imported here so that the sidecar children (which import this module) do not load
     `cryptography`: their RSS should be the sidecar's own.
     """
-    from osm.ca.identity import Identity
+    from osm.base.identity import Identity
 
     from osm.ca import builtin
     from osm.ca.issuer import LeafRequest

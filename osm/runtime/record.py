@@ -196,9 +196,9 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-# -- a file-backed allocation record for osm.runtime.ipam ---------------------------------
+# -- a file-backed allocation record for osm.base.ipam ---------------------------------
 class JournalAllocations:
-    """An `osm.runtime.ipam.AllocationRecord` kept in the journal under ``name``."""
+    """An `osm.base.ipam.AllocationRecord` kept in the journal under ``name``."""
 
     def __init__(self, journal: Journal, name: str) -> None:
         self._journal = journal
