@@ -100,7 +100,7 @@ from osm.proxy import assembly, server
 SERVICE_VIP = "10.250.0.100"  # on the veth subnet; REDIRECTed before it is ever sent
 SERVICE_PORT = 80
 APP_PORT = 8080
-OUTBOUND_PORT, INBOUND_PORT = 15001, 15003  # OSM's, for our sidecars
+OUTBOUND_PORT, INBOUND_PORT = wellknown.PROXY_OUTBOUND_PORT, wellknown.PROXY_INBOUND_PORT
 HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT = 15101, 15103
 VARIANT_OUTBOUND_PORT, VARIANT_INBOUND_PORT = 15201, 15203  # --sidecar-variant's pair
 # The variant pair serves its own service port and pod port, so both pairs can be
@@ -131,7 +131,6 @@ def make_certificates(workdir: Path) -> None:
     `cryptography`: their RSS should be the sidecar's own.
     """
     from osm.base.identity import Identity
-
     from osm.ca import builtin
     from osm.ca.issuer import LeafRequest
 

@@ -2,8 +2,8 @@
 
 A port that two processes must agree on (the sidecar's listener and the iptables rule that
 redirects to it) drifts apart when each writes its own literal; this test finds any such
-literal outside the one module, in code and in strings, but not in docstrings, which may
-name the values they document.
+literal outside the one module (in osm and bench), in code and in strings, but not in
+docstrings, which may name the values they document.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import pytest
 
 from osm.base import wellknown
 
-ROOT = Path(__file__).resolve().parents[3] / "osm"
+REPOSITORY = Path(__file__).resolve().parents[3]
+ROOT = REPOSITORY / "osm"
 HOME = ROOT / "base" / "wellknown.py"
+SCANNED = (ROOT, REPOSITORY / "bench")
 VALUES = {
     wellknown.PROXY_UID,
     wellknown.PROXY_ADMIN_PORT,
@@ -68,14 +70,15 @@ def _literals(path: Path) -> list[str]:
             continue
         value = node.value
         if isinstance(value, int) and not isinstance(value, bool) and value in VALUES:
-            found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: {value}")
+            found.append(f"{path.relative_to(REPOSITORY)}:{node.lineno}: {value}")
         elif isinstance(value, str) and IN_TEXT.search(value):
-            found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: {value!r}")
+            found.append(f"{path.relative_to(REPOSITORY)}:{node.lineno}: {value!r}")
     return found
 
 
 def test_no_module_but_wellknown_writes_osms_ports_or_the_proxy_uid() -> None:
-    found = [hit for path in sorted(ROOT.rglob("*.py")) if path != HOME for hit in _literals(path)]
+    paths = sorted(path for tree in SCANNED for path in tree.rglob("*.py") if path != HOME)
+    found = [hit for path in paths for hit in _literals(path)]
     assert found == [], "use osm.base.wellknown instead:\n" + "\n".join(found)
 
 
