@@ -57,7 +57,55 @@ DATA_PLANE_ANNOTATION: Final = "osm-py.io/sidecar"
 """Pod annotation naming the data plane of a sidecar proxy (`osm.base.identity.DataPlane`):
 ``envoy`` (default, what Kubernetes injection runs) or ``python`` (our Python sidecar).
 Written by whoever injects the sidecar (the local runtime marks every pod it runs with
-``python``), as OSM's webhook marks what it injected; not by users. Ours, not OSM's."""
+``python``), as OSM's webhook marks what it injected. A user may set it on a Namespace or
+a Pod (the pod's wins) to ask `osm.injector` for the Python sidecar. Ours, not OSM's."""
+
+METRICS_ANNOTATION: Final = "openservicemesh.io/metrics"
+"""``enabled``/``disabled`` on a Namespace: injected pods get the Prometheus annotations."""
+IGNORE_LABEL: Final = "openservicemesh.io/ignore"
+"""Namespace label (any value): OSM's webhook never sees the namespace's pods."""
+CONTROL_PLANE_LABEL: Final = "control-plane"
+"""Namespace label (any value) that OSM's webhook namespaceSelector excludes."""
+KUBE_SYSTEM_NAMESPACES: Final = ("kube-system", "kube-public")
+"""Namespaces whose pods are never injected."""
+PROXY_UUID_LABEL: Final = "osm-proxy-uuid"
+"""Pod label: the injected proxy's UUID, the first part of its node id and certificate CN."""
+PROMETHEUS_SCRAPE_ANNOTATION: Final = "prometheus.io/scrape"
+PROMETHEUS_PORT_ANNOTATION: Final = "prometheus.io/port"
+PROMETHEUS_PATH_ANNOTATION: Final = "prometheus.io/path"
+PROMETHEUS_SCRAPE_PATH: Final = "/stats/prometheus"
+
+# ---------------------------------------------------------------------------------------------
+# What OSM's injector adds to a pod (pkg/injector, pkg/constants)
+
+INIT_CONTAINER_NAME: Final = "osm-init"
+ENVOY_CONTAINER_NAME: Final = "envoy"
+PYTHON_SIDECAR_CONTAINER_NAME: Final = "osm-sidecar"
+"""The container of the Python sidecar (ours, not OSM's)."""
+BOOTSTRAP_SECRET_PREFIX: Final = "envoy-bootstrap-config-"
+"""The bootstrap Secret is ``envoy-bootstrap-config-<proxy-uuid>`` (for both data planes)."""
+APP_NAME_LABEL: Final = "app.kubernetes.io/name"
+APP_INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
+APP_NAME: Final = "openservicemesh.io"
+"""OSM labels what its control plane creates (such as bootstrap Secrets) with
+``app.kubernetes.io/name=openservicemesh.io`` and ``app.kubernetes.io/instance=<mesh>``."""
+BOOTSTRAP_VOLUME_NAME: Final = "envoy-bootstrap-config-volume"
+BOOTSTRAP_MOUNT_PATH: Final = "/etc/envoy"
+XDS_CLUSTER_NAME: Final = "osm-controller"
+"""The Envoy bootstrap's static cluster that reaches the controller's ADS server."""
+PROXY_ADMIN_PORT_NAME: Final = "proxy-admin"
+PROXY_INBOUND_PORT_NAME: Final = "proxy-inbound"
+PROXY_PROMETHEUS_PORT_NAME: Final = "proxy-metrics"
+LIVENESS_PROBE_PORT_NAME: Final = "liveness-port"
+READINESS_PROBE_PORT_NAME: Final = "readiness-port"
+STARTUP_PROBE_PORT_NAME: Final = "startup-port"
+LIVENESS_PROBE_PATH: Final = "/osm-liveness-probe"
+READINESS_PROBE_PATH: Final = "/osm-readiness-probe"
+STARTUP_PROBE_PATH: Final = "/osm-startup-probe"
+HEALTHCHECK_PATH: Final = "/osm-healthcheck"
+"""Where rewritten tcpSocket probes go, on `HEALTHCHECK_PORT`."""
+ORIGINAL_TCP_PORT_HEADER: Final = "Original-Tcp-Port"
+"""The header of a rewritten tcpSocket probe that names the port it checked."""
 
 LOCAL_ANNOTATION_PREFIX: Final = "local.openservicemesh.io/"
 """Annotations the local runtime writes on the Pods it runs."""

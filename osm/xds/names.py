@@ -15,6 +15,7 @@ Deviations from DESIGN.md / OSM, on purpose:
 
 from __future__ import annotations
 
+from osm.base import wellknown
 from osm.base.identity import Identity
 from osm.catalog.ids import ServiceId
 
@@ -28,7 +29,7 @@ ANY_ADDRESS = "0.0.0.0"
 PASSTHROUGH_CLUSTER = "passthrough-outbound"
 METRICS_CLUSTER = "envoy-metrics-cluster"
 EGRESS_FILTER_CHAIN = "outbound-egress-filter-chain"
-PROMETHEUS_PATH = "/stats/prometheus"
+PROMETHEUS_PATH = wellknown.PROMETHEUS_SCRAPE_PATH
 
 # Secrets.
 SERVICE_CERT = "service-cert"
