@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,6 @@ from tests.unit.ca import catesting
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "tests" / "golden" / "injector"
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 MESH = "osm"
 CONTROL_PLANE = "osm-system"
@@ -184,12 +182,3 @@ _Dumper.add_representer(str, _string)
 
 def dump(document: Any) -> str:
     return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-
-
-def compare_golden(path: Path, text: str) -> None:
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return
-    assert path.exists(), f"{path} is missing; run with UPDATE_GOLDEN=1"
-    assert path.read_text() == text, f"{path} differs; run with UPDATE_GOLDEN=1 and review"

@@ -24,12 +24,12 @@ from osm.injector.decision import Reason
 from osm.interception import rules
 from osm.model.config import MeshConfig, SidecarSettings, TrafficSettings, default_mesh_config
 from osm.proxy import bootstrap as proxy_bootstrap
+from tests.unit import golden
 from tests.unit.injector.injector_support import (
     GOLDEN,
     PROXY_UUID,
     XDS,
     apply_patch,
-    compare_golden,
     container,
     dump,
     namespace,
@@ -133,13 +133,22 @@ def test_golden(case: str) -> None:
     _, result = _inject(case)
     assert result.secret is not None
     directory = GOLDEN / case
-    compare_golden(directory / "pod.yaml", dump(result.pod))
-    compare_golden(directory / "patch.json", json.dumps(result.patch, indent=1) + "\n")
+    golden.compare(directory / "pod.yaml", dump(result.pod))
+    golden.compare(directory / "patch.json", json.dumps(result.patch, indent=1) + "\n")
     shown = dict(result.secret)
     shown["data"] = {key: value.decode() for key, value in secret_files(result.secret).items()}
-    compare_golden(
+    golden.compare(
         directory / "secret.yaml", "# data shown decoded (base64 in the Secret)\n" + dump(shown)
     )
+    assert sorted(path.name for path in directory.iterdir()) == [
+        "patch.json",
+        "pod.yaml",
+        "secret.yaml",
+    ]
+
+
+def test_every_golden_directory_is_a_case() -> None:
+    assert sorted(path.name for path in GOLDEN.iterdir()) == sorted(CASES)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -8,19 +8,19 @@ the diff: the golden files are the reviewed description of what proxies receive.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from osm.xds.generator import build_snapshots
 from osm.xds.snapshot import Snapshots
+from tests.unit import golden
 from tests.unit.xds import xds_support
 
 GOLDEN = xds_support.ROOT / "tests" / "golden" / "xds"
 ENVOY_ONLY = xds_support.ROOT / "tests" / "golden" / "xds-envoy"
 """Golden files of configuration only Envoy is given (the Python sidecar would NACK it)."""
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+UPDATE = golden.UPDATE
 
 
 @pytest.mark.parametrize(
@@ -61,20 +61,11 @@ def _check(directory: Path, built: Snapshots) -> None:
         path = directory / f"{proxy_id.namespace}_{proxy_id.name}.json"
         expected_files.add(path)
         text = json.dumps(xds_support.as_json(snapshot), indent=1, sort_keys=True) + "\n"
-        _compare(path, text)
+        golden.compare(path, text)
     warnings = "".join(f"{w}\n" for w in built.warnings)
-    _compare(directory / "warnings.txt", warnings)
+    golden.compare(directory / "warnings.txt", warnings)
     expected_files.add(directory / "warnings.txt")
     if UPDATE:
         for stale in set(directory.glob("*")) - expected_files:
             stale.unlink()
     assert set(directory.glob("*")) == expected_files
-
-
-def _compare(path: Path, text: str) -> None:
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return
-    assert path.exists(), f"{path} is missing; run with UPDATE_GOLDEN=1"
-    assert path.read_text() == text, f"{path} differs; run with UPDATE_GOLDEN=1 and review"
