@@ -80,7 +80,8 @@ def decide(pod: Mapping[str, Any], namespace: Mapping[str, Any], scope: Scope) -
     """OSM's decision for `pod` (a Kubernetes Pod dict) in `namespace` (its Namespace).
 
     Raises `InjectionError` for an injection or data-plane annotation with a value that
-    is not one of the allowed ones (OSM refuses an unknown injection value as well).
+    is not one of the allowed ones (OSM refuses an unknown injection value as well), and
+    for a pod whose ``metadata.namespace`` is another namespace.
     """
     ns_name = str(metadata(namespace).get("name") or "")
     ns_labels = string_map(namespace, "labels")
@@ -89,6 +90,11 @@ def decide(pod: Mapping[str, Any], namespace: Mapping[str, Any], scope: Scope) -
     pod_ref = object_ref(pod, "Pod", ns_name)
     ns_ref = object_ref(namespace, "Namespace")
     annotation = wellknown.SIDECAR_INJECTION_ANNOTATION
+    pod_namespace = metadata(pod).get("namespace")
+    if pod_namespace and pod_namespace != ns_name:
+        raise InjectionError(
+            pod_ref, "metadata.namespace", f'is "{pod_namespace}", not the namespace given'
+        )
 
     def no(reason: Reason, **extra: str) -> Decision:
         text = reason.value.format(namespace=ns_name, annotation=annotation, **extra)

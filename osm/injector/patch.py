@@ -134,6 +134,9 @@ def inject(
     spec = pod.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("containers"), list):
         raise InjectionError(owner, "spec.containers", "a pod needs a list of containers")
+    for index, item in enumerate(spec["containers"]):
+        if not isinstance(item, Mapping):
+            raise InjectionError(owner, f"spec.containers[{index}]", "a container is an object")
     sidecar_name = _container_name(plane)
     _check_names(spec, owner, sidecar_name)
     _check_ports(spec["containers"], owner)

@@ -153,6 +153,22 @@ CASES: list[Any] = [
         id="no containers",
     ),
     pytest.param(
+        pod(containers=["bookstore"]),
+        namespace(),
+        (POD, "spec.containers[0]", "a container is an object"),
+        id="a container that is not an object",
+    ),
+    pytest.param(
+        pod(ns="bookbuyer"),
+        namespace(),
+        (
+            "Pod bookstore/bookstore-v1",
+            "metadata.namespace",
+            'is "bookbuyer", not the namespace given',
+        ),
+        id="the pod in another namespace than the one given",
+    ),
+    pytest.param(
         pod(),
         namespace(annotations={wellknown.METRICS_ANNOTATION: "sometimes"}),
         (
