@@ -35,6 +35,19 @@ VALIDATING_WEBHOOK_PORT: Final = 9093
 LOCALHOST: Final = "127.0.0.1"
 
 # ---------------------------------------------------------------------------------------------
+# The control plane's names (OSM's chart defaults)
+
+CONTROL_PLANE_NAMESPACE: Final = "osm-system"
+"""Where the control plane runs and its MeshConfig lives (``osm install --osm-namespace``)."""
+MESH_CONFIG_NAME: Final = "osm-mesh-config"
+"""The one MeshConfig the mesh reads."""
+CONTROLLER_SERVICE: Final = "osm-controller"
+XDS_SERVER_NAME: Final = f"{CONTROLLER_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc"
+"""The name proxies check the ADS server's certificate for (SNI and SAN)."""
+XDS_SERVER_NAMES: Final = (XDS_SERVER_NAME, CONTROLLER_SERVICE, "localhost")
+"""The DNS names of the ADS server's serving certificate."""
+
+# ---------------------------------------------------------------------------------------------
 # Namespace and pod annotations and labels
 
 SIDECAR_INJECTION_ANNOTATION: Final = "openservicemesh.io/sidecar-injection"
@@ -91,7 +104,7 @@ APP_NAME: Final = "openservicemesh.io"
 ``app.kubernetes.io/name=openservicemesh.io`` and ``app.kubernetes.io/instance=<mesh>``."""
 BOOTSTRAP_VOLUME_NAME: Final = "envoy-bootstrap-config-volume"
 BOOTSTRAP_MOUNT_PATH: Final = "/etc/envoy"
-XDS_CLUSTER_NAME: Final = "osm-controller"
+XDS_CLUSTER_NAME: Final = CONTROLLER_SERVICE
 """The Envoy bootstrap's static cluster that reaches the controller's ADS server."""
 PROXY_ADMIN_PORT_NAME: Final = "proxy-admin"
 PROXY_INBOUND_PORT_NAME: Final = "proxy-inbound"

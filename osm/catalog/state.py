@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
+from osm.base import wellknown
 from osm.base.identity import Identity
 from osm.catalog.ids import ServiceId
-from osm.model.config import MESH_CONFIG_NAME, MeshConfig, default_mesh_config
+from osm.model.config import MeshConfig, default_mesh_config
 from osm.model.core import Endpoints, Namespace, Pod, Service
 from osm.model.meta import ObjectRef, Resource
 from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
@@ -372,6 +373,6 @@ def _select_mesh_config(table: Mapping[Key, Resource]) -> MeshConfig:
     the first by namespace; OSM's defaults when there is none."""
     for key in sorted(table):
         resource = table[key]
-        if key[1] == MESH_CONFIG_NAME and isinstance(resource, MeshConfig):
+        if key[1] == wellknown.MESH_CONFIG_NAME and isinstance(resource, MeshConfig):
             return resource
     return default_mesh_config()

@@ -36,7 +36,6 @@ from osm.store import open_store
 log = logging.getLogger(__name__)
 
 PROFILE_ENV = "OSM_CONTROLLER_PROFILE"
-XDS_SERVER_NAMES = ("osm-controller.osm-system.svc", "osm-controller", "localhost")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,7 +126,9 @@ class Controller:
     def _xds_tls(self) -> ads_server.TlsConfig:
         assert self.ca is not None
         issued = self.ca.issue(
-            LeafRequest.xds_server(XDS_SERVER_NAMES, (ipaddress.IPv4Address("127.0.0.1"),)),
+            LeafRequest.xds_server(
+                wellknown.XDS_SERVER_NAMES, (ipaddress.IPv4Address(wellknown.LOCALHOST),)
+            ),
             builtin.utc_now(),
         )
         return ads_server.TlsConfig(issued.cert_pem, issued.key_pem, issued.trust_bundle_pem)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from osm.base import wellknown
 from osm.model.fields import Fields
 from osm.model.meta import ObjectMeta, Resource
 
 # The one MeshConfig the control plane reads, as OSM names it.
-MESH_CONFIG_NAME = "osm-mesh-config"
 TLS_VERSIONS = ("TLS_AUTO", "TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3")
 LOCAL_PROXY_MODES = ("Localhost", "PodIP")
 LOG_LEVELS = (
@@ -203,6 +203,8 @@ def parse_mesh_config(doc: Fields, base: Resource) -> MeshConfig:
     )
 
 
-def default_mesh_config(namespace: str = "osm-system") -> MeshConfig:
+def default_mesh_config(namespace: str = wellknown.CONTROL_PLANE_NAMESPACE) -> MeshConfig:
     """The MeshConfig in force when none has been applied: OSM's defaults."""
-    return MeshConfig("config.openservicemesh.io/v1alpha2", ObjectMeta(MESH_CONFIG_NAME, namespace))
+    return MeshConfig(
+        "config.openservicemesh.io/v1alpha2", ObjectMeta(wellknown.MESH_CONFIG_NAME, namespace)
+    )

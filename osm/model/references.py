@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from osm.model.config import MESH_CONFIG_NAME, MeshConfig
+from osm.base import wellknown
+from osm.model.config import MeshConfig
 from osm.model.core import Deployment, Namespace, Service, ServiceAccount
 from osm.model.errors import Problem
 from osm.model.meta import ObjectRef, Resource
@@ -68,12 +69,12 @@ class _Checker:
                         "spec.template.spec.serviceAccountName",
                         f'ServiceAccount "{account}" is not defined in these files',
                     )
-            elif isinstance(resource, MeshConfig) and resource.name != MESH_CONFIG_NAME:
+            elif isinstance(resource, MeshConfig) and resource.name != wellknown.MESH_CONFIG_NAME:
                 self.warn(
                     resource,
                     "metadata.name",
                     f"the control plane reads only the MeshConfig named "
-                    f'"{MESH_CONFIG_NAME}"; this one is ignored',
+                    f'"{wellknown.MESH_CONFIG_NAME}"; this one is ignored',
                 )
         return self.problems
 

@@ -65,7 +65,6 @@ from osm.runtime.relay import NamespaceRelay
 log = logging.getLogger(__name__)
 
 WATCHED = ("Namespace", "Service", "Deployment", "MeshConfig")
-XDS_SERVER_NAME = "osm-controller.osm-system.svc"
 READY_FILE = "runtime.ready"
 SIDECAR_READY_TIMEOUT = 20.0
 FAST_PROBE = 0.05
@@ -595,7 +594,7 @@ class Kubelet:
             xds_address=f"{self.settings.mesh.gateway}:{wellknown.XDS_PORT}",
             issuer=ca,
             now=builtin.utc_now(),
-            server_name=XDS_SERVER_NAME,
+            server_name=wellknown.XDS_SERVER_NAME,
         )
         for path in (directory, *directory.iterdir()):
             os.chown(path, wellknown.PROXY_UID, wellknown.PROXY_UID)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from osm.base import wellknown
 from osm.base.identity import Identity
 from osm.catalog.ids import ServiceId
 from osm.catalog.state import Changed, MeshState
-from osm.model.config import MESH_CONFIG_NAME
 from osm.model.core import Pod, Service
 from osm.model.meta import ObjectRef
 from tests.unit.catalog import meshes as m
@@ -38,7 +38,7 @@ def test_lookups() -> None:
     assert [t.name for t in state.targets_with_rule("b", "TCPRoute", "r")] == ["t"]
     assert [s.name for s in state.splits_for(ServiceId("b", "server"))] == ["s"]
     assert state.mesh_config.permissive is False
-    assert state.mesh_config.name == MESH_CONFIG_NAME
+    assert state.mesh_config.name == wellknown.MESH_CONFIG_NAME
 
 
 def test_default_mesh_config_without_one() -> None:
