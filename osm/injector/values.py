@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from osm.base import wellknown
+from osm.base import address, wellknown
 
 
 class InjectionError(ValueError):
@@ -43,8 +43,7 @@ class XdsServer:
     @property
     def address(self) -> str:
         """``host:port`` (IPv6 in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return address.join_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)

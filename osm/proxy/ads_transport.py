@@ -33,6 +33,7 @@ from grpclib import client, const, exceptions
 from grpclib import config as grpclib_config
 from grpclib.encoding import proto
 
+from osm.base import address
 from osm.proxy import bootstrap, xds_client
 
 log = logging.getLogger(__name__)
@@ -200,8 +201,7 @@ class GrpclibConnector:
 
     @property
     def target(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return address.join_host_port(self.host, self.port)
 
     def _ssl_context(self, tls: bootstrap.TlsFiles) -> ssl.SSLContext:
         """The client side of mTLS from the bootstrap files, read now."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from osm.base import wellknown
+from osm.base import address, wellknown
 from osm.base.identity import InvalidNodeId, NodeId, ProxyKind
 
 DEFAULT_ADMIN_HOST = wellknown.LOCALHOST
@@ -88,8 +88,7 @@ class XdsServer:
     @property
     def target(self) -> str:
         """The gRPC target (``host:port``, IPv6 in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return address.join_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +267,8 @@ def parse(document: Any, source: str = "<bootstrap>", base: Path | None = None) 
         raise reader.fail(
             "listeners", f"expected a mapping of name: HOST:PORT, got {_kind(listeners)}"
         )
-    for name, address in listeners.items():
-        overrides[str(name)] = reader.host_port(address, f"listeners.{name}", allow_zero=True)
+    for name, bind in listeners.items():
+        overrides[str(name)] = reader.host_port(bind, f"listeners.{name}", allow_zero=True)
 
     drain = top.get("drain_seconds", DEFAULT_DRAIN_SECONDS)
     if isinstance(drain, bool) or not isinstance(drain, int | float) or drain < 0:
