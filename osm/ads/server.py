@@ -36,7 +36,7 @@ from osm.ads.metrics import AdsMetrics
 from osm.ads.protocol import Ack, Event, Nack, ProtocolError
 from osm.ads.resources import AdsSnapshot
 from osm.base import wellknown
-from osm.base.identity import InvalidNodeId, NodeId
+from osm.base.identity import TRUST_DOMAIN, InvalidNodeId, NodeId
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = wellknown.XDS_PORT
     tls: TlsConfig | None = None
-    trust_domain: str = "cluster.local"
+    trust_domain: str = TRUST_DOMAIN
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from osm.base.identity import CLUSTER_DOMAIN
 from osm.base.ipam import DEFAULT_POD_SUBNET, gateway_address
 from osm.runtime import record
 
@@ -78,7 +79,7 @@ class HostEntry:
 
 
 def service_hostnames(
-    service: str, namespace: str, *, cluster_domain: str = "cluster.local", short: bool = True
+    service: str, namespace: str, *, cluster_domain: str = CLUSTER_DOMAIN, short: bool = True
 ) -> tuple[str, ...]:
     """The names a Service answers to: ``svc`` (only within its own namespace, so pass
     ``short=False`` for other namespaces' pods), ``svc.ns``, ``svc.ns.svc`` and

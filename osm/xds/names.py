@@ -102,7 +102,7 @@ def hostnames(service: ServiceId, port: int, same_namespace: bool, cluster_ip: s
     """
     name, namespace = service.name, service.namespace
     bases = [f"{name}.{namespace}", f"{name}.{namespace}.svc"]
-    bases += [f"{name}.{namespace}.svc.cluster", f"{name}.{namespace}.svc.cluster.local"]
+    bases += [f"{name}.{namespace}.svc.cluster", service.fqdn]
     if same_namespace:
         bases.insert(0, name)
     result: list[str] = []
