@@ -57,6 +57,8 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Pod", ("v1",), "pods", ("po",), True, False, core.parse_pod),
     KindInfo("Endpoints", ("v1",), "endpoints", ("ep",), True, False, core.parse_endpoints),
+    KindInfo("Secret", ("v1",), "secrets", (), True, False, None),
+    KindInfo("ConfigMap", ("v1",), "configmaps", ("cm",), True, False, None),
     KindInfo(
         "TrafficTarget",
         ("access.smi-spec.io/v1alpha3",),

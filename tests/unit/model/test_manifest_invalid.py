@@ -99,7 +99,8 @@ ROWS = [
         "apiVersion: v1\nkind: Sevice\nmetadata: {name: x}",
         "kind",
         'unknown kind "Sevice" (did you mean "Service"?); supported kinds: Namespace, '
-        "ServiceAccount, Service, Deployment, Pod, Endpoints, TrafficTarget, HTTPRouteGroup, "
+        "ServiceAccount, Service, Deployment, Pod, Endpoints, Secret, ConfigMap, "
+        "TrafficTarget, HTTPRouteGroup, "
         "TCPRoute, TrafficSplit, MeshConfig",
         "an unknown kind names the supported ones with a suggestion",
     ),
