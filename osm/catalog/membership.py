@@ -8,7 +8,8 @@ Rules: a namespace is in the mesh when its sidecar-injection annotation is enabl
 pod is a proxy when its own annotation says so, else when its namespace is. A proxy
 serves the TCP ports (UDP and SCTP pass by) of the Services selecting its pod, target
 ports resolved against its containers. Its kind (`wellknown.PROXY_KIND_ANNOTATION`) and
-sidecar (`wellknown.DATA_PLANE_ANNOTATION`) come from annotations; a proxyless gRPC client is
+sidecar (`wellknown.DATA_PLANE_ANNOTATION`) come from annotations, its UUID (the first
+part of the node id its sidecar presents) from the injector's ``osm-proxy-uuid`` label; a proxyless gRPC client is
 its own data plane, so its sidecar is always Envoy's.
 """
 
@@ -77,6 +78,7 @@ def proxy_for(state: MeshState, pod: Pod, warn: Warn) -> Proxy:
         tuple(local_ports),
         kind,
         sidecar,
+        pod.metadata.labels.get(wellknown.PROXY_UUID_LABEL, ""),
     )
 
 

@@ -72,6 +72,14 @@ class Proxy:
     local_ports: tuple[LocalPort, ...]
     kind: ProxyKind = ProxyKind.SIDECAR
     sidecar: DataPlane = DataPlane.ENVOY
+    uuid: str = ""
+    """The injector's ``osm-proxy-uuid`` label; empty for a pod that was not injected (its
+    node id then names the pod)."""
+
+    @property
+    def node_name(self) -> str:
+        """The first part of the node id this proxy presents: its UUID, else its pod name."""
+        return self.uuid or self.id.name
 
     @property
     def class_key(self) -> tuple[object, ...]:

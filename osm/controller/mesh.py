@@ -48,8 +48,9 @@ controller does not import the sidecar)."""
 
 
 def node_id(proxy: policy.Proxy) -> str:
-    """The node id a proxy presents (`osm.base.identity.NodeId`): ``<pod>.<kind>.<sa>.<ns>``."""
-    return str(identity.NodeId(proxy.id.name, proxy.kind, proxy.identity))
+    """The node id a proxy presents (`osm.base.identity.NodeId`):
+    ``<uuid or pod>.<kind>.<sa>.<ns>``."""
+    return str(identity.NodeId(proxy.node_name, proxy.kind, proxy.identity))
 
 
 def sidecar_mismatch(proxy: policy.Proxy, user_agent: str) -> str | None:
@@ -124,6 +125,8 @@ class MeshPusher:
         self.state = MeshState.empty()
         self._wrappers: dict[int, xds_snapshot.XdsSnapshot] = {}
         self._published: dict[ids.ProxyId, str] = {}
+        self._by_node: dict[str, ids.ProxyId] = {}
+        """The inverse of `_published`: which proxy a node id names."""
         self._bundle_version = certificates.trust_bundle().version
         self._rotated: set[identity.Identity] = set()
         self.on_trust_bundle: Callable[[bytes], None] | None = None
@@ -230,7 +233,8 @@ class MeshPusher:
         last = self.generator.last
         if last is None:
             return None
-        snapshot = last.snapshots.get(ids.ProxyId(node.identity.namespace, node.proxy_id))
+        proxy_id = self._by_node.get(str(node))
+        snapshot = last.snapshots.get(proxy_id) if proxy_id is not None else None
         if snapshot is None or node_id(snapshot.proxy) != str(node):
             return None
         return snapshot.proxy
@@ -274,12 +278,15 @@ class MeshPusher:
                 previous = self._published.get(proxy_id)
                 if previous is not None and previous != node:
                     self.cache.clear(previous)
+                    self._by_node.pop(previous, None)
                 self.cache.set_snapshot(node, wrapper)
                 self._published[proxy_id] = node
+                self._by_node[node] = proxy_id
         for proxy_id in snapshots.removed | (set(self._published) - set(snapshots.snapshots)):
             gone = self._published.pop(proxy_id, "")
             if gone:
                 self.cache.clear(gone)
+                self._by_node.pop(gone, None)
         self._wrappers = live
         for proxy_id, error in sorted(snapshots.errors.items()):
             log.warning("proxy %s keeps its last configuration: %s", proxy_id, error)
