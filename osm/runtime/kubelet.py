@@ -555,7 +555,7 @@ class Kubelet:
                 log=process.log_path(
                     self.settings.state_dir, pod.namespace, pod.name, container.name
                 ),
-                probe=container.readiness_probe,
+                readiness=container.readiness_probe,
                 probe_target=ProbeTarget(pod.netns, pod.ip, container),
             )
             running = ContainerProcess(
@@ -619,7 +619,7 @@ class Kubelet:
             ),
             uid=wellknown.PROXY_UID,
             gid=wellknown.PROXY_UID,
-            probe=Probe(
+            readiness=Probe(
                 "httpGet", port=wellknown.PROXY_ADMIN_PORT, path="/ready", period_seconds=1
             ),
             probe_target=ProbeTarget(pod.netns, "127.0.0.1", container),

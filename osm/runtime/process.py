@@ -169,6 +169,11 @@ class Readiness:
                 self.ready = False
         return self.ready
 
+    @property
+    def failing(self) -> bool:
+        """``failure_threshold`` failures in a row (what kills a container for liveness)."""
+        return self._failures >= self.failure_threshold
+
     def reset(self) -> None:
         self.ready = False
         self._successes = self._failures = 0
@@ -176,14 +181,17 @@ class Readiness:
 
 @dataclass(frozen=True, slots=True)
 class ProbeTarget:
-    """Where a probe runs: the pod's namespace and IP, the container (for named ports),
-    and the user for exec probes."""
+    """Where a probe runs: the network namespace its connections are made from (a
+    kubelet's are made from the node, outside the pod), the pod's IP, the container (for
+    named ports), and the user and launcher (default: `pod_command` in ``netns``) of exec
+    probes, which run in the pod."""
 
     netns: str
     pod_ip: str
     container: Container
     uid: int = APP_UID
     gid: int = APP_GID
+    launcher: Callable[[Sequence[str], int, int], list[str]] | None = None
 
 
 def resolve_port(container: Container, port: int | str) -> int:
@@ -210,7 +218,10 @@ async def probe_once(probe: Probe, target: ProbeTarget) -> bool:
 
 async def _probe(probe: Probe, target: ProbeTarget) -> bool:
     if probe.kind == "exec":
-        argv = pod_command(target.netns, probe.command, uid=target.uid, gid=target.gid)
+        if target.launcher is not None:
+            argv = target.launcher(probe.command, target.uid, target.gid)
+        else:
+            argv = pod_command(target.netns, probe.command, uid=target.uid, gid=target.gid)
         child = await asyncio.create_subprocess_exec(
             *argv,
             stdin=subprocess.DEVNULL,
@@ -265,9 +276,17 @@ async def _probe(probe: Probe, target: ProbeTarget) -> bool:
 
 
 # -- supervision ---------------------------------------------------------------------------
+Launcher = Callable[[Sequence[str], int, int], list[str]]
+"""``(argv, uid, gid) -> the argv that runs it in the pod`` (e.g. a sandbox's ``nsenter``)."""
+
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessSpec:
-    """One container process: what runs, where, as whom, and where its output goes."""
+    """One container process: what runs, where, as whom, where its output goes, how it is
+    probed and whether it is restarted (Kubernetes' ``restartPolicy``: ``Always``,
+    ``OnFailure`` — what init containers get — or ``Never``)."""
 
     name: str
     netns: str
@@ -277,14 +296,27 @@ class ProcessSpec:
     uid: int = APP_UID
     gid: int = APP_GID
     cwd: str = "/"
-    probe: Probe | None = None
+    readiness: Probe | None = None
     probe_target: ProbeTarget | None = None
+    liveness: Probe | None = None
+    startup: Probe | None = None
+    restart_policy: str = "Always"
+    launcher: Launcher | None = None
+    """Default: `pod_command` in ``netns``."""
+
+    def command(self) -> list[str]:
+        if self.launcher is not None:
+            return self.launcher(self.argv, self.uid, self.gid)
+        return pod_command(self.netns, self.argv, uid=self.uid, gid=self.gid)
 
 
 class ContainerProcess:
-    """Runs a `ProcessSpec` until `stop`: restarts it on exit after a `Backoff` delay and
-    probes its readiness. Use from one event loop; ``ready`` and ``restarts`` may be read
-    at any time. Every started process is recorded in the journal while it lives."""
+    """Runs a `ProcessSpec` as a kubelet runs a container, until `stop`: restarted on exit
+    after a `Backoff` delay as its restart policy says; a startup probe gates the other
+    two; a liveness probe that fails ``failureThreshold`` times in a row (or a startup
+    probe that does) kills the process, which is then restarted; a readiness probe says
+    whether it is ready. Use from one event loop; ``ready``, ``restarts`` and ``state`` may
+    be read at any time. Every started process is recorded in the journal while it lives."""
 
     def __init__(
         self,
@@ -296,28 +328,43 @@ class ContainerProcess:
         clock: Clock = time.monotonic,
         on_ready_change: Callable[[bool], None] | None = None,
         fast_probe_interval: float | None = None,
+        kill_grace: float = 2.0,
     ) -> None:
-        """``fast_probe_interval``: while not ready, probe this often instead of every
-        ``periodSeconds`` (local mode reports a pod ready as soon as it is, not up to a
-        period later); once ready, probes follow the spec."""
+        """``fast_probe_interval``: while not ready (or not started), probe this often
+        instead of every ``periodSeconds`` (local mode reports a pod ready as soon as it
+        is, not up to a period later); once ready, probes follow the spec."""
+        if spec.restart_policy not in RESTART_POLICIES:
+            raise ProcessError(
+                f"restart policy {spec.restart_policy!r}: valid are {', '.join(RESTART_POLICIES)}"
+            )
         self.spec = spec
         self._fast_probe_interval = fast_probe_interval
         self.journal = journal
         self.backoff = backoff or Backoff()
         self.restarts = 0
         self.last_exit_code: int | None = None
+        self.last_termination = ""
+        """Why the process last ended: ``Completed``, ``Error`` or the probe that killed it."""
+        self.finished = asyncio.Event()
+        """Set once the process has exited for good (its restart policy says no more)."""
         self._sleep = sleep
         self._clock = clock
+        self._kill_grace = kill_grace
         self._on_ready_change = on_ready_change
         self._process: asyncio.subprocess.Process | None = None
         self._entry: record.Entry | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._started_at = 0.0
-        probe = spec.probe
+        self._generation = 0
+        """Counts spawns: a probe result from an earlier run is thrown away."""
+        self._killing: str = ""
+        probe = spec.readiness
         self.readiness = Readiness(
             probe.success_threshold if probe else 1, probe.failure_threshold if probe else 3
         )
+        self.started = spec.startup is None
+        """Kubernetes' ``started``: the startup probe succeeded (or there is none)."""
 
     @property
     def pid(self) -> int | None:
@@ -330,20 +377,35 @@ class ContainerProcess:
 
     @property
     def ready(self) -> bool:
-        """With a readiness probe, what it says; without, whether the process runs."""
-        if self.spec.probe is None:
-            return self.pid is not None
+        """With a readiness probe, what it says; without, whether it runs and has started."""
+        if self.spec.readiness is None:
+            return self.pid is not None and self.started
         return self.readiness.ready
+
+    @property
+    def state(self) -> str:
+        """``running``, ``terminated`` (for good) or ``waiting`` (to be restarted)."""
+        if self.pid is not None:
+            return "running"
+        return "terminated" if self.finished.is_set() else "waiting"
 
     async def start(self) -> None:
         """Starts the process (raising if it cannot be spawned at all) and supervises it."""
         self.spec.log.parent.mkdir(parents=True, exist_ok=True)
         await self._spawn()
         self._tasks.append(asyncio.create_task(self._supervise(), name=f"run-{self.spec.name}"))
-        if self.spec.probe is not None and self.spec.probe_target is not None:
-            self._tasks.append(
-                asyncio.create_task(self._probe_loop(), name=f"probe-{self.spec.name}")
-            )
+        if self.spec.probe_target is not None:
+            for kind in ("startup", "readiness", "liveness"):
+                if getattr(self.spec, kind) is not None:
+                    task = asyncio.create_task(
+                        self._probe_loop(kind), name=f"{kind}-{self.spec.name}"
+                    )
+                    self._tasks.append(task)
+
+    async def wait(self) -> int:
+        """Waits until the process has exited for good; its last exit code."""
+        await self.finished.wait()
+        return self.last_exit_code if self.last_exit_code is not None else -1
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops supervising; SIGTERM to the process group, SIGKILL after ``grace``."""
@@ -352,6 +414,11 @@ class ContainerProcess:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self._terminate(grace)
+        self._forget()
+        self._set_ready(False)
+
+    async def _terminate(self, grace: float) -> None:
         process = self._process
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -363,12 +430,10 @@ class ContainerProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
-        self._forget()
-        self._set_ready(False)
 
     async def _spawn(self) -> None:
         spec = self.spec
-        argv = pod_command(spec.netns, spec.argv, uid=spec.uid, gid=spec.gid)
+        argv = spec.command()
         with spec.log.open("ab") as log:
             log.write(f"--- osm: starting {spec.name} (restart {self.restarts})\n".encode())
             log.flush()
@@ -385,19 +450,31 @@ class ContainerProcess:
             self.journal, self._process.pid, netns=spec.netns, name=spec.name
         )
         self._started_at = self._clock()
-        if spec.probe is None:
+        self._generation += 1
+        self._killing = ""
+        self.started = spec.startup is None
+        if spec.readiness is None and self.started:
             self._notify(True)
+
+    def _restarts_after(self, code: int) -> bool:
+        policy = self.spec.restart_policy
+        return policy == "Always" or (policy == "OnFailure" and code != 0)
 
     async def _supervise(self) -> None:
         while True:
             assert self._process is not None
             code = await self._process.wait()
             self.last_exit_code = code
+            self.last_termination = self._killing or ("Completed" if code == 0 else "Error")
             self._forget()
             self._set_ready(False)
             with self.spec.log.open("ab") as log:
-                log.write(f"--- osm: {self.spec.name} exited with {code}\n".encode())
+                why = f" ({self._killing})" if self._killing else ""
+                log.write(f"--- osm: {self.spec.name} exited with {code}{why}\n".encode())
             if self._stopping:
+                return
+            if not self._restarts_after(code):
+                self.finished.set()
                 return
             delay = self.backoff.delay(self._clock() - self._started_at)
             while True:
@@ -413,23 +490,67 @@ class ContainerProcess:
                         log.write(f"--- osm: cannot start {self.spec.name}: {error}\n".encode())
                     delay = self.backoff.delay(0.0)
 
-    async def _probe_loop(self) -> None:
-        probe, target = self.spec.probe, self.spec.probe_target
+    async def _probe_loop(self, kind: str) -> None:
+        """One probe (``startup``, ``readiness`` or ``liveness``) for as long as the
+        container is supervised: each run of the process starts it over, after the probe's
+        initial delay; readiness and liveness wait for the startup probe."""
+        probe: Probe | None = getattr(self.spec, kind)
+        target = self.spec.probe_target
         assert probe is not None and target is not None
-        await self._sleep(probe.initial_delay_seconds)
+        idle = self._fast_probe_interval or 0.05
+        generation = 0
+        state = Readiness(probe.success_threshold, probe.failure_threshold)
         while not self._stopping:
-            success = self.pid is not None and await probe_once(probe, target)
-            before = self.readiness.ready
-            if self.readiness.observe(success) != before:
-                self._notify(self.readiness.ready)
+            waiting = self.pid is None or self._killing or self.started != (kind != "startup")
+            if waiting:
+                await self._sleep(idle)
+                continue
+            if generation != self._generation:
+                generation = self._generation
+                state.reset()
+                if kind == "liveness":
+                    state.ready = True  # alive until it fails failureThreshold times
+                delay = probe.initial_delay_seconds - (self._clock() - self._started_at)
+                if delay > 0:
+                    await self._sleep(delay)
+                    continue
+            success = await probe_once(probe, target)
+            if generation != self._generation or self._stopping:
+                continue
+            state.observe(success)
+            if kind == "readiness":
+                self._set_probe_ready(state.ready)
+            elif kind == "startup" and state.ready:
+                self.started = True
+                if self.spec.readiness is None:
+                    self._notify(True)
+            elif state.failing:
+                await self._kill_for(f"{kind} probe failed")
+                continue
             period: float = probe.period_seconds
-            if self._fast_probe_interval is not None and not self.readiness.ready:
+            if self._fast_probe_interval is not None and not state.ready:
                 period = min(period, self._fast_probe_interval)
             await self._sleep(period)
 
+    async def _kill_for(self, reason: str) -> None:
+        """Kills the running process because a probe says so; supervision restarts it."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        self._killing = reason
+        with contextlib.suppress(OSError), self.spec.log.open("ab") as log:
+            log.write(f"--- osm: {reason}: killing {self.spec.name}\n".encode())
+        await self._terminate(self._kill_grace)
+
+    def _set_probe_ready(self, ready: bool) -> None:
+        before = self.readiness.ready
+        self.readiness.ready = ready
+        if before != ready:
+            self._notify(ready)
+
     def _set_ready(self, ready: bool) -> None:
         """Called with False when the process is gone (probes start over)."""
-        if self.spec.probe is None:
+        if self.spec.readiness is None:
             self._notify(ready)
             return
         before = self.readiness.ready

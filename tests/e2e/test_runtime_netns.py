@@ -209,7 +209,7 @@ class Mesh:
             log=process.log_path(self.state_dir, "default", netns, name),
             uid=uid,
             gid=gid,
-            probe=probe,
+            readiness=probe,
             probe_target=ProbeTarget(netns, pod_ip, container) if probe else None,
         )
         running = ContainerProcess(spec, self.journal)
