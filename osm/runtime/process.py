@@ -50,13 +50,19 @@ class ProcessError(RuntimeError):
 
 
 # -- commands ------------------------------------------------------------------------------
-def pod_command(netns: str, argv: Sequence[str], *, uid: int, gid: int) -> list[str]:
-    """The argv that runs ``argv`` in pod namespace ``netns`` as ``uid``/``gid`` without
-    supplementary groups or the means to regain privileges."""
+def as_user(argv: Sequence[str], *, uid: int, gid: int) -> list[str]:
+    """``setpriv`` running ``argv`` as ``uid``/``gid`` without supplementary groups or the
+    means to regain privileges (it execs: the pid stays the same)."""
     if not argv:
         raise ProcessError("nothing to run: the command is empty")
     privileges = [f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs"]
-    return ["ip", "netns", "exec", netns, "setpriv", *privileges, "--", *argv]
+    return ["setpriv", *privileges, "--", *argv]
+
+
+def pod_command(netns: str, argv: Sequence[str], *, uid: int, gid: int) -> list[str]:
+    """The argv that runs ``argv`` in pod namespace ``netns`` as ``uid``/``gid`` (`as_user`).
+    For a pod with volumes, `osm.runtime.sandbox.PodSandbox.command` instead."""
+    return ["ip", "netns", "exec", netns, *as_user(argv, uid=uid, gid=gid)]
 
 
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")

@@ -1,7 +1,8 @@
 """The runtime's journal of what it created, and `teardown`, which removes exactly that.
 
 The one idea: before the runtime creates anything outside its own process (a network
-namespace, a link, a hosts directory, a child process), it appends a ``create`` entry
+namespace, a link, a hosts directory, a pod's mount namespaces and volume files, a child
+process), it appends a ``create`` entry
 to ``<state_dir>/runtime/journal.jsonl`` and fsyncs it; after removing it, a ``remove``
 entry. So whatever state the runtime died in (kill -9 included), the journal names a
 superset of what exists, and `teardown` can remove every such thing and nothing else.
@@ -34,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from osm.runtime import mounts
+
 JOURNAL = "journal.jsonl"
 LOCK = "lock"
 NETNS_DIR = Path("/run/netns")
@@ -45,6 +48,8 @@ LINK = "link"  # key: "<netns>/<link>"; data: netns, name
 HOSTS = "hosts"  # key: namespace name; the directory /etc/netns/<name>
 ETC_DIR = "etc-dir"  # key: "/etc/netns", when the runtime had to create it
 PROCESS = "process"  # key: "<pid>:<start time>"; data: pid, start_time, netns, name
+SANDBOX_DIR = "sandbox-dir"  # key: a sandboxes' base dir; data: made, mount_id (its self-bind)
+MOUNTNS = "mountns"  # key: a pod's sandbox directory; data: base, netns
 ALLOCATIONS = "allocations"  # key: pool name; data: allocations (persisted, not torn down)
 
 
@@ -266,7 +271,8 @@ class TeardownReport:
 
 def teardown(state_dir: Path, *, journal: Journal | None = None) -> TeardownReport:
     """Removes everything the journal of ``state_dir`` names: processes (and every
-    process in a recorded namespace), links, hosts directories, network namespaces.
+    process in a recorded namespace), pod sandboxes (mount namespaces, volumes) and their
+    base's mount, links, hosts directories, network namespaces.
 
     Idempotent; safe after a crash of the runtime. Pass ``journal`` when the caller
     owns it already (a runtime tearing itself down); otherwise it is opened here and
@@ -279,7 +285,7 @@ def teardown(state_dir: Path, *, journal: Journal | None = None) -> TeardownRepo
             return teardown(state_dir, journal=opened)
     report = TeardownReport()
     entries = journal.live()
-    order = {PROCESS: 0, LINK: 1, HOSTS: 2, ETC_DIR: 3, NETNS: 4}
+    order = {PROCESS: 0, MOUNTNS: 1, SANDBOX_DIR: 2, LINK: 3, HOSTS: 4, ETC_DIR: 5, NETNS: 6}
     entries = sorted((e for e in reversed(entries) if e.kind in order), key=lambda e: order[e.kind])
     for entry in entries:
         try:
@@ -320,6 +326,10 @@ def teardown_entry(entry: Entry) -> str:
             ETC_NETNS.rmdir()
             return f"directory {ETC_NETNS}"
         return ""
+    if entry.kind == MOUNTNS:
+        return _remove_sandbox(Path(entry.key), Path(str(entry.data.get("base", ""))))
+    if entry.kind == SANDBOX_DIR:
+        return _remove_sandbox_dir(Path(entry.key), entry.data)
     if entry.kind == NETNS:
         if not _is_child(NETNS_DIR / entry.key, NETNS_DIR):
             return ""
@@ -352,6 +362,42 @@ def kill_namespace_processes(netns: str, *, timeout: float = 5.0) -> list[int]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"processes {pids} in network namespace {netns} did not exit")
         time.sleep(0.02)
+
+
+def _remove_sandbox(directory: Path, base: Path) -> str:
+    """Unmounts whatever is mounted below a pod's sandbox directory in this namespace (its
+    mount namespace files), deepest first, then removes the directory."""
+    if not _is_child(directory, base) or not directory.exists():
+        return ""
+    for point in reversed(mounts.mounted_under(directory, mounts.table())):
+        try:
+            mounts.umount(point.mount_point)
+        except OSError as error:  # gone with an unmounted parent, say
+            if error.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+    shutil.rmtree(directory)
+    return f"mount namespaces {directory}"
+
+
+def _remove_sandbox_dir(base: Path, data: Mapping[str, Any]) -> str:
+    """Unmounts the self-bind of a sandboxes' base directory: the one recorded, or, if the
+    runtime died before recording it, the top of the stack when the runtime made the
+    directory (nothing else was mounted there). Removes the directory if it made it and
+    it is empty."""
+    stack = mounts.mounted_at(base, mounts.table())
+    mount_id = data.get("mount_id")
+    top = stack[-1] if stack else None  # umount(2) takes the top of a stack
+    ours = top is not None and (
+        top.mount_id == mount_id if mount_id is not None else bool(data.get("made"))
+    )
+    if ours:
+        mounts.umount(str(base))
+    removed = ours
+    if data.get("made") and base.exists():
+        with contextlib.suppress(OSError):  # only when empty
+            base.rmdir()
+            removed = True
+    return f"sandbox directory {base}" if removed else ""
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
