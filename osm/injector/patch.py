@@ -11,17 +11,23 @@ one computation. What it adds (``pkg/injector/patch.go``, v1.2):
 - init container ``osm-init``: ``iptables-restore --noflush`` of `osm.interception.rules`
   for the pod (its exclusion annotations merged with the MeshConfig's), with NET_ADMIN,
   privileged only when the MeshConfig enables it; ``$POD_IP`` from the pod's status;
+- when a container has a tcpSocket probe (rewritten to an httpGet of 15904,
+  `osm.injector.probes`), OSM's ``osm-healthcheck`` container before the sidecar, for
+  either data plane: ``python -m osm.proxy.healthcheck --verbosity <level>`` (the
+  MeshConfig's ``osmLogLevel``, as OSM passes its own) from the Python sidecar's image,
+  port 15904, UID 1500 (whose connections the interception rules leave alone, so its
+  dial reaches the app);
 - the sidecar container, UID 1500, ports 15000/15003/15010 and a probe port per kind of
   rewritten probe (`osm.injector.probes`): ``envoy`` with its bootstrap at
   ``/etc/envoy/bootstrap.yaml``, or ``osm-sidecar`` running ``python -m osm.proxy`` with
-  ``/etc/envoy/bootstrap.json``;
+  ``/etc/envoy/bootstrap.json``; either bootstrap holds the original targets of the
+  httpGet probes, which the sidecar forwards to;
 - the Secret volume ``envoy-bootstrap-config-volume`` of ``envoy-bootstrap-config-<uuid>``,
   mounted read-only at ``/etc/envoy`` in the sidecar.
 
 Refused (`InjectionError`, naming the field): a malformed exclusion annotation, an unknown
 sidecar, an app container port that is one of the sidecar's, a container or volume name
-the injection needs, a service account that cannot name an identity. OSM also adds an
-``osm-healthcheck`` container for tcpSocket probes; we do not have one yet.
+the injection needs, a service account that cannot name an identity.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
 INIT_IMAGE = "openservicemesh/init:v1.2.4"
 PYTHON_SIDECAR_IMAGE = "osm-py/sidecar:latest"
 PYTHON_SIDECAR_COMMAND = ("python", "-m", "osm.proxy")
+HEALTHCHECK_IMAGE = PYTHON_SIDECAR_IMAGE
+"""The osm-healthcheck program is a module of the Python sidecar (OSM's is an image of
+its own, ``openservicemesh/osm-healthcheck``)."""
+HEALTHCHECK_COMMAND = ("python", "-m", "osm.proxy.healthcheck")
 
 EXCLUSION_ANNOTATIONS = (
     wellknown.OUTBOUND_PORT_EXCLUSION_ANNOTATION,
@@ -144,6 +154,8 @@ def inject(
     pod_annotations = string_map(pod, "annotations")
     interception = _interception(pod_annotations, mesh_config, owner)
     containers, originals = rewrite(spec["containers"], owner)
+    if originals.uses_tcp:
+        _check_free(spec, owner, "containers", wellknown.HEALTHCHECK_CONTAINER_NAME)
     metrics = switch(
         string_map(namespace, "annotations"),
         wellknown.METRICS_ANNOTATION,
@@ -165,6 +177,7 @@ def inject(
     pod_spec = mutated["spec"]
     pod_spec["containers"] = [
         *containers,
+        *([_healthcheck_container(mesh_config)] if originals.uses_tcp else []),
         _sidecar_container(plane, sidecar_name, node, originals, mesh_config),
     ]
     pod_spec.setdefault("initContainers", []).append(_init_container(interception, mesh_config))
@@ -209,14 +222,18 @@ def _check_names(spec: Mapping[str, Any], owner: str, sidecar_name: str) -> None
         ("volumes", wellknown.BOOTSTRAP_VOLUME_NAME),
     )
     for key, name in taken:
-        for index, item in enumerate(spec.get(key) or []):
-            if isinstance(item, Mapping) and item.get("name") == name:
-                raise InjectionError(
-                    owner,
-                    f"spec.{key}[{index}].name",
-                    f'"{name}" is the name of what the injector adds (is the pod injected '
-                    "already?); rename it",
-                )
+        _check_free(spec, owner, key, name)
+
+
+def _check_free(spec: Mapping[str, Any], owner: str, key: str, name: str) -> None:
+    for index, item in enumerate(spec.get(key) or []):
+        if isinstance(item, Mapping) and item.get("name") == name:
+            raise InjectionError(
+                owner,
+                f"spec.{key}[{index}].name",
+                f'"{name}" is the name of what the injector adds (is the pod injected '
+                "already?); rename it",
+            )
 
 
 def _check_ports(containers: list[Any], owner: str) -> None:
@@ -334,6 +351,19 @@ def _sidecar_container(
                 "readOnly": True,
             }
         ],
+    }
+
+
+def _healthcheck_container(mesh_config: MeshConfig) -> dict[str, Any]:
+    level = mesh_config.observability.osm_log_level
+    return {
+        "name": wellknown.HEALTHCHECK_CONTAINER_NAME,
+        "image": HEALTHCHECK_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(HEALTHCHECK_COMMAND),
+        "args": ["--verbosity", PYTHON_LOG_LEVELS.get(level, "error")],
+        "ports": [{"containerPort": wellknown.HEALTHCHECK_PORT}],
+        "securityContext": {"runAsUser": wellknown.PROXY_UID},
     }
 
 

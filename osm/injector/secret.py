@@ -61,15 +61,17 @@ def bootstrap_files(
         )
         files[ENVOY_BOOTSTRAP_FILE] = envoy_bootstrap.to_yaml(proto).encode()
     else:
-        document = python_bootstrap(node, xds)
+        document = python_bootstrap(node, xds, probes)
         files[PYTHON_BOOTSTRAP_FILE] = (json.dumps(document, indent=2) + "\n").encode()
     return dict(sorted(files.items()))
 
 
-def python_bootstrap(node: NodeId, xds: XdsServer) -> dict[str, Any]:
+def python_bootstrap(node: NodeId, xds: XdsServer, probes: HealthProbes) -> dict[str, Any]:
     """The Python sidecar's bootstrap document (`osm.proxy.bootstrap`'s format); its TLS
-    files are named relative to the bootstrap, so they are read from the same mount."""
-    return {
+    files are named relative to the bootstrap, so they are read from the same mount.
+    The probes it forwards (`HealthProbes.forwarded`, what Envoy's bootstrap has listeners
+    for) are in ``health_probes``, when there are any."""
+    document: dict[str, Any] = {
         "node": {"id": str(node), "cluster": node.identity.service_account},
         "xds": {
             "address": xds.address,
@@ -82,6 +84,19 @@ def python_bootstrap(node: NodeId, xds: XdsServer) -> dict[str, Any]:
         },
         "admin": {"address": wellknown.LOCALHOST, "port": wellknown.PROXY_ADMIN_PORT},
     }
+    forwarded = probes.forwarded()
+    if forwarded:
+        document["health_probes"] = [
+            {
+                "kind": probe.kind.short,
+                "scheme": "HTTPS" if probe.https else "HTTP",
+                "port": probe.port,
+                "path": probe.path,
+                "timeout_seconds": probe.timeout_seconds,
+            }
+            for probe in forwarded
+        ]
+    return document
 
 
 def bootstrap_secret(

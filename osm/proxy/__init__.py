@@ -5,7 +5,8 @@ Layers, bottom up: `model` (the frozen configuration every request reads), `tran
 implemented) and `assembly` (a consistent set -> one `model.ProxyConfig`), `http1` (sans-IO
 HTTP/1.1), `router`, `rbac`, `filter_chain` and `retry` (pure decisions), `http_rewrite`
 (pure header and framing rules), `tls`, `inbox`, `upstream`, `tcp_relay`, `http_session`,
-`listeners` and `server` (the asyncio runtime), `stats` and `admin`.
+`listeners` and `server` (the asyncio runtime), `stats` and `admin`; beside them, `health`
+(the app's rewritten probes) and `healthcheck` (OSM's osm-healthcheck, a program of its own).
 
 An installed build may run the data-plane hot modules compiled by mypyc (``setup.py``
 says which and when); `compiled` tells which ones this process runs that way.

@@ -23,7 +23,15 @@ writers produce) is parsed with `json`, and PyYAML is imported only for a YAML o
     access_log: access.log                          # optional; one JSON line per request
     listeners:                                      # optional bind overrides (tests)
       outbound-listener: 127.0.0.1:0
+      liveness_listener: 127.0.0.1:0                # the probe ports too (osm.proxy.health)
     drain_seconds: 5                                # optional: grace on SIGTERM
+    health_probes:                                  # optional: the app's original probes
+      - {kind: liveness, scheme: HTTP, port: 14001, path: /healthz, timeout_seconds: 1}
+      - {kind: startup, scheme: HTTPS, port: 8443}  # path "/" and timeout 1 s by default
+
+``health_probes`` are what the injector rewrote (`osm.injector.probes`): the kubelet now
+probes the sidecar on the kind's port, and the sidecar forwards there (`osm.proxy.health`),
+one probe per kind.
 """
 
 from __future__ import annotations
@@ -48,8 +56,12 @@ grpclib, has none). Envoy's name for it: ``EnvoyGrpc.max_receive_message_length`
 MAX_MESSAGE_LENGTH = 2**32 - 1
 """gRPC frames a message with a 32-bit length: no message is longer."""
 PROTOCOLS = ("auto", "delta", "sotw")
+PROBE_KINDS = ("liveness", "readiness", "startup")
+PROBE_SCHEMES = ("HTTP", "HTTPS")
 
 Protocol = Literal["auto", "delta", "sotw"]
+ProbeKind = Literal["liveness", "readiness", "startup"]
+ProbeScheme = Literal["HTTP", "HTTPS"]
 
 
 class BootstrapError(Exception):
@@ -92,6 +104,20 @@ class XdsServer:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthProbe:
+    """An app's probe as it was before the injector pointed it at the sidecar: the kubelet
+    probes the sidecar's port for `kind`, which forwards to 127.0.0.1:`port` (HTTP: with
+    the request's path prefix replaced by `path`, answered within `timeout_seconds`;
+    HTTPS: passed through as TCP)."""
+
+    kind: ProbeKind
+    scheme: ProbeScheme
+    port: int
+    path: str = "/"
+    timeout_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Bootstrap:
     """A validated bootstrap. `source` is the file it came from (for messages)."""
 
@@ -104,6 +130,7 @@ class Bootstrap:
     access_log: Path | None = None
     bind_overrides: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    health_probes: tuple[HealthProbe, ...] = ()
     source: str = "<bootstrap>"
 
     @property
@@ -184,7 +211,55 @@ def _kind(value: Any) -> str:
     )
 
 
-_TOP = ("node", "xds", "admin", "access_log", "listeners", "drain_seconds")
+_TOP = ("node", "xds", "admin", "access_log", "listeners", "drain_seconds", "health_probes")
+_PROBE_FIELDS = ("kind", "scheme", "port", "path", "timeout_seconds")
+
+
+def _health_probes(reader: _Reader, value: Any) -> tuple[HealthProbe, ...]:
+    """The ``health_probes`` list: one probe per kind, each a mapping of `_PROBE_FIELDS`."""
+    if not isinstance(value, list):
+        raise reader.fail("health_probes", f"expected a list of probes, got {_kind(value)}")
+    probes: list[HealthProbe] = []
+    for index, item in enumerate(value):
+        where = f"health_probes[{index}]"
+        probe = reader.mapping(item, where, _PROBE_FIELDS)
+        for required in ("kind", "scheme", "port"):
+            if required not in probe:
+                raise reader.fail(f"{where}.{required}", "required field is missing")
+        kind = probe["kind"]
+        if kind not in PROBE_KINDS:
+            raise reader.fail(
+                f"{where}.kind", f"expected one of {', '.join(PROBE_KINDS)}, got {kind!r}"
+            )
+        if any(earlier.kind == kind for earlier in probes):
+            raise reader.fail(
+                f"{where}.kind", f"a second {kind} probe; the sidecar forwards one per kind"
+            )
+        scheme = probe["scheme"]
+        if scheme not in PROBE_SCHEMES:
+            raise reader.fail(
+                f"{where}.scheme", f"expected one of {', '.join(PROBE_SCHEMES)}, got {scheme!r}"
+            )
+        port = reader.port(probe["port"], f"{where}.port")
+        path = probe.get("path", "/")
+        if (
+            not isinstance(path, str)
+            or not path.startswith("/")
+            or not (path.isascii() and path.isprintable())
+            or " " in path
+        ):
+            raise reader.fail(
+                f"{where}.path",
+                f"expected a request path starting with / (printable ASCII, no spaces), "
+                f"got {path!r}",
+            )
+        timeout = probe.get("timeout_seconds", 1)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise reader.fail(
+                f"{where}.timeout_seconds", f"expected a number of seconds > 0, got {timeout!r}"
+            )
+        probes.append(HealthProbe(kind, scheme, port, path, float(timeout)))
+    return tuple(probes)
 
 
 def parse(document: Any, source: str = "<bootstrap>", base: Path | None = None) -> Bootstrap:
@@ -274,6 +349,8 @@ def parse(document: Any, source: str = "<bootstrap>", base: Path | None = None) 
     if isinstance(drain, bool) or not isinstance(drain, int | float) or drain < 0:
         raise reader.fail("drain_seconds", f"expected a number of seconds >= 0, got {drain!r}")
 
+    health_probes = _health_probes(reader, top.get("health_probes", []))
+
     return Bootstrap(
         node_id=node_id,
         xds=XdsServer(host, port, tls, protocol, max_receive),
@@ -284,6 +361,7 @@ def parse(document: Any, source: str = "<bootstrap>", base: Path | None = None) 
         access_log=access_log,
         bind_overrides=overrides,
         drain_seconds=float(drain),
+        health_probes=health_probes,
         source=source,
     )
 

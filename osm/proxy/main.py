@@ -1,4 +1,4 @@
-"""The sidecar process: bootstrap -> proxy + admin + xDS client, until SIGTERM.
+"""The sidecar process: bootstrap -> proxy + admin + probe ports + xDS client, until SIGTERM.
 
 The one idea: `Sidecar` wires the parts and owns their lifecycle; it is what
 ``python -m osm.proxy`` (what the local runtime starts) and ``osm sidecar`` run, and what
@@ -32,7 +32,7 @@ from typing import TextIO
 from envoy.config.core.v3 import base_pb2
 
 import osm
-from osm.proxy import admin, ads_transport, bootstrap, model, server, stats, xds_client
+from osm.proxy import admin, ads_transport, bootstrap, health, model, server, stats, xds_client
 from osm.proxy.runtime import Options
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,11 @@ USER_AGENT = "osm-py-sidecar"
 class SidecarError(Exception):
     """The sidecar cannot start (say, the admin port is taken); said for the user."""
 
+
+PROBES_WITHOUT_XDS = 30.0
+"""Seconds from the start after which the probe ports listen although no configuration
+has come: Envoy starts its listeners, the probe listeners among them, once its initial
+xDS fetch is done, or after the initial fetch timeouts of CDS and then LDS (15 s each)."""
 
 FREEZE_DELAY = 0.1
 """Seconds from an applied configuration to `HeapFreezer.applied` (a collection takes some
@@ -99,6 +104,10 @@ class Sidecar:
     them); `connector` replaces the ADS transport (tests); `heap`, when given, is told of
     every applied configuration (the process entry point freezes the heap; in-process
     tests leave the interpreter's collector alone).
+
+    The app's probe ports (`health`) are bound at `start`, and listen once the first
+    configuration is applied or `probes_without_xds` seconds have passed, whichever comes
+    first: until then a probe is refused, as Envoy refuses it.
     """
 
     def __init__(
@@ -110,8 +119,10 @@ class Sidecar:
         wait_timeout: float = xds_client.DEFAULT_WAIT_TIMEOUT,
         backoff: xds_client.Backoff | None = None,
         heap: HeapFreezer | None = None,
+        probes_without_xds: float = PROBES_WITHOUT_XDS,
     ) -> None:
         self.bootstrap = boot
+        self.probes_without_xds = probes_without_xds
         self.heap = heap
         self._freeze: asyncio.TimerHandle | None = None
         base = options or Options()
@@ -124,6 +135,9 @@ class Sidecar:
             access_log=stats.AccessLog(self._log_file),
         )
         self.admin = admin.Admin(self.proxy)
+        self.health = health.HealthServer(boot.health_probes, overrides)
+        self._configured = asyncio.Event()
+        self._probes_task: asyncio.Task[None] | None = None
         self.core = xds_client.ClientCore(node_of(boot), wait_timeout)
         self.client = xds_client.XdsClient(
             self.core,
@@ -137,7 +151,8 @@ class Sidecar:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Serve the admin interface and start talking to the xDS server."""
+        """Serve the admin interface and the app's probes, and start talking to the xDS
+        server."""
         boot = self.bootstrap
         try:
             await self.admin.start(boot.admin_host, boot.admin_port)
@@ -146,6 +161,15 @@ class Sidecar:
                 f"cannot serve the admin interface on {boot.admin_host}:{boot.admin_port}: "
                 f"{error.strerror or error} (set admin.port in {boot.source})"
             ) from None
+        try:
+            self.health.bind()
+        except OSError as error:
+            await self.admin.close()
+            raise SidecarError(f"{error.strerror} (health_probes in {boot.source})") from None
+        if boot.health_probes:
+            self._probes_task = asyncio.get_running_loop().create_task(
+                self._serve_probes(), name="probe-ports"
+            )
         log.info(
             "sidecar %s: admin on %s:%d, xDS server %s (%s), data plane %s",
             boot.node_id,
@@ -156,8 +180,20 @@ class Sidecar:
         )
         self._task = asyncio.get_running_loop().create_task(self.client.run(), name="xds-client")
 
+    async def _serve_probes(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.probes_without_xds):
+                await self._configured.wait()
+        if not self._configured.is_set():
+            log.warning(
+                "no configuration from xDS after %.0fs: serving the probe ports anyway",
+                self.probes_without_xds,
+            )
+        await self.health.serve()
+
     async def _apply(self, new: model.ProxyConfig) -> None:
         await self.proxy.apply(new)
+        self._configured.set()
         if self.heap is not None:  # after `/ready` has had its chance to answer
             if self._freeze is not None:
                 self._freeze.cancel()
@@ -183,12 +219,14 @@ class Sidecar:
         if self._freeze is not None:
             self._freeze.cancel()
             self._freeze = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._probes_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._probes_task = None
         await self.proxy.close(self.bootstrap.drain_seconds if grace is None else grace)
+        await self.health.close()
         await self.admin.close()
         if self._log_file is not None:
             self._log_file.close()

@@ -113,6 +113,22 @@ CASES: list[Any] = [
         id="a container named envoy",
     ),
     pytest.param(
+        pod(
+            containers=[
+                container("bookstore", livenessProbe={"tcpSocket": {"port": 14001}}),
+                container("osm-healthcheck", port=9000),
+            ]
+        ),
+        namespace(),
+        (
+            POD,
+            "spec.containers[1].name",
+            '"osm-healthcheck" is the name of what the injector adds (is '
+            "the pod injected already?); rename it",
+        ),
+        id="a container named osm-healthcheck in a pod with a tcpSocket probe",
+    ),
+    pytest.param(
         pod(initContainers=[{"name": "osm-init", "image": "busybox"}]),
         namespace(),
         (
@@ -197,6 +213,12 @@ def test_a_pod_not_injected_is_not_checked_for_clashes() -> None:
     """A pod outside the mesh keeps whatever ports it likes (OSM never sees it)."""
     the_pod = pod(containers=[container("admin", port=15000)])
     assert not run(the_pod, namespace(injection=None)).decision.inject
+
+
+def test_a_container_named_osm_healthcheck_is_fine_where_none_is_added() -> None:
+    the_pod = pod(containers=[container("bookstore"), container("osm-healthcheck", port=9000)])
+    names = [c["name"] for c in run(the_pod, namespace()).pod["spec"]["containers"]]
+    assert names == ["bookstore", "osm-healthcheck", "envoy"]
 
 
 def test_a_generated_pod_is_named_by_its_generate_name() -> None:

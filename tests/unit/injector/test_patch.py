@@ -9,6 +9,7 @@ then read the diff. The Secrets' data is shown decoded there.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,14 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from osm.base import wellknown
 from osm.base.identity import DataPlane
 from osm.injector import patch, secret
 from osm.injector.decision import Reason
 from osm.interception import rules
-from osm.model.config import MeshConfig, SidecarSettings, TrafficSettings, default_mesh_config
+from osm.model.config import (
+    MeshConfig,
+    ObservabilitySettings,
+    SidecarSettings,
+    TrafficSettings,
+    default_mesh_config,
+)
 from osm.proxy import bootstrap as proxy_bootstrap
+from osm.proxy import health
 from tests.unit import golden
 from tests.unit.injector.injector_support import (
     GOLDEN,
@@ -76,13 +85,20 @@ def _bookstore() -> dict[str, Any]:
 
 
 def _bookbuyer() -> dict[str, Any]:
-    """A client in a namespace that asks for the Python sidecar; the tuned MeshConfig."""
+    """A client in a namespace that asks for the Python sidecar, with an httpGet and a
+    tcpSocket probe; the tuned MeshConfig."""
     return {
         "pod": pod(
             "bookbuyer-7c9f",
             ns="bookbuyer",
             labels={"app": "bookbuyer"},
-            containers=[container("bookbuyer", readinessProbe={"httpGet": {"port": 14001}})],
+            containers=[
+                container(
+                    "bookbuyer",
+                    readinessProbe={"httpGet": {"port": 14001}},
+                    livenessProbe={"tcpSocket": {"port": "web"}, "timeoutSeconds": 2},
+                )
+            ],
         ),
         "namespace": namespace(
             "bookbuyer", annotations={wellknown.DATA_PLANE_ANNOTATION: DataPlane.PYTHON.value}
@@ -207,6 +223,10 @@ def test_the_python_bootstrap_loads_with_the_sidecars_own_reader(tmp_path: Path)
     assert loaded.xds.target == XDS.address
     assert loaded.xds.tls is not None and loaded.xds.tls.server_name == XDS.server_name
     assert loaded.xds.tls.cert.read_bytes() == secret_files(result.secret)["sds_cert.pem"]
+    # The httpGet probe is forwarded by the sidecar; the tcpSocket one by osm-healthcheck.
+    assert loaded.health_probes == (
+        proxy_bootstrap.HealthProbe("readiness", "HTTP", 14001, "/", 1.0),
+    )
     sidecar = result.pod["spec"]["containers"][-1]
     assert sidecar["command"] + sidecar["args"] == [
         "python", "-m", "osm.proxy", "--bootstrap", "/etc/envoy/bootstrap.json",
@@ -231,6 +251,55 @@ def test_envoys_command_is_osms() -> None:
         ("startup-port", 15903),
     ]
     assert wellknown.DATA_PLANE_ANNOTATION not in result.pod["metadata"]["annotations"]
+
+
+TCP_PROBE = {"tcpSocket": {"port": 14001}}
+HTTP_PROBE = {"httpGet": {"path": "/healthz", "port": 14001}}
+
+
+@pytest.mark.parametrize("plane", list(DataPlane))
+@pytest.mark.parametrize(
+    ("probes", "added"),
+    [
+        ({}, False),
+        ({"livenessProbe": HTTP_PROBE, "startupProbe": {"exec": {"command": ["true"]}}}, False),
+        ({"readinessProbe": TCP_PROBE}, True),
+        ({"livenessProbe": HTTP_PROBE, "startupProbe": TCP_PROBE}, True),
+    ],
+    ids=["no probes", "httpGet and exec", "tcpSocket", "httpGet and tcpSocket"],
+)
+def test_osm_healthcheck_is_added_for_tcp_socket_probes_on_either_data_plane(
+    plane: DataPlane, probes: dict[str, Any], added: bool
+) -> None:
+    the_pod = pod(
+        annotations={wellknown.DATA_PLANE_ANNOTATION: plane.value},
+        containers=[container("bookstore", **probes)],
+    )
+    containers = run(the_pod).pod["spec"]["containers"]
+    names = [item["name"] for item in containers]
+    sidecar = "envoy" if plane is DataPlane.ENVOY else "osm-sidecar"
+    assert names == ["bookstore", *(["osm-healthcheck"] if added else []), sidecar]
+    if added:
+        healthcheck = containers[1]
+        assert healthcheck["command"] + healthcheck["args"] == [
+            "python", "-m", "osm.proxy.healthcheck", "--verbosity", "info",
+        ]  # fmt: skip
+        assert healthcheck["image"] == patch.PYTHON_SIDECAR_IMAGE
+        assert healthcheck["ports"] == [{"containerPort": wellknown.HEALTHCHECK_PORT}]
+        assert healthcheck["securityContext"] == {"runAsUser": wellknown.PROXY_UID}
+
+
+@pytest.mark.parametrize(
+    ("level", "verbosity"),
+    [("trace", "debug"), ("info", "info"), ("warn", "warning"), ("panic", "error")],
+)
+def test_osm_healthcheck_logs_at_the_meshconfigs_osm_log_level(level: str, verbosity: str) -> None:
+    config = replace(
+        default_mesh_config(), observability=ObservabilitySettings(osm_log_level=level)
+    )
+    the_pod = pod(containers=[container("bookstore", livenessProbe=TCP_PROBE)])
+    healthcheck = run(the_pod, mesh_config=config).pod["spec"]["containers"][1]
+    assert healthcheck["args"] == ["--verbosity", verbosity]
 
 
 @pytest.mark.parametrize(
@@ -311,3 +380,55 @@ def test_a_pod_not_injected_comes_back_unchanged(the_namespace: dict[str, Any]) 
     assert not result.decision.inject and result.decision.reason is not Reason.POD_ENABLED
     assert result.pod == the_pod and result.pod is not the_pod
     assert (result.secret, result.patch, result.node) == (None, [], None)
+
+
+def test_both_bootstraps_forward_the_same_probes_to_the_same_targets(tmp_path: Path) -> None:
+    """What Envoy's probe listeners do (`envoy_bootstrap`) and what the Python sidecar is
+    told to do (`osm.proxy.bootstrap.HealthProbe`), for the bookstore's every kind of probe."""
+    inputs = _bookstore()
+    envoy = run(inputs["pod"], inputs["namespace"])
+    python_pod = copy.deepcopy(inputs["pod"])
+    python_pod["metadata"]["annotations"][wellknown.DATA_PLANE_ANNOTATION] = "python"
+    python = run(python_pod, inputs["namespace"])
+    assert envoy.secret is not None and python.secret is not None
+    document = yaml.safe_load(secret_files(envoy.secret)["bootstrap.yaml"])
+    clusters = {
+        c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        for c in document["static_resources"]["clusters"]
+    }
+    from_envoy = set()
+    for listener in document["static_resources"]["listeners"]:
+        kind = listener["name"].removesuffix("_listener")
+        config = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        port = listener["address"]["socket_address"]["port_value"]
+        if "route_config" in config:
+            (route,) = config["route_config"]["virtual_hosts"][0]["routes"]
+            upstream = clusters[route["route"]["cluster"]]["socket_address"]["port_value"]
+            timeout = float(route["route"]["timeout"].removesuffix("s"))
+            rewrite = (route["match"]["prefix"], route["route"]["prefix_rewrite"])
+            from_envoy.add((kind, port, "HTTP", upstream, rewrite, timeout))
+        else:
+            upstream = clusters[config["cluster"]]["socket_address"]["port_value"]
+            from_envoy.add((kind, port, "HTTPS", upstream, None, None))
+    for key, value in secret_files(python.secret).items():
+        (tmp_path / key).write_bytes(value)
+    loaded = proxy_bootstrap.load(tmp_path / "bootstrap.json")
+    from_python = {
+        (
+            probe.kind,
+            health.probe_port(probe.kind),
+            probe.scheme,
+            probe.port,
+            (health.probe_path(probe.kind), probe.path) if probe.scheme == "HTTP" else None,
+            probe.timeout_seconds if probe.scheme == "HTTP" else None,
+        )
+        for probe in loaded.health_probes
+    }
+    assert (
+        from_python
+        == from_envoy
+        == {
+            ("liveness", 15901, "HTTP", 14001, ("/osm-liveness-probe", "/liveness"), 1.0),
+            ("startup", 15903, "HTTPS", 14001, None, None),
+        }
+    )

@@ -58,6 +58,42 @@ def test_exclusions_and_inclusions_are_osms() -> None:
     check_golden("osm-exclusions-and-inclusions.rules", rules.render(config))
 
 
+@pytest.mark.parametrize(
+    ("port", "served_by"),
+    [
+        (wellknown.PROXY_PROMETHEUS_PORT, "the sidecar's Prometheus listener"),
+        (wellknown.LIVENESS_PROBE_PORT, "the sidecar's liveness probe listener"),
+        (wellknown.READINESS_PROBE_PORT, "the sidecar's readiness probe listener"),
+        (wellknown.STARTUP_PROBE_PORT, "the sidecar's startup probe listener"),
+        (wellknown.HEALTHCHECK_PORT, "osm-healthcheck (rewritten tcpSocket probes)"),
+    ],
+    ids=["15010", "15901", "15902", "15903", "15904"],
+)
+@pytest.mark.parametrize(
+    "config",
+    [
+        InterceptionConfig(),
+        InterceptionConfig(
+            inbound_port_exclusions=(8080,),
+            network_interface_exclusions=("eth1",),
+            local_proxy_mode="PodIP",
+            pod_ip="10.233.0.7",
+        ),
+    ],
+    ids=["default", "with exclusions"],
+)
+def test_inbound_connections_to_the_metrics_and_probe_ports_are_not_redirected(
+    port: int, served_by: str, config: InterceptionConfig
+) -> None:
+    """The kubelet's probes and Prometheus reach `served_by` directly, not the inbound
+    (mTLS) listener: RETURN before the catch-all redirect."""
+    lines = rules.render(config).splitlines()
+    kept = f"-A OSM_PROXY_INBOUND -p tcp --dport {port} -j RETURN"
+    redirect = "-A OSM_PROXY_INBOUND -p tcp -j OSM_PROXY_IN_REDIRECT"
+    assert kept in lines, served_by
+    assert lines.index(kept) < lines.index(redirect)
+
+
 def test_init_container_script_wraps_the_rules_in_a_heredoc_as_osm_does() -> None:
     script = rules.init_container_script(InterceptionConfig())
     expected = (GOLDEN / "osm-no-exclusions.rules").read_text()
