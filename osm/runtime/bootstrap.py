@@ -1,9 +1,10 @@
-"""Writing a Python sidecar's bootstrap: its certificate files and `osm.proxy.bootstrap`'s format.
+"""A Python sidecar's bootstrap for a sidecar run outside a pod (tests, benchmarks, by hand).
 
-One idea: whoever injects a sidecar writes its bootstrap, issuing the pod's bootstrap
-certificate from the mesh CA; the sidecar only reads it (`osm.proxy.bootstrap`, which owns
-the format and checks what is written here reads back). The local runtime writes one per
-pod; the files are what a Kubernetes bootstrap Secret would hold.
+One idea: the document and its certificate files are exactly what the injector puts in a
+pod's bootstrap Secret (`osm.injector.secret`, which owns the layout); this module issues
+the bootstrap certificate from the mesh CA, writes those files to a directory, and lets the
+caller move the admin interface and listeners off OSM's fixed ports (several sidecars on
+one host's loopback). Pods never use it: the local kubelet mounts their Secret.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Any
 
 from osm.base.identity import TRUST_DOMAIN, Identity, NodeId
 from osm.ca.issuer import Issuer, LeafRequest
+from osm.injector import secret
+from osm.injector.probes import HealthProbes
+from osm.injector.values import XdsServer
 from osm.proxy import bootstrap
 
 
@@ -49,9 +53,10 @@ def write(
     metadata: Mapping[str, Any] | None = None,
 ) -> Written:
     """Issue the proxy's bootstrap certificate (`LeafRequest.bootstrap`: its URI SAN is the
-    identity's SPIFFE ID, by which the xDS server authenticates it) and write
-    ``cert.pem``, ``key.pem`` (mode 0600), ``ca.pem`` and ``bootstrap.json`` (JSON, which
-    the sidecar reads without PyYAML) to `directory` (created 0700). The node id is
+    identity's SPIFFE ID, by which the xDS server authenticates it) and write the files of a
+    Python sidecar's bootstrap Secret (`osm.injector.secret`: the certificate, key and CA
+    bundle, and ``bootstrap.json``, all mode 0600) to `directory` (created 0700), with the
+    admin interface at `admin` and `listeners` moved as given. The node id is
     ``<proxy_id>.sidecar.<sa>.<ns>``.
     """
     node = NodeId.of(proxy_id, identity)
@@ -60,29 +65,27 @@ def write(
         LeafRequest.bootstrap(identity, proxy_uuid or uuid.uuid4(), trust_domain=trust_domain),
         now,
     )
-    (directory / "cert.pem").write_bytes(issued.cert_pem)
-    key_path = directory / "key.pem"
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as key_file:
-        key_file.write(issued.key_pem)
-    (directory / "ca.pem").write_bytes(issued.trust_bundle_pem)
-    tls: dict[str, Any] = {"cert": "cert.pem", "key": "key.pem", "ca": "ca.pem"}
-    if server_name:
-        tls["server_name"] = server_name
-    document: dict[str, Any] = {
-        "node": {
-            "id": str(node),
-            "cluster": identity.service_account,
-            "metadata": dict(metadata or {}),
-        },
-        "xds": {"address": xds_address, "tls": tls},
-        "admin": {"address": admin[0], "port": admin[1]},
-    }
+    host, _, port = xds_address.rpartition(":")
+    xds = XdsServer(host.strip("[]"), server_name or "", int(port))
+    document = secret.python_bootstrap(node, xds, HealthProbes())
+    if not server_name:
+        del document["xds"]["tls"]["server_name"]
+    document["node"]["metadata"] = dict(metadata or {})
+    document["admin"] = {"address": admin[0], "port": admin[1]}
     if access_log is not None:
         document["access_log"] = str(access_log)
     if listeners:
         document["listeners"] = {name: f"{h}:{p}" for name, (h, p) in listeners.items()}
-    path = directory / "bootstrap.json"
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    files = {
+        secret.CERT_FILE: issued.cert_pem,
+        secret.KEY_FILE: issued.key_pem,
+        secret.CA_FILE: issued.trust_bundle_pem,
+        secret.PYTHON_BOOTSTRAP_FILE: (json.dumps(document, indent=2) + "\n").encode(),
+    }
+    for name, data in files.items():
+        descriptor = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+    path = directory / secret.PYTHON_BOOTSTRAP_FILE
     bootstrap.parse(document, str(path), directory)  # what we write must read back
     return Written(path, str(node), issued.serial, issued.not_after)
