@@ -88,10 +88,12 @@ def container_argv(container: Container, env: Mapping[str, str]) -> tuple[str, .
 
 def container_env(container: Container, extra: Mapping[str, str] = {}) -> dict[str, str]:
     """The process environment: a minimal base, ``extra`` (e.g. POD_IP), then the
-    container's ``env`` in order (later entries may refer to earlier ones)."""
+    container's ``env`` values in order (later entries may refer to earlier ones).
+    Entries with ``valueFrom`` are left out: `osm.runtime.podspec` resolves those."""
     env = {"PATH": DEFAULT_PATH, "HOME": "/", "LANG": "C.UTF-8", **extra}
-    for name, value in container.env:
-        env[name] = expand(value, env)
+    for variable in container.env:
+        if variable.value_from is None:
+            env[variable.name] = expand(variable.value, env)
     return env
 
 

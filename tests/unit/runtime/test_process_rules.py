@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from osm.model.core import Container, ContainerPort
+from osm.model.core import Container, ContainerPort, EnvVar
 from osm.runtime import process
 from osm.runtime.process import Backoff, ProcessError, Readiness
 
@@ -34,7 +34,7 @@ def test_container_argv_and_env() -> None:
         "app",
         command=("python3", "server.py"),
         args=("--port", "$(PORT)"),
-        env=(("PORT", "8080"), ("URL", "http://$(POD_IP):$(PORT)")),
+        env=(EnvVar("PORT", "8080"), EnvVar("URL", "http://$(POD_IP):$(PORT)")),
     )
     env = process.container_env(container, {"POD_IP": "10.233.0.2"})
     assert env["URL"] == "http://10.233.0.2:8080"
