@@ -21,14 +21,6 @@ def test_pod_command_enters_the_namespace_then_drops_privileges() -> None:
         process.pod_command("pod-a", [], uid=1, gid=1)
 
 
-def test_kubernetes_variable_expansion() -> None:
-    env = {"PORT": "8080", "NAME": "books"}
-    assert process.expand("--port=$(PORT)", env) == "--port=8080"
-    assert process.expand("$(MISSING) stays", env) == "$(MISSING) stays"
-    assert process.expand("$$(PORT) is escaped", env) == "$(PORT) is escaped"
-    assert process.expand("$(NAME)-$(PORT)", env) == "books-8080"
-
-
 def test_container_argv_and_env() -> None:
     container = Container(
         "app",
