@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from osm.model import config, core, smi
+from osm.model import config, core, opaque, smi
 from osm.model.errors import Problem, ValidationFailed
 from osm.model.fields import Fields, suggest
 from osm.model.meta import Resource, read_metadata
@@ -115,6 +115,8 @@ CLASSES: Mapping[str, type[Resource]] = {
         core.Deployment,
         core.Pod,
         core.Endpoints,
+        opaque.Secret,
+        opaque.ConfigMap,
         smi.TrafficTarget,
         smi.HTTPRouteGroup,
         smi.TCPRoute,

@@ -104,6 +104,21 @@ status:
   conditions: [{type: Initialized, status: "True"}, {type: Ready, status: "True"}]
 """
 
+SECRET = """
+apiVersion: v1
+kind: Secret
+metadata: {name: envoy-bootstrap-config-1, namespace: shop}
+type: Opaque
+data: {bootstrap.yaml: YWRtaW46IHt9Cg==}
+"""
+
+CONFIG_MAP = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {level: debug}
+"""
+
 ENDPOINTS = """
 apiVersion: v1
 kind: Endpoints

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from osm.model import config, core, kinds, smi
+from osm.model import config, core, kinds, opaque, smi
 from osm.model.meta import ObjectMeta
 from tests.unit.model import model_examples as ex
 
@@ -398,6 +398,8 @@ def test_a_valid_manifest_parses_to(manifest: str, get: Getter, expected: object
         pytest.param(ex.DEPLOYMENT_MINIMAL, core.Deployment, id="Deployment"),
         pytest.param(ex.POD, core.Pod, id="Pod"),
         pytest.param(ex.ENDPOINTS, core.Endpoints, id="Endpoints"),
+        pytest.param(ex.SECRET, opaque.Secret, id="Secret"),
+        pytest.param(ex.CONFIG_MAP, opaque.ConfigMap, id="ConfigMap"),
         pytest.param(ex.TRAFFIC_TARGET, smi.TrafficTarget, id="TrafficTarget"),
         pytest.param(ex.HTTP_ROUTE_GROUP_MAP_HEADERS, smi.HTTPRouteGroup, id="HTTPRouteGroup"),
         pytest.param(ex.TCP_ROUTE_PORTS, smi.TCPRoute, id="TCPRoute"),
@@ -409,6 +411,10 @@ def test_each_kind_parses_to_its_class(manifest: str, cls: type) -> None:
     resource = ex.parse_valid(manifest)
     assert type(resource) is cls
     assert resource.kind == cls.KIND
+
+
+def test_every_kind_has_its_class() -> None:
+    assert {info.kind for info in kinds.KINDS} == set(kinds.CLASSES)
 
 
 def test_the_kept_manifest_makes_the_namespace_explicit_and_is_a_copy() -> None:
