@@ -106,6 +106,8 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
         ],
     ),
     "Endpoints": ([("ENDPOINTS", _endpoints)], []),
+    "Secret": ([("TYPE", lambda r: r.type), ("DATA", lambda r: str(len(r.data)))], []),
+    "ConfigMap": ([("DATA", lambda r: str(len(r.data) + len(r.binary_data)))], []),
     "TrafficTarget": (
         [
             ("DESTINATION", lambda r: str(r.destination)),

@@ -1,19 +1,35 @@
 """Kubernetes core kinds that the mesh reads: Namespace, ServiceAccount, Service,
-Deployment, Pod and Endpoints.
+Deployment, Pod, Endpoints, Secret and ConfigMap.
 
 The mesh models only the fields it acts on. Those are validated as Kubernetes would;
 other fields of these kinds pass through untouched (real manifests carry many), unlike
-the CRD kinds, which are strict.
+the CRD kinds, which are strict. A pod's spec is modelled as far as the local runtime
+runs it (init containers, env from the downward API, Secrets and ConfigMaps, volumes,
+security contexts, probes): what it cannot run, such as a hostPath volume or a
+resourceFieldRef, is an error that says what is supported rather than a field ignored.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
-from collections.abc import Mapping
+import posixpath
+import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import ClassVar, Literal
 
 from osm.base import wellknown
-from osm.model.fields import IANA_SVC_NAME, Fields, check_dns_label
+from osm.model.fields import (
+    IANA_SVC_NAME,
+    Fields,
+    check_dns_label,
+    check_dns_subdomain,
+    check_label_key,
+    described,
+    suggest,
+)
 from osm.model.meta import EMPTY, Resource, empty_map, frozen_map
 
 # appProtocol values the mesh knows how to proxy (OSM's set).
@@ -156,6 +172,35 @@ def _port_ref(fields: Fields, key: str, *, default: int | str = 0) -> int | str:
 
 
 # -- Pod template, Deployment, Pod -----------------------------------------------------
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+PROBE_FIELDS = ("livenessProbe", "readinessProbe", "startupProbe")
+PROBE_HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
+ENV_SOURCES = ("fieldRef", "secretKeyRef", "configMapKeyRef")
+ENV_FIELD_PATHS = (
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+)
+"""The pod fields an env var may take (Kubernetes' downward API for env), besides a
+label or an annotation: ``metadata.labels['<key>']``, ``metadata.annotations['<key>']``."""
+SUBSCRIPTED_FIELD_PATHS = ("metadata.labels", "metadata.annotations")
+VOLUME_SOURCES = ("secret", "configMap", "emptyDir")
+EMPTY_DIR_MEDIA = ("", "Memory")
+MAX_ID = 2**31 - 1
+"""The largest runAsUser or runAsGroup Kubernetes accepts."""
+MAX_MODE = 0o777
+DEFAULT_MODE = 0o644
+"""A Secret or ConfigMap volume's files are rw-r--r-- unless the volume says otherwise."""
+DEFAULT_GRACE_SECONDS = 30
+_HTTP_HEADER_NAME = re.compile(r"^[-A-Za-z0-9]+$")
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerPort:
     container_port: int
@@ -165,9 +210,11 @@ class ContainerPort:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """A readiness probe: exactly one of http_get path, tcp_socket or exec is set."""
+    """A liveness, readiness or startup probe with exactly one handler, its `kind`:
+    ``httpGet`` (port, path, scheme, host, http_headers), ``tcpSocket`` (port), ``exec``
+    (command) or ``grpc`` (port, service)."""
 
-    kind: str  # "httpGet" | "tcpSocket" | "exec"
+    kind: str  # "httpGet" | "tcpSocket" | "exec" | "grpc"
     port: int | str = 0
     path: str = "/"
     scheme: str = "HTTP"
@@ -177,6 +224,98 @@ class Probe:
     timeout_seconds: int = 1
     success_threshold: int = 1
     failure_threshold: int = 3
+    host: str = ""
+    """httpGet: the host to connect to; empty means the pod's IP."""
+    http_headers: tuple[tuple[str, str], ...] = ()
+    """httpGet: (name, value) of each header to send, in order."""
+    service: str = ""
+    """grpc: the service name of the health check request."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef:
+    """``valueFrom.fieldRef``: a field of the pod itself (`ENV_FIELD_PATHS`, or a label or
+    annotation by key; see `split_field_path`)."""
+
+    field_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKeyRef:
+    """``valueFrom.secretKeyRef``: one key of a Secret in the pod's namespace. Without
+    `optional`, the container cannot start while the Secret or its key is missing."""
+
+    KIND: ClassVar[str] = "Secret"
+    name: str
+    key: str
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMapKeyRef:
+    """``valueFrom.configMapKeyRef``: as `SecretKeyRef`, of a ConfigMap."""
+
+    KIND: ClassVar[str] = "ConfigMap"
+    name: str
+    key: str
+    optional: bool = False
+
+
+EnvSource = FieldRef | SecretKeyRef | ConfigMapKeyRef
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVar:
+    """One ``env`` entry: a `value` (may hold ``$(VAR)`` references) or, with
+    `value_from`, a value the kubelet looks up (never expanded)."""
+
+    name: str
+    value: str = ""
+    value_from: EnvSource | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvFromSource:
+    """One ``envFrom`` entry: every key of a Secret or ConfigMap (`kind`), as a variable
+    named `prefix` + key."""
+
+    kind: Literal["Secret", "ConfigMap"]
+    name: str
+    optional: bool = False
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeMount:
+    """The pod's volume `name` at `mount_path` (absolute); `sub_path` (relative, no
+    ``..``) mounts one path inside the volume instead of its root."""
+
+    name: str
+    mount_path: str
+    read_only: bool = False
+    sub_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityContext:
+    """A container's ``securityContext``. None means not given: the pod's value, then
+    the runtime's default, apply. Capabilities are kept as written (``NET_ADMIN``)."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+    privileged: bool = False
+    capabilities_add: tuple[str, ...] = ()
+    capabilities_drop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PodSecurityContext:
+    """The pod's ``securityContext``: defaults for its containers' own."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,15 +324,81 @@ class Container:
     image: str = ""
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[EnvVar, ...] = ()
     ports: tuple[ContainerPort, ...] = ()
     readiness_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    env_from: tuple[EnvFromSource, ...] = ()
+    volume_mounts: tuple[VolumeMount, ...] = ()
+    security_context: SecurityContext = SecurityContext()
+    working_dir: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyToPath:
+    """One ``items`` entry of a Secret or ConfigMap volume: `key` written at `path`
+    (relative, may contain ``/``), with `mode` or else the volume's default mode."""
+
+    key: str
+    path: str
+    mode: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretVolume:
+    """A Secret's keys as files: all of them, or only `items` (renamed). Without
+    `optional`, the pod cannot start while the Secret (or an item's key) is missing."""
+
+    secret_name: str
+    items: tuple[KeyToPath, ...] = ()
+    default_mode: int = DEFAULT_MODE
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMapVolume:
+    """As `SecretVolume`, of the ConfigMap `name`."""
+
+    name: str
+    items: tuple[KeyToPath, ...] = ()
+    default_mode: int = DEFAULT_MODE
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyDirVolume:
+    """A directory that lives as long as the pod; ``Memory`` puts it on a tmpfs."""
+
+    medium: str = ""
+
+
+VolumeSource = SecretVolume | ConfigMapVolume | EmptyDirVolume
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    name: str
+    source: VolumeSource = EmptyDirVolume()
 
 
 @dataclass(frozen=True, slots=True)
 class PodSpec:
     containers: tuple[Container, ...]
     service_account_name: str = "default"
+    init_containers: tuple[Container, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    security_context: PodSecurityContext = PodSecurityContext()
+    host_network: bool = False
+    restart_policy: str = "Always"
+    termination_grace_period_seconds: int = DEFAULT_GRACE_SECONDS
+    node_name: str = ""
+
+    def volume(self, name: str) -> Volume | None:
+        for volume in self.volumes:
+            if volume.name == name:
+                return volume
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,73 +417,400 @@ class Deployment(Resource):
 
 
 def parse_pod_spec(spec: Fields) -> PodSpec:
-    containers: list[Container] = []
+    """A pod's spec, checked as the API server checks it, within what the mesh models.
+
+    Init containers are read first, so a name they share with a container is reported
+    at the container; a volume mount must name one of the pod's volumes.
+    """
+    volumes, volume_names = _volumes(spec)
     names: set[str] = set()
-    for item in spec.objects("containers", required=True, non_empty=True):
-        name = item.string("name", required=True, check=check_dns_label)
-        if name in names:
-            item.error("name", f'duplicate container name "{name}"')
-        names.add(name)
-        env: list[tuple[str, str]] = []
-        for variable in item.objects("env"):
-            variable_name = variable.string("name", required=True)
-            if variable.has("valueFrom"):
-                variable.error("valueFrom", "is not supported by the mesh; use value")
-            env.append((variable_name, variable.string("value")))
-        ports = tuple(
-            ContainerPort(
-                port.integer("containerPort", required=True, minimum=1, maximum=65535),
-                port.string("name"),
-                port.string("protocol", default="TCP", choices=PROTOCOLS),
-            )
-            for port in item.objects("ports")
-        )
-        probe_fields = item.object("readinessProbe")
-        containers.append(
-            Container(
-                name=name,
-                image=item.string("image"),
-                command=item.str_list("command"),
-                args=item.str_list("args"),
-                env=tuple(env),
-                ports=ports,
-                readiness_probe=_probe(probe_fields) if probe_fields.present else None,
-            )
-        )
+    init_containers = tuple(
+        _container(item, names, volume_names, init=True) for item in spec.objects("initContainers")
+    )
+    containers = tuple(
+        _container(item, names, volume_names, init=False)
+        for item in spec.objects("containers", required=True, non_empty=True)
+    )
     account = spec.string("serviceAccountName", default="default") or "default"
     if complaint := check_dns_label(account):
         spec.error("serviceAccountName", complaint)
-    return PodSpec(tuple(containers), account)
+    context = spec.object("securityContext")
+    return PodSpec(
+        containers,
+        account,
+        init_containers=init_containers,
+        volumes=volumes,
+        security_context=PodSecurityContext(
+            _optional_id(context, "runAsUser"),
+            _optional_id(context, "runAsGroup"),
+            _optional_boolean(context, "runAsNonRoot"),
+        ),
+        host_network=spec.boolean("hostNetwork"),
+        restart_policy=spec.string("restartPolicy", default="Always", choices=RESTART_POLICIES),
+        termination_grace_period_seconds=spec.integer(
+            "terminationGracePeriodSeconds", minimum=0, default=DEFAULT_GRACE_SECONDS
+        ),
+        node_name=spec.string("nodeName", check=_unless_empty(check_dns_subdomain)),
+    )
 
 
-def _probe(probe: Fields) -> Probe | None:
-    handlers = [key for key in ("httpGet", "tcpSocket", "exec") if probe.has(key)]
+def _container(item: Fields, names: set[str], volumes: Collection[str], *, init: bool) -> Container:
+    name = item.string("name", required=True, check=check_dns_label)
+    if name in names:
+        item.error(
+            "name",
+            f'duplicate container name "{name}"; names are unique across containers and '
+            "initContainers",
+        )
+    names.add(name)
+    if item.has("restartPolicy"):
+        item.error(
+            "restartPolicy",
+            "a container's own restartPolicy (a sidecar init container) is not supported; "
+            "the pod's restartPolicy applies",
+        )
+    probes: dict[str, Probe | None] = dict.fromkeys(PROBE_FIELDS)
+    for key in PROBE_FIELDS:
+        if init and item.has(key):
+            item.error(key, "an init container runs to completion and takes no probes")
+            continue
+        probe_fields = item.object(key)
+        if probe_fields.present:
+            probes[key] = _probe(probe_fields, key)
+    ports = tuple(
+        ContainerPort(
+            port.integer("containerPort", required=True, minimum=1, maximum=65535),
+            port.string("name"),
+            port.string("protocol", default="TCP", choices=PROTOCOLS),
+        )
+        for port in item.objects("ports")
+    )
+    env_from = (_env_from(entry) for entry in item.objects("envFrom"))
+    return Container(
+        name=name,
+        image=item.string("image"),
+        command=item.str_list("command"),
+        args=item.str_list("args"),
+        env=tuple(_env_var(variable) for variable in item.objects("env")),
+        ports=ports,
+        readiness_probe=probes["readinessProbe"],
+        liveness_probe=probes["livenessProbe"],
+        startup_probe=probes["startupProbe"],
+        env_from=tuple(entry for entry in env_from if entry is not None),
+        volume_mounts=_volume_mounts(item, volumes),
+        security_context=_security_context(item.object("securityContext")),
+        working_dir=item.string("workingDir"),
+    )
+
+
+# -- env ---------------------------------------------------------------------------------
+def check_env_name(value: str) -> str | None:
+    """Kubernetes' rule for variable names (and envFrom prefixes) since 1.32."""
+    if "=" not in value and all(" " <= character <= "~" for character in value):
+        return None
+    return f'"{value}" is not a valid variable name: use printable ASCII characters but "="'
+
+
+def split_field_path(path: str) -> tuple[str, str | None]:
+    """``metadata.labels['app']`` -> (``metadata.labels``, ``app``); a path without a
+    subscript -> (path, None). Splits as Kubernetes does (the key may hold anything)."""
+    if not path.endswith("']"):
+        return path, None
+    head, bracket, key = path[:-2].partition("['")
+    if not bracket or not head:
+        return path, None
+    return head, key
+
+
+def check_env_field_path(path: str) -> str | None:
+    head, key = split_field_path(path)
+    if key is None and head in ENV_FIELD_PATHS:
+        return None
+    if key is not None and head in SUBSCRIPTED_FIELD_PATHS:
+        what = "label" if head == "metadata.labels" else "annotation"
+        # Kubernetes checks an annotation key in lower case (annotations keys are any case).
+        if check_label_key(key if what == "label" else key.lower()) is None:
+            return None
+        return (
+            f'"{key}" is not a valid {what} key: an optional DNS subdomain and "/", then at '
+            "most 63 letters, digits, '-', '_' and '.'"
+        )
+    valid = (*ENV_FIELD_PATHS, "metadata.labels['<key>']", "metadata.annotations['<key>']")
+    return f'"{path}" is not a field an env var can take{suggest(path, valid)}; valid: ' + (
+        ", ".join(valid)
+    )
+
+
+def _env_var(variable: Fields) -> EnvVar:
+    name = variable.string("name", required=True, check=check_env_name)
+    value = variable.string("value")
+    if not variable.has("valueFrom"):
+        return EnvVar(name, value)
+    if value:
+        variable.error("valueFrom", "may not be given with a non-empty value; give one of them")
+    return EnvVar(name, value, _env_source(variable.object("valueFrom")))
+
+
+def _env_source(source: Fields) -> EnvSource | None:
+    if not source.present:
+        return None
+    given = [key for key in (*ENV_SOURCES, "resourceFieldRef") if source.has(key)]
+    if given == ["resourceFieldRef"]:
+        source.error(
+            "resourceFieldRef",
+            "is not supported: the local runtime sets no resource requests or limits; use "
+            "fieldRef, secretKeyRef or configMapKeyRef",
+        )
+        return None
+    if len(given) != 1:
+        found = f" (found {', '.join(given)})" if given else ""
+        source.error("", f"needs exactly one of fieldRef, secretKeyRef or configMapKeyRef{found}")
+        return None
+    key = given[0]
+    ref = source.object(key)
+    if key == "fieldRef":
+        ref.string("apiVersion", choices=("v1",))
+        path = ref.string("fieldPath", required=True, check=check_env_field_path)
+        return FieldRef(path)
+    name = ref.string("name", required=True, check=check_dns_subdomain)
+    data_key = ref.string("key", required=True, check=check_data_key)
+    optional = ref.boolean("optional")
+    if key == "secretKeyRef":
+        return SecretKeyRef(name, data_key, optional)
+    return ConfigMapKeyRef(name, data_key, optional)
+
+
+def _env_from(entry: Fields) -> EnvFromSource | None:
+    if not entry.present:
+        return None
+    prefix = entry.string("prefix", check=check_env_name)
+    refs = [key for key in ("configMapRef", "secretRef") if entry.has(key)]
+    if len(refs) != 1:
+        entry.error("", "an envFrom entry needs exactly one of configMapRef or secretRef")
+        return None
+    ref = entry.object(refs[0])
+    name = ref.string("name", required=True, check=check_dns_subdomain)
+    kind: Literal["Secret", "ConfigMap"] = "ConfigMap" if refs[0] == "configMapRef" else "Secret"
+    return EnvFromSource(kind, name, ref.boolean("optional"), prefix)
+
+
+# -- volumes, mounts, security -----------------------------------------------------------
+def check_relative_path(value: str) -> str | None:
+    """A path inside a volume: relative, without a ``..`` element (Kubernetes splits at
+    ``/`` and ``\\``)."""
+    if value.startswith("/"):
+        return f'"{value}" must be a relative path'
+    if ".." in re.split(r"[/\\]", value):
+        return f'"{value}" must not contain ".."'
+    return None
+
+
+def _check_item_path(value: str) -> str | None:
+    if complaint := check_relative_path(value):
+        return complaint
+    if value.startswith(".."):
+        return f'"{value}" must not start with ".." (the volume keeps its own ..data there)'
+    return None
+
+
+def _check_mount_path(value: str) -> str | None:
+    return None if value.startswith("/") else f'"{value}" is not an absolute path'
+
+
+def _volume_mounts(item: Fields, volumes: Collection[str]) -> tuple[VolumeMount, ...]:
+    mounts: list[VolumeMount] = []
+    at: dict[str, int] = {}
+    for index, mount in enumerate(item.objects("volumeMounts")):
+        name = mount.string("name", required=True)
+        if name and name not in volumes:
+            known = ", ".join(sorted(volumes)) or "none"
+            mount.error(
+                "name",
+                f'the pod has no volume named "{name}"{suggest(name, volumes)}; '
+                f"its volumes: {known}",
+            )
+        mount_path = mount.string("mountPath", required=True, check=_check_mount_path)
+        if mount_path:
+            normal = posixpath.normpath(mount_path)
+            if normal in at:
+                mount.error(
+                    "mountPath",
+                    f'"{mount_path}" is mounted already (volumeMounts[{at[normal]}]); a '
+                    "container mounts one volume at a path",
+                )
+            at.setdefault(normal, index)
+        if mount.has("subPathExpr"):
+            mount.error("subPathExpr", "is not supported; use subPath")
+        mounts.append(
+            VolumeMount(
+                name,
+                mount_path,
+                mount.boolean("readOnly"),
+                mount.string("subPath", check=check_relative_path),
+            )
+        )
+    return tuple(mounts)
+
+
+def _security_context(context: Fields) -> SecurityContext:
+    capabilities = context.object("capabilities")
+    return SecurityContext(
+        run_as_user=_optional_id(context, "runAsUser"),
+        run_as_group=_optional_id(context, "runAsGroup"),
+        run_as_non_root=_optional_boolean(context, "runAsNonRoot"),
+        privileged=context.boolean("privileged"),
+        capabilities_add=capabilities.str_list("add"),
+        capabilities_drop=capabilities.str_list("drop"),
+    )
+
+
+def _optional_id(fields: Fields, key: str) -> int | None:
+    if not fields.has(key):
+        return None
+    return fields.integer(key, minimum=0, maximum=MAX_ID)
+
+
+def _optional_boolean(fields: Fields, key: str) -> bool | None:
+    return fields.boolean(key) if fields.has(key) else None
+
+
+def _unless_empty(check: Callable[[str], str | None]) -> Callable[[str], str | None]:
+    return lambda value: check(value) if value else None
+
+
+def _volumes(spec: Fields) -> tuple[tuple[Volume, ...], frozenset[str]]:
+    """The volumes, and every name written (also of a volume with other mistakes, so
+    that its mounts are not reported too)."""
+    volumes: list[Volume] = []
+    names: set[str] = set()
+    for item in spec.objects("volumes"):
+        written = item.raw("name")
+        name = item.string("name", required=True, check=check_dns_label)
+        if isinstance(written, str) and written:
+            if written in names:
+                item.error("name", f'duplicate volume name "{written}"')
+            names.add(written)
+        source = _volume_source(item)
+        if source is not None:
+            volumes.append(Volume(name, source))
+    return tuple(volumes), frozenset(names)
+
+
+def _volume_source(item: Fields) -> VolumeSource | None:
+    if not item.present:
+        return None
+    sources = [key for key in item.given() if key != "name"]
+    if not sources:  # the API server's default
+        return EmptyDirVolume()
+    supported = ", ".join(VOLUME_SOURCES)
+    unsupported = [key for key in sources if key not in VOLUME_SOURCES]
+    for key in unsupported:
+        item.error(
+            key,
+            f'"{key}" is not a supported volume source{suggest(key, VOLUME_SOURCES)}; '
+            f"supported: {supported}",
+        )
+    if unsupported:
+        return None
+    if len(sources) > 1:
+        item.error(sources[1], f"a volume has exactly one source, and this one has {sources[0]}")
+        return None
+    key = sources[0]
+    source = item.object(key)
+    if key == "emptyDir":
+        return EmptyDirVolume(source.string("medium", choices=EMPTY_DIR_MEDIA))
+    name_key = "secretName" if key == "secret" else "name"
+    name = source.string(name_key, required=True, check=check_dns_subdomain)
+    items = _key_to_paths(source)
+    default_mode = _mode(source, "defaultMode")
+    mode = DEFAULT_MODE if default_mode is None else default_mode
+    optional = source.boolean("optional")
+    if key == "secret":
+        return SecretVolume(name, items, mode, optional)
+    return ConfigMapVolume(name, items, mode, optional)
+
+
+def _key_to_paths(source: Fields) -> tuple[KeyToPath, ...]:
+    items: list[KeyToPath] = []
+    paths: set[str] = set()
+    for item in source.objects("items"):
+        key = item.string("key", required=True, check=check_data_key)
+        path = item.string("path", required=True, check=_check_item_path)
+        if path in paths:
+            item.error("path", f'"{path}" is written by an earlier item; paths must be unique')
+        if path:
+            paths.add(path)
+        items.append(KeyToPath(key, path, _mode(item, "mode")))
+    return tuple(items)
+
+
+def _mode(fields: Fields, key: str) -> int | None:
+    """A file mode: an integer from 0 to 0o777, as YAML (0644) or JSON (420) writes it."""
+    value = fields.raw(key)
+    if value is None:
+        return None
+    expected = "a file mode from 0 to 0777 (decimal 511), e.g. 0644 (JSON: 420)"
+    if isinstance(value, bool) or not isinstance(value, int):
+        fields.error(key, f"must be {expected}, not {described(value)}")
+        return None
+    if not 0 <= value <= MAX_MODE:
+        fields.error(key, f"{value} is out of range; expected {expected}")
+        return None
+    return value
+
+
+def _probe(probe: Fields, field_name: str) -> Probe | None:
+    handlers = [key for key in PROBE_HANDLERS if probe.has(key)]
     if len(handlers) != 1:
-        probe.error("", "a probe needs exactly one of httpGet, tcpSocket or exec")
+        probe.error("", "a probe needs exactly one of httpGet, tcpSocket, exec or grpc")
         return None
     kind = handlers[0]
+    success = probe.integer("successThreshold", minimum=1, default=1)
+    if success != 1 and field_name != "readinessProbe":
+        probe.error("successThreshold", f"must be 1 for a {field_name}")
     timing = Probe(
         kind,
         initial_delay_seconds=probe.integer("initialDelaySeconds", minimum=0, default=0),
         period_seconds=probe.integer("periodSeconds", minimum=1, default=10),
         timeout_seconds=probe.integer("timeoutSeconds", minimum=1, default=1),
-        success_threshold=probe.integer("successThreshold", minimum=1, default=1),
+        success_threshold=success,
         failure_threshold=probe.integer("failureThreshold", minimum=1, default=3),
     )
     handler = probe.object(kind)
     if kind == "exec":
         return replace(timing, command=handler.str_list("command", required=True))
+    if kind == "grpc":
+        return replace(
+            timing,
+            port=handler.integer("port", required=True, minimum=1, maximum=65535),
+            service=handler.string("service"),
+        )
     if handler.present and not handler.has("port"):
         handler.error("port", "required field is missing (expected a port number or name)")
     port = _port_ref(handler, "port")
     if kind == "tcpSocket":
         return replace(timing, port=port)
+    headers = tuple(
+        (
+            header.string("name", required=True, check=_check_header_name),
+            header.string("value"),
+        )
+        for header in handler.objects("httpHeaders")
+    )
     return replace(
         timing,
         port=port,
         path=handler.string("path", default="/") or "/",
         scheme=handler.string("scheme", default="HTTP", choices=PROBE_SCHEMES),
+        host=handler.string("host"),
+        http_headers=headers,
     )
+
+
+def _check_header_name(value: str) -> str | None:
+    if _HTTP_HEADER_NAME.match(value):
+        return None
+    return f'"{value}" is not a valid HTTP header name: use letters, digits and "-"'
 
 
 def parse_deployment(doc: Fields, base: Resource) -> Deployment:
@@ -300,7 +832,14 @@ def parse_deployment(doc: Fields, base: Resource) -> Deployment:
             f"must match spec.selector.matchLabels {dict(selector)} "
             "(the Deployment would not select its own pods)",
         )
-    pod_spec = parse_pod_spec(template.object("spec", required=True, strict=False))
+    template_spec = template.object("spec", required=True, strict=False)
+    pod_spec = parse_pod_spec(template_spec)
+    if pod_spec.restart_policy != "Always":
+        template_spec.error(
+            "restartPolicy",
+            f'"{pod_spec.restart_policy}" is not valid in a Deployment, whose pods always '
+            'restart; valid values: "Always"',
+        )
     return Deployment(
         base.api_version,
         base.metadata,
@@ -403,3 +942,125 @@ def parse_endpoints(doc: Fields, base: Resource) -> Endpoints:
         )
         subsets.append(EndpointSubset(tuple(addresses), ports))
     return Endpoints(base.api_version, base.metadata, base.manifest, subsets=tuple(subsets))
+
+
+# -- Secret and ConfigMap --------------------------------------------------------------
+MAX_DATA_SIZE = 1024 * 1024
+"""What a Secret's or ConfigMap's values may add up to (bytes), as Kubernetes allows."""
+_DATA_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+def check_data_key(value: str) -> str | None:
+    """A key of a Secret or ConfigMap (it becomes a file name in a volume)."""
+    valid = len(value) <= 253 and _DATA_KEY.match(value) is not None
+    if valid and value != "." and not value.startswith(".."):
+        return None
+    return (
+        f'"{value}" is not a valid key: use at most 253 letters, digits, "-", "_" and ".", '
+        'and neither "." nor a start with ".."'
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Secret(Resource):
+    """``data`` decoded, with ``stringData`` merged over it as the API server stores it."""
+
+    KIND = "Secret"
+    type: str = "Opaque"
+    data: Mapping[str, bytes] = field(default_factory=empty_map)
+    immutable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMap(Resource):
+    """Text values in ``data``, bytes in ``binary_data``; a key is in one of them."""
+
+    KIND = "ConfigMap"
+    data: Mapping[str, str] = field(default_factory=empty_map)
+    binary_data: Mapping[str, bytes] = field(default_factory=empty_map)
+    immutable: bool = False
+
+    def files(self) -> dict[str, bytes]:
+        """Every key with its value as bytes (text as UTF-8), as a volume writes them."""
+        return {**{key: value.encode() for key, value in self.data.items()}, **self.binary_data}
+
+
+def parse_secret(doc: Fields, base: Resource) -> Secret:
+    data = _base64_map(doc, "data")
+    for key, value in _keyed_str_map(doc, "stringData").items():
+        data[key] = value.encode()
+    _check_size(doc, "data", data.values(), "Secret")
+    return Secret(
+        base.api_version,
+        base.metadata,
+        base.manifest,
+        type=doc.string("type", default="Opaque") or "Opaque",
+        data=_frozen(data),
+        immutable=doc.boolean("immutable"),
+    )
+
+
+def parse_config_map(doc: Fields, base: Resource) -> ConfigMap:
+    data = _keyed_str_map(doc, "data")
+    binary_data = _base64_map(doc, "binaryData")
+    for key in data:
+        if key in binary_data:
+            doc.error(f"data.{key}", "is in binaryData too; a key is in one of them")
+    values = [value.encode() for value in data.values()]
+    _check_size(doc, "data", [*values, *binary_data.values()], "ConfigMap")
+    return ConfigMap(
+        base.api_version,
+        base.metadata,
+        base.manifest,
+        data=frozen_map(data),
+        binary_data=_frozen(binary_data),
+        immutable=doc.boolean("immutable"),
+    )
+
+
+def _keyed_str_map(doc: Fields, key: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in doc.str_map(key).items():
+        if complaint := check_data_key(name):
+            doc.error(f"{key}.{name}", complaint)
+        else:
+            result[name] = value
+    return result
+
+
+def _base64_map(doc: Fields, key: str) -> dict[str, bytes]:
+    """Values in base64 as Go decodes it (padding required, line breaks skipped)."""
+    value = doc.raw(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        doc.error(key, f"must be an object of base64 strings, not {described(value)}")
+        return {}
+    result: dict[str, bytes] = {}
+    for name, item in value.items():
+        path = f"{key}.{name}"
+        if complaint := check_data_key(str(name)):
+            doc.error(path, complaint)
+        elif not isinstance(item, str):
+            doc.error(path, f"must be a base64 string, not {described(item)}")
+        else:
+            try:
+                text = item.replace("\n", "").replace("\r", "")
+                result[str(name)] = base64.b64decode(text, validate=True)
+            except ValueError as error:  # binascii.Error, or a character beyond ASCII
+                doc.error(path, f"is not valid base64: {error}")
+    return result
+
+
+def _check_size(doc: Fields, key: str, values: Collection[bytes], kind: str) -> None:
+    size = sum(len(value) for value in values)
+    if size > MAX_DATA_SIZE:
+        doc.error(
+            key,
+            f"the values add up to {size} bytes; a {kind} holds at most 1 MiB "
+            f"({MAX_DATA_SIZE} bytes)",
+        )
+
+
+def _frozen(data: Mapping[str, bytes]) -> Mapping[str, bytes]:
+    return MappingProxyType(dict(data)) if data else EMPTY

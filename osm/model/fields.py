@@ -156,6 +156,11 @@ class Fields:
         self._seen.add(key)
         return self._data.get(key)
 
+    def given(self) -> tuple[str, ...]:
+        """The keys of this object whose values are not null, in the order written (for
+        objects whose keys are themselves the choice, such as a volume's source)."""
+        return tuple(str(key) for key, value in self._data.items() if value is not None)
+
     def finish(self, ignored: Collection[str] = ()) -> None:
         """Reports unknown keys of a strict object, with a suggestion for near misses."""
         if not self.strict:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from osm.model import config, core, opaque, smi
+from osm.model import config, core, smi
 from osm.model.errors import Problem, ValidationFailed
 from osm.model.fields import Fields, suggest
 from osm.model.meta import Resource, read_metadata
@@ -57,8 +57,8 @@ KINDS: tuple[KindInfo, ...] = (
     ),
     KindInfo("Pod", ("v1",), "pods", ("po",), True, False, core.parse_pod),
     KindInfo("Endpoints", ("v1",), "endpoints", ("ep",), True, False, core.parse_endpoints),
-    KindInfo("Secret", ("v1",), "secrets", (), True, False, None),
-    KindInfo("ConfigMap", ("v1",), "configmaps", ("cm",), True, False, None),
+    KindInfo("Secret", ("v1",), "secrets", (), True, False, core.parse_secret),
+    KindInfo("ConfigMap", ("v1",), "configmaps", ("cm",), True, False, core.parse_config_map),
     KindInfo(
         "TrafficTarget",
         ("access.smi-spec.io/v1alpha3",),
@@ -115,8 +115,8 @@ CLASSES: Mapping[str, type[Resource]] = {
         core.Deployment,
         core.Pod,
         core.Endpoints,
-        opaque.Secret,
-        opaque.ConfigMap,
+        core.Secret,
+        core.ConfigMap,
         smi.TrafficTarget,
         smi.HTTPRouteGroup,
         smi.TCPRoute,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import ssl
 import subprocess
@@ -34,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osm.model.core import Container, Probe
-from osm.runtime import record
+from osm.runtime import podspec, record
 from osm.runtime.network import socket_in_netns
 
-APP_UID = 65534  # nobody
-APP_GID = 65534  # nogroup
+APP_UID = podspec.APP_UID
+APP_GID = podspec.APP_GID
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -59,39 +58,23 @@ def pod_command(netns: str, argv: Sequence[str], *, uid: int, gid: int) -> list[
     return ["ip", "netns", "exec", netns, "setpriv", *privileges, "--", *argv]
 
 
-_REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
-
-
-def expand(text: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion: defined variables are replaced, undefined ones
-    kept as written, ``$$`` escapes a ``$``."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1)
-        return env.get(name, match.group(0))
-
-    return _REFERENCE.sub(replace, text)
-
-
 def container_argv(container: Container, env: Mapping[str, str]) -> tuple[str, ...]:
-    """``command`` + ``args`` with ``$(VAR)`` expanded. Local mode has no images, so a
-    container without ``command`` (relying on the image's entrypoint) cannot run."""
-    if not container.command:
-        raise ProcessError(
-            f'container "{container.name}" has no command; local mode runs commands, not '
-            "images (set spec.containers[].command)"
-        )
-    return tuple(expand(part, env) for part in (*container.command, *container.args))
+    """``command`` + ``args`` with ``$(VAR)`` expanded (`osm.runtime.podspec.argv`).
+    Local mode has no images, so a container without ``command`` cannot run."""
+    try:
+        return podspec.argv(container, env, "spec.containers[]")
+    except podspec.CannotRun as error:
+        raise ProcessError(str(error)) from None
 
 
 def container_env(container: Container, extra: Mapping[str, str] = {}) -> dict[str, str]:
     """The process environment: a minimal base, ``extra`` (e.g. POD_IP), then the
-    container's ``env`` in order (later entries may refer to earlier ones)."""
+    container's ``env`` values in order (later entries may refer to earlier ones).
+    Entries with ``valueFrom`` are left out: `osm.runtime.podspec` resolves those."""
     env = {"PATH": DEFAULT_PATH, "HOME": "/", "LANG": "C.UTF-8", **extra}
-    for name, value in container.env:
-        env[name] = expand(value, env)
+    for variable in container.env:
+        if variable.value_from is None:
+            env[variable.name] = podspec.expand(variable.value, env)
     return env
 
 

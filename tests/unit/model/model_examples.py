@@ -104,19 +104,80 @@ status:
   conditions: [{type: Initialized, status: "True"}, {type: Ready, status: "True"}]
 """
 
+POD_FULL = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-2, namespace: shop, labels: {app: web}}
+spec:
+  serviceAccountName: web
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 5
+  hostNetwork: false
+  nodeName: node-1
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, runAsNonRoot: true}
+  initContainers:
+  - name: setup
+    command: [sh, -c, "cp /config/* /work"]
+    securityContext:
+      runAsUser: 0
+      runAsNonRoot: false
+      privileged: true
+      capabilities: {add: [NET_ADMIN], drop: [ALL]}
+    volumeMounts: [{name: work, mountPath: /work}, {name: config, mountPath: /config}]
+  containers:
+  - name: web
+    command: [python3, -m, web]
+    workingDir: /work
+    envFrom:
+    - configMapRef: {name: web-config}
+    - secretRef: {name: web-secrets, optional: true}
+      prefix: SECRET_
+    env:
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: APP, valueFrom: {fieldRef: {apiVersion: v1, fieldPath: "metadata.labels['app']"}}}
+    - {name: TOKEN, valueFrom: {secretKeyRef: {name: web-secrets, key: token}}}
+    - {name: MODE, valueFrom: {configMapKeyRef: {name: web-config, key: mode, optional: true}}}
+    - {name: URL, value: "http://$(POD_IP):8080"}
+    volumeMounts:
+    - {name: config, mountPath: /etc/web, readOnly: true}
+    - {name: certs, mountPath: /etc/certs/tls.crt, subPath: tls.crt}
+    - {name: work, mountPath: /work}
+    livenessProbe:
+      httpGet:
+        path: /live
+        port: 8080
+        host: 127.0.0.1
+        httpHeaders: [{name: X-Probe, value: live}]
+    readinessProbe: {tcpSocket: {port: 8080}, successThreshold: 2}
+    startupProbe: {grpc: {port: 9090, service: web}, failureThreshold: 30}
+  volumes:
+  - name: config
+    configMap:
+      name: web-config
+      defaultMode: 0440
+      items: [{key: web.yaml, path: conf/web.yaml, mode: 0400}, {key: mode, path: mode}]
+  - name: certs
+    secret: {secretName: web-certs, defaultMode: 420, optional: true}
+  - {name: work, emptyDir: {}}
+  - {name: scratch, emptyDir: {medium: Memory}}
+  - {name: defaulted}
+"""
+
 SECRET = """
 apiVersion: v1
 kind: Secret
-metadata: {name: envoy-bootstrap-config-1, namespace: shop}
+metadata: {name: web-secrets, namespace: shop}
 type: Opaque
-data: {bootstrap.yaml: YWRtaW46IHt9Cg==}
+data: {token: czNjcjN0, tls.crt: LS0tLS1CRUdJTg==}
+stringData: {mode: debug, token: plain}
 """
 
 CONFIG_MAP = """
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: settings, namespace: shop}
-data: {level: debug}
+metadata: {name: web-config, namespace: shop}
+data: {web.yaml: "port: 8080\\n", mode: fast}
+binaryData: {logo.png: iVBORw0K}
 """
 
 ENDPOINTS = """
@@ -259,6 +320,9 @@ VALID: dict[str, str] = {
     "minimal deployment": DEPLOYMENT_MINIMAL,
     "full deployment": DEPLOYMENT_FULL,
     "pod": POD,
+    "pod with every modelled field": POD_FULL,
+    "secret": SECRET,
+    "config map": CONFIG_MAP,
     "endpoints": ENDPOINTS,
     "traffic target": TRAFFIC_TARGET,
     "route group with map headers": HTTP_ROUTE_GROUP_MAP_HEADERS,

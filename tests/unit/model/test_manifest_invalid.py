@@ -408,10 +408,10 @@ ROWS = [
         "a service account name is a DNS label",
     ),
     bad(
-        deployment("{name: web, env: [{name: A, valueFrom: {secretKeyRef: {}}}]}"),
-        "spec.template.spec.containers[0].env[0].valueFrom",
-        "is not supported by the mesh",
-        "an env var takes a value, not valueFrom",
+        deployment("{name: web, env: [{name: A, valueFrom: {secretKeyRef: {name: s}}}]}"),
+        "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.key",
+        "required field is missing",
+        "a secretKeyRef names a key",
     ),
     bad(
         deployment("{name: web, env: [{value: x}]}"),
@@ -434,7 +434,7 @@ ROWS = [
     bad(
         deployment("{name: web, readinessProbe: {httpGet: {port: 80}, tcpSocket: {port: 80}}}"),
         "spec.template.spec.containers[0].readinessProbe",
-        "a probe needs exactly one of httpGet, tcpSocket or exec",
+        "a probe needs exactly one of httpGet, tcpSocket, exec or grpc",
         "a probe has exactly one handler",
     ),
     bad(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from osm.model import config, core, kinds, opaque, smi
+from osm.model import config, core, kinds, smi
 from osm.model.meta import ObjectMeta
 from tests.unit.model import model_examples as ex
 
@@ -118,7 +118,7 @@ ROWS = [
             name="web",
             command=("python3", "-m", "web"),
             args=("--port", "8080"),
-            env=(("PORT", "8080"), ("EMPTY", "")),
+            env=(core.EnvVar("PORT", "8080"), core.EnvVar("EMPTY", "")),
             ports=(core.ContainerPort(8080, "http", "TCP"),),
             readiness_probe=core.Probe(
                 kind="httpGet", port="http", path="/ready", period_seconds=2
@@ -398,8 +398,8 @@ def test_a_valid_manifest_parses_to(manifest: str, get: Getter, expected: object
         pytest.param(ex.DEPLOYMENT_MINIMAL, core.Deployment, id="Deployment"),
         pytest.param(ex.POD, core.Pod, id="Pod"),
         pytest.param(ex.ENDPOINTS, core.Endpoints, id="Endpoints"),
-        pytest.param(ex.SECRET, opaque.Secret, id="Secret"),
-        pytest.param(ex.CONFIG_MAP, opaque.ConfigMap, id="ConfigMap"),
+        pytest.param(ex.SECRET, core.Secret, id="Secret"),
+        pytest.param(ex.CONFIG_MAP, core.ConfigMap, id="ConfigMap"),
         pytest.param(ex.TRAFFIC_TARGET, smi.TrafficTarget, id="TrafficTarget"),
         pytest.param(ex.HTTP_ROUTE_GROUP_MAP_HEADERS, smi.HTTPRouteGroup, id="HTTPRouteGroup"),
         pytest.param(ex.TCP_ROUTE_PORTS, smi.TCPRoute, id="TCPRoute"),

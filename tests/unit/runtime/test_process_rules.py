@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from osm.model.core import Container, ContainerPort
+from osm.model.core import Container, ContainerPort, EnvVar
 from osm.runtime import process
 from osm.runtime.process import Backoff, ProcessError, Readiness
 
@@ -21,20 +21,12 @@ def test_pod_command_enters_the_namespace_then_drops_privileges() -> None:
         process.pod_command("pod-a", [], uid=1, gid=1)
 
 
-def test_kubernetes_variable_expansion() -> None:
-    env = {"PORT": "8080", "NAME": "books"}
-    assert process.expand("--port=$(PORT)", env) == "--port=8080"
-    assert process.expand("$(MISSING) stays", env) == "$(MISSING) stays"
-    assert process.expand("$$(PORT) is escaped", env) == "$(PORT) is escaped"
-    assert process.expand("$(NAME)-$(PORT)", env) == "books-8080"
-
-
 def test_container_argv_and_env() -> None:
     container = Container(
         "app",
         command=("python3", "server.py"),
         args=("--port", "$(PORT)"),
-        env=(("PORT", "8080"), ("URL", "http://$(POD_IP):$(PORT)")),
+        env=(EnvVar("PORT", "8080"), EnvVar("URL", "http://$(POD_IP):$(PORT)")),
     )
     env = process.container_env(container, {"POD_IP": "10.233.0.2"})
     assert env["URL"] == "http://10.233.0.2:8080"
