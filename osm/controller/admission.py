@@ -101,14 +101,12 @@ class AdmissionUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class AdmissionSettings:
-    """The injector's side of the mesh: its name, where sidecars find the ADS server
-    (`xds_host`, an IP address or a DNS name, and `xds_port`) and the trust domain of
-    the bootstrap certificates."""
+    """The injector's side of the mesh: its name, and where sidecars find the ADS server
+    (`xds_host`, an IP address or a DNS name, and `xds_port`)."""
 
     mesh_name: str = DEFAULT_MESH_NAME
     xds_host: str = CONTROLLER_HOST
     xds_port: int = wellknown.XDS_PORT
-    trust_domain: str = identity.TRUST_DOMAIN
 
     @property
     def scope(self) -> Scope:

@@ -667,3 +667,25 @@ def test_a_ca_that_cannot_issue_makes_admission_unavailable(tmp_path: Path) -> N
     issue = admission.issuing(Broken(), builtin.utc_now)  # type: ignore[arg-type]
     with pytest.raises(admission.AdmissionUnavailable, match="the root expired"):
         issue(Identity("bookstore", "bookstore"), FIRST)
+
+
+async def test_deleting_a_namespace_deletes_its_pods_and_their_secrets_once(
+    ca: builtin.BuiltinCA,
+) -> None:
+    store = MemoryStore()
+    app = api.make_app(store, pod_admission=_admission(ca))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/api/v1/apply", json={"objects": [namespace(), pod()]})
+        assert response.status == 200, await response.json()
+        response = await client.post(
+            "/api/v1/delete", json={"objects": [{"kind": "Namespace", "name": "bookstore"}]}
+        )
+        body = await response.json()
+    assert response.status == 200, body
+    assert sorted((r["kind"], r["name"]) for r in body["results"]) == [
+        ("Namespace", "bookstore"),
+        ("Pod", "bookstore-v1"),
+        ("Secret", SECRET),
+    ]
+    assert (await store.list("Secret"))[0] == []
+    await store.close()
