@@ -9,8 +9,8 @@ pod is a proxy when its own annotation says so, else when its namespace is. A pr
 serves the TCP ports (UDP and SCTP pass by) of the Services selecting its pod, target
 ports resolved against its containers. Its kind (`wellknown.PROXY_KIND_ANNOTATION`) and
 sidecar (`wellknown.DATA_PLANE_ANNOTATION`) come from annotations, its UUID (the first
-part of the node id its sidecar presents) from the injector's ``osm-proxy-uuid`` label; a proxyless gRPC client is
-its own data plane, so its sidecar is always Envoy's.
+part of the node id its sidecar presents) from the injector's ``osm-proxy-uuid`` label;
+a proxyless gRPC client is its own data plane, so its sidecar is always Envoy's.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ status 1 on any failure.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -111,6 +112,19 @@ def cli(ctx: click.Context, server: str) -> None:
     "proxyless gRPC tests only).",
 )
 @click.option(
+    "--mesh-name",
+    default="osm",
+    show_default=True,
+    help="The mesh's name: pods of namespaces labelled "
+    f"{wellknown.MONITORED_BY_LABEL}=NAME get sidecars.",
+)
+@click.option(
+    "--sidecar-xds-host",
+    default=None,
+    help="Where injected sidecars reach the xDS server (port "
+    f"{wellknown.XDS_PORT}). [default: the controller's Service DNS name]",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -124,6 +138,8 @@ def controller(
     xds_host: str,
     xds_port: int,
     xds_insecure: bool,
+    mesh_name: str,
+    sidecar_xds_host: str | None,
     log_level: str,
 ) -> None:
     """Run the control plane in the foreground until interrupted: the store and its API,
@@ -141,7 +157,10 @@ def controller(
         xds_host=xds_host,
         xds_port=xds_port,
         xds_insecure=xds_insecure,
+        mesh_name=mesh_name,
     )
+    if sidecar_xds_host:
+        settings = dataclasses.replace(settings, sidecar_xds_host=sidecar_xds_host)
     try:
         asyncio.run(server.run(settings))
     except server.ControllerError as error:

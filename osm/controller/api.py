@@ -1,8 +1,11 @@
 """The controller's HTTP API: apply, get, list, delete and watch over the store.
 
-Every write is validated with the resource model first, so the store only ever holds
-objects the mesh understands; a batch that has any error is refused whole and the
-answer lists every error. Paths (JSON in and out):
+Every write is admitted first (`osm.controller.admission`): Pods being created get their
+sidecar and bootstrap Secret from the injector, Pods being replaced keep their spec, and
+everything is validated with the resource model, so the store only ever holds objects
+the mesh understands, as they run. A batch that has any error is refused whole and the
+answer lists every error; a batch is one store write. Deleting a Pod deletes its
+bootstrap Secret with it. Paths (JSON in and out):
 
     POST /api/v1/apply          {"objects": [manifest...], "dryRun": bool}
     POST /api/v1/delete         {"objects": [{kind, namespace, name}...], "ignoreNotFound"}
@@ -11,8 +14,10 @@ answer lists every error. Paths (JSON in and out):
     GET  /api/v1/watch          ?since=RV&kinds=K1,K2   (newline-delimited JSON events)
     GET  /healthz, /version, /metrics
 
-Errors are ``{"error": message, "reason": NotFound|Conflict|Invalid|BadRequest,
-"problems": [...]}`` with the matching HTTP status.
+Errors are ``{"error": message, "reason": NotFound|Conflict|Invalid|BadRequest|
+InternalError, "problems": [...]}`` with the matching HTTP status (InternalError, 500:
+the CA could not issue a bootstrap certificate). Applies and deletes are serialized from
+admission's reads to their write.
 
 ClusterIPs are allocated here, as the Kubernetes API server does: a Service applied
 without ``spec.clusterIP`` gets the lowest free address of the service range
@@ -38,7 +43,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import osm
 from osm.base import ipam
-from osm.model import kinds, manifest
+from osm.controller import admission
+from osm.model import kinds
 from osm.model.errors import Problem
 from osm.store import api as store_api
 
@@ -48,7 +54,8 @@ STORE_KEY = web.AppKey("store", store_api.Store)
 HEARTBEAT_SECONDS = 15.0
 CLUSTER_SCOPED = "_"
 SHUTDOWN_KEY = web.AppKey("shutdown", asyncio.Event)
-SERVICE_IPS_KEY = web.AppKey("service_ips", asyncio.Lock)
+WRITES_KEY = web.AppKey("writes", asyncio.Lock)
+ADMISSION_KEY = web.AppKey("admission", admission.PodAdmission)
 NO_CLUSTER_IP = ("None",)  # headless
 ProxyStatusSource = Callable[[], list[dict[str, Any]]]
 PROXIES_KEY: web.AppKey[ProxyStatusSource] = web.AppKey("proxies")
@@ -74,13 +81,22 @@ class ApiMetrics:
 METRICS_KEY = web.AppKey("metrics", ApiMetrics)
 
 
-def make_app(store: store_api.Store, metrics: ApiMetrics | None = None) -> web.Application:
-    """The aiohttp application serving `store`. The caller owns and closes the store."""
+def make_app(
+    store: store_api.Store,
+    metrics: ApiMetrics | None = None,
+    pod_admission: admission.PodAdmission | None = None,
+) -> web.Application:
+    """The aiohttp application serving `store`. The caller owns and closes the store.
+    Without `pod_admission`, pods are stored as sent (no injector; the update and
+    deletion rules of `osm.controller.admission` hold all the same)."""
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics or ApiMetrics.create()
     app[SHUTDOWN_KEY] = asyncio.Event()
-    app[SERVICE_IPS_KEY] = asyncio.Lock()
+    app[WRITES_KEY] = asyncio.Lock()
+    app[ADMISSION_KEY] = pod_admission or admission.PodAdmission(
+        admission.AdmissionSettings(), None
+    )
 
     async def on_shutdown(app: web.Application) -> None:
         app[SHUTDOWN_KEY].set()
@@ -155,45 +171,54 @@ async def apply(request: web.Request) -> web.Response:
     items = body.get("objects")
     if not isinstance(items, list):
         return failure(400, "BadRequest", '"objects" must be a list of manifests')
-    loaded = manifest.load_objects(items, source=str(body.get("source") or "<request>"))
-    if loaded.errors:
-        return failure(
-            422, "Invalid", f"{len(loaded.errors)} error(s); nothing was applied", loaded.errors
-        )
+    source = str(body.get("source") or "<request>")
     store = request.app[STORE_KEY]
-    resources = loaded.resources
-    missing = await _missing_namespaces(store, resources)
-    if missing:
-        return failure(422, "Invalid", "nothing was applied", missing)
-    keys = [store_api.ObjectKey(r.kind, r.namespace, r.name) for r in resources]
-    before = await _existing(store, keys)
-    if body.get("dryRun"):
-        results = [
-            _result(key, "created (dry run)" if key not in before else "configured (dry run)", None)
-            for key in keys
-        ]
-        return web.json_response({"results": results, "dryRun": True})
-    objects = [r.to_dict() for r in resources]
-    rv_before = store.resource_version
-    try:
-        if any(obj.get("kind") == "Service" for obj in objects):
-            # One batch at a time from reading the taken addresses to the write.
-            async with request.app[SERVICE_IPS_KEY]:
+    # One batch at a time from admission's reads (stored Pods, Namespaces, the
+    # MeshConfig, taken ClusterIPs) to its write.
+    async with request.app[WRITES_KEY]:
+        try:
+            admitted = await request.app[ADMISSION_KEY].admit(store, items, source=source)
+        except admission.AdmissionUnavailable as error:
+            return failure(500, "InternalError", f"{error}; nothing was applied")
+        if admitted.errors:
+            return failure(
+                422,
+                "Invalid",
+                f"{len(admitted.errors)} error(s); nothing was applied",
+                admitted.errors,
+            )
+        resources = admitted.resources
+        missing = await _missing_namespaces(store, resources)
+        if missing:
+            return failure(422, "Invalid", "nothing was applied", missing)
+        keys = [store_api.ObjectKey(r.kind, r.namespace, r.name) for r in resources]
+        before = await _existing(store, keys)
+        if body.get("dryRun"):
+            results = [
+                _result(key, "configured (dry run)" if key in before else "created (dry run)", None)
+                for key in keys
+                if key not in admitted.added
+            ]
+            return web.json_response({"results": results, "dryRun": True})
+        objects = [r.to_dict() for r in resources]
+        rv_before = store.resource_version
+        try:
+            if any(obj.get("kind") == "Service" for obj in objects):
                 problems = await assign_cluster_ips(store, objects)
                 if problems:
                     return failure(422, "Invalid", "nothing was applied", problems)
-                stored = await store.apply(objects)
-        else:
             stored = await store.apply(objects)
-    except store_api.Conflict as error:
-        return failure(
-            409, "Conflict", f"{error}; nothing was applied (get the object again and retry)"
-        )
-    except store_api.StoreError as error:
-        return failure(400, "BadRequest", str(error))
+        except store_api.Conflict as error:
+            return failure(
+                409, "Conflict", f"{error}; nothing was applied (get the object again and retry)"
+            )
+        except store_api.StoreError as error:
+            return failure(400, "BadRequest", str(error))
     results = []
     metrics: ApiMetrics = request.app[METRICS_KEY]
     for key, obj in zip(keys, stored, strict=True):
+        if key in admitted.added:
+            continue
         rv = int(obj["metadata"]["resourceVersion"])
         action = "unchanged" if rv <= rv_before else "configured" if key in before else "created"
         metrics.writes.labels(action).inc()
@@ -365,13 +390,15 @@ async def delete(request: web.Request) -> web.Response:
             )
         namespace = str(item.get("namespace") or "default") if info.namespaced else ""
         keys.append(store_api.ObjectKey(info.kind, namespace, str(item.get("name", ""))))
-    if body.get("ignoreNotFound"):
-        keys = sorted(await _existing(store, keys), key=keys.index)
-    keys = await _with_namespace_contents(store, keys)
-    try:
-        deleted = await store.delete(keys)
-    except store_api.NotFound as error:
-        return failure(404, "NotFound", f"{error}; nothing was deleted")
+    async with request.app[WRITES_KEY]:
+        if body.get("ignoreNotFound"):
+            keys = sorted(await _existing(store, keys), key=keys.index)
+        keys = await _with_namespace_contents(store, keys)
+        keys = await admission.with_bootstrap_secrets(store, keys)
+        try:
+            deleted = await store.delete(keys)
+        except store_api.NotFound as error:
+            return failure(404, "NotFound", f"{error}; nothing was deleted")
     return web.json_response(
         {
             "results": [_result(store_api.ObjectKey.of(obj), "deleted", None) for obj in deleted],

@@ -1,9 +1,12 @@
 """Running the controller: the store, the CA, the push loop, the xDS server and the API.
 
 `Controller` is usable in-process (tests start one on ephemeral ports) and from
-`osm controller`. Start order: CA (refuse to start on a damaged one), store, push loop
-(first full build), xDS server, API. Stop order is the reverse, so no write is lost
-half-way: an apply either committed before the store closed or was refused.
+`osm controller` (which ``osm up`` runs as a daemon). Start order: CA (refuse to start on
+a damaged one), store (creating the control plane's namespace and default MeshConfig
+when absent, `osm.controller.install`), push loop (first full build), xDS server, API
+(admitting pods with the injector, `osm.controller.admission`). Stop order is the
+reverse, so no write is lost half-way: an apply either committed before the store closed
+or was refused.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from osm.ca import builtin
 from osm.ca import manager as ca_manager
 from osm.ca.errors import CAError
 from osm.ca.issuer import LeafRequest
-from osm.controller import api, mesh
+from osm.controller import admission, api, install, mesh
 from osm.store import api as store_api
 from osm.store import open_store
 
@@ -43,7 +46,10 @@ class Settings:
     """Where the controller keeps its state and where it listens.
 
     ``xds_insecure`` serves xDS without TLS (node ids are then trusted as sent): only for
-    local development and for proxyless gRPC clients in tests.
+    local development and for proxyless gRPC clients in tests. ``mesh_name`` is the
+    ``openservicemesh.io/monitored-by`` value of the namespaces whose pods the injector
+    serves; ``sidecar_xds_host`` where injected sidecars reach the ADS server (on
+    `wellknown.XDS_PORT`): the controller's Service DNS name by default.
     """
 
     state_dir: Path = dataclasses.field(default_factory=paths.default_state_dir)
@@ -53,6 +59,8 @@ class Settings:
     xds_host: str = "127.0.0.1"
     xds_port: int = wellknown.XDS_PORT
     xds_insecure: bool = False
+    mesh_name: str = admission.DEFAULT_MESH_NAME
+    sidecar_xds_host: str = admission.CONTROLLER_HOST
 
     @property
     def resolved_store_url(self) -> str:
@@ -88,6 +96,9 @@ class Controller:
         self.certificates = ca_manager.CertificateManager(self.ca, builtin.utc_now)
         try:
             self.store = await open_store(settings.resolved_store_url)
+            created = await install.ensure(self.store)
+            if created:
+                log.info("created %s", ", ".join(str(key) for key in created))
             cache = ads_cache.SnapshotCache()
             self.pusher = mesh.MeshPusher(
                 self.store,
@@ -139,7 +150,14 @@ class Controller:
 
     async def _start_api(self) -> None:
         assert self.store is not None
-        app = api.make_app(self.store, api.ApiMetrics.create(self.registry))
+        assert self.ca is not None
+        pod_admission = admission.PodAdmission(
+            admission.AdmissionSettings(
+                mesh_name=self.settings.mesh_name, xds_host=self.settings.sidecar_xds_host
+            ),
+            admission.issuing(self.ca, builtin.utc_now),
+        )
+        app = api.make_app(self.store, api.ApiMetrics.create(self.registry), pod_admission)
         app[api.PROXIES_KEY] = self._proxy_status
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -62,6 +62,10 @@ HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 ROUTER = "envoy.filters.http.router"
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+"""libyaml's emitter when PyYAML has it (the same YAML, ten times faster: the bootstrap is
+most of an injection's time), else PyYAML's own."""
+
 _TLS_VERSIONS: Mapping[str, int] = {
     "TLS_AUTO": common_pb2.TlsParameters.TLS_AUTO,
     "TLSv1_0": common_pb2.TlsParameters.TLSv1_0,
@@ -113,7 +117,7 @@ def build(
 def to_yaml(message: Message) -> str:
     """A proto as YAML with proto field names, keys sorted (OSM's ``ProtoToYAML``)."""
     document = json.loads(json_format.MessageToJson(message, preserving_proto_field_name=True))
-    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
+    return yaml.dump(document, Dumper=_DUMPER, sort_keys=True, default_flow_style=False)
 
 
 # -- the controller -------------------------------------------------------------------------

@@ -251,6 +251,17 @@ def _check_ports(containers: list[Any], owner: str) -> None:
                 )
 
 
+def pod_identity(pod: Mapping[str, Any], namespace: str) -> Identity:
+    """The workload identity of `pod` in `namespace`: its service account (``default``
+    without one), as `inject` names its proxy; raises `InjectionError` for a service
+    account that cannot name an identity. Whoever issues the bootstrap certificate
+    before calling `inject` asks this."""
+    spec = pod.get("spec")
+    return _identity(
+        spec if isinstance(spec, Mapping) else {}, namespace, object_ref(pod, "Pod", namespace)
+    )
+
+
 def _identity(spec: Mapping[str, Any], namespace: str, owner: str) -> Identity:
     account = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
     try:

@@ -8,6 +8,7 @@ permissive traffic mode, egress on, 24h service certificates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from osm.base import wellknown
 from osm.model.fields import Fields
@@ -203,8 +204,87 @@ def parse_mesh_config(doc: Fields, base: Resource) -> MeshConfig:
     )
 
 
+API_VERSION = "config.openservicemesh.io/v1alpha2"
+
+
 def default_mesh_config(namespace: str = wellknown.CONTROL_PLANE_NAMESPACE) -> MeshConfig:
     """The MeshConfig in force when none has been applied: OSM's defaults."""
-    return MeshConfig(
-        "config.openservicemesh.io/v1alpha2", ObjectMeta(wellknown.MESH_CONFIG_NAME, namespace)
-    )
+    return MeshConfig(API_VERSION, ObjectMeta(wellknown.MESH_CONFIG_NAME, namespace))
+
+
+def default_manifest(namespace: str = wellknown.CONTROL_PLANE_NAMESPACE) -> dict[str, Any]:
+    """The MeshConfig ``osm install`` creates (OSM's ``preset-mesh-config``), every field
+    written out with the defaults above, so a user reading it sees what is in force.
+    It parses to `default_mesh_config` (a unit test checks it). Images and resources are
+    left out: the injector chooses those."""
+    sidecar = SidecarSettings()
+    traffic = TrafficSettings()
+    observability = ObservabilitySettings()
+    certificate = CertificateSettings()
+    flags = FeatureFlags()
+    return {
+        "apiVersion": API_VERSION,
+        "kind": MeshConfig.KIND,
+        "metadata": {"name": wellknown.MESH_CONFIG_NAME, "namespace": namespace},
+        "spec": {
+            "sidecar": {
+                "enablePrivilegedInitContainer": sidecar.enable_privileged_init_container,
+                "logLevel": sidecar.log_level,
+                "maxDataPlaneConnections": sidecar.max_data_plane_connections,
+                "configResyncInterval": go_duration(sidecar.config_resync_interval),
+                "tlsMinProtocolVersion": sidecar.tls_min_protocol_version,
+                "tlsMaxProtocolVersion": sidecar.tls_max_protocol_version,
+                "cipherSuites": list(sidecar.cipher_suites),
+                "ecdhCurves": list(sidecar.ecdh_curves),
+                "localProxyMode": sidecar.local_proxy_mode,
+            },
+            "traffic": {
+                "enableEgress": traffic.enable_egress,
+                "enablePermissiveTrafficPolicyMode": (
+                    traffic.enable_permissive_traffic_policy_mode
+                ),
+                "outboundPortExclusionList": list(traffic.outbound_port_exclusion_list),
+                "inboundPortExclusionList": list(traffic.inbound_port_exclusion_list),
+                "outboundIPRangeExclusionList": list(traffic.outbound_ip_range_exclusion_list),
+                "outboundIPRangeInclusionList": list(traffic.outbound_ip_range_inclusion_list),
+                "networkInterfaceExclusionList": list(traffic.network_interface_exclusion_list),
+            },
+            "observability": {
+                "osmLogLevel": observability.osm_log_level,
+                "enableDebugServer": observability.enable_debug_server,
+                "tracing": {
+                    "enable": observability.tracing.enable,
+                    "port": observability.tracing.port,
+                    "endpoint": observability.tracing.endpoint,
+                },
+            },
+            "certificate": {
+                "serviceCertValidityDuration": go_duration(
+                    certificate.service_cert_validity_duration
+                ),
+                "certKeyBitSize": certificate.cert_key_bit_size,
+            },
+            "featureFlags": {
+                "enableWASMStats": flags.enable_wasm_stats,
+                "enableEgressPolicy": flags.enable_egress_policy,
+                "enableSnapshotCacheMode": flags.enable_snapshot_cache_mode,
+                "enableAsyncProxyServiceMapping": flags.enable_async_proxy_service_mapping,
+                "enableIngressBackendPolicy": flags.enable_ingress_backend_policy,
+                "enableEnvoyActiveHealthChecks": flags.enable_envoy_active_health_checks,
+                "enableRetryPolicy": flags.enable_retry_policy,
+                "enableMeshRootCertificate": flags.enable_mesh_root_certificate,
+            },
+        },
+    }
+
+
+def go_duration(seconds: float) -> str:
+    """Whole seconds as a Go duration string, in the short form OSM's chart writes:
+    ``24h``, ``1h30m``, ``1m30s``, ``0s``."""
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"

@@ -413,6 +413,10 @@ def test_each_kind_parses_to_its_class(manifest: str, cls: type) -> None:
     assert resource.kind == cls.KIND
 
 
+def test_every_kind_has_its_class() -> None:
+    assert {info.kind for info in kinds.KINDS} == set(kinds.CLASSES)
+
+
 def test_the_kept_manifest_makes_the_namespace_explicit_and_is_a_copy() -> None:
     resource = ex.parse_valid(ex.SERVICE_ACCOUNT.replace(", namespace: shop", ""))
     written = resource.to_dict()
