@@ -480,6 +480,16 @@ def parse_stats(text: str) -> dict[str, int]:
     return stats
 
 
+def config_updates(stats: Mapping[str, int]) -> int:
+    """How many configuration updates the Envoy has taken or refused, over every xDS
+    subscription (``*.update_success`` and ``*.update_rejected``); 0 for a static one."""
+    return sum(
+        value
+        for name, value in stats.items()
+        if name.endswith((".update_success", ".update_rejected"))
+    )
+
+
 def stats_problems(
     stats: Mapping[str, int], *, listeners: int, clusters: int, xds: bool
 ) -> list[str]:

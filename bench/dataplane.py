@@ -854,9 +854,11 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 # -- the orchestration (parent, host namespace) -------------------------------------------
 @dataclass
 class Proxies:
-    """The pids of one case's proxy pair, by role."""
+    """The pids of one case's proxy pair, by role; for an Envoy pair, the configuration
+    updates each had taken or refused when it was ready (`_envoy.config_updates`)."""
 
     pids: dict[str, int]
+    updates: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -1065,13 +1067,44 @@ def start_envoys(
             argv = envoy_argv(envoy.binary, path, cluster, base_id)
             netns = pods.client if role == "outbound" else pods.server
             processes[case, role] = pods.spawn(netns, argv, log, stdout=subprocess.DEVNULL)
+    updates: dict[tuple[str, str], int] = {}
     for (case, role), process in processes.items():
         netns = pods.client if role == "outbound" else pods.server
         listeners, clusters = expected[case, role]
-        _wait_envoy(pods, netns, process, case, role, listeners, clusters, ready_timeout)
+        stats = _wait_envoy(pods, netns, process, case, role, listeners, clusters, ready_timeout)
+        updates[case, role] = _envoy.config_updates(stats)
     return {
-        case: Proxies({role: processes[case, role].pid for role in _envoy.NODES}) for case in wanted
+        case: Proxies(
+            {role: processes[case, role].pid for role in _envoy.NODES},
+            {role: updates[case, role] for role in _envoy.NODES},
+        )
+        for case in wanted
     }
+
+
+def envoy_stats(pods: _netns.Pods, case: str, role: str) -> dict[str, int]:
+    """The counters and gauges of `case`'s `role` Envoy (admin /stats)."""
+    import _envoy
+
+    netns = pods.client if role == "outbound" else pods.server
+    url = f"http://{wellknown.LOCALHOST}:{envoy_admin_port(case)}/stats"
+    return _envoy.parse_stats(pods.run(netns, ["curl", "-sS", "--max-time", "5", url], timeout=10))
+
+
+def check_envoys_unchanged(
+    pods: _netns.Pods, proxies: dict[str, Proxies], results: Results
+) -> None:
+    """Warn when an Envoy took or refused a configuration update while it was measured
+    (the controller pushed something): its figures are not those of one configuration."""
+    import _envoy
+
+    for case in [case for case in ENVOY_CASES if case in proxies]:
+        for role, before in proxies[case].updates.items():
+            after = _envoy.config_updates(envoy_stats(pods, case, role))
+            if after != before:
+                results.warnings.append(
+                    f"{case}/{role}: {after - before} configuration updates during the run"
+                )
 
 
 def _wait_envoy(
@@ -1083,12 +1116,13 @@ def _wait_envoy(
     listeners: int,
     clusters: int,
     timeout: float,
-) -> None:
+) -> dict[str, int]:
     """Until the Envoy is LIVE (admin /ready) and its /stats show no problem
-    (`_envoy.stats_problems`); raises, naming the problems, after `timeout`."""
+    (`_envoy.stats_problems`); -> those stats. Raises, naming the problems, after
+    `timeout`."""
     import _envoy
 
-    admin = f"http://{wellknown.LOCALHOST}:{envoy_admin_port(case)}"
+    ready = f"http://{wellknown.LOCALHOST}:{envoy_admin_port(case)}/ready"
     deadline = time.monotonic() + timeout
     problems = ["not LIVE"]
     while time.monotonic() < deadline:
@@ -1096,8 +1130,8 @@ def _wait_envoy(
             raise RuntimeError(f"{case}/{role} Envoy exited with {process.returncode}; see its log")
         curl = ["curl", "-sS", "--max-time", "5"]
         try:
-            if pods.run(netns, [*curl, f"{admin}/ready"], timeout=10).strip() == "LIVE":
-                stats = _envoy.parse_stats(pods.run(netns, [*curl, f"{admin}/stats"], timeout=10))
+            if pods.run(netns, [*curl, ready], timeout=10).strip() == "LIVE":
+                stats = envoy_stats(pods, case, role)
                 problems = _envoy.stats_problems(
                     stats, listeners=listeners, clusters=clusters, xds=case == "envoy-xds"
                 )
@@ -1108,7 +1142,7 @@ def _wait_envoy(
                         f"clusters, {rejected} updates rejected",
                         flush=True,
                     )
-                    return
+                    return stats
         except _netns.NetnsError:
             pass  # the admin listener is not up yet
         time.sleep(0.2)
@@ -1366,7 +1400,8 @@ def report(results: Results, args: argparse.Namespace) -> None:
             print(f"{key:21} {'':33} {user:>7.3f} {scheduling:>10.3f} {kernel:>7.3f}")
     print()
     print(f"generator send lag p99 (scheduled -> written): {_span(results.lag, 3)} ms")
-    print(f"goals (issue #6, the Python sidecar): {GOALS}")
+    if {"sidecar", "variant"} & set(cases(args)):
+        print(f"goals (issue #6, the Python sidecar): {GOALS}")
     for line in envoy_goals(results, args.rate):
         print(line)
     for warning in results.warnings:
@@ -1517,6 +1552,7 @@ def main() -> None:
                 )
                 check_paths(pods, args)
                 results = measure(pods, proxies, args)
+                check_envoys_unchanged(pods, proxies, results)
         finally:
             log.flush()
             log.seek(0)

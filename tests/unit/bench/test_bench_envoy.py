@@ -327,3 +327,15 @@ def _moved_back(message: Message) -> Message:
             socket = endpoint.endpoint.address.socket_address
             socket.port_value = back.get(socket.port_value, socket.port_value)
     return copied
+
+
+def test_configuration_updates_are_counted_over_every_subscription() -> None:
+    stats = {
+        "cluster_manager.cds.update_success": 2,
+        "listener_manager.lds.update_rejected": 1,
+        "sds.service-cert.update_success": 1,
+        "http.outbound.rds.rds-outbound.80.update_success": 1,
+        "cluster_manager.cds.update_attempt": 5,  # attempts are not updates
+    }
+    assert _envoy.config_updates(stats) == 5
+    assert _envoy.config_updates({"listener_manager.total_listeners_active": 3}) == 0
