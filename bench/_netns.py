@@ -108,6 +108,12 @@ class Pods:
             _run(["ip", "-n", name, "addr", "add", f"{ip}/{SUBNET_PREFIX}", "dev", "eth0"])
             _run(["ip", "-n", name, "link", "set", "eth0", "up"])
 
+    def add_address(self, netns: str, ip: str) -> None:
+        """Give the veth end of `netns` (one of ours) a second address on the same subnet."""
+        if netns not in (self.client, self.server):
+            raise ValueError(f"{netns} is not one of this benchmark's namespaces")
+        _run(["ip", "-n", netns, "addr", "add", f"{ip}/{SUBNET_PREFIX}", "dev", "eth0"])
+
     def nat(self, netns: str, rules: Sequence[str]) -> None:
         """Replace the nat table of `netns` (one of ours) with `rules` (``-A ...`` lines)."""
         if netns not in (self.client, self.server):
@@ -122,14 +128,18 @@ class Pods:
         """Run a bounded command inside `netns`; -> its stdout (raises NetnsError on failure)."""
         return _run(["ip", "netns", "exec", netns, *argv], timeout=timeout)
 
-    def spawn(self, netns: str, argv: Sequence[str], log: IO[str]) -> subprocess.Popen[str]:
-        """Start a long-running process in `netns` (ended by `close`); stdout is a pipe.
+    def spawn(
+        self, netns: str, argv: Sequence[str], log: IO[str], stdout: int = subprocess.PIPE
+    ) -> subprocess.Popen[str]:
+        """Start a long-running process in `netns` (ended by `close`); stdout is a pipe
+        unless `stdout` says otherwise (`subprocess.DEVNULL` for one that writes there
+        and is never read).
 
         `ip netns exec` execs the command in place, so the pid is the command's own.
         """
         process = subprocess.Popen(
             ["ip", "netns", "exec", netns, *argv],
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=log,
             stdin=subprocess.DEVNULL,
             text=True,

