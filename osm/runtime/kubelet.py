@@ -1,30 +1,35 @@
-"""The local runtime's process: follows the controller's API and runs the mesh's pods.
+"""The local runtime's process: a ReplicaSet controller and a kubelet over the controller's API.
 
 The one idea: this is a separate process from the controller, talking to it only through
-its HTTP API (list + watch in, Pod and Endpoints objects out), as a kubelet talks to the
-Kubernetes API server. So the controller can be stopped, killed or upgraded while the pods
-and their sidecars keep running on their last configuration; the runtime re-lists and
-carries on when the controller is back. It owns the network (`osm.runtime.network`), the
-journal of everything it created (`osm.runtime.record`) and the relay that lets pods reach
-the controller's xDS port at the mesh gateway (`osm.runtime.relay`). Decisions are made by
-the pure `osm.runtime.pods`; this module carries them out.
+its API (list + watch in; Pods, their status and Endpoints out), as a kubelet talks to
+the Kubernetes API server. So the controller can be stopped, killed or upgraded while the
+pods and their sidecars keep running on their last configuration; the runtime re-lists
+and carries on when the controller is back. Two loops share one event loop:
 
-Starting a pod: IP from the pod pool -> namespace, veth and hosts file -> (with sidecar
-injection) OSM's interception rules, the bootstrap certificate from the controller's CA,
-the sidecar as UID 1500 -> once the sidecar has its configuration, the containers as
-``nobody``. Each step's time is logged (``pod ... started in``). A start that fails (an
-``ip`` or ``iptables-restore`` run refused or timed out, a process that cannot be spawned)
-is undone and tried again with exponential backoff, as a kubelet retries a pod sandbox:
-the pod reports the error in its status meanwhile, and is never left dead.
+- **Deployments -> Pods**: `osm.runtime.pods.plan` says which Pods each Deployment wants;
+  they are created through the API, whose admission injects the sidecar (OSM's init
+  container, the Envoy or Python sidecar container, the bootstrap Secret volume), and
+  deleted through it.
+- **Pods -> processes**: every stored Pod runs as it was admitted: an IP and a network
+  namespace (`osm.runtime.network`), a sandbox with the pod's volumes (`osm.runtime.sandbox`:
+  Secret and ConfigMap files at their mountPaths, for this pod only), its init containers
+  to completion in order (``osm-init`` applies OSM's iptables rules), then its containers,
+  each as its ``securityContext`` says, with its env, probes and restart policy
+  (`osm.runtime.podspec` derives all that, `osm.runtime.process` runs it). The runtime
+  chooses nothing about sidecars: it runs what the Pod says. Its status (IP, phase,
+  conditions, container states) and the Endpoints of its Services go back to the API.
 
-A pod's network is made in a worker thread; until that is done, nothing else touches it
-(the hosts file is refreshed only for pods whose network exists, and a removal waits for
-the thread before it removes the namespace).
+A start that fails (an ``ip`` run refused, a Secret not there yet, a process that cannot
+be spawned) is undone and tried again with exponential backoff, as a kubelet retries a pod
+sandbox: the pod reports the error in its status meanwhile, and is never left dead. A
+pod's network is made in a worker thread; until that is done, nothing else touches it.
+Everything created outside the process is journaled first (`osm.runtime.record`).
 
-Why one module of ~750 lines: this is the runtime's one stateful actor. The watch loop, the
+Why one module of this size: this is the runtime's one stateful actor. The watch loop, the
 running pods and their starts, restarts and removals all change the same state on one
-event loop, and its races are reasoned about together. What could leave has left: the
-decisions (`osm.runtime.pods`), the network, processes, journal and bootstrap writer.
+event loop, and its races are reasoned about together. The decisions are elsewhere
+(`osm.runtime.pods`, `osm.runtime.podspec`), as are the network, sandbox, processes and
+journal.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,34 +54,29 @@ import aiohttp
 
 from osm import paths
 from osm.base import ipam, wellknown
-from osm.base.identity import Identity
-from osm.ca import builtin
-from osm.interception import apply as interception_apply
-from osm.interception import rules
 from osm.model import kinds
-from osm.model.config import MeshConfig
-from osm.model.core import Container, Deployment, Namespace, Probe, Service
+from osm.model.core import ConfigMap, Deployment, Pod, Secret, Service
 from osm.model.errors import ValidationFailed
 from osm.model.meta import Resource
-from osm.runtime import bootstrap, network, pods, process, record
+from osm.runtime import network, pods, podspec, process, record, sandbox
 from osm.runtime.network import MeshNetwork, MeshNetworkConfig
 from osm.runtime.process import ContainerProcess, ProbeTarget, ProcessSpec
 from osm.runtime.relay import NamespaceRelay
 
 log = logging.getLogger(__name__)
 
-WATCHED = ("Namespace", "Service", "Deployment", "MeshConfig")
+WATCHED = ("Namespace", "Service", "Deployment", "MeshConfig", "Pod", "Secret", "ConfigMap")
 READY_FILE = "runtime.ready"
-SIDECAR_READY_TIMEOUT = 20.0
-FAST_PROBE = 0.05
-SIDECAR_FAST_PROBE = 0.02
-"""The sidecar's readiness gates the pod's containers: probe it more often until ready."""
+FAST_PROBE = 0.02
+"""While a container is not ready (or not started), probe it this often: local mode
+reports a pod ready as soon as it is."""
 START_BACKOFF_INITIAL = 1.0
 START_BACKOFF_MAXIMUM = 60.0
 """Delays between attempts to start a pod whose start failed (doubling)."""
-# The sidecar's lean entry point (`osm sidecar` without click and `osm.cli`): its imports
-# are part of every pod's start. Arguments: --bootstrap FILE.
-SIDECAR_MAIN = ("-m", "osm.proxy")
+CREATE_BACKOFF_MAXIMUM = 30.0
+"""Longest wait before a Deployment's controller asks again for a Pod the API refused."""
+EXPECTATION_SECONDS = 30.0
+"""How long a created Pod counts for its Deployment before the watch shows it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +96,17 @@ class RuntimeSettings:
 
 
 # -- the controller's API, asynchronously ------------------------------------------------------
+class ApiFailure(Exception):
+    """The controller refused a write: ``status`` is the HTTP status (409: conflict)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Api:
-    """The few calls the runtime makes; errors are `aiohttp.ClientError` / `OSError`."""
+    """The few calls the runtime makes; errors are `aiohttp.ClientError` / `OSError` /
+    `ApiFailure`."""
 
     def __init__(self, server: str) -> None:
         self.server = server.rstrip("/")
@@ -122,13 +132,13 @@ class Api:
         payload = {"objects": list(objects), "source": "osm-runtime"}
         async with self.session().post(f"{self.server}/api/v1/apply", json=payload) as response:
             if response.status >= 400:
-                raise ApiFailure(f"apply failed: HTTP {response.status}: {await response.text()}")
+                raise ApiFailure(response.status, _refusal(await response.text()))
 
     async def delete(self, refs: Sequence[Mapping[str, str]]) -> None:
         payload = {"objects": list(refs), "ignoreNotFound": True}
         async with self.session().post(f"{self.server}/api/v1/delete", json=payload) as response:
             if response.status >= 400:
-                raise ApiFailure(f"delete failed: HTTP {response.status}: {await response.text()}")
+                raise ApiFailure(response.status, _refusal(await response.text()))
 
     async def watch(self, since: int, kinds_: Sequence[str]) -> AsyncIterator[dict[str, Any]]:
         url = f"{self.server}/api/v1/watch?since={since}&kinds={','.join(kinds_)}"
@@ -140,33 +150,39 @@ class Api:
                     yield json.loads(line)
 
 
-class ApiFailure(Exception):
-    """The controller refused a write."""
+def _refusal(text: str) -> str:
+    """The API's error body as one line: its message and each problem with its path."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()
+    if not isinstance(body, dict):
+        return text.strip()
+    parts = [str(body.get("error") or "")]
+    for problem in body.get("problems") or ():
+        if isinstance(problem, dict):
+            where = " ".join(str(problem.get(k) or "") for k in ("object", "path")).strip()
+            parts.append(f"{where}: {problem.get('message', '')}" if where else str(problem))
+    return "; ".join(p for p in parts if p)
 
 
 # -- one pod ------------------------------------------------------------------------------------
 @dataclass
 class RunningPod:
-    """A pod the runtime started (or is starting), with its processes."""
+    """A stored Pod the kubelet runs (or is starting), with its processes."""
 
-    namespace: str
-    name: str
-    deployment: str
-    template_hash: str
+    pod: Pod
     netns: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    spec: Mapping[str, Any]
-    containers_spec: tuple[Container, ...]
-    service_account: str
-    injected: bool
     created: float = field(default_factory=time.monotonic)
     start_time: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     ip: str = ""
     phase: str = "Pending"
     message: str = ""
-    sidecar: ContainerProcess | None = None
+    reason: str = ""
+    sandbox: sandbox.PodSandbox | None = None
+    init_containers: list[ContainerProcess] = field(default_factory=list)
     containers: list[ContainerProcess] = field(default_factory=list)
+    initialized: bool = False
     task: asyncio.Task[None] | None = None
     removing: bool = False
     network_ready: bool = False
@@ -176,45 +192,88 @@ class RunningPod:
     """The worker thread's call that changes this pod's network, while one runs."""
 
     @property
+    def namespace(self) -> str:
+        return self.pod.namespace
+
+    @property
+    def name(self) -> str:
+        return self.pod.name
+
+    @property
+    def uid(self) -> str:
+        return self.pod.metadata.uid
+
+    @property
     def ready(self) -> bool:
         if self.phase != "Running" or self.removing:
             return False
-        if self.sidecar is not None and not self.sidecar.ready:
-            return False
         return bool(self.containers) and all(c.ready for c in self.containers)
 
-    def state(self) -> pods.PodState:
-        return pods.PodState(
-            self.namespace, self.name, self.deployment, self.template_hash, self.ready, self.created
-        )
-
-    def report(self) -> pods.PodReport:
-        statuses = [
-            pods.ContainerStatus(c.spec.name, c.ready, c.restarts, c.pid is not None)
-            for c in self.containers
-        ]
-        if self.sidecar is not None:
-            s = self.sidecar
-            statuses.append(
-                pods.ContainerStatus(pods.SIDECAR_CONTAINER, s.ready, s.restarts, s.pid is not None)
-            )
+    def report(self, host_ip: str) -> pods.PodReport:
+        waiting = "PodInitializing" if self.network_ready else "ContainerCreating"
+        spec = self.pod.spec
         return pods.PodReport(
             namespace=self.namespace,
             name=self.name,
-            deployment=self.deployment,
-            template_hash=self.template_hash,
-            netns=self.netns,
-            labels=self.labels,
-            annotations=self.annotations,
-            spec=self.spec,
+            labels=self.pod.metadata.labels,
             pod_ip=self.ip,
             phase=self.phase,
             ready=self.ready,
-            containers=tuple(statuses),
+            host_ip=host_ip,
+            initialized=self.initialized,
+            init_containers=_statuses(
+                spec.init_containers, self.init_containers, waiting, init=True
+            ),
+            containers=_statuses(spec.containers, self.containers, waiting, init=False),
             message=self.message,
+            reason=self.reason,
             start_time=self.start_time,
-            containers_spec=self.containers_spec,
+            containers_spec=spec.containers,
         )
+
+
+def _statuses(
+    specs: Sequence[Any], running: Sequence[ContainerProcess], waiting: str, *, init: bool
+) -> tuple[pods.ContainerStatus, ...]:
+    by_name = {c.spec.name: c for c in running}
+    statuses = []
+    for container in specs:
+        current = by_name.get(container.name)
+        if current is None:
+            statuses.append(pods.ContainerStatus(container.name, "waiting", reason=waiting))
+            continue
+        state = current.state
+        exit_code = current.last_exit_code
+        crashed = state == "waiting" and exit_code is not None
+        statuses.append(
+            pods.ContainerStatus(
+                container.name,
+                state,
+                ready=current.ready if not init else state == "terminated" and exit_code == 0,
+                started=current.started and state == "running",
+                restarts=current.restarts,
+                reason=(
+                    "CrashLoopBackOff"
+                    if crashed
+                    else current.last_termination
+                    if state == "terminated"
+                    else ""
+                ),
+                exit_code=exit_code if state == "terminated" else None,
+                last_exit_code=exit_code if state != "terminated" else None,
+                last_reason=current.last_termination if state != "terminated" else "",
+            )
+        )
+    return tuple(statuses)
+
+
+class PodWaiting(Exception):
+    """A pod cannot start yet for a reason outside it (a Secret it mounts is not there):
+    its start is retried, and its status says why (``reason``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # -- the runtime --------------------------------------------------------------------------------
@@ -228,13 +287,17 @@ class Kubelet:
         self.network: MeshNetwork | None = None
         self.pool: ipam.Pool | None = None
         self.relay: NamespaceRelay | None = None
-        self.ca: builtin.BuiltinCA | None = None
         self.resources: dict[tuple[str, str, str], Resource] = {}
         self.pods: dict[tuple[str, str], RunningPod] = {}
         self.synced = False
+        self.node_name = socket.gethostname()
         self._dirty = asyncio.Event()
         self._published_pods: dict[tuple[str, str], str] = {}
         self._published_endpoints: dict[tuple[str, str], str] = {}
+        self._expected: dict[tuple[str, str], tuple[pods.PodState, float]] = {}
+        """Pods a Deployment's controller created that the watch has not shown yet."""
+        self._refused: dict[tuple[str, str], tuple[float, float, str]] = {}
+        """Per Deployment whose Pod the API refused: (retry at, backoff, reason)."""
         self._stopping = asyncio.Event()
         self._hosts: dict[str, str] = {}
         self._removals: set[asyncio.Task[None]] = set()
@@ -242,28 +305,21 @@ class Kubelet:
         self.start_backoff: Callable[[], process.Backoff] = lambda: process.Backoff(
             initial=START_BACKOFF_INITIAL, maximum=START_BACKOFF_MAXIMUM
         )
+        self.make_sandbox: Callable[..., sandbox.PodSandbox] = sandbox.PodSandbox.create
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         settings = self.settings
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Sidecars (UID 1500) read their bootstrap under the state dir: let them traverse.
-        os.chmod(settings.state_dir, 0o711)
-        for parent in settings.state_dir.resolve().parents:
-            if not os.stat(parent).st_mode & 0o001:
-                raise PermissionError(
-                    f"{parent} is not searchable by other users, so the sidecars (UID "
-                    f"{wellknown.PROXY_UID}) cannot read their bootstrap under "
-                    f"{settings.state_dir}; "
-                    "choose a state dir whose parents are (e.g. /var/lib/osm)"
-                )
+        # Containers (UID 1500, nobody) write nothing under the state dir; their volumes
+        # reach them through bind mounts, which need no search permission on the source.
         self.journal = record.Journal.open(settings.state_dir)
         leftovers = record.teardown(settings.state_dir, journal=self.journal)
         if leftovers.removed:
             log.info("removed what a previous runtime left: %s", ", ".join(leftovers.removed))
         self.journal.removed(record.ALLOCATIONS, "pods")
         self.pool = ipam.pod_pool(record.JournalAllocations(self.journal, "pods"), settings.subnet)
-        shutil.rmtree(self._sidecars_dir(), ignore_errors=True)
+        shutil.rmtree(self._sandboxes_dir(), ignore_errors=True)
         self.network = MeshNetwork(settings.mesh, self.journal)
         await asyncio.to_thread(self.network.create)
         self.relay = NamespaceRelay(
@@ -289,6 +345,7 @@ class Kubelet:
                 await asyncio.sleep(0.01)  # let a burst of changes arrive together
                 self._dirty.clear()
                 if self.synced:
+                    await self._reconcile_deployments()
                     self._reconcile()
                     await self._publish()
         finally:
@@ -299,13 +356,14 @@ class Kubelet:
         self._stopping.set()
 
     async def shutdown(self) -> None:
-        """Stops every pod, removes their objects (best effort) and tears down."""
+        """Stops every pod and tears down. The Pod objects stay (they are what users and
+        Deployments asked for: the next runtime runs them again); the Endpoints it wrote
+        are removed, best effort, as no pod serves them any more."""
         running = list(self.pods.values())
         await asyncio.gather(*self._removals, return_exceptions=True)
         await asyncio.gather(*(self._remove_pod(pod, forget=False) for pod in running))
         with contextlib.suppress(aiohttp.ClientError, OSError, ApiFailure, TimeoutError):
-            refs = [{"kind": "Pod", "namespace": ns, "name": name} for ns, name in self.pods]
-            refs += [
+            refs = [
                 {"kind": "Endpoints", "namespace": ns, "name": name}
                 for ns, name in self._published_endpoints
             ]
@@ -320,11 +378,11 @@ class Kubelet:
             for failure in report.failed:
                 log.error("teardown: %s", failure)
             self.journal.close()
-        shutil.rmtree(self._sidecars_dir(), ignore_errors=True)
+        shutil.rmtree(self._sandboxes_dir(), ignore_errors=True)
         await self.api.close()
 
-    def _sidecars_dir(self) -> Path:
-        return self.settings.state_dir / "sidecars"
+    def _sandboxes_dir(self) -> Path:
+        return self.settings.state_dir / "pods"
 
     def kick(self) -> None:
         self._dirty.set()
@@ -355,7 +413,7 @@ class Kubelet:
                     resources[(resource.kind, resource.namespace, resource.name)] = resource
         self.resources = resources
         if not self.synced:
-            await self._forget_stale_objects()
+            await self._forget_stale_endpoints()
             self.synced = True
         # The controller may have lost writes while away: write everything again.
         self._published_pods = {key: "" for key in self._published_pods}
@@ -363,17 +421,18 @@ class Kubelet:
         self.kick()
         return rv
 
-    async def _forget_stale_objects(self) -> None:
-        """Pods and Endpoints that an earlier runtime wrote describe nothing that runs."""
-        refs: list[dict[str, str]] = []
-        for kind in ("Pod", "Endpoints"):
-            items, _ = await self.api.list(kind)
-            for item in items:
-                if pods.managed(item):
-                    meta = item["metadata"]
-                    refs.append(
-                        {"kind": kind, "namespace": meta["namespace"], "name": meta["name"]}
-                    )
+    async def _forget_stale_endpoints(self) -> None:
+        """Endpoints that an earlier runtime wrote name pods that no longer run."""
+        items, _ = await self.api.list("Endpoints")
+        refs = [
+            {
+                "kind": "Endpoints",
+                "namespace": i["metadata"]["namespace"],
+                "name": i["metadata"]["name"],
+            }
+            for i in items
+            if pods.managed(i)
+        ]
         if refs:
             await self.api.delete(refs)
 
@@ -390,6 +449,7 @@ class Kubelet:
             resource = _decode(event["object"])
             if resource is not None:
                 self.resources[(resource.kind, resource.namespace, resource.name)] = resource
+                self._expected.pop((resource.namespace, resource.name), None)
         elif kind == "DELETED":
             obj = event["object"]
             meta = obj.get("metadata") or {}
@@ -401,28 +461,94 @@ class Kubelet:
     def _typed(self, cls: type[Any]) -> list[Any]:
         return [r for r in self.resources.values() if isinstance(r, cls)]
 
-    def mesh_config(self) -> MeshConfig | None:
-        configs = sorted(self._typed(MeshConfig), key=lambda c: (c.namespace, c.name))
-        return configs[0] if configs else None
+    def _named(self, cls: type[Any], namespace: str) -> dict[str, Any]:
+        return {r.name: r for r in self._typed(cls) if r.namespace == namespace}
 
-    # -- reconciling ---------------------------------------------------------------------------
-    def _reconcile(self) -> None:
+    # -- Deployments -> Pods -------------------------------------------------------------------
+    async def _reconcile_deployments(self) -> None:
+        """Creates and deletes Pod objects so that each Deployment has its replicas."""
         deployments: list[Deployment] = self._typed(Deployment)
-        decided = pods.plan(deployments, [p.state() for p in self.pods.values() if not p.removing])
+        now = time.monotonic()
+        self._expected = {k: v for k, v in self._expected.items() if v[1] > now}
+        ready = {key: pod.ready for key, pod in self.pods.items()}
+        states = pods.owned_pods(self._typed(Pod), ready)
+        states += [state for state, _ in self._expected.values()]
+        decided = pods.plan(deployments, states)
         by_key = {(d.namespace, d.name): d for d in deployments}
-        for doomed in decided.remove:
-            pod = self.pods.get((doomed.namespace, doomed.name))
-            if pod is not None and not pod.removing:
-                pod.removing = True
-                task = asyncio.create_task(self._remove_pod(pod), name=f"remove-{pod.name}")
+        doomed = [{"kind": "Pod", "namespace": p.namespace, "name": p.name} for p in decided.remove]
+        if doomed:
+            try:
+                await self.api.delete(doomed)
+            except (aiohttp.ClientError, OSError, ApiFailure, TimeoutError) as error:
+                log.warning("cannot delete pods %s: %s", [d["name"] for d in doomed], error)
+                self._retry_later(1.0)
+            for ref in doomed:
+                self._expected.pop((ref["namespace"], ref["name"]), None)
+        for new in decided.start:
+            key = (new.namespace, new.deployment)
+            retry_at, backoff, _ = self._refused.get(key, (0.0, 0.0, ""))
+            if retry_at > now:
+                continue
+            await self._create_pod(by_key[key], new.template_hash, backoff)
+
+    async def _create_pod(self, deployment: Deployment, template: str, backoff: float) -> None:
+        key = (deployment.namespace, deployment.name)
+        taken = {(r.namespace, r.name) for r in self._typed(Pod)} | set(self._expected)
+        while True:
+            name = pods.pod_name(deployment.name, template, _suffix())
+            if (deployment.namespace, name) not in taken:
+                break
+        try:
+            await self.api.apply([pods.pod_manifest(deployment, template, name)])
+        except ApiFailure as error:
+            delay = min(max(backoff * 2, 1.0), CREATE_BACKOFF_MAXIMUM)
+            if self._refused.get(key, (0, 0, ""))[2] != str(error):
+                log.error(
+                    "deployment %s/%s: the API refused its pod: %s (retrying every %gs at most)",
+                    *key,
+                    error,
+                    CREATE_BACKOFF_MAXIMUM,
+                )
+            self._refused[key] = (time.monotonic() + delay, delay, str(error))
+            self._retry_later(delay)
+            return
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            log.warning("cannot create a pod for %s/%s: %s", *key, error)
+            self._retry_later(1.0)
+            return
+        self._refused.pop(key, None)
+        state = pods.PodState(deployment.namespace, name, deployment.name, template)
+        self._expected[(deployment.namespace, name)] = (
+            state,
+            time.monotonic() + EXPECTATION_SECONDS,
+        )
+
+    def _retry_later(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.kick)
+
+    # -- Pods -> processes ------------------------------------------------------------------------
+    def _reconcile(self) -> None:
+        stored: dict[tuple[str, str], Pod] = {(p.namespace, p.name): p for p in self._typed(Pod)}
+        for key, running in list(self.pods.items()):
+            current = stored.get(key)
+            if running.removing:
+                continue
+            if current is None or current.metadata.uid != running.uid:
+                running.removing = True
+                task = asyncio.create_task(self._remove_pod(running), name=f"remove-{running.name}")
                 self._removals.add(task)
                 task.add_done_callback(self._removals.discard)
-        for new in decided.start:
-            self._start_pod(by_key[(new.namespace, new.deployment)], new.template_hash)
+            else:
+                running.pod = current  # its status and metadata as last written
+        for key, pod in sorted(stored.items()):
+            if key not in self.pods:
+                self._start_pod(pod)
         self._refresh_hosts()
 
     def _hosts_text(self, namespace: str) -> list[network.HostEntry]:
-        return pods.hosts_entries(self._typed(Service), namespace)
+        return pods.hosts_entries(
+            self._typed(Service), namespace, controller_ip=str(self.settings.mesh.gateway)
+        )
 
     def _refresh_hosts(self) -> None:
         assert self.network is not None
@@ -439,33 +565,14 @@ class Kubelet:
                     self.network.write_hosts(pod.netns, entries)
                     self._hosts[pod.netns] = text
 
-    def _start_pod(self, deployment: Deployment, template: str) -> None:
-        while True:
-            name = pods.pod_name(deployment.name, template, _suffix())
-            if (deployment.namespace, name) not in self.pods:
-                break
-        template_spec = deployment.manifest["spec"]["template"]
-        namespace = self.resources.get(("Namespace", "", deployment.namespace))
-        template_annotations = deployment.template.annotations
-        injected = pods.sidecar_injected(
-            namespace if isinstance(namespace, Namespace) else None, template_annotations
-        )
-        annotations = pods.pod_annotations(template_annotations, injected)
+    def _start_pod(self, stored: Pod) -> None:
+        if stored.phase in ("Succeeded", "Failed"):
+            return  # a pod that ran to its end stays ended, as on Kubernetes
         pod = RunningPod(
-            namespace=deployment.namespace,
-            name=name,
-            deployment=deployment.name,
-            template_hash=template,
-            netns=pods.netns_name(self.settings.prefix, deployment.namespace, name),
-            labels=dict(deployment.template.labels),
-            annotations=annotations,
-            spec=dict(template_spec.get("spec") or {}),
-            containers_spec=deployment.template.spec.containers,
-            service_account=deployment.template.spec.service_account_name,
-            injected=injected,
+            stored, netns=pods.netns_name(self.settings.prefix, stored.namespace, stored.name)
         )
         self.pods[(pod.namespace, pod.name)] = pod
-        pod.task = asyncio.create_task(self._run_pod(pod), name=f"pod-{name}")
+        pod.task = asyncio.create_task(self._run_pod(pod), name=f"pod-{pod.name}")
 
     async def _run_pod(self, pod: RunningPod) -> None:
         """Starts the pod; a failed start is undone and retried with backoff until it
@@ -480,14 +587,17 @@ class Kubelet:
                 raise
             except Exception as error:  # one pod's failure must not stop the runtime
                 delay = backoff.delay(0.0)
-                log.exception(
-                    "pod %s/%s failed to start (attempt %d); retrying in %gs",
+                waiting = isinstance(error, PodWaiting)
+                (log.info if waiting else log.exception)(
+                    "pod %s/%s cannot start (attempt %d: %s); retrying in %gs",
                     pod.namespace,
                     pod.name,
                     pod.start_attempts,
+                    error,
                     delay,
                 )
                 pod.phase = "Pending"
+                pod.reason = error.reason if isinstance(error, PodWaiting) else "StartError"
                 attempt = f"attempt {pod.start_attempts}, retrying in {delay:g}s"
                 pod.message = f"start failed ({attempt}): {error}"
                 self.kick()
@@ -507,138 +617,127 @@ class Kubelet:
     async def _bring_up(self, pod: RunningPod) -> None:
         assert self.network is not None and self.pool is not None
         started = time.perf_counter()
+        stored = pod.pod
+        secrets_ = self._named(Secret, stored.namespace)
+        config_maps = self._named(ConfigMap, stored.namespace)
+        try:
+            volumes = podspec.volume_contents(stored, secrets_, config_maps)
+        except podspec.MissingObject as missing:
+            raise PodWaiting("ContainerCreating", str(missing)) from None
         ip = self.pool.allocate(f"pod:{pod.namespace}/{pod.name}")
         pod.ip = str(ip)
         entries = self._hosts_text(pod.namespace)
         await self._in_thread(pod, self.network.add_pod, pod.netns, ip, entries)
         self._hosts[pod.netns] = network.hosts_file(entries)
         pod.network_ready = True
-        self.kick()  # publish the Pod (with its IP): the controller builds its proxy's config
+        self.kick()  # publish the Pod's IP: the controller builds its proxy's config
         timings = [f"network {time.perf_counter() - started:.3f}s"]
         # The build that the pod venv (a symlink, `sidecar_env`) names now: the pod runs
         # from it, and stays on it when an `osm up` of other sources switches the symlink.
         pod_python = Path(os.path.realpath(self.settings.pod_python))
-        if pod.injected:
-            mark = time.perf_counter()
-            config = rules.config_for_pod(
-                pod.annotations,
-                self.mesh_config(),
+        base_env = {
+            "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",
+            "HOME": "/",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "HOSTNAME": pod.name,
+        }
+        try:
+            plans = podspec.container_plans(
+                stored,
                 pod_ip=pod.ip,
-                excluded_addresses=[str(self.settings.mesh.gateway)],
+                host_ip=str(self.settings.mesh.gateway),
+                node_name=self.node_name,
+                secrets=secrets_,
+                config_maps=config_maps,
+                base_env=base_env,
             )
-            await self._in_thread(
-                pod, interception_apply.apply_rules, pod.netns, rules.render(config)
-            )
-            timings.append(f"rules {time.perf_counter() - mark:.3f}s")
-            mark = time.perf_counter()
-            pod.sidecar = await self._start_sidecar(pod, pod_python)
-            ready = await _wait_ready(pod.sidecar, SIDECAR_READY_TIMEOUT)
-            timings.append(
-                f"sidecar {time.perf_counter() - mark:.3f}s" + ("" if ready else " (NOT ready)")
-            )
+        except podspec.MissingObject as missing:
+            raise PodWaiting("CreateContainerConfigError", str(missing)) from None
+        except podspec.CannotRun as error:
+            raise PodWaiting("CreateContainerError", str(error)) from None
+        mark = time.perf_counter()
+        pod.sandbox = await self._in_thread(
+            pod,
+            self.make_sandbox,
+            self._journal(),
+            self._sandboxes_dir(),
+            pod.netns,
+            pod.netns,
+            {v.name: v.files for v in volumes},
+            _container_mounts(plans),
+        )
+        timings.append(f"sandbox {time.perf_counter() - mark:.3f}s")
         if pod.removing:
             return
-        env_base = {
-            "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",
-            "POD_NAME": pod.name,
-            "POD_NAMESPACE": pod.namespace,
-            "POD_IP": pod.ip,
-            "PYTHONUNBUFFERED": "1",
-        }
-        for container in pod.containers_spec:
-            env = process.container_env(container, env_base)
-            spec = ProcessSpec(
-                name=container.name,
-                netns=pod.netns,
-                argv=process.container_argv(container, env),
-                env=env,
-                log=process.log_path(
-                    self.settings.state_dir, pod.namespace, pod.name, container.name
-                ),
-                readiness=container.readiness_probe,
-                probe_target=ProbeTarget(pod.netns, pod.ip, container),
-            )
-            running = ContainerProcess(
-                spec,
-                self._journal(),
-                on_ready_change=lambda _: self.kick(),
-                fast_probe_interval=FAST_PROBE,
-            )
+        policy = stored.spec.restart_policy
+        for plan in (p for p in plans if p.init):
+            mark = time.perf_counter()
+            init = self._container(pod, plan, "Never" if policy == "Never" else "OnFailure")
+            pod.init_containers.append(init)
+            await init.start()
+            code = await init.wait()
+            timings.append(f"{plan.name} {time.perf_counter() - mark:.3f}s")
+            if code != 0:  # only with restartPolicy Never: the others retry until success
+                pod.phase = "Failed"
+                pod.reason = "InitContainerFailed"
+                pod.message = f"init container {plan.name} exited with {code}"
+                log.error("pod %s/%s failed: %s", pod.namespace, pod.name, pod.message)
+                return
+        pod.initialized = True
+        for plan in (p for p in plans if not p.init):
+            running = self._container(pod, plan, policy)
             pod.containers.append(running)
             await running.start()
         pod.phase = "Running"
-        pod.message = ""
+        pod.message = pod.reason = ""
         log.info(
-            "pod %s/%s started in %.3fs (%s)%s%s",
+            "pod %s/%s started in %.3fs (%s)%s",
             pod.namespace,
             pod.name,
             time.perf_counter() - started,
             ", ".join(timings),
-            " with sidecar" if pod.injected else "",
             f" (attempt {pod.start_attempts})" if pod.start_attempts > 1 else "",
+        )
+
+    def _container(
+        self, pod: RunningPod, plan: podspec.ContainerPlan, restart_policy: str
+    ) -> ContainerProcess:
+        assert pod.sandbox is not None
+        box = pod.sandbox
+
+        def launcher(argv: Sequence[str], uid: int, gid: int) -> list[str]:
+            return box.command(plan.name, argv, uid=uid, gid=gid, working_dir=plan.working_dir)
+
+        container = plan.container
+        spec = ProcessSpec(
+            name=plan.name,
+            netns=pod.netns,
+            argv=plan.argv,
+            env=plan.env,
+            log=process.log_path(self.settings.state_dir, pod.namespace, pod.name, plan.name),
+            uid=plan.uid,
+            gid=plan.gid,
+            readiness=None if plan.init else container.readiness_probe,
+            liveness=None if plan.init else container.liveness_probe,
+            startup=None if plan.init else container.startup_probe,
+            # Probes come from outside the pod, as a kubelet's come from the node.
+            probe_target=ProbeTarget(
+                self.settings.mesh.netns, pod.ip, container, plan.uid, plan.gid, launcher
+            ),
+            restart_policy=restart_policy,
+            launcher=launcher,
+        )
+        return ContainerProcess(
+            spec,
+            self._journal(),
+            on_ready_change=lambda _: self.kick(),
+            fast_probe_interval=FAST_PROBE,
         )
 
     def _journal(self) -> record.Journal:
         assert self.journal is not None
         return self.journal
-
-    async def _start_sidecar(self, pod: RunningPod, pod_python: Path) -> ContainerProcess:
-        directory = self._sidecars_dir() / pod.netns
-        self._sidecars_dir().mkdir(mode=0o711, exist_ok=True)
-        os.chmod(self._sidecars_dir(), 0o711)
-        ca = self._ca()
-        written = bootstrap.write(
-            directory,
-            proxy_id=pod.name,
-            identity=Identity(pod.namespace, pod.service_account),
-            xds_address=f"{self.settings.mesh.gateway}:{wellknown.XDS_PORT}",
-            issuer=ca,
-            now=builtin.utc_now(),
-            server_name=wellknown.XDS_SERVER_NAME,
-        )
-        for path in (directory, *directory.iterdir()):
-            os.chown(path, wellknown.PROXY_UID, wellknown.PROXY_UID)
-        python = str(pod_python / "bin" / "python3")
-        env = {
-            "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",
-            "HOME": "/",
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "POD_NAME": pod.name,
-            "POD_NAMESPACE": pod.namespace,
-            "POD_IP": pod.ip,
-        }
-        container = Container(pods.SIDECAR_CONTAINER)
-        spec = ProcessSpec(
-            name=pods.SIDECAR_CONTAINER,
-            netns=pod.netns,
-            argv=(python, *SIDECAR_MAIN, "--bootstrap", str(written.path)),
-            env=env,
-            log=process.log_path(
-                self.settings.state_dir, pod.namespace, pod.name, pods.SIDECAR_CONTAINER
-            ),
-            uid=wellknown.PROXY_UID,
-            gid=wellknown.PROXY_UID,
-            readiness=Probe(
-                "httpGet", port=wellknown.PROXY_ADMIN_PORT, path="/ready", period_seconds=1
-            ),
-            probe_target=ProbeTarget(pod.netns, "127.0.0.1", container),
-        )
-        sidecar = ContainerProcess(
-            spec,
-            self._journal(),
-            on_ready_change=lambda _: self.kick(),
-            fast_probe_interval=SIDECAR_FAST_PROBE,
-        )
-        await sidecar.start()
-        return sidecar
-
-    def _ca(self) -> builtin.BuiltinCA:
-        if self.ca is None:
-            self.ca = builtin.BuiltinCA.open(
-                self.settings.state_dir / "ca", builtin.utc_now(), create=False
-            )
-        return self.ca
 
     async def _remove_pod(self, pod: RunningPod, *, forget: bool = True) -> None:
         pod.removing = True
@@ -651,44 +750,75 @@ class Kubelet:
         self.pool.release(f"pod:{pod.namespace}/{pod.name}")
         if forget:
             self.pods.pop((pod.namespace, pod.name), None)
+            self._published_pods.pop((pod.namespace, pod.name), None)
             self.kick()
 
     async def _release(self, pod: RunningPod) -> None:
-        """Stops the pod's processes and removes its network (what a start made, or half
-        made); the pod keeps its IP. Idempotent."""
+        """Stops the pod's processes, removes its sandbox and network (what a start made,
+        or half made); the pod keeps its IP. Idempotent."""
         pod.network_ready = False
+        grace = float(pod.pod.spec.termination_grace_period_seconds)
         # Forgotten only once stopped: a removal that cancels this half way stops them again.
-        await asyncio.gather(*(c.stop(grace=2.0) for c in pod.containers), return_exceptions=True)
+        running = [*pod.containers, *pod.init_containers]
+        await asyncio.gather(
+            *(c.stop(grace=min(grace, 5.0)) for c in running), return_exceptions=True
+        )
         pod.containers = []
-        if pod.sidecar is not None:
-            await pod.sidecar.stop(grace=1.0)
-            pod.sidecar = None
+        pod.init_containers = []
+        pod.initialized = False
         if pod.blocking is not None:  # a network change still running in its thread
             await asyncio.gather(pod.blocking, return_exceptions=True)
+        if pod.sandbox is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                await self._in_thread(pod, pod.sandbox.remove)
+            pod.sandbox = None
         assert self.network is not None
         with contextlib.suppress(network.NetworkError, OSError, RuntimeError):
             await self._in_thread(pod, self.network.remove_pod, pod.netns)
         pod.blocking = None
         self._hosts.pop(pod.netns, None)
-        shutil.rmtree(self._sidecars_dir() / pod.netns, ignore_errors=True)
 
     # -- writing back --------------------------------------------------------------------------
     async def _publish(self) -> None:
-        """Applies changed Pod and Endpoints objects, deletes those of removed pods and
-        Services. On failure (controller away) it is retried on the next change."""
-        reports = [p.report() for p in self.pods.values() if p.ip and not p.removing]
-        current_pods = {(r.namespace, r.name): pods.pod_object(r) for r in reports}
-        changes: list[dict[str, Any]] = []
-        pod_texts = {key: _text(obj) for key, obj in current_pods.items()}
-        for key, obj in current_pods.items():
-            if self._published_pods.get(key) != pod_texts[key]:
-                changes.append(obj)
-        gone = [
-            {"kind": "Pod", "namespace": ns, "name": name}
-            for ns, name in self._published_pods
-            if (ns, name) not in current_pods
-        ]
+        """Writes the status of Pods that changed and the Endpoints of every Service; on
+        failure (controller away, a Pod changed meanwhile) it is retried later."""
+        host_ip = str(self.settings.mesh.gateway)
+        reports = [p.report(host_ip) for p in self.pods.values() if not p.removing]
+        failed = False
+        for running, report in zip(
+            [p for p in self.pods.values() if not p.removing], reports, strict=True
+        ):
+            key = (running.namespace, running.name)
+            status = pods.pod_status(report)
+            text = _text(status)
+            annotations = running.pod.metadata.annotations
+            marked = annotations.get(wellknown.NETNS_ANNOTATION) == running.netns
+            if marked and _text(running.pod.manifest.get("status") or {}) == text:
+                self._published_pods[key] = text  # stored as it is
+                continue
+            if self._published_pods.get(key) == text:
+                continue  # written; the watch has not brought it back yet
+            try:
+                await self.api.apply(
+                    [pods.with_status(running.pod.manifest, status, running.netns)]
+                )
+            except ApiFailure as error:
+                if error.status != 409:
+                    log.warning("cannot write the status of pod %s/%s: %s", *key, error)
+                failed = True  # 409: the Pod changed; its new version comes by the watch
+                continue
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                log.warning("cannot write pod status to the controller: %s", error)
+                self._retry_later(1.0)
+                return
+            self._published_pods[key] = text
+        await self._publish_endpoints([r for r in reports if r.pod_ip])
+        if failed:
+            self._retry_later(0.5)
+
+    async def _publish_endpoints(self, reports: Sequence[pods.PodReport]) -> None:
         services: list[Service] = self._typed(Service)
+        changes: list[dict[str, Any]] = []
         endpoint_texts: dict[tuple[str, str], str] = {}
         for service in services:
             endpoints = pods.endpoints_object(service, reports)
@@ -698,7 +828,7 @@ class Kubelet:
             endpoint_texts[key] = _text(endpoints)
             if self._published_endpoints.get(key) != endpoint_texts[key]:
                 changes.append(endpoints)
-        gone += [
+        gone = [
             {"kind": "Endpoints", "namespace": ns, "name": name}
             for ns, name in pods.stale_endpoints(self._published_endpoints, services)
         ]
@@ -708,11 +838,21 @@ class Kubelet:
             if gone:
                 await self.api.delete(gone)
         except (aiohttp.ClientError, OSError, ApiFailure, TimeoutError) as error:
-            log.warning("cannot write pod status to the controller: %s", error)
-            asyncio.get_running_loop().call_later(1.0, self.kick)
+            log.warning("cannot write endpoints to the controller: %s", error)
+            self._retry_later(1.0)
             return
-        self._published_pods = pod_texts
         self._published_endpoints = endpoint_texts
+
+
+def _container_mounts(plans: Sequence[podspec.ContainerPlan]) -> dict[str, list[sandbox.Mount]]:
+    """Each container's mounts (every container, with or without; `podspec` makes Secret
+    and ConfigMap volumes read-only whatever the mount says, as Kubernetes does)."""
+    return {
+        plan.name: [
+            sandbox.Mount(m.volume, m.mount_path, m.read_only, m.sub_path) for m in plan.mounts
+        ]
+        for plan in plans
+    }
 
 
 def _text(obj: Mapping[str, Any]) -> str:
@@ -730,15 +870,6 @@ def _decode(item: Mapping[str, Any]) -> Resource | None:
     except ValidationFailed as error:
         log.error("ignoring an object the model cannot read: %s", error)
         return None
-
-
-async def _wait_ready(running: ContainerProcess, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not running.ready:
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def serve(settings: RuntimeSettings) -> None:

@@ -1,14 +1,15 @@
-"""The local runtime's pods: Deployments become pods in network namespaces, with sidecars.
+"""The local runtime's decisions: which Pods each Deployment wants, what a Pod's status
+says, which addresses each Service's Endpoints list.
 
-The one idea: a reconcile loop, as a kubelet and a ReplicaSet controller do it together.
-The runtime holds the latest Namespaces, Services, Deployments and MeshConfig it read from
-the controller's watch; `plan` compares the pods each Deployment wants (replicas of its
-current template) with the pods that run, and says which to start and which to remove
-(a changed template rolls: new pods first, old ones once the new are ready). What the
-runtime observes goes back to the controller as ``Pod`` objects (IP, phase, Ready,
-restarts) and ``Endpoints`` objects (ready addresses per Service), which the push loop
-turns into proxy configuration. Everything in this module is pure: the I/O lives in
-`osm.runtime.kubelet`.
+The one idea: two reconcile loops, as Kubernetes' ReplicaSet controller and kubelet do it,
+over what the API stores. `plan` compares the pods each Deployment wants (replicas of its
+current template) with the Pod objects it owns, and says which to create (`pod_manifest`,
+sent through the API, whose admission injects the sidecar) and which to delete (a changed
+template rolls: new pods first, old ones once the new are ready). The kubelet runs every
+stored Pod as it was admitted, and writes back what it observes: the Pod's ``status``
+(`pod_status`: IP, phase, conditions, container states and restarts) and ``Endpoints``
+(ready addresses per Service), which the push loop turns into proxy configuration.
+Everything in this module is pure: the I/O lives in `osm.runtime.kubelet`.
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from osm.base import wellknown
-from osm.base.identity import DataPlane
-from osm.model.core import Container, Deployment, Endpoints, Namespace, Service, injection_enabled
+from osm.model.core import Container, Deployment, Endpoints, Pod, Service
 from osm.runtime.network import HostEntry, service_hostnames
 
 DEPLOYMENT_ANNOTATION = wellknown.LOCAL_ANNOTATION_PREFIX + "deployment"
 MANAGED_ANNOTATION = wellknown.LOCAL_ANNOTATION_PREFIX + "managed-by"
 MANAGER = "osm-runtime"
 TEMPLATE_HASH_LABEL = "pod-template-hash"
-SIDECAR_CONTAINER = "sidecar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +111,25 @@ def plan(deployments: Iterable[Deployment], pods: Iterable[PodState]) -> Plan:
     return Plan(tuple(start), tuple(remove))
 
 
-def hosts_entries(services: Iterable[Service], namespace: str) -> list[HostEntry]:
-    """The hosts file lines of a pod in ``namespace``: every Service with a ClusterIP
+def hosts_entries(
+    services: Iterable[Service], namespace: str, controller_ip: str = ""
+) -> list[HostEntry]:
+    """The hosts file lines of a pod in ``namespace``: the controller's Service names at
+    ``controller_ip`` (where pods reach its xDS port), then every Service with a ClusterIP
     under its names (the short name only for Services of the pod's own namespace)."""
     entries = []
+    if controller_ip:
+        names = service_hostnames(
+            wellknown.CONTROLLER_SERVICE, wellknown.CONTROL_PLANE_NAMESPACE, short=False
+        )
+        entries.append(HostEntry(controller_ip, names))
     for service in sorted(services, key=lambda s: (s.namespace, s.name)):
         if not service.cluster_ip or service.headless:
+            continue
+        if controller_ip and (service.namespace, service.name) == (
+            wellknown.CONTROL_PLANE_NAMESPACE,
+            wellknown.CONTROLLER_SERVICE,
+        ):
             continue
         names = service_hostnames(
             service.name, service.namespace, short=service.namespace == namespace
@@ -125,97 +138,186 @@ def hosts_entries(services: Iterable[Service], namespace: str) -> list[HostEntry
     return entries
 
 
-def sidecar_injected(namespace: Namespace | None, pod_annotations: Mapping[str, str]) -> bool:
-    """OSM's rule: the pod's annotation if it has one, else its namespace's."""
-    explicit = injection_enabled(pod_annotations)
-    if explicit is not None:
-        return explicit
-    return namespace is not None and namespace.sidecar_injection
-
-
-def pod_annotations(template: Mapping[str, str], injected: bool) -> dict[str, str]:
-    """The annotations of a pod the runtime starts: its template's and, when the runtime
-    injects its sidecar, ``osm-py.io/sidecar: python`` (`wellknown.DATA_PLANE_ANNOTATION`),
-    whatever the template says: the runtime runs the Python sidecar only, and the
-    control plane builds a Python sidecar's configuration (gRPC ports as TCP) from it,
-    as OSM's webhook marks the pods it injected."""
-    annotations = dict(template)
-    if injected:
-        annotations[wellknown.DATA_PLANE_ANNOTATION] = DataPlane.PYTHON.value
-    return annotations
-
-
-# -- objects written back to the controller -------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ContainerStatus:
-    name: str
-    ready: bool
-    restarts: int
-    running: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PodReport:
-    """One pod as the runtime observes it, for its ``Pod`` object."""
-
-    namespace: str
-    name: str
-    deployment: str
-    template_hash: str
-    netns: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    spec: Mapping[str, Any]
-    pod_ip: str
-    phase: str
-    ready: bool
-    containers: tuple[ContainerStatus, ...] = ()
-    message: str = ""
-    start_time: str = ""
-    containers_spec: tuple[Container, ...] = field(default=())
-
-
-def pod_object(report: PodReport) -> dict[str, Any]:
-    """The ``Pod`` manifest of a running pod (status included)."""
-    annotations = {
-        **report.annotations,
-        wellknown.NETNS_ANNOTATION: report.netns,
-        DEPLOYMENT_ANNOTATION: report.deployment,
-        MANAGED_ANNOTATION: MANAGER,
+# -- Pods of Deployments ---------------------------------------------------------------------
+def pod_manifest(deployment: Deployment, template: str, name: str) -> dict[str, Any]:
+    """The Pod a Deployment's controller asks the API for: the template's metadata and
+    spec, the ``pod-template-hash`` label, the owning Deployment (an annotation, which
+    `owned_pods` reads, and an ``ownerReference`` as Kubernetes writes one)."""
+    spec = deployment.manifest.get("spec")
+    template_doc = spec.get("template") if isinstance(spec, Mapping) else None
+    template_doc = template_doc if isinstance(template_doc, Mapping) else {}
+    template_meta = template_doc.get("metadata")
+    template_meta = template_meta if isinstance(template_meta, Mapping) else {}
+    owner: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment.name,
+        "controller": True,
+        "blockOwnerDeletion": True,
     }
-    status: dict[str, Any] = {
-        "phase": report.phase,
-        "conditions": [{"type": "Ready", "status": "True" if report.ready else "False"}],
-        "containerStatuses": [
-            {
-                "name": c.name,
-                "ready": c.ready,
-                "restartCount": c.restarts,
-                "state": {"running": {}} if c.running else {"waiting": {}},
-            }
-            for c in report.containers
-        ],
-    }
-    if report.pod_ip:
-        status["podIP"] = report.pod_ip
-    if report.message:
-        status["message"] = report.message
-    if report.start_time:
-        status["startTime"] = report.start_time
+    if deployment.metadata.uid:
+        owner["uid"] = deployment.metadata.uid
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": report.name,
-            "namespace": report.namespace,
-            "labels": {**report.labels, TEMPLATE_HASH_LABEL: report.template_hash},
-            "annotations": annotations,
+            "name": name,
+            "namespace": deployment.namespace,
+            "labels": {**dict(template_meta.get("labels") or {}), TEMPLATE_HASH_LABEL: template},
+            "annotations": {
+                **dict(template_meta.get("annotations") or {}),
+                DEPLOYMENT_ANNOTATION: deployment.name,
+            },
+            "ownerReferences": [owner],
         },
-        "spec": dict(report.spec),
-        "status": status,
+        "spec": json.loads(json.dumps(template_doc.get("spec") or {})),
     }
 
 
+def owned_pods(pods: Iterable[Pod], ready: Mapping[tuple[str, str], bool]) -> list[PodState]:
+    """The stored Pods that a Deployment's controller made, for `plan`; ``ready`` overrides
+    what a Pod's stored status says (the kubelet knows better, and sooner)."""
+    states = []
+    for pod in pods:
+        deployment = pod.metadata.annotations.get(DEPLOYMENT_ANNOTATION)
+        if not deployment:
+            continue
+        key = (pod.namespace, pod.name)
+        states.append(
+            PodState(
+                pod.namespace,
+                pod.name,
+                deployment,
+                pod.metadata.labels.get(TEMPLATE_HASH_LABEL, ""),
+                ready.get(key, pod.ready),
+                _created(pod.metadata.creation_timestamp),
+            )
+        )
+    return states
+
+
+def _created(timestamp: str) -> float:
+    """An RFC 3339 creation timestamp as seconds since the epoch (0 when unreadable)."""
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+# -- Pod status, as the kubelet reports it ------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ContainerStatus:
+    """One container as the kubelet observes it. ``state``: ``running``, ``waiting`` (with
+    a ``reason``: ContainerCreating, PodInitializing, CrashLoopBackOff) or ``terminated``
+    (with ``exit_code`` and ``reason``: Completed, Error, or the probe that killed it)."""
+
+    name: str
+    state: str
+    ready: bool = False
+    started: bool = False
+    restarts: int = 0
+    reason: str = ""
+    exit_code: int | None = None
+    last_exit_code: int | None = None
+    last_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PodReport:
+    """One pod as the kubelet observes it: for its status and its Services' Endpoints."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    pod_ip: str
+    phase: str
+    ready: bool
+    host_ip: str = ""
+    initialized: bool = False
+    init_containers: tuple[ContainerStatus, ...] = ()
+    containers: tuple[ContainerStatus, ...] = ()
+    message: str = ""
+    reason: str = ""
+    start_time: str = ""
+    containers_spec: tuple[Container, ...] = field(default=())
+
+
+def pod_status(report: PodReport) -> dict[str, Any]:
+    """The ``status`` of a Pod, in the shape kube-apiserver serves it."""
+
+    def condition(kind: str, true: bool) -> dict[str, str]:
+        return {"type": kind, "status": "True" if true else "False"}
+
+    containers_ready = bool(report.containers) and all(c.ready for c in report.containers)
+    status: dict[str, Any] = {
+        "phase": report.phase,
+        "conditions": [
+            condition("PodScheduled", True),
+            condition("Initialized", report.initialized),
+            condition("ContainersReady", containers_ready),
+            condition("Ready", report.ready),
+        ],
+    }
+    if report.host_ip:
+        status["hostIP"] = report.host_ip
+    if report.pod_ip:
+        status["podIP"] = report.pod_ip
+        status["podIPs"] = [{"ip": report.pod_ip}]
+    if report.start_time:
+        status["startTime"] = report.start_time
+    if report.message:
+        status["message"] = report.message
+    if report.reason:
+        status["reason"] = report.reason
+    if report.init_containers:
+        status["initContainerStatuses"] = [_container_status(c) for c in report.init_containers]
+    if report.containers:
+        status["containerStatuses"] = [_container_status(c) for c in report.containers]
+    return status
+
+
+def _container_status(container: ContainerStatus) -> dict[str, Any]:
+    state: dict[str, Any]
+    if container.state == "running":
+        state = {"running": {}}
+    elif container.state == "terminated":
+        state = {"terminated": {"exitCode": container.exit_code or 0}}
+        if container.reason:
+            state["terminated"]["reason"] = container.reason
+    else:
+        state = {"waiting": {"reason": container.reason} if container.reason else {}}
+    status: dict[str, Any] = {
+        "name": container.name,
+        "ready": container.ready,
+        "started": container.started,
+        "restartCount": container.restarts,
+        "state": state,
+    }
+    if container.last_exit_code is not None:
+        last = {"exitCode": container.last_exit_code}
+        status["lastState"] = {
+            "terminated": {**last, "reason": container.last_reason}
+            if container.last_reason
+            else last
+        }
+    return status
+
+
+def with_status(
+    manifest: Mapping[str, Any], status: Mapping[str, Any], netns: str = ""
+) -> dict[str, Any]:
+    """The stored Pod with its ``status`` replaced and, given ``netns``, the annotation that
+    says where it runs (`wellknown.NETNS_ANNOTATION`: ``osm proxy get`` enters it). Its
+    ``resourceVersion`` is kept, so the write is refused (Conflict) if the Pod changed or was
+    deleted meanwhile, rather than bringing a deleted Pod back."""
+    obj: dict[str, Any] = json.loads(json.dumps(manifest))
+    obj["status"] = dict(status)
+    if netns:
+        obj["metadata"].setdefault("annotations", {})[wellknown.NETNS_ANNOTATION] = netns
+    return obj
+
+
+# -- Endpoints ----------------------------------------------------------------------------------
 def endpoints_object(service: Service, pods: Sequence[PodReport]) -> dict[str, Any] | None:
     """The ``Endpoints`` of ``service``: its selected pods' addresses (ready ones under
     ``addresses``, the others under ``notReadyAddresses``), with each service port mapped

@@ -6,7 +6,8 @@ the pod starts and kept by bind-mounting it to a file (as ``ip netns`` keeps net
 namespaces); every process of that container enters it and the pod's network namespace:
 ``nsenter --mount=<file> --net=/run/netns/<netns> -- setpriv ... -- argv``. Both programs
 exec, so the pid the runtime gets is the container's own. Inside, as ``ip netns exec``
-would have it, ``/sys`` describes the pod's network and each file of
+would have it, ``/sys`` describes the pod's network (and, as in a Kubernetes pod, ``/dev/shm``
+is a tmpfs of its own) and each file of
 ``/etc/netns/<netns>/`` (the hosts file, resolv.conf) is bound over its ``/etc`` namesake;
 the runtime rewrites those in place, so running containers see the changes. Then each of
 the container's ``volumeMounts`` is a bind mount of the volume's staging directory (or, with
@@ -73,6 +74,8 @@ NAMESPACES = "ns"
 SCRATCH = "scratch"
 SCRATCH_SIZE = "64m"
 """The size limit of each namespace's tmpfs (overlay upper layers)."""
+SHM_SIZE = 64 * 1024 * 1024
+"""Each namespace's /dev/shm, Kubernetes' default size."""
 DEFAULT_MODE = 0o644
 """Kubernetes' defaultMode for Secret and ConfigMap volumes."""
 
@@ -478,6 +481,15 @@ def _build(plan: _Plan) -> int:
     finally:
         os.close(netns)
     _remount_sysfs()
+    # A /dev/shm of its own, as every Kubernetes pod has (64 MiB): Envoy's hot-restart
+    # shared memory (``envoy_shared_memory_0``) of one pod must not collide with another's.
+    mounts.mount(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
+        f"mode=1777,size={SHM_SIZE}",
+    )
     mounts.mount(
         "tmpfs",
         plan.scratch,

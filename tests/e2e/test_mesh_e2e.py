@@ -1,10 +1,12 @@
 """The whole mesh end to end (root): `osm up`, the bookstore demo, SMI, mTLS on the wire,
-rotation, a controller crash, and `osm down` leaving nothing behind.
+rotation, a controller crash, and `osm down` leaving nothing behind — on each data plane.
 
-One mesh for the module (its own state dir, ports and namespace prefix, so a mesh the user
-runs is not touched); tests run in file order and each leaves the demo permissive with a
-50/50 split. Traffic goes only between namespaces this module creates. Outcomes are read
-from the demo clients' own counters (fetched inside their pods over loopback).
+The module runs three times, once per data plane (`PLANES`): Envoy everywhere (the
+default), the Python sidecar everywhere, and mixed (Envoy clients to Python servers and
+the reverse). One mesh per run (its own state dir, ports and namespace prefix, so a mesh
+the user runs is not touched); tests run in file order and each leaves the demo permissive
+with a 50/50 split. Traffic goes only between namespaces this module creates. Outcomes are
+read from the demo clients' own counters (fetched inside their pods over loopback).
 """
 
 from __future__ import annotations
@@ -82,11 +84,38 @@ def ours() -> dict[str, list[str]]:
     }
 
 
+PLANES: dict[str, dict[str, str]] = {
+    # deployment -> data plane (absent: Envoy, the injector's default)
+    "envoy": {},
+    "python": {
+        name: "python"
+        for name in ("bookbuyer", "bookthief", "bookstore-v1", "bookstore-v2", "bookwarehouse")
+    },
+    "mixed": {"bookthief": "python", "bookstore-v1": "python", "bookwarehouse": "python"},
+}
+"""Mixed: bookbuyer (Envoy) reaches bookstore-v1 (Python) and v2 (Envoy); bookthief
+(Python) reaches both too; the bookstores (one of each) reach bookwarehouse (Python)."""
+
+
+def choose_planes(planes: dict[str, str]) -> Callable[[list[dict[str, Any]]], None]:
+    """An edit that annotates the pod templates of the Deployments `planes` names."""
+
+    def edit(objects: list[dict[str, Any]]) -> None:
+        for obj in objects:
+            plane = planes.get(obj["metadata"]["name"]) if obj["kind"] == "Deployment" else None
+            if plane is not None:
+                meta = obj["spec"]["template"].setdefault("metadata", {})
+                meta.setdefault("annotations", {})[wellknown.DATA_PLANE_ANNOTATION] = plane
+
+    return edit
+
+
 @dataclass
 class Mesh:
     settings: daemon.MeshSettings
     api: Client
     started: float
+    plane: str
 
     def apply_file(
         self, path: Path, edit: Callable[[list[dict[str, Any]]], None] | None = None
@@ -115,8 +144,8 @@ class Mesh:
         return dict(items[0])
 
 
-@pytest.fixture(scope="module")
-def mesh() -> Iterator[Mesh]:
+@pytest.fixture(scope="module", params=sorted(PLANES))
+def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
     # Not under pytest's tmp dir (mode 0700): the sidecars (UID 1500) read their bootstrap.
     base = Path(f"/tmp/{PREFIX}")
     base.mkdir(mode=0o755)
@@ -126,8 +155,8 @@ def mesh() -> Iterator[Mesh]:
     started = time.monotonic()
     try:
         daemon.up(settings, progress=print)
-        running = Mesh(settings, Client(settings.server), started)
-        running.apply_file(MANIFESTS)
+        running = Mesh(settings, Client(settings.server), started, request.param)
+        running.apply_file(MANIFESTS, choose_planes(PLANES[request.param]))
         yield running
     finally:
         daemon.down(state_dir)
@@ -272,9 +301,24 @@ def test_osm_proxy_get_reads_a_pods_sidecar(mesh: Mesh) -> None:
         obj={},
     )
     assert info.exit_code == 0, info.output
-    # Pods run /opt/osm/venv, where setup.py compiled the hot modules (make deps: gcc).
-    if not os.environ.get("OSM_PURE_PYTHON"):
-        assert "http1" in json.loads(info.output)["compiled_modules"], info.output
+    if PLANES[mesh.plane].get("bookbuyer") == "python":
+        # Pods run /opt/osm/venv, where setup.py compiled the hot modules (make deps: gcc).
+        if not os.environ.get("OSM_PURE_PYTHON"):
+            assert "http1" in json.loads(info.output)["compiled_modules"], info.output
+    else:
+        assert json.loads(info.output)["version"].split("/")[1].startswith("1.40"), info.output
+
+
+def proxy_stats(mesh: Mesh, namespace: str, pod: str) -> dict[str, str]:
+    from click.testing import CliRunner
+
+    from osm.cli import main as cli_main
+
+    cli_main.register(cli_main.cli)
+    argv = ["--server", mesh.settings.server, "proxy", "get", "stats", pod, "-n", namespace]
+    result = CliRunner().invoke(cli_main.cli, argv, obj={})
+    assert result.exit_code == 0, result.output
+    return dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
 
 
 def test_smi_mode_denies_the_thief_and_allows_the_buyer_on_its_routes(mesh: Mesh) -> None:
@@ -342,7 +386,9 @@ def test_traffic_between_pods_is_tls_on_the_wire(mesh: Mesh) -> None:
             "-n",
             "-s",
             "0",
-            "tcp",
+            # The kubelet's probes are plain HTTP to the sidecar's probe ports, as on
+            # Kubernetes; everything else between pods must be TLS.
+            f"tcp and not portrange {wellknown.LIVENESS_PROBE_PORT}-{wellknown.HEALTHCHECK_PORT}",
         ],
         capture_output=True,
         timeout=20,
@@ -362,6 +408,23 @@ def test_certificates_rotate_under_traffic_without_failures(mesh: Mesh) -> None:
             assert seen[name].errors == 0 and seen[name].ok > 100, seen
     finally:
         set_mesh_config(mesh, permissive=True)
+
+
+def test_every_proxy_accepted_every_configuration_it_was_sent(mesh: Mesh) -> None:
+    """After permissive, SMI, splits and rotations: no NACK reached the controller, and
+    no Envoy counted a rejected update (a rejection is a failure, not a warning)."""
+    proxies = mesh.api.proxies()
+    assert len(proxies) >= 5, proxies
+    assert [p for p in proxies if p.get("last_nack")] == []
+    for namespace in NAMESPACES:
+        for pod in mesh.api.list("Pod", namespace=namespace)["items"]:
+            containers = [c["name"] for c in pod["spec"]["containers"]]
+            if "envoy" not in containers:
+                continue
+            stats = proxy_stats(mesh, namespace, pod["metadata"]["name"])
+            rejected = {k: v for k, v in stats.items() if k.endswith("update_rejected")}
+            assert rejected, "Envoy reports its xDS update counters"
+            assert set(rejected.values()) == {"0"}, rejected
 
 
 def test_the_controller_killed_and_restarted_under_traffic_drops_nothing(mesh: Mesh) -> None:

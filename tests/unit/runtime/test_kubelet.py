@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import ipaddress
+import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from osm.base import ipam
+from osm.base import ipam, wellknown
 from osm.runtime import kubelet, process, record
 from osm.runtime.network import HostEntry, NetworkError
 
@@ -97,47 +98,124 @@ class FakeNetwork:
 
 
 class FakeContainer:
-    """`ContainerProcess` without a process: ready once started."""
+    """`ContainerProcess` without a process: ready once started; an init container
+    "exits" with the code `EXIT_CODES` gives its name (0 by default)."""
+
+    EXIT_CODES: dict[str, int] = {}
+    started_names: list[str] = []
 
     def __init__(self, spec: process.ProcessSpec, journal: record.Journal, **_: Any) -> None:
         self.spec = spec
         self.ready = False
+        self.started = False
         self.restarts = 0
         self.pid: int | None = None
+        self.last_exit_code: int | None = None
+        self.last_termination = ""
+        self.finished = asyncio.Event()
+        self.state = "waiting"
 
     async def start(self) -> None:
-        self.ready, self.pid = True, 4242
+        FakeContainer.started_names.append(self.spec.name)
+        self.ready = self.started = True
+        self.pid, self.state = 4242, "running"
+
+    async def wait(self) -> int:
+        code = FakeContainer.EXIT_CODES.get(self.spec.name, 0)
+        self.ready, self.pid, self.state = False, None, "terminated"
+        self.last_exit_code, self.last_termination = code, "Completed" if code == 0 else "Error"
+        self.finished.set()
+        return code
 
     async def stop(self, grace: float = 5.0) -> None:
         self.ready, self.pid = False, None
 
 
+class FakeSandbox:
+    """`PodSandbox` without mounts: records what it was given."""
+
+    made: list[FakeSandbox] = []
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+        self.removed = False
+        FakeSandbox.made.append(self)
+
+    def command(
+        self, argv: Sequence[str], *, uid: int, gid: int, working_dir: str = ""
+    ) -> list[str]:
+        return list(argv)
+
+    def remove(self) -> None:
+        self.removed = True
+
+
 class FakeApi:
-    """The controller's API as the runtime calls it: lists ``objects``, a watch that
-    stays quiet, and the Pod/Endpoints objects it writes (``written``: every version)."""
+    """The controller's API as the runtime calls it, over a dict: list, a watch that
+    streams every write, apply (create or replace, Conflict on a stale resourceVersion,
+    refusal of Pods while ``refuse`` is set) and delete."""
 
     def __init__(self, objects: list[dict[str, Any]]) -> None:
-        self.objects = objects
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.written: list[dict[str, Any]] = []
+        self.refuse = ""
+        self.rv = 0
+        for obj in objects:
+            self._store(obj)
+
+    @staticmethod
+    def key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+        meta = obj["metadata"]
+        return (obj["kind"], meta.get("namespace", ""), meta["name"])
+
+    def _store(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        key = self.key(obj)
+        old = self.objects.get(key)
+        self.rv += 1
+        stored = json.loads(json.dumps(obj))
+        meta = stored["metadata"]
+        meta["resourceVersion"] = str(self.rv)
+        meta["uid"] = old["metadata"]["uid"] if old else f"uid-{self.rv}"
+        meta.setdefault("creationTimestamp", "2026-12-06T00:00:00Z")
+        self.objects[key] = stored
+        return stored
 
     async def list(self, kind: str) -> tuple[list[dict[str, Any]], int]:
-        return [o for o in self.objects if o["kind"] == kind], 1
+        return [o for k, o in self.objects.items() if k[0] == kind], self.rv
 
     async def watch(self, since: int, kinds_: Sequence[str]) -> AsyncIterator[dict[str, Any]]:
-        await asyncio.Event().wait()
-        yield {}  # pragma: no cover (never reached: the watch stays quiet)
+        while True:
+            yield await self.events.get()
 
     async def apply(self, objects: Sequence[Mapping[str, Any]]) -> None:
-        self.written += [dict(o) for o in objects]
+        for obj in objects:
+            if obj["kind"] == "Pod" and self.refuse:
+                raise kubelet.ApiFailure(422, self.refuse)
+            current = self.objects.get(self.key(obj))
+            expected = obj["metadata"].get("resourceVersion")
+            if expected and (current is None or current["metadata"]["resourceVersion"] != expected):
+                raise kubelet.ApiFailure(409, "conflict")
+        for obj in objects:
+            created = self.key(obj) not in self.objects
+            stored = self._store(obj)
+            self.written.append(stored)
+            await self.events.put({"type": "ADDED" if created else "MODIFIED", "object": stored})
 
     async def delete(self, refs: Sequence[Mapping[str, str]]) -> None:
-        pass
+        for ref in refs:
+            gone = self.objects.pop((ref["kind"], ref["namespace"], ref["name"]), None)
+            if gone is not None:
+                await self.events.put({"type": "DELETED", "object": gone})
 
     async def close(self) -> None:
         pass
 
+    def pods(self) -> builtins.list[dict[str, Any]]:
+        return [o for k, o in self.objects.items() if k[0] == "Pod"]
+
     def pod_statuses(self) -> builtins.list[dict[str, Any]]:
-        return [dict(o["status"]) for o in self.written if o["kind"] == "Pod"]
+        return [dict(o.get("status") or {}) for o in self.written if o["kind"] == "Pod"]
 
 
 @pytest.fixture
@@ -161,7 +239,11 @@ async def runtime(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[kubelet.Kubelet]:
     monkeypatch.setattr(kubelet, "ContainerProcess", FakeContainer)
+    FakeContainer.EXIT_CODES = {}
+    FakeContainer.started_names = []
+    FakeSandbox.made = []
     running = kubelet.Kubelet(kubelet.RuntimeSettings(state_dir=tmp_path))
+    running.make_sandbox = FakeSandbox  # type: ignore[assignment]
     api = FakeApi([NAMESPACE, DEPLOYMENT, service("web", "10.234.0.1")])
     running.api = api  # type: ignore[assignment]
     running.journal = journal
@@ -188,6 +270,127 @@ def only_pod(runtime: kubelet.Kubelet) -> kubelet.RunningPod:
     return pod
 
 
+async def test_a_deployments_pod_is_created_through_the_api_then_run_as_stored(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    api: Any = runtime.api
+    await until(lambda: bool(runtime.pods) and only_pod(runtime).ready, "the pod to be ready")
+    (stored,) = api.pods()
+    assert stored["metadata"]["ownerReferences"][0]["name"] == "web"
+    assert stored["metadata"]["labels"]["app"] == "web"
+    await until(
+        lambda: (
+            (stored := api.pods()[0]).get("status", {}).get("phase") == "Running"
+            and stored["status"]["conditions"][-1] == {"type": "Ready", "status": "True"}
+        ),
+        "a Ready Pod status",
+    )
+    pod = api.pods()[0]
+    assert pod["status"]["podIP"] == only_pod(runtime).ip
+    assert pod["metadata"]["annotations"][wellknown.NETNS_ANNOTATION] == only_pod(runtime).netns
+    assert pod["spec"] == stored["spec"]  # the kubelet writes status, never the spec
+    await until(lambda: ("Endpoints", "shop", "web") in api.objects, "the Endpoints")
+    (subset,) = api.objects[("Endpoints", "shop", "web")]["subsets"]
+    assert subset["addresses"][0]["ip"] == only_pod(runtime).ip
+
+
+def bare_pod(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"containers": [{"name": "main", "command": ["python3", "-m", "app"]}], **spec},
+    }
+
+
+async def test_init_containers_run_to_completion_in_order_before_the_containers(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    api: Any = runtime.api
+    init = [{"name": n, "command": ["true"]} for n in ("first", "second")]
+    await api.apply([bare_pod("solo", initContainers=init)])
+    await until(
+        lambda: ("shop", "solo") in runtime.pods and runtime.pods[("shop", "solo")].ready,
+        "the pod to be ready",
+    )
+    order = [n for n in FakeContainer.started_names if n != "app"]  # not the Deployment's
+    assert order == ["first", "second", "main"]
+
+
+async def test_a_failed_init_container_fails_a_pod_that_never_restarts(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    api: Any = runtime.api
+    FakeContainer.EXIT_CODES = {"setup": 3}
+    init = [{"name": "setup", "command": ["false"]}]
+    await api.apply([bare_pod("doomed", initContainers=init, restartPolicy="Never")])
+
+    def status() -> dict[str, Any]:
+        return dict(api.objects[("Pod", "shop", "doomed")].get("status") or {})
+
+    await until(lambda: status().get("phase") == "Failed", "the pod to fail")
+    assert status()["message"] == "init container setup exited with 3"
+    (setup,) = status()["initContainerStatuses"]
+    assert setup["state"] == {"terminated": {"exitCode": 3, "reason": "Error"}}
+    assert "main" not in FakeContainer.started_names
+
+
+async def test_a_pod_waits_for_the_secret_it_mounts(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    api: Any = runtime.api
+    pod = bare_pod("needs-secret", volumes=[{"name": "cfg", "secret": {"secretName": "cfg"}}])
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/cfg"}]
+
+    await api.apply([pod])
+
+    def status() -> dict[str, Any]:
+        return dict(api.objects[("Pod", "shop", "needs-secret")].get("status") or {})
+
+    await until(lambda: status().get("reason") == "ContainerCreating", "a waiting status")
+    assert 'secret "cfg"' in status()["message"].lower() or "cfg" in status()["message"]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "cfg", "namespace": "shop"},
+        "data": {"key": "dmFsdWU="},
+    }
+    await api.apply([secret])
+    await until(lambda: status().get("phase") == "Running", "the pod to run", timeout=10)
+    box = next(b for b in FakeSandbox.made if b.args[2].endswith("needs-secret"))
+    volumes, mounts = box.args[4], box.args[5]
+    assert [(f.path, f.data, f.mode) for f in volumes["cfg"]] == [("key", b"value", 0o644)]
+    # Secret volumes are read-only, as Kubernetes mounts them.
+    assert [(m.volume, m.mount_path, m.read_only) for m in mounts["main"]] == [
+        ("cfg", "/etc/cfg", True)
+    ]
+
+
+async def test_a_pod_the_api_refuses_is_asked_for_again_with_backoff(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    api: Any = runtime.api
+    await until(lambda: bool(runtime.pods) and only_pod(runtime).ready, "the first pod")
+    api.refuse = "admission: annotation bad"
+    other = json.loads(json.dumps(DEPLOYMENT))
+    other["metadata"]["name"] = "other"
+    await api.apply([other])
+    await asyncio.sleep(0.3)
+    assert [p["metadata"]["name"] for p in api.pods() if "other" in p["metadata"]["name"]] == []
+    assert ("shop", "other") in runtime._refused
+    api.refuse = ""
+    await until(
+        lambda: any(p["metadata"]["name"].startswith("other-") for p in api.pods()),
+        "the pod once the API takes it",
+        timeout=5,
+    )
+
+
 async def test_hosts_are_not_written_while_the_pods_network_is_being_made(
     runtime: kubelet.Kubelet, network: FakeNetwork
 ) -> None:
@@ -196,10 +399,7 @@ async def test_hosts_are_not_written_while_the_pods_network_is_being_made(
     assert pod.ip  # the IP is allocated (and published) before the network exists
     # A change that rewrites every pod's hosts file arrives while add_pod runs.
     api: Any = runtime.api
-    api.objects.append(service("db", "10.234.0.2"))
-    runtime.resources.clear()
-    await runtime._relist()
-    runtime._reconcile()
+    await api.apply([service("db", "10.234.0.2")])
     await asyncio.sleep(0.05)  # more reconciles, from the loop's own kicks
     network.gate.set()
     await until(lambda: pod.ready, "the pod to be ready")
@@ -224,7 +424,8 @@ async def test_a_pod_whose_start_fails_is_undone_and_retried_until_it_runs(
     api: Any = runtime.api
     await until(
         lambda: any(
-            s["conditions"] == [{"type": "Ready", "status": "True"}] for s in api.pod_statuses()
+            {"type": "Ready", "status": "True"} in s.get("conditions", [])
+            for s in api.pod_statuses()
         ),
         "a Ready Pod object",
     )
@@ -239,9 +440,7 @@ async def test_a_pod_removed_while_its_network_is_made_is_removed_after_it(
     await until(network.adding_started.is_set, "add_pod to start")
     pod = only_pod(runtime)
     api: Any = runtime.api
-    api.objects.remove(DEPLOYMENT)
-    runtime.resources.clear()
-    await runtime._relist()
+    await api.delete([{"kind": "Deployment", "namespace": "shop", "name": "web"}])
     await asyncio.sleep(0.05)
     assert ("remove_pod", pod.netns) not in network.calls  # waits for add_pod's thread
     network.gate.set()

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-import pytest
-
-from osm.catalog.catalog import Catalog
-from osm.catalog.state import MeshState
 from osm.model import kinds
 from osm.model.core import Deployment, Pod, Service
 from osm.runtime import pods
@@ -114,21 +109,32 @@ def test_hosts_have_short_names_only_in_the_services_own_namespace() -> None:
     ]
 
 
+def test_pods_find_the_controller_by_its_service_name() -> None:
+    entries = pods.hosts_entries([service()], "shop", controller_ip="10.233.0.1")
+    assert entries[0].ip == "10.233.0.1"
+    assert "osm-controller.osm-system.svc.cluster.local" in entries[0].names
+    assert "osm-controller" not in entries[0].names  # short names only within osm-system
+
+
 def report(name: str, ip: str, ready: bool) -> pods.PodReport:
     web = deployment()
     return pods.PodReport(
         namespace="shop",
         name=name,
-        deployment="web",
-        template_hash="h",
-        netns=f"osm-shop-{name}",
         labels={"app": "web"},
-        annotations={},
-        spec={"containers": [{"name": "app"}]},
         pod_ip=ip,
         phase="Running",
         ready=ready,
-        containers=(pods.ContainerStatus("app", ready, 2, True),),
+        host_ip="10.233.0.1",
+        initialized=True,
+        init_containers=(
+            pods.ContainerStatus("osm-init", "terminated", reason="Completed", exit_code=0),
+        ),
+        containers=(
+            pods.ContainerStatus(
+                "app", "running", ready, True, 2, last_exit_code=1, last_reason="Error"
+            ),
+        ),
         containers_spec=web.template.spec.containers,
     )
 
@@ -145,44 +151,39 @@ def test_endpoints_list_ready_and_unready_addresses_with_target_ports() -> None:
     assert kinds.decode(obj).kind == "Endpoints"
 
 
-def test_pod_objects_read_back_with_ip_readiness_and_restarts() -> None:
-    obj = pods.pod_object(report("a", "10.233.0.2", True))
+def test_a_pods_status_reads_back_with_ip_readiness_and_restarts() -> None:
+    web = deployment()
+    manifest = pods.pod_manifest(web, "h", "web-h-abcde")
+    obj = pods.with_status(manifest, pods.pod_status(report("web-h-abcde", "10.233.0.2", True)))
     pod = kinds.decode(obj)
-    assert pod.pod_ip == "10.233.0.2" and pod.ready  # type: ignore[attr-defined]
-    assert obj["status"]["containerStatuses"][0]["restartCount"] == 2
-    assert obj["metadata"]["labels"][pods.TEMPLATE_HASH_LABEL] == "h"
-    assert pods.managed(obj)
-
-
-@pytest.mark.parametrize(
-    ("template", "injected", "expected"),
-    [
-        pytest.param({}, True, {"osm-py.io/sidecar": "python"}, id="injected: marked python"),
-        pytest.param(
-            {"osm-py.io/sidecar": "envoy"},
-            True,
-            {"osm-py.io/sidecar": "python"},
-            id="the runtime's mark wins over the template's (it runs no Envoy)",
-        ),
-        pytest.param(
-            {"openservicemesh.io/sidecar-injection": "disabled"},
-            False,
-            {"openservicemesh.io/sidecar-injection": "disabled"},
-            id="not injected: no mark",
-        ),
-    ],
-)
-def test_pods_with_the_runtimes_sidecar_say_so_in_an_annotation(
-    template: dict[str, str], injected: bool, expected: dict[str, str]
-) -> None:
-    assert pods.pod_annotations(template, injected) == expected
-
-
-def test_the_mark_reaches_the_pod_object_and_the_catalog() -> None:
-    marked = dataclasses.replace(
-        report("a", "10.233.0.2", True), annotations=pods.pod_annotations({}, injected=True)
-    )
-    pod = kinds.decode(pods.pod_object(marked))
     assert isinstance(pod, Pod)
-    state = MeshState.from_resources([pod])
-    assert Catalog(state).proxy_for(pod).sidecar == "python"
+    assert pod.pod_ip == "10.233.0.2" and pod.ready and pod.phase == "Running"
+    status = obj["status"]
+    assert [c["type"] for c in status["conditions"] if c["status"] == "True"] == [
+        "PodScheduled",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+    ]
+    (app,) = status["containerStatuses"]
+    assert app["restartCount"] == 2 and app["state"] == {"running": {}}
+    assert app["lastState"] == {"terminated": {"exitCode": 1, "reason": "Error"}}
+    (init,) = status["initContainerStatuses"]
+    assert init["state"] == {"terminated": {"exitCode": 0, "reason": "Completed"}}
+    assert manifest.get("status") is None  # a copy: the stored manifest is not changed
+
+
+def test_a_deployments_pod_carries_its_template_and_owner() -> None:
+    web = deployment()
+    manifest = pods.pod_manifest(web, "h", "web-h-abcde")
+    assert manifest["spec"] == web.manifest["spec"]["template"]["spec"]
+    assert manifest["metadata"]["labels"] == {"app": "web", pods.TEMPLATE_HASH_LABEL: "h"}
+    assert manifest["metadata"]["annotations"] == {pods.DEPLOYMENT_ANNOTATION: "web"}
+    (owner,) = manifest["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("Deployment", "web", True)
+    pod = kinds.decode({**manifest, "metadata": {**manifest["metadata"], "uid": "u1"}})
+    assert isinstance(pod, Pod)
+    (owned,) = pods.owned_pods([pod], ready={})
+    assert (owned.deployment, owned.template_hash, owned.ready) == ("web", "h", False)
+    (owned,) = pods.owned_pods([pod], ready={("shop", "web-h-abcde"): True})
+    assert owned.ready  # what the kubelet knows wins over the stored status

@@ -647,6 +647,7 @@ def test_the_injected_init_container_runs_first_as_root(plane: DataPlane) -> Non
     assert [(name, plan.init) for name, plan in planned.items()] == [
         (wellknown.INIT_CONTAINER_NAME, True),
         ("bookstore", False),
+        (wellknown.HEALTHCHECK_CONTAINER_NAME, False),  # for its tcpSocket probe
         (SIDECAR_NAME[plane], False),
     ]
     init = planned[wellknown.INIT_CONTAINER_NAME]
