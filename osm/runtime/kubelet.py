@@ -484,12 +484,13 @@ class Kubelet:
                 self._retry_later(1.0)
             for ref in doomed:
                 self._expected.pop((ref["namespace"], ref["name"]), None)
+        creations = []
         for new in decided.start:
             key = (new.namespace, new.deployment)
             retry_at, backoff, _ = self._refused.get(key, (0.0, 0.0, ""))
-            if retry_at > now:
-                continue
-            await self._create_pod(by_key[key], new.template_hash, backoff)
+            if retry_at <= now:
+                creations.append(self._create_pod(by_key[key], new.template_hash, backoff))
+        await asyncio.gather(*creations)  # each request admits one pod: in parallel
 
     async def _create_pod(self, deployment: Deployment, template: str, backoff: float) -> None:
         key = (deployment.namespace, deployment.name)
@@ -498,9 +499,14 @@ class Kubelet:
             name = pods.pod_name(deployment.name, template, _suffix())
             if (deployment.namespace, name) not in taken:
                 break
+        # Expected from now on: the watch may show the Pod before the API has answered.
+        state = pods.PodState(deployment.namespace, name, deployment.name, template)
+        expected = (deployment.namespace, name)
+        self._expected[expected] = (state, time.monotonic() + EXPECTATION_SECONDS)
         try:
             await self.api.apply([pods.pod_manifest(deployment, template, name)])
         except ApiFailure as error:
+            self._expected.pop(expected, None)
             delay = min(max(backoff * 2, 1.0), CREATE_BACKOFF_MAXIMUM)
             if self._refused.get(key, (0, 0, ""))[2] != str(error):
                 log.error(
@@ -513,15 +519,11 @@ class Kubelet:
             self._retry_later(delay)
             return
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            self._expected.pop(expected, None)
             log.warning("cannot create a pod for %s/%s: %s", *key, error)
             self._retry_later(1.0)
             return
         self._refused.pop(key, None)
-        state = pods.PodState(deployment.namespace, name, deployment.name, template)
-        self._expected[(deployment.namespace, name)] = (
-            state,
-            time.monotonic() + EXPECTATION_SECONDS,
-        )
 
     def _retry_later(self, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.kick)
@@ -780,43 +782,46 @@ class Kubelet:
 
     # -- writing back --------------------------------------------------------------------------
     async def _publish(self) -> None:
-        """Writes the status of Pods that changed and the Endpoints of every Service; on
-        failure (controller away, a Pod changed meanwhile) it is retried later."""
+        """Writes the status of Pods that changed (in parallel: one request each) and the
+        Endpoints of every Service; on failure (controller away, a Pod changed meanwhile)
+        it is retried later."""
         host_ip = str(self.settings.mesh.gateway)
-        reports = [p.report(host_ip) for p in self.pods.values() if not p.removing]
-        failed = False
-        for running, report in zip(
-            [p for p in self.pods.values() if not p.removing], reports, strict=True
-        ):
-            key = (running.namespace, running.name)
+        running = [p for p in self.pods.values() if not p.removing]
+        reports = [p.report(host_ip) for p in running]
+        writes = []
+        for pod, report in zip(running, reports, strict=True):
+            key = (pod.namespace, pod.name)
             status = pods.pod_status(report)
             text = _text(status)
-            annotations = running.pod.metadata.annotations
-            marked = annotations.get(wellknown.NETNS_ANNOTATION) == running.netns
-            if marked and _text(running.pod.manifest.get("status") or {}) == text:
+            marked = pod.pod.metadata.annotations.get(wellknown.NETNS_ANNOTATION) == pod.netns
+            if marked and _text(pod.pod.manifest.get("status") or {}) == text:
                 self._published_pods[key] = text  # stored as it is
-                continue
-            if self._published_pods.get(key) == text:
-                continue  # written; the watch has not brought it back yet
-            try:
-                await self.api.apply(
-                    [pods.with_status(running.pod.manifest, status, running.netns)]
-                )
-            except ApiFailure as error:
-                if error.status != 409:
-                    log.warning("cannot write the status of pod %s/%s: %s", *key, error)
-                failed = True  # 409: the Pod changed; its new version comes by the watch
-                continue
-            except (aiohttp.ClientError, OSError, TimeoutError) as error:
-                log.warning("cannot write pod status to the controller: %s", error)
-                self._retry_later(1.0)
-                return
-            self._published_pods[key] = text
-        await self._publish_endpoints([r for r in reports if r.pod_ip])
-        if failed:
-            self._retry_later(0.5)
+            elif self._published_pods.get(key) != text:  # else written, not yet watched
+                writes.append(self._write_status(pod, status, text))
+        outcomes = await asyncio.gather(*writes, self._publish_endpoints(reports))
+        if "away" in outcomes:
+            self._retry_later(1.0)
+        elif "conflict" in outcomes:
+            self._retry_later(0.5)  # the Pod changed; its new version comes by the watch
 
-    async def _publish_endpoints(self, reports: Sequence[pods.PodReport]) -> None:
+    async def _write_status(self, pod: RunningPod, status: dict[str, Any], text: str) -> str:
+        """Writes one Pod's status; "ok", "conflict" (or refused) or "away"."""
+        key = (pod.namespace, pod.name)
+        try:
+            await self.api.apply([pods.with_status(pod.pod.manifest, status, pod.netns)])
+        except ApiFailure as error:
+            if error.status != 409:
+                log.warning("cannot write the status of pod %s/%s: %s", *key, error)
+            return "conflict"
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            log.warning("cannot write pod status to the controller: %s", error)
+            return "away"
+        self._published_pods[key] = text
+        return "ok"
+
+    async def _publish_endpoints(self, reports: Sequence[pods.PodReport]) -> str:
+        """Writes the Endpoints that changed; "ok" or "away"."""
+        reports = [r for r in reports if r.pod_ip]
         services: list[Service] = self._typed(Service)
         changes: list[dict[str, Any]] = []
         endpoint_texts: dict[tuple[str, str], str] = {}
@@ -839,9 +844,9 @@ class Kubelet:
                 await self.api.delete(gone)
         except (aiohttp.ClientError, OSError, ApiFailure, TimeoutError) as error:
             log.warning("cannot write endpoints to the controller: %s", error)
-            self._retry_later(1.0)
-            return
+            return "away"
         self._published_endpoints = endpoint_texts
+        return "ok"
 
 
 def _container_mounts(plans: Sequence[podspec.ContainerPlan]) -> dict[str, list[sandbox.Mount]]:

