@@ -13,8 +13,8 @@ The mesh is in SMI mode: a TrafficTarget with an HTTPRouteGroup lets the client'
 account GET any path of the server's Service, so the inbound Envoy runs the network and
 HTTP RBAC filters on the client's SPIFFE identity, as the Python sidecar pair does.
 
-Node ids name the pod (``<pod>.sidecar.<sa>.<ns>``): the controller keys snapshots by pod
-name (`osm.controller.mesh.node_id`); the injector's node id carries the proxy UUID instead.
+Node ids are the injector's (``<proxy uuid>.sidecar.<sa>.<ns>``): each pod carries its
+``osm-proxy-uuid`` label, by which the controller finds it, as for an injected pod.
 """
 
 from __future__ import annotations
@@ -55,11 +55,16 @@ CONTROLLER_IP = "10.250.0.3"
 reach it and nothing is routed off the machine."""
 CLIENT_POD, SERVER_POD = "bookbuyer-bench", "bookstore-bench"
 BUYER, STORE = Identity("bookbuyer", "bookbuyer"), Identity("bookstore", "bookstore")
+PROXY_UUIDS: Mapping[str, uuid.UUID] = {
+    pod: uuid.uuid5(uuid.NAMESPACE_DNS, f"{pod}.osm-py.bench") for pod in (CLIENT_POD, SERVER_POD)
+}
+"""The pods' ``osm-proxy-uuid`` labels, as the injector would have drawn them."""
 NODES: Mapping[str, NodeId] = {
-    "outbound": NodeId.of(CLIENT_POD, BUYER),
-    "inbound": NodeId.of(SERVER_POD, STORE),
+    "outbound": NodeId.of(str(PROXY_UUIDS[CLIENT_POD]), BUYER),
+    "inbound": NodeId.of(str(PROXY_UUIDS[SERVER_POD]), STORE),
 }
 """The proxy of each role: the client pod's Envoy is the outbound one, the server's inbound."""
+PODS: Mapping[str, str] = {"outbound": CLIENT_POD, "inbound": SERVER_POD}
 OWN_PORTS = (
     wellknown.PROXY_ADMIN_PORT,
     wellknown.PROXY_OUTBOUND_PORT,
@@ -127,7 +132,14 @@ def mesh_manifests(topology: Topology) -> list[dict[str, Any]]:
             {
                 "apiVersion": "v1",
                 "kind": "Pod",
-                "metadata": {"name": pod, "namespace": namespace, "labels": {"app": account}},
+                "metadata": {
+                    "name": pod,
+                    "namespace": namespace,
+                    "labels": {
+                        "app": account,
+                        wellknown.PROXY_UUID_LABEL: str(PROXY_UUIDS[pod]),
+                    },
+                },
                 "spec": {
                     "serviceAccountName": account,
                     "containers": [
@@ -312,7 +324,8 @@ def xds_bootstraps(ca_dir: Path) -> dict[str, bootstrap_pb2.Bootstrap]:
     xds = XdsServer(CONTROLLER_IP, wellknown.XDS_SERVER_NAME, wellknown.XDS_PORT)
     bootstraps = {}
     for role, node in NODES.items():
-        issued = authority.issue(LeafRequest.bootstrap(node.identity, uuid.uuid4()), now)
+        proxy_uuid = uuid.UUID(node.proxy_id)
+        issued = authority.issue(LeafRequest.bootstrap(node.identity, proxy_uuid), now)
         certificate = BootstrapCertificate(issued.cert_pem, issued.key_pem, issued.trust_bundle_pem)
         bootstraps[role] = envoy_bootstrap.build(
             node=node,

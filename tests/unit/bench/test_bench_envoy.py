@@ -76,7 +76,7 @@ def served(ca_dir: Path) -> dict[str, Served]:
     assert built.errors == {}
     result = {}
     for role, node in _envoy.NODES.items():
-        snapshot = built.snapshots[ProxyId(node.identity.namespace, node.proxy_id)]
+        snapshot = built.snapshots[ProxyId(node.identity.namespace, _envoy.PODS[role])]
         result[role] = {
             type_url: {name: item.message for name, item in typed.resources.items()}
             for type_url, typed in snapshot.resources.types.items()
