@@ -321,7 +321,7 @@ def proxy_stats(mesh: Mesh, namespace: str, pod: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
 
 
-def test_smi_mode_denies_the_thief_and_allows_the_buyer_on_its_routes(mesh: Mesh) -> None:
+def test_smi_mode_allows_the_buyer_on_its_routes_and_headers_only(mesh: Mesh) -> None:
     set_mesh_config(mesh, permissive=False)
     try:
         wait_for(lambda: traffic(mesh, 1)["bookthief"].ok == 0, 20, "bookthief to be denied")
@@ -329,26 +329,74 @@ def test_smi_mode_denies_the_thief_and_allows_the_buyer_on_its_routes(mesh: Mesh
         assert seen["bookthief"].ok == 0 and seen["bookthief"].requests > 0
         assert seen["bookbuyer"].ok == seen["bookbuyer"].requests > 0
         # Only the allowed routes: GET / is not in the HTTPRouteGroup.
-        buyer = mesh.pod("bookbuyer")
-        netns = buyer["metadata"]["annotations"][wellknown.NETNS_ANNOTATION]
-        status = _out(
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-m",
-            "3",
-            "http://bookstore.bookstore:14001/",
-        )
-        assert status in ("403", "404"), status
+        assert buyer_get(mesh, "/") in ("403", "404")
+        # A route allowed only with a header: GET /ready with x-e2e: yes.
+        mesh.api.apply(HEADER_POLICY, source="e2e")
+        try:
+            wait_for(
+                lambda: buyer_get(mesh, "/ready", "x-e2e: yes") == "200",
+                20,
+                "the header route to be allowed",
+            )
+            assert buyer_get(mesh, "/ready") in ("403", "404")
+            assert buyer_get(mesh, "/ready", "x-e2e: no") in ("403", "404")
+        finally:
+            mesh.api.delete([_ref(obj) for obj in HEADER_POLICY])
     finally:
         set_mesh_config(mesh, permissive=True)
+
+
+HEADER_POLICY: list[dict[str, Any]] = [
+    {
+        "apiVersion": "specs.smi-spec.io/v1alpha4",
+        "kind": "HTTPRouteGroup",
+        "metadata": {"name": "e2e-header-routes", "namespace": "bookstore"},
+        "spec": {
+            "matches": [
+                {
+                    "name": "ready-with-header",
+                    "pathRegex": "/ready",
+                    "methods": ["GET"],
+                    "headers": {"x-e2e": "yes"},
+                }
+            ]
+        },
+    },
+    {
+        "apiVersion": "access.smi-spec.io/v1alpha3",
+        "kind": "TrafficTarget",
+        "metadata": {"name": "e2e-header-access", "namespace": "bookstore"},
+        "spec": {
+            "destination": {
+                "kind": "ServiceAccount",
+                "name": "bookstore",
+                "namespace": "bookstore",
+            },
+            "rules": [
+                {
+                    "kind": "HTTPRouteGroup",
+                    "name": "e2e-header-routes",
+                    "matches": ["ready-with-header"],
+                }
+            ],
+            "sources": [{"kind": "ServiceAccount", "name": "bookbuyer", "namespace": "bookbuyer"}],
+        },
+    },
+]
+
+
+def _ref(obj: dict[str, Any]) -> dict[str, str]:
+    meta = obj["metadata"]
+    return {"kind": obj["kind"], "namespace": meta["namespace"], "name": meta["name"]}
+
+
+def buyer_get(mesh: Mesh, path: str, header: str = "") -> str:
+    """The HTTP status of GET bookstore.bookstore:14001<path> from bookbuyer's pod."""
+    buyer = mesh.pod("bookbuyer")
+    netns = buyer["metadata"]["annotations"][wellknown.NETNS_ANNOTATION]
+    argv = ["ip", "netns", "exec", netns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"]
+    argv += ["-m", "3", *(["-H", header] if header else [])]
+    return _out(*argv, f"http://bookstore.bookstore:14001{path}")
 
 
 def test_traffic_split_follows_weights_live(mesh: Mesh) -> None:
