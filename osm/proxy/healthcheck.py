@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from osm.base import wellknown
-from osm.proxy import http1
+from osm.proxy import http1, options
 
 log = logging.getLogger(__name__)
 
@@ -152,33 +152,20 @@ options:
 """
 
 
-class UsageError(Exception):
-    """The command line is wrong; the message says what is valid."""
-
-
 def parse_arguments(argv: Sequence[str]) -> tuple[int, str] | None:
     """``[--port N] [--verbosity LEVEL]`` (also ``--name=value``) -> (port, level); None
     for ``--help``. Raises `UsageError`."""
-    values: dict[str, str] = {}
-    items = list(argv)
-    while items:
-        item = items.pop(0)
-        if item in ("-h", "--help"):
-            return None
-        name, equals, value = item.partition("=")
-        if name not in ("--port", "--verbosity"):
-            raise UsageError(f"unknown argument {item!r}; valid: --port, --verbosity, --help")
-        if not equals:
-            if not items:
-                raise UsageError(f"{name} needs a value")
-            value = items.pop(0)
-        values[name] = value
+    values = options.parse(argv, ("--port", "--verbosity"))
+    if values is None:
+        return None
     port_text = values.get("--port", str(wellknown.HEALTHCHECK_PORT))
     if not (port_text.isdigit() and 0 <= int(port_text) <= 65535):
-        raise UsageError(f"--port must be a port number 0-65535, got {port_text!r}")
+        raise options.UsageError(f"--port must be a port number 0-65535, got {port_text!r}")
     level = values.get("--verbosity", "info")
     if level not in LOG_LEVELS:
-        raise UsageError(f"--verbosity must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+        raise options.UsageError(
+            f"--verbosity must be one of {', '.join(LOG_LEVELS)}, got {level!r}"
+        )
     return int(port_text), level
 
 
@@ -187,7 +174,7 @@ def command(argv: Sequence[str]) -> int:
     the port cannot be served)."""
     try:
         arguments = parse_arguments(argv)
-    except UsageError as error:
+    except options.UsageError as error:
         print(f"{USAGE}\nerror: {error}", file=sys.stderr)
         return 2
     if arguments is None:

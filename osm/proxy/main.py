@@ -32,7 +32,17 @@ from typing import TextIO
 from envoy.config.core.v3 import base_pb2
 
 import osm
-from osm.proxy import admin, ads_transport, bootstrap, health, model, server, stats, xds_client
+from osm.proxy import (
+    admin,
+    ads_transport,
+    bootstrap,
+    health,
+    model,
+    options,
+    server,
+    stats,
+    xds_client,
+)
 from osm.proxy.runtime import Options
 
 log = logging.getLogger(__name__)
@@ -290,25 +300,16 @@ class Arguments:
 def parse_arguments(argv: Sequence[str]) -> Arguments | None:
     """``--bootstrap FILE [--log-level LEVEL]`` (also ``--name=value``); -> None for
     ``--help``. Raises `UsageError`."""
-    values: dict[str, str] = {}
-    items = list(argv)
-    while items:
-        item = items.pop(0)
-        if item in ("-h", "--help"):
-            return None
-        name, equals, value = item.partition("=")
-        if name not in ("--bootstrap", "--log-level"):
-            raise UsageError(f"unknown argument {item!r}; valid: --bootstrap, --log-level, --help")
-        if not equals:
-            if not items:
-                raise UsageError(f"{name} needs a value")
-            value = items.pop(0)
-        values[name] = value
+    values = options.parse(argv, ("--bootstrap", "--log-level"))
+    if values is None:
+        return None
     if "--bootstrap" not in values:
-        raise UsageError("--bootstrap FILE is required")
+        raise options.UsageError("--bootstrap FILE is required")
     level = values.get("--log-level", "info")
     if level not in LOG_LEVELS:
-        raise UsageError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+        raise options.UsageError(
+            f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {level!r}"
+        )
     return Arguments(Path(values["--bootstrap"]), level)
 
 
@@ -330,7 +331,7 @@ def command(argv: Sequence[str]) -> int:
     """``python -m osm.proxy ARGS``; -> the exit status (2: a usage error)."""
     try:
         arguments = parse_arguments(argv)
-    except UsageError as error:
+    except options.UsageError as error:
         print(f"{USAGE}\nerror: {error}", file=sys.stderr)
         return 2
     if arguments is None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from osm.proxy import bootstrap, main
+from osm.proxy import bootstrap, main, options
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -43,7 +43,7 @@ def test_arguments_are_parsed(argv: list[str], expected: main.Arguments | None) 
 def test_usage_errors_say_what_is_valid(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(main.UsageError, match=re.escape(message)):
+    with pytest.raises(options.UsageError, match=re.escape(message)):
         main.parse_arguments(argv)
     assert main.command(argv) == 2
     assert message in capsys.readouterr().err
