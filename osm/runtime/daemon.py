@@ -7,7 +7,8 @@ controller's API. Killing the controller leaves the pods and sidecars running on
 last configuration; ``osm up`` again starts whichever of the two is missing. ``osm down``
 stops the runtime (which removes its pods and network), tears down whatever its journal
 still names (also after a crash), then stops the controller. ``mesh.json`` records the
-ports and names that ``osm up`` chose, for the other commands.
+ports and names that ``osm up`` chose, for the other commands. The runtime runs every pod
+from the build of the pods' venv that its ``osm up`` made (`runtime_argv`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import osm
 from osm.base import wellknown
 from osm.runtime import record, sidecar_env
 from osm.runtime.kubelet import READY_FILE
@@ -108,7 +110,7 @@ class Daemon:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd="/",
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=daemon_env(os.environ),
             )
         _SPAWNED.append(child)
         start = record.process_start_time(child.pid)
@@ -141,6 +143,18 @@ class Daemon:
             return "(no log)"
 
 
+def daemon_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The daemons' environment: ``environ``, unbuffered, with the directory this process
+    imported ``osm`` from first on ``PYTHONPATH``. Daemons run ``python -m osm...`` from
+    ``/``, which would otherwise import the ``osm`` installed in the interpreter's venv:
+    from a source tree that venv was not made from (a second checkout sharing it), that
+    is another version than the one ``osm up`` runs, builds the pods' venv from
+    (`sidecar_env.project_root`) and tests."""
+    source = str(Path(osm.__file__).resolve().parent.parent)
+    others = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != source]
+    return {**environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([source, *others])}
+
+
 def controller(state_dir: Path) -> Daemon:
     return Daemon("controller", state_dir)
 
@@ -153,7 +167,7 @@ def up(settings: MeshSettings, progress: Progress = lambda _: None) -> None:
     """Starts what is not running: the pod interpreter (once), the controller, the runtime."""
     state_dir = settings.state_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    sidecar_env.ensure(settings.pod_python, progress=progress)
+    pod_python = sidecar_env.ensure(settings.pod_python, progress=progress)
     settings.save()
     python = sys.executable
     ctl = controller(state_dir)
@@ -185,24 +199,32 @@ def up(settings: MeshSettings, progress: Progress = lambda _: None) -> None:
         progress(f"starting the runtime (pods in network namespaces {settings.prefix}-*)")
         ready_file = state_dir / READY_FILE
         ready_file.unlink(missing_ok=True)
-        pid = run.spawn(
-            [
-                python,
-                "-m",
-                "osm.runtime",
-                "--state-dir",
-                str(state_dir),
-                "--server",
-                settings.server,
-                "--xds-port",
-                str(settings.xds_port),
-                "--prefix",
-                settings.prefix,
-                "--pod-python",
-                str(settings.pod_python),
-            ]
-        )
+        pid = run.spawn(runtime_argv(settings, pod_python.build or settings.pod_python))
         _wait(lambda: _ready_pid(ready_file) == pid, run, pid, 60, "the runtime to be ready")
+
+
+def runtime_argv(settings: MeshSettings, pod_build: Path) -> list[str]:
+    """The runtime's command line. Its pods run ``pod_build``, the build that this
+    ``osm up`` made of its sources, not whatever the shared venv symlink names when a
+    pod starts: an ``osm up`` from another checkout switches that symlink, and the pods
+    of one mesh would otherwise run two versions of the project. Naming the build on
+    the command line also keeps it from being pruned while the runtime runs
+    (`sidecar_env` keeps the builds a running process names)."""
+    return [
+        sys.executable,
+        "-m",
+        "osm.runtime",
+        "--state-dir",
+        str(settings.state_dir),
+        "--server",
+        settings.server,
+        "--xds-port",
+        str(settings.xds_port),
+        "--prefix",
+        settings.prefix,
+        "--pod-python",
+        str(pod_build),
+    ]
 
 
 def down(state_dir: Path, progress: Progress = lambda _: None) -> list[str]:

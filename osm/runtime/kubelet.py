@@ -634,8 +634,9 @@ class Kubelet:
         pod.network_ready = True
         self.kick()  # publish the Pod's IP: the controller builds its proxy's config
         timings = [f"network {time.perf_counter() - started:.3f}s"]
-        # The build that the pod venv (a symlink, `sidecar_env`) names now: the pod runs
-        # from it, and stays on it when an `osm up` of other sources switches the symlink.
+        # The build pods run from: `osm up` names the one it made (`daemon.runtime_argv`);
+        # given the shared venv symlink instead, the build it names now, which the pod
+        # stays on when an `osm up` of other sources switches the symlink.
         pod_python = Path(os.path.realpath(self.settings.pod_python))
         base_env = {
             "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",

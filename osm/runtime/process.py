@@ -193,6 +193,26 @@ def resolve_port(container: Container, port: int | str) -> int:
     raise ProcessError(f'container "{container.name}" has no port named "{port}"')
 
 
+PROBE_USER_AGENT = "kube-probe/osm"
+
+
+def probe_request(probe: Probe, host: str) -> bytes:
+    """The request of an ``httpGet`` probe, as the kubelet makes it: ``Host`` (``host``),
+    ``User-Agent`` and ``Accept: */*`` unless the probe's ``httpHeaders`` name them (by
+    any case; an empty ``Accept`` removes it), then the probe's headers in order, and
+    ``Connection: close``. The headers carry what the target needs: OSM's rewritten
+    tcpSocket probes name the app's port in ``Original-Tcp-Port``."""
+    given = {name.lower() for name, _ in probe.http_headers}
+    lines = [f"GET {probe.path} HTTP/1.1"]
+    defaults = (("Host", host), ("User-Agent", PROBE_USER_AGENT), ("Accept", "*/*"))
+    lines += [f"{name}: {value}" for name, value in defaults if name.lower() not in given]
+    for name, value in probe.http_headers:
+        if not (name.lower() == "accept" and value == ""):
+            lines.append(f"{name}: {value}")
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 async def probe_once(probe: Probe, target: ProbeTarget) -> bool:
     """Runs one probe inside the pod's namespace; True on success. A probe that takes
     longer than ``timeout_seconds`` fails, and so does one that cannot be made at all
@@ -252,10 +272,7 @@ async def _probe(probe: Probe, target: ProbeTarget) -> bool:
         sock.close()
         raise
     try:
-        writer.write(
-            f"GET {probe.path} HTTP/1.1\r\nHost: {target.pod_ip}:{port}\r\n"
-            "User-Agent: kube-probe/osm\r\nAccept: */*\r\nConnection: close\r\n\r\n".encode()
-        )
+        writer.write(probe_request(probe, f"{target.pod_ip}:{port}"))
         await writer.drain()
         status_line = await reader.readline()
     finally:

@@ -93,9 +93,12 @@ class SidecarEnvError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class PodPython:
-    """Where pods find Python: the venv and its interpreter."""
+    """Where pods find Python: the venv and its interpreter; from `ensure`, also the
+    build the venv linked to then (``build``), which another checkout's `ensure` may
+    switch the venv away from at any time."""
 
     venv: Path
+    build: Path | None = None
 
     @property
     def python(self) -> Path:
@@ -191,14 +194,16 @@ def ensure(
     system_python: Path = SYSTEM_PYTHON,
 ) -> PodPython:
     """Makes ``venv`` (if needed): a symlink to a build of the project (a new one if its
-    sources changed, or if it could compile now what it installed pure); returns it. Blocks;
-    from nothing it takes well under a minute, plus any wait for another `ensure`."""
+    sources changed, or if it could compile now what it installed pure); returns it, with
+    the build of these sources it links to (resolved under the lock). Blocks; from nothing
+    it takes well under a minute, plus any wait for another `ensure`."""
     root = root or project_root()
     wanted = source_hash(root)
     venv = Path(os.path.abspath(venv))
     venv.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     with _locked(venv, root, progress):
-        return _ensure_locked(venv, wanted, root, progress, system_python)
+        made = _ensure_locked(venv, wanted, root, progress, system_python)
+        return PodPython(made.venv, Path(os.path.realpath(venv)))
 
 
 def _ensure_locked(

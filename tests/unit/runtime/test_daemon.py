@@ -12,8 +12,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pytest
+
+from osm.runtime import daemon
 from tests.conftest import ROOT
 
 SCRIPT = textwrap.dedent(
@@ -50,3 +54,39 @@ def test_stopped_and_killed_daemons_leave_no_popen_unreaped(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert result.stdout == "done\n"
     assert "ResourceWarning" not in result.stderr, result.stderr
+
+
+SOURCE = str(ROOT)  # the tests import osm from this tree (pytest's pythonpath)
+
+
+@pytest.mark.parametrize(
+    ("pythonpath", "expected"),
+    [
+        pytest.param(None, SOURCE, id="none"),
+        pytest.param("/opt/lib", f"{SOURCE}:/opt/lib", id="kept after"),
+        pytest.param(f"/opt/lib:{SOURCE}:", f"{SOURCE}:/opt/lib", id="moved first, once"),
+    ],
+)
+def test_daemons_import_the_osm_that_started_them_first(
+    pythonpath: str | None, expected: str
+) -> None:
+    environ = {"HOME": "/root"} if pythonpath is None else {"PYTHONPATH": pythonpath}
+    env = daemon.daemon_env(environ)
+    assert env["PYTHONPATH"] == expected
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert {k: v for k, v in env.items() if k in environ and k != "PYTHONPATH"} == {
+        k: v for k, v in environ.items() if k != "PYTHONPATH"
+    }
+
+
+def test_a_daemon_started_from_the_root_directory_runs_this_osm(tmp_path: Path) -> None:
+    """From a second checkout, `python -m osm...` in ``/`` would import the interpreter's
+    installed osm, not this tree's."""
+    started = daemon.Daemon("which-osm", tmp_path)
+    pid = started.spawn([sys.executable, "-c", "import osm; print(osm.__file__)"])
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and "osm" not in started.log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started.stop(grace=5)
+    assert started.log.read_text().strip() == str(ROOT / "osm" / "__init__.py")

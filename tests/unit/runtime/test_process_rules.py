@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from osm.model.core import Container, ContainerPort, EnvVar
+from osm.base import wellknown
+from osm.model.core import Container, ContainerPort, EnvVar, Probe
 from osm.runtime import process
 from osm.runtime.process import Backoff, ProcessError, Readiness
 
@@ -45,6 +46,46 @@ def test_probe_ports_by_number_or_name() -> None:
     assert process.resolve_port(container, "http") == 8080
     with pytest.raises(ProcessError, match='no port named "grpc"'):
         process.resolve_port(container, "grpc")
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param(
+            (),
+            ["Host: 10.233.0.2:8080", "User-Agent: kube-probe/osm", "Accept: */*"],
+            id="defaults",
+        ),
+        pytest.param(
+            ((wellknown.ORIGINAL_TCP_PORT_HEADER, "14001"),),
+            [
+                "Host: 10.233.0.2:8080",
+                "User-Agent: kube-probe/osm",
+                "Accept: */*",
+                f"{wellknown.ORIGINAL_TCP_PORT_HEADER}: 14001",
+            ],
+            id="a rewritten tcpSocket probe names the app's port",
+        ),
+        pytest.param(
+            (("host", "app.local"), ("User-Agent", "mine"), ("X-A", "1"), ("X-A", "2")),
+            ["Accept: */*", "host: app.local", "User-Agent: mine", "X-A: 1", "X-A: 2"],
+            id="given headers replace the defaults, by any case, and repeat",
+        ),
+        pytest.param(
+            (("Accept", ""),),
+            ["Host: 10.233.0.2:8080", "User-Agent: kube-probe/osm"],
+            id="an empty Accept removes it",
+        ),
+    ],
+)
+def test_an_http_probe_sends_the_kubelets_headers_and_the_probes_own(
+    headers: tuple[tuple[str, str], ...], expected: list[str]
+) -> None:
+    probe = Probe("httpGet", port=8080, path="/osm-healthcheck", http_headers=headers)
+    request = process.probe_request(probe, "10.233.0.2:8080").decode()
+    first, *lines = request.removesuffix("\r\n\r\n").split("\r\n")
+    assert first == "GET /osm-healthcheck HTTP/1.1"
+    assert lines == [*expected, "Connection: close"]
 
 
 def test_log_path() -> None:

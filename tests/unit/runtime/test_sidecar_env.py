@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import pytest
 
-from osm.runtime import sidecar_env
+from osm.runtime import daemon, sidecar_env
 from osm.runtime.sidecar_env import Build
 
 PYPROJECT = """[project]
@@ -420,6 +420,27 @@ def test_builds_of_two_checkouts_do_not_overlap(
     builds = sorted(p.name[:12] for p in sidecar_env.builds_dir(venv).iterdir())
     hashes = sorted(sidecar_env.source_hash(root)[:12] for root in (project, clone))
     assert builds == hashes, "the last one's build, and the previous one"
+
+
+def test_ensure_names_the_build_of_its_sources_which_another_checkout_does_not_move(
+    tmp_path: Path, project: Path, fake: FakeRun
+) -> None:
+    """What `osm up` gives its runtime: the build of its checkout. The shared symlink then
+    follows the other checkout's `ensure`; the build named stays, and so does the runtime's
+    command line (`daemon.runtime_argv`), on which it is named."""
+    venv = tmp_path / "venv"
+    clone = tmp_path / "ci"
+    shutil.copytree(project, clone)
+    (clone / "osm" / "proxy" / "main.py").write_text("# the CI's commit\n")
+    ours = sidecar_env.ensure(venv, root=project, system_python=SYSTEM_PYTHON)
+    theirs = sidecar_env.ensure(venv, root=clone, system_python=SYSTEM_PYTHON)
+    assert ours.build is not None and theirs.build is not None
+    assert ours.build.name.startswith(sidecar_env.source_hash(project)[:12])
+    assert theirs.build == built(venv) != ours.build
+    assert (ours.build / sidecar_env.STAMP).exists(), "the previous build is kept"
+    settings = daemon.MeshSettings(tmp_path / "state", pod_python=venv)
+    argv = daemon.runtime_argv(settings, ours.build)
+    assert argv[argv.index("--pod-python") + 1] == str(ours.build)
 
 
 def test_a_process_that_waits_for_the_lock_is_told_and_gives_up_in_time(
