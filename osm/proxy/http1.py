@@ -66,6 +66,13 @@ REASONS: Final = {
 }
 
 
+H2_PREFACE_START = b"PRI * HTTP/2.0"
+H2C_REFUSED = (
+    "HTTP/2 over cleartext (h2c prior knowledge) is not supported by this sidecar; "
+    "send HTTP/1.1 (the Python sidecar speaks HTTP/2 only as gRPC, tunnelled as TCP)"
+)
+
+
 class ProtocolError(Exception):
     """The peer broke HTTP/1.1. `status` answers it; `peer` says whose fault it is."""
 
@@ -422,6 +429,8 @@ class _Parser:
             else:
                 raise ProtocolError(self._bad_status, str(error), self._peer) from None
         except httptools.HttpParserError as error:
+            if data.startswith(H2_PREFACE_START) and not head_in_progress:
+                raise ProtocolError(505, H2C_REFUSED, self._peer) from None
             raise ProtocolError(self._bad_status, str(error) or "malformed", self._peer) from None
         except ValueError as error:  # a header we could not interpret (Content-Length)
             raise ProtocolError(self._bad_status, str(error), self._peer) from None

@@ -20,11 +20,12 @@ What each data plane does with that policy is the tables of expectations (`HTTP_
 - a request that no rule allows has no inbound route on an Envoy server (as in OSM), so
   Envoy's router answers 404 (``no_route``), which gRPC clients see as UNIMPLEMENTED;
 - the Python sidecar differs by design (docs/decisions.md): it speaks HTTP/1.1 only, so
-  it answers an HTTP/2 client's preface with an HTTP/1.1 400 and closes, which the client
-  cannot read (curl exit 52, no response); and it carries gRPC ports as TCP, so on its
-  gRPC port, where it cannot check methods, a route policy allows no one (the connection
-  is closed: UNAVAILABLE), with a catalog warning that says so. Its gRPC clients still
-  get per-method policy from an Envoy server, inside the TCP tunnel.
+  it answers an HTTP/2 client's preface with an HTTP/1.1 505 (h2c unsupported) and
+  closes, which the client cannot read (curl exit 52, no response); and it carries gRPC
+  ports as TCP, so on its gRPC port, where it cannot check methods, a route policy allows
+  no one (the connection is closed: UNAVAILABLE), with a catalog warning that says so.
+  Its gRPC clients still get per-method policy from an Envoy server, inside the TCP
+  tunnel.
 """
 
 from __future__ import annotations

@@ -98,6 +98,13 @@ def test_malformed_requests_are_the_downstreams_fault(data: bytes) -> None:
     assert caught.value.peer == "downstream"
 
 
+def test_an_h2c_preface_is_answered_505_with_why() -> None:
+    with pytest.raises(http1.ProtocolError) as caught:
+        http1.RequestParser().feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert (caught.value.status, caught.value.peer) == (505, "downstream")
+    assert "h2c" in caught.value.message
+
+
 def test_content_length_mismatch_makes_the_next_request_malformed() -> None:
     parser = http1.RequestParser()
     with pytest.raises(http1.ProtocolError):
