@@ -126,6 +126,7 @@ class MeshPusher:
         self._wrappers: dict[int, xds_snapshot.XdsSnapshot] = {}
         self._published: dict[ids.ProxyId, str] = {}
         self._by_node: dict[str, ids.ProxyId] = {}
+        self._warned: set[policy.CatalogWarning] = set()
         """The inverse of `_published`: which proxy a node id names."""
         self._bundle_version = certificates.trust_bundle().version
         self._rotated: set[identity.Identity] = set()
@@ -290,8 +291,12 @@ class MeshPusher:
         self._wrappers = live
         for proxy_id, error in sorted(snapshots.errors.items()):
             log.warning("proxy %s keeps its last configuration: %s", proxy_id, error)
+        # A warning stands as long as its cause: said once when it appears, not per build.
+        current = set(snapshots.warnings)
         for warning in snapshots.warnings:
-            log.info("catalog: %s", warning)
+            if warning not in self._warned:
+                log.info("catalog: %s", warning)
+        self._warned = current
         self.metrics.snapshots.set(len(snapshots.snapshots))
         self.metrics.build_errors.set(len(snapshots.errors))
 
