@@ -441,11 +441,3 @@ def check_label_value(value: str) -> str | None:
         )
     return None
 
-
-def check_regex(value: str) -> str | None:
-    """Checks a regular expression the way the sidecar will compile it (Python `re`)."""
-    try:
-        re.compile(value)
-    except (re.error, OverflowError, RecursionError) as error:
-        return f'"{value}" is not a valid regular expression: {error}'
-    return None

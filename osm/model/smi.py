@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from osm.model.fields import Fields, check_dns_label, check_dns_subdomain, check_regex, described
+from osm.model import regex
+from osm.model.fields import Fields, check_dns_label, check_dns_subdomain, described
 from osm.model.meta import Resource
 
 HTTP_METHODS = ("*", "GET", "HEAD", "PUT", "POST", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -121,7 +122,8 @@ class HTTPMatch:
 
     ``path_regex`` is anchored at the start and the end (``""`` = any path);
     ``methods`` empty or containing ``*`` = any method; ``headers`` are
-    (lower-cased name, regex) pairs, all of which must match.
+    (lower-cased name, regex) pairs, all of which must match. Every regex is one Envoy
+    accepts (`osm.model.regex.check`): RE2 syntax, matched against the whole value.
     """
 
     name: str
@@ -141,6 +143,11 @@ class HTTPRouteGroup(Resource):
 
     def match(self, name: str) -> HTTPMatch | None:
         return next((m for m in self.matches if m.name == name), None)
+
+
+def _path_regex(value: str) -> str | None:
+    """An empty ``pathRegex`` means any path (no regex reaches Envoy); others as Envoy."""
+    return regex.check(value) if value else None
 
 
 def _headers(match: Fields) -> tuple[tuple[str, str], ...]:
@@ -173,7 +180,7 @@ def _headers(match: Fields) -> tuple[tuple[str, str], ...]:
     for name, value, key in pairs:
         if not isinstance(value, str):
             match.error(key, f"must be a string (a regex), not {described(value)}")
-        elif complaint := check_regex(value):
+        elif complaint := regex.check(value):
             match.error(key, complaint)
         else:
             result.append((name.lower(), value))
@@ -194,7 +201,7 @@ def parse_http_route_group(doc: Fields, base: Resource) -> HTTPRouteGroup:
         if name in names:
             match.error("name", f'duplicate match name "{name}"; names must be unique')
         names.add(name)
-        path_regex = match.string("pathRegex", check=check_regex)
+        path_regex = match.string("pathRegex", check=_path_regex)
         methods = match.str_list("methods", choices=HTTP_METHODS)
         headers = _headers(match)
         match.finish()

@@ -598,13 +598,13 @@ ROWS = [
     bad(
         HRG + MATCH % '{name: a, pathRegex: "/books("}',
         "spec.matches[0].pathRegex",
-        '"/books(" is not a valid regular expression: missing ), unterminated subpattern',
-        "a bad path regex is reported with the compiler's reason",
+        '"/books(" is not a valid regular expression for Envoy (RE2): missing ): /books(',
+        "a bad path regex is reported with RE2's reason",
     ),
     bad(
-        HRG + MATCH % '{name: a, pathRegex: "a{99999999999}"}',
+        HRG + MATCH % '{name: a, pathRegex: "a{1001}"}',
         "spec.matches[0].pathRegex",
-        "is not a valid regular expression: the repetition number is too large",
+        "is not a valid regular expression for Envoy (RE2): invalid repetition size: {1001}",
         "a regex with a huge repeat is an error, not a crash",
     ),
     bad(
