@@ -440,4 +440,3 @@ def check_label_value(value: str) -> str | None:
             "'-', '_' and '.', starting and ending with a letter or digit"
         )
     return None
-
