@@ -19,8 +19,8 @@ Honest scope:
   of lt < gt.
 * Envoy's own semantic checks that are not PGV rules (`SEMANTIC`): an HCM's
   ``http_filters`` end with the router (and only there); weighted clusters have a
-  positive total; regexes compile (with Python's ``re``, which accepts a superset of
-  RE2 syntax and rejects little that RE2 accepts, so a pass is not a proof); a route
+  positive total; regexes are ones Envoy's RE2 accepts (`osm.model.regex.check`,
+  program-size limit included); a route
   configuration's virtual host names and domains are unique; a listener has chains
   (unless it is an API listener) with unique names and distinct matches; cluster
   discovery types have what they need (EDS config, a load assignment,
@@ -40,6 +40,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from validate import validate_pb2
 
+from osm.model import regex
 from osm.xds.resources import unpack
 
 _WRAPPERS = {
@@ -332,10 +333,9 @@ def _weights(message: Any, path: str, problems: list[str]) -> None:
 
 
 def _regex(message: Any, path: str, problems: list[str]) -> None:
-    try:
-        re.compile(message.regex)
-    except re.error as error:
-        problems.append(f"{path}.regex: {message.regex!r} does not compile: {error}")
+    # An empty regex is PGV's to report (min_len); everything else is Envoy's RE2 verdict.
+    if message.regex and (complaint := regex.check(message.regex)) is not None:
+        problems.append(f"{path}.regex: {complaint}")
 
 
 def _route_configuration(message: Any, path: str, problems: list[str]) -> None:
