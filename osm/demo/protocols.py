@@ -23,9 +23,11 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from osm.demo.arguments import number
 
 PROG = "python -m osm.demo.protocols"
 GRPC_SERVICE = "osm.demo.Greeter"
@@ -179,21 +181,10 @@ def tcp_call(host: str, port: int, message: str, timeout: float) -> Result:
 
 
 # -- command line ------------------------------------------------------------------------
-def _number(kind: Callable[[str], float], low: float, what: str) -> Callable[[str], float]:
-    def convert(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return convert
 
 
-_port = _number(int, 0, "a port number (0-65535)")
-_positive = _number(float, 0.001, "a positive number of seconds")
+_port = number(int, 0, "a port number (0-65535)")
+_positive = number(float, 0.001, "a positive number of seconds")
 
 
 def _address(text: str) -> tuple[str, int]:

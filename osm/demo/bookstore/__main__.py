@@ -11,28 +11,17 @@ import argparse
 import functools
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+
+from osm.demo.arguments import number
 
 PROG = "python -m osm.demo.bookstore"
 
 
-def _number(kind: Callable[[str], float], low: float, what: str) -> Callable[[str], float]:
-    def convert(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-        return value
-
-    return convert
-
-
-_port = _number(int, 0, "a port number (0-65535)")
-_positive_int = _number(int, 1, "a whole number of at least 1")
-_positive = _number(float, 0.001, "a positive number")
-_seconds = _number(float, 0, "a number of seconds (0 or more)")
+_port = number(int, 0, "a port number (0-65535)")
+_positive_int = number(int, 1, "a whole number of at least 1")
+_positive = number(float, 0.001, "a positive number")
+_seconds = number(float, 0, "a number of seconds (0 or more)")
 
 
 def _target(text: str) -> tuple[str, str]:
