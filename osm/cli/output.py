@@ -54,6 +54,16 @@ def _endpoints(endpoints: core.Endpoints) -> str:
     return ",".join(shown[:3]) + (f" + {len(shown) - 3} more..." if len(shown) > 3 else "")
 
 
+def _ready(pod: core.Pod) -> str:
+    """Ready containers out of the pod's containers, as kubectl's READY column shows it."""
+    status = pod.manifest.get("status")
+    statuses = status.get("containerStatuses") if isinstance(status, Mapping) else None
+    ready = 0
+    if isinstance(statuses, list):
+        ready = sum(1 for s in statuses if isinstance(s, Mapping) and s.get("ready") is True)
+    return f"{ready}/{len(pod.spec.containers)}"
+
+
 def _restarts(pod: core.Pod) -> str:
     """The sum of status.containerStatuses[].restartCount, as kubectl shows it."""
     status = pod.manifest.get("status")
@@ -96,7 +106,7 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
     ),
     "Pod": (
         [
-            ("READY", lambda r: "1/1" if r.ready else "0/1"),
+            ("READY", _ready),
             ("STATUS", lambda r: r.phase or "Pending"),
             ("RESTARTS", _restarts),
         ],

@@ -282,8 +282,9 @@ def logs(
     from osm.runtime import process
 
     obj = _pod(ctx, namespace_name, pod)
-    containers = [c["name"] for c in (obj.get("spec") or {}).get("containers", [])]
-    names = [*containers, "sidecar"]
+    spec = obj.get("spec") or {}
+    containers = [c["name"] for c in spec.get("containers", [])]
+    names = [*containers, *(c["name"] for c in spec.get("initContainers", []))]
     name = container or (containers[0] if containers else "")
     if name not in names:
         _fail(f'container "{name}" is not in pod "{pod}"; choose one of {", ".join(names)}')
