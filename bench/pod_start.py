@@ -25,6 +25,7 @@ import argparse
 import copy
 import os
 import re
+import shutil
 import socket
 import statistics
 import sys
@@ -145,6 +146,7 @@ def main() -> None:
                 print(f"  {case:7} run {repetition + 1}: all 5 ready in {elapsed:.3f}s", flush=True)
     finally:
         daemon.down(settings.state_dir)
+        shutil.rmtree(base, ignore_errors=True)
     baseline = statistics.median(results[cases[0]]) if results.get("none") else None
     print()
     print("| case | 5 pods ready, median (range) s | x none | slowest pod's start, last run |")
