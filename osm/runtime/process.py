@@ -64,26 +64,6 @@ def pod_command(netns: str, argv: Sequence[str], *, uid: int, gid: int) -> list[
     return ["ip", "netns", "exec", netns, *as_user(argv, uid=uid, gid=gid)]
 
 
-def container_argv(container: Container, env: Mapping[str, str]) -> tuple[str, ...]:
-    """``command`` + ``args`` with ``$(VAR)`` expanded (`osm.runtime.podspec.argv`).
-    Local mode has no images, so a container without ``command`` cannot run."""
-    try:
-        return podspec.argv(container, env, "spec.containers[]")
-    except podspec.CannotRun as error:
-        raise ProcessError(str(error)) from None
-
-
-def container_env(container: Container, extra: Mapping[str, str] = {}) -> dict[str, str]:
-    """The process environment: a minimal base, ``extra`` (e.g. POD_IP), then the
-    container's ``env`` values in order (later entries may refer to earlier ones).
-    Entries with ``valueFrom`` are left out: `osm.runtime.podspec` resolves those."""
-    env = {"PATH": DEFAULT_PATH, "HOME": "/", "LANG": "C.UTF-8", **extra}
-    for variable in container.env:
-        if variable.value_from is None:
-            env[variable.name] = podspec.expand(variable.value, env)
-    return env
-
-
 def log_path(state_dir: Path, namespace: str, pod: str, container: str) -> Path:
     """Where a container's output goes: ``<state>/logs/<namespace>/<pod>/<container>.log``."""
     return state_dir / "logs" / namespace / pod / f"{container}.log"

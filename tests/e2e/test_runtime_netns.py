@@ -204,8 +204,8 @@ class Mesh:
         spec = ProcessSpec(
             name=name,
             netns=netns,
-            argv=process.container_argv(container, {}),
-            env=process.container_env(container),
+            argv=container.command,
+            env={"PATH": process.DEFAULT_PATH, "HOME": "/", "LANG": "C.UTF-8"},
             log=process.log_path(self.state_dir, "default", netns, name),
             uid=uid,
             gid=gid,

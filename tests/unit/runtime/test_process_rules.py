@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from osm.base import wellknown
-from osm.model.core import Container, ContainerPort, EnvVar, Probe
+from osm.model.core import Container, ContainerPort, Probe
 from osm.runtime import process
 from osm.runtime.process import Backoff, ProcessError, Readiness
 
@@ -20,24 +20,6 @@ def test_pod_command_enters_the_namespace_then_drops_privileges() -> None:
     ]  # fmt: skip
     with pytest.raises(ProcessError, match="empty"):
         process.pod_command("pod-a", [], uid=1, gid=1)
-
-
-def test_container_argv_and_env() -> None:
-    container = Container(
-        "app",
-        command=("python3", "server.py"),
-        args=("--port", "$(PORT)"),
-        env=(EnvVar("PORT", "8080"), EnvVar("URL", "http://$(POD_IP):$(PORT)")),
-    )
-    env = process.container_env(container, {"POD_IP": "10.233.0.2"})
-    assert env["URL"] == "http://10.233.0.2:8080"
-    assert env["PATH"] == process.DEFAULT_PATH
-    assert process.container_argv(container, env) == ("python3", "server.py", "--port", "8080")
-
-
-def test_a_container_without_command_cannot_run_locally() -> None:
-    with pytest.raises(ProcessError, match=r'"app" has no command'):
-        process.container_argv(Container("app", image="nginx"), {})
 
 
 def test_probe_ports_by_number_or_name() -> None:
