@@ -30,3 +30,9 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
 def default_server() -> str:
     """The controller URL the CLI talks to: ``$OSM_SERVER`` or the local default."""
     return os.environ.get("OSM_SERVER", f"http://{DEFAULT_API_ADDRESS}")
+
+
+def kubeconfig_path(state_dir: Path | None = None) -> Path:
+    """Local mode's kubeconfig (the API's address, its CA and an admin client certificate):
+    ``<state dir>/kubeconfig``, the state dir being `default_state_dir` unless given."""
+    return (state_dir if state_dir is not None else default_state_dir()) / "kubeconfig"
