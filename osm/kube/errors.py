@@ -1,9 +1,11 @@
 """The errors of the Kubernetes client, each saying whose fault it is.
 
 One idea: lightkube and its HTTP library raise many kinds of exceptions; `osm.kube` turns
-every one into one of three, at its boundary: the server answered with an error
-(`ApiError`, with the Status it sent), the server could not be reached or the connection
-broke (`ConnectionFailed`), or the local configuration is unusable (`KubeConfigError`).
+every one into one of these, at its boundary: the server answered with an error
+(`ApiError`, with the Status it sent) or with something unreadable (`BadResponse`), the
+server could not be reached or the connection broke (`ConnectionFailed`), or the local
+configuration is unusable (`KubeConfigError`). A call that the API would refuse anyway (an
+unknown kind, a namespaced kind without a namespace) raises ValueError before sending.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ class KubeError(Exception):
 
 class KubeConfigError(KubeError):
     """No usable kubeconfig or in-cluster configuration (the local side's fault)."""
+
+
+class BadResponse(KubeError):
+    """The server answered with something that is not the shape the API promises (the
+    server's fault): a list without ``items``, an object that is not JSON."""
 
 
 class ConnectionFailed(KubeError):
