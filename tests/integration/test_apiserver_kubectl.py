@@ -352,3 +352,15 @@ async def test_ages_are_those_kubectl_computes_itself(kubectl: Kubectl) -> None:
         moments = range(int((after - before).total_seconds()) + 2)
         ours = {tables.human_duration(datetime.timedelta(seconds=seconds + d)) for d in moments}
         assert age in ours, (seconds, age, ours)
+
+
+async def test_get_prints_a_custom_kinds_table(kubectl: Kubectl) -> None:
+    splits = fixtures._examples()["TrafficSplit"]
+    resource = next(r for r in resources.RESOURCES if r.api_version == "split.smi-spec.io/v1alpha4")
+    table = tables.table(resource, splits, now=fixtures.NOW, resource_version="9")
+    path = "/apis/split.smi-spec.io/v1alpha4/namespaces/shop/trafficsplits"
+    kubectl.server.answer("GET", path, lambda request: (200, table))
+    code, out, err = await kubectl("get", "ts", "-o", "wide")
+    assert (code, err) == (0, "")
+    assert out == printing.kubectl_get(table, wide=True)
+    assert out.splitlines()[0].split() == ["NAME", "SERVICE", "AGE", "BACKENDS", "MATCHES"]
