@@ -36,3 +36,13 @@ def kubeconfig_path(state_dir: Path | None = None) -> Path:
     """Local mode's kubeconfig (the API's address, its CA and an admin client certificate):
     ``<state dir>/kubeconfig``, the state dir being `default_state_dir` unless given."""
     return (state_dir if state_dir is not None else default_state_dir()) / "kubeconfig"
+
+
+def kubelet_kubeconfig_path(state_dir: Path) -> Path:
+    """Local mode's kubelet's kubeconfig (its own client certificate)."""
+    return state_dir / "kubelet.kubeconfig"
+
+
+def controller_kubeconfig_path(state_dir: Path) -> Path:
+    """Local mode's controller's kubeconfig (the push loop reads the API through it)."""
+    return state_dir / "controller.kubeconfig"

@@ -91,7 +91,9 @@ _BY_PATH: Mapping[tuple[str, str, str], Resource] = {
     (r.group, r.version, r.plural): r for r in RESOURCES
 }
 _PREFERRED: Mapping[str, Resource] = {
-    info.kind: next(r for r in RESOURCES if r.api_version == info.versions[0])
+    info.kind: next(
+        r for r in RESOURCES if r.kind == info.kind and r.api_version == info.versions[0]
+    )
     for info in kinds.KINDS
 }
 

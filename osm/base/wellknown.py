@@ -27,8 +27,11 @@ STARTUP_PROBE_PORT: Final = 15903
 HEALTHCHECK_PORT: Final = 15904
 XDS_PORT: Final = 15128
 """The controller's ADS server."""
-API_PORT: Final = 9091
-"""The controller's HTTP API in local mode."""
+API_PORT: Final = 6443
+"""The Kubernetes API server in local mode (HTTPS, client certificates): kube-apiserver's
+secure port."""
+CONTROLLER_HTTP_PORT: Final = 9091
+"""The controller's metrics, health and debug endpoints (OSM's osm-controller :9091)."""
 INJECTOR_WEBHOOK_PORT: Final = 9090
 VALIDATING_WEBHOOK_PORT: Final = 9093
 

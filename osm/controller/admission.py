@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from osm.apiserver import server
 from osm.base import identity, wellknown
 from osm.base.identity import DataPlane, Identity
 from osm.ca.errors import CAError
@@ -513,3 +514,26 @@ def _path(parts: Parts) -> str:
         else:
             text += f"[{json.dumps(part)}]"
     return text
+
+
+class ServerAdmission:
+    """`PodAdmission` as the API server's admission chain (`osm.apiserver.server`): the
+    injector on Pod creates, the update rules, the model's validation; a Pod's deletion
+    takes its bootstrap Secret along."""
+
+    def __init__(self, pods: PodAdmission) -> None:
+        self.pods = pods
+
+    async def admit(
+        self, store: store_api.Store, obj: Mapping[str, Any], *, creating: bool
+    ) -> server.Admitted:
+        try:
+            admitted = await self.pods.admit(store, [obj])
+        except AdmissionUnavailable as error:
+            raise server.AdmissionUnavailable(str(error)) from error
+        return server.Admitted([r.to_dict() for r in admitted.resources], admitted.problems)
+
+    async def deleting(
+        self, store: store_api.Store, keys: Sequence[store_api.ObjectKey]
+    ) -> list[store_api.ObjectKey]:
+        return await with_bootstrap_secrets(store, keys)

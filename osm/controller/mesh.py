@@ -1,10 +1,14 @@
-"""The push loop: store watch -> MeshState -> debounce -> build -> snapshot cache.
+"""The push loop: API informer -> MeshState -> debounce -> build -> snapshot cache.
 
 One idea: the loop keeps exactly one `MeshState` and one `Generator`, and feeds them
 batches of changes; the generator recomputes only the proxies a batch can affect, and
 only snapshots that actually changed are handed to the cache (which wakes only the
 streams whose versions differ). Certificates enter the same way: the certificate
 manager's rotation events become a rebuild of the affected identities' secrets.
+
+The loop reads the Kubernetes API through an informer (`osm.kube.informer`), the same
+code in local mode and on a cluster: a ``Sync`` replaces the whole state, a ``Change``
+upserts or deletes one object.
 
 A failing required input for one proxy (no certificate yet, an inconsistent set) keeps
 that proxy's last good snapshot and is retried on the next batch; a manifest the
@@ -30,10 +34,10 @@ from osm.ca import manager as ca_manager
 from osm.catalog import ids, policy
 from osm.catalog.state import Changed, MeshState
 from osm.controller.debounce import Debouncer
+from osm.kube import informer
 from osm.model import kinds
 from osm.model.errors import ValidationFailed
 from osm.model.meta import ObjectRef, Resource
-from osm.store import api as store_api
 from osm.xds import generator as xds_generator
 from osm.xds import snapshot as xds
 from osm.xds.context import Credentials
@@ -98,11 +102,11 @@ class PushMetrics:
 
 
 class MeshPusher:
-    """Keeps the snapshot cache in step with the store and the certificate manager."""
+    """Keeps the snapshot cache in step with the API and the certificate manager."""
 
     def __init__(
         self,
-        store: store_api.Store,
+        events: Callable[[], informer.Informer],
         cache: ads_cache.SnapshotCache,
         certificates: ca_manager.CertificateManager,
         registry: CollectorRegistry,
@@ -111,7 +115,7 @@ class MeshPusher:
         grpc_mtls: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = store
+        self.events = events
         self.cache = cache
         self.certificates = certificates
         self.debouncer = debouncer or Debouncer()
@@ -123,11 +127,13 @@ class MeshPusher:
             grpc_mtls=grpc_mtls,
         )
         self.state = MeshState.empty()
+        self.synced = asyncio.Event()
+        """Set once the first full listing is built and published."""
         self._wrappers: dict[int, xds_snapshot.XdsSnapshot] = {}
         self._published: dict[ids.ProxyId, str] = {}
         self._by_node: dict[str, ids.ProxyId] = {}
-        self._warned: set[policy.CatalogWarning] = set()
         """The inverse of `_published`: which proxy a node id names."""
+        self._warned: set[policy.CatalogWarning] = set()
         self._bundle_version = certificates.trust_bundle().version
         self._rotated: set[identity.Identity] = set()
         self.on_trust_bundle: Callable[[bytes], None] | None = None
@@ -144,16 +150,15 @@ class MeshPusher:
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
-        """Lists, builds, then follows the store until cancelled."""
-        since = await self._relist(None)
-        events: asyncio.Queue[store_api.WatchEvent | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(since, events))
+        """Follows the API (a first full listing, then changes) until cancelled."""
+        events: asyncio.Queue[informer.Event | None] = asyncio.Queue()
+        reader = asyncio.create_task(self._read(events))
         ticker = asyncio.create_task(self._tick_certificates())
         pending = Changed()
         # One long-lived `get` awaited through `asyncio.wait`: unlike `wait_for`, which on
         # 3.11 can swallow a cancellation that races with the result, this lets a stop
         # always end the loop.
-        getter: asyncio.Task[store_api.WatchEvent | None] | None = None
+        getter: asyncio.Task[informer.Event | None] | None = None
         try:
             while True:
                 if getter is None:
@@ -164,8 +169,13 @@ class MeshPusher:
                 if getter in done:
                     event, getter = getter.result(), None
                     if event is None:
-                        return  # the store closed
+                        return  # the informer ended
                     pending = pending.merged(self._apply_event(event))
+                    if isinstance(event, informer.Sync) and not self.synced.is_set():
+                        self.push(pending)  # the first build goes out at once
+                        pending = Changed()
+                        self.synced.set()
+                        continue
                     self.debouncer.add(self.clock())
                 if self.debouncer.due(self.clock()):
                     self.debouncer.flush()
@@ -179,41 +189,25 @@ class MeshPusher:
                 *(t for t in (getter, reader, ticker) if t is not None), return_exceptions=True
             )
 
-    async def _read(self, since: int, events: asyncio.Queue[store_api.WatchEvent | None]) -> None:
-        async for event in self.store.watch(since):
-            await events.put(event)
+    async def _read(self, events: asyncio.Queue[informer.Event | None]) -> None:
+        async with self.events() as stream:
+            async for event in stream:
+                await events.put(event)
         await events.put(None)
 
-    async def _relist(self, objects: Any) -> int:
-        """Rebuilds the state from a full listing (at start and on RESYNC)."""
-        resources: list[Resource] = []
-        rv = self.store.resource_version
-        if objects is None:
-            objects = []
-            for info in kinds.KINDS:
-                items, rv_kind = await self.store.list(info.kind)
-                objects.extend(items)
-                rv = max(rv, rv_kind)
-        for item in objects:
-            resource = _decode(item)
-            if resource is not None:
-                resources.append(resource)
-        self.state = MeshState.from_resources(resources)
-        self.push(Changed.all())
-        return rv
-
-    def _apply_event(self, event: store_api.WatchEvent) -> Changed:
-        self.metrics.events.labels(event.type).inc()
-        if event.type == "RESYNC":
+    def _apply_event(self, event: informer.Event) -> Changed:
+        if isinstance(event, informer.Sync):
+            self.metrics.events.labels("SYNC").inc()
             resources = [r for r in map(_decode, event.objects) if r is not None]
             self.state = MeshState.from_resources(resources)
             return Changed.all()
-        assert event.object is not None
+        self.metrics.events.labels(event.type).inc()
         if event.type == "DELETED":
-            ref = store_api.ObjectKey.of(event.object)
-            self.state, changed = self.state.with_changes(
-                deletes=[ObjectRef(ref.kind, ref.namespace, ref.name)]
+            meta = event.object.get("metadata") or {}
+            ref = ObjectRef(
+                str(event.object.get("kind")), str(meta.get("namespace") or ""), str(meta["name"])
             )
+            self.state, changed = self.state.with_changes(deletes=[ref])
             return changed
         resource = _decode(event.object)
         if resource is None:

@@ -1,12 +1,16 @@
-"""Running the controller: the store, the CA, the push loop, the xDS server and the API.
+"""Running the controller: the CA, the push loop and the xDS server, and in local mode
+the Kubernetes API server over the store.
 
 `Controller` is usable in-process (tests start one on ephemeral ports) and from
 `osm controller` (which ``osm up`` runs as a daemon). Start order: CA (refuse to start on
-a damaged one), store (creating the control plane's namespace and default MeshConfig
-when absent, `osm.controller.install`), push loop (first full build), xDS server, API
-(admitting pods with the injector, `osm.controller.admission`). Stop order is the
-reverse, so no write is lost half-way: an apply either committed before the store closed
-or was refused.
+a damaged one); in local mode the store (creating the control plane's namespace and
+default MeshConfig when absent, `osm.controller.install`) and the API server over HTTPS
+(admitting pods with the injector, `osm.controller.admission`; its own CA in
+``<state>/apiserver``; kubeconfigs for the user, the kubelet and the controller written
+0600 in the state dir); then the push loop, which reads the API through the Kubernetes
+client like any other client (`osm.kube`), and the xDS server. Stop order is the
+reverse, so no write is lost half-way: a request either committed before the store
+closed or was refused.
 """
 
 from __future__ import annotations
@@ -27,18 +31,28 @@ from prometheus_client import CollectorRegistry
 from osm import paths
 from osm.ads import cache as ads_cache
 from osm.ads import server as ads_server
+from osm.apiserver import local
 from osm.base import wellknown
 from osm.ca import builtin
 from osm.ca import manager as ca_manager
 from osm.ca.errors import CAError
 from osm.ca.issuer import LeafRequest
 from osm.controller import admission, api, install, mesh
+from osm.kube import config as kube_config
+from osm.kube import informer
+from osm.kube.client import KubeClient
+from osm.model import kinds
 from osm.store import api as store_api
 from osm.store import open_store
 
 log = logging.getLogger(__name__)
 
 PROFILE_ENV = "OSM_CONTROLLER_PROFILE"
+CONTROLLER_USER = "system:serviceaccount:osm-system:osm-controller"
+KUBELET_USER = "system:node:osm-local"
+KUBELET_GROUPS = ("system:nodes",)
+MESH_KINDS = tuple(info.kind for info in kinds.KINDS if info.kind not in ("Secret", "ConfigMap"))
+"""What the push loop watches: every kind but the ones the catalog never reads."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,11 +70,18 @@ class Settings:
     store_url: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = wellknown.API_PORT
+    http_host: str = "127.0.0.1"
+    http_port: int = wellknown.CONTROLLER_HTTP_PORT
+    """Metrics, health and ``/debug/proxies`` (`osm.controller.api`)."""
     xds_host: str = "127.0.0.1"
     xds_port: int = wellknown.XDS_PORT
     xds_insecure: bool = False
     mesh_name: str = admission.DEFAULT_MESH_NAME
     sidecar_xds_host: str = admission.CONTROLLER_HOST
+    serve_api: bool = True
+    """Local mode: serve the Kubernetes API over the store. Without it the controller is
+    a client of the API that ``kubeconfig`` names (or of the in-cluster one)."""
+    kubeconfig: Path | None = None
 
     @property
     def resolved_store_url(self) -> str:
@@ -83,7 +104,10 @@ class Controller:
         self.ads: ads_server.AdsServer | None = None
         self.pusher: mesh.MeshPusher | None = None
         self._push_task: asyncio.Task[None] | None = None
-        self._runner: web.AppRunner | None = None
+        self.api: local.LocalApi | None = None
+        self._http_runner: web.AppRunner | None = None
+        self.http_port = settings.http_port
+        self.client: KubeClient | None = None
         self.port = settings.api_port
 
     async def start(self) -> None:
@@ -95,13 +119,17 @@ class Controller:
             raise ControllerError(f"the certificate authority cannot start: {error}") from error
         self.certificates = ca_manager.CertificateManager(self.ca, builtin.utc_now)
         try:
-            self.store = await open_store(settings.resolved_store_url)
-            created = await install.ensure(self.store)
-            if created:
-                log.info("created %s", ", ".join(str(key) for key in created))
+            if settings.serve_api:
+                self.store = await open_store(settings.resolved_store_url)
+                created = await install.ensure(self.store)
+                if created:
+                    log.info("created %s", ", ".join(str(key) for key in created))
+                await self._start_api()
+            self.client = self._client()
+            client = self.client
             cache = ads_cache.SnapshotCache()
             self.pusher = mesh.MeshPusher(
-                self.store,
+                lambda: informer.Informer(client, MESH_KINDS),
                 cache,
                 self.certificates,
                 self.registry,
@@ -122,17 +150,27 @@ class Controller:
                 raise ControllerError(
                     f"{error} (is another controller running? use --xds-port)"
                 ) from error
-            await self._start_api()
+            await self._start_http()
         except BaseException:
             await self.stop()
             raise
         log.info(
-            "controller API on %s, xDS on %s:%d, store %s",
+            "API on %s, xDS on %s:%d, store %s",
             self.url,
             settings.xds_host,
             self.ads.port,
-            settings.resolved_store_url,
+            settings.resolved_store_url if settings.serve_api else "(a client of the API)",
         )
+
+    def _client(self) -> KubeClient:
+        if self.settings.serve_api:
+            return KubeClient.from_kubeconfig(
+                paths.controller_kubeconfig_path(self.settings.state_dir)
+            )
+        path = kube_config.find_kubeconfig(
+            str(self.settings.kubeconfig) if self.settings.kubeconfig else None
+        )
+        return KubeClient.from_kubeconfig(path)
 
     def _xds_tls(self) -> ads_server.TlsConfig:
         assert self.ca is not None
@@ -149,30 +187,60 @@ class Controller:
             self.ads.update_tls(self._xds_tls())
 
     async def _start_api(self) -> None:
+        """The Kubernetes API over HTTPS, and the kubeconfigs that reach it."""
         assert self.store is not None
         assert self.ca is not None
+        settings = self.settings
         pod_admission = admission.PodAdmission(
             admission.AdmissionSettings(
-                mesh_name=self.settings.mesh_name, xds_host=self.settings.sidecar_xds_host
+                mesh_name=settings.mesh_name, xds_host=settings.sidecar_xds_host
             ),
             admission.issuing(self.ca, builtin.utc_now),
         )
-        app = api.make_app(self.store, api.ApiMetrics.create(self.registry), pod_admission)
-        app[api.PROXIES_KEY] = self._proxy_status
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.api_host, self.settings.api_port)
+        try:
+            self.api = await local.start(
+                self.store,
+                settings.state_dir,
+                host=settings.api_host,
+                port=settings.api_port,
+                admission=admission.ServerAdmission(pod_admission),
+                registry=self.registry,
+                server_hosts=("localhost", admission.CONTROLLER_HOST),
+                clients=(
+                    local.Client(
+                        paths.kubelet_kubeconfig_path(settings.state_dir),
+                        KUBELET_USER,
+                        KUBELET_GROUPS,
+                    ),
+                    local.Client(
+                        paths.controller_kubeconfig_path(settings.state_dir), CONTROLLER_USER
+                    ),
+                ),
+            )
+        except local.ApiUnavailable as error:
+            raise ControllerError(str(error)) from error
+        self.port = self.api.port
+
+    async def _start_http(self) -> None:
+        pusher = self.pusher
+        assert pusher is not None
+        app = api.make_app(self.registry, self._proxy_status, pusher.synced.is_set)
+        self._http_runner = web.AppRunner(app, access_log=None)
+        await self._http_runner.setup()
+        site = web.TCPSite(self._http_runner, self.settings.http_host, self.settings.http_port)
         try:
             await site.start()
         except OSError as error:
             raise ControllerError(
-                f"cannot listen on {self.settings.api_host}:{self.settings.api_port}: "
-                f"{error.strerror} (is another controller running? use --port)"
+                f"cannot listen on {self.settings.http_host}:{self.settings.http_port}: "
+                f"{error.strerror} (is another controller running? use --http-port)"
             ) from error
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self.http_port = local.bound_port(site, self.settings.http_port)
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The user's kubeconfig in local mode (``export KUBECONFIG=...``)."""
+        return paths.kubeconfig_path(self.settings.state_dir)
 
     def _proxy_status(self) -> list[dict[str, object]]:
         if self.ads is None:
@@ -180,9 +248,9 @@ class Controller:
         return [api.jsonable(_status_fields(status)) for status in self.ads.status()]
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+            self._http_runner = None
         if self.ads is not None:
             await self.ads.stop(grace=0.5)
             self.ads = None
@@ -191,13 +259,19 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._push_task
             self._push_task = None
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         if self.store is not None:
             await self.store.close()
             self.store = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.api_host}:{self.port}"
+        return f"https://{self.settings.api_host}:{self.port}"
 
     @property
     def xds_port(self) -> int:

@@ -869,6 +869,12 @@ def parse_pod(doc: Fields, base: Resource) -> Pod:
         if condition.string("type") == "Ready":
             ready = condition.string("status") == "True"
     pod_ip = status.string("podIP")
+    if pod_ip:
+        try:
+            ipaddress.ip_address(pod_ip)
+        except ValueError:
+            status.error("podIP", f'"{pod_ip}" is not an IP address')
+            pod_ip = ""
     return Pod(
         base.api_version,
         base.metadata,

@@ -33,6 +33,7 @@ VALUES = {
     wellknown.HEALTHCHECK_PORT,
     wellknown.XDS_PORT,
     wellknown.API_PORT,
+    wellknown.CONTROLLER_HTTP_PORT,
     wellknown.INJECTOR_WEBHOOK_PORT,
     wellknown.VALIDATING_WEBHOOK_PORT,
 }

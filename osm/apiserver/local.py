@@ -1,0 +1,141 @@
+"""Local mode's API server, started over a store: HTTPS with the API CA's server
+certificate, and a kubeconfig per client written next to it.
+
+`start` is what the controller runs in local mode, and what tests and benchmarks run to
+get a real API (TLS, client certificates, Tables, OpenAPI) over any store. The API CA is
+kept in ``<state dir>/apiserver`` (`osm.apiserver.auth`); kubeconfigs are written 0600.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from osm import paths
+from osm.apiserver import auth, openapi, tables
+from osm.apiserver import server as apiserver
+from osm.apiserver.resources import Resource
+from osm.base import wellknown
+from osm.kube import config as kube_config
+from osm.store import api as store_api
+
+ADMIN_USER = "osm-admin"
+ADMIN_GROUPS = ("system:masters",)
+SERVER_HOSTS = ("localhost",)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Client:
+    """A kubeconfig to write: where, for which user and groups."""
+
+    path: Path
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+class ApiUnavailable(Exception):
+    """The API cannot listen (the message says where and what to do)."""
+
+
+@dataclasses.dataclass(slots=True)
+class LocalApi:
+    """A running API server; `stop` it."""
+
+    server: apiserver.ApiServer
+    runner: web.AppRunner
+    url: str
+    port: int
+    ca: auth.ApiCA
+    kubeconfig: Path
+    """The admin user's kubeconfig."""
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+    def write_kubeconfig(self, client: Client) -> Path:
+        """A kubeconfig with a new client certificate for ``client.user``."""
+        credentials = self.ca.issue_client(client.user, client.groups)
+        return kube_config.write_kubeconfig(
+            client.path,
+            server=self.url,
+            ca_pem=credentials.ca_pem,
+            cert_pem=credentials.cert_pem,
+            key_pem=credentials.key_pem,
+            user=client.user,
+        )
+
+
+async def start(
+    store: store_api.Store,
+    state_dir: Path,
+    *,
+    host: str = wellknown.LOCALHOST,
+    port: int = wellknown.API_PORT,
+    admission: apiserver.Admission | None = None,
+    registry: CollectorRegistry | None = None,
+    server_hosts: Sequence[str] = SERVER_HOSTS,
+    clients: Sequence[Client] = (),
+    settings: apiserver.Settings | None = None,
+) -> LocalApi:
+    """Serves ``store`` on ``host:port`` (0: any free port) and writes the admin's
+    kubeconfig (`osm.paths.kubeconfig_path`) and one per ``clients``. Container logs
+    are read from ``<state dir>/logs`` unless ``settings`` say otherwise."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca = auth.ApiCA.open(state_dir / "apiserver")
+    credentials = ca.issue_server(list(server_hosts), sorted({wellknown.LOCALHOST, host}))
+    server = apiserver.ApiServer(
+        store,
+        certificate_user,
+        admission,
+        settings or apiserver.Settings(logs_dir=state_dir / "logs"),
+        apiserver.Metrics.create(registry),
+        tables=table,
+        openapi=document,
+    )
+    runner = web.AppRunner(server.make_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=auth.server_ssl_context(credentials))
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise ApiUnavailable(
+            f"the API cannot listen on {host}:{port}: {error.strerror} (is another mesh "
+            "running? use --port)"
+        ) from error
+    bound = bound_port(site, port)
+    url = f"https://{host}:{bound}"
+    local = LocalApi(server, runner, url, bound, ca, paths.kubeconfig_path(state_dir))
+    local.write_kubeconfig(Client(local.kubeconfig, ADMIN_USER, ADMIN_GROUPS))
+    for client in clients:
+        local.write_kubeconfig(client)
+    return local
+
+
+def bound_port(site: web.TCPSite, asked: int) -> int:
+    """The port a site listens on (the one the OS chose when asked for 0)."""
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else asked
+
+
+def certificate_user(request: web.Request) -> str | None:
+    """The request's user: its verified client certificate's CN (`osm.apiserver.auth`)."""
+    transport = request.transport
+    peercert = transport.get_extra_info("peercert") if transport is not None else None
+    user = auth.identity_of(peercert)
+    return user.name if user is not None else None
+
+
+def table(resource: Resource, objects: Sequence[Mapping[str, Any]], rv: str) -> dict[str, Any]:
+    return tables.table(resource, objects, now=datetime.now(UTC), resource_version=rv)
+
+
+def document(path: str) -> dict[str, Any] | None:
+    return openapi.v3_root() if not path else openapi.v3_document(path)

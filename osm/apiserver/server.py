@@ -1,0 +1,1093 @@
+"""The Kubernetes REST API over the store, as kube-apiserver serves it to kubectl.
+
+One idea: every request is a Kubernetes request (discovery, CRUD, list/watch with
+resourceVersion, patch, the status and log subresources) on the paths kube-apiserver
+uses, and every error is a `Status` (`osm.apiserver.status`). Clients authenticate with a
+client certificate; a request without one gets a 401 Status on an accepted connection.
+
+Writes: decode, then admission before storage (`Admission`: the mutating injector, then
+the model's validation, the same functions the cluster webhooks serve), then ONE store
+write. Writes are serialized from admission's reads to the store write, so two creates of
+one Pod cannot both be injected. ``fieldValidation`` (Strict, Warn the default, Ignore)
+decides what unknown fields of our custom kinds do: refuse the object (400), or drop the
+fields with a ``Warning`` header, or drop them silently.
+
+Status: every kind's status is written only through ``/status`` (a main-resource write
+keeps the stored status; a status write keeps everything else), as the status subresource
+of kube-apiserver.
+
+Deletion: a Namespace goes ``Terminating`` (deletionTimestamp, ``status.phase``) and
+vanishes after its content; a server that stopped half-way finishes the job when it
+starts. Deleting an object deletes the Pods it owns (ownerReferences; the garbage
+collector's background propagation) and a Pod its bootstrap Secret (`Admission.deleting`).
+
+Watch: ``?watch=true&resourceVersion=R``: events after R, one JSON line each; without R
+(or "0") first an ADDED per current object. History the store no longer keeps, or a
+watcher that fell too far behind, ends the watch with an ERROR event carrying a 410
+Expired Status: the client lists again. BOOKMARKs (``allowWatchBookmarks``) carry the
+last resourceVersion the watch delivered. Selector semantics: an object that stops
+matching a selector is not reported (kube-apiserver sends DELETED; we do not keep the
+previous state per watch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import copy
+import dataclasses
+import datetime
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+import osm
+from osm.apiserver import clusterip, patch, resources, selectors
+from osm.apiserver.resources import Resource
+from osm.apiserver.status import ApiError, Details, already_exists, conflict, invalid, not_found
+from osm.model import kinds, manifest
+from osm.model.errors import Problem
+from osm.store import api as store_api
+
+log = logging.getLogger(__name__)
+
+KUBERNETES_MINOR = "32"
+"""The Kubernetes minor version `/version` reports; the machine's kubectl dispatcher runs
+the kubectl of that minor."""
+MAX_BODY = 3 * 1024 * 1024
+"""kube-apiserver's request body limit (3 MiB)."""
+JSON = "application/json"
+TABLE_ACCEPT = "as=Table"
+FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
+UNKNOWN_FIELD = "unknown field"
+GENERATED_SUFFIX = 5
+TRUE = frozenset({"1", "t", "T", "true", "True", "TRUE"})
+FALSE = frozenset({"0", "f", "F", "false", "False", "FALSE"})
+Authenticate = Callable[[web.Request], str | None]
+Renderer = Callable[[Resource, Sequence[Mapping[str, Any]], str], dict[str, Any]]
+
+
+# -- what the server is given -------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class Admitted:
+    """Admission's answer for one write: the objects to store in one batch (the requested
+    one and what admission adds, e.g. a Pod's bootstrap Secret before it) and every
+    problem found (any error refuses the write)."""
+
+    objects: list[dict[str, Any]]
+    problems: list[Problem]
+
+
+class AdmissionUnavailable(Exception):
+    """Admission cannot decide now (a 500: the server's fault, not the request's)."""
+
+
+class Admission(Protocol):
+    """Admission control: what kube-apiserver's admission chain does for a write."""
+
+    async def admit(
+        self, store: store_api.Store, obj: Mapping[str, Any], *, creating: bool
+    ) -> Admitted: ...
+
+    async def deleting(
+        self, store: store_api.Store, keys: Sequence[store_api.ObjectKey]
+    ) -> list[store_api.ObjectKey]:
+        """``keys`` and what goes with them (e.g. a Pod's bootstrap Secret)."""
+        ...
+
+
+class ModelAdmission:
+    """Validation by the resource model alone (no mutating admission)."""
+
+    async def admit(
+        self, store: store_api.Store, obj: Mapping[str, Any], *, creating: bool
+    ) -> Admitted:
+        loaded = manifest.load_objects([obj])
+        return Admitted([item.resource.to_dict() for item in loaded.objects], loaded.problems)
+
+    async def deleting(
+        self, store: store_api.Store, keys: Sequence[store_api.ObjectKey]
+    ) -> list[store_api.ObjectKey]:
+        return list(keys)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """``logs_dir``: where container logs are (``<ns>/<pod>/<container>.log``), for
+    ``pods/log``; ``bookmark_seconds``: how often an idle watch gets a BOOKMARK."""
+
+    logs_dir: Path | None = None
+    bookmark_seconds: float = 10.0
+    max_body: int = MAX_BODY
+    server_address: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        registry = registry or CollectorRegistry()
+        requests = Counter(
+            "apiserver_request_total",
+            "API requests, by verb, resource and HTTP code",
+            ["verb", "resource", "code"],
+            registry=registry,
+        )
+        latency = Histogram(
+            "apiserver_request_duration_seconds",
+            "API request latency (watches excluded), by verb",
+            ["verb"],
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        return cls(registry, requests, latency)
+
+
+# -- request targets ----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """What a resource path names: a collection (``name`` empty) or one object, maybe a
+    subresource of it."""
+
+    resource: Resource
+    namespace: str
+    name: str = ""
+    subresource: str = ""
+
+    def key(self) -> store_api.ObjectKey:
+        return store_api.ObjectKey(self.resource.kind, self.namespace, self.name)
+
+
+def _target(group: str, version: str, parts: Sequence[str]) -> Target:
+    """Resolves ``parts`` (the path after ``/api/v1`` or ``/apis/g/v``); raises 404."""
+    namespace = ""
+    if len(parts) >= 3 and parts[0] == "namespaces":
+        candidate = resources.find(group, version, parts[2])
+        if candidate is not None and candidate.namespaced:
+            namespace, parts = parts[1], parts[2:]
+    resource = resources.find(group, version, parts[0]) if parts else None
+    if resource is None or len(parts) > 3:
+        raise ApiError(404, "the server could not find the requested resource")
+    name = parts[1] if len(parts) > 1 else ""
+    sub = parts[2] if len(parts) > 2 else ""
+    if sub and sub not in resource.subresources:
+        raise ApiError(404, "the server could not find the requested resource")
+    if not resource.namespaced and namespace:
+        raise ApiError(404, "the server could not find the requested resource")
+    return Target(resource, namespace, name, sub)
+
+
+# -- the server ---------------------------------------------------------------------------
+class ApiServer:
+    """The API over one store. ``authenticate`` names the user of a request (from its
+    client certificate) or None: the request is refused with 401."""
+
+    def __init__(
+        self,
+        store: store_api.Store,
+        authenticate: Authenticate,
+        admission: Admission | None = None,
+        settings: Settings | None = None,
+        metrics: Metrics | None = None,
+        tables: Renderer | None = None,
+        openapi: Callable[[str], dict[str, Any] | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.authenticate = authenticate
+        self.admission: Admission = admission or ModelAdmission()
+        self.settings = settings or Settings()
+        self.metrics = metrics or Metrics.create()
+        self.tables = tables
+        self.openapi = openapi
+        self.writes = asyncio.Lock()
+        self.stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle --------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.settings.max_body, middlewares=[self._middleware]
+        )
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+
+        async def on_startup(app: web.Application) -> None:
+            await self.finish_terminating_namespaces()
+
+        async def on_shutdown(app: web.Application) -> None:
+            self.stopping.set()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+        app.on_startup.append(on_startup)
+        app.on_shutdown.append(on_shutdown)
+        return app
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        verb = request.method.lower()
+        try:
+            if self.authenticate(request) is None:
+                raise ApiError(401, "Unauthorized")
+            response = await handler(request)
+        except ApiError as error:
+            response = _status_response(error)
+        except web.HTTPRequestEntityTooLarge:
+            response = _status_response(
+                ApiError(413, f"the request body is larger than {self.settings.max_body} bytes")
+            )
+        except web.HTTPException as error:
+            response = _status_response(ApiError(error.status, error.reason))
+        except store_api.StoreClosed:
+            response = _status_response(ApiError(503, "the server is shutting down"))
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            response = _status_response(ApiError(500, "internal error; see the server's log"))
+        self.metrics.requests.labels(verb, request.path.split("/")[-1][:40], response.status).inc()
+        if request.query.get("watch") not in TRUE:
+            self.metrics.latency.labels(verb).observe(loop.time() - started)
+        return response
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        method = request.method
+        if not parts:
+            return _json({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]})
+        head = parts[0]
+        if head == "version" and len(parts) == 1:
+            return _json(version_info())
+        if head in ("healthz", "livez", "readyz") and len(parts) == 1:
+            return web.Response(text="ok")
+        if head == "metrics" and len(parts) == 1:
+            return web.Response(
+                body=generate_latest(self.metrics.registry),
+                headers={"Content-Type": CONTENT_TYPE_LATEST},
+            )
+        if head == "openapi":
+            return self._openapi(parts[1:])
+        if head == "api":
+            if len(parts) == 1:
+                return _json(resources.api_versions(self.settings.server_address))
+            if parts[1] != "v1":
+                raise ApiError(404, "the server could not find the requested resource")
+            group, version, rest = "", "v1", parts[2:]
+        elif head == "apis":
+            if len(parts) == 1:
+                return _json(resources.api_group_list())
+            if len(parts) == 2:
+                found = resources.api_group(parts[1])
+                if found is None:
+                    raise ApiError(404, "the server could not find the requested resource")
+                return _json(found)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "the server could not find the requested resource")
+        if not rest:
+            listed = resources.api_resource_list(group, version)
+            if listed is None:
+                raise ApiError(404, "the server could not find the requested resource")
+            return _json(listed)
+        target = _target(group, version, rest)
+        return await self._resource(request, method, target)
+
+    def _openapi(self, parts: Sequence[str]) -> web.Response:
+        if self.openapi is None or not parts or parts[0] != "v3":
+            raise ApiError(404, "the server could not find the requested resource")
+        found = self.openapi("/".join(parts[1:]))
+        if found is None:
+            raise ApiError(404, "the server could not find the requested resource")
+        return _json(found)
+
+    async def _resource(
+        self, request: web.Request, method: str, target: Target
+    ) -> web.StreamResponse:
+        if target.subresource == "log":
+            if method != "GET":
+                raise ApiError(405, f"{method} is not supported on pods/log")
+            return await self.logs(request, target)
+        if not target.name:
+            if method == "GET":
+                if request.query.get("watch", "") in TRUE:
+                    return await self.watch(request, target)
+                return await self.list_(request, target)
+            if method == "POST":
+                return await self.create(request, target)
+            if method == "DELETE":
+                return await self.delete_collection(request, target)
+        else:
+            if method == "GET":
+                return await self.get(request, target)
+            if method == "PUT":
+                return await self.update(request, target)
+            if method == "PATCH":
+                return await self.patch(request, target)
+            if method == "DELETE" and not target.subresource:
+                return await self.delete(request, target)
+        raise ApiError(405, f"{method} is not supported here")
+
+    # -- reads ------------------------------------------------------------------------
+    async def _stored(self, target: Target) -> dict[str, Any]:
+        try:
+            return await self.store.get(target.key())
+        except store_api.NotFound:
+            raise not_found(target.resource.plural, target.name, target.resource.group) from None
+
+    async def get(self, request: web.Request, target: Target) -> web.Response:
+        obj = _served(target.resource, await self._stored(target))
+        if self.tables is not None and TABLE_ACCEPT in request.headers.get("Accept", ""):
+            return _json(self.tables(target.resource, [obj], obj["metadata"]["resourceVersion"]))
+        return _json(obj)
+
+    async def list_(self, request: web.Request, target: Target) -> web.Response:
+        resource = target.resource
+        labels, fields = _selectors(request, resource)
+        items, rv = await self.store.list(resource.kind, target.namespace or None, labels)
+        items = [_served(resource, item) for item in items if fields.matches(item)]
+        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
+        limit = _int_param(request, "limit", 0)
+        token = request.query.get("continue", "")
+        if token:
+            after, rv = _read_continue(token)
+            items = [item for item in items if _position(item) > after]
+            metadata["resourceVersion"] = str(rv)
+        if limit > 0 and len(items) > limit:
+            items = items[:limit]
+            metadata["continue"] = _continue_token(_position(items[-1]), int(rv))
+        if self.tables is not None and TABLE_ACCEPT in request.headers.get("Accept", ""):
+            table = self.tables(resource, items, metadata["resourceVersion"])
+            table["metadata"] = metadata
+            return _json(table)
+        return _json(
+            {
+                "kind": f"{resource.kind}List",
+                "apiVersion": resource.api_version,
+                "metadata": metadata,
+                "items": items,
+            }
+        )
+
+    # -- writes -----------------------------------------------------------------------
+    async def create(self, request: web.Request, target: Target) -> web.Response:
+        resource = target.resource
+        obj = _check_body(await _decode(request), resource)
+        metadata = obj["metadata"]
+        namespace = _body_namespace(metadata, target)
+        if resource.namespaced:
+            metadata["namespace"] = namespace
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = _generated(str(metadata["generateName"]))
+        name = str(metadata.get("name") or "")
+        if not name:
+            raise ApiError(
+                422,
+                f"{resource.kind} in version {resource.version!r} cannot be handled: "
+                "metadata.name: Required value: name or generateName is required",
+                details=Details(
+                    kind=resource.kind,
+                    group=resource.group,
+                    causes=(("FieldValueRequired", "metadata.name", "Required value"),),
+                ),
+            )
+        for field in store_api.SERVER_FIELDS:
+            metadata.pop(field, None)
+        metadata.pop("deletionTimestamp", None)
+        dry_run = _dry_run(request)
+        async with self.writes:
+            key = store_api.ObjectKey(resource.kind, namespace if resource.namespaced else "", name)
+            if await self._exists(key):
+                raise already_exists(resource.plural, name, resource.group)
+            if resource.namespaced:
+                await self._check_namespace(namespace)
+            objects, warnings = await self._admit(request, resource, obj, creating=True)
+            stored = objects if dry_run else await self._write(resource, name, objects)
+        created = next(o for o in stored if store_api.ObjectKey.of(o) == key)
+        return _json(_served(resource, created), status=201, warnings=warnings)
+
+    async def update(self, request: web.Request, target: Target) -> web.Response:
+        resource = target.resource
+        obj = _check_body(await _decode(request), resource)
+        metadata = obj["metadata"]
+        if metadata.get("name", target.name) != target.name:
+            raise ApiError(
+                400,
+                f"the name of the object ({metadata.get('name')}) does not match the name on "
+                f"the URL ({target.name})",
+            )
+        metadata["name"] = target.name
+        if resource.namespaced:
+            metadata["namespace"] = _body_namespace(metadata, target)
+        return await self._replace(request, target, lambda stored: obj)
+
+    async def patch(self, request: web.Request, target: Target) -> web.Response:
+        content_type = request.headers.get("Content-Type", "")
+        body = await _decode(request, allow_list=True)
+
+        def patched(stored: dict[str, Any]) -> dict[str, Any]:
+            try:
+                result = patch.apply_patch(
+                    content_type,
+                    stored,
+                    body,
+                    kind=target.resource.kind,
+                    builtin=target.resource.builtin,
+                )
+            except patch.UnsupportedPatch as error:
+                raise ApiError(415, str(error)) from None
+            except patch.PatchError as error:
+                field = f"{error.field}: " if error.field else ""
+                raise ApiError(422, f"{field}{error}", reason="Invalid") from None
+            return dict(result)
+
+        return await self._replace(request, target, patched)
+
+    async def _replace(
+        self,
+        request: web.Request,
+        target: Target,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> web.Response:
+        """An update or a patch: ``change`` makes the new object from the stored one."""
+        resource = target.resource
+        dry_run = _dry_run(request)
+        async with self.writes:
+            stored = await self._stored(target)
+            wanted = change(copy.deepcopy(stored))
+            if not isinstance(wanted, dict) or not isinstance(wanted.get("metadata"), dict):
+                raise ApiError(400, "the result is not an object with metadata")
+            meta = wanted["metadata"]
+            given_rv = str(meta.get("resourceVersion") or "")
+            stored_rv = stored["metadata"]["resourceVersion"]
+            if given_rv and given_rv != stored_rv:
+                raise conflict(resource.plural, target.name, resource.group)
+            if meta.get("name") != target.name or (
+                resource.namespaced and meta.get("namespace", target.namespace) != target.namespace
+            ):
+                raise ApiError(
+                    400, "metadata.name and metadata.namespace cannot be changed by an update"
+                )
+            new = _subresource_view(stored, wanted, target.subresource)
+            new["apiVersion"] = stored.get("apiVersion", resource.api_version)
+            new["kind"] = resource.kind
+            for field in ("uid", "creationTimestamp", "deletionTimestamp"):
+                if field in stored["metadata"]:
+                    new["metadata"][field] = stored["metadata"][field]
+                else:
+                    new["metadata"].pop(field, None)
+            new["metadata"]["resourceVersion"] = stored_rv
+            objects, warnings = await self._admit(request, resource, new, creating=False)
+            for obj in objects:
+                if store_api.ObjectKey.of(obj) == target.key():
+                    obj["metadata"]["resourceVersion"] = stored_rv
+            written = objects if dry_run else await self._write(resource, target.name, objects)
+        result = next(o for o in written if store_api.ObjectKey.of(o) == target.key())
+        return _json(_served(resource, result), warnings=warnings)
+
+    async def _admit(
+        self, request: web.Request, resource: Resource, obj: dict[str, Any], *, creating: bool
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Admission with the request's fieldValidation; the objects to store and the
+        warnings to send."""
+        validation = request.query.get("fieldValidation") or "Warn"
+        if validation not in FIELD_VALIDATION:
+            raise ApiError(
+                400,
+                f"fieldValidation must be one of {', '.join(FIELD_VALIDATION)}, not {validation!r}",
+            )
+        try:
+            admitted = await self.admission.admit(self.store, obj, creating=creating)
+            unknown = [p for p in admitted.problems if p.message.startswith(UNKNOWN_FIELD)]
+            warnings: list[str] = []
+            if unknown and validation != "Strict":
+                for problem in unknown:
+                    _prune(obj, problem.path)
+                if validation == "Warn":
+                    warnings = [f'unknown field "{p.path}"' for p in unknown]
+                admitted = await self.admission.admit(self.store, obj, creating=creating)
+        except AdmissionUnavailable as error:
+            raise ApiError(500, f"admission is unavailable: {error}") from None
+        errors = [p for p in admitted.problems if p.severity == "error"]
+        warnings += [p.message for p in admitted.problems if p.severity == "warning"]
+        name = str(obj["metadata"].get("name", ""))
+        if (
+            errors
+            and validation == "Strict"
+            and all(p.message.startswith(UNKNOWN_FIELD) for p in errors)
+        ):
+            fields = ", ".join(f'unknown field "{p.path}"' for p in errors)
+            raise ApiError(
+                400,
+                f"{resource.kind} in version {resource.version!r} cannot be handled as a "
+                f"{resource.kind}: strict decoding error: {fields}",
+                details=Details(
+                    kind=resource.kind,
+                    name=name,
+                    group=resource.group,
+                    causes=tuple(("FieldValueInvalid", p.path, p.message) for p in errors),
+                ),
+            )
+        if errors:
+            raise invalid(resource.kind, name, resource.group, errors)
+        objects = admitted.objects
+        if any(o.get("kind") == "Service" for o in objects):
+            problems = await clusterip.assign(self.store, objects)
+            if problems:
+                raise invalid(resource.kind, name, resource.group, problems)
+        return objects, warnings
+
+    async def _write(
+        self, resource: Resource, name: str, objects: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        try:
+            return await self.store.apply(objects)
+        except store_api.Conflict:
+            raise conflict(resource.plural, name, resource.group) from None
+        except store_api.InvalidObject as error:
+            raise ApiError(400, str(error)) from None
+
+    async def _exists(self, key: store_api.ObjectKey) -> bool:
+        try:
+            await self.store.get(key)
+        except store_api.NotFound:
+            return False
+        return True
+
+    async def _check_namespace(self, name: str) -> None:
+        try:
+            namespace = await self.store.get(store_api.ObjectKey("Namespace", "", name))
+        except store_api.NotFound:
+            raise not_found("namespaces", name) from None
+        if namespace["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                f"unable to create new content in namespace {name} because it is being terminated",
+                details=Details(kind="namespaces", name=name),
+            )
+
+    # -- deletion ---------------------------------------------------------------------
+    async def delete(self, request: web.Request, target: Target) -> web.Response:
+        options = await _delete_options(request)
+        dry_run = _dry_run(request)
+        async with self.writes:
+            stored = await self._stored(target)
+            _check_preconditions(stored, options, target)
+            if target.resource.kind == "Namespace":
+                return _json(await self._terminate(stored, dry_run))
+            if dry_run:
+                return _json(_served(target.resource, stored))
+            orphan = options.get("propagationPolicy") == "Orphan"
+            keys = [target.key()] + ([] if orphan else await self._owned(stored))
+            deleted = await self.store.delete(await self.admission.deleting(self.store, keys))
+        return _json(_served(target.resource, deleted[0]))
+
+    async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
+        resource = target.resource
+        labels, fields = _selectors(request, resource)
+        dry_run = _dry_run(request)
+        async with self.writes:
+            items, _ = await self.store.list(resource.kind, target.namespace or None, labels)
+            items = [item for item in items if fields.matches(item)]
+            if resource.kind == "Namespace":
+                done = [await self._terminate(item, dry_run) for item in items]
+            elif dry_run or not items:
+                done = items
+            else:
+                keys = [store_api.ObjectKey.of(item) for item in items]
+                for item in items:
+                    keys += await self._owned(item)
+                keys = list(dict.fromkeys(keys))
+                done = await self.store.delete(await self.admission.deleting(self.store, keys))
+                done = [d for d in done if d.get("kind") == resource.kind]
+        return _json(
+            {
+                "kind": f"{resource.kind}List",
+                "apiVersion": resource.api_version,
+                "metadata": {},
+                "items": [_served(resource, d) for d in done],
+            }
+        )
+
+    async def _owned(self, owner: Mapping[str, Any]) -> list[store_api.ObjectKey]:
+        """The Pods whose ownerReferences name ``owner`` (what background propagation
+        deletes with it)."""
+        uid = owner.get("metadata", {}).get("uid")
+        namespace = owner.get("metadata", {}).get("namespace") or None
+        if not uid or owner.get("kind") == "Pod":
+            return []
+        pods, _ = await self.store.list("Pod", namespace)
+        return [
+            store_api.ObjectKey.of(pod)
+            for pod in pods
+            if any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or ())
+        ]
+
+    async def _terminate(self, namespace: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+        """Marks a Namespace Terminating and deletes it after its content (in the
+        background; the answer is the Terminating Namespace)."""
+        metadata = namespace["metadata"]
+        if not metadata.get("deletionTimestamp"):
+            namespace = copy.deepcopy(namespace)
+            namespace["metadata"]["deletionTimestamp"] = _now()
+            namespace.setdefault("spec", {})["finalizers"] = ["kubernetes"]
+            namespace.setdefault("status", {})["phase"] = "Terminating"
+            if dry_run:
+                return _served(resources.preferred("Namespace"), namespace)
+            (namespace,) = await self.store.apply([namespace])
+        if not dry_run:
+            self._spawn(self._finalize_namespace(namespace["metadata"]["name"]))
+        return _served(resources.preferred("Namespace"), namespace)
+
+    async def _finalize_namespace(self, name: str) -> None:
+        async with self.writes:
+            keys: list[store_api.ObjectKey] = []
+            for info in kinds.KINDS:
+                if info.namespaced:
+                    items, _ = await self.store.list(info.kind, name)
+                    keys += [store_api.ObjectKey.of(item) for item in items]
+            keys = list(dict.fromkeys(await self.admission.deleting(self.store, keys)))
+            if keys:
+                await self.store.delete(keys)
+            with contextlib.suppress(store_api.NotFound):
+                await self.store.delete([store_api.ObjectKey("Namespace", "", name)])
+
+    async def finish_terminating_namespaces(self) -> None:
+        """Namespaces left Terminating by a server that stopped: delete them now."""
+        namespaces, _ = await self.store.list("Namespace")
+        for namespace in namespaces:
+            if namespace["metadata"].get("deletionTimestamp"):
+                await self._finalize_namespace(namespace["metadata"]["name"])
+
+    # -- watch ------------------------------------------------------------------------
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        resource = target.resource
+        labels, fields = _selectors(request, resource)
+        since_text = request.query.get("resourceVersion", "")
+        try:
+            since = int(since_text) if since_text not in ("", "0") else None
+        except ValueError:
+            raise ApiError(400, f"resourceVersion must be a number, not {since_text!r}") from None
+        timeout = _int_param(request, "timeoutSeconds", 0)
+        bookmarks = request.query.get("allowWatchBookmarks", "") in TRUE
+        table = self.tables is not None and TABLE_ACCEPT in request.headers.get("Accept", "")
+        namespace = target.namespace
+
+        def wanted(obj: Mapping[str, Any]) -> bool:
+            meta = obj.get("metadata", {})
+            return (
+                (not namespace or meta.get("namespace") == namespace)
+                and labels.matches(store_api.labels_of(obj))
+                and fields.matches(obj)
+            )
+
+        initial: list[dict[str, Any]] = []
+        if since is None:
+            items, since = await self.store.list(resource.kind, namespace or None, labels)
+            initial = [item for item in items if fields.matches(item)]
+        events = self.store.watch(since, [resource.kind]).__aiter__()
+        response = web.StreamResponse(headers={"Content-Type": JSON})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+
+        async def send(kind: str, obj: Mapping[str, Any]) -> None:
+            if table and kind != "ERROR" and kind != "BOOKMARK":
+                body: Any = self.tables(resource, [obj], "")  # type: ignore[misc]
+            else:
+                body = obj
+            line = json.dumps({"type": kind, "object": body}, separators=(",", ":"))
+            await response.write(line.encode() + b"\n")
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout > 0 else None
+        last_rv = since
+        pending: asyncio.Future[Any] | None = None
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
+        try:
+            for obj in initial:
+                await send("ADDED", _served(resource, obj))
+            while True:
+                wait = self.settings.bookmark_seconds
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        break
+                if pending is None:
+                    pending = asyncio.ensure_future(events.__anext__())
+                done, _ = await asyncio.wait(
+                    {pending, stopping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stopping in done:
+                    break
+                if pending not in done:
+                    if bookmarks and (deadline is None or loop.time() < deadline):
+                        await send("BOOKMARK", _bookmark(resource, last_rv))
+                    continue
+                finished, pending = pending, None
+                try:
+                    event = finished.result()
+                except StopAsyncIteration:
+                    break
+                if event.type == "RESYNC":
+                    expired = ApiError(
+                        410, f"too old resource version: {since} ({event.resource_version})"
+                    )
+                    await send("ERROR", expired.status())
+                    break
+                last_rv = event.resource_version
+                assert event.object is not None
+                if wanted(event.object):
+                    await send(event.type, _served(resource, event.object))
+        except (ConnectionResetError, asyncio.CancelledError):
+            log.debug("watch client went away")
+        finally:
+            stopping.cancel()
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+            closer = getattr(events, "aclose", None)
+            if closer is not None:
+                await closer()
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    # -- pods/log ---------------------------------------------------------------------
+    async def logs(self, request: web.Request, target: Target) -> web.StreamResponse:
+        pod = await self._stored(target)
+        spec = pod.get("spec", {})
+        names = [c.get("name") for c in spec.get("containers") or ()]
+        init_names = [c.get("name") for c in spec.get("initContainers") or ()]
+        container = request.query.get("container", "")
+        if not container:
+            default = (
+                pod["metadata"]
+                .get("annotations", {})
+                .get("kubectl.kubernetes.io/default-container")
+            )
+            if default:
+                container = default
+            elif len(names) == 1:
+                container = str(names[0])
+            else:
+                choices = f"[{' '.join(map(str, names))}]"
+                if init_names:
+                    choices += f" or one of the init containers: [{' '.join(map(str, init_names))}]"
+                raise ApiError(
+                    400,
+                    f"a container name must be specified for pod {target.name}, choose one of: "
+                    + choices,
+                )
+        if container not in names and container not in init_names:
+            raise ApiError(
+                400,
+                f"container {container} is not valid for pod {target.name}",
+            )
+        path = (
+            self.settings.logs_dir / target.namespace / target.name / f"{container}.log"
+            if self.settings.logs_dir is not None
+            else None
+        )
+        if path is None or not path.exists():
+            raise ApiError(
+                400,
+                f'container "{container}" in pod "{target.name}" is waiting to start: '
+                "ContainerCreating",
+            )
+        tail = _int_param(request, "tailLines", -1)
+        limit = _int_param(request, "limitBytes", 0)
+        follow = request.query.get("follow", "") in TRUE
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        data = path.read_bytes()
+        if tail >= 0:
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-tail:]) if tail else b""
+        sent = 0
+        if limit > 0:
+            data = data[:limit]
+        await response.write(data)
+        sent += len(data)
+        position = path.stat().st_size
+        try:
+            while follow and not self.stopping.is_set() and (limit <= 0 or sent < limit):
+                await asyncio.sleep(0.2)
+                if not await self._exists(target.key()):
+                    break
+                try:
+                    size = path.stat().st_size
+                except FileNotFoundError:
+                    break
+                if size < position:
+                    position = 0
+                if size > position:
+                    with path.open("rb") as file:
+                        file.seek(position)
+                        chunk = file.read(size - position)
+                    position = size
+                    if limit > 0:
+                        chunk = chunk[: limit - sent]
+                    await response.write(chunk)
+                    sent += len(chunk)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+
+# -- helpers ------------------------------------------------------------------------------
+def version_info() -> dict[str, str]:
+    return {
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": f"v1.{KUBERNETES_MINOR}.0-osm.{osm.__version__}",
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "cpython",
+        "platform": "linux/amd64",
+    }
+
+
+def _json(body: Any, status: int = 200, warnings: Sequence[str] = ()) -> web.Response:
+    response = web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        content_type=JSON,
+    )
+    for warning in warnings:
+        response.headers.add("Warning", f'299 - "{warning.replace(chr(34), chr(39))}"')
+    return response
+
+
+def _status_response(error: ApiError) -> web.Response:
+    return _json(error.status(), status=error.code)
+
+
+def _served(resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as the requested group/version serves it."""
+    served = dict(obj)
+    served["apiVersion"] = resource.api_version
+    served["kind"] = resource.kind
+    return served
+
+
+def _bookmark(resource: Resource, rv: int) -> dict[str, Any]:
+    return {
+        "kind": resource.kind,
+        "apiVersion": resource.api_version,
+        "metadata": {"resourceVersion": str(rv)},
+    }
+
+
+async def _decode(request: web.Request, *, allow_list: bool = False) -> Any:
+    """The request body, JSON or YAML; a 400 Status for anything else."""
+    raw = await request.read()
+    content_type = request.headers.get("Content-Type", JSON).split(";")[0].strip()
+    try:
+        if content_type in ("application/yaml", "application/apply-patch+yaml"):
+            body = yaml.safe_load(raw.decode())
+        else:
+            body = json.loads(raw)
+    except (ValueError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
+        raise ApiError(400, f"the request body is not valid {content_type}: {error}") from None
+    if isinstance(body, list) and allow_list:
+        return body
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be an object")
+    return body
+
+
+def _check_body(body: dict[str, Any], resource: Resource) -> dict[str, Any]:
+    """A create/update body: kind and apiVersion those of the path (or absent)."""
+    kind = body.get("kind") or resource.kind
+    api_version = body.get("apiVersion") or resource.api_version
+    if kind != resource.kind:
+        raise ApiError(
+            400, f"the kind in the data ({kind}) does not match the URL's ({resource.kind})"
+        )
+    if api_version not in resource.info.versions:
+        raise ApiError(
+            400,
+            f"the API version in the data ({api_version}) does not match the expected API "
+            f"version ({resource.api_version})",
+        )
+    if not isinstance(body.get("metadata", {}), dict):
+        raise ApiError(400, "metadata must be an object")
+    body = copy.deepcopy(body)
+    body["kind"], body["apiVersion"] = kind, api_version
+    body.setdefault("metadata", {})
+    return body
+
+
+def _body_namespace(metadata: Mapping[str, Any], target: Target) -> str:
+    if not target.resource.namespaced:
+        return ""
+    given = metadata.get("namespace") or target.namespace
+    if target.namespace and given != target.namespace:
+        raise ApiError(
+            400,
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )
+    if not given:
+        raise ApiError(400, "a namespaced object needs a namespace")
+    return str(given)
+
+
+def _subresource_view(
+    stored: Mapping[str, Any], wanted: dict[str, Any], subresource: str
+) -> dict[str, Any]:
+    """What an update writes: only the status (``/status``), or all but the status."""
+    if subresource == "status":
+        new = copy.deepcopy(dict(stored))
+        if "status" in wanted:
+            new["status"] = wanted["status"]
+        else:
+            new.pop("status", None)
+        return new
+    new = dict(wanted)
+    if "status" in stored:
+        new["status"] = copy.deepcopy(stored["status"])
+    else:
+        new.pop("status", None)
+    return new
+
+
+def _prune(obj: dict[str, Any], path: str) -> None:
+    """Removes the field at a kubectl-style ``path`` (``spec.a[0].b``) if it is there."""
+    parts: list[str | int] = []
+    for piece in path.replace("]", "").split("."):
+        name, *indices = piece.split("[")
+        if name:
+            parts.append(name)
+        parts += [int(i) for i in indices if i.isdigit()]
+    current: Any = obj
+    for part in parts[:-1]:
+        try:
+            current = current[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if parts and isinstance(current, dict):
+        current.pop(parts[-1], None)
+
+
+def _selectors(
+    request: web.Request, resource: Resource
+) -> tuple[store_api.LabelSelector, selectors.FieldSelector]:
+    try:
+        labels = store_api.parse_selector(request.query.get("labelSelector", ""))
+    except store_api.SelectorError as error:
+        raise ApiError(400, f"unable to parse requirement: {error}") from None
+    try:
+        fields = selectors.parse(request.query.get("fieldSelector", ""), resource.kind)
+    except selectors.FieldSelectorError as error:
+        raise ApiError(400, str(error)) from None
+    return labels, fields
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    text = request.query.get(name, "")
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer, not {text!r}") from None
+    if value < 0:
+        raise ApiError(400, f"{name} must not be negative")
+    return value
+
+
+def _dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise ApiError(400, f'dryRun must be "All", not {value!r}')
+    return bool(values)
+
+
+def _position(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata", {})
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _continue_token(after: tuple[str, str], rv: int) -> str:
+    raw = json.dumps({"rv": rv, "after": list(after)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _read_continue(token: str) -> tuple[tuple[str, str], int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, name = data["after"]
+        return (str(namespace), str(name)), int(data["rv"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise ApiError(400, "the continue token is not one this server gave") from None
+
+
+async def _delete_options(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        options: dict[str, Any] = {}
+    else:
+        raw = await request.read()
+        try:
+            options = json.loads(raw) if raw.strip() else {}
+        except ValueError as error:
+            raise ApiError(400, f"the DeleteOptions are not JSON: {error}") from None
+        if not isinstance(options, dict):
+            raise ApiError(400, "the DeleteOptions must be an object")
+    if "propagationPolicy" in request.query:
+        options["propagationPolicy"] = request.query["propagationPolicy"]
+    policy = options.get("propagationPolicy")
+    if policy not in (None, "Orphan", "Background", "Foreground"):
+        raise ApiError(400, f"propagationPolicy must be Orphan, Background or Foreground: {policy}")
+    return options
+
+
+def _check_preconditions(
+    stored: Mapping[str, Any], options: Mapping[str, Any], target: Target
+) -> None:
+    preconditions = options.get("preconditions") or {}
+    if not isinstance(preconditions, Mapping):
+        raise ApiError(400, "preconditions must be an object")
+    metadata = stored["metadata"]
+    for field in ("uid", "resourceVersion"):
+        wanted = preconditions.get(field)
+        if wanted and wanted != metadata.get(field):
+            raise ApiError(
+                409,
+                f"Precondition failed: {field} in precondition: {wanted}, {field} in object "
+                f"meta: {metadata.get(field)}",
+                details=Details(kind=target.resource.plural, name=target.name),
+            )
+
+
+def _generated(prefix: str) -> str:
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # kube-apiserver's: no vowels, no 0/1/3
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(GENERATED_SUFFIX))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
