@@ -172,6 +172,27 @@ class KubeClient:
         )
         return _plain(await self._call(call))
 
+    async def patch_status(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        api_version: str | None = None,
+    ) -> Manifest:
+        """Merge-patch the object's ``status`` subresource (``patch`` is the patch of the
+        whole object, e.g. ``{"status": {...}}``); the object as stored."""
+        resource, scope = _resource(kind, api_version), _scope(kind, namespace)
+        call = self._client.patch(
+            resource.Status,
+            name,
+            copy.deepcopy(dict(patch)),
+            namespace=scope,
+            patch_type=PATCH_TYPES["merge"],
+        )
+        return _plain(await self._call(call))
+
     async def delete(
         self, kind: str, namespace: str | None, name: str, *, api_version: str | None = None
     ) -> None:

@@ -44,16 +44,17 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiohttp
-
-from osm import paths
 from osm.base import ipam, wellknown
+from osm.kube import informer
+from osm.kube.client import KubeClient
+from osm.kube.errors import ApiError as KubeApiError
+from osm.kube.errors import ConnectionFailed
 from osm.model import kinds
 from osm.model.core import ConfigMap, Deployment, Pod, Secret, Service
 from osm.model.errors import ValidationFailed
@@ -84,7 +85,9 @@ class RuntimeSettings:
     """Where the runtime keeps its state and how it reaches the controller."""
 
     state_dir: Path
-    server: str = f"http://{paths.DEFAULT_API_ADDRESS}"
+    kubeconfig: Path = Path("kubelet.kubeconfig")
+    """The kubelet's kubeconfig (`osm.paths.kubelet_kubeconfig_path`), written by the
+    controller that serves the API."""
     xds_port: int = wellknown.XDS_PORT
     prefix: str = "osm"
     pod_python: Path = Path("/opt/osm/venv")
@@ -95,75 +98,109 @@ class RuntimeSettings:
         return MeshNetworkConfig(netns=f"{self.prefix}-mesh", subnet=self.subnet)
 
 
-# -- the controller's API, asynchronously ------------------------------------------------------
+# -- the Kubernetes API, asynchronously ---------------------------------------------------------
 class ApiFailure(Exception):
-    """The controller refused a write: ``status`` is the HTTP status (409: conflict)."""
+    """The API refused a write: ``status`` is the HTTP status (409: conflict)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
+ApiAway = (ConnectionFailed, OSError, TimeoutError)
+"""What a call raises when the API does not answer (the runtime keeps pods running)."""
+
+
 class Api:
-    """The few calls the runtime makes; errors are `aiohttp.ClientError` / `OSError` /
-    `ApiFailure`."""
+    """The few calls the runtime makes, through the Kubernetes client (`osm.kube`); errors
+    are `ApiFailure` (a Status) or one of `ApiAway`."""
 
-    def __init__(self, server: str) -> None:
-        self.server = server.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self._client: KubeClient | None = None
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        return self._session
+    def client(self) -> KubeClient:
+        if self._client is None:
+            self._client = KubeClient.from_kubeconfig(self.kubeconfig)
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
-    async def list(self, kind: str) -> tuple[list[dict[str, Any]], int]:
-        async with self.session().get(f"{self.server}/api/v1/objects/{kind}") as response:
-            response.raise_for_status()
-            body = await response.json()
-        return list(body["items"]), int(body["resourceVersion"])
+    def informer(self, kinds_: Sequence[str]) -> informer.Informer:
+        return informer.Informer(self.client(), kinds_)
 
-    async def apply(self, objects: Sequence[Mapping[str, Any]]) -> None:
-        payload = {"objects": list(objects), "source": "osm-runtime"}
-        async with self.session().post(f"{self.server}/api/v1/apply", json=payload) as response:
-            if response.status >= 400:
-                raise ApiFailure(response.status, _refusal(await response.text()))
+    async def list(self, kind: str) -> list[dict[str, Any]]:
+        items, _ = await self._call(self.client().list(kind))
+        return list(items)
+
+    async def create(self, obj: Mapping[str, Any]) -> None:
+        await self._call(self.client().create(obj))
+
+    async def write_status(self, pod: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Replaces a Pod's status (fields it no longer has are removed) if the Pod is still
+        at the resourceVersion ``pod`` carries: a Pod changed or deleted meanwhile gives
+        `ApiFailure` 409 or 404 instead of a stale write."""
+        meta = pod["metadata"]
+        patch = {
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
+            "status": pods.status_patch(pod.get("status") or {}, status),
+        }
+        await self._call(
+            self.client().patch_status("Pod", meta.get("namespace"), meta["name"], patch)
+        )
+
+    async def annotate(self, obj: Mapping[str, Any], annotations: Mapping[str, str]) -> None:
+        """Merge-patches annotations onto an object still at its resourceVersion."""
+        meta = obj["metadata"]
+        patch = {
+            "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": annotations}
+        }
+        await self._call(
+            self.client().patch(str(obj["kind"]), meta.get("namespace"), meta["name"], patch)
+        )
+
+    async def put(self, obj: Mapping[str, Any]) -> None:
+        """Creates ``obj`` or replaces the stored one's content with it (merge patch of the
+        whole object: lists such as Endpoints' subsets are replaced)."""
+        meta = obj["metadata"]
+        client = self.client()
+        try:
+            await self._call(
+                client.patch(str(obj["kind"]), meta.get("namespace"), meta["name"], obj)
+            )
+        except ApiFailure as error:
+            if error.status != 404:
+                raise
+            await self._call(client.create(obj))
 
     async def delete(self, refs: Sequence[Mapping[str, str]]) -> None:
-        payload = {"objects": list(refs), "ignoreNotFound": True}
-        async with self.session().post(f"{self.server}/api/v1/delete", json=payload) as response:
-            if response.status >= 400:
-                raise ApiFailure(response.status, _refusal(await response.text()))
+        """Deletes each object; one that is already gone is not an error."""
+        client = self.client()
+        for ref in refs:
+            try:
+                await self._call(client.delete(ref["kind"], ref.get("namespace"), ref["name"]))
+            except ApiFailure as error:
+                if error.status != 404:
+                    raise
 
-    async def watch(self, since: int, kinds_: Sequence[str]) -> AsyncIterator[dict[str, Any]]:
-        url = f"{self.server}/api/v1/watch?since={since}&kinds={','.join(kinds_)}"
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
-        async with self.session().get(url, timeout=timeout) as response:
-            response.raise_for_status()
-            async for line in response.content:
-                if line.strip():
-                    yield json.loads(line)
+    async def _call(self, call: Awaitable[_T]) -> _T:
+        try:
+            return await call
+        except KubeApiError as error:
+            raise ApiFailure(error.code, _refusal(error)) from error
 
 
-def _refusal(text: str) -> str:
-    """The API's error body as one line: its message and each problem with its path."""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return text.strip()
-    if not isinstance(body, dict):
-        return text.strip()
-    parts = [str(body.get("error") or "")]
-    for problem in body.get("problems") or ():
-        if isinstance(problem, dict):
-            where = " ".join(str(problem.get(k) or "") for k in ("object", "path")).strip()
-            parts.append(f"{where}: {problem.get('message', '')}" if where else str(problem))
-    return "; ".join(p for p in parts if p)
+_T = TypeVar("_T")
+
+
+def _refusal(error: KubeApiError) -> str:
+    """The API's Status as one line: its message and each cause with its field."""
+    parts = [error.message]
+    parts += [f"{c.field}: {c.message}" if c.field else c.message for c in error.causes]
+    return "; ".join(dict.fromkeys(p for p in parts if p))
 
 
 # -- one pod ------------------------------------------------------------------------------------
@@ -282,7 +319,7 @@ class Kubelet:
 
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
-        self.api = Api(settings.server)
+        self.api = Api(settings.kubeconfig)
         self.journal: record.Journal | None = None
         self.network: MeshNetwork | None = None
         self.pool: ipam.Pool | None = None
@@ -362,7 +399,7 @@ class Kubelet:
         running = list(self.pods.values())
         await asyncio.gather(*self._removals, return_exceptions=True)
         await asyncio.gather(*(self._remove_pod(pod, forget=False) for pod in running))
-        with contextlib.suppress(aiohttp.ClientError, OSError, ApiFailure, TimeoutError):
+        with contextlib.suppress(*ApiAway, ApiFailure):
             refs = [
                 {"kind": "Endpoints", "namespace": ns, "name": name}
                 for ns, name in self._published_endpoints
@@ -389,41 +426,37 @@ class Kubelet:
 
     # -- following the controller ------------------------------------------------------------------
     async def _follow(self) -> None:
-        delay = 0.2
+        """Keeps `resources` in step with the API (an informer relists by itself after
+        a gap); an informer that fails is started again."""
         while True:
             try:
-                since = await self._relist()
-                delay = 0.2
-                async for event in self.api.watch(since, WATCHED):
-                    self._apply_event(event)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
-                log.warning("controller unreachable (%s); pods keep running, retrying", error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                async with self.api.informer(WATCHED) as events:
+                    async for event in events:
+                        await self._apply_event(event)
+            except (*ApiAway, ApiFailure) as error:
+                log.warning("the API is unreachable (%s); pods keep running, retrying", error)
+            await asyncio.sleep(1.0)
 
-    async def _relist(self) -> int:
+    async def _sync(self, objects: Sequence[Mapping[str, Any]]) -> None:
         resources: dict[tuple[str, str, str], Resource] = {}
-        rv = 0
-        for kind in WATCHED:
-            items, kind_rv = await self.api.list(kind)
-            rv = max(rv, kind_rv)
-            for item in items:
-                resource = _decode(item)
-                if resource is not None:
-                    resources[(resource.kind, resource.namespace, resource.name)] = resource
+        for item in objects:
+            resource = _decode(item)
+            if resource is not None:
+                resources[(resource.kind, resource.namespace, resource.name)] = resource
         self.resources = resources
         if not self.synced:
-            await self._forget_stale_endpoints()
+            try:
+                await self._forget_stale_endpoints()
+            except (*ApiAway, ApiFailure) as error:
+                log.warning("cannot remove stale endpoints: %s", error)
             self.synced = True
-        # The controller may have lost writes while away: write everything again.
+        # The API may have lost writes while away: write everything again.
         self._published_pods = {key: "" for key in self._published_pods}
         self._published_endpoints = {key: "" for key in self._published_endpoints}
-        self.kick()
-        return rv
 
     async def _forget_stale_endpoints(self) -> None:
         """Endpoints that an earlier runtime wrote name pods that no longer run."""
-        items, _ = await self.api.list("Endpoints")
+        items = await self.api.list("Endpoints")
         refs = [
             {
                 "kind": "Endpoints",
@@ -436,26 +469,20 @@ class Kubelet:
         if refs:
             await self.api.delete(refs)
 
-    def _apply_event(self, event: Mapping[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "RESYNC":
-            resources = {}
-            for item in event.get("objects") or ():
-                resource = _decode(item)
-                if resource is not None:
-                    resources[(resource.kind, resource.namespace, resource.name)] = resource
-            self.resources = resources
-        elif kind in ("ADDED", "MODIFIED"):
-            resource = _decode(event["object"])
-            if resource is not None:
-                self.resources[(resource.kind, resource.namespace, resource.name)] = resource
-                self._expected.pop((resource.namespace, resource.name), None)
-        elif kind == "DELETED":
-            obj = event["object"]
-            meta = obj.get("metadata") or {}
-            self.resources.pop((obj.get("kind"), meta.get("namespace", ""), meta["name"]), None)
+    async def _apply_event(self, event: informer.Event) -> None:
+        if isinstance(event, informer.Sync):
+            await self._sync(event.objects)
+        elif event.type in ("ADDED", "MODIFIED"):
+            resource = _decode(event.object)
+            if resource is None:
+                return
+            self.resources[(resource.kind, resource.namespace, resource.name)] = resource
+            self._expected.pop((resource.namespace, resource.name), None)
         else:
-            return
+            obj = event.object
+            meta = obj.get("metadata") or {}
+            key = (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta["name"]))
+            self.resources.pop(key, None)
         self.kick()
 
     def _typed(self, cls: type[Any]) -> list[Any]:
@@ -479,7 +506,7 @@ class Kubelet:
         if doomed:
             try:
                 await self.api.delete(doomed)
-            except (aiohttp.ClientError, OSError, ApiFailure, TimeoutError) as error:
+            except (*ApiAway, ApiFailure) as error:
                 log.warning("cannot delete pods %s: %s", [d["name"] for d in doomed], error)
                 self._retry_later(1.0)
             for ref in doomed:
@@ -504,7 +531,7 @@ class Kubelet:
         expected = (deployment.namespace, name)
         self._expected[expected] = (state, time.monotonic() + EXPECTATION_SECONDS)
         try:
-            await self.api.apply([pods.pod_manifest(deployment, template, name)])
+            await self.api.create(pods.pod_manifest(deployment, template, name))
         except ApiFailure as error:
             self._expected.pop(expected, None)
             delay = min(max(backoff * 2, 1.0), CREATE_BACKOFF_MAXIMUM)
@@ -518,7 +545,7 @@ class Kubelet:
             self._refused[key] = (time.monotonic() + delay, delay, str(error))
             self._retry_later(delay)
             return
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        except ApiAway as error:
             self._expected.pop(expected, None)
             log.warning("cannot create a pod for %s/%s: %s", *key, error)
             self._retry_later(1.0)
@@ -806,16 +833,23 @@ class Kubelet:
             self._retry_later(0.5)  # the Pod changed; its new version comes by the watch
 
     async def _write_status(self, pod: RunningPod, status: dict[str, Any], text: str) -> str:
-        """Writes one Pod's status; "ok", "conflict" (or refused) or "away"."""
+        """Writes one Pod's status (and, once, the annotation naming its network
+        namespace); "ok", "conflict" (or refused) or "away"."""
         key = (pod.namespace, pod.name)
+        stored = pod.pod.manifest
         try:
-            await self.api.apply([pods.with_status(pod.pod.manifest, status, pod.netns)])
+            if stored["metadata"].get("annotations", {}).get(wellknown.NETNS_ANNOTATION) != (
+                pod.netns
+            ):
+                await self.api.annotate(stored, {wellknown.NETNS_ANNOTATION: pod.netns})
+                return "conflict"  # the annotated Pod comes back by the watch
+            await self.api.write_status(stored, status)
         except ApiFailure as error:
-            if error.status != 409:
+            if error.status not in (404, 409):
                 log.warning("cannot write the status of pod %s/%s: %s", *key, error)
             return "conflict"
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
-            log.warning("cannot write pod status to the controller: %s", error)
+        except ApiAway as error:
+            log.warning("cannot write pod status to the API: %s", error)
             return "away"
         self._published_pods[key] = text
         return "ok"
@@ -839,12 +873,11 @@ class Kubelet:
             for ns, name in pods.stale_endpoints(self._published_endpoints, services)
         ]
         try:
-            if changes:
-                await self.api.apply(changes)
+            await asyncio.gather(*(self.api.put(endpoints) for endpoints in changes))
             if gone:
                 await self.api.delete(gone)
-        except (aiohttp.ClientError, OSError, ApiFailure, TimeoutError) as error:
-            log.warning("cannot write endpoints to the controller: %s", error)
+        except (*ApiAway, ApiFailure) as error:
+            log.warning("cannot write endpoints to the API: %s", error)
             return "away"
         self._published_endpoints = endpoint_texts
         return "ok"

@@ -317,6 +317,15 @@ def with_status(
     return obj
 
 
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch (RFC 7386) of a status that turns ``old`` into ``new``: every field
+    of ``new``, and null for the top-level fields ``old`` has and ``new`` has not (a Pod's
+    status has lists and scalars at the top, which a merge patch replaces whole)."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    patch.update(new)
+    return patch
+
+
 # -- Endpoints ----------------------------------------------------------------------------------
 def endpoints_object(service: Service, pods: Sequence[PodReport]) -> dict[str, Any] | None:
     """The ``Endpoints`` of ``service``: its selected pods' addresses (ready ones under

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import ipaddress
 import json
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from osm.base import ipam, wellknown
+from osm.kube import informer
 from osm.runtime import kubelet, process, record
 from osm.runtime.network import HostEntry, NetworkError
 
@@ -151,13 +153,14 @@ class FakeSandbox:
 
 
 class FakeApi:
-    """The controller's API as the runtime calls it, over a dict: list, a watch that
-    streams every write, apply (create or replace, Conflict on a stale resourceVersion,
-    refusal of Pods while ``refuse`` is set) and delete."""
+    """The Kubernetes API as the runtime calls it (`kubelet.Api`), over a dict: an informer
+    (a Sync, then every write as a Change), create, status and annotation patches with
+    their resourceVersion precondition (Conflict when stale), put and delete; Pods are
+    refused while ``refuse`` is set. Tests write with `apply` (create or replace)."""
 
     def __init__(self, objects: list[dict[str, Any]]) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.events: asyncio.Queue[informer.Event] = asyncio.Queue()
         self.written: list[dict[str, Any]] = []
         self.refuse = ""
         self.rv = 0
@@ -181,12 +184,20 @@ class FakeApi:
         self.objects[key] = stored
         return stored
 
-    async def list(self, kind: str) -> tuple[list[dict[str, Any]], int]:
-        return [o for k, o in self.objects.items() if k[0] == kind], self.rv
+    @contextlib.asynccontextmanager
+    async def _stream(self) -> AsyncIterator[AsyncIterator[informer.Event]]:
+        async def events() -> AsyncIterator[informer.Event]:
+            yield informer.Sync(tuple(self.objects.values()), {})
+            while True:
+                yield await self.events.get()
 
-    async def watch(self, since: int, kinds_: Sequence[str]) -> AsyncIterator[dict[str, Any]]:
-        while True:
-            yield await self.events.get()
+        yield events()
+
+    def informer(self, kinds_: Sequence[str]) -> Any:
+        return self._stream()
+
+    async def list(self, kind: str) -> builtins.list[dict[str, Any]]:
+        return [o for k, o in self.objects.items() if k[0] == kind]
 
     async def apply(self, objects: Sequence[Mapping[str, Any]]) -> None:
         for obj in objects:
@@ -200,13 +211,27 @@ class FakeApi:
             created = self.key(obj) not in self.objects
             stored = self._store(obj)
             self.written.append(stored)
-            await self.events.put({"type": "ADDED" if created else "MODIFIED", "object": stored})
+            await self.events.put(informer.Change("ADDED" if created else "MODIFIED", stored))
+
+    async def create(self, obj: Mapping[str, Any]) -> None:
+        await self.apply([obj])
+
+    async def put(self, obj: Mapping[str, Any]) -> None:
+        await self.apply([{**obj, "metadata": {**obj["metadata"], "resourceVersion": ""}}])
+
+    async def write_status(self, pod: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        await self.apply([{**pod, "status": dict(status)}])
+
+    async def annotate(self, obj: Mapping[str, Any], annotations: Mapping[str, str]) -> None:
+        meta = obj["metadata"]
+        merged = {**meta.get("annotations", {}), **annotations}
+        await self.apply([{**obj, "metadata": {**meta, "annotations": merged}}])
 
     async def delete(self, refs: Sequence[Mapping[str, str]]) -> None:
         for ref in refs:
             gone = self.objects.pop((ref["kind"], ref["namespace"], ref["name"]), None)
             if gone is not None:
-                await self.events.put({"type": "DELETED", "object": gone})
+                await self.events.put(informer.Change("DELETED", gone))
 
     async def close(self) -> None:
         pass
