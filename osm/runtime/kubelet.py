@@ -139,18 +139,17 @@ class Api:
     async def create(self, obj: Mapping[str, Any]) -> None:
         await self._call(self.client().create(obj))
 
-    async def write_status(self, pod: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-        """Replaces a Pod's status (fields it no longer has are removed) if the Pod is still
-        at the resourceVersion ``pod`` carries: a Pod changed or deleted meanwhile gives
+    async def write_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Replaces an object's status (fields it no longer has are removed) if it is still
+        at the resourceVersion ``obj`` carries: one changed or deleted meanwhile gives
         `ApiFailure` 409 or 404 instead of a stale write."""
-        meta = pod["metadata"]
+        meta = obj["metadata"]
         patch = {
             "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": pods.status_patch(pod.get("status") or {}, status),
+            "status": pods.status_patch(obj.get("status") or {}, status),
         }
-        await self._call(
-            self.client().patch_status("Pod", meta.get("namespace"), meta["name"], patch)
-        )
+        kind, namespace, name = str(obj["kind"]), meta.get("namespace"), meta["name"]
+        await self._call(self.client().patch_status(kind, namespace, name, patch))
 
     async def annotate(self, obj: Mapping[str, Any], annotations: Mapping[str, str]) -> None:
         """Merge-patches annotations onto an object still at its resourceVersion."""
@@ -518,6 +517,30 @@ class Kubelet:
             if retry_at <= now:
                 creations.append(self._create_pod(by_key[key], new.template_hash, backoff))
         await asyncio.gather(*creations)  # each request admits one pod: in parallel
+        stored = pods.owned_pods(self._typed(Pod), ready)
+        await asyncio.gather(*(self._write_deployment_status(d, stored) for d in deployments))
+
+    async def _write_deployment_status(
+        self, deployment: Deployment, states: Sequence[pods.PodState]
+    ) -> None:
+        """Writes what the Deployment's pods are (and why the API refuses them), as
+        Kubernetes' deployment controller does, when it changed."""
+        refusal = self._refused.get((deployment.namespace, deployment.name), (0, 0, ""))[2]
+        status = pods.deployment_status(deployment, states, refusal, _now())
+        if status == deployment.manifest.get("status"):
+            return
+        try:
+            await self.api.write_status(deployment.manifest, status)
+        except ApiFailure as error:
+            if error.status not in (404, 409):
+                log.warning(
+                    "cannot write the status of deployment %s/%s: %s",
+                    deployment.namespace,
+                    deployment.name,
+                    error,
+                )
+        except ApiAway as error:
+            log.warning("cannot write deployment status to the API: %s", error)
 
     async def _create_pod(self, deployment: Deployment, template: str, backoff: float) -> None:
         key = (deployment.namespace, deployment.name)
@@ -927,3 +950,8 @@ async def serve(settings: RuntimeSettings) -> None:
             (settings.state_dir / READY_FILE).unlink()
         log.info("stopping: removing every pod and the mesh network")
         await runtime.shutdown()
+
+
+def _now() -> str:
+    """Now as Kubernetes writes times (RFC 3339, seconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -317,6 +317,81 @@ def with_status(
     return obj
 
 
+def deployment_status(
+    deployment: Deployment,
+    pods: Sequence[PodState],
+    refusal: str,
+    now: str,
+) -> dict[str, Any]:
+    """A Deployment's ``status`` as Kubernetes' deployment controller writes it: replica
+    counts of its pods, and the conditions ``Available`` (at least ``replicas`` minus
+    Kubernetes' default maxUnavailable of 25% are ready), ``Progressing`` and, while the
+    API refuses its pods, ``ReplicaFailure`` (reason FailedCreate, the API's message). A
+    condition keeps its transition time while its status does not change."""
+    mine = [
+        p for p in pods if p.namespace == deployment.namespace and p.deployment == deployment.name
+    ]
+    current = template_hash(deployment)
+    updated = [p for p in mine if p.template_hash == current]
+    ready = [p for p in mine if p.ready]
+    wanted = deployment.replicas
+    available = len(ready) >= wanted - wanted // 4
+    done = len(updated) == wanted == len(mine) and all(p.ready for p in updated)
+    previous = {
+        c.get("type"): c
+        for c in (deployment.manifest.get("status") or {}).get("conditions") or ()
+        if isinstance(c, Mapping)
+    }
+
+    def condition(kind: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        text = "True" if status else "False"
+        before = previous.get(kind) or {}
+        changed = before.get("status") != text
+        since = now if changed else before.get("lastTransitionTime", now)
+        updated_at = (
+            now if changed or before.get("reason") != reason else before.get("lastUpdateTime", now)
+        )
+        return {
+            "type": kind,
+            "status": text,
+            "lastUpdateTime": updated_at,
+            "lastTransitionTime": since,
+            "reason": reason,
+            "message": message,
+        }
+
+    name = f'Deployment "{deployment.name}"'
+    conditions = [
+        condition(
+            "Available",
+            available,
+            "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+            f"{name} has minimum availability."
+            if available
+            else f"{name} does not have minimum availability.",
+        ),
+        condition(
+            "Progressing",
+            True,
+            "NewReplicaSetAvailable" if done else "ReplicaSetUpdated",
+            f"{name} has successfully progressed." if done else f"{name} is progressing.",
+        ),
+    ]
+    if refusal:
+        conditions.append(condition("ReplicaFailure", True, "FailedCreate", refusal))
+    status: dict[str, Any] = {
+        "observedGeneration": deployment.metadata.generation,
+        "replicas": len(mine),
+        "updatedReplicas": len(updated),
+        "readyReplicas": len(ready),
+        "availableReplicas": len(ready),
+        "conditions": conditions,
+    }
+    if len(mine) > len(ready):
+        status["unavailableReplicas"] = len(mine) - len(ready)
+    return {k: v for k, v in status.items() if v != 0 or k in ("replicas", "observedGeneration")}
+
+
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The merge patch (RFC 7386) of a status that turns ``old`` into ``new``: every field
     of ``new``, and null for the top-level fields ``old`` has and ``new`` has not (a Pod's

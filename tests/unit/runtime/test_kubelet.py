@@ -408,6 +408,17 @@ async def test_a_pod_the_api_refuses_is_asked_for_again_with_backoff(
     await asyncio.sleep(0.3)
     assert [p["metadata"]["name"] for p in api.pods() if "other" in p["metadata"]["name"]] == []
     assert ("shop", "other") in runtime._refused
+
+    def conditions(name: str) -> dict[str, tuple[str, str]]:
+        status = api.objects[("Deployment", "shop", name)].get("status") or {}
+        return {c["type"]: (c["status"], c["message"]) for c in status.get("conditions", ())}
+
+    # The refusal is where `kubectl describe deployment` shows it, as Kubernetes does.
+    await until(lambda: "ReplicaFailure" in conditions("other"), "the refusal in the status")
+    assert conditions("other")["ReplicaFailure"] == ("True", "admission: annotation bad")
+    assert conditions("other")["Available"][0] == "False"
+    await until(lambda: conditions("web").get("Available", ("",))[0] == "True", "web available")
+    assert api.objects[("Deployment", "shop", "web")]["status"]["readyReplicas"] == 1
     api.refuse = ""
     await until(
         lambda: any(p["metadata"]["name"].startswith("other-") for p in api.pods()),

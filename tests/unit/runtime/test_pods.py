@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from osm.model import kinds
 from osm.model.core import Deployment, Pod, Service
 from osm.runtime import pods
@@ -187,3 +189,61 @@ def test_a_deployments_pod_carries_its_template_and_owner() -> None:
     assert (owned.deployment, owned.template_hash, owned.ready) == ("web", "h", False)
     (owned,) = pods.owned_pods([pod], ready={("shop", "web-h-abcde"): True})
     assert owned.ready  # what the kubelet knows wins over the stored status
+
+
+# -- a Deployment's status, as Kubernetes' deployment controller writes it ------------------
+NOW, LATER = "2026-12-06T10:00:00Z", "2026-12-06T10:05:00Z"
+
+
+def states(web: Deployment, *ready: bool, stale: int = 0) -> list[pods.PodState]:
+    current = pods.template_hash(web)
+    made = [pods.PodState("shop", f"web-{i}", "web", current, r) for i, r in enumerate(ready)]
+    made += [pods.PodState("shop", f"old-{i}", "web", "0ld", True) for i in range(stale)]
+    return made
+
+
+@pytest.mark.parametrize(
+    ("ready", "stale", "refusal", "counts", "available", "progressing", "failure"),
+    [
+        ((True, True), 0, "", (2, 2, 2), "True", "NewReplicaSetAvailable", None),
+        ((True, False), 0, "", (2, 2, 1), "False", "ReplicaSetUpdated", None),  # 25% of 2 is 0
+        ((False, False), 0, "", (2, 2, 0), "False", "ReplicaSetUpdated", None),
+        ((True,), 1, "", (2, 1, 2), "True", "ReplicaSetUpdated", None),
+        ((), 0, "pods refused: spec.x", (0, 0, 0), "False", "ReplicaSetUpdated", "FailedCreate"),
+    ],
+)
+def test_deployment_status_counts_and_conditions(
+    ready: tuple[bool, ...],
+    stale: int,
+    refusal: str,
+    counts: tuple[int, int, int],
+    available: str,
+    progressing: str,
+    failure: str | None,
+) -> None:
+    web = deployment()
+    status = pods.deployment_status(web, states(web, *ready, stale=stale), refusal, NOW)
+    found = (
+        status.get("replicas", 0),
+        status.get("updatedReplicas", 0),
+        status.get("readyReplicas", 0),
+    )
+    assert found == counts
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert by_type["Available"]["status"] == available
+    assert by_type["Progressing"]["reason"] == progressing
+    assert by_type.get("ReplicaFailure", {}).get("reason") == failure
+    if failure:
+        assert by_type["ReplicaFailure"]["message"] == refusal
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
+    web = deployment()
+    first = pods.deployment_status(web, states(web, True, True), "", NOW)
+    stored = kinds.decode({**web.manifest, "status": first})
+    assert isinstance(stored, Deployment)
+    again = pods.deployment_status(stored, states(stored, True, True), "", LATER)
+    assert again == first  # nothing changed: no write
+    down = pods.deployment_status(stored, states(stored, False, False), "", LATER)
+    available = next(c for c in down["conditions"] if c["type"] == "Available")
+    assert (available["status"], available["lastTransitionTime"]) == ("False", LATER)
