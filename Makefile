@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 # Debian packages: make and python3-venv (the sidecar's interpreter outside /root);
 # iproute2, iptables, util-linux: pods as network namespaces with interception;
 # openssl: independent chain checks in the CA tests; tcpdump, curl: end-to-end tests;
+# kubernetes-client (only where no kubectl is installed): kubectl drives the API server in
+# the integration tests;
 # gcc, libc6-dev, python3-dev: mypyc compiles the sidecar's hot modules (setup.py) for the
 # pods' /usr/bin/python3 and for `make test-compiled`.
 DEBIAN_PACKAGES := make python3-venv iproute2 iptables util-linux openssl tcpdump curl \
@@ -27,6 +29,8 @@ deps:
 	@if command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	  command -v kubectl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends kubernetes-client >/dev/null; \
 	else echo "deps: no apt-get here; install: $(DEBIAN_PACKAGES)"; fi
 
 ## run: the bookstore demo on the local runtime (root), with a live view; `osm down` ends it
