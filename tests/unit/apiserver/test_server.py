@@ -354,12 +354,15 @@ async def test_pod_logs_tail_and_container_choice(api: Client, tmp_path: Path) -
     (logs / "app.log").write_text("one\ntwo\nthree\n")
     status, text = await call(api, "GET", f"{PODS}/web/log", params={"container": "app"})
     assert (status, text) == (200, "one\ntwo\nthree\n")
-    _, tail = await call(api, "GET", f"{PODS}/web/log", params={"container": "app", "tailLines": "1"})
+    _, tail = await call(
+        api, "GET", f"{PODS}/web/log", params={"container": "app", "tailLines": "1"}
+    )
     assert tail == "three\n"
     status, answer = await call(api, "GET", f"{PODS}/web/log")
     assert status == 400
-    assert "a container name must be specified for pod web, choose one of: [app side]" in (
-        answer["message"]
+    assert (
+        "a container name must be specified for pod web, choose one of: [app side]"
+        in (answer["message"])
     )
 
 

@@ -22,19 +22,32 @@ SEGMENTS = st.sampled_from(
 )  # fmt: skip
 QUERY = st.dictionaries(
     st.sampled_from(
-        ["watch", "resourceVersion", "limit", "continue", "labelSelector", "fieldSelector",
-         "timeoutSeconds", "dryRun", "fieldValidation", "container", "tailLines"]
+        [
+            "watch",
+            "resourceVersion",
+            "limit",
+            "continue",
+            "labelSelector",
+            "fieldSelector",
+            "timeoutSeconds",
+            "dryRun",
+            "fieldValidation",
+            "container",
+            "tailLines",
+        ]
     ),  # fmt: skip
     st.text(max_size=12),
     max_size=3,
 )
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(
-        st.sampled_from(["kind", "apiVersion", "metadata", "name", "spec", "status", "a"]),
-        children,
-        max_size=4,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["kind", "apiVersion", "metadata", "name", "spec", "status", "a"]),
+            children,
+            max_size=4,
+        )
     ),
     max_leaves=12,
 )
