@@ -35,7 +35,7 @@ QUERY = st.dictionaries(
             "container",
             "tailLines",
         ]
-    ),  # fmt: skip
+    ),
     st.text(max_size=12),
     max_size=3,
 )
