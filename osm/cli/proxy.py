@@ -173,8 +173,10 @@ def _dechunk(data: bytes) -> bytes:
 def status(address: str | None) -> None:
     """List the proxies connected to the controller: identity, protocol, the versions
     they acknowledged per type, and the last configuration they rejected."""
-    where = address or default_controller_address()
-    proxies = connected_proxies(where)
+    try:
+        proxies = fetch_proxies(address or default_controller_address())
+    except ProxyStatusUnavailable as error:
+        _fail(str(error))
     if not proxies:
         click.echo("No proxies are connected.")
         return
@@ -190,24 +192,31 @@ def default_controller_address(state_dir: Path | None = None) -> str:
     return f"{wellknown.LOCALHOST}:{port}"
 
 
-def connected_proxies(address: str) -> list[dict[str, Any]]:
-    """The controller's ``/debug/proxies`` entries; exits 1 when it does not answer."""
+class ProxyStatusUnavailable(Exception):
+    """The controller's ``/debug/proxies`` did not answer with its list."""
+
+
+def fetch_proxies(address: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The entries of ``http://ADDRESS/debug/proxies``, one per connected proxy. Raises
+    `ProxyStatusUnavailable`, saying why."""
     url = f"http://{address}/debug/proxies"
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             body = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
-        _fail(f"{url} answered HTTP {error.code}")
+        raise ProxyStatusUnavailable(f"{url} answered HTTP {error.code}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        _fail(
+        raise ProxyStatusUnavailable(
             f"cannot reach the controller at {url}: {reason} (is the mesh running? osm up "
             "starts it; --address names another controller's HTTP endpoint)"
-        )
+        ) from None
     except ValueError:
-        _fail(f"{url} answered something that is not JSON")
+        raise ProxyStatusUnavailable(f"{url} answered something that is not JSON") from None
     found = body.get("proxies") if isinstance(body, dict) else None
-    return [p for p in found if isinstance(p, dict)] if isinstance(found, list) else []
+    if not isinstance(found, list):
+        raise ProxyStatusUnavailable(f"{url} answered no list of proxies")
+    return [p for p in found if isinstance(p, dict)]
 
 
 def _short(version: str) -> str:
