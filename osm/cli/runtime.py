@@ -102,10 +102,10 @@ def up(state_dir: Path | None, port: int, http_port: int, xds_port: int, prefix:
         f"mesh up in {time.monotonic() - started:.1f}s: Kubernetes API {settings.server}, "
         f"state in {directory}. Next: osm apply -f demo/bookstore/manifests (or osm demo)"
     )
-    click.echo(_kubeconfig_hint(settings.kubeconfig))
+    click.echo(kubeconfig_hint(settings.kubeconfig))
 
 
-def _kubeconfig_hint(kubeconfig: Path) -> str:
+def kubeconfig_hint(kubeconfig: Path) -> str:
     """Where the kubeconfig is, and who finds it without help."""
     found_alone = kubeconfig == paths.kubeconfig_path()
     osm_line = (

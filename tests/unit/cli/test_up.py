@@ -58,6 +58,6 @@ def test_up_says_where_the_kubeconfig_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_state: bool, osm_finds_it: str
 ) -> None:
     monkeypatch.setenv("OSM_STATE_DIR", str(tmp_path if default_state else tmp_path / "other"))
-    hint = runtime_cli._kubeconfig_hint(tmp_path / "kubeconfig")
+    hint = runtime_cli.kubeconfig_hint(tmp_path / "kubeconfig")
     assert osm_finds_it in hint
     assert hint.splitlines()[-1].strip() == f"export KUBECONFIG={tmp_path / 'kubeconfig'}"
