@@ -1,126 +1,216 @@
-"""A small synchronous client for the controller's HTTP API (stdlib only).
+"""The `osm` command's Kubernetes client: the async `KubeClient`, called synchronously.
 
-Errors come back as `ApiError` carrying the server's reason and problems, or a message
-that says how to reach a controller when none answers.
+One idea: a command makes one `Api` from a kubeconfig (``--kubeconfig`` and
+``--context``, else `osm.kube.config.find_kubeconfig`'s search: ``$KUBECONFIG``, local
+mode's ``<state dir>/kubeconfig``, ``~/.kube/config``) and every call runs the async
+client on the event loop the `Api` owns (`asyncio.Runner`), so the calls of one command
+share one connection pool. Nothing here knows local mode: any cluster's kubeconfig works.
+
+Errors leave as `osm.kube.errors`; `describe` words them as kubectl does
+(``Error from server (NotFound): ...``, a 422's causes one per line), and says what to do
+when there is no kubeconfig or no server answers (``osm up``, ``KUBECONFIG``).
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator, Sequence
-from typing import Any
+import asyncio
+import os
+from collections.abc import AsyncIterator, Coroutine, Generator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
-from osm.model.errors import Problem
+from osm import paths
+from osm.cli.kubeclient import CliKubeClient
+from osm.kube import config as kube_config
+from osm.kube.client import Manifest, PatchKind
+from osm.kube.errors import ApiError, ConnectionFailed, KubeConfigError, KubeError
+
+T = TypeVar("T")
+IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
+"""Set in every pod: with no kubeconfig, the pod's service account is used."""
+HOW_TO_CONNECT = (
+    "start local mode with `osm up` (it writes {kubeconfig}, which osm finds by itself), "
+    "or point KUBECONFIG or --kubeconfig at a cluster's kubeconfig"
+)
 
 
-class ApiError(Exception):
-    def __init__(
-        self, message: str, *, status: int = 0, reason: str = "", problems: Sequence[Problem] = ()
+class Api:
+    """One command's connection to the API; `close` it (or use it as a context manager)."""
+
+    def __init__(self, client: CliKubeClient, *, kubeconfig: Path | None = None) -> None:
+        self._client = client
+        self._runner = asyncio.Runner()
+        self.kubeconfig = kubeconfig
+        """The kubeconfig in use (None: the in-cluster service account)."""
+
+    @classmethod
+    def connect(cls, kubeconfig: str | Path | None = None, *, context: str | None = None) -> Api:
+        """An `Api` for `kubeconfig` (else the one `find_kubeconfig` finds) and its current
+        context (or `context`). Raises `KubeConfigError` whose message says what to do."""
+        path = kube_config.find_kubeconfig(str(kubeconfig) if kubeconfig else None)
+        if path is None and not os.environ.get(IN_CLUSTER_ENV):
+            raise KubeConfigError(
+                "no kubeconfig found ($KUBECONFIG, "
+                f"{paths.kubeconfig_path()}, ~/.kube/config): "
+                + HOW_TO_CONNECT.format(kubeconfig=paths.kubeconfig_path())
+            )
+        client = CliKubeClient.from_kubeconfig(path, context=context)
+        assert isinstance(client, CliKubeClient)  # `from_kubeconfig` builds a `cls`
+        return cls(client, kubeconfig=path)
+
+    @property
+    def server(self) -> str:
+        return self._client.server
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self._client.close())
+        finally:
+            self._runner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.problems = tuple(problems)
+        self.close()
 
-
-class Client:
-    def __init__(self, server: str, *, timeout: float = 60.0) -> None:
-        self.server = server.rstrip("/")
-        self.timeout = timeout
-
-    # -- calls ---------------------------------------------------------------------------
-    def apply(
-        self, objects: Sequence[dict[str, Any]], *, dry_run: bool = False, source: str = ""
-    ) -> dict[str, Any]:
-        return self._call(
-            "POST", "/api/v1/apply", {"objects": list(objects), "dryRun": dry_run, "source": source}
-        )
-
-    def delete(
-        self, refs: Sequence[dict[str, str]], *, ignore_not_found: bool = False
-    ) -> dict[str, Any]:
-        return self._call(
-            "POST", "/api/v1/delete", {"objects": list(refs), "ignoreNotFound": ignore_not_found}
-        )
+    # -- calls: `KubeClient`'s, synchronous ------------------------------------------------
+    def get(
+        self, kind: str, namespace: str | None, name: str, *, api_version: str | None = None
+    ) -> Manifest:
+        """The object (at `api_version`, default the kind's preferred one)."""
+        return self._run(self._client.get(kind, namespace, name, api_version=api_version))
 
     def list(
-        self, kind: str, *, namespace: str | None = None, selector: str | None = None
-    ) -> dict[str, Any]:
-        query = {k: v for k, v in (("namespace", namespace), ("labelSelector", selector)) if v}
-        suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
-        return self._call("GET", f"/api/v1/objects/{urllib.parse.quote(kind)}{suffix}")
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[Manifest], str]:
+        """Objects of `kind` (all namespaces when `namespace` is None) and the list's
+        resourceVersion."""
+        return self._run(self._client.list(kind, namespace, label_selector))
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        parts = (kind, namespace or "_", name)
-        return self._call(
-            "GET", "/api/v1/objects/" + "/".join(urllib.parse.quote(p) for p in parts)
-        )
+    def create(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> Manifest:
+        return self._run(self._client.create(obj, dry_run=dry_run))
+
+    def replace(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> Manifest:
+        return self._run(self._client.replace(obj, dry_run=dry_run))
+
+    def patch(
+        self,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        patch_type: PatchKind = "merge",
+    ) -> Manifest:
+        return self._run(self._client.patch(kind, namespace, name, patch, patch_type))
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        self._run(self._client.delete(kind, namespace, name))
 
     def watch(
-        self, *, since: int | None = None, kinds: Sequence[str] = ()
-    ) -> Iterator[dict[str, Any]]:
-        """Yields events until the server closes the stream (BOOKMARKs included)."""
-        query = {}
-        if since is not None:
-            query["since"] = str(since)
-        if kinds:
-            query["kinds"] = ",".join(kinds)
-        suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
-        with self._open("GET", f"/api/v1/watch{suffix}", None, timeout=None) as response:
-            for line in response:
-                if line.strip():
-                    yield json.loads(line)
-
-    def proxies(self) -> Sequence[dict[str, Any]]:
-        """The proxies connected to the controller's xDS server (`/api/v1/proxies`)."""
-        found = self._call("GET", "/api/v1/proxies").get("proxies", [])
-        return [p for p in found if isinstance(p, dict)] if isinstance(found, list) else []
-
-    def health(self) -> dict[str, Any]:
-        return self._call("GET", "/healthz")
-
-    # -- plumbing ------------------------------------------------------------------------
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        with self._open(method, path, body, timeout=self.timeout) as response:
-            data = json.loads(response.read() or b"{}")
-        assert isinstance(data, dict)
-        return data
-
-    def _open(self, method: str, path: str, body: Any, *, timeout: float | None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.server + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"} if data else {},
+        self,
+        kind: str,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Generator[tuple[str, Manifest], None, None]:
+        """Events ``(type, object)`` after `resource_version` (ADDED, MODIFIED, DELETED),
+        until the caller stops iterating (or Ctrl-C)."""
+        return self._iterate(
+            self._client.watch(
+                kind,
+                namespace,
+                resource_version,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                bookmarks=False,
+            )
         )
+
+    def logs(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        follow: bool = False,
+    ) -> Generator[bytes, None, None]:
+        """A container's output, in chunks (see `CliKubeClient.logs`)."""
+        return self._iterate(
+            self._client.logs(
+                namespace, pod, container=container, tail_lines=tail_lines, follow=follow
+            )
+        )
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _run(self, call: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(call)
+
+    def _iterate(self, stream: AsyncIterator[T]) -> Generator[T, None, None]:
         try:
-            return urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as error:
-            raise _api_error(error) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise ApiError(
-                f"cannot reach the controller at {self.server}: {reason} (is `osm controller`"
-                " running? point at another one with --server or OSM_SERVER)"
-            ) from None
+            while True:
+                more, item = self._runner.run(_next(stream))
+                if not more:
+                    return
+                yield item  # type: ignore[misc]  # `more` says it is a T
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None and not self._runner.get_loop().is_closed():
+                self._runner.run(aclose())
 
 
-def _api_error(error: urllib.error.HTTPError) -> ApiError:
+async def _next(stream: AsyncIterator[T]) -> tuple[bool, T | None]:
+    """The next item, as (True, item), or (False, None) at the end: a StopAsyncIteration
+    must not escape a task."""
     try:
-        body = json.loads(error.read() or b"{}")
-    except json.JSONDecodeError:
-        body = {}
-    problems = [
-        Problem(**{k: v for k, v in p.items() if k in Problem.__slots__})
-        for p in body.get("problems", [])
-    ]
-    return ApiError(
-        body.get("error") or f"HTTP {error.code}",
-        status=error.code,
-        reason=body.get("reason", ""),
-        problems=problems,
-    )
+        return True, await anext(stream)
+    except StopAsyncIteration:
+        return False, None
+
+
+def describe(error: KubeError | ValueError, server: str = "", *, context: str = "") -> str:
+    """The message for the user, as kubectl prints it: ``Error from server (Reason):
+    [context: ]message``; for 422 Invalid ``The Kind "name" is invalid:`` and each cause
+    ``field: message``; for a server that does not answer or a missing kubeconfig, what
+    to do about it. `context` says what was being done (``error when applying ...``)."""
+    if isinstance(error, ApiError):
+        return _api_error_text(error, context)
+    if isinstance(error, ConnectionFailed):
+        where = f" at {server}" if server else ""
+        return (
+            f"error: the Kubernetes API{where} does not answer: {error} (is the mesh "
+            "running? " + HOW_TO_CONNECT.format(kubeconfig=paths.kubeconfig_path()) + ")"
+        )
+    return f"error: {context}: {error}" if context else f"error: {error}"
+
+
+def _api_error_text(error: ApiError, context: str) -> str:
+    if error.code == 401 or error.reason == "Unauthorized":
+        return f"error: You must be logged in to the server ({error.message or 'Unauthorized'})"
+    if error.reason == "Invalid" and error.causes:
+        kind = str(error.details.get("kind") or "")
+        name = str(error.details.get("name") or "")
+        head = (
+            f"The {kind} {_quoted(name)} is invalid" if kind or name else "The request is invalid"
+        )
+        causes = [f"{c.field}: {c.message}" if c.field else c.message for c in error.causes]
+        if len(causes) == 1:
+            return f"{head}: {causes[0]}"
+        return f"{head}: \n" + "\n".join(f"* {cause}" for cause in causes)
+    message = f"{context}: {error.message}" if context else error.message
+    if error.reason:
+        return f"Error from server ({error.reason}): {message}"
+    return f"Error from server: {message or error.code}"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

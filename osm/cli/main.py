@@ -1,9 +1,12 @@
 """The `osm` command: run the controller and manage the mesh's resources.
 
-Commands talk to the controller's HTTP API (``--server``, ``$OSM_SERVER``), except
-``validate`` and the offline tools, which only read files. Output and exit codes follow
-kubectl's habits: tables by default, ``-o yaml|json|wide|name``, errors on stderr, exit
-status 1 on any failure.
+Commands that read or write resources are Kubernetes clients (`osm.cli.client`): they
+work against local mode's API (``osm up`` writes its kubeconfig, found by itself) or any
+cluster (``--kubeconfig``, ``--context``, ``$KUBECONFIG``). ``validate`` and the offline
+tools only read files. Output and exit codes follow kubectl's habits: tables by default,
+``-o yaml|json|wide|name``, kubectl's messages (``trafficsplit.split.smi-spec.io/web
+configured``, ``Error from server (NotFound): ...``), errors on stderr, exit status 1 on
+any failure. What `apply` and `delete` do per object is `osm.cli.apply`.
 """
 
 from __future__ import annotations
@@ -12,64 +15,54 @@ import asyncio
 import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 import osm
 from osm import paths
 from osm.base import wellknown
+from osm.cli import apply as applying
 from osm.cli import output
-from osm.cli.client import ApiError, Client
+from osm.cli.client import Api, describe
+from osm.cli.common import CONTEXT, CONTEXT_KEY, KUBECONFIG_KEY, connect, fail, fail_with
+from osm.kube.errors import KubeError
 from osm.model import kinds, manifest
 from osm.model.errors import Problem
 from osm.model.meta import Resource
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def report_api_error(error: ApiError) -> NoReturn:
-    for problem in error.problems:
-        click.echo(str(problem), err=True)
-    prefix = f"Error from server ({error.reason}): " if error.reason else "error: "
-    click.echo(f"{prefix}{error}", err=True)
-    sys.exit(1)
-
-
-def client(ctx: click.Context) -> Client:
-    return Client(ctx.obj["server"])
+DELETE_TIMEOUT = 60.0
+"""Seconds ``osm delete`` waits for deleted Namespaces to go (their content first)."""
 
 
 @click.group(context_settings=CONTEXT)
 @click.option(
-    "--server",
-    envvar="OSM_SERVER",
-    default=paths.default_server,
-    show_default=f"$OSM_SERVER or http://{paths.DEFAULT_API_ADDRESS}",
-    help="URL of the controller's API.",
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The kubeconfig to use. [default: $KUBECONFIG, else local mode's "
+    "STATE_DIR/kubeconfig (written by osm up), else ~/.kube/config]",
 )
+@click.option("--context", "kube_context", default=None, help="The kubeconfig context to use.")
 @click.version_option(osm.__version__, prog_name="osm")
 @click.pass_context
-def cli(ctx: click.Context, server: str) -> None:
+def cli(ctx: click.Context, kubeconfig: str | None, kube_context: str | None) -> None:
     """A service mesh after Open Service Mesh: SMI policy, mutual TLS everywhere,
     Envoy xDS.
 
     \b
     Start here:
-      osm controller                 run the control plane (keeps state in --state-dir)
+      osm up                         run the mesh on this machine (local mode; root)
       osm apply -f demo/bookstore/manifests
       osm get trafficsplits -A
+      osm namespace add bookstore    put a namespace in the mesh
       osm validate -f my-manifests/  check files offline, every error at once
     """
     ctx.ensure_object(dict)
-    ctx.obj["server"] = server
+    ctx.obj[KUBECONFIG_KEY] = kubeconfig
+    ctx.obj[CONTEXT_KEY] = kube_context
 
 
 # -- controller ----------------------------------------------------------------------
@@ -87,13 +80,27 @@ def cli(ctx: click.Context, server: str) -> None:
     default="",
     help="Store URL: sqlite:///PATH or memory: [default: STATE_DIR/store.db]",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="API listen address.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Listen address of the Kubernetes API (HTTPS) and of --http-port.",
+)
 @click.option(
     "--port",
     default=wellknown.API_PORT,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="API listen port (0 picks a free one).",
+    help="Kubernetes API (HTTPS) listen port (0 picks a free one).",
+)
+@click.option(
+    "--http-port",
+    default=wellknown.CONTROLLER_HTTP_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the controller's own HTTP endpoint: /metrics, /health/ready, "
+    "/health/alive, /version, /debug/proxies (plain HTTP on the API's address; 0 picks "
+    "a free one).",
 )
 @click.option(
     "--xds-host", default="127.0.0.1", show_default=True, help="xDS (ADS gRPC) listen address."
@@ -135,6 +142,7 @@ def controller(
     store_url: str,
     host: str,
     port: int,
+    http_port: int,
     xds_host: str,
     xds_port: int,
     xds_insecure: bool,
@@ -142,8 +150,10 @@ def controller(
     sidecar_xds_host: str | None,
     log_level: str,
 ) -> None:
-    """Run the control plane in the foreground until interrupted: the store and its API,
-    the certificate authority, and the xDS server that configures every proxy."""
+    """Run the control plane in the foreground until interrupted: the store and the
+    Kubernetes API over it (HTTPS, client certificates; kubeconfigs written in
+    STATE_DIR), the certificate authority, and the xDS server that configures every
+    proxy."""
     from osm.controller import server
 
     logging.basicConfig(
@@ -154,6 +164,8 @@ def controller(
         store_url=store_url,
         api_host=host,
         api_port=port,
+        http_host=host,
+        http_port=http_port,
         xds_host=xds_host,
         xds_port=xds_port,
         xds_insecure=xds_insecure,
@@ -201,12 +213,18 @@ namespace_option = click.option(
 @cli.command(context_settings=CONTEXT)
 @file_option
 @namespace_option
-@click.option("--dry-run", is_flag=True, help="Validate on the server; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Have the server admit and validate every object; store nothing.",
+)
 @click.pass_context
 def apply(ctx: click.Context, files: tuple[str, ...], namespace: str | None, dry_run: bool) -> None:
-    """Create or update the objects in files, all or nothing.
+    """Create or update the objects in files (Namespaces first).
 
-    Every error in every file is printed, and then nothing is applied.
+    Every error in every file is printed first, and then nothing is applied. Each object
+    is then reported as created, configured or unchanged; an object the server refuses
+    is reported and the others are still applied (exit status 1).
     """
     result = _load(files, namespace)
     if result.errors:
@@ -214,14 +232,24 @@ def apply(ctx: click.Context, files: tuple[str, ...], namespace: str | None, dry
         fail(f"{len(result.errors)} error(s) in the manifests; nothing was applied")
     if not result.objects:
         fail("no objects found in " + ", ".join(files))
-    try:
-        answer = client(ctx).apply(
-            [r.to_dict() for r in result.resources], dry_run=dry_run, source=", ".join(files)
+    sources = {
+        applying.Ref.of(loaded.resource.manifest): loaded.source for loaded in result.objects
+    }
+    suffix = " (server dry run)" if dry_run else ""
+
+    def report(outcome: applying.Outcome) -> None:
+        if outcome.error is None:
+            click.echo(f"{outcome.ref} {outcome.action}{suffix}")
+        else:
+            where = f'error when applying {outcome.ref} from "{sources.get(outcome.ref, "")}"'
+            click.echo(describe(outcome.error, api.server, context=where), err=True)
+
+    with connect(ctx) as api:
+        outcomes = applying.apply(
+            api, [r.to_dict() for r in result.resources], dry_run=dry_run, report=report
         )
-    except ApiError as error:
-        report_api_error(error)
-    for item in answer["results"]:
-        click.echo(f"{item['kind'].lower()}/{item['name']} {item['action']}")
+    if any(outcome.error is not None for outcome in outcomes):
+        sys.exit(1)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -232,10 +260,23 @@ def apply(ctx: click.Context, files: tuple[str, ...], namespace: str | None, dry
     "--filename",
     "files",
     multiple=True,
-    help="Delete the objects defined in these files or directories.",
+    help="Delete the objects defined in these files or directories (- for stdin).",
 )
 @namespace_option
 @click.option("--ignore-not-found", is_flag=True, help="Treat missing objects as deleted.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until deleted Namespaces are gone (after their content).",
+)
+@click.option(
+    "--timeout",
+    default=DELETE_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds to wait with --wait.",
+)
 @click.pass_context
 def delete(
     ctx: click.Context,
@@ -244,13 +285,15 @@ def delete(
     files: tuple[str, ...],
     namespace: str | None,
     ignore_not_found: bool,
+    wait: bool,
+    timeout: float,
 ) -> None:
     """Delete objects: `osm delete KIND NAME...` or `osm delete -f PATH`.
 
-    Deleting a Namespace deletes everything in it. All or nothing: if one object is
-    missing, nothing is deleted (unless --ignore-not-found).
+    Deleting a Namespace deletes everything in it. A file's objects are deleted in
+    reverse order, its Namespaces last. A missing object is an error (exit status 1,
+    the others are still deleted) unless --ignore-not-found.
     """
-    refs: list[dict[str, str]] = []
     if files:
         if kind:
             fail("give either -f PATH or KIND NAME, not both")
@@ -258,29 +301,40 @@ def delete(
         if result.errors:
             _print_problems(result.errors)
             fail(f"{len(result.errors)} error(s) in the manifests; nothing was deleted")
-        refs = [
-            {"kind": r.kind, "namespace": r.namespace, "name": r.name} for r in result.resources
-        ]
+        refs = applying.deletion_order(
+            applying.Ref.of(resource.manifest) for resource in result.resources
+        )
     elif kind:
         info = _kind(kind)
         if not names:
             fail(f"name the {info.plural} to delete: osm delete {kind} NAME")
-        refs = [
-            {
-                "kind": info.kind,
-                "namespace": namespace or "default" if info.namespaced else "",
-                "name": name,
-            }
-            for name in names
-        ]
+        scope = (namespace or "default") if info.namespaced else ""
+        refs = [applying.Ref(info.kind, scope, name) for name in names]
     else:
         fail("nothing to delete: give KIND NAME or -f PATH (see osm delete --help)")
-    try:
-        answer = client(ctx).delete(refs, ignore_not_found=ignore_not_found)
-    except ApiError as error:
-        report_api_error(error)
-    for item in answer["results"]:
-        click.echo(f'{item["kind"].lower()} "{item["name"]}" deleted')
+
+    def report(outcome: applying.Outcome) -> None:
+        if outcome.error is None:
+            click.echo(f'{applying.type_name(outcome.ref.kind)} "{outcome.ref.name}" deleted')
+        else:
+            click.echo(describe(outcome.error, api.server), err=True)
+
+    with connect(ctx) as api:
+        outcomes = applying.delete(api, refs, ignore_not_found=ignore_not_found, report=report)
+        namespaces = [o.ref for o in outcomes if o.error is None and o.ref.kind == "Namespace"]
+        if wait and namespaces:
+            try:
+                left = applying.wait_until_gone(api, namespaces, timeout=timeout)
+            except KubeError as error:
+                fail_with(error, api.server)
+            if left:
+                fail(
+                    f"timed out after {timeout:g}s waiting for "
+                    + ", ".join(f'namespace "{ref.name}"' for ref in left)
+                    + " to be deleted (still Terminating; see osm get ns)"
+                )
+    if any(outcome.error is not None for outcome in outcomes):
+        sys.exit(1)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -310,7 +364,7 @@ def _kind(name: str) -> kinds.KindInfo:
         fail(str(error.args[0]))
 
 
-def _decode(items: Sequence[dict[str, Any]]) -> list[Resource]:
+def _decode(items: Sequence[Mapping[str, Any]]) -> list[Resource]:
     return [kinds.decode(item) for item in items]
 
 
@@ -340,24 +394,37 @@ def get(
     selector: str | None,
     watch: bool,
 ) -> None:
-    """Show objects of a kind (short names work: ns, sa, svc, deploy, po, ep, tt, htr,
+    """Show objects of a kind (short names work: ns, sa, svc, deploy, po, ep, cm, tt, htr,
     tr, ts, meshconfig)."""
     info = _kind(kind)
-    api = client(ctx)
-    namespace = None if all_namespaces or not info.namespaced else (namespace or "default")
-    try:
-        if name:
-            item = api.get(info.kind, namespace or "", name)
-            items, rv = [item], None
-        else:
-            answer = api.list(info.kind, namespace=namespace, selector=selector)
-            items, rv = answer["items"], answer["resourceVersion"]
-    except ApiError as error:
-        report_api_error(error)
-    resources = _decode(items)
+    scope = None if all_namespaces or not info.namespaced else (namespace or "default")
+    with connect(ctx) as api:
+        try:
+            if name:
+                item = api.get(info.kind, scope, name)
+                items, version = [item], str(item["metadata"].get("resourceVersion") or "")
+            else:
+                items, version = api.list(info.kind, scope, selector)
+        except KubeError as error:
+            fail_with(error, api.server)
+        _print(items, fmt, name=name, namespace=scope, all_namespaces=scope is None)
+        if watch:
+            _watch(api, info, scope, version, fmt, name=name, selector=selector)
+
+
+def _print(
+    items: Sequence[Mapping[str, Any]],
+    fmt: str,
+    *,
+    name: str | None,
+    namespace: str | None,
+    all_namespaces: bool,
+) -> None:
     if fmt in ("yaml", "json"):
         click.echo(output.dump(items[0] if name else output.as_list(items), fmt))
-    elif fmt == "name":
+        return
+    resources = _decode(items)
+    if fmt == "name":
         for resource in resources:
             click.echo(output.name_of(resource))
     elif not resources:
@@ -365,46 +432,57 @@ def get(
         click.echo(f"No resources found{where}.", err=True)
     else:
         click.echo(output.table(resources, wide=fmt == "wide", all_namespaces=all_namespaces))
-    if watch and not name:
-        _watch(api, info, namespace, rv, fmt)
 
 
 def _watch(
-    api: Client, info: kinds.KindInfo, namespace: str | None, since: int | None, fmt: str
+    api: Api,
+    info: kinds.KindInfo,
+    namespace: str | None,
+    since: str,
+    fmt: str,
+    *,
+    name: str | None,
+    selector: str | None,
 ) -> None:
+    events = api.watch(
+        info.kind,
+        namespace,
+        since or None,
+        label_selector=selector,
+        field_selector=f"metadata.name={name}" if name else None,
+    )
     try:
-        for event in api.watch(since=since, kinds=[info.kind]):
-            objects = event.get("objects") or ([event["object"]] if event.get("object") else [])
-            for item in objects:
-                resource = kinds.decode(item)
-                if namespace and resource.namespace != namespace:
-                    continue
-                if fmt in ("yaml", "json"):
-                    click.echo(output.dump({"type": event["type"], "object": item}, fmt))
-                else:
-                    row = output.table(
-                        [resource], wide=fmt == "wide", all_namespaces=namespace is None
-                    ).splitlines()[-1]
-                    click.echo(f"{row}   {event['type']}")
-    except ApiError as error:
-        report_api_error(error)
+        for event_type, item in events:
+            if fmt in ("yaml", "json"):
+                click.echo(output.dump({"type": event_type, "object": item}, fmt))
+            elif fmt == "name":
+                click.echo(output.name_of(kinds.decode(item)))
+            else:
+                row = output.table(
+                    [kinds.decode(item)], wide=fmt == "wide", all_namespaces=namespace is None
+                ).splitlines()[-1]
+                click.echo(f"{row}   {event_type}")
+    except KubeError as error:
+        fail_with(error, api.server)
     except KeyboardInterrupt:
         pass
+    finally:
+        events.close()
 
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca, proxy, runtime, xds
+    from osm.cli import ca, namespace, proxy, runtime, xds
 
     group.add_command(ca.ca)
     group.add_command(xds.xds)
     group.add_command(proxy.proxy)
     group.add_command(proxy.sidecar)
+    group.add_command(namespace.namespace)
     for command in (
         runtime.up,
         runtime.down,
         runtime.demo,
-        runtime.namespace,
         runtime.exec_command,
         runtime.logs,
     ):

@@ -2,36 +2,35 @@
 
 The one idea: a proxy is inspected from two sides, as in OSM: ``osm proxy get`` asks the
 proxy itself (its Envoy-style admin interface: config_dump, stats, clusters, listeners,
-ready, server_info) and ``osm proxy status`` asks the controller what each connected proxy has
-acknowledged or rejected over xDS. ``osm sidecar`` is `osm.proxy.main.execute` behind click;
-pods run the same code as ``python -m osm.proxy``, without this package's imports.
+ready, server_info) and ``osm proxy status`` asks the controller what each connected
+proxy has acknowledged or rejected over xDS (the controller's plain-HTTP
+``/debug/proxies``, on `wellknown.CONTROLLER_HTTP_PORT` or the port ``osm up`` recorded;
+not the Kubernetes API). ``osm sidecar`` is `osm.proxy.main.execute` behind click; pods
+run the same code as ``python -m osm.proxy``, without this package's imports.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from osm import paths
 from osm.base import wellknown
-from osm.cli.client import ApiError, Client
+from osm.cli.common import CONTEXT, connect, fail_with
+from osm.cli.common import fail as _fail
+from osm.kube.errors import KubeError
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 QUERIES = ("config_dump", "stats", "clusters", "listeners", "ready", "server_info")
 TYPES = ("CDS", "LDS", "RDS", "EDS", "SDS")
 VERSION_WIDTH = 8
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 @click.command(name="sidecar", context_settings=CONTEXT)
@@ -111,12 +110,11 @@ def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> t
     listens on the pod's loopback only, as OSM's Envoy does)."""
     from osm.runtime import network
 
-    root = ctx.find_root().obj
-    server = root.get("server") if isinstance(root, dict) else None
-    try:
-        obj = Client(server or paths.default_server()).get("Pod", namespace, pod)
-    except ApiError as error:
-        _fail(str(error))
+    with connect(ctx) as api:
+        try:
+            obj = api.get("Pod", namespace, pod)
+        except KubeError as error:
+            fail_with(error, api.server)
     netns = ((obj.get("metadata") or {}).get("annotations") or {}).get(wellknown.NETNS_ANNOTATION)
     if not netns:
         _fail(
@@ -166,20 +164,59 @@ def _dechunk(data: bytes) -> bytes:
 
 
 @proxy.command(name="status", context_settings=CONTEXT)
-@click.pass_context
-def status(ctx: click.Context) -> None:
+@click.option(
+    "--address",
+    default=None,
+    help="HOST:PORT of the controller's HTTP endpoint. [default: 127.0.0.1 and the "
+    f"--http-port osm up recorded in STATE_DIR, else {wellknown.CONTROLLER_HTTP_PORT}]",
+)
+def status(address: str | None) -> None:
     """List the proxies connected to the controller: identity, protocol, the versions
     they acknowledged per type, and the last configuration they rejected."""
-    root = ctx.find_root().obj
-    server = root.get("server") if isinstance(root, dict) else None
     try:
-        proxies = Client(server or paths.default_server()).proxies()
-    except ApiError as error:
+        proxies = fetch_proxies(address or default_controller_address())
+    except ProxyStatusUnavailable as error:
         _fail(str(error))
     if not proxies:
         click.echo("No proxies are connected.")
         return
     click.echo(status_table(proxies))
+
+
+def default_controller_address(state_dir: Path | None = None) -> str:
+    """127.0.0.1 and the controller's HTTP port that ``osm up`` recorded, else OSM's."""
+    from osm.runtime import daemon
+
+    settings = daemon.MeshSettings.load(state_dir or paths.default_state_dir())
+    port = settings.http_port if settings is not None else wellknown.CONTROLLER_HTTP_PORT
+    return f"{wellknown.LOCALHOST}:{port}"
+
+
+class ProxyStatusUnavailable(Exception):
+    """The controller's ``/debug/proxies`` did not answer with its list."""
+
+
+def fetch_proxies(address: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The entries of ``http://ADDRESS/debug/proxies``, one per connected proxy. Raises
+    `ProxyStatusUnavailable`, saying why."""
+    url = f"http://{address}/debug/proxies"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        raise ProxyStatusUnavailable(f"{url} answered HTTP {error.code}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ProxyStatusUnavailable(
+            f"cannot reach the controller at {url}: {reason} (is the mesh running? osm up "
+            "starts it; --address names another controller's HTTP endpoint)"
+        ) from None
+    except ValueError:
+        raise ProxyStatusUnavailable(f"{url} answered something that is not JSON") from None
+    found = body.get("proxies") if isinstance(body, dict) else None
+    if not isinstance(found, list):
+        raise ProxyStatusUnavailable(f"{url} answered no list of proxies")
+    return [p for p in found if isinstance(p, dict)]
 
 
 def _short(version: str) -> str:
@@ -211,7 +248,7 @@ def _nack(entry: Mapping[str, Any]) -> str:
 
 
 def status_table(proxies: Sequence[Mapping[str, Any]], now: datetime.datetime | None = None) -> str:
-    """A kubectl-style table of `/api/v1/proxies` entries."""
+    """A kubectl-style table of the controller's ``/debug/proxies`` entries."""
     moment = now or datetime.datetime.now(datetime.UTC)
     header = ["NODE ID", "IDENTITY", "PROTOCOL", "CONNECTED", *TYPES, "LAST NACK"]
     rows = [header]

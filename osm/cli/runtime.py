@@ -1,13 +1,14 @@
-"""Local mode's commands: ``osm up``, ``down``, ``namespace``, ``exec``, ``logs`` and ``demo``.
+"""Local mode's commands: ``osm up``, ``down``, ``exec``, ``logs`` and ``demo``.
 
 The one idea: ``osm up`` starts two background daemons (`osm.runtime.daemon`): the
-controller and the runtime that runs pods in network namespaces; every other command
-talks to the controller's API, or, for ``exec`` and ``logs``, looks up the pod's Pod
-object (its network namespace is an annotation) and acts on this machine. ``osm namespace``
-behaves as OSM's does: it sets or removes the sidecar-injection annotation.
+controller, which serves the Kubernetes API and writes its kubeconfig in the state
+directory (where ``osm`` and ``KUBECONFIG`` find it), and the runtime that runs pods in
+network namespaces. Every other command is a client of the API: ``logs`` reads
+``pods/NAME/log``; ``exec`` reads the Pod (its network namespace is an annotation) and
+acts on this machine.
 
-Exported click objects (registered by `osm.cli.main`): `up`, `down`, `namespace`,
-`exec_command`, `logs`, `demo`.
+Exported click objects (registered by `osm.cli.main`): `up`, `down`, `exec_command`,
+`logs`, `demo`.
 """
 
 from __future__ import annotations
@@ -18,22 +19,20 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from osm import paths
 from osm.base import wellknown
-from osm.cli.client import ApiError, Client
+from osm.cli import apply as applying
+from osm.cli.client import Api, describe
+from osm.cli.common import CONTEXT, connect, fail_with
+from osm.cli.common import fail as _fail
+from osm.kube.errors import KubeError
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEMO_MANIFESTS = Path("demo/bookstore/manifests")
 DEMO_NAMESPACES = ("bookbuyer", "bookthief", "bookstore", "bookwarehouse")
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 def _need_root(what: str) -> None:
@@ -42,12 +41,6 @@ def _need_root(what: str) -> None:
             f"{what} needs root: local mode creates network namespaces, veth links and "
             "iptables rules inside them, and runs processes as other users (try sudo)"
         )
-
-
-def _server(ctx: click.Context) -> str:
-    obj = ctx.find_root().obj
-    server = obj.get("server") if isinstance(obj, dict) else None
-    return str(server or paths.default_server())
 
 
 def _progress(message: str) -> None:
@@ -70,7 +63,16 @@ def _state_dir(value: Path | None) -> Path:
 @click.command(context_settings=CONTEXT)
 @state_dir_option
 @click.option(
-    "--port", default=wellknown.API_PORT, show_default=True, help="The controller's API port."
+    "--port",
+    default=wellknown.API_PORT,
+    show_default=True,
+    help="The Kubernetes API's port (HTTPS).",
+)
+@click.option(
+    "--http-port",
+    default=wellknown.CONTROLLER_HTTP_PORT,
+    show_default=True,
+    help="The controller's metrics, health and debug port (plain HTTP).",
 )
 @click.option(
     "--xds-port", default=wellknown.XDS_PORT, show_default=True, help="The controller's xDS port."
@@ -78,28 +80,43 @@ def _state_dir(value: Path | None) -> Path:
 @click.option(
     "--prefix", default="osm", show_default=True, help="Prefix of the network namespaces."
 )
-def up(state_dir: Path | None, port: int, xds_port: int, prefix: str) -> None:
-    """Start the mesh on this machine: the controller and the runtime that runs pods in
-    network namespaces, in the background (logs under STATE_DIR/logs). Starts only what
-    is not running, so it also restarts a controller that died."""
+def up(state_dir: Path | None, port: int, http_port: int, xds_port: int, prefix: str) -> None:
+    """Start the mesh on this machine: the controller (with the Kubernetes API) and the
+    runtime that runs pods in network namespaces, in the background (logs under
+    STATE_DIR/logs). Starts only what is not running, so it also restarts a controller
+    that died. The API's kubeconfig is STATE_DIR/kubeconfig: osm finds it by itself;
+    export KUBECONFIG=STATE_DIR/kubeconfig for kubectl."""
     _need_root("osm up")
     from osm.runtime import daemon, sidecar_env
 
     directory = _state_dir(state_dir)
     settings = daemon.MeshSettings.load(directory)
     if settings is None or daemon.controller(directory).pid() is None:
-        settings = daemon.MeshSettings(directory, port, xds_port, prefix)
+        settings = daemon.MeshSettings(directory, port, xds_port, prefix, http_port=http_port)
     started = time.monotonic()
     try:
         daemon.up(settings, progress=_progress)
     except (daemon.DaemonError, sidecar_env.SidecarEnvError) as error:
         _fail(str(error))
     click.echo(
-        f"mesh up in {time.monotonic() - started:.1f}s: API {settings.server}, state in "
-        f"{directory}. Next: osm apply -f demo/bookstore/manifests (or osm demo)"
+        f"mesh up in {time.monotonic() - started:.1f}s: Kubernetes API {settings.server}, "
+        f"state in {directory}. Next: osm apply -f demo/bookstore/manifests (or osm demo)"
     )
-    if settings.server != paths.default_server():
-        click.echo(f"  export OSM_SERVER={settings.server}")
+    click.echo(kubeconfig_hint(settings.kubeconfig))
+
+
+def kubeconfig_hint(kubeconfig: Path) -> str:
+    """Where the kubeconfig is, and who finds it without help."""
+    found_alone = kubeconfig == paths.kubeconfig_path()
+    osm_line = (
+        "osm finds it by itself"
+        if found_alone
+        else f"osm finds it with --kubeconfig {kubeconfig} or KUBECONFIG"
+    )
+    return (
+        f"  kubeconfig: {kubeconfig} ({osm_line}); for kubectl and other clients:\n"
+        f"  export KUBECONFIG={kubeconfig}"
+    )
 
 
 @click.command(context_settings=CONTEXT)
@@ -120,125 +137,13 @@ def down(state_dir: Path | None) -> None:
     click.echo("mesh down")
 
 
-# -- namespace -------------------------------------------------------------------------------
-@click.group(context_settings=CONTEXT, name="namespace")
-def namespace() -> None:
-    """Add namespaces to the mesh or remove them (alias: ns)."""
-
-
-def _namespaces(api: Client, names: Sequence[str]) -> list[dict[str, Any]]:
-    found = []
-    for name in names:
-        try:
-            found.append(api.get("Namespace", "", name))
-        except ApiError as error:
-            if error.status == 404:
-                _fail(f'namespace "{name}" not found; create it first (osm apply)')
-            _fail(str(error))
-    return found
-
-
-def _strip(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.setdefault("metadata", {})
-    for key in ("resourceVersion", "generation", "uid", "creationTimestamp"):
-        meta.pop(key, None)
-    return obj
-
-
-@namespace.command(name="add", context_settings=CONTEXT)
-@click.argument("names", nargs=-1, required=True)
-@click.option("--mesh-name", default="osm", show_default=True)
-@click.option(
-    "--disable-sidecar-injection",
-    is_flag=True,
-    help="Monitor the namespace without injecting sidecars into its pods.",
-)
-@click.pass_context
-def namespace_add(
-    ctx: click.Context, names: tuple[str, ...], mesh_name: str, disable_sidecar_injection: bool
-) -> None:
-    """Add namespaces to the mesh: pods started in them get a sidecar."""
-    api = Client(_server(ctx))
-    objects = []
-    for obj in _namespaces(api, names):
-        meta = _strip(obj)["metadata"]
-        meta.setdefault("labels", {})[wellknown.MONITORED_BY_LABEL] = mesh_name
-        meta.setdefault("annotations", {})[wellknown.SIDECAR_INJECTION_ANNOTATION] = (
-            "disabled" if disable_sidecar_injection else "enabled"
-        )
-        objects.append(obj)
-    try:
-        api.apply(objects, source="osm namespace add")
-    except ApiError as error:
-        _fail(str(error))
-    for name in names:
-        what = "without sidecar injection" if disable_sidecar_injection else ""
-        click.echo(f"Namespace [{name}] successfully added to mesh [{mesh_name}] {what}".rstrip())
-
-
-@namespace.command(name="remove", context_settings=CONTEXT)
-@click.argument("name")
-@click.option("--mesh-name", default="osm", show_default=True)
-@click.pass_context
-def namespace_remove(ctx: click.Context, name: str, mesh_name: str) -> None:
-    """Remove a namespace from the mesh (pods started later get no sidecar)."""
-    api = Client(_server(ctx))
-    obj = _strip(_namespaces(api, [name])[0])
-    meta = obj["metadata"]
-    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-    if (
-        labels.get(wellknown.MONITORED_BY_LABEL) != mesh_name
-        and wellknown.SIDECAR_INJECTION_ANNOTATION not in annotations
-    ):
-        _fail(f'namespace "{name}" is not in mesh [{mesh_name}]')
-    labels.pop(wellknown.MONITORED_BY_LABEL, None)
-    annotations.pop(wellknown.SIDECAR_INJECTION_ANNOTATION, None)
-    meta["labels"], meta["annotations"] = labels, annotations
-    try:
-        api.apply([obj], source="osm namespace remove")
-    except ApiError as error:
-        _fail(str(error))
-    click.echo(f"Namespace [{name}] successfully removed from mesh [{mesh_name}]")
-
-
-@namespace.command(name="list", context_settings=CONTEXT)
-@click.option("--mesh-name", default="", help="Only namespaces of this mesh.")
-@click.pass_context
-def namespace_list(ctx: click.Context, mesh_name: str) -> None:
-    """List the namespaces in the mesh and whether their pods get sidecars."""
-    try:
-        items = Client(_server(ctx)).list("Namespace")["items"]
-    except ApiError as error:
-        _fail(str(error))
-    rows = [("NAMESPACE", "MESH", "SIDECAR-INJECTION")]
-    for item in items:
-        meta = item["metadata"]
-        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-        mesh = labels.get(
-            wellknown.MONITORED_BY_LABEL,
-            "osm" if wellknown.SIDECAR_INJECTION_ANNOTATION in annotations else "",
-        )
-        if not mesh or (mesh_name and mesh != mesh_name):
-            continue
-        rows.append(
-            (meta["name"], mesh, annotations.get(wellknown.SIDECAR_INJECTION_ANNOTATION, "-"))
-        )
-    if len(rows) == 1:
-        click.echo("No namespaces in the mesh.", err=True)
-        return
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
 # -- exec / logs ---------------------------------------------------------------------------
 def _pod(ctx: click.Context, namespace_name: str, pod: str) -> dict[str, Any]:
-    try:
-        return Client(_server(ctx)).get("Pod", namespace_name, pod)
-    except ApiError as error:
-        if error.status == 404:
-            _fail(f'pod "{pod}" not found in namespace "{namespace_name}" (osm get po -A)')
-        _fail(str(error))
+    with connect(ctx) as api:
+        try:
+            return api.get("Pod", namespace_name, pod)
+        except KubeError as error:
+            fail_with(error, api.server)
 
 
 @click.command(name="exec", context_settings={**CONTEXT, "ignore_unknown_options": True})
@@ -266,44 +171,48 @@ def exec_command(
 @click.command(context_settings=CONTEXT)
 @click.option("-n", "--namespace", "namespace_name", default="default", show_default=True)
 @click.argument("pod")
-@click.option("-c", "--container", default="", help="Container name (sidecar: the proxy).")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new output.")
-@state_dir_option
+@click.option(
+    "-c",
+    "--container",
+    default=None,
+    help="Container name. [default: the pod's only or default container]",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C.")
+@click.option(
+    "--tail",
+    default=-1,
+    show_default=True,
+    type=click.IntRange(-1),
+    help="Lines of recent output to print (-1: all).",
+)
 @click.pass_context
 def logs(
     ctx: click.Context,
     namespace_name: str,
     pod: str,
-    container: str,
+    container: str | None,
     follow: bool,
-    state_dir: Path | None,
+    tail: int,
 ) -> None:
-    """Print a container's output (kept under STATE_DIR/logs)."""
-    from osm.runtime import process
-
-    obj = _pod(ctx, namespace_name, pod)
-    spec = obj.get("spec") or {}
-    containers = [c["name"] for c in spec.get("containers", [])]
-    names = [*containers, *(c["name"] for c in spec.get("initContainers", []))]
-    name = container or (containers[0] if containers else "")
-    if name not in names:
-        _fail(f'container "{name}" is not in pod "{pod}"; choose one of {", ".join(names)}')
-    path = process.log_path(_state_dir(state_dir), namespace_name, pod, name)
-    if not path.exists():
-        _fail(f"no log at {path} (is this the machine and --state-dir the pod runs on?)")
-    with path.open("rb") as log:
-        sys.stdout.buffer.write(log.read())
-        sys.stdout.flush()
-        while follow:
-            chunk = log.read()
-            if chunk:
+    """Print a container's output, read through the API (pods/POD/log), as kubectl logs."""
+    with connect(ctx) as api:
+        chunks = api.logs(
+            namespace_name,
+            pod,
+            container=container,
+            tail_lines=tail if tail >= 0 else None,
+            follow=follow,
+        )
+        try:
+            for chunk in chunks:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
-            else:
-                try:
-                    time.sleep(0.2)
-                except KeyboardInterrupt:
-                    return
+        except KubeError as error:
+            fail_with(error, api.server)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            chunks.close()
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -336,15 +245,26 @@ def demo(
         daemon.up(settings, progress=_progress)
     except (daemon.DaemonError, sidecar_env.SidecarEnvError) as error:
         _fail(str(error))
-    api = Client(settings.server)
     path = manifests or sidecar_env.project_root() / DEMO_MANIFESTS
     loaded = manifest.load_paths([str(path)])
     if loaded.errors:
         _fail("; ".join(str(p) for p in loaded.errors))
     try:
-        api.apply([r.to_dict() for r in loaded.resources], source=str(path))
-    except ApiError as error:
-        _fail(str(error))
+        api = Api.connect(settings.kubeconfig)
+    except KubeError as error:
+        fail_with(error)
+    failed = [
+        outcome
+        for outcome in applying.apply(api, [r.to_dict() for r in loaded.resources])
+        if outcome.error is not None
+    ]
+    if failed:
+        _fail(
+            f"the demo's manifests ({path}) were not all applied: "
+            + "; ".join(
+                describe(o.error, api.server, context=str(o.ref)) for o in failed if o.error
+            )
+        )
     _progress(f"applied {path}; waiting for the demo's pods")
     wanted = sum(1 for r in loaded.resources if r.kind == "Deployment")
     deadline = time.monotonic() + timeout
@@ -371,13 +291,13 @@ METRICS_PORTS = {"client": 14002, "bookstore": 14001, "bookwarehouse": 14001}
 ROLES = {"bookbuyer": "client", "bookthief": "client", "bookstore": "bookstore"}
 
 
-def ready_pods(api: Client, namespaces: Sequence[str]) -> list[dict[str, Any]]:
-    """Ready pods of ``namespaces``."""
+def ready_pods(api: Api, namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """Ready pods of ``namespaces`` (none while the API does not answer)."""
     pods = []
     for name in namespaces:
         try:
-            items = api.list("Pod", namespace=name)["items"]
-        except ApiError:
+            items, _ = api.list("Pod", namespace=name)
+        except KubeError:
             return []
         for item in items:
             conditions = (item.get("status") or {}).get("conditions") or []
@@ -390,7 +310,7 @@ class Sampler:
     """Reads each demo app's /metrics over loopback inside its pod's network namespace
     (not intercepted: the request is the runtime's own, to 127.0.0.1)."""
 
-    def __init__(self, api: Client, namespaces: Sequence[str], timeout: float = 1.0) -> None:
+    def __init__(self, api: Api, namespaces: Sequence[str], timeout: float = 1.0) -> None:
         self.api = api
         self.namespaces = namespaces
         self.timeout = timeout

@@ -15,10 +15,15 @@ from osm.runtime import kubelet
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m osm.runtime",
-        description="Run the mesh's pods in network namespaces, following the controller.",
+        description="Run the mesh's pods in network namespaces, following the Kubernetes API.",
     )
     parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--server", default=f"http://{paths.DEFAULT_API_ADDRESS}")
+    parser.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="The runtime's kubeconfig (osm up passes the one the controller wrote for it). "
+        "[default: STATE_DIR/kubelet.kubeconfig]",
+    )
     parser.add_argument("--xds-port", type=int, default=wellknown.XDS_PORT)
     parser.add_argument("--prefix", default="osm")
     parser.add_argument("--pod-python", type=Path, default=Path("/opt/osm/venv"))
@@ -29,7 +34,7 @@ def main() -> None:
     )
     settings = kubelet.RuntimeSettings(
         state_dir=args.state_dir,
-        server=args.server,
+        kubeconfig=Path(args.kubeconfig or paths.kubelet_kubeconfig_path(args.state_dir)),
         xds_port=args.xds_port,
         prefix=args.prefix,
         pod_python=args.pod_python,

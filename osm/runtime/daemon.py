@@ -1,18 +1,23 @@
 """``osm up`` and ``osm down``: the controller and the runtime as two background processes.
 
 The one idea: two daemons, each with a pid file in the state dir, so either can stop or
-die without the other. The controller (``osm controller``) owns the store and the CA and
-serves xDS; the runtime (``python -m osm.runtime``, root) runs the pods and follows the
-controller's API. Killing the controller leaves the pods and sidecars running on their
-last configuration; ``osm up`` again starts whichever of the two is missing. ``osm down``
-stops the runtime (which removes its pods and network), tears down whatever its journal
-still names (also after a crash), then stops the controller. ``mesh.json`` records the
-ports and names that ``osm up`` chose, for the other commands. The runtime runs every pod
+die without the other. The controller (``osm controller``) owns the store, serves the
+Kubernetes API over it (HTTPS; it writes the kubeconfigs in the state dir: the user's,
+`paths.kubeconfig_path`, and the runtime's) and the CA, and serves xDS; the runtime
+(``python -m osm.runtime``, root) runs the pods, a client of the API with its own
+kubeconfig (`paths.kubelet_kubeconfig_path`). ``osm up`` waits for the API by reading
+through it with the user's kubeconfig, as any client would. Killing the controller
+leaves the pods and sidecars running on their last configuration; ``osm up`` again starts
+whichever of the two is missing. ``osm down`` stops the runtime (which removes its pods
+and network), tears down whatever its journal still names (also after a crash), then
+stops the controller. ``mesh.json`` records the ports and names that ``osm up`` chose,
+for the other commands. The runtime runs every pod
 from the build of the pods' venv that its ``osm up`` made (`runtime_argv`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -21,13 +26,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import osm
+from osm import paths
 from osm.base import wellknown
+from osm.kube.client import KubeClient
+from osm.kube.errors import KubeError
 from osm.runtime import record, sidecar_env
 from osm.runtime.kubelet import READY_FILE
 
@@ -37,6 +44,8 @@ _SPAWNED: list[subprocess.Popen[bytes]] = []
 Popen collected before it read its child's exit status warns); `_alive` reaps them
 through it once they have exited, and forgets them."""
 Progress = Callable[[str], None]
+HEALTH_TIMEOUT = 1.0
+"""Seconds one readiness read of the API may take while ``osm up`` waits."""
 
 
 class DaemonError(RuntimeError):
@@ -52,10 +61,18 @@ class MeshSettings:
     xds_port: int = wellknown.XDS_PORT
     prefix: str = "osm"
     pod_python: Path = sidecar_env.DEFAULT_VENV
+    http_port: int = wellknown.CONTROLLER_HTTP_PORT
+    """The controller's metrics, health and ``/debug/proxies`` endpoint (plain HTTP)."""
 
     @property
     def server(self) -> str:
-        return f"http://{wellknown.LOCALHOST}:{self.api_port}"
+        """The Kubernetes API's URL."""
+        return f"https://{wellknown.LOCALHOST}:{self.api_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The user's kubeconfig, which the controller writes."""
+        return paths.kubeconfig_path(self.state_dir)
 
     def save(self) -> None:
         data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
@@ -73,6 +90,7 @@ class MeshSettings:
             xds_port=int(data["xds_port"]),
             prefix=str(data["prefix"]),
             pod_python=Path(data["pod_python"]),
+            http_port=int(data.get("http_port", wellknown.CONTROLLER_HTTP_PORT)),
         )
 
 
@@ -172,11 +190,15 @@ def up(settings: MeshSettings, progress: Progress = lambda _: None) -> None:
     python = sys.executable
     ctl = controller(state_dir)
     if ctl.pid() is None:
-        for port, what in ((settings.api_port, "API"), (settings.xds_port, "xDS")):
+        for port, what in (
+            (settings.api_port, "Kubernetes API"),
+            (settings.http_port, "HTTP endpoint"),
+            (settings.xds_port, "xDS"),
+        ):
             if not _port_free(port):
                 raise DaemonError(
                     f"port {port} (the controller's {what}) is in use by another process; "
-                    "stop it, or choose other ports (osm up --port/--xds-port)"
+                    "stop it, or choose other ports (osm up --port/--http-port/--xds-port)"
                 )
         progress(f"starting the controller (API {settings.server}, xDS {settings.xds_port})")
         pid = ctl.spawn(
@@ -189,11 +211,13 @@ def up(settings: MeshSettings, progress: Progress = lambda _: None) -> None:
                 str(state_dir),
                 "--port",
                 str(settings.api_port),
+                "--http-port",
+                str(settings.http_port),
                 "--xds-port",
                 str(settings.xds_port),
             ]
         )
-        _wait(lambda: _healthy(settings.server), ctl, pid, 30, "the controller's API to answer")
+        _wait(lambda: api_answers(settings.kubeconfig), ctl, pid, 30, "the API to answer")
     run = runtime(state_dir)
     if run.pid() is None:
         progress(f"starting the runtime (pods in network namespaces {settings.prefix}-*)")
@@ -216,8 +240,8 @@ def runtime_argv(settings: MeshSettings, pod_build: Path) -> list[str]:
         "osm.runtime",
         "--state-dir",
         str(settings.state_dir),
-        "--server",
-        settings.server,
+        "--kubeconfig",
+        str(paths.kubelet_kubeconfig_path(settings.state_dir)),
         "--xds-port",
         str(settings.xds_port),
         "--prefix",
@@ -251,12 +275,22 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _healthy(server: str) -> bool:
-    try:
-        with urllib.request.urlopen(server + "/healthz", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
+def api_answers(kubeconfig: Path) -> bool:
+    """The API answers an authenticated read through `kubeconfig`: the control plane's
+    Namespace, which the controller creates before its API serves (False while the
+    kubeconfig is not written yet, or the API does not answer or refuses)."""
+
+    async def read() -> None:
+        async with KubeClient.from_kubeconfig(kubeconfig, timeout=HEALTH_TIMEOUT) as client:
+            await client.get("Namespace", None, wellknown.CONTROL_PLANE_NAMESPACE)
+
+    if not kubeconfig.is_file():
         return False
+    try:
+        asyncio.run(read())
+    except KubeError:
+        return False
+    return True
 
 
 def _ready_pid(path: Path) -> int | None:
