@@ -31,10 +31,10 @@ import pytest
 
 from osm.base import wellknown
 from osm.cli import runtime as cli_runtime
-from osm.cli.client import Client
 from osm.demo.bookstore import counters
 from osm.model import manifest
 from osm.runtime import daemon, record
+from tests.e2e.meshapi import MeshApi
 
 pytestmark = [
     pytest.mark.root,
@@ -113,7 +113,7 @@ def choose_planes(planes: dict[str, str]) -> Callable[[list[dict[str, Any]]], No
 @dataclass
 class Mesh:
     settings: daemon.MeshSettings
-    api: Client
+    api: MeshApi
     started: float
     plane: str
 
@@ -125,10 +125,10 @@ class Mesh:
         objects = [r.to_dict() for r in loaded.resources]
         if edit is not None:
             edit(objects)
-        self.api.apply(objects, source=str(path))
+        self.api.apply(objects)
 
     def sample(self) -> counters.DemoCounters:
-        sampler = cli_runtime.Sampler(self.api, NAMESPACES, timeout=2.0)
+        sampler = cli_runtime.Sampler(self.api.api, NAMESPACES, timeout=2.0)
         result: counters.DemoCounters = asyncio.run(sampler.sample())
         return result
 
@@ -139,7 +139,7 @@ class Mesh:
         raise AssertionError(f"no counters from {identity}")
 
     def pod(self, namespace: str) -> dict[str, Any]:
-        items = self.api.list("Pod", namespace=namespace)["items"]
+        items = self.api.items("Pod", namespace)
         assert items, f"no pod in {namespace}"
         return dict(items[0])
 
@@ -150,15 +150,21 @@ def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
     base = Path(f"/tmp/{PREFIX}")
     base.mkdir(mode=0o755)
     state_dir = base / "state"
-    settings = daemon.MeshSettings(state_dir, _free_port(), _free_port(), PREFIX)
+    settings = daemon.MeshSettings(
+        state_dir, _free_port(), _free_port(), PREFIX, http_port=_free_port()
+    )
     before = host_snapshot()
     started = time.monotonic()
+    api: MeshApi | None = None
     try:
         daemon.up(settings, progress=print)
-        running = Mesh(settings, Client(settings.server), started, request.param)
+        api = MeshApi(settings)
+        running = Mesh(settings, api, started, request.param)
         running.apply_file(MANIFESTS, choose_planes(PLANES[request.param]))
         yield running
     finally:
+        if api is not None:
+            api.close()
         daemon.down(state_dir)
         for netns in ours()["netns"]:  # last resort, should teardown be broken
             subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
@@ -184,10 +190,10 @@ def unready_pods(mesh: Mesh, tail: int = 15) -> str:
     """The demo pods that are not Ready: their status, and the last lines of their
     containers' logs and of the runtime's (what a timed-out start needs to be debugged)."""
     lines: list[str] = []
-    ready = {p["metadata"]["name"] for p in cli_runtime.ready_pods(mesh.api, NAMESPACES)}
+    ready = {p["metadata"]["name"] for p in cli_runtime.ready_pods(mesh.api.api, NAMESPACES)}
     logs = mesh.settings.state_dir / "logs"
     for namespace in NAMESPACES:
-        for pod in mesh.api.list("Pod", namespace=namespace)["items"]:
+        for pod in mesh.api.items("Pod", namespace):
             name = pod["metadata"]["name"]
             if name in ready:
                 continue
@@ -245,13 +251,13 @@ def set_split(mesh: Mesh, v1: int, v2: int) -> None:
 # -- tests, in order -------------------------------------------------------------------------
 def test_the_demo_comes_up_with_sidecars_cluster_ips_and_endpoints(mesh: Mesh) -> None:
     wait_for(
-        lambda: len(cli_runtime.ready_pods(mesh.api, NAMESPACES)) == 5,
+        lambda: len(cli_runtime.ready_pods(mesh.api.api, NAMESPACES)) == 5,
         60,
         "5 ready demo pods",
         lambda: unready_pods(mesh),
     )
     ready_after = time.monotonic() - mesh.started
-    services = mesh.api.list("Service")["items"]
+    services = mesh.api.items("Service")
     assert all(s["spec"]["clusterIP"].startswith("10.234.") for s in services)
     endpoints = mesh.api.get("Endpoints", "bookstore", "bookstore-v1")
     (subset,) = endpoints["subsets"]
@@ -283,21 +289,48 @@ def test_osm_proxy_get_reads_a_pods_sidecar(mesh: Mesh) -> None:
     runner = CliRunner()
     stats = runner.invoke(
         cli_main.cli,
-        ["--server", mesh.settings.server, "proxy", "get", "stats", pod, "-n", "bookbuyer"],
+        [
+            "--kubeconfig",
+            str(mesh.settings.kubeconfig),
+            "proxy",
+            "get",
+            "stats",
+            pod,
+            "-n",
+            "bookbuyer",
+        ],
         obj={},
     )
     assert stats.exit_code == 0, stats.output
     assert "cluster.bookstore/bookstore-v1|14001.upstream_rq_total:" in stats.output
     dump = runner.invoke(
         cli_main.cli,
-        ["--server", mesh.settings.server, "proxy", "get", "config_dump", pod, "-n", "bookbuyer"],
+        [
+            "--kubeconfig",
+            str(mesh.settings.kubeconfig),
+            "proxy",
+            "get",
+            "config_dump",
+            pod,
+            "-n",
+            "bookbuyer",
+        ],
         obj={},
     )
     assert dump.exit_code == 0, dump.output
     assert "outbound-listener" in dump.output
     info = runner.invoke(
         cli_main.cli,
-        ["--server", mesh.settings.server, "proxy", "get", "server_info", pod, "-n", "bookbuyer"],
+        [
+            "--kubeconfig",
+            str(mesh.settings.kubeconfig),
+            "proxy",
+            "get",
+            "server_info",
+            pod,
+            "-n",
+            "bookbuyer",
+        ],
         obj={},
     )
     assert info.exit_code == 0, info.output
@@ -315,7 +348,16 @@ def proxy_stats(mesh: Mesh, namespace: str, pod: str) -> dict[str, str]:
     from osm.cli import main as cli_main
 
     cli_main.register(cli_main.cli)
-    argv = ["--server", mesh.settings.server, "proxy", "get", "stats", pod, "-n", namespace]
+    argv = [
+        "--kubeconfig",
+        str(mesh.settings.kubeconfig),
+        "proxy",
+        "get",
+        "stats",
+        pod,
+        "-n",
+        namespace,
+    ]
     result = CliRunner().invoke(cli_main.cli, argv, obj={})
     assert result.exit_code == 0, result.output
     return dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
@@ -331,7 +373,7 @@ def test_smi_mode_allows_the_buyer_on_its_routes_and_headers_only(mesh: Mesh) ->
         # Only the allowed routes: GET / is not in the HTTPRouteGroup.
         assert buyer_get(mesh, "/") in ("403", "404")
         # A route allowed only with a header: GET /ready with x-e2e: yes.
-        mesh.api.apply(HEADER_POLICY, source="e2e")
+        mesh.api.apply(HEADER_POLICY)
         try:
             wait_for(
                 lambda: buyer_get(mesh, "/ready", "x-e2e: yes") == "200",
@@ -341,7 +383,7 @@ def test_smi_mode_allows_the_buyer_on_its_routes_and_headers_only(mesh: Mesh) ->
             assert buyer_get(mesh, "/ready") in ("403", "404")
             assert buyer_get(mesh, "/ready", "x-e2e: no") in ("403", "404")
         finally:
-            mesh.api.delete([_ref(obj) for obj in HEADER_POLICY])
+            mesh.api.delete(HEADER_POLICY)
     finally:
         set_mesh_config(mesh, permissive=True)
 
@@ -383,11 +425,6 @@ HEADER_POLICY: list[dict[str, Any]] = [
         },
     },
 ]
-
-
-def _ref(obj: dict[str, Any]) -> dict[str, str]:
-    meta = obj["metadata"]
-    return {"kind": obj["kind"], "namespace": meta["namespace"], "name": meta["name"]}
 
 
 def buyer_get(mesh: Mesh, path: str, header: str = "") -> str:
@@ -465,7 +502,7 @@ def test_every_proxy_accepted_every_configuration_it_was_sent(mesh: Mesh) -> Non
     assert len(proxies) >= 5, proxies
     assert [p for p in proxies if p.get("last_nack")] == []
     for namespace in NAMESPACES:
-        for pod in mesh.api.list("Pod", namespace=namespace)["items"]:
+        for pod in mesh.api.items("Pod", namespace):
             containers = [c["name"] for c in pod["spec"]["containers"]]
             if "envoy" not in containers:
                 continue

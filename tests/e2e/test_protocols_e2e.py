@@ -50,10 +50,10 @@ import yaml
 
 from osm.base import wellknown
 from osm.cli import runtime as cli_runtime
-from osm.cli.client import Client
 from osm.demo import protocols
 from osm.model import manifest
 from osm.runtime import daemon
+from tests.e2e.meshapi import MeshApi
 
 pytestmark = [
     pytest.mark.root,
@@ -233,12 +233,12 @@ def host_iptables() -> str:
 @dataclass
 class Mesh:
     settings: daemon.MeshSettings
-    api: Client
+    api: MeshApi
     python: Path
     """The interpreter of the pods' build, for one-shot commands in their namespaces."""
 
     def pod(self, plane: str, deployment: str) -> dict[str, Any]:
-        for pod in self.api.list("Pod", namespace=PLANES[plane])["items"]:
+        for pod in self.api.items("Pod", PLANES[plane]):
             if pod["metadata"]["labels"].get("app") == deployment:
                 return dict(pod)
         raise AssertionError(f"no {deployment} pod in {PLANES[plane]}")
@@ -268,10 +268,10 @@ def unready_pods(mesh: Mesh, tail: int = 15) -> str:
     """Pods that are not Ready, with the last lines of their logs and of the runtime's."""
     lines: list[str] = []
     namespaces = list(PLANES.values())
-    ready = {p["metadata"]["name"] for p in cli_runtime.ready_pods(mesh.api, namespaces)}
+    ready = {p["metadata"]["name"] for p in cli_runtime.ready_pods(mesh.api.api, namespaces)}
     logs = mesh.settings.state_dir / "logs"
     for namespace in namespaces:
-        for pod in mesh.api.list("Pod", namespace=namespace)["items"]:
+        for pod in mesh.api.items("Pod", namespace):
             name = pod["metadata"]["name"]
             if name not in ready:
                 lines.append(f"pod {namespace}/{name} not ready: {pod.get('status')}")
@@ -318,24 +318,27 @@ def mesh() -> Iterator[Mesh]:
     # Not under pytest's tmp dir (mode 0700): the sidecars (UID 1500) read their bootstrap.
     base = Path(f"/tmp/{PREFIX}")
     base.mkdir(mode=0o755)
-    settings = daemon.MeshSettings(base / "state", _free_port(), _free_port(), PREFIX)
+    settings = daemon.MeshSettings(
+        base / "state", _free_port(), _free_port(), PREFIX, http_port=_free_port()
+    )
     iptables_before = host_iptables()
     started = time.monotonic()
+    api: MeshApi | None = None
     try:
         daemon.up(settings, progress=print)
-        api = Client(settings.server)
+        api = MeshApi(settings)
         running = Mesh(settings, api, pods_python(settings))
         print(f"osm up took {time.monotonic() - started:.1f}s")
         loaded = manifest.load_paths([str(MESH_CONFIG)])
         assert not loaded.errors, loaded.errors
         config = [r.to_dict() for r in loaded.resources]
         config[-1]["spec"]["traffic"]["enablePermissiveTrafficPolicyMode"] = False
-        api.apply(config, source=str(MESH_CONFIG))
+        api.apply(config)
         objects = [obj for plane, ns in PLANES.items() for obj in workload(ns, plane)]
-        api.apply(objects, source=__file__)
+        api.apply(objects)
         applied = time.monotonic()
         wait_for(
-            lambda: len(cli_runtime.ready_pods(api, list(PLANES.values()))) == 2 * len(PODS),
+            lambda: len(cli_runtime.ready_pods(api.api, list(PLANES.values()))) == 2 * len(PODS),
             60,
             "every pod to be ready",
             lambda: unready_pods(running),
@@ -343,6 +346,8 @@ def mesh() -> Iterator[Mesh]:
         print(f"pods ready {time.monotonic() - applied:.1f}s after apply")
         yield running
     finally:
+        if api is not None:
+            api.close()
         daemon.down(settings.state_dir)
         for netns in our_netns():  # last resort, should teardown be broken
             subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
@@ -410,7 +415,7 @@ def test_each_namespace_runs_its_data_plane(mesh: Mesh) -> None:
         "python": wellknown.PYTHON_SIDECAR_CONTAINER_NAME,
     }
     for plane, namespace in PLANES.items():
-        for pod in mesh.api.list("Pod", namespace=namespace)["items"]:
+        for pod in mesh.api.items("Pod", namespace):
             containers = {c["name"] for c in pod["spec"]["containers"]}
             assert sidecars[plane] in containers, (plane, pod["metadata"]["name"], containers)
             assert sidecars["python" if plane == "envoy" else "envoy"] not in containers
@@ -533,7 +538,7 @@ def test_every_proxy_accepted_every_configuration_it_was_sent(reached: Mesh) -> 
     proxies = reached.api.proxies()
     assert len(proxies) == 2 * len(PODS), proxies
     assert [p for p in proxies if p.get("last_nack")] == []
-    for pod in reached.api.list("Pod", namespace=PLANES["envoy"])["items"]:
+    for pod in reached.api.items("Pod", PLANES["envoy"]):
         stats = envoy_stats(reached, "envoy", pod["metadata"]["name"])
         rejected = {k: v for k, v in stats.items() if k.endswith("update_rejected")}
         assert rejected, "Envoy reports its xDS update counters"
@@ -548,7 +553,16 @@ def envoy_stats(mesh: Mesh, plane: str, pod: str) -> dict[str, str]:
     from osm.cli import main as cli_main
 
     cli_main.register(cli_main.cli)
-    argv = ["--server", mesh.settings.server, "proxy", "get", "stats", pod, "-n", namespace]
+    argv = [
+        "--kubeconfig",
+        str(mesh.settings.kubeconfig),
+        "proxy",
+        "get",
+        "stats",
+        pod,
+        "-n",
+        namespace,
+    ]
     result = CliRunner().invoke(cli_main.cli, argv, obj={})
     assert result.exit_code == 0, result.output
     return dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
