@@ -9,8 +9,7 @@ it holds. A refusal is `osm.kube.errors.ApiError`, with the Status' reason and c
 Beside the client: `https` opens an aiohttp session with a kubeconfig's client certificate
 for what `KubeClient` does not do (raw Status bodies, the ``status`` subresource, raw
 watches); `proxies` and `metric` read the controller's own plain-HTTP endpoint
-(`osm.controller.api`). `run` is for synchronous callers: one client, one event loop, one
-call.
+(`osm.controller.api`). `Blocking` and `run` are for synchronous callers.
 """
 
 from __future__ import annotations
@@ -96,14 +95,35 @@ async def delete(client: KubeClient, *objects: Mapping[str, Any]) -> None:
         await client.delete(kind, namespace, name)
 
 
+class Blocking:
+    """A `KubeClient` for synchronous code: ``api(use)`` runs ``use(client)`` to the end in
+    an event loop of its own, kept (with the client's connections) between calls; `close`
+    it, or use it as a context manager."""
+
+    def __init__(self, kubeconfig: Path, timeout: float = 120.0) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = KubeClient.from_kubeconfig(kubeconfig, timeout=timeout)
+
+    def __call__(self, use: Callable[[KubeClient], Awaitable[T]]) -> T:
+        return self.loop.run_until_complete(use(self.client))
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.run_until_complete(self.client.close())
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def __enter__(self) -> Blocking:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def run(kubeconfig: Path, use: Callable[[KubeClient], Awaitable[T]]) -> T:
-    """``use(client)`` in an event loop of its own, for synchronous callers."""
-
-    async def main() -> T:
-        async with KubeClient.from_kubeconfig(kubeconfig, timeout=120) as client:
-            return await use(client)
-
-    return asyncio.run(main())
+    """``use(client)`` with a client of its own, for one synchronous call."""
+    with Blocking(kubeconfig) as api:
+        return api(use)
 
 
 # -- raw HTTPS ------------------------------------------------------------------------------
