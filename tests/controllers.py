@@ -53,13 +53,31 @@ def same_ports(controller: server.Controller) -> dict[str, int]:
 
 @contextlib.asynccontextmanager
 async def running(state_dir: Path, **changes: Any) -> AsyncIterator[server.Controller]:
-    """A started controller (see `settings`), stopped on exit."""
+    """A started and `settled` controller (see `settings`), stopped on exit."""
     controller = server.Controller(settings(state_dir, **changes))
     await controller.start()
     try:
+        await settled(controller)
         yield controller
     finally:
         await controller.stop()
+
+
+async def settled(controller: server.Controller, timeout: float = 10.0) -> None:
+    """Waits until the push loop has built its first configuration and its informer has a
+    watch open in the store for every kind it follows.
+
+    Why tests wait for the watches: a controller stopped while its informer is still
+    opening them (within ~50 ms of `start`) leaves their TLS connections half open, the
+    server's accept tasks pending and the sockets unclosed, and the ResourceWarnings
+    that follow fail whichever test the garbage collector runs in next. The store's
+    watch count is read from its private hub, for want of a public one."""
+    assert controller.pusher is not None and controller.store is not None
+    async with asyncio.timeout(timeout):
+        await controller.pusher.synced.wait()
+        hub = getattr(controller.store, "_hub", None)
+        while hub is not None and len(hub) < len(server.MESH_KINDS):
+            await asyncio.sleep(0.005)
 
 
 # -- a process ------------------------------------------------------------------------------
