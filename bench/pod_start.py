@@ -40,7 +40,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from osm import paths  # noqa: E402
 from osm.base import wellknown  # noqa: E402
 from osm.kube.client import KubeClient  # noqa: E402
 from osm.model import manifest  # noqa: E402
@@ -146,7 +145,9 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="osm-podstart-", dir="/tmp"))
     os.chmod(base, 0o755)
     prefix = f"osmb{os.getpid() % 100000}"
-    settings = daemon.MeshSettings(base / "state", free_port(), free_port(), prefix)
+    settings = daemon.MeshSettings(
+        base / "state", free_port(), free_port(), prefix, http_port=free_port()
+    )
     print(f"osm up ({settings.state_dir}, building the pods' venv if needed)...", flush=True)
     log = settings.state_dir / "logs" / "runtime.log"
     results: dict[str, list[float]] = {case: [] for case in cases}
@@ -154,7 +155,7 @@ def main() -> None:
     api: kubeapi.Blocking | None = None
     try:  # a mesh that came half up is taken down too
         daemon.up(settings, progress=lambda line: print(f"  {line}", flush=True))
-        api = kubeapi.Blocking(paths.kubeconfig_path(settings.state_dir))
+        api = kubeapi.Blocking(settings.kubeconfig)
         for repetition in range(args.repeat):
             order = cases if repetition % 2 == 0 else list(reversed(cases))
             for case in order:
