@@ -1,10 +1,12 @@
-"""Benchmark: one `osm controller` process serving thousands of simulated proxies over ADS.
+"""Benchmark: one controller process serving thousands of simulated proxies over ADS.
 
-The controller runs as its own process (``osm controller --xds-insecure``, own ports,
-SQLite store in a temporary directory). The mesh is applied through its API as
-manifests: S services in 10 namespaces, one service account each, N proxies (N/S pods
-per service, with status IP + Ready, and Endpoints), SMI mode with TrafficTargets giving
-each service 10 allowed upstreams, and a TrafficSplit on every 10th service. The
+The controller runs as its own process (`tests.controllers.ControllerProcess` with
+``--xds-insecure``: own ports, SQLite store in a temporary directory). The mesh is applied
+through its Kubernetes API with its admin kubeconfig, one object per request, 16 requests
+in flight (namespaces first): S services in 10 namespaces, one service account each, N
+proxies (N/S pods per service, with status IP + Ready, and Endpoints), SMI mode with
+TrafficTargets giving each service 10 allowed upstreams, and a TrafficSplit on every 10th
+service. The
 proxies are SotW ADS streams in a SEPARATE process (`bench._ads_client`), multiplexed
 over a few grpc.aio channels; every stream subscribes like a sidecar and ACKs every
 response.
@@ -13,9 +15,10 @@ Measured per size:
 
 - cold convergence: from the first stream opening until every stream has ACKed a full
   configuration (CDS, EDS, LDS, RDS, SDS);
-- one TrafficSplit change (applied through the API), repeated on different apexes:
-  time from the apply until each affected proxy (every pod whose identity may call
-  the apex) has received, and so ACKed, its new RDS; p50 / p99 / max across them;
+- one TrafficSplit change (a replace through the API, at the resourceVersion read just
+  before), repeated on different apexes: time from the request until each affected proxy
+  (every pod whose identity may call the apex) has received, and so ACKed, its new RDS;
+  p50 / p99 / max across them;
 - controller RSS (/proc/PID/status) before and after the proxies connect, and so RSS
   per connected proxy; controller CPU (utime + stime) in each phase.
 
@@ -35,14 +38,13 @@ import json
 import os
 import pstats
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from osm.cli.client import Client  # noqa: E402
+from osm.kube.client import KubeClient  # noqa: E402
+from tests import kubeapi  # noqa: E402
+from tests.controllers import ControllerProcess  # noqa: E402
 
 NAMESPACES = 10
 UPSTREAMS = 10
@@ -212,72 +216,48 @@ def callers(apex: int, services: int) -> list[int]:
 
 
 # -- processes ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Controller:
-    process: subprocess.Popen[bytes]
-    url: str
-    xds_port: int
-    log: Path
+    child: ControllerProcess
+
+    @property
+    def xds_port(self) -> int:
+        return self.child.xds_port
+
+    @property
+    def log(self) -> Path:
+        return self.child.log
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{self.child.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = Path(f"/proc/{self.child.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
     def metric(self, name: str) -> float:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        return 0.0
+        """A sample of the controller's own metrics endpoint."""
+        url = self.child.http_url + "/metrics"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return kubeapi.metric(response.read().decode(), name)
 
 
 @contextlib.contextmanager
 def controller(directory: Path, profile: Path | None) -> Iterator[Controller]:
-    port, xds_port = free_port(), free_port()
-    log = directory / "controller.log"
     env = dict(os.environ)
     if profile is not None:
         env["OSM_CONTROLLER_PROFILE"] = str(profile)
-    args = [sys.executable, "-m", "osm.cli", "controller", "--state-dir", str(directory / "state")]
-    args += ["--port", str(port), "--xds-port", str(xds_port), "--xds-insecure"]
-    args += ["--log-level", "warning"]
-    with log.open("ab") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    running = Controller(process, f"http://127.0.0.1:{port}", xds_port, log)
+    child = ControllerProcess.start(
+        directory / "state", "--xds-insecure", "--log-level", "warning", env=env
+    )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"controller exited: {log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(running.url + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the controller did not start") from None
-                time.sleep(0.05)
-        yield running
+        yield Controller(child)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        child.stop(signal.SIGINT)
 
 
 class Proxies:
@@ -352,11 +332,11 @@ def run(services: int, proxies: int, changes: int, channels: int, profile: Path 
     with (
         tempfile.TemporaryDirectory(prefix="osm-bench-ads-") as temp,
         controller(Path(temp), profile) as running,
+        kubeapi.Blocking(running.child.kubeconfig, timeout=600) as api,
     ):
-        api = Client(running.url, timeout=600)
         cpu = running.cpu_seconds()
         started = time.monotonic()
-        api.apply(docs)
+        api(lambda client: kubeapi.apply_concurrently(client, docs))
         result.apply_s = time.monotonic() - started
         expected = sum(len(v) for v in nodes.values())
         progress(f"applied {len(docs)} objects in {result.apply_s:.1f}s")
@@ -403,9 +383,11 @@ def run(services: int, proxies: int, changes: int, channels: int, profile: Path 
             for number in range(changes):
                 apex = apexes[(number * 7 + 1) % len(apexes)]
                 affected = [n for c in callers(apex, services) for n in nodes[c]]
+                changed = split(apex, services, (50 + number, 50 - number))
+                changed["metadata"]["resourceVersion"] = api(stored_version(changed))
                 cpu = running.cpu_seconds()
                 t0 = time.monotonic()
-                api.apply([split(apex, services, (50 + number, 50 - number))])
+                api(replace(changed))
                 deadline = t0 + 30
                 while True:
                     times = simulated.call(
@@ -428,6 +410,19 @@ def run(services: int, proxies: int, changes: int, channels: int, profile: Path 
         finally:
             simulated.close()
     return result
+
+
+def stored_version(obj: Doc) -> Callable[[KubeClient], Awaitable[str]]:
+    async def read(client: KubeClient) -> str:
+        kind, namespace, name = kubeapi.ref(obj)
+        stored = await client.get(kind, namespace, name, api_version=obj["apiVersion"])
+        return str(stored["metadata"]["resourceVersion"])
+
+    return read
+
+
+def replace(obj: Doc) -> Callable[[KubeClient], Awaitable[Doc]]:
+    return lambda client: client.replace(obj)
 
 
 def span(values: list[float], scale: float = 1.0, digits: int = 0) -> str:

@@ -1,11 +1,13 @@
 """Benchmark: the bookstore demo's 5 pods, started together, until all are Ready.
 
 One local mesh (`osm up` with its own state dir, ports and prefix; the pods' venv built
-first, not timed). Per repetition and case, interleaved: apply the demo (namespaces with the
-case's data plane, then every Deployment at once), time from the apply until the API shows
-all 5 Pods Ready, read each pod's start breakdown from the runtime's log (``pod ... started
-in ...``: network, sandbox, init containers), then delete the Deployments and wait until
-their pods are gone. Cases:
+first, not timed). Per repetition and case, interleaved: apply the demo through the
+Kubernetes API with the mesh's admin kubeconfig (the namespaces with the case's data plane
+and the other objects first, one request each, then every Deployment at once: concurrent
+creates), time from the Deployments' creates until the API shows all 5 Pods Ready, read
+each pod's start breakdown from the runtime's log (``pod ... started in ...``: network,
+sandbox, init containers), then delete the Deployments and wait until their pods are
+gone. Cases:
 
 * ``none``: no sidecar injection (the namespaces are not in the mesh): the kubelet's own
   cost, the baseline;
@@ -22,6 +24,7 @@ Goal (issue #14): the 5 demo pods ready <= 1 s on Envoy. Printed, never asserted
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import os
 import re
@@ -38,10 +41,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from osm.base import wellknown  # noqa: E402
-from osm.cli import runtime as cli_runtime  # noqa: E402
-from osm.cli.client import Client  # noqa: E402
+from osm.kube.client import KubeClient  # noqa: E402
 from osm.model import manifest  # noqa: E402
 from osm.runtime import daemon  # noqa: E402
+from tests import kubeapi  # noqa: E402
 
 MANIFESTS = ROOT / "demo" / "bookstore" / "manifests"
 NAMESPACES = ("bookbuyer", "bookthief", "bookstore", "bookwarehouse")
@@ -74,11 +77,27 @@ def demo_objects(case: str) -> list[dict[str, Any]]:
     return objects
 
 
-def pods(api: Client) -> list[dict[str, Any]]:
+async def pods(client: KubeClient) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for namespace in NAMESPACES:
-        found += api.list("Pod", namespace=namespace)["items"]
+        found += (await client.list("Pod", namespace))[0]
     return found
+
+
+async def ready_pods(client: KubeClient) -> list[dict[str, Any]]:
+    """The demo's pods whose Ready condition is True."""
+    return [
+        pod
+        for pod in await pods(client)
+        if any(
+            condition.get("type") == "Ready" and condition.get("status") == "True"
+            for condition in (pod.get("status") or {}).get("conditions") or ()
+        )
+    ]
+
+
+async def create_at_once(client: KubeClient, objects: list[dict[str, Any]]) -> None:
+    await asyncio.gather(*(kubeapi.apply_one(client, obj) for obj in objects))
 
 
 def wait(check: Any, timeout: float, what: str) -> None:
@@ -89,29 +108,27 @@ def wait(check: Any, timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
-def run_case(api: Client, case: str, log: Path) -> tuple[float, list[tuple[str, float, str]]]:
+def run_case(
+    api: kubeapi.Blocking, case: str, log: Path
+) -> tuple[float, list[tuple[str, float, str]]]:
     objects = demo_objects(case)
-    namespaces = [o for o in objects if o["kind"] == "Namespace"]
-    rest = [o for o in objects if o["kind"] != "Namespace"]
-    api.apply(namespaces, source="bench")
+    first = sorted(
+        (o for o in objects if o["kind"] != "Deployment"), key=lambda o: o["kind"] != "Namespace"
+    )
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    api(lambda client: kubeapi.apply(client, *first))
     offset = log.stat().st_size if log.exists() else 0
     started = time.monotonic()
-    api.apply(rest, source="bench")
-    wait(lambda: len(cli_runtime.ready_pods(api, NAMESPACES)) == 5, 60, "5 ready pods")
+    api(lambda client: create_at_once(client, deployments))
+    wait(lambda: len(api(ready_pods)) == 5, 60, "5 ready pods")
     elapsed = time.monotonic() - started
     time.sleep(0.3)  # the log lines of the last pods
     with log.open() as handle:
         handle.seek(offset)
         starts = [(m[1], float(m[2]), m[3]) for m in STARTED.finditer(handle.read())]
-    deployments = [o for o in rest if o["kind"] == "Deployment"]
-    for obj in deployments:
-        api.delete([{"kind": "Deployment", **_ref(obj)}])
-    wait(lambda: not pods(api), 60, "the demo's pods to go")
+    api(lambda client: kubeapi.delete(client, *deployments))
+    wait(lambda: not api(pods), 60, "the demo's pods to go")
     return elapsed, starts
-
-
-def _ref(obj: dict[str, Any]) -> dict[str, str]:
-    return {"namespace": obj["metadata"]["namespace"], "name": obj["metadata"]["name"]}
 
 
 def main() -> None:
@@ -128,14 +145,17 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="osm-podstart-", dir="/tmp"))
     os.chmod(base, 0o755)
     prefix = f"osmb{os.getpid() % 100000}"
-    settings = daemon.MeshSettings(base / "state", free_port(), free_port(), prefix)
+    settings = daemon.MeshSettings(
+        base / "state", free_port(), free_port(), prefix, http_port=free_port()
+    )
     print(f"osm up ({settings.state_dir}, building the pods' venv if needed)...", flush=True)
-    daemon.up(settings, progress=lambda line: print(f"  {line}", flush=True))
-    api = Client(settings.server)
     log = settings.state_dir / "logs" / "runtime.log"
     results: dict[str, list[float]] = {case: [] for case in cases}
     breakdowns: dict[str, list[str]] = {case: [] for case in cases}
-    try:
+    api: kubeapi.Blocking | None = None
+    try:  # a mesh that came half up is taken down too
+        daemon.up(settings, progress=lambda line: print(f"  {line}", flush=True))
+        api = kubeapi.Blocking(settings.kubeconfig)
         for repetition in range(args.repeat):
             order = cases if repetition % 2 == 0 else list(reversed(cases))
             for case in order:
@@ -145,6 +165,8 @@ def main() -> None:
                 breakdowns[case].append(f"{slowest[0]} {slowest[1]:.3f}s ({slowest[2]})")
                 print(f"  {case:7} run {repetition + 1}: all 5 ready in {elapsed:.3f}s", flush=True)
     finally:
+        if api is not None:
+            api.close()
         daemon.down(settings.state_dir)
         shutil.rmtree(base, ignore_errors=True)
     baseline = statistics.median(results[cases[0]]) if results.get("none") else None

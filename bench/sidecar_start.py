@@ -1,7 +1,8 @@
 """Benchmark: the real sidecar process, from exec to `/ready` 200, and its memory.
 
-One `osm controller` (this tree, mTLS xDS, its own ports and state directory) gets a small
-mesh (the bookbuyer/bookstore pods of tests/integration/test_sidecar_controller.py); a
+One controller process (this tree, `tests.controllers.ControllerProcess`: mTLS xDS, its
+own ports and state directory) gets a small mesh through its Kubernetes API (the
+bookbuyer/bookstore pods of tests/integration/test_sidecar_controller.py); a
 bootstrap is issued for ``bookbuyer-0`` from the controller's CA, with its listeners moved
 to loopback port 0 (no network namespace needed). The sidecar is then exec'ed as the local
 runtime does (the pod interpreter, ``/opt/osm/venv`` by default, from ``/``), once per
@@ -36,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from osm.base.identity import Identity  # noqa: E402
 from osm.ca import builtin  # noqa: E402
-from osm.cli.client import Client  # noqa: E402
 from osm.runtime import bootstrap  # noqa: E402
-from tests.conftest import free_port, start_controller  # noqa: E402
+from tests import kubeapi  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.controllers import ControllerProcess  # noqa: E402
 from tests.integration.test_sidecar_controller import APEX_IP, mesh, ready_status  # noqa: E402
 
 OLD_MAIN = "from osm.cli.proxy import sidecar; sidecar(prog_name='osm sidecar')"
@@ -109,9 +111,10 @@ def main() -> None:
         variants = {"baseline": args.baseline.resolve(), **variants}
     with tempfile.TemporaryDirectory(prefix="osm-sidecar-bench-") as temporary:
         work = Path(temporary)
-        controller = start_controller(work / "state")
+        controller = ControllerProcess.start(work / "state")
         try:
-            Client(controller.url).apply(mesh(free_port()))
+            objects = mesh(free_port())
+            kubeapi.run(controller.kubeconfig, lambda client: kubeapi.apply(client, *objects))
             admin_port = free_port()
             ca = builtin.BuiltinCA.open(controller.state_dir / "ca", builtin.utc_now())
             written = bootstrap.write(

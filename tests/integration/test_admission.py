@@ -1,168 +1,160 @@
-"""Admission through a real controller's HTTP API: a Pod is stored as the injector made
-it, after its bootstrap Secret; a Pod that cannot be injected is refused and leaves
-nothing behind; deleting the Pod deletes its Secret; status updates pass without a second
-injection; the ADS server accepts the bootstrap certificate for the pod's node id; and the
-controller starts with what ``osm install`` creates."""
+"""Admission through a real controller's Kubernetes API (HTTPS, client certificate): a Pod is
+stored as the injector made it, after its bootstrap Secret; a Pod that cannot be injected
+is refused with a Status naming the field and leaves nothing behind; deleting the Pod
+deletes its Secret; label and status updates pass without a second injection; the ADS
+server accepts the bootstrap certificate for the pod's node id; and the controller starts
+with what ``osm install`` creates."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import aiohttp
 import grpc
 import pytest
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from osm.base import wellknown
+from osm.controller import server
 from osm.injector import secret as injector_secret
+from osm.kube.client import KubeClient
+from osm.kube.errors import ApiError
 from osm.model import config
-from tests.conftest import RunningController, start_controller
+from tests import controllers, kubeapi
 from tests.unit.ads.adstesting import request
 from tests.unit.injector.injector_support import container, namespace, pod
 
 pytestmark = pytest.mark.timeout(120)
 
-POD_PATH = "/api/v1/objects/Pod/bookstore/bookstore-v1"
-MESH_CONFIG_PATH = "/api/v1/objects/MeshConfig/osm-system/osm-mesh-config"
+NS = "bookstore"
+POD = "bookstore-v1"
 
 
 @pytest.fixture
-async def api(controller: RunningController) -> AsyncIterator[Api]:
-    async with aiohttp.ClientSession(controller.url) as session:
-        yield Api(session)
+async def controller(tmp_path: Path) -> AsyncIterator[server.Controller]:
+    async with controllers.running(tmp_path / "state") as running:
+        yield running
 
 
-class Api:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-
-    async def apply(self, *objects: dict[str, Any], dry_run: bool = False) -> tuple[int, Any]:
-        body = {"objects": list(objects), "dryRun": dry_run}
-        async with self.session.post("/api/v1/apply", json=body) as response:
-            return response.status, await response.json()
-
-    async def delete(self, kind: str, namespace_name: str, name: str) -> tuple[int, Any]:
-        body = {"objects": [{"kind": kind, "namespace": namespace_name, "name": name}]}
-        async with self.session.post("/api/v1/delete", json=body) as response:
-            return response.status, await response.json()
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        async with self.session.get(path) as response:
-            return response.status, await response.json()
-
-    async def secrets(self) -> list[str]:
-        _, body = await self.get("/api/v1/objects/Secret?namespace=bookstore")
-        return [item["metadata"]["name"] for item in body["items"]]
-
-    async def resource_version(self) -> int:
-        _, body = await self.get("/healthz")
-        return int(body["resourceVersion"])
-
-    async def events(self, since: int, count: int) -> list[tuple[str, str, str]]:
-        """The first `count` events after `since`: (type, kind, name)."""
-        found: list[tuple[str, str, str]] = []
-        path = f"/api/v1/watch?since={since}&kinds=Pod,Secret"
-        async with asyncio.timeout(10), self.session.get(path) as response:
-            async for line in response.content:
-                event = json.loads(line)
-                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                    obj = event["object"]
-                    found.append((event["type"], obj["kind"], obj["metadata"]["name"]))
-                if len(found) == count:
-                    return found
-        raise AssertionError(f"the watch ended after {found}")
+@pytest.fixture
+async def client(controller: server.Controller) -> AsyncIterator[KubeClient]:
+    async with KubeClient.from_kubeconfig(controller.kubeconfig) as kube:
+        yield kube
 
 
-async def _injected(api: Api) -> dict[str, Any]:
-    status, body = await api.apply(namespace(), pod())
-    assert status == 200, body
-    status, stored = await api.get(POD_PATH)
-    assert status == 200
-    assert isinstance(stored, dict)
-    return stored
+async def secrets(client: KubeClient) -> list[str]:
+    items, _ = await client.list("Secret", NS)
+    return [item["metadata"]["name"] for item in items]
 
 
-async def test_a_pod_is_stored_injected_after_its_secret(api: Api) -> None:
-    await api.apply(namespace())
-    since = await api.resource_version()
-    status, body = await api.apply(pod())
-    assert status == 200, body
-    assert [r["kind"] for r in body["results"]] == ["Pod"], "the Secret is not the user's"
-    _, stored = await api.get(POD_PATH)
-    proxy_uuid = stored["metadata"]["labels"][wellknown.PROXY_UUID_LABEL]
+async def resource_version(client: KubeClient) -> int:
+    """The store's resourceVersion (a list's answers it)."""
+    _, version = await client.list("Namespace")
+    return int(version)
+
+
+async def first_event(client: KubeClient, kind: str, since: int) -> tuple[str, str, int]:
+    """The first change of `kind` after `since`: (type, name, resourceVersion)."""
+    async with asyncio.timeout(10):
+        async for event_type, obj in client.watch(kind, NS, str(since), bookmarks=False):
+            meta = obj["metadata"]
+            return event_type, meta["name"], int(meta["resourceVersion"])
+    raise AssertionError(f"no {kind} event")
+
+
+async def injected(client: KubeClient) -> dict[str, Any]:
+    await kubeapi.apply(client, namespace())
+    return await client.create(pod())
+
+
+async def test_a_pod_is_stored_injected_after_its_secret(client: KubeClient) -> None:
+    await client.create(namespace())
+    since = await resource_version(client)
+    created = await client.create(pod())
+    assert created["kind"] == "Pod", "the answer is the Pod; the Secret is not the user's"
+    assert await client.get("Pod", NS, POD) == created
+    proxy_uuid = created["metadata"]["labels"][wellknown.PROXY_UUID_LABEL]
     secret = f"{wellknown.BOOTSTRAP_SECRET_PREFIX}{proxy_uuid}"
-    assert [c["name"] for c in stored["spec"]["containers"]] == ["bookstore", "envoy"]
-    assert [c["name"] for c in stored["spec"]["initContainers"]] == ["osm-init"]
-    assert await api.secrets() == [secret]
-    assert await api.events(since, 2) == [
-        ("ADDED", "Secret", secret),
-        ("ADDED", "Pod", "bookstore-v1"),
-    ]
+    assert [c["name"] for c in created["spec"]["containers"]] == ["bookstore", "envoy"]
+    assert [c["name"] for c in created["spec"]["initContainers"]] == ["osm-init"]
+    assert await secrets(client) == [secret]
+    secret_event = await first_event(client, "Secret", since)
+    pod_event = await first_event(client, "Pod", since)
+    assert (secret_event[:2], pod_event[:2]) == (("ADDED", secret), ("ADDED", POD))
+    assert secret_event[2] < pod_event[2], "the Secret is written first"
 
 
-async def test_a_pod_that_cannot_be_injected_is_refused_and_leaves_nothing(api: Api) -> None:
-    await api.apply(namespace())
-    since = await api.resource_version()
+async def test_a_pod_that_cannot_be_injected_is_refused_and_leaves_nothing(
+    client: KubeClient,
+) -> None:
+    await client.create(namespace())
+    since = await resource_version(client)
     bad = pod(containers=[container("bookstore", port=wellknown.PROXY_INBOUND_PORT)])
-    status, body = await api.apply(bad)
-    assert status == 422
-    (problem,) = body["problems"]
-    assert (problem["kind"], problem["namespace"], problem["name"], problem["path"]) == (
-        "Pod",
-        "bookstore",
-        "bookstore-v1",
-        "spec.containers[0].ports[0].containerPort",
-    )
-    assert (await api.get(POD_PATH))[0] == 404
-    assert await api.secrets() == []
-    assert await api.resource_version() == since
+    with pytest.raises(ApiError) as refused:
+        await client.create(bad)
+    assert (refused.value.code, refused.value.reason) == (422, "Invalid")
+    assert (refused.value.details["kind"], refused.value.details["name"]) == ("Pod", POD)
+    assert [c.field for c in refused.value.causes] == ["spec.containers[0].ports[0].containerPort"]
+    with pytest.raises(ApiError) as missing:
+        await client.get("Pod", NS, POD)
+    assert missing.value.code == 404
+    assert await secrets(client) == []
+    assert await resource_version(client) == since
 
 
-async def test_a_dry_run_is_admitted_and_stores_nothing(api: Api) -> None:
-    await api.apply(namespace())
-    since = await api.resource_version()
-    status, body = await api.apply(pod(), dry_run=True)
-    assert (status, body["results"][0]["action"]) == (200, "created (dry run)")
+async def test_a_dry_run_is_admitted_and_stores_nothing(
+    client: KubeClient, controller: server.Controller
+) -> None:
+    await client.create(namespace())
+    since = await resource_version(client)
     bad = pod(annotations={wellknown.DATA_PLANE_ANNOTATION: "linkerd"})
-    assert (await api.apply(bad, dry_run=True))[0] == 422
-    assert await api.secrets() == []
-    assert await api.resource_version() == since
+    path = f"/api/v1/namespaces/{NS}/pods?dryRun=All"
+    async with kubeapi.https(controller.kubeconfig) as session:
+        async with session.post(path, json=pod()) as response:
+            assert response.status == 201, await response.text()
+            answer = await response.json()
+        async with session.post(path, json=bad) as response:
+            assert response.status == 422, await response.text()
+    assert [c["name"] for c in answer["spec"]["containers"]] == ["bookstore", "envoy"]
+    assert await secrets(client) == []
+    assert await resource_version(client) == since
 
 
-async def test_deleting_the_pod_deletes_its_secret(api: Api) -> None:
-    stored = await _injected(api)
-    secret = wellknown.BOOTSTRAP_SECRET_PREFIX + stored["metadata"]["labels"]["osm-proxy-uuid"]
-    status, body = await api.delete("Pod", "bookstore", "bookstore-v1")
-    assert status == 200, body
-    assert [(r["kind"], r["name"]) for r in body["results"]] == [
-        ("Pod", "bookstore-v1"),
-        ("Secret", secret),
-    ]
-    assert await api.secrets() == []
+async def test_deleting_the_pod_deletes_its_secret(client: KubeClient) -> None:
+    await injected(client)
+    assert len(await secrets(client)) == 1
+    await client.delete("Pod", NS, POD)
+    assert await secrets(client) == []
 
 
-async def test_a_status_update_is_accepted_and_not_injected_again(api: Api) -> None:
-    stored = await _injected(api)
-    stored["status"] = {"phase": "Running", "podIP": "10.233.0.7"}
+async def test_label_and_status_updates_are_accepted_and_not_injected_again(
+    client: KubeClient, controller: server.Controller
+) -> None:
+    stored = await injected(client)
     stored["metadata"]["labels"]["version"] = "v1"
-    status, body = await api.apply(stored)
-    assert (status, body["results"][0]["action"]) == (200, "configured")
-    _, again = await api.get(POD_PATH)
+    labelled = await client.replace(stored)
+    assert labelled["spec"] == stored["spec"]
+    assert labelled["metadata"]["labels"] == stored["metadata"]["labels"]
+    labelled["status"] = {"phase": "Running", "podIP": "10.233.0.7"}
+    async with kubeapi.https(controller.kubeconfig) as session:
+        await kubeapi.replace_status(session, labelled)
+    again = await client.get("Pod", NS, POD)
     assert again["spec"] == stored["spec"]
-    assert again["metadata"]["labels"] == stored["metadata"]["labels"]
     assert again["status"]["podIP"] == "10.233.0.7"
-    assert len(await api.secrets()) == 1
+    assert len(await secrets(client)) == 1
 
 
-async def test_an_update_that_drops_the_sidecar_is_refused(api: Api) -> None:
-    await _injected(api)
-    status, body = await api.apply(pod())
-    assert status == 422
-    assert [p["path"] for p in body["problems"]] == [
+async def test_an_update_that_drops_the_sidecar_is_refused_naming_every_field(
+    client: KubeClient,
+) -> None:
+    await injected(client)
+    with pytest.raises(ApiError) as refused:
+        await kubeapi.apply(client, pod())
+    assert refused.value.code == 422
+    assert [c.field for c in refused.value.causes] == [
         f'metadata.labels["{wellknown.PROXY_UUID_LABEL}"]',
         "spec.containers",
         "spec.containers[1]",
@@ -173,20 +165,22 @@ async def test_an_update_that_drops_the_sidecar_is_refused(api: Api) -> None:
     ]
 
 
-async def test_concurrent_creates_of_one_pod_inject_it_once(api: Api) -> None:
-    await api.apply(namespace())
-    answers = await asyncio.gather(*(api.apply(pod()) for _ in range(4)))
-    assert sorted(status for status, _ in answers) == [200, 422, 422, 422]
-    assert len(await api.secrets()) == 1
+async def test_concurrent_creates_of_one_pod_inject_it_once(client: KubeClient) -> None:
+    await client.create(namespace())
+    answers = await asyncio.gather(
+        *(client.create(pod()) for _ in range(4)), return_exceptions=True
+    )
+    refusals = sorted(a.reason for a in answers if isinstance(a, ApiError))
+    assert refusals == ["AlreadyExists"] * 3, answers
+    assert len(await secrets(client)) == 1
 
 
 async def test_the_ads_server_accepts_the_bootstrap_certificate_for_the_pods_node(
-    api: Api, controller: RunningController
+    client: KubeClient, controller: server.Controller
 ) -> None:
-    stored = await _injected(api)
+    stored = await injected(client)
     proxy_uuid = stored["metadata"]["labels"][wellknown.PROXY_UUID_LABEL]
-    name = wellknown.BOOTSTRAP_SECRET_PREFIX + proxy_uuid
-    _, secret = await api.get(f"/api/v1/objects/Secret/bookstore/{name}")
+    secret = await client.get("Secret", NS, wellknown.BOOTSTRAP_SECRET_PREFIX + proxy_uuid)
     files = {key: base64.b64decode(value) for key, value in secret["data"].items()}
     credentials = grpc.ssl_channel_credentials(
         root_certificates=files[injector_secret.CA_FILE],
@@ -202,26 +196,25 @@ async def test_the_ads_server_accepts_the_bootstrap_certificate_for_the_pods_nod
         response = await asyncio.wait_for(call.read(), 10)
         assert response.type_url == wellknown.CLUSTER_TYPE
         assert response.resources, "the pod's proxy gets its clusters"
-        _, connected = await api.get("/api/v1/proxies")
-        assert [(p["node_id"], p["authenticated"]) for p in connected["proxies"]] == [(node, True)]
+        connected = await kubeapi.proxies(controller.http_port)
+        assert [(p["node_id"], p["authenticated"]) for p in connected] == [(node, True)]
         call.cancel()
 
 
 async def test_the_controller_starts_with_the_control_plane_namespace_and_mesh_config(
-    api: Api, controller: RunningController
+    controller: server.Controller, client: KubeClient, tmp_path: Path
 ) -> None:
-    status, mesh_config = await api.get(MESH_CONFIG_PATH)
-    assert status == 200
-    assert mesh_config["spec"] == config.default_manifest()["spec"]
+    name = (wellknown.CONTROL_PLANE_NAMESPACE, wellknown.MESH_CONFIG_NAME)
+    stored = await client.get("MeshConfig", *name)
+    assert stored["spec"] == config.default_manifest()["spec"]
+    await client.get("Namespace", None, wellknown.CONTROL_PLANE_NAMESPACE)
     mine = config.default_manifest()
     mine["spec"]["traffic"]["enablePermissiveTrafficPolicyMode"] = False
-    status, body = await api.apply(mine)
-    assert (status, body["results"][0]["action"]) == (200, "configured")
-    controller.stop()
-    restarted = start_controller(controller.state_dir)
-    try:
-        async with aiohttp.ClientSession(restarted.url) as session:
-            _, kept = await Api(session).get(MESH_CONFIG_PATH)
-        assert kept["spec"]["traffic"]["enablePermissiveTrafficPolicyMode"] is False
-    finally:
-        restarted.stop()
+    await kubeapi.apply(client, mine)
+    await controller.stop()
+    async with (
+        controllers.running(tmp_path / "state") as restarted,
+        KubeClient.from_kubeconfig(restarted.kubeconfig) as again,
+    ):
+        kept = await again.get("MeshConfig", *name)
+    assert kept["spec"]["traffic"]["enablePermissiveTrafficPolicyMode"] is False

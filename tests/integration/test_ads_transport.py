@@ -1,6 +1,7 @@
 """The sidecar's grpclib ADS transport against real gRPC peers on loopback.
 
-Peers: the real `osm controller` (grpcio, mTLS, both protocols) and a grpcio server that
+Peers: a real controller process (`tests.controllers.ControllerProcess`: grpcio, mTLS,
+both protocols, the mesh written through its Kubernetes API) and a grpcio server that
 offers only state-of-the-world ADS (so a delta stream ends UNIMPLEMENTED), refuses every
 stream, or answers with a response as large as a test wants (the receive limit). The last
 test runs the sidecar entry point as a process until it is ready and checks that grpcio
@@ -27,10 +28,11 @@ from envoy.service.discovery.v3 import discovery_pb2
 from osm.base import wellknown
 from osm.base.identity import Identity
 from osm.ca import builtin
-from osm.cli.client import Client
 from osm.proxy import ads_transport, bootstrap, main, model, xds_client
 from osm.runtime import bootstrap as bootstrap_writer
-from tests.conftest import ROOT, RunningController, free_port, start_controller
+from tests import kubeapi
+from tests.conftest import free_port
+from tests.controllers import ROOT, ControllerProcess
 from tests.integration.test_sidecar_controller import mesh, ready_status
 
 pytestmark = pytest.mark.timeout(90)
@@ -42,17 +44,18 @@ WAIT = 20.0
 
 
 @pytest.fixture(scope="module")
-def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningController]:
-    running = start_controller(tmp_path_factory.mktemp("transport") / "state")
+def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    running = ControllerProcess.start(tmp_path_factory.mktemp("transport") / "state")
     try:
-        Client(running.url).apply(mesh(free_port()))
+        objects = mesh(free_port())
+        kubeapi.run(running.kubeconfig, lambda client: kubeapi.apply(client, *objects))
         yield running
     finally:
         running.stop()
 
 
 def issue(
-    controller: RunningController, directory: Path, server_name: str | None = None
+    controller: ControllerProcess, directory: Path, server_name: str | None = None
 ) -> bootstrap.Bootstrap:
     """A bootstrap for bookbuyer-0 from the controller's CA, listeners on loopback."""
     written = bootstrap_writer.write(
@@ -113,7 +116,7 @@ async def first_responses(
     ],
 )
 async def test_both_protocols_stream_from_the_controller_over_mtls_with_a_server_name(
-    controller: RunningController, tmp_path: Path, protocol: Any, response_type: type
+    controller: ControllerProcess, tmp_path: Path, protocol: Any, response_type: type
 ) -> None:
     # Connect to 127.0.0.1 but check the certificate against one of its DNS names.
     boot = issue(controller, tmp_path, server_name="osm-controller")
@@ -128,7 +131,7 @@ async def test_both_protocols_stream_from_the_controller_over_mtls_with_a_server
 
 
 async def test_the_certificate_is_checked_against_the_server_name(
-    controller: RunningController, tmp_path: Path
+    controller: ControllerProcess, tmp_path: Path
 ) -> None:
     boot = issue(controller, tmp_path, server_name="not-the-controller.example")
     with pytest.raises(xds_client.StreamError) as caught:
@@ -139,7 +142,7 @@ async def test_the_certificate_is_checked_against_the_server_name(
 
 
 async def test_a_server_certificate_from_another_ca_is_refused(
-    controller: RunningController, tmp_path: Path
+    controller: ControllerProcess, tmp_path: Path
 ) -> None:
     boot = issue(controller, tmp_path / "boot")
     stranger = builtin.BuiltinCA.open(tmp_path / "stranger-ca", builtin.utc_now())
@@ -152,7 +155,7 @@ async def test_a_server_certificate_from_another_ca_is_refused(
 
 
 async def test_unreadable_bootstrap_tls_files_are_unauthenticated(
-    controller: RunningController, tmp_path: Path
+    controller: ControllerProcess, tmp_path: Path
 ) -> None:
     boot = issue(controller, tmp_path)
     assert boot.xds.tls is not None
@@ -372,7 +375,7 @@ sys.exit(status)
 
 
 def test_the_sidecar_process_gets_ready_without_importing_grpcio(
-    controller: RunningController, tmp_path: Path
+    controller: ControllerProcess, tmp_path: Path
 ) -> None:
     boot = issue(controller, tmp_path / "boot")
     process = subprocess.Popen(

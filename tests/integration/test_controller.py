@@ -6,27 +6,31 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, start_controller
+from tests import controllers
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_first_start_creates_a_private_ca_and_a_restart_keeps_it(tmp_path: Path) -> None:
+async def test_first_start_creates_a_private_ca_and_a_restart_keeps_it(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    controller = start_controller(state)
-    controller.stop()
+    async with controllers.running(state):
+        pass
     keys = sorted((state / "ca" / "roots").rglob("*key*"))
     assert keys, "the root key is persisted"
     assert all(key.stat().st_mode & 0o077 == 0 for key in keys), "keys are private"
     assert (state / "ca").stat().st_mode & 0o077 == 0
     before = {key: key.read_bytes() for key in keys}
-    start_controller(state).stop()
+    async with controllers.running(state):
+        pass
     assert {key: key.read_bytes() for key in keys} == before, "no new root on restart"
 
 
-def test_a_corrupt_root_key_stops_the_controller_instead_of_minting_a_new_root(
+async def test_a_corrupt_root_key_stops_the_controller_instead_of_minting_a_new_root(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
-    start_controller(state).stop()
+    async with controllers.running(state):
+        pass
     (key,) = sorted((state / "ca" / "roots").rglob("*key*"))
     key.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     result = subprocess.run(

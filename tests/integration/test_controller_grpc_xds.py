@@ -1,14 +1,16 @@
 """grpcio's own xDS client (proxyless gRPC) against a real `osm controller` process.
 
-The mesh is applied through the controller's API as a user would: an apex Service
+The mesh is applied through the controller's Kubernetes API as a user would (one object
+per request, with the controller's admin kubeconfig): an apex Service
 ``greeter`` (appProtocol grpc) with backends ``greeter-v1``/``greeter-v2`` split 80/20,
 Pods with status (IP, Ready) and Endpoints naming two real gRPC servers on 127.0.0.1.
 The client is a Pod annotated ``osm-py.io/proxy-kind: grpc``; a subprocess runs grpcio's
 xDS client with that pod's node id (``<pod>.grpc.<sa>.<ns>``) and the target name the
 controller emits as an api_listener. Everything is checked from the outside: call counts
-(binomial tolerance), ``/api/v1/proxies`` and ``/metrics``. The first test covers a
-weight change on the same channel, a route regex RE2 (gRPC's engine) would reject,
-refused by the API before any proxy sees it, a client restart and a controller restart;
+(binomial tolerance), and the controller's own ``/debug/proxies`` and ``/metrics``. The
+first test covers a weight change on the same channel, a route regex RE2 (gRPC's engine)
+would reject, refused by the API before any proxy sees it, a client restart and a
+controller restart;
 the second, with mTLS, a client certificate of another service account (refused with
 PERMISSION_DENIED, for a plain ADS stub and for grpcio's xDS client with gRFC A65 "tls"
 channel creds) and the right one.
@@ -44,8 +46,9 @@ from osm.base import wellknown
 from osm.base.identity import Identity
 from osm.ca import builtin
 from osm.ca.issuer import LeafRequest
-from osm.cli.client import ApiError, Client
-from tests.conftest import ROOT, RunningController, start_controller
+from osm.kube.errors import ApiError
+from tests import kubeapi
+from tests.controllers import ROOT, ControllerProcess
 from tests.integration import grpcxds_app
 from tests.unit.catalog import meshes
 
@@ -205,8 +208,12 @@ def bootstrap(path: Path, xds_port: int, tls: dict[str, str] | None = None) -> P
 
 
 # -- observing the controller ----------------------------------------------------------
-def proxy_status(controller: RunningController, node_id: str = NODE_ID) -> dict[str, Any] | None:
-    with urllib.request.urlopen(controller.url + "/api/v1/proxies", timeout=5) as response:
+def apply(controller: ControllerProcess, *objects: dict[str, Any]) -> None:
+    kubeapi.run(controller.kubeconfig, lambda client: kubeapi.apply(client, *objects))
+
+
+def proxy_status(controller: ControllerProcess, node_id: str = NODE_ID) -> dict[str, Any] | None:
+    with urllib.request.urlopen(controller.http_url + "/debug/proxies", timeout=5) as response:
         body = json.loads(response.read())
     for entry in body["proxies"]:
         if entry["node_id"] == node_id:
@@ -215,19 +222,10 @@ def proxy_status(controller: RunningController, node_id: str = NODE_ID) -> dict[
     return None
 
 
-def metric(controller: RunningController, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(controller.url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
+def metric(controller: ControllerProcess, name: str, **labels: str) -> float:
     """The sample with exactly ``labels``; without labels, the sum over all of them."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    total = 0.0
-    for line in text.splitlines():
-        sample, _, value = line.rpartition(" ")
-        if sample == (f"{name}{{{wanted}}}" if labels else name) or (
-            not labels and sample.startswith(name + "{")
-        ):
-            total += float(value)
-    return total
+    with urllib.request.urlopen(controller.http_url + "/metrics", timeout=5) as response:
+        return kubeapi.metric(response.read().decode(), name, **labels)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = STEP_TIMEOUT) -> Any:
@@ -242,7 +240,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = STEP_TIMEOUT)
 
 
 def acked(
-    controller: RunningController, previous: str | None = None, *, nacks: int = 0
+    controller: ControllerProcess, previous: str | None = None, *, nacks: int = 0
 ) -> Callable[[], Any]:
     """A check: the client's status once it has ACKed an RDS version other than
     ``previous``, with CDS, EDS and LDS ACKed too. A NACK from this stream fails at once
@@ -282,8 +280,8 @@ def backends() -> Iterator[dict[str, int]]:
 
 
 @pytest.fixture
-def insecure_controller(tmp_path: Path) -> Iterator[RunningController]:
-    running = start_controller(tmp_path / "state", extra=("--xds-insecure",))
+def insecure_controller(tmp_path: Path) -> Iterator[ControllerProcess]:
+    running = ControllerProcess.start(tmp_path / "state", "--xds-insecure")
     try:
         yield running
     finally:
@@ -292,11 +290,10 @@ def insecure_controller(tmp_path: Path) -> Iterator[RunningController]:
 
 # -- tests -----------------------------------------------------------------------------
 def test_grpc_xds_client_follows_traffic_split_nacks_and_reconnects(
-    insecure_controller: RunningController, backends: dict[str, int], tmp_path: Path
+    insecure_controller: ControllerProcess, backends: dict[str, int], tmp_path: Path
 ) -> None:
     controller = insecure_controller
-    api = Client(controller.url, timeout=10)
-    api.apply(mesh(backends))
+    apply(controller, *mesh(backends))
     path = bootstrap(tmp_path / "bootstrap.json", controller.xds_port)
     clients: list[XdsClient] = []
     try:
@@ -309,20 +306,28 @@ def test_grpc_xds_client_follows_traffic_split_nacks_and_reconnects(
         assert first["kind"] == "grpc" and first["last_nack"] is None, first
 
         # New weights through the API; same channel, no reconnect.
-        api.apply([split((20, 80))])
+        apply(controller, split((20, 80)))
         second = wait_for("the new RDS ACK", acked(controller, first["acked_versions"]["RDS"]))
         time.sleep(0.2)  # the channel swaps its picker just after the ACK
         assert_split(client.calls(), 0.2)
         assert second["connected_since"] == first["connected_since"], "the client reconnected"
 
         # A route regex that RE2 (gRPC's engine, and Envoy's) rejects: a lookahead, in an
-        # HTTPRouteGroup a v1alpha4 split matches on. The API refuses it with the field
-        # path (it once reached the client, which NACKed it); the client stays on 20/80.
-        with pytest.raises(ApiError, match="nothing was applied") as refused:
-            api.apply([lookahead_route_group(), split((50, 50), matches="lookahead")])
-        (problem,) = refused.value.problems
-        assert problem.path == "spec.matches[0].pathRegex", problem
-        assert "invalid perl operator" in problem.message, problem
+        # HTTPRouteGroup a v1alpha4 split matches on. The API refuses the group with the
+        # field path and stores nothing (it once reached the client, which NACKed it), so
+        # the split that would match on it is not applied either; the client stays on 20/80.
+        with pytest.raises(ApiError) as refused:
+            apply(controller, lookahead_route_group(), split((50, 50), matches="lookahead"))
+        assert (refused.value.code, refused.value.details["kind"]) == (422, "HTTPRouteGroup")
+        (cause,) = refused.value.causes
+        assert cause.field == "spec.matches[0].pathRegex", cause
+        assert "invalid perl operator" in cause.message, cause
+        with pytest.raises(ApiError) as missing:
+            kubeapi.run(
+                controller.kubeconfig,
+                lambda client: client.get("HTTPRouteGroup", NS, "lookahead"),
+            )
+        assert missing.value.code == 404
         time.sleep(0.5)
         status = proxy_status(controller)
         assert status is not None and status["last_nack"] is None, status
@@ -331,7 +336,7 @@ def test_grpc_xds_client_follows_traffic_split_nacks_and_reconnects(
         nacks = metric(controller, "osm_proxy_nack_count_total", type="RDS")
 
         # A valid split again: the client ACKs and follows it.
-        api.apply([split((50, 50))])
+        apply(controller, split((50, 50)))
         third = wait_for(
             "the recovery ACK",
             acked(controller, second["acked_versions"]["RDS"], nacks=int(nacks)),
@@ -352,15 +357,10 @@ def test_grpc_xds_client_follows_traffic_split_nacks_and_reconnects(
         # calls from its last configuration meanwhile, then reconnects and follows again.
         controller.stop()
         assert_split(client.calls(200), 0.5, calls=200)
-        controller = start_controller(
-            controller.state_dir,
-            port=controller.port,
-            xds_port=controller.xds_port,
-            extra=("--xds-insecure",),
-        )
+        controller = controller.restart()
         insecure_controller.process = controller.process  # so the fixture stops it
         wait_for("the reconnect", acked(controller))
-        api.apply([split((90, 10))])
+        apply(controller, split((90, 10)))
         wait_for(
             "the RDS ACK after the restart", acked(controller, fourth["acked_versions"]["RDS"])
         )
@@ -378,9 +378,9 @@ def test_xds_refuses_a_certificate_of_another_identity(
     but whose certificate is another's ends with PERMISSION_DENIED; the right one is
     served."""
     state = tmp_path / "state"
-    controller = start_controller(state)
+    controller = ControllerProcess.start(state)
     try:
-        Client(controller.url, timeout=10).apply(mesh(backends))
+        apply(controller, *mesh(backends))
         now = datetime.now(UTC)
         ca = builtin.BuiltinCA.open(state / "ca", now)
         bundle = ca.trust_bundle().pem

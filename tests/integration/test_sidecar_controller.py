@@ -1,8 +1,9 @@
 """Python sidecars configured by a real controller over mTLS ADS, on loopback.
 
-The controller runs as a subprocess (tests/conftest.py's `controller` fixture); the
-sidecars run in this event loop (`osm.proxy.main.Sidecar`) with bootstrap certificates
-issued from the controller's own CA directory. Pods get loopback IPs, so the path client
+The controller runs in this event loop (`tests.controllers.running`) and the mesh is
+written through its Kubernetes API; the sidecars run in the same loop
+(`osm.proxy.main.Sidecar`) with bootstrap certificates issued from the controller's own
+CA directory. Pods get loopback IPs, so the path client
 -> outbound sidecar -> mTLS -> inbound sidecar -> app works without iptables: the outbound
 sidecar is told the original destination (the service's ClusterIP), the inbound one
 listens on the pod IP itself.
@@ -34,11 +35,13 @@ from click.testing import CliRunner
 from osm.base.identity import Identity
 from osm.ca import builtin
 from osm.cli import proxy as proxy_cli
-from osm.cli.client import Client
+from osm.controller import server
+from osm.kube.client import KubeClient
 from osm.proxy import bootstrap, main, xds_client
 from osm.proxy.runtime import Options
 from osm.runtime import bootstrap as bootstrap_writer
-from tests.conftest import RunningController, free_port, start_controller
+from tests import controllers, kubeapi
+from tests.conftest import free_port
 from tests.unit.catalog import meshes
 
 pytestmark = pytest.mark.timeout(90)
@@ -98,15 +101,21 @@ def split(v1: int, v2: int) -> dict[str, Any]:
     )
 
 
+@pytest.fixture
+async def controller(tmp_path: Path) -> AsyncIterator[server.Controller]:
+    async with controllers.running(tmp_path / "state") as running:
+        yield running
+
+
 def write_bootstrap(
-    controller: RunningController,
+    controller: server.Controller,
     directory: Path,
     pod: str,
     identity: Identity,
     listeners: dict[str, tuple[str, int]],
     certificate_identity: Identity | None = None,
 ) -> bootstrap.Bootstrap:
-    ca = builtin.BuiltinCA.open(controller.state_dir / "ca", builtin.utc_now())
+    ca = builtin.BuiltinCA.open(controller.settings.state_dir / "ca", builtin.utc_now())
     written = bootstrap_writer.write(
         directory,
         proxy_id=pod,
@@ -182,8 +191,9 @@ def route_weights(dump: dict[str, Any]) -> list[tuple[str, int]]:
     return []
 
 
-async def apply(controller: RunningController, *docs: dict[str, Any]) -> None:
-    await asyncio.to_thread(Client(controller.url).apply, list(docs))
+async def apply(controller: server.Controller, *docs: dict[str, Any]) -> None:
+    async with KubeClient.from_kubeconfig(controller.kubeconfig) as client:
+        await kubeapi.apply(client, *docs)
 
 
 @contextlib.asynccontextmanager
@@ -208,7 +218,7 @@ LOOPBACK_ANY = ("127.0.0.1", 0)
 
 
 def buyer_bootstrap(
-    controller: RunningController, directory: Path, certificate_identity: Identity | None = None
+    controller: server.Controller, directory: Path, certificate_identity: Identity | None = None
 ) -> bootstrap.Bootstrap:
     """bookbuyer-0's bootstrap, its outbound and prometheus listeners on loopback."""
     return write_bootstrap(
@@ -222,7 +232,7 @@ def buyer_bootstrap(
 
 
 async def test_sidecars_get_config_serve_traffic_and_follow_a_split(
-    controller: RunningController, tmp_path: Path
+    controller: server.Controller, tmp_path: Path
 ) -> None:
     port = app_port()
     await apply(controller, *mesh(port))
@@ -282,7 +292,7 @@ async def test_sidecars_get_config_serve_traffic_and_follow_a_split(
             assert buyer.core.last_rejection is None
 
             # the controller's view: both proxies, ACKed versions, no NACK
-            proxies = await asyncio.to_thread(Client(controller.url).proxies)
+            proxies = await kubeapi.proxies(controller.http_port)
             by_id = {p["node_id"]: p for p in proxies}
             entry = by_id["bookbuyer-0.sidecar.bookbuyer.bookbuyer"]
             assert entry["protocol"] == "delta" and entry["last_nack"] is None
@@ -297,16 +307,6 @@ async def test_sidecars_get_config_serve_traffic_and_follow_a_split(
             )
             assert result.exit_code == 0, result.output
             assert "outbound-listener::127.0.0.1:" in result.output
-            # A pod this test made itself (not the local runtime's) has no network
-            # namespace to find its proxy in: a clear error, not a traceback.
-            result = await asyncio.to_thread(
-                CliRunner().invoke,
-                proxy_cli.proxy,
-                ["get", "ready", "bookbuyer-0", "-n", "bookbuyer"],
-                obj={"server": controller.url},
-            )
-            assert result.exit_code == 1
-            assert "was not started by the local runtime" in result.output
     finally:
         await buyer.stop(0.1)
         await store.stop(0.1)
@@ -316,8 +316,25 @@ async def _equals(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
 
 
+async def test_osm_proxy_get_of_a_pod_the_runtime_did_not_start_is_a_clear_error(
+    controller: server.Controller,
+) -> None:
+    """A pod this test made itself (not the local runtime's) has no network namespace to
+    find its proxy in: a clear error, not a traceback. The CLI finds the API through
+    ``$KUBECONFIG``."""
+    await apply(controller, *mesh(app_port()))
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        proxy_cli.proxy,
+        ["get", "ready", "bookbuyer-0", "-n", "bookbuyer"],
+        env={"KUBECONFIG": str(controller.kubeconfig)},
+    )
+    assert result.exit_code == 1, result.output
+    assert "was not started by the local runtime" in result.output
+
+
 async def test_a_certificate_of_another_identity_is_refused_and_retried(
-    controller: RunningController, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    controller: server.Controller, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await apply(controller, *mesh(app_port()))
     boot = buyer_bootstrap(controller, tmp_path / "impostor", certificate_identity=STORE)
@@ -335,16 +352,16 @@ async def test_a_certificate_of_another_identity_is_refused_and_retried(
 
 
 async def test_the_sidecar_keeps_its_config_while_the_controller_is_away(
-    controller: RunningController, tmp_path: Path
+    controller: server.Controller, tmp_path: Path
 ) -> None:
     await apply(controller, *mesh(app_port()))
     boot = buyer_bootstrap(controller, tmp_path / "buyer")
     sidecar = await start_sidecar(boot, lambda sock: (APEX_IP, 80))
-    restarted: RunningController | None = None
+    ports = controllers.same_ports(controller)
     try:
         await sidecar.wait_ready(WAIT)
         before = json.loads((await admin_get(sidecar, "/config_dump"))[1])
-        controller.stop()
+        await controller.stop()
         await eventually(lambda: not sidecar.client.connected, "the stream to end")
         await eventually(lambda: sidecar.client.streams >= 3, "reconnect attempts")
         assert await admin_get(sidecar, "/ready") == (200, "LIVE\n")
@@ -354,18 +371,11 @@ async def test_the_sidecar_keeps_its_config_while_the_controller_is_away(
         after = json.loads((await admin_get(sidecar, "/config_dump"))[1])
         assert route_weights(after) == route_weights(before)
         assert after["configs"][1] == before["configs"][1]  # the listeners
-        restarted = await asyncio.to_thread(
-            start_controller,
-            controller.state_dir,
-            port=controller.port,
-            xds_port=controller.xds_port,
-        )
-        await eventually(lambda: sidecar.client.connected, "the reconnect")
-        assert sidecar.core.last_rejection is None
+        async with controllers.running(controller.settings.state_dir, **ports):
+            await eventually(lambda: sidecar.client.connected, "the reconnect")
+            assert sidecar.core.last_rejection is None
     finally:
         await sidecar.stop(0.1)
-        if restarted is not None:
-            restarted.stop()
 
 
 def test_osm_sidecar_process_drains_and_exits_0_on_sigterm(tmp_path: Path) -> None:
