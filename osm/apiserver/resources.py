@@ -19,7 +19,10 @@ OWN_CATEGORIES = ("osm",)
 # Kinds that `kubectl get all` lists in Kubernetes.
 ALL_CATEGORY = frozenset({"Pod", "Service", "Deployment"})
 # Subresources served per kind (besides the object itself); every kind has `status`.
-SUBRESOURCES: Mapping[str, tuple[str, ...]] = {"Pod": ("status", "log")}
+SUBRESOURCES: Mapping[str, tuple[str, ...]] = {
+    "Pod": ("status", "log"),
+    "Deployment": ("status", "scale"),
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -180,15 +183,16 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
         entries.append(entry)
         for sub in resource.subresources:
             verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
-            entries.append(
-                {
-                    "name": f"{resource.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": resource.namespaced,
-                    "kind": resource.kind,
-                    "verbs": verbs,
-                }
-            )
+            sub_entry: dict[str, Any] = {
+                "name": f"{resource.plural}/{sub}",
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
+                "verbs": verbs,
+            }
+            if sub == "scale":
+                sub_entry.update(group="autoscaling", version="v1", kind="Scale")
+            entries.append(sub_entry)
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",

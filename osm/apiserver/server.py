@@ -124,10 +124,15 @@ class ModelAdmission:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """``logs_dir``: where container logs are (``<ns>/<pod>/<container>.log``), for
-    ``pods/log``; ``bookmark_seconds``: how often an idle watch gets a BOOKMARK."""
+    ``pods/log``; ``bookmark_seconds``: how often an idle watch gets a BOOKMARK;
+    ``namespace_finalize_seconds``: how long a Namespace stays Terminating, with its
+    content, before its content is deleted (Kubernetes' namespace controller takes a
+    moment too: ``kubectl delete -f`` of a file that lists its Namespace first deletes
+    the rest meanwhile, without NotFound errors)."""
 
     logs_dir: Path | None = None
     bookmark_seconds: float = 10.0
+    namespace_finalize_seconds: float = 2.0
     max_body: int = MAX_BODY
     server_address: str = ""
 
@@ -328,6 +333,8 @@ class ApiServer:
             if method != "GET":
                 raise ApiError(405, f"{method} is not supported on pods/log")
             return await self.logs(request, target)
+        if target.subresource == "scale":
+            return await self.scale(request, method, target)
         if not target.name:
             if method == "GET":
                 if request.query.get("watch", "") in TRUE:
@@ -586,6 +593,53 @@ class ApiServer:
                 details=Details(kind="namespaces", name=name),
             )
 
+    # -- deployments/scale ------------------------------------------------------------
+    async def scale(self, request: web.Request, method: str, target: Target) -> web.Response:
+        """``autoscaling/v1 Scale`` of a Deployment (what ``kubectl scale`` reads and
+        writes): GET it, or PUT/PATCH it to change ``spec.replicas``."""
+        if method == "GET":
+            return _json(_scale(await self._stored(target)))
+        if method not in ("PUT", "PATCH"):
+            raise ApiError(405, f"{method} is not supported on deployments/scale")
+        content_type = request.headers.get("Content-Type", JSON)
+        body = await _decode(request, allow_list=method == "PATCH")
+
+        def scaled(stored: dict[str, Any]) -> dict[str, Any]:
+            current = _scale(stored)
+            if method == "PUT":
+                wanted: Any = body
+            else:
+                try:
+                    wanted = patch.apply_patch(
+                        content_type, current, body, kind="Scale", builtin=False
+                    )
+                except patch.PatchError as error:
+                    raise ApiError(422, str(error), reason="Invalid") from None
+            replicas = (
+                (wanted.get("spec") or {}).get("replicas") if isinstance(wanted, dict) else None
+            )
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise ApiError(
+                    422,
+                    f'Scale.autoscaling "{target.name}" is invalid: spec.replicas: Invalid '
+                    f"value: {replicas!r}: must be a non-negative integer",
+                    details=Details(
+                        kind="Scale",
+                        name=target.name,
+                        group="autoscaling",
+                        causes=(("FieldValueInvalid", "spec.replicas", "must be >= 0"),),
+                    ),
+                )
+            rv = (wanted.get("metadata") or {}).get("resourceVersion")
+            stored["spec"]["replicas"] = replicas
+            stored["metadata"]["resourceVersion"] = rv or stored["metadata"]["resourceVersion"]
+            return stored
+
+        deployment_target = dataclasses.replace(target, subresource="")
+        response = await self._replace(request, deployment_target, scaled)
+        assert isinstance(response.body, bytes)
+        return _json(_scale(json.loads(response.body)), warnings=())
+
     # -- deletion ---------------------------------------------------------------------
     async def delete(self, request: web.Request, target: Target) -> web.Response:
         options = await _delete_options(request)
@@ -656,10 +710,13 @@ class ApiServer:
                 return _served(resources.preferred("Namespace"), namespace)
             (namespace,) = await self.store.apply([namespace])
         if not dry_run:
-            self._spawn(self._finalize_namespace(namespace["metadata"]["name"]))
+            name = namespace["metadata"]["name"]
+            self._spawn(self._finalize_namespace(name, self.settings.namespace_finalize_seconds))
         return _served(resources.preferred("Namespace"), namespace)
 
-    async def _finalize_namespace(self, name: str) -> None:
+    async def _finalize_namespace(self, name: str, delay: float = 0.0) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
         async with self.writes:
             keys: list[store_api.ObjectKey] = []
             for info in kinds.KINDS:
@@ -892,6 +949,27 @@ def _served(resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
     served["apiVersion"] = resource.api_version
     served["kind"] = resource.kind
     return served
+
+
+def _scale(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """A Deployment's ``autoscaling/v1 Scale``."""
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    labels = (spec.get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            key: meta[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if key in meta
+        },
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {
+            "replicas": (deployment.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        },
+    }
 
 
 def _bookmark(resource: Resource, rv: int) -> dict[str, Any]:

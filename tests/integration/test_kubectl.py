@@ -437,13 +437,6 @@ async def test_get_w_prints_a_row_per_change(
 
 
 # -- delete -------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: a Namespace's content is deleted at once when it goes Terminating, so "
-    "kubectl's later deletes of that content answer 404: `Error from server (NotFound): error "
-    'when deleting "...": serviceaccounts "bookstore" not found` for every later object, '
-    "exit 1 (kube-apiserver's namespace controller finishes after kubectl's deletes)",
-)
 async def test_delete_f_of_files_that_list_the_namespaces_first_deletes_everything(
     demo: Cluster,
 ) -> None:
@@ -874,11 +867,6 @@ IMPERATIVE = [
         "scale deploy bookstore-v1 --replicas 2",
         "deployment.apps/bookstore-v1 scaled",
         id="scale",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="server: no deployments/scale subresource: `Error from server (NotFound): "
-            "the server could not find the requested resource`",
-        ),
     ),
 ]
 

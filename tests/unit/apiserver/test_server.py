@@ -52,7 +52,9 @@ def split(name: str = "web", **spec: Any) -> dict[str, Any]:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Client]:
     store = MemoryStore()
-    settings = server.Settings(logs_dir=tmp_path / "logs", bookmark_seconds=0.2)
+    settings = server.Settings(
+        logs_dir=tmp_path / "logs", bookmark_seconds=0.2, namespace_finalize_seconds=0.05
+    )
     app = server.ApiServer(store, by_header, settings=settings).make_app()
     async with TestClient(TestServer(app), headers={USER_HEADER: "admin"}) as client:
         response = await client.post("/api/v1/namespaces", json=NS)
@@ -398,3 +400,34 @@ async def test_a_body_over_the_limit_is_refused_with_413(tmp_path: Path) -> None
         status, answer = await call(client, "POST", "/api/v1/namespaces", big)
     await store.close()
     assert (status, answer["reason"]) == (413, "RequestEntityTooLarge")
+
+
+async def test_a_deployments_scale_reads_and_writes_its_replicas(api: Client) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod("x")["spec"]},
+        },
+    }
+    path = "/apis/apps/v1/namespaces/shop/deployments/web"
+    await call(api, "POST", "/apis/apps/v1/namespaces/shop/deployments", deployment)
+    status, scale = await call(api, "GET", f"{path}/scale")
+    assert (status, scale["kind"], scale["spec"], scale["status"]["selector"]) == (
+        200,
+        "Scale",
+        {"replicas": 1},
+        "app=web",
+    )
+    merge = {"Content-Type": "application/merge-patch+json"}
+    body = json.dumps({"spec": {"replicas": 3}})
+    status, scaled = await call(api, "PATCH", f"{path}/scale", data=body, headers=merge)
+    assert (status, scaled["spec"]["replicas"]) == (200, 3)
+    _, stored = await call(api, "GET", path)
+    assert stored["spec"]["replicas"] == 3
+    body = json.dumps({"spec": {"replicas": -1}})
+    status, answer = await call(api, "PATCH", f"{path}/scale", data=body, headers=merge)
+    assert (status, answer["details"]["causes"][0]["field"]) == (422, "spec.replicas")
