@@ -15,6 +15,7 @@ certificate" mode and Python exposes no verify callback to build one. So a forei
 certificate never reaches the application as "no identity"; the client sees a TLS alert
 (``unknown ca`` / ``unsupported certificate``; in TLS 1.3 on its first read) and the server
 logs the handshake error. kube-apiserver (Go's VerifyClientCertIfGiven) behaves the same.
+Under asyncio the alert is only sent with `osm.apiserver.local.send_handshake_alerts`.
 
 Layout of the CA directory::
 

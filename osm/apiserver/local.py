@@ -8,6 +8,8 @@ kept in ``<state dir>/apiserver`` (`osm.apiserver.auth`); kubeconfigs are writte
 
 from __future__ import annotations
 
+import asyncio.sslproto
+import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -87,6 +89,7 @@ async def start(
     kubeconfig (`osm.paths.kubeconfig_path`) and one per ``clients``. Container logs
     are read from ``<state dir>/logs`` unless ``settings`` say otherwise."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    send_handshake_alerts()
     ca = auth.ApiCA.open(state_dir / "apiserver")
     credentials = ca.issue_server(list(server_hosts), sorted({wellknown.LOCALHOST, host}))
     server = apiserver.ApiServer(
@@ -116,6 +119,31 @@ async def start(
     for client in clients:
         local.write_kubeconfig(client)
     return local
+
+
+def send_handshake_alerts() -> None:
+    """Makes asyncio's TLS servers send the alert OpenSSL wrote when a handshake fails.
+
+    asyncio (CPython 3.11-3.13, `asyncio.sslproto.SSLProtocol`) closes the connection on a
+    failed handshake without flushing what OpenSSL put in its outgoing buffer, so a client
+    whose certificate is refused (another CA) sees a bare EOF: kubectl then retries for
+    about a minute and says only "Unable to connect to the server: EOF". Flushing first,
+    kubectl says at once "remote error: tls: unknown certificate authority", as against
+    kube-apiserver. Idempotent; does nothing where asyncio lacks the methods it wraps."""
+    protocol = asyncio.sslproto.SSLProtocol
+    complete = getattr(protocol, "_on_handshake_complete", None)
+    flush = getattr(protocol, "_process_outgoing", None)
+    if complete is None or flush is None or getattr(complete, "_osm_flushes", False):
+        return
+
+    def on_handshake_complete(self: Any, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            with contextlib.suppress(Exception):
+                flush(self)
+        complete(self, handshake_exc)
+
+    on_handshake_complete._osm_flushes = True  # type: ignore[attr-defined]
+    protocol._on_handshake_complete = on_handshake_complete  # type: ignore[method-assign]
 
 
 def bound_port(site: web.TCPSite, asked: int) -> int:

@@ -956,14 +956,6 @@ async def test_a_certificate_from_another_ca_is_refused(shared: Cluster, tmp_pat
     assert shared.store.resource_version == rv
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: the TLS handshake with a foreign client certificate ends without the "
-    "alert OpenSSL wrote (asyncio's SSLProtocol._do_handshake does not flush it on an "
-    "SSLError), so kubectl sees EOF, retries for 55 s and prints `Unable to connect to the "
-    "server: EOF`; with the alert flushed it fails in 0.1 s with `remote error: tls: unknown "
-    "certificate authority`, as against kube-apiserver",
-)
 @READ_ONLY
 async def test_a_refused_certificate_is_named_by_kubectl_at_once(
     shared: Cluster, tmp_path: Path
