@@ -71,6 +71,8 @@ TABLE_ACCEPT = "as=Table"
 FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
 UNKNOWN_FIELD = "unknown field"
 GENERATED_SUFFIX = 5
+LINE_CACHE = 4096
+"""Encoded watch events kept for the other watchers of the same change."""
 TRUE = frozenset({"1", "t", "T", "true", "True", "TRUE"})
 FALSE = frozenset({"0", "f", "F", "false", "False", "FALSE"})
 Authenticate = Callable[[web.Request], str | None]
@@ -221,6 +223,8 @@ class ApiServer:
         self.writes = asyncio.Lock()
         self.stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watches: set[asyncio.Task[Any]] = set()
+        self._lines: dict[tuple[str, int, str, bool], bytes] = {}
 
     # -- lifecycle --------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -234,7 +238,7 @@ class ApiServer:
 
         async def on_shutdown(app: web.Application) -> None:
             self.stopping.set()
-            for task in list(self._tasks):
+            for task in [*self._tasks, *self._watches]:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -766,68 +770,85 @@ class ApiServer:
         response = web.StreamResponse(headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
         await response.prepare(request)
-
-        async def send(kind: str, obj: Mapping[str, Any]) -> None:
-            if table and kind != "ERROR" and kind != "BOOKMARK":
-                body: Any = self.tables(resource, [obj], "")  # type: ignore[misc]
-            else:
-                body = obj
-            line = json.dumps({"type": kind, "object": body}, separators=(",", ":"))
-            await response.write(line.encode() + b"\n")
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout > 0 else None
+        writing = asyncio.Lock()
         last_rv = since
-        pending: asyncio.Future[Any] | None = None
-        stopping: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
-        try:
-            for obj in initial:
-                await send("ADDED", _served(resource, obj))
+        sent = True  # since the last bookmark tick
+
+        async def send(kind: str, obj: Mapping[str, Any], rv: int = 0) -> None:
+            nonlocal sent
+            line = self._line(kind, resource, obj, rv, table)
+            async with writing:
+                await response.write(line)
+            sent = True
+
+        async def bookmark() -> None:
+            nonlocal sent
             while True:
-                wait = self.settings.bookmark_seconds
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
+                await asyncio.sleep(self.settings.bookmark_seconds)
+                if not sent:
+                    await send("BOOKMARK", _bookmark(resource, last_rv))
+                sent = False
+
+        task = asyncio.current_task()
+        if task is not None:
+            self._watches.add(task)
+        bookmarker = asyncio.ensure_future(bookmark()) if bookmarks else None
+        try:
+            async with asyncio.timeout(timeout if timeout > 0 else None):
+                for obj in initial:
+                    await send("ADDED", obj)
+                async for event in events:
+                    if event.type == "RESYNC":
+                        expired = ApiError(
+                            410, f"too old resource version: {since} ({event.resource_version})"
+                        )
+                        await send("ERROR", expired.status())
                         break
-                if pending is None:
-                    pending = asyncio.ensure_future(events.__anext__())
-                done, _ = await asyncio.wait(
-                    {pending, stopping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                if stopping in done:
-                    break
-                if pending not in done:
-                    if bookmarks and (deadline is None or loop.time() < deadline):
-                        await send("BOOKMARK", _bookmark(resource, last_rv))
-                    continue
-                finished, pending = pending, None
-                try:
-                    event = finished.result()
-                except StopAsyncIteration:
-                    break
-                if event.type == "RESYNC":
-                    expired = ApiError(
-                        410, f"too old resource version: {since} ({event.resource_version})"
-                    )
-                    await send("ERROR", expired.status())
-                    break
-                last_rv = event.resource_version
-                assert event.object is not None
-                if wanted(event.object):
-                    await send(event.type, _served(resource, event.object))
+                    last_rv = event.resource_version
+                    changed = event.object
+                    assert changed is not None
+                    if wanted(changed):
+                        await send(event.type, changed, event.resource_version)
+        except TimeoutError:
+            pass  # timeoutSeconds: the watch ends, the client watches again
         except (ConnectionResetError, asyncio.CancelledError):
-            log.debug("watch client went away")
+            log.debug("watch ended: the client went away or the server stops")
         finally:
-            stopping.cancel()
-            if pending is not None:
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
+            if task is not None:
+                self._watches.discard(task)
+            if bookmarker is not None:
+                bookmarker.cancel()
+                await asyncio.gather(bookmarker, return_exceptions=True)
             closer = getattr(events, "aclose", None)
             if closer is not None:
                 await closer()
-        with contextlib.suppress(ConnectionResetError):
+        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
             await response.write_eof()
         return response
+
+    def _line(
+        self, kind: str, resource: Resource, obj: Mapping[str, Any], rv: int, table: bool
+    ) -> bytes:
+        """One watch event as its JSON line, encoded once per event and served version
+        (every watcher of a kind sends the same bytes for a change)."""
+        key = (kind, rv, resource.api_version, table) if rv else None
+        if key is not None:
+            cached = self._lines.get(key)
+            if cached is not None:
+                return cached
+        body: Any = obj
+        if kind in ("ERROR", "BOOKMARK"):
+            pass
+        elif table and self.tables is not None:
+            body = self.tables(resource, [_served(resource, obj)], "")
+        else:
+            body = _served(resource, obj)
+        line = json.dumps({"type": kind, "object": body}, separators=(",", ":")).encode() + b"\n"
+        if key is not None:
+            if len(self._lines) >= LINE_CACHE:
+                del self._lines[next(iter(self._lines))]
+            self._lines[key] = line
+        return line
 
     # -- pods/log ---------------------------------------------------------------------
     async def logs(self, request: web.Request, target: Target) -> web.StreamResponse:
