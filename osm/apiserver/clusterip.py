@@ -73,6 +73,7 @@ async def assign(
                         name=key.name,
                     )
                 )
+                continue  # said once: the pool would refuse the same address again
             owners[given] = key
             if _in_network(given, network) and pool.get(str(key)) is None:
                 try:

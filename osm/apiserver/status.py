@@ -120,9 +120,22 @@ def conflict(plural: str, name: str, group: str = "") -> ApiError:
 
 
 def invalid(kind: str, name: str, group: str, problems: Sequence[Problem]) -> ApiError:
-    """422: each problem a cause with its field path, as kube-apiserver's validation."""
+    """422: each problem a cause with its field path, as kube-apiserver's validation. A
+    problem of another object (a Pod refused for its Namespace's annotation) is named in
+    the message: the field path is that object's."""
+
+    def text_of(problem: Problem) -> str:
+        where = f"{problem.path}: " if problem.path else ""
+        other = problem.kind and (problem.kind, problem.name) != (kind, name)
+        if other:
+            scope = (
+                f"{problem.namespace}/" if problem.namespace and problem.kind != "Namespace" else ""
+            )
+            where = f"{problem.kind} {scope}{problem.name}: {where}"
+        return where + problem.message
+
     causes = tuple(("FieldValueInvalid", p.path, p.message) for p in problems)
-    text = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in problems)
+    text = "; ".join(text_of(p) for p in problems)
     return ApiError(
         422,
         f'{kind}{"." + group if group else ""} "{name}" is invalid: {text}',

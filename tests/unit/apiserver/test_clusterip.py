@@ -124,11 +124,6 @@ async def test_a_taken_or_changed_cluster_ip_is_refused_with_the_field(
     assert await cluster_ip(api, "a") == "10.234.0.1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="osm.apiserver.clusterip.assign reports a taken address twice: its own check, "
-    "then ipam's AllocationError for the same address",
-)
 async def test_a_taken_cluster_ip_is_one_cause(api: Client) -> None:
     await create(api, service("a"))
     _, taken = await call(api, "POST", SERVICES, service("b", "10.234.0.1"))

@@ -363,24 +363,7 @@ async def test_a_pod_that_cannot_be_injected_is_refused_with_the_object_and_fiel
     assert admitted.resources == [] and admitted.added == frozenset()
 
 
-def _through_the_api(case: Any) -> Any:
-    """A BAD_INPUT case for the API; a problem of another object than the Pod must be
-    named in the Status, whose details name the Pod."""
-    if case.id != "unknown sidecar kind on the namespace":
-        return case
-    reason = (
-        "osm.apiserver.status.invalid keeps only each Problem's path and message: a Pod "
-        "refused for its Namespace's annotation gets a cause whose field is the "
-        "Namespace's, and nothing in the Status names the Namespace"
-    )
-    return pytest.param(
-        *case.values, id=case.id, marks=pytest.mark.xfail(strict=True, reason=reason)
-    )
-
-
-@pytest.mark.parametrize(
-    ("the_pod", "the_namespace", "expected"), [_through_the_api(case) for case in BAD_INPUT]
-)
+@pytest.mark.parametrize(("the_pod", "the_namespace", "expected"), BAD_INPUT)
 async def test_the_api_refuses_the_pod_stores_nothing_and_the_status_names_the_field(
     ca: builtin.BuiltinCA,
     the_pod: dict[str, Any],
