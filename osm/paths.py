@@ -9,11 +9,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from osm.base import wellknown
-
-DEFAULT_API_ADDRESS = f"{wellknown.LOCALHOST}:{wellknown.API_PORT}"
-"""The controller's HTTP API (apply/get/list/delete/watch, health, metrics)."""
-
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     """``$OSM_STATE_DIR``, else ``/var/lib/osm`` for root, else ``$XDG_STATE_HOME/osm``
@@ -25,11 +20,6 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path("/var/lib/osm")
     base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "osm"
-
-
-def default_server() -> str:
-    """The controller URL the CLI talks to: ``$OSM_SERVER`` or the local default."""
-    return os.environ.get("OSM_SERVER", f"http://{DEFAULT_API_ADDRESS}")
 
 
 def kubeconfig_path(state_dir: Path | None = None) -> Path:

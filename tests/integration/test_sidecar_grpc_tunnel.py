@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -23,8 +24,9 @@ import grpc
 import pytest
 
 from osm.base.identity import Identity
+from osm.controller import server
 from osm.proxy import main
-from tests.conftest import RunningController
+from tests import controllers
 from tests.integration.test_sidecar_controller import (
     LOOPBACK_ANY,
     WAIT,
@@ -43,6 +45,12 @@ SERVICE_IP, GRPC_PORT = "10.96.0.20", 9090
 PYTHON = {"osm-py.io/sidecar": "python"}
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # what a gRPC client sends first
 METHOD = "/demo.Echo/Say"
+
+
+@pytest.fixture
+async def controller(tmp_path: Path) -> AsyncIterator[server.Controller]:
+    async with controllers.running(tmp_path / "state") as running:
+        yield running
 
 
 def mesh(port: int, permissive: bool) -> list[dict[str, Any]]:
@@ -76,7 +84,7 @@ def tcp_route() -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def two_sidecars(
-    controller: RunningController, tmp_path: Path, port: int
+    controller: server.Controller, tmp_path: Path, port: int
 ) -> AsyncIterator[tuple[main.Sidecar, main.Sidecar]]:
     """The client's and the server's sidecars, configured (and both accepting it)."""
     client = await start_sidecar(
@@ -149,8 +157,9 @@ def exchange(address: tuple[str, int], payload: bytes) -> bytes:
 
 
 async def test_bytes_cross_two_python_sidecars_on_a_grpc_port_and_smi_narrows_to_tcp_grants(
-    controller: RunningController, tmp_path: Path
+    controller: server.Controller, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="osm.controller")
     port = app_port()
     await apply(controller, *mesh(port, permissive=True))
     payload = PREFACE + os.urandom(256 * 1024)
@@ -168,17 +177,17 @@ async def test_bytes_cross_two_python_sidecars_on_a_grpc_port_and_smi_narrows_to
         await apply(controller, *mesh(port, permissive=False), *one_method_only())
         await eventually(lambda: _is(send(), b""), "the one-method route to deny")
         await eventually(
-            lambda: "is gRPC on the Python sidecar" in controller.log.read_text(),
+            lambda: "is gRPC on the Python sidecar" in caplog.text,
             "the controller's warning",
         )
         # A TCPRoute allows every request on the port: the client is back.
         await apply(controller, *tcp_route())
         await eventually(lambda: _is(send(), payload), "the TCPRoute to allow")
-    assert "is the Python sidecar" not in controller.log.read_text()  # pods marked right
+    assert "is the Python sidecar" not in caplog.text  # pods marked right
 
 
 async def test_a_grpc_call_crosses_two_python_sidecars(
-    controller: RunningController, tmp_path: Path
+    controller: server.Controller, tmp_path: Path
 ) -> None:
     port = app_port()
     await apply(controller, *mesh(port, permissive=True))
