@@ -1,6 +1,6 @@
-"""Where the mesh keeps its state on this machine, and where the controller listens.
+"""Where the mesh keeps its state on this machine, and the kubeconfigs local mode writes.
 
-One place decides these defaults so that the controller, the CLI and the CA agree.
+One place decides these paths so that the controller, the kubelet and the CLI agree.
 """
 
 from __future__ import annotations
