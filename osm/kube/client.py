@@ -27,6 +27,7 @@ pool). Environment proxies (``HTTPS_PROXY``) are ignored: local mode's API is on
 from __future__ import annotations
 
 import copy
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -363,6 +364,8 @@ def _translated(server: str) -> Iterator[None]:
         if str(error).startswith("Server disconnected without sending a response"):
             hint = " (a TLS 1.3 server that refuses the client certificate does this)"
         raise ConnectionFailed(f"{server}: {type(error).__name__}: {error}{hint}") from None
+    except ssl.SSLError as error:  # a TLS alert read after the handshake (TLS 1.3)
+        raise ConnectionFailed(f"{server}: TLS: {error}") from None
     except lightkube.ConfigError as error:
         raise KubeConfigError(str(error)) from None
     except msgspec.MsgspecError as error:  # lightkube decodes answers with msgspec

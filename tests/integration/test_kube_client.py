@@ -25,7 +25,7 @@ import kmock
 import pytest
 import yaml
 
-from osm.apiserver import auth
+from osm.apiserver import auth, local
 from osm.kube import config, informer
 from osm.kube.client import KubeClient
 from osm.kube.errors import ApiError, ConnectionFailed
@@ -200,7 +200,7 @@ CALLERS: list[tuple[str, Callable[[Api], Path], type[Exception], str, list[Any]]
             "intruder", auth.ApiCA.open(api.directory / "x").issue_client("a")
         ),
         ConnectionFailed,
-        "Server disconnected without sending a response",  # asyncio sends no TLS alert
+        "UNKNOWN_CA",  # the alert (osm.apiserver.local.send_handshake_alerts)
         [],
     ),
     (
@@ -215,12 +215,19 @@ CALLERS: list[tuple[str, Callable[[Api], Path], type[Exception], str, list[Any]]
 ]
 
 
+@pytest.fixture
+def alerts() -> None:
+    """The TLS server sends its handshake alerts, as the local API server does."""
+    local.send_handshake_alerts()
+
+
 @pytest.mark.parametrize(
     ("kubeconfig", "error", "message", "seen"),
     [pytest.param(k, e, m, s, id=name) for name, k, e, m, s in CALLERS],
 )
 async def test_who_gets_in(
     api: Api,
+    alerts: None,
     kubeconfig: Callable[[Api], Path],
     error: type[Exception],
     message: str,
