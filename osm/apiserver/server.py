@@ -742,6 +742,20 @@ class ApiServer:
 
     # -- watch ------------------------------------------------------------------------
     async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """A watch, known to the server from its first step, so that stopping the server
+        ends it (cancels it) wherever it is."""
+        if self.stopping.is_set():
+            raise ApiError(503, "the server is shutting down")
+        task = asyncio.current_task()
+        if task is not None:
+            self._watches.add(task)
+        try:
+            return await self._watch(request, target)
+        finally:
+            if task is not None:
+                self._watches.discard(task)
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
         resource = target.resource
         labels, fields = _selectors(request, resource)
         since_text = request.query.get("resourceVersion", "")
@@ -789,9 +803,6 @@ class ApiServer:
                     await send("BOOKMARK", _bookmark(resource, last_rv))
                 sent = False
 
-        task = asyncio.current_task()
-        if task is not None:
-            self._watches.add(task)
         bookmarker = asyncio.ensure_future(bookmark()) if bookmarks else None
         try:
             async with asyncio.timeout(timeout if timeout > 0 else None):
@@ -811,11 +822,11 @@ class ApiServer:
                         await send(event.type, changed, event.resource_version)
         except TimeoutError:
             pass  # timeoutSeconds: the watch ends, the client watches again
-        except (ConnectionResetError, asyncio.CancelledError):
-            log.debug("watch ended: the client went away or the server stops")
+        except ConnectionResetError:
+            log.debug("watch ended: the client went away")
+        # A cancellation (the server stops: `on_shutdown` cancels every watch) goes on up,
+        # so that aiohttp closes the connection instead of waiting for its next request.
         finally:
-            if task is not None:
-                self._watches.discard(task)
             if bookmarker is not None:
                 bookmarker.cancel()
                 await asyncio.gather(bookmarker, return_exceptions=True)
