@@ -343,6 +343,12 @@ def parse_selector(text: str) -> LabelSelector:
     return _SelectorParser(text).selector()
 
 
+def check_limit(limit: int | None) -> None:
+    """Raises ValueError unless ``limit`` is None or a positive page size (`Store.list`)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"a page holds at least one object; limit must be >= 1, not {limit}")
+
+
 def labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
     """``metadata.labels`` of a stored object, or an empty mapping."""
     metadata = obj.get("metadata")
@@ -381,11 +387,24 @@ class Store(Protocol):
         ...
 
     async def list(
-        self, kind: str, namespace: str | None = None, selector: Selector | None = None
+        self,
+        kind: str,
+        namespace: str | None = None,
+        selector: Selector | None = None,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> tuple[builtins.list[Object], int]:
         """Objects of ``kind`` (all namespaces if ``namespace`` is None) matching
         ``selector``, sorted by (namespace, name), with the rv they reflect, from which a
-        watch continues without a gap. Copies."""
+        watch continues without a gap. Copies.
+
+        A page: only the objects strictly after ``after`` (a (namespace, name) position,
+        which need not exist), and at most ``limit`` of them (a positive number, counted
+        after the selector; ValueError otherwise). The cost is that of the page, not of
+        the kind: the next page is asked for with ``after`` = the last object's position.
+        The rv is still that of the whole list at the time it was read; pages read at
+        different times are not one snapshot."""
         ...
 
     async def delete(self, keys: Sequence[ObjectKey]) -> builtins.list[Object]:
