@@ -11,7 +11,8 @@ On a store holding N ConfigMaps in 20 namespaces (as in bench/store.py), measure
   next to one unpaged list. Where the store has no ``after``/``limit`` (an older tree),
   a page is what the API server used to do: list everything and slice;
 - watch fan-out: ``--watchers`` watchers, one batch of 200 changes, the time to drain every
-  watcher divided by (watchers x events) (µs per watcher per event).
+  watcher divided by (watchers x events) (µs per watcher per event); again with
+  ``watch(shared=True)`` where the store has it.
 
 Each figure is the median of ``--repeat`` runs. **Baseline:** `MemoryStore` in the same
 run, and this script run from an older tree for before/after. Not run by CI; nothing here
@@ -68,7 +69,7 @@ async def page(
 ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
     """One page of PAGE objects after ``after`` and the position to continue from."""
     if "after" in inspect.signature(store.list).parameters:
-        items, _ = await store.list(KIND, None, selector, after=after, limit=PAGE)  # type: ignore[call-arg]
+        items, _ = await store.list(KIND, None, selector, after=after, limit=PAGE)
     else:  # an older store: list everything and slice, as the API server did
         items, _ = await store.list(KIND, None, selector)
         if after is not None:
@@ -129,15 +130,24 @@ async def measure(store: Store, n: int, reads: int, watchers: int, repeat: int) 
     figures[f"relist {n:,} in pages (ms)"] = await timed(repeat, relist) * 1e3
     figures[f"list {n:,} unpaged (ms)"] = await timed(repeat, lambda: store.list(KIND)) * 1e3
     figures[f"watch, {watchers} watchers (µs/watcher/event)"] = (
-        await fan_out(store, watchers, repeat) * 1e6
+        await fan_out(store, watchers, repeat, 1) * 1e6
     )
+    if "shared" in inspect.signature(store.watch).parameters:
+        figures[f"watch, {watchers} shared (µs/watcher/event)"] = (
+            await fan_out(store, watchers, repeat, repeat + 1, shared=True) * 1e6
+        )
     return figures
 
 
-async def fan_out(store: Store, watchers: int, repeat: int) -> float:
+async def fan_out(
+    store: Store, watchers: int, repeat: int, first_version: int, shared: bool = False
+) -> float:
+    """Seconds per watcher per event, median over ``repeat`` batches of EVENTS changes
+    (versions from ``first_version`` on, so that no apply is a no-op)."""
+    options: dict[str, Any] = {"shared": True} if shared else {}
     times = []
-    for version in range(1, repeat + 1):
-        streams = [aiter(store.watch()) for _ in range(watchers)]
+    for version in range(first_version, first_version + repeat):
+        streams = [aiter(store.watch(**options)) for _ in range(watchers)]
         await store.apply([manifest(i, version) for i in range(EVENTS)])
         start = time.perf_counter()
         for stream in streams:

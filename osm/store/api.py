@@ -12,8 +12,10 @@ repeats a change, and a watcher that falls behind or asks for compacted history 
 ``RESYNC`` (the full state at some rv) instead of a silent gap.
 
 Ownership: every dict a store returns (from ``apply``, ``get``, ``list``, ``delete`` and in
-watch events) is a fresh deep copy owned by the caller, who may mutate it freely. Input
-dicts are never mutated, but the caller must not mutate them while the call is running.
+watch events) is a fresh deep copy owned by the caller, who may mutate it freely; the one
+exception is an opted-in ``watch(shared=True)``, whose events' objects are read-only.
+Input dicts are never mutated, but the caller must not mutate them while the call is
+running.
 
 Concurrency: a store belongs to the asyncio event loop that created it. Any number of
 coroutines on that loop may call it concurrently; writes are serialized and each
@@ -416,7 +418,11 @@ class Store(Protocol):
         ...
 
     def watch(
-        self, since: int | None = None, kinds: Collection[str] | None = None
+        self,
+        since: int | None = None,
+        kinds: Collection[str] | None = None,
+        *,
+        shared: bool = False,
     ) -> AsyncIterator[WatchEvent]:
         """Events with rv > ``since`` (None: from now), in rv order, never with a gap.
 
@@ -425,6 +431,10 @@ class Store(Protocol):
         overflows, the watcher's pending events are dropped and it receives a RESYNC with
         the full state of ``kinds`` (all kinds if None) instead. Iteration ends when the
         store is closed; raises `StoreClosed` if it already is.
+
+        ``shared=True`` is a promise to mutate no event's ``object`` (nor anything in it):
+        the store may then hand the same dict to every shared watcher of that change,
+        decoding it once instead of once per watcher.
         """
         ...
 

@@ -140,9 +140,13 @@ class MemoryStore:
         return [changes.load(body) for body in plan.results]
 
     def watch(
-        self, since: int | None = None, kinds: Collection[str] | None = None
+        self,
+        since: int | None = None,
+        kinds: Collection[str] | None = None,
+        *,
+        shared: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        return self._hub.watch(self, since, self._rv, kinds)
+        return self._hub.watch(self, since, self._rv, kinds, shared)
 
     async def close(self) -> None:
         self._hub.close()

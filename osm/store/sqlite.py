@@ -450,9 +450,13 @@ class SqliteStore:
         return [changes.load(body) for body in plan.results]
 
     def watch(
-        self, since: int | None = None, kinds: Collection[str] | None = None
+        self,
+        since: int | None = None,
+        kinds: Collection[str] | None = None,
+        *,
+        shared: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        return self._hub.watch(self, since, self._rv, kinds)
+        return self._hub.watch(self, since, self._rv, kinds, shared)
 
     async def close(self) -> None:
         if self._closed:

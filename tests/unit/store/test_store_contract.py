@@ -497,6 +497,20 @@ async def test_each_watcher_gets_its_own_copies(store: Store) -> None:
     assert (await store.get(key("a")))["data"] == {"key": "value"}
 
 
+async def test_shared_watchers_see_the_same_events_as_the_others(store: Store) -> None:
+    await store.apply([config_map("old")])
+    owned, shared, replaying = store.watch(), store.watch(shared=True), store.watch(0, shared=True)
+    await store.apply([config_map("a"), config_map("b")])
+    await store.delete([key("a")])
+    mine = await take(owned, 3)
+    for event in mine:
+        assert event.object is not None
+        event.object["data"]["key"] = "mutated by its owner"
+    expected = [(e.type, e.resource_version, e.object) for e in await take(store.watch(0), 4)]
+    assert [(e.type, e.resource_version, e.object) for e in await take(shared, 3)] == expected[1:]
+    assert [(e.type, e.resource_version, e.object) for e in await take(replaying, 4)] == expected
+
+
 async def test_compacted_history_is_replaced_by_a_resync(make_store: StoreFactory) -> None:
     store = await make_store(history=3)
     for name in "abcdef":
