@@ -375,18 +375,30 @@ class ApiServer:
     async def list_(self, request: web.Request, target: Target) -> web.Response:
         resource = target.resource
         labels, fields = _selectors(request, resource)
-        items, rv = await self.store.list(resource.kind, target.namespace or None, labels)
-        items = [_served(resource, item) for item in items if fields.matches(item)]
-        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
         limit = _int_param(request, "limit", 0)
         token = request.query.get("continue", "")
+        after, token_rv = _read_continue(token) if token else (None, 0)
+        namespace = target.namespace or None
+        # The store pages along (namespace, name): ask for one object more than the page
+        # to learn whether another follows, and again while the field selector drops some.
+        chunk = limit + 1 if limit > 0 else None
+        found, rv = await self.store.list(
+            resource.kind, namespace, labels, after=after, limit=chunk
+        )
         if token:
-            after, rv = _read_continue(token)
-            items = [item for item in items if _position(item) > after]
-            metadata["resourceVersion"] = str(rv)
+            rv = token_rv
+        items = [item for item in found if fields.matches(item)]
+        while chunk is not None and len(found) == chunk and len(items) <= limit:
+            after = _position(found[-1])
+            found, _ = await self.store.list(
+                resource.kind, namespace, labels, after=after, limit=chunk
+            )
+            items += (item for item in found if fields.matches(item))
+        metadata: dict[str, Any] = {"resourceVersion": str(rv)}
         if limit > 0 and len(items) > limit:
             items = items[:limit]
-            metadata["continue"] = _continue_token(_position(items[-1]), int(rv))
+            metadata["continue"] = _continue_token(_position(items[-1]), rv)
+        items = [_served(resource, item) for item in items]
         if self.tables is not None and TABLE_ACCEPT in request.headers.get("Accept", ""):
             table = self.tables(resource, items, metadata["resourceVersion"])
             table["metadata"] = metadata

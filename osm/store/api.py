@@ -12,8 +12,10 @@ repeats a change, and a watcher that falls behind or asks for compacted history 
 ``RESYNC`` (the full state at some rv) instead of a silent gap.
 
 Ownership: every dict a store returns (from ``apply``, ``get``, ``list``, ``delete`` and in
-watch events) is a fresh deep copy owned by the caller, who may mutate it freely. Input
-dicts are never mutated, but the caller must not mutate them while the call is running.
+watch events) is a fresh deep copy owned by the caller, who may mutate it freely; the one
+exception is an opted-in ``watch(shared=True)``, whose events' objects are read-only.
+Input dicts are never mutated, but the caller must not mutate them while the call is
+running.
 
 Concurrency: a store belongs to the asyncio event loop that created it. Any number of
 coroutines on that loop may call it concurrently; writes are serialized and each
@@ -343,6 +345,12 @@ def parse_selector(text: str) -> LabelSelector:
     return _SelectorParser(text).selector()
 
 
+def check_limit(limit: int | None) -> None:
+    """Raises ValueError unless ``limit`` is None or a positive page size (`Store.list`)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"a page holds at least one object; limit must be >= 1, not {limit}")
+
+
 def labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
     """``metadata.labels`` of a stored object, or an empty mapping."""
     metadata = obj.get("metadata")
@@ -381,11 +389,24 @@ class Store(Protocol):
         ...
 
     async def list(
-        self, kind: str, namespace: str | None = None, selector: Selector | None = None
+        self,
+        kind: str,
+        namespace: str | None = None,
+        selector: Selector | None = None,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> tuple[builtins.list[Object], int]:
         """Objects of ``kind`` (all namespaces if ``namespace`` is None) matching
         ``selector``, sorted by (namespace, name), with the rv they reflect, from which a
-        watch continues without a gap. Copies."""
+        watch continues without a gap. Copies.
+
+        A page: only the objects strictly after ``after`` (a (namespace, name) position,
+        which need not exist), and at most ``limit`` of them (a positive number, counted
+        after the selector; ValueError otherwise). The cost is that of the page, not of
+        the kind: the next page is asked for with ``after`` = the last object's position.
+        The rv is still that of the whole list at the time it was read; pages read at
+        different times are not one snapshot."""
         ...
 
     async def delete(self, keys: Sequence[ObjectKey]) -> builtins.list[Object]:
@@ -397,7 +418,11 @@ class Store(Protocol):
         ...
 
     def watch(
-        self, since: int | None = None, kinds: Collection[str] | None = None
+        self,
+        since: int | None = None,
+        kinds: Collection[str] | None = None,
+        *,
+        shared: bool = False,
     ) -> AsyncIterator[WatchEvent]:
         """Events with rv > ``since`` (None: from now), in rv order, never with a gap.
 
@@ -406,6 +431,10 @@ class Store(Protocol):
         overflows, the watcher's pending events are dropped and it receives a RESYNC with
         the full state of ``kinds`` (all kinds if None) instead. Iteration ends when the
         store is closed; raises `StoreClosed` if it already is.
+
+        ``shared=True`` is a promise to mutate no event's ``object`` (nor anything in it):
+        the store may then hand the same dict to every shared watcher of that change,
+        decoding it once instead of once per watcher.
         """
         ...
 

@@ -12,6 +12,7 @@ Because every committed rv produces exactly one event, the event with rv ``r`` l
 
 from __future__ import annotations
 
+import bisect
 import builtins
 from collections.abc import AsyncIterator, Collection, Sequence
 
@@ -23,6 +24,7 @@ from osm.store.api import (
     Selector,
     StoreClosed,
     WatchEvent,
+    check_limit,
     labels_of,
 )
 
@@ -42,6 +44,9 @@ class MemoryStore:
         self._history = history
         self._ring: builtins.list[changes.Record | None] = [None] * history
         self._by_kind: dict[str, dict[tuple[str, str], changes.Stored]] = {}
+        self._order: dict[str, builtins.list[tuple[str, str]]] = {}
+        """Per kind, its (namespace, name) positions sorted; dropped when one is created or
+        deleted, sorted again by the next list of that kind."""
         self._rv = 0
         self._hub = watchers.WatcherHub(watch_queue_size)
 
@@ -69,13 +74,14 @@ class MemoryStore:
     def _commit(self, plan: changes.Plan) -> None:
         for key, stored in plan.written.items():
             objects = self._by_kind.setdefault(key.kind, {})
+            position = (key.namespace, key.name)
+            if stored is None or position not in objects:
+                self._order.pop(key.kind, None)
             if stored is None:
-                del objects[(key.namespace, key.name)]
+                del objects[position]
             else:
                 # The plan's dict shares values with the caller's input: keep our own.
-                objects[(key.namespace, key.name)] = changes.Stored(
-                    changes.load(stored.body), stored.body
-                )
+                objects[position] = changes.Stored(changes.load(stored.body), stored.body)
         if self._history:
             for record in plan.records:
                 self._ring[record.resource_version % self._history] = record
@@ -97,18 +103,34 @@ class MemoryStore:
         return changes.load(stored.body)
 
     async def list(
-        self, kind: str, namespace: str | None = None, selector: Selector | None = None
+        self,
+        kind: str,
+        namespace: str | None = None,
+        selector: Selector | None = None,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> tuple[builtins.list[Object], int]:
         self._check_open()
+        check_limit(limit)
         objects = self._by_kind.get(kind, {})
+        order = self._order.get(kind)
+        if order is None:
+            order = self._order[kind] = sorted(objects)
+        start = 0 if namespace is None else bisect.bisect_left(order, (namespace, ""))
+        if after is not None:
+            start = max(start, bisect.bisect_right(order, (after[0], after[1])))
         items = []
-        for object_namespace, name in sorted(objects):
-            if namespace is not None and object_namespace != namespace:
-                continue
-            stored = objects[(object_namespace, name)]
+        for index in range(start, len(order)):
+            position = order[index]
+            if namespace is not None and position[0] != namespace:
+                break
+            stored = objects[position]
             if selector is not None and not selector.matches(labels_of(stored.obj)):
                 continue
             items.append(changes.load(stored.body))
+            if len(items) == limit:
+                break
         return items, self._rv
 
     async def delete(self, keys: Sequence[ObjectKey]) -> builtins.list[Object]:
@@ -118,9 +140,13 @@ class MemoryStore:
         return [changes.load(body) for body in plan.results]
 
     def watch(
-        self, since: int | None = None, kinds: Collection[str] | None = None
+        self,
+        since: int | None = None,
+        kinds: Collection[str] | None = None,
+        *,
+        shared: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        return self._hub.watch(self, since, self._rv, kinds)
+        return self._hub.watch(self, since, self._rv, kinds, shared)
 
     async def close(self) -> None:
         self._hub.close()

@@ -1,10 +1,17 @@
 """A durable `osm.store.api.Store` in one SQLite file (stdlib sqlite3, WAL).
 
-The one idea: one thread owns the connection and does everything that touches the file,
-each apply/delete batch being ONE transaction, so a batch is all-or-nothing even across a
-``kill -9``, and writes are serialized without locks on the event loop. Right after a
-COMMIT that thread schedules the batch's publication on the event loop
+The one idea: one thread owns the writing connection and does every write and every
+multi-row read, each apply/delete batch being ONE transaction, so a batch is all-or-nothing
+even across a ``kill -9``, and writes are serialized without locks on the event loop.
+Right after a COMMIT that thread schedules the batch's publication on the event loop
 (``call_soon_threadsafe`` keeps batches in commit order); watchers are in-process.
+
+Point reads (``get``) skip the hop to that thread and back: they run on the event loop's
+thread through a second, read-only connection (``query_only``). In WAL mode a reader never
+waits for the writer, and each read statement, run to its end in autocommit mode, is its
+own read transaction whose snapshot holds every transaction committed before it began, so
+a ``get`` after an ``apply`` returned sees that batch, and one during a batch sees all of
+it or none of it. Should the reader ever find the file busy, it asks the store's thread.
 
 Tables::
 
@@ -46,6 +53,7 @@ from osm.store.api import (
     StoreClosed,
     StoreError,
     WatchEvent,
+    check_limit,
     labels_of,
 )
 
@@ -54,6 +62,8 @@ LOOKUP_CHUNK = 500
 """How many names one lookup query asks for (SQLite limits the number of parameters)."""
 HISTORY_PAGE = 1_000
 """How many events a resuming watcher reads from the events table at a time."""
+LIST_CHUNK = 500
+"""How many rows a list fetches at a time while it filters them for a page."""
 
 Synchronous = Literal["FULL", "NORMAL"]
 _P = ParamSpec("_P")
@@ -94,8 +104,52 @@ def _in_list(count: int) -> str:
     return "(" + ",".join("?" * count) + ")"
 
 
+def _get(connection: sqlite3.Connection, key: ObjectKey) -> str | None:
+    """The body stored under ``key``. Runs the statement to its end (``fetchall``), so that
+    in autocommit mode its read transaction ends with it and the next read on the
+    connection takes a fresh WAL snapshot."""
+    rows = connection.execute(
+        "SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?",
+        (key.kind, key.namespace, key.name),
+    ).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def _list_query(
+    kind: str, namespace: str | None, after: tuple[str, str] | None
+) -> tuple[str | None, builtins.list[object]]:
+    """A list's SELECT: a range of the primary key in (namespace, name) order, starting
+    strictly after ``after``; None if nothing in ``namespace`` can come after it."""
+    select = "SELECT body FROM objects WHERE kind=?"
+    if namespace is None:
+        if after is None:
+            return f"{select} ORDER BY namespace, name", [kind]
+        return f"{select} AND (namespace, name) > (?, ?) ORDER BY namespace, name", [kind, *after]
+    if after is None or after[0] < namespace:
+        name_after = ""  # names are never empty
+    elif after[0] == namespace:
+        name_after = after[1]
+    else:
+        return None, []
+    return f"{select} AND namespace=? AND name > ? ORDER BY name", [kind, namespace, name_after]
+
+
+def _open_reader(path: str) -> sqlite3.Connection:
+    """The read-only connection of the event loop's point reads. Opened on the store's
+    thread (it touches the file), used only on the event loop's thread afterwards."""
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        reader.execute("PRAGMA query_only=ON")
+        reader.execute("PRAGMA busy_timeout=0")  # never make the event loop wait
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
 class _Database:
-    """The connection and every blocking operation. Used only by the store's one thread."""
+    """The writer's connection and every blocking operation, used only by the store's one
+    thread; and ``reader``, which it opens for the event loop's thread."""
 
     def __init__(self, path: str, history: int, synchronous: Synchronous) -> None:
         if history < 0:
@@ -116,6 +170,7 @@ class _Database:
             ).fetchone()
             if schema != SCHEMA_VERSION:
                 raise StoreError(f"{path}: store schema {schema}, expected {SCHEMA_VERSION}")
+            self.reader = _open_reader(path)  # now that the file is in WAL mode
         except BaseException:
             self.connection.close()
             raise
@@ -195,29 +250,41 @@ class _Database:
         return plan
 
     def get(self, key: ObjectKey) -> str | None:
-        row = self.connection.execute(
-            "SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?",
-            (key.kind, key.namespace, key.name),
-        ).fetchone()
-        return None if row is None else str(row[0])
+        return _get(self.connection, key)
 
     def list(
-        self, kind: str, namespace: str | None, selector: Selector | None
+        self,
+        kind: str,
+        namespace: str | None,
+        selector: Selector | None,
+        after: tuple[str, str] | None,
+        limit: int | None,
     ) -> tuple[builtins.list[Object], int]:
+        """See `osm.store.api.Store.list`. One read transaction walks the primary key from
+        ``after`` and decodes rows only until ``limit`` of them match ``selector``."""
+        query, parameters = _list_query(kind, namespace, after)
+        if query is None:
+            return [], self.resource_version()
+        if selector is None and limit is not None:
+            query += " LIMIT ?"
+            parameters.append(limit)
+        items: builtins.list[Object] = []
         with self.transaction():
-            if namespace is None:
-                rows = self.connection.execute(
-                    "SELECT body FROM objects WHERE kind=? ORDER BY namespace, name", (kind,)
-                )
-            else:
-                rows = self.connection.execute(
-                    "SELECT body FROM objects WHERE kind=? AND namespace=? ORDER BY name",
-                    (kind, namespace),
-                )
-            items = [changes.load(body) for (body,) in rows]
+            rows = self.connection.execute(query, parameters)
+            try:
+                while limit is None or len(items) < limit:
+                    chunk = rows.fetchmany(LIST_CHUNK)
+                    for (body,) in chunk:
+                        item = changes.load(body)
+                        if selector is None or selector.matches(labels_of(item)):
+                            items.append(item)
+                            if len(items) == limit:
+                                break
+                    if len(chunk) < LIST_CHUNK:
+                        break
+            finally:
+                rows.close()
             rv = self.resource_version()
-        if selector is not None:
-            items = [item for item in items if selector.matches(labels_of(item))]
         return items, rv
 
     def history(
@@ -256,6 +323,7 @@ class _Database:
             return bodies, self.resource_version()
 
     def close(self) -> None:
+        """Close the writer; the reader is the event loop's to close, before this."""
         self.connection.close()
 
 
@@ -277,6 +345,7 @@ class SqliteStore:
     ) -> None:
         """Private: use `open`."""
         self._database = database
+        self._reader = database.reader
         self._loop = loop
         self._executor = executor
         self._rv = resource_version
@@ -347,15 +416,31 @@ class SqliteStore:
         return [changes.load(body) for body in plan.results]
 
     async def get(self, key: ObjectKey) -> Object:
-        body = await self._run(self._database.get, key)
+        if self._closed:
+            raise StoreClosed()
+        try:
+            body = _get(self._reader, key)
+        except sqlite3.OperationalError:
+            # Busy or locked (say, another process holds the file in exclusive mode): the
+            # store's thread may wait for it, the event loop may not.
+            body = await self._run(self._database.get, key)
+        except sqlite3.Error as error:
+            raise StoreError(f"sqlite: {error}") from error
         if body is None:
             raise NotFound(key)
         return changes.load(body)
 
     async def list(
-        self, kind: str, namespace: str | None = None, selector: Selector | None = None
+        self,
+        kind: str,
+        namespace: str | None = None,
+        selector: Selector | None = None,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
     ) -> tuple[builtins.list[Object], int]:
-        return await self._run(self._database.list, kind, namespace, selector)
+        check_limit(limit)
+        return await self._run(self._database.list, kind, namespace, selector, after, limit)
 
     async def delete(self, keys: Sequence[ObjectKey]) -> builtins.list[Object]:
         def planner(lookup: changes.Lookup, next_rv: int) -> changes.Plan:
@@ -365,15 +450,20 @@ class SqliteStore:
         return [changes.load(body) for body in plan.results]
 
     def watch(
-        self, since: int | None = None, kinds: Collection[str] | None = None
+        self,
+        since: int | None = None,
+        kinds: Collection[str] | None = None,
+        *,
+        shared: bool = False,
     ) -> AsyncIterator[WatchEvent]:
-        return self._hub.watch(self, since, self._rv, kinds)
+        return self._hub.watch(self, since, self._rv, kinds, shared)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._hub.close()
+        self._reader.close()
         try:
             # Runs after every call already queued on the store's thread.
             await self._loop.run_in_executor(self._executor, self._database.close)

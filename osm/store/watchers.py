@@ -10,6 +10,11 @@ a watcher needs is compacted, or its queue overflowed (the queue is then cleared
 the backend for a snapshot at some rv R (`EventSource.snapshot`), yields it as a RESYNC,
 sets its cursor to R and carries on with the queued events above R. A snapshot read while
 another overflow happened is discarded and read again.
+
+Copies: a watch decodes each event's JSON for its consumer, who owns the result. A
+``shared`` watch's consumer promises not to mutate what it gets, so the hub wraps each
+published record once (`SharedRecord`) for all shared watches, and the first of them to
+deliver it decodes it for all: one ``json.loads`` per event instead of one per watcher.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from osm.store import changes
-from osm.store.api import StoreClosed, WatchEvent
+from osm.store.api import Object, ObjectKey, StoreClosed, WatchEvent
 
 DEFAULT_QUEUE_SIZE = 10_000
 
@@ -43,20 +48,49 @@ class EventSource(Protocol):
         ...
 
 
+class SharedRecord:
+    """A published record and its object, decoded once, on the first delivery, for every
+    shared watch that queued it (they all get the same dict)."""
+
+    __slots__ = ("_object", "record")
+
+    def __init__(self, record: changes.Record) -> None:
+        self.record = record
+        self._object: Object | None = None
+
+    @property
+    def resource_version(self) -> int:
+        return self.record.resource_version
+
+    @property
+    def key(self) -> ObjectKey:
+        return self.record.key
+
+    def object(self) -> Object:
+        if self._object is None:
+            self._object = changes.load(self.record.body)
+        return self._object
+
+
+Queued = changes.Record | SharedRecord
+"""What a watch's live queue holds: records to decode, or (shared watches) shared ones."""
+
+
 class _Subscription:
     """The hub's side of one watch: the live queue. Holds no reference to the `Watch`."""
 
-    __slots__ = ("closed", "kinds", "overflows", "queue", "queue_size", "wakeup")
+    __slots__ = ("closed", "kinds", "overflows", "queue", "queue_size", "shared", "wakeup")
 
-    def __init__(self, kinds: frozenset[str] | None, queue_size: int) -> None:
+    def __init__(self, kinds: frozenset[str] | None, queue_size: int, shared: bool) -> None:
         self.kinds = kinds
         self.queue_size = queue_size
-        self.queue: collections.deque[changes.Record] = collections.deque()
+        self.shared = shared
+        self.queue: collections.deque[Queued] = collections.deque()
         self.overflows = 0
         self.closed = False
         self.wakeup = asyncio.Event()
 
-    def offer(self, records: Sequence[changes.Record]) -> None:
+    def offer(self, records: Sequence[Queued]) -> None:
         kinds = self.kinds
         wanted = records if kinds is None else [r for r in records if r.key.kind in kinds]
         if not wanted:
@@ -93,14 +127,16 @@ class WatcherHub:
         since: int | None,
         current_rv: int,
         kinds: Collection[str] | None,
+        shared: bool = False,
     ) -> Watch:
-        """Subscribe now; ``current_rv`` is the rv of the last batch already published."""
+        """Subscribe now; ``current_rv`` is the rv of the last batch already published.
+        ``shared``: the consumer will not mutate the events' objects (module docstring)."""
         if self._closed:
             raise StoreClosed()
         if since is not None and since < 0:
             raise ValueError(f"since must be a resourceVersion >= 0, not {since}")
         wanted = None if kinds is None else frozenset(kinds)
-        subscription = _Subscription(wanted, self.queue_size)
+        subscription = _Subscription(wanted, self.queue_size, shared)
         start = current_rv if since is None else since
         return Watch(source, subscription, self._subscriptions, start, current_rv)
 
@@ -108,8 +144,14 @@ class WatcherHub:
         """Hand one committed batch (in rv order) to every watch."""
         if self._closed or not records:
             return
+        shared: list[SharedRecord] | None = None
         for subscription in self._subscriptions:
-            subscription.offer(records)
+            if subscription.shared:
+                if shared is None:
+                    shared = [SharedRecord(record) for record in records]
+                subscription.offer(shared)
+            else:
+                subscription.offer(records)
 
     def close(self) -> None:
         """End every watch at its next step. Idempotent."""
@@ -124,7 +166,8 @@ class Watch:
     """An async iterator of `WatchEvent` (see `osm.store.api.Store.watch`).
 
     One consumer at a time. Ends (StopAsyncIteration) when the store closes or `aclose` is
-    called; unconsumed events are dropped then. Each event's dicts are fresh copies.
+    called; unconsumed events are dropped then. Each event's dicts are fresh copies, except
+    in a shared watch's live events, whose objects other shared watches get too.
     Cancelling a pending ``__anext__`` (say, under ``asyncio.wait_for``) loses no event:
     state changes only when an event is returned.
     """
@@ -186,9 +229,9 @@ class Watch:
                     self._history_read_to = read_to
                     continue
                 if subscription.queue:
-                    record = subscription.queue.popleft()
-                    if record.resource_version > self._cursor:
-                        return self._deliver(record)
+                    queued = subscription.queue.popleft()
+                    if queued.resource_version > self._cursor:
+                        return self._deliver(queued)
                     continue
                 subscription.wakeup.clear()
                 await subscription.wakeup.wait()
@@ -196,9 +239,13 @@ class Watch:
             pass
         raise StopAsyncIteration
 
-    def _deliver(self, record: changes.Record) -> WatchEvent:
-        self._cursor = record.resource_version
-        return WatchEvent(record.type, record.resource_version, changes.load(record.body))
+    def _deliver(self, queued: Queued) -> WatchEvent:
+        self._cursor = queued.resource_version
+        if isinstance(queued, SharedRecord):
+            record, obj = queued.record, queued.object()
+        else:
+            record, obj = queued, changes.load(queued.body)
+        return WatchEvent(record.type, record.resource_version, obj)
 
     async def _resync(self) -> WatchEvent:
         subscription = self._subscription

@@ -197,6 +197,38 @@ async def test_list_filters_by_label_and_field_selectors_and_pages(api: Client) 
     assert (status, answer["reason"]) == (400, "BadRequest")
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, ["a", "b", "c", "d", "e", "f", "g"]),
+        ({"fieldSelector": "metadata.name!=b"}, ["a", "c", "d", "e", "f", "g"]),
+        ({"fieldSelector": "metadata.name=f"}, ["f"]),
+        ({"labelSelector": "tier=web", "fieldSelector": "metadata.name!=c"}, ["a", "d", "g"]),
+        ({"fieldSelector": "metadata.name=none"}, []),
+    ],
+)
+@pytest.mark.parametrize("limit", [1, 2, 3, 10])
+async def test_pages_joined_are_the_unpaged_list(
+    api: Client, query: dict[str, str], expected: list[str], limit: int
+) -> None:
+    for number, name in enumerate("gfedcba"):
+        await call(api, "POST", PODS, pod(name, {"tier": "web" if number % 3 == 0 else "db"}))
+    _, whole = await call(api, "GET", PODS, params=query)
+    assert [p["metadata"]["name"] for p in whole["items"]] == expected
+    joined: list[dict[str, Any]] = []
+    params = {**query, "limit": str(limit)}
+    while True:
+        _, page = await call(api, "GET", PODS, params=params)
+        assert len(page["items"]) <= limit
+        assert page["metadata"]["resourceVersion"] == whole["metadata"]["resourceVersion"]
+        joined += page["items"]
+        token = page["metadata"].get("continue")
+        if not token:
+            break
+        params = {**query, "limit": str(limit), "continue": token}
+    assert joined == whole["items"]
+
+
 # -- update, patch, status -------------------------------------------------------------
 async def test_update_with_a_stale_resource_version_is_a_conflict(api: Client) -> None:
     _, created = await call(api, "POST", SPLITS, split())

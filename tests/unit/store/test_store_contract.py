@@ -274,6 +274,88 @@ async def test_list_by_kind_namespace_and_selector(store: Store) -> None:
     assert (await store.list("Service")) == ([], 5)
 
 
+_PAGED = [
+    config_map("b", "prod", labels={"app": "web"}),
+    config_map("a", "prod", labels={"app": "db"}),
+    config_map("c", "dev", labels={"app": "web"}),
+    config_map("z", "dev"),
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "dev"}},
+]
+"""dev/c, dev/z, prod/a, prod/b (and a Secret that no ConfigMap list shows)."""
+
+
+@pytest.mark.parametrize(
+    ("namespace", "selector", "after", "limit", "expected"),
+    [
+        (None, None, None, 2, ["dev/c", "dev/z"]),
+        (None, None, ("dev", "z"), None, ["prod/a", "prod/b"]),
+        (None, None, ("dev", "z"), 1, ["prod/a"]),
+        (None, None, ("dev", "d"), 2, ["dev/z", "prod/a"]),  # after a position not stored
+        (None, None, ("dev", ""), None, ["dev/c", "dev/z", "prod/a", "prod/b"]),
+        (None, None, ("prod", "b"), None, []),
+        (None, None, None, 100, ["dev/c", "dev/z", "prod/a", "prod/b"]),
+        ("prod", None, ("dev", "z"), None, ["prod/a", "prod/b"]),  # an earlier namespace
+        ("dev", None, ("prod", "a"), None, []),  # a later namespace
+        ("dev", None, ("dev", "c"), 5, ["dev/z"]),
+        (None, "app=web", None, 1, ["dev/c"]),
+        (None, "app=web", ("dev", "c"), 1, ["prod/b"]),  # the limit counts after the selector
+        (None, "app=web", ("prod", "b"), 1, []),
+        ("prod", "app", ("prod", "a"), 1, ["prod/b"]),
+    ],
+)
+async def test_list_pages_start_after_a_position_and_hold_at_most_limit_objects(
+    store: Store,
+    namespace: str | None,
+    selector: str | None,
+    after: tuple[str, str] | None,
+    limit: int | None,
+    expected: list[str],
+) -> None:
+    await store.apply(_PAGED)
+    parsed = None if selector is None else parse_selector(selector)
+    items, rv = await store.list(CM, namespace, parsed, after=after, limit=limit)
+    assert [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in items] == expected
+    assert rv == 5
+
+
+@pytest.mark.parametrize("selector", [None, "app=app-1", "app=none"])
+@pytest.mark.parametrize("size", [1, 3, 7, 40])
+async def test_pages_joined_are_the_whole_list(
+    store: Store, selector: str | None, size: int
+) -> None:
+    await store.apply(
+        [config_map(f"o{i:02}", f"ns-{i % 3}", labels={"app": f"app-{i % 4}"}) for i in range(30)]
+    )
+    parsed = None if selector is None else parse_selector(selector)
+    whole, _ = await store.list(CM, None, parsed)
+    joined: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page, _ = await store.list(CM, None, parsed, after=after, limit=size)
+        assert len(page) <= size
+        joined += page
+        if len(page) < size:
+            break
+        after = (page[-1]["metadata"]["namespace"], page[-1]["metadata"]["name"])
+    assert joined == whole
+
+
+async def test_a_page_sees_objects_created_and_deleted_before_it(store: Store) -> None:
+    await store.apply([config_map("b"), config_map("d")])
+    first, _ = await store.list(CM, limit=1)
+    await store.apply([config_map("c"), config_map("a")])
+    await store.delete([key("d")])
+    rest, rv = await store.list(CM, after=("default", "b"), limit=5)
+    assert [i["metadata"]["name"] for i in first + rest] == ["b", "c"]
+    assert rv == 5
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+async def test_a_page_holds_at_least_one_object(store: Store, limit: int) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await store.list(CM, limit=limit)
+
+
 # --- delete -------------------------------------------------------------------------------
 
 
@@ -413,6 +495,20 @@ async def test_each_watcher_gets_its_own_copies(store: Store) -> None:
     other = await next_event(second)
     assert other.object is not None and other.object["data"] == {"key": "value"}
     assert (await store.get(key("a")))["data"] == {"key": "value"}
+
+
+async def test_shared_watchers_see_the_same_events_as_the_others(store: Store) -> None:
+    await store.apply([config_map("old")])
+    owned, shared, replaying = store.watch(), store.watch(shared=True), store.watch(0, shared=True)
+    await store.apply([config_map("a"), config_map("b")])
+    await store.delete([key("a")])
+    mine = await take(owned, 3)
+    for event in mine:
+        assert event.object is not None
+        event.object["data"]["key"] = "mutated by its owner"
+    expected = [(e.type, e.resource_version, e.object) for e in await take(store.watch(0), 4)]
+    assert [(e.type, e.resource_version, e.object) for e in await take(shared, 3)] == expected[1:]
+    assert [(e.type, e.resource_version, e.object) for e in await take(replaying, 4)] == expected
 
 
 async def test_compacted_history_is_replaced_by_a_resync(make_store: StoreFactory) -> None:

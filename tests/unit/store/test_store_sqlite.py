@@ -1,13 +1,15 @@
-"""SqliteStore beyond the contract: restarts, resuming watches, the file's layout."""
+"""SqliteStore beyond the contract: restarts, resuming watches, the file's layout, reads
+on the event loop's thread and pages along the primary key."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import sqlite3
 
 import pytest
 
-from osm.store import ObjectKey, SqliteStore, StoreError
+from osm.store import NotFound, ObjectKey, SqliteStore, StoreError, parse_selector
 from tests.unit.store.storetesting import config_map, next_event, take
 
 
@@ -140,3 +142,114 @@ async def test_sqlite_errors_become_store_errors(tmp_path: pathlib.Path) -> None
         await SqliteStore.open(tmp_path)  # a directory
     with pytest.raises(ValueError, match="synchronous"):
         await SqliteStore.open(tmp_path / "x.db", synchronous="OFF")  # type: ignore[arg-type]
+
+
+# --- point reads on the event loop's thread, pages along the primary key ------------------
+
+
+async def test_get_answers_on_the_event_loops_thread(
+    path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await SqliteStore.open(path) as store:
+        [created] = await store.apply([config_map("a")])
+
+        async def no_hop(*args: object, **kwargs: object) -> None:
+            raise AssertionError("get went to the store's thread")
+
+        monkeypatch.setattr(store, "_run", no_hop)
+        assert await store.get(ObjectKey("ConfigMap", "default", "a")) == created
+        with pytest.raises(NotFound):
+            await store.get(ObjectKey("ConfigMap", "default", "b"))
+
+
+async def test_every_get_sees_every_write_committed_before_it(path: pathlib.Path) -> None:
+    a = ObjectKey("ConfigMap", "default", "a")
+    async with await SqliteStore.open(path) as store:
+        for version in range(30):
+            [stored] = await store.apply([config_map("a", data={"version": str(version)})])
+            assert await store.get(a) == stored
+        await store.delete([a])
+        with pytest.raises(NotFound):
+            await store.get(a)
+
+
+async def test_a_get_during_a_batch_sees_all_of_it_or_none(path: pathlib.Path) -> None:
+    first, last = (ObjectKey("ConfigMap", "default", f"o{i:04}") for i in (0, 1999))
+    async with await SqliteStore.open(path) as store:
+        writing = asyncio.create_task(store.apply([config_map(f"o{i:04}") for i in range(2000)]))
+        seen = []
+        while not writing.done():
+            seen.append((await _exists(store, last), await _exists(store, first)))
+            await asyncio.sleep(0)
+        await writing
+        assert (True, False) not in seen  # the last without the first: half a batch
+        assert await _exists(store, last)
+
+
+async def _exists(store: SqliteStore, key: ObjectKey) -> bool:
+    try:
+        await store.get(key)
+    except NotFound:
+        return False
+    return True
+
+
+class _BusyReader:
+    def execute(self, *args: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+
+async def test_a_busy_reader_leaves_the_read_to_the_stores_thread(path: pathlib.Path) -> None:
+    async with await SqliteStore.open(path) as store:
+        [created] = await store.apply([config_map("a")])
+        reader, store._reader = store._reader, _BusyReader()  # type: ignore[assignment]
+        try:
+            assert await store.get(ObjectKey("ConfigMap", "default", "a")) == created
+        finally:
+            store._reader = reader
+
+
+async def test_the_reader_cannot_write(path: pathlib.Path) -> None:
+    async with await SqliteStore.open(path) as store:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store._reader.execute("DELETE FROM objects")
+
+
+@pytest.mark.parametrize(
+    ("namespace", "after"),
+    [(None, None), (None, ("ns", "a")), ("ns", None), ("ns", ("ns", "a")), ("ns", ("a", "b"))],
+)
+async def test_a_page_is_a_range_of_the_primary_key(
+    path: pathlib.Path, namespace: str | None, after: tuple[str, str] | None
+) -> None:
+    from osm.store import sqlite
+
+    query, parameters = sqlite._list_query("ConfigMap", namespace, after)
+    assert query is not None
+    async with await SqliteStore.open(path) as store:
+        plan = " ".join(
+            row[3] for row in store._reader.execute(f"EXPLAIN QUERY PLAN {query}", parameters)
+        )
+    assert "USING PRIMARY KEY" in plan
+    assert "TEMP B-TREE" not in plan  # already in order: no sort
+
+
+async def test_a_filtered_page_reads_rows_in_chunks(
+    path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from osm.store import sqlite
+
+    monkeypatch.setattr(sqlite, "LIST_CHUNK", 3)
+    async with await SqliteStore.open(path) as store:
+        await store.apply(
+            [
+                config_map(f"o{i:02}", labels={"app": "web" if i % 5 == 0 else "db"})
+                for i in range(30)
+            ]
+        )
+        web = parse_selector("app=web")
+        cases = [(None, 2, ["o00", "o05"]), (("default", "o05"), 3, ["o10", "o15", "o20"])]
+        cases += [(("default", "o20"), 5, ["o25"]), (("default", "o25"), 1, [])]
+        for after, limit, expected in cases:
+            items, rv = await store.list("ConfigMap", None, web, after=after, limit=limit)
+            assert ([i["metadata"]["name"] for i in items], rv) == (expected, 30), after

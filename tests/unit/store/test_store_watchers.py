@@ -96,6 +96,20 @@ async def test_a_dropped_watch_unsubscribes() -> None:
     assert len(hub) == 0
 
 
+async def test_shared_watches_get_one_decoded_object_and_the_others_their_own() -> None:
+    hub = WatcherHub()
+    source = ScriptedSource(rv=0)
+    shared = [hub.watch(source, None, 0, None, shared=True) for _ in range(3)]
+    owned = [hub.watch(source, None, 0, None) for _ in range(2)]
+    hub.publish([record(1)])
+    shared_objects = [(await next_event(events)).object for events in shared]
+    owned_objects = [(await next_event(events)).object for events in owned]
+    assert shared_objects[0] is not None
+    assert all(obj is shared_objects[0] for obj in shared_objects)
+    assert owned_objects[0] is not owned_objects[1]
+    assert all(obj == shared_objects[0] and obj is not shared_objects[0] for obj in owned_objects)
+
+
 def test_queue_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least one"):
         WatcherHub(queue_size=0)
