@@ -792,7 +792,7 @@ class ApiServer:
         if since is None:
             items, since = await self.store.list(resource.kind, namespace or None, labels)
             initial = [item for item in items if fields.matches(item)]
-        events = self.store.watch(since, [resource.kind]).__aiter__()
+        events = self.store.watch(since, [resource.kind], shared=True).__aiter__()
         response = web.StreamResponse(headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
         await response.prepare(request)
