@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from osm import paths
+from osm.ca.store import write_atomic
 from osm.kube.errors import KubeConfigError
 
 DEFAULT_CLUSTER = "osm-local"
@@ -89,7 +89,7 @@ def write_kubeconfig(
     )
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write_private(path, text.encode())
+    write_atomic(path, text.encode(), 0o600)  # never wider than 0600, whatever the umask
     return path
 
 
@@ -117,23 +117,3 @@ def find_kubeconfig(
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Temp file created 0600 (never wider, whatever the umask), fsync, rename, fsync dir."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
