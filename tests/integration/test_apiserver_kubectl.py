@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,12 @@ from aiohttp import web
 
 from osm.apiserver import openapi, resources, tables
 from osm.model import schema
+from tests.kubectl_harness import needs_kubectl
 from tests.unit.apiserver import printing
 from tests.unit.apiserver import test_tables as fixtures
 from tests.unit.model import model_examples as ex
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+pytestmark = needs_kubectl
 VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0", "platform": "linux/amd64"}
 TABLE_ACCEPT = "as=Table;v=v1;g=meta.k8s.io"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

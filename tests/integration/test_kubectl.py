@@ -27,10 +27,10 @@ import yaml
 
 from osm.apiserver import auth
 from osm.base import wellknown
-from tests.kubectl_harness import KUBECTL, Cluster, Kubectl, ages_hidden, cluster, columns
+from tests.kubectl_harness import Cluster, Kubectl, ages_hidden, cluster, columns, needs_kubectl
 
 pytestmark = [
-    pytest.mark.skipif(KUBECTL is None, reason="needs kubectl"),
+    needs_kubectl,
     pytest.mark.timeout(120),
 ]
 
