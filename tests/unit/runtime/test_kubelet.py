@@ -315,7 +315,11 @@ async def test_a_deployments_pod_is_created_through_the_api_then_run_as_stored(
     assert pod["status"]["podIP"] == only_pod(runtime).ip
     assert pod["metadata"]["annotations"][wellknown.NETNS_ANNOTATION] == only_pod(runtime).netns
     assert pod["spec"] == stored["spec"]  # the kubelet writes status, never the spec
-    await until(lambda: ("Endpoints", "shop", "web") in api.objects, "the Endpoints")
+    # The Endpoints may be written empty first (before the pod has its address).
+    await until(
+        lambda: bool(api.objects.get(("Endpoints", "shop", "web"), {}).get("subsets")),
+        "the Endpoints with the pod",
+    )
     (subset,) = api.objects[("Endpoints", "shop", "web")]["subsets"]
     assert subset["addresses"][0]["ip"] == only_pod(runtime).ip
 
