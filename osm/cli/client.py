@@ -21,9 +21,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from osm import paths
-from osm.cli.kubeclient import CliKubeClient
 from osm.kube import config as kube_config
-from osm.kube.client import Manifest, PatchKind
+from osm.kube.client import KubeClient, Manifest, PatchKind
 from osm.kube.errors import ApiError, ConnectionFailed, KubeConfigError, KubeError
 
 T = TypeVar("T")
@@ -38,7 +37,7 @@ HOW_TO_CONNECT = (
 class Api:
     """One command's connection to the API; `close` it (or use it as a context manager)."""
 
-    def __init__(self, client: CliKubeClient, *, kubeconfig: Path | None = None) -> None:
+    def __init__(self, client: KubeClient, *, kubeconfig: Path | None = None) -> None:
         self._client = client
         self._runner = asyncio.Runner()
         self.kubeconfig = kubeconfig
@@ -55,8 +54,7 @@ class Api:
                 f"{paths.kubeconfig_path()}, ~/.kube/config): "
                 + HOW_TO_CONNECT.format(kubeconfig=paths.kubeconfig_path())
             )
-        client = CliKubeClient.from_kubeconfig(path, context=context)
-        assert isinstance(client, CliKubeClient)  # `from_kubeconfig` builds a `cls`
+        client = KubeClient.from_kubeconfig(path, context=context)
         return cls(client, kubeconfig=path)
 
     @property
@@ -144,7 +142,7 @@ class Api:
         tail_lines: int | None = None,
         follow: bool = False,
     ) -> Generator[bytes, None, None]:
-        """A container's output, in chunks (see `CliKubeClient.logs`)."""
+        """A container's output, in chunks (see `KubeClient.logs`)."""
         return self._iterate(
             self._client.logs(
                 namespace, pod, container=container, tail_lines=tail_lines, follow=follow

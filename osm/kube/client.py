@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import copy
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
+from urllib.parse import quote
 
 import httpx2
 import lightkube
@@ -55,6 +56,9 @@ PATCH_TYPES: Mapping[str, PatchType] = {
 }
 DEFAULT_PAGE_SIZE = 500
 """Objects per list request, as kubectl asks."""
+LOG_CHUNK = 64 * 1024
+FOLLOW_TIMEOUT = httpx2.Timeout(10.0, read=None)
+"""A followed log waits for output as long as it takes; connecting does not."""
 
 
 class KubeClient:
@@ -136,14 +140,18 @@ class KubeClient:
         resource, scope = _resource(kind, api_version), _scope(kind, namespace)
         return _plain(await self._call(self._client.get(resource, name, namespace=scope)))
 
-    async def create(self, obj: Mapping[str, Any]) -> Manifest:
-        """Create `obj` (its kind and apiVersion say where); the object as stored."""
+    async def create(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> Manifest:
+        """Create `obj` (its kind and apiVersion say where); the object as stored. With
+        `dry_run` (``?dryRun=All``) the server admits and validates it and answers what it
+        would store, storing nothing."""
         resource = _resource(_field(obj, "kind"), _field(obj, "apiVersion"))
-        return _plain(await self._call(self._client.create(resource.from_dict(_copy(obj)))))
+        call = self._client.create(resource.from_dict(_copy(obj)), dry_run=dry_run)
+        return _plain(await self._call(call))
 
-    async def replace(self, obj: Mapping[str, Any]) -> Manifest:
+    async def replace(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> Manifest:
         """Replace the object with `obj`, which must carry the ``metadata.resourceVersion`` it
-        was read at: a concurrent write makes this fail with `ApiError` 409 Conflict."""
+        was read at: a concurrent write makes this fail with `ApiError` 409 Conflict. With
+        `dry_run`, nothing is stored."""
         metadata = obj.get("metadata")
         if not isinstance(metadata, Mapping) or not metadata.get("resourceVersion"):
             raise ValueError(
@@ -151,7 +159,8 @@ class KubeClient:
                 "that turns a concurrent write into 409 Conflict instead of a lost update"
             )
         resource = _resource(_field(obj, "kind"), _field(obj, "apiVersion"))
-        return _plain(await self._call(self._client.replace(resource.from_dict(_copy(obj)))))
+        call = self._client.replace(resource.from_dict(_copy(obj)), dry_run=dry_run)
+        return _plain(await self._call(call))
 
     async def patch(
         self,
@@ -200,6 +209,47 @@ class KubeClient:
         """Delete the object; `ApiError` 404 if it does not exist."""
         resource, scope = _resource(kind, api_version), _scope(kind, namespace)
         await self._call(self._client.delete(resource, name, namespace=scope))
+
+    async def logs(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[bytes]:
+        """A container's output (``GET .../pods/NAME/log``; the Pod's only or default
+        container when None), in chunks as the server sends them, as bytes (a container may
+        write anything; lightkube's ``log`` decodes lines and cannot read the Status of a
+        followed stream that fails); with `follow`, until the Pod goes or the caller stops.
+        A missing Pod or container raises `ApiError` before the first chunk."""
+        http = self._client._client._client  # the kubeconfig's server, CA and credentials
+        assert isinstance(http, httpx2.AsyncClient)
+        params = {
+            "container": container or None,
+            "tailLines": tail_lines,
+            "follow": "true" if follow else None,
+        }
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/log"
+        request = http.build_request(
+            "GET",
+            path,
+            params={key: value for key, value in params.items() if value is not None},
+            timeout=FOLLOW_TIMEOUT if follow else httpx2.USE_CLIENT_DEFAULT,
+        )
+        with _translated(self.server):
+            response = await http.send(request, stream=True)
+        try:
+            if response.is_error:
+                with _translated(self.server):
+                    await response.aread()
+                raise _status_error(response)
+            with _translated(self.server):
+                async for chunk in response.aiter_bytes(LOG_CHUNK):
+                    yield chunk
+        finally:
+            await response.aclose()
 
     # -- collections -----------------------------------------------------------------------
     async def list(
