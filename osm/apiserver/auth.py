@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from osm.ca import builtin
 from osm.ca.store import write_atomic
 
 CA_VALIDITY = timedelta(days=3650)
@@ -198,7 +199,7 @@ class ApiCA:
             .not_valid_before(start)
             .not_valid_after(min(now + validity, self._cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(certificate_signing=False), critical=True)
+            .add_extension(_leaf_key_usage(), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
@@ -284,36 +285,19 @@ def _create_ca(now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
             x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME),
         ]
     )
-    start = (now - BACKDATE).replace(microsecond=0)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(certificate_signing=True), critical=True)
-        .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
+    cert = builtin.self_signed(key, name, now, CA_VALIDITY)
     return cert, key
 
 
-def _key_usage(*, certificate_signing: bool) -> x509.KeyUsage:
+def _leaf_key_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=not certificate_signing,
+        digital_signature=True,
         content_commitment=False,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=certificate_signing,
-        crl_sign=certificate_signing,
+        key_cert_sign=False,
+        crl_sign=False,
         encipher_only=False,
         decipher_only=False,
     )

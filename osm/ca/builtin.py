@@ -101,9 +101,20 @@ def create_root(
             x509.NameAttribute(NameOID.SERIAL_NUMBER, secrets.token_hex(8)),
         ]
     )
+    cert = self_signed(key, name, now, validity)
+    return cert, key
+
+
+def self_signed(
+    key: PrivateKey, name: x509.Name, now: datetime, validity: timedelta
+) -> x509.Certificate:
+    """A self-signed CA certificate for ``key``: CA=true pathlen 0 (it signs leaves only),
+    keyCertSign+cRLSign, subject and authority key identifiers; valid from a minute
+    before ``now`` (`BACKDATE`) for ``validity``. The mesh's roots and the API's CA
+    (`osm.apiserver.auth`) are made with it."""
     start = (now - BACKDATE).replace(microsecond=0)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -132,7 +143,6 @@ def create_root(
         )
         .sign(key, hashes.SHA256())
     )
-    return cert, key
 
 
 class BuiltinCA:
