@@ -71,6 +71,8 @@ TABLE_ACCEPT = "as=Table"
 FIELD_VALIDATION = ("Strict", "Warn", "Ignore")
 UNKNOWN_FIELD = "unknown field"
 GENERATED_SUFFIX = 5
+RESOURCE_KEY = web.RequestKey("resource", str)
+"""Where a request notes the resource it names, for the metrics' ``resource`` label."""
 LINE_CACHE = 4096
 """Encoded watch events kept for the other watchers of the same change."""
 TRUE = frozenset({"1", "t", "T", "true", "True", "TRUE"})
@@ -188,13 +190,13 @@ def _target(group: str, version: str, parts: Sequence[str]) -> Target:
             namespace, parts = parts[1], parts[2:]
     resource = resources.find(group, version, parts[0]) if parts else None
     if resource is None or len(parts) > 3:
-        raise ApiError(404, "the server could not find the requested resource")
+        raise _no_such_path()
     name = parts[1] if len(parts) > 1 else ""
     sub = parts[2] if len(parts) > 2 else ""
     if sub and sub not in resource.subresources:
-        raise ApiError(404, "the server could not find the requested resource")
+        raise _no_such_path()
     if not resource.namespaced and namespace:
-        raise ApiError(404, "the server could not find the requested resource")
+        raise _no_such_path()
     return Target(resource, namespace, name, sub)
 
 
@@ -275,7 +277,8 @@ class ApiServer:
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
             response = _status_response(ApiError(500, "internal error; see the server's log"))
-        self.metrics.requests.labels(verb, request.path.split("/")[-1][:40], response.status).inc()
+        resource = request.get(RESOURCE_KEY, "")
+        self.metrics.requests.labels(verb, resource, response.status).inc()
         if request.query.get("watch") not in TRUE:
             self.metrics.latency.labels(verb).observe(loop.time() - started)
         return response
@@ -301,7 +304,7 @@ class ApiServer:
             if len(parts) == 1:
                 return _json(resources.api_versions(self.settings.server_address))
             if parts[1] != "v1":
-                raise ApiError(404, "the server could not find the requested resource")
+                raise _no_such_path()
             group, version, rest = "", "v1", parts[2:]
         elif head == "apis":
             if len(parts) == 1:
@@ -309,30 +312,32 @@ class ApiServer:
             if len(parts) == 2:
                 found = resources.api_group(parts[1])
                 if found is None:
-                    raise ApiError(404, "the server could not find the requested resource")
+                    raise _no_such_path()
                 return _json(found)
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise ApiError(404, "the server could not find the requested resource")
+            raise _no_such_path()
         if not rest:
             listed = resources.api_resource_list(group, version)
             if listed is None:
-                raise ApiError(404, "the server could not find the requested resource")
+                raise _no_such_path()
             return _json(listed)
         target = _target(group, version, rest)
         return await self._resource(request, method, target)
 
     def _openapi(self, parts: Sequence[str]) -> web.Response:
         if self.openapi is None or not parts or parts[0] != "v3":
-            raise ApiError(404, "the server could not find the requested resource")
+            raise _no_such_path()
         found = self.openapi("/".join(parts[1:]))
         if found is None:
-            raise ApiError(404, "the server could not find the requested resource")
+            raise _no_such_path()
         return _json(found)
 
     async def _resource(
         self, request: web.Request, method: str, target: Target
     ) -> web.StreamResponse:
+        sub = f"/{target.subresource}" if target.subresource else ""
+        request[RESOURCE_KEY] = target.resource.plural + sub
         if target.subresource == "log":
             if method != "GET":
                 raise ApiError(405, f"{method} is not supported on pods/log")
@@ -492,7 +497,18 @@ class ApiServer:
         target: Target,
         change: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> web.Response:
-        """An update or a patch: ``change`` makes the new object from the stored one."""
+        """An update or a patch, answered with the object as stored."""
+        result, warnings = await self._replaced(request, target, change)
+        return _json(_served(target.resource, result), warnings=warnings)
+
+    async def _replaced(
+        self,
+        request: web.Request,
+        target: Target,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> tuple[dict[str, Any], list[str]]:
+        """An update or a patch: ``change`` makes the new object from the stored one;
+        the object as stored (or as it would be, on a dry run) and the warnings."""
         resource = target.resource
         dry_run = _dry_run(request)
         async with self.writes:
@@ -526,7 +542,7 @@ class ApiServer:
                     obj["metadata"]["resourceVersion"] = stored_rv
             written = objects if dry_run else await self._write(resource, target.name, objects)
         result = next(o for o in written if store_api.ObjectKey.of(o) == target.key())
-        return _json(_served(resource, result), warnings=warnings)
+        return result, warnings
 
     async def _admit(
         self, request: web.Request, resource: Resource, obj: dict[str, Any], *, creating: bool
@@ -651,10 +667,10 @@ class ApiServer:
             stored["metadata"]["resourceVersion"] = rv or stored["metadata"]["resourceVersion"]
             return stored
 
-        deployment_target = dataclasses.replace(target, subresource="")
-        response = await self._replace(request, deployment_target, scaled)
-        assert isinstance(response.body, bytes)
-        return _json(_scale(json.loads(response.body)), warnings=())
+        deployment, _ = await self._replaced(
+            request, dataclasses.replace(target, subresource=""), scaled
+        )
+        return _json(_scale(deployment))
 
     # -- deletion ---------------------------------------------------------------------
     async def delete(self, request: web.Request, target: Target) -> web.Response:
@@ -668,7 +684,7 @@ class ApiServer:
             if dry_run:
                 return _json(_served(target.resource, stored))
             orphan = options.get("propagationPolicy") == "Orphan"
-            keys = [target.key()] + ([] if orphan else await self._owned(stored))
+            keys = [target.key()] + ([] if orphan else await self._owned([stored]))
             deleted = await self.store.delete(await self.admission.deleting(self.store, keys))
         return _json(_served(target.resource, deleted[0]))
 
@@ -685,9 +701,7 @@ class ApiServer:
                 done = items
             else:
                 keys = [store_api.ObjectKey.of(item) for item in items]
-                for item in items:
-                    keys += await self._owned(item)
-                keys = list(dict.fromkeys(keys))
+                keys = list(dict.fromkeys(keys + await self._owned(items)))
                 done = await self.store.delete(await self.admission.deleting(self.store, keys))
                 done = [d for d in done if d.get("kind") == resource.kind]
         return _json(
@@ -699,18 +713,23 @@ class ApiServer:
             }
         )
 
-    async def _owned(self, owner: Mapping[str, Any]) -> list[store_api.ObjectKey]:
-        """The Pods whose ownerReferences name ``owner`` (what background propagation
-        deletes with it)."""
-        uid = owner.get("metadata", {}).get("uid")
-        namespace = owner.get("metadata", {}).get("namespace") or None
-        if not uid or owner.get("kind") == "Pod":
+    async def _owned(self, owners: Sequence[Mapping[str, Any]]) -> list[store_api.ObjectKey]:
+        """The Pods whose ownerReferences name one of ``owners`` (what background
+        propagation deletes with them): one listing of Pods for all of them."""
+        uids = {
+            owner["metadata"]["uid"]
+            for owner in owners
+            if owner.get("kind") != "Pod" and owner.get("metadata", {}).get("uid")
+        }
+        if not uids:
             return []
+        namespaces = {owner.get("metadata", {}).get("namespace") or None for owner in owners}
+        namespace = namespaces.pop() if len(namespaces) == 1 else None
         pods, _ = await self.store.list("Pod", namespace)
         return [
             store_api.ObjectKey.of(pod)
             for pod in pods
-            if any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or ())
+            if any(ref.get("uid") in uids for ref in pod["metadata"].get("ownerReferences") or ())
         ]
 
     async def _terminate(self, namespace: dict[str, Any], dry_run: bool) -> dict[str, Any]:
@@ -970,6 +989,10 @@ def version_info() -> dict[str, str]:
         "compiler": "cpython",
         "platform": "linux/amd64",
     }
+
+
+def _no_such_path() -> ApiError:
+    return ApiError(404, "the server could not find the requested resource")
 
 
 def _json(body: Any, status: int = 200, warnings: Sequence[str] = ()) -> web.Response:
