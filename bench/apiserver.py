@@ -63,6 +63,8 @@ import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from _report import print_table
+
 from osm.apiserver import local
 from osm.apiserver import server as apiserver
 from osm.ca import builtin
@@ -520,19 +522,6 @@ async def api_latency(api: Api, watchers: int, writes: int) -> tuple[float, floa
 
 
 # -- the report ---------------------------------------------------------------------------
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    for number, row in enumerate(rows):
-        print(
-            "  ".join(
-                text.ljust(width) if column == 0 else text.rjust(width)
-                for column, (text, width) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
-
-
 def report(args: argparse.Namespace, results: Results, seconds: float) -> None:
     n = args.n
     print(

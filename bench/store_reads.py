@@ -38,6 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from _report import print_table
+
 from osm.store import MemoryStore, NotFound, ObjectKey, SqliteStore, Store, parse_selector
 
 NAMESPACES = 20
@@ -170,19 +172,6 @@ async def opened(kind: str, directory: pathlib.Path) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
-
-
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    for number, row in enumerate(rows):
-        print(
-            "  ".join(
-                text.ljust(width) if column == 0 else text.rjust(width)
-                for column, (text, width) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
 
 
 async def main() -> None:
