@@ -122,6 +122,13 @@ MERGE_KEYS: Final[Mapping[str, Mapping[str, str]]] = {
     },
     "Secret": {**_OBJECT_META},
     "ConfigMap": {**_OBJECT_META},
+    "CustomResourceDefinition": {**_OBJECT_META},
+    "ClusterRole": {**_OBJECT_META},
+    "ClusterRoleBinding": {**_OBJECT_META},
+    "Role": {**_OBJECT_META},
+    "RoleBinding": {**_OBJECT_META},
+    "MutatingWebhookConfiguration": {**_OBJECT_META, "webhooks": "name"},
+    "ValidatingWebhookConfiguration": {**_OBJECT_META, "webhooks": "name"},
 }
 
 

@@ -663,6 +663,51 @@ SERVICE_ACCOUNT = (
     AGE,
 )
 
+CREATED_AT = Column(
+    "Created At",
+    "When the object was created, as kubectl shows cluster infrastructure.",
+    lambda o, now: _text(o, "metadata", "creationTimestamp"),
+    format="date",
+)
+
+
+def _subjects(binding: Mapping[str, Any], kind: str) -> str:
+    names = [
+        (f"{s.get('namespace')}/" if kind == "ServiceAccount" else "") + str(s.get("name"))
+        for s in _maps(binding, "subjects")
+        if s.get("kind") == kind
+    ]
+    return ", ".join(names)
+
+
+ROLE_BINDING = (
+    NAME,
+    Column(
+        "Role",
+        "The role the binding grants.",
+        lambda o, now: f"{_text(o, 'roleRef', 'kind')}/{_text(o, 'roleRef', 'name')}",
+    ),
+    AGE,
+    Column("Users", "The users bound.", lambda o, now: _subjects(o, "User"), priority=1),
+    Column("Groups", "The groups bound.", lambda o, now: _subjects(o, "Group"), priority=1),
+    Column(
+        "ServiceAccounts",
+        "The service accounts bound.",
+        lambda o, now: _subjects(o, "ServiceAccount"),
+        priority=1,
+    ),
+)
+WEBHOOK_CONFIGURATION = (
+    NAME,
+    Column(
+        "Webhooks",
+        "The number of webhooks the configuration holds.",
+        lambda o, now: _size(o, "webhooks"),
+        type="integer",
+    ),
+    AGE,
+)
+
 
 # -- the mesh's own kinds --------------------------------------------------------------------
 def _joined(values: Sequence[str], empty: str = NONE) -> str:
@@ -805,6 +850,13 @@ COLUMNS: Mapping[str, tuple[Column, ...]] = {
     "Secret": SECRET,
     "ConfigMap": CONFIG_MAP,
     "ServiceAccount": SERVICE_ACCOUNT,
+    "CustomResourceDefinition": (NAME, CREATED_AT),
+    "ClusterRole": (NAME, CREATED_AT),
+    "Role": (NAME, CREATED_AT),
+    "ClusterRoleBinding": ROLE_BINDING,
+    "RoleBinding": ROLE_BINDING,
+    "MutatingWebhookConfiguration": WEBHOOK_CONFIGURATION,
+    "ValidatingWebhookConfiguration": WEBHOOK_CONFIGURATION,
     "TrafficTarget": TRAFFIC_TARGET,
     "HTTPRouteGroup": HTTP_ROUTE_GROUP,
     "TCPRoute": TCP_ROUTE,

@@ -64,6 +64,42 @@ class ServiceAccount(Resource):
     KIND = "ServiceAccount"
 
 
+# -- kinds the mesh stores for a cluster but does not read (read leniently, kept as sent) ---
+@dataclass(frozen=True, slots=True)
+class CustomResourceDefinition(Resource):
+    KIND = "CustomResourceDefinition"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRole(Resource):
+    KIND = "ClusterRole"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRoleBinding(Resource):
+    KIND = "ClusterRoleBinding"
+
+
+@dataclass(frozen=True, slots=True)
+class Role(Resource):
+    KIND = "Role"
+
+
+@dataclass(frozen=True, slots=True)
+class RoleBinding(Resource):
+    KIND = "RoleBinding"
+
+
+@dataclass(frozen=True, slots=True)
+class MutatingWebhookConfiguration(Resource):
+    KIND = "MutatingWebhookConfiguration"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatingWebhookConfiguration(Resource):
+    KIND = "ValidatingWebhookConfiguration"
+
+
 # -- Service ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ServicePort:

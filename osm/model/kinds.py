@@ -59,6 +59,51 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Endpoints", ("v1",), "endpoints", ("ep",), True, False, core.parse_endpoints),
     KindInfo("Secret", ("v1",), "secrets", (), True, False, core.parse_secret),
     KindInfo("ConfigMap", ("v1",), "configmaps", ("cm",), True, False, core.parse_config_map),
+    # What a cluster holds for `osm install`: stored as sent, read by the API server
+    # (webhooks) and kubectl; the mesh's pipeline does not watch them.
+    KindInfo(
+        "CustomResourceDefinition",
+        ("apiextensions.k8s.io/v1",),
+        "customresourcedefinitions",
+        ("crd", "crds"),
+        False,
+        False,
+        None,
+    ),
+    KindInfo(
+        "ClusterRole", ("rbac.authorization.k8s.io/v1",), "clusterroles", (), False, False, None
+    ),
+    KindInfo(
+        "ClusterRoleBinding",
+        ("rbac.authorization.k8s.io/v1",),
+        "clusterrolebindings",
+        (),
+        False,
+        False,
+        None,
+    ),
+    KindInfo("Role", ("rbac.authorization.k8s.io/v1",), "roles", (), True, False, None),
+    KindInfo(
+        "RoleBinding", ("rbac.authorization.k8s.io/v1",), "rolebindings", (), True, False, None
+    ),
+    KindInfo(
+        "MutatingWebhookConfiguration",
+        ("admissionregistration.k8s.io/v1",),
+        "mutatingwebhookconfigurations",
+        (),
+        False,
+        False,
+        None,
+    ),
+    KindInfo(
+        "ValidatingWebhookConfiguration",
+        ("admissionregistration.k8s.io/v1",),
+        "validatingwebhookconfigurations",
+        (),
+        False,
+        False,
+        None,
+    ),
     KindInfo(
         "TrafficTarget",
         ("access.smi-spec.io/v1alpha3",),
@@ -117,6 +162,13 @@ CLASSES: Mapping[str, type[Resource]] = {
         core.Endpoints,
         core.Secret,
         core.ConfigMap,
+        core.CustomResourceDefinition,
+        core.ClusterRole,
+        core.ClusterRoleBinding,
+        core.Role,
+        core.RoleBinding,
+        core.MutatingWebhookConfiguration,
+        core.ValidatingWebhookConfiguration,
         smi.TrafficTarget,
         smi.HTTPRouteGroup,
         smi.TCPRoute,

@@ -21,6 +21,9 @@ from osm.model import schema
 GROUP_VERSIONS = [
     "api/v1",
     "apis/apps/v1",
+    "apis/apiextensions.k8s.io/v1",
+    "apis/rbac.authorization.k8s.io/v1",
+    "apis/admissionregistration.k8s.io/v1",
     "apis/access.smi-spec.io/v1alpha3",
     "apis/specs.smi-spec.io/v1alpha4",
     "apis/split.smi-spec.io/v1alpha4",

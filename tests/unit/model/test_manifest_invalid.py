@@ -100,6 +100,8 @@ ROWS = [
         "kind",
         'unknown kind "Sevice" (did you mean "Service"?); supported kinds: Namespace, '
         "ServiceAccount, Service, Deployment, Pod, Endpoints, Secret, ConfigMap, "
+        "CustomResourceDefinition, ClusterRole, ClusterRoleBinding, Role, RoleBinding, "
+        "MutatingWebhookConfiguration, ValidatingWebhookConfiguration, "
         "TrafficTarget, HTTPRouteGroup, "
         "TCPRoute, TrafficSplit, MeshConfig",
         "an unknown kind names the supported ones with a suggestion",
