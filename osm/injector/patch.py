@@ -65,6 +65,20 @@ HEALTHCHECK_IMAGE = PYTHON_SIDECAR_IMAGE
 its own, ``openservicemesh/osm-healthcheck``)."""
 HEALTHCHECK_COMMAND = ("python", "-m", "osm.proxy.healthcheck")
 
+
+@dataclass(frozen=True, slots=True)
+class Images:
+    """The images of the containers the injector adds (``osm injector`` takes them as
+    flags; the defaults are the constants above)."""
+
+    envoy: str = ENVOY_IMAGE
+    init: str = INIT_IMAGE
+    python_sidecar: str = PYTHON_SIDECAR_IMAGE
+    healthcheck: str = HEALTHCHECK_IMAGE
+
+
+DEFAULT_IMAGES = Images()
+
 EXCLUSION_ANNOTATIONS = (
     wellknown.OUTBOUND_PORT_EXCLUSION_ANNOTATION,
     wellknown.INBOUND_PORT_EXCLUSION_ANNOTATION,
@@ -132,9 +146,11 @@ def inject(
     certificate: BootstrapCertificate,
     xds: XdsServer,
     mesh_config: MeshConfig,
+    images: Images = DEFAULT_IMAGES,
 ) -> Injection:
-    """Decide (`decision.decide`), then inject `pod` as OSM's webhook would; raises
-    `InjectionError` when the pod must be refused."""
+    """Decide (`decision.decide`), then inject `pod` as OSM's webhook would, with the
+    containers it adds running `images`; raises `InjectionError` when the pod must be
+    refused."""
     decision = decide(pod, namespace, scope)
     if decision.inject is False or decision.data_plane is None:
         return Injection(decision, copy.deepcopy(dict(pod)))
@@ -177,10 +193,12 @@ def inject(
     pod_spec = mutated["spec"]
     pod_spec["containers"] = [
         *containers,
-        *([_healthcheck_container(mesh_config)] if originals.uses_tcp else []),
-        _sidecar_container(plane, sidecar_name, node, originals, mesh_config),
+        *([_healthcheck_container(mesh_config, images)] if originals.uses_tcp else []),
+        _sidecar_container(plane, sidecar_name, node, originals, mesh_config, images),
     ]
-    pod_spec.setdefault("initContainers", []).append(_init_container(interception, mesh_config))
+    pod_spec.setdefault("initContainers", []).append(
+        _init_container(interception, mesh_config, images)
+    )
     pod_spec.setdefault("volumes", []).append(
         {
             "name": wellknown.BOOTSTRAP_VOLUME_NAME,
@@ -290,11 +308,11 @@ def _interception(
 
 # -- containers ------------------------------------------------------------------------------
 def _init_container(
-    interception: rules.InterceptionConfig, mesh_config: MeshConfig
+    interception: rules.InterceptionConfig, mesh_config: MeshConfig, images: Images
 ) -> dict[str, Any]:
     return {
         "name": wellknown.INIT_CONTAINER_NAME,
-        "image": INIT_IMAGE,
+        "image": images.init,
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/sh"],
         "args": ["-c", rules.init_container_script(interception)],
@@ -314,11 +332,12 @@ def _sidecar_container(
     node: NodeId,
     originals: HealthProbes,
     mesh_config: MeshConfig,
+    images: Images,
 ) -> dict[str, Any]:
     level = mesh_config.sidecar.log_level
     bootstrap = secret.bootstrap_path(plane)
     if plane is DataPlane.ENVOY:
-        image, command = ENVOY_IMAGE, ["envoy"]
+        image, command = images.envoy, ["envoy"]
         cluster = f"{node.identity.service_account}.{node.identity.namespace}"
         args = [
             "--log-level",
@@ -329,7 +348,7 @@ def _sidecar_container(
             cluster,
         ]
     else:
-        image, command = PYTHON_SIDECAR_IMAGE, list(PYTHON_SIDECAR_COMMAND)
+        image, command = images.python_sidecar, list(PYTHON_SIDECAR_COMMAND)
         args = ["--bootstrap", bootstrap, "--log-level", PYTHON_LOG_LEVELS.get(level, "error")]
     ports = [
         {"name": wellknown.PROXY_ADMIN_PORT_NAME, "containerPort": wellknown.PROXY_ADMIN_PORT},
@@ -365,11 +384,11 @@ def _sidecar_container(
     }
 
 
-def _healthcheck_container(mesh_config: MeshConfig) -> dict[str, Any]:
+def _healthcheck_container(mesh_config: MeshConfig, images: Images) -> dict[str, Any]:
     level = mesh_config.observability.osm_log_level
     return {
         "name": wellknown.HEALTHCHECK_CONTAINER_NAME,
-        "image": HEALTHCHECK_IMAGE,
+        "image": images.healthcheck,
         "imagePullPolicy": "IfNotPresent",
         "command": list(HEALTHCHECK_COMMAND),
         "args": ["--verbosity", PYTHON_LOG_LEVELS.get(level, "error")],

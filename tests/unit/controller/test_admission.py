@@ -26,10 +26,12 @@ from osm.base import wellknown
 from osm.base.identity import Identity
 from osm.ca import builtin
 from osm.controller import admission, install
+from osm.injector import admission as rules
 from osm.injector import secret as injector_secret
 from osm.model import config, kinds
 from osm.store import api as store_api
 from osm.store.memory import MemoryStore
+from osm.webhook import certificates
 from tests.unit.ca import catesting
 from tests.unit.injector.injector_support import container, namespace, pod
 
@@ -51,8 +53,8 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> builtin.BuiltinCA:
 def _admission(ca: builtin.BuiltinCA, **settings: Any) -> admission.PodAdmission:
     numbers: Iterator[uuid.UUID] = iter(UUIDS)
     return admission.PodAdmission(
-        admission.AdmissionSettings(**settings),
-        admission.issuing(ca, builtin.utc_now),
+        rules.AdmissionSettings(**settings),
+        certificates.issuing(ca, builtin.utc_now),
         new_uuid=lambda: next(numbers),
     )
 
@@ -171,7 +173,7 @@ async def test_a_pod_created_is_injected_when_osm_would(
     secret, injected = stored
     assert secret["metadata"]["labels"] == {
         wellknown.APP_NAME_LABEL: wellknown.APP_NAME,
-        wellknown.APP_INSTANCE_LABEL: admission.DEFAULT_MESH_NAME,
+        wellknown.APP_INSTANCE_LABEL: rules.DEFAULT_MESH_NAME,
     }
     assert _containers(injected) == ["bookstore", sidecar]
     assert _containers(injected, "initContainers") == ["osm-init"]
@@ -190,9 +192,7 @@ async def test_the_secret_is_named_after_the_uuid_of_the_label_and_mounted(
     assert {"name": wellknown.BOOTSTRAP_VOLUME_NAME, "secret": {"secretName": SECRET}} in (
         injected["spec"]["volumes"]
     )
-    assert admission.bootstrap_secret_of(injected) == store_api.ObjectKey(
-        "Secret", "bookstore", SECRET
-    )
+    assert rules.bootstrap_secret_of(injected) == SECRET
 
 
 async def test_the_bootstrap_certificate_names_the_pods_identity_and_proxy(
@@ -230,8 +230,8 @@ async def test_the_sidecar_reaches_the_controllers_service_name_and_the_host_is_
         data = admitted.resources[0].manifest["data"][injector_secret.PYTHON_BOOTSTRAP_FILE]
         return str(json.loads(base64.b64decode(data))["xds"]["address"])
 
-    assert admission.CONTROLLER_HOST == "osm-controller.osm-system.svc.cluster.local"
-    assert xds_address(default) == f"{admission.CONTROLLER_HOST}:{wellknown.XDS_PORT}"
+    assert rules.CONTROLLER_HOST == "osm-controller.osm-system.svc.cluster.local"
+    assert xds_address(default) == f"{rules.CONTROLLER_HOST}:{wellknown.XDS_PORT}"
     assert xds_address(moved) == f"10.233.0.1:{wellknown.XDS_PORT}"
 
 
@@ -441,7 +441,7 @@ def _change(path: str | tuple[str | int, ...], value: Any) -> dict[str, Any]:
     return obj
 
 
-IMMUTABLE = admission._SPEC_IMMUTABLE
+IMMUTABLE = rules.SPEC_IMMUTABLE
 UPDATES = [
     pytest.param(_change("status", {"phase": "Running", "podIP": "10.1.0.5"}), [], id="status"),
     pytest.param(_change("metadata.labels.version", "v2"), [], id="a label added"),
@@ -550,7 +550,7 @@ UPDATES = [
 def test_an_update_keeps_the_spec_and_what_the_injector_added(
     updated: dict[str, Any], expected: list[tuple[str, str]]
 ) -> None:
-    problems = admission.check_pod_update(_injected(), updated)
+    problems = rules.check_pod_update(_injected(), updated)
     assert [(p.path, p.message) for p in problems] == expected
     assert all(p.object_ref == POD for p in problems)
 
@@ -559,7 +559,7 @@ def test_a_pod_that_was_not_injected_cannot_claim_a_proxy_uuid() -> None:
     plain = pod()
     claimed = copy.deepcopy(plain)
     claimed["metadata"]["labels"] = {wellknown.PROXY_UUID_LABEL: str(FIRST)}
-    (problem,) = admission.check_pod_update(plain, claimed)
+    (problem,) = rules.check_pod_update(plain, claimed)
     assert (problem.path, problem.message) == (
         UUID_LABEL,
         "is set by the sidecar injector when it creates a pod; it cannot be added to a pod "
@@ -567,7 +567,7 @@ def test_a_pod_that_was_not_injected_cannot_claim_a_proxy_uuid() -> None:
     )
     other = copy.deepcopy(plain)
     other["metadata"]["annotations"] = {wellknown.DATA_PLANE_ANNOTATION: "python"}
-    assert admission.check_pod_update(plain, other) == []
+    assert rules.check_pod_update(plain, other) == []
 
 
 async def test_an_update_is_not_injected_again(store: MemoryStore, ca: builtin.BuiltinCA) -> None:
@@ -678,8 +678,8 @@ def test_a_ca_that_cannot_issue_makes_admission_unavailable(tmp_path: Path) -> N
 
             raise CAError("the root expired")
 
-    issue = admission.issuing(Broken(), builtin.utc_now)  # type: ignore[arg-type]
-    with pytest.raises(admission.AdmissionUnavailable, match="the root expired"):
+    issue = certificates.issuing(Broken(), builtin.utc_now)  # type: ignore[arg-type]
+    with pytest.raises(rules.AdmissionUnavailable, match="the root expired"):
         issue(Identity("bookstore", "bookstore"), FIRST)
 
 
