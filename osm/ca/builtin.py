@@ -15,10 +15,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from osm.ca import der
-from osm.ca.errors import NoCA, RootExpired, RotationInProgress
+from osm.ca.errors import CAError, CAFileError, NoCA, RootExpired, RotationInProgress
 from osm.ca.issuer import IssuedCertificate, LeafRequest, TrustBundle
 from osm.ca.keys import KeySpec, PrivateKey
 from osm.ca.rotation import RootRecord, RootSet
@@ -196,6 +197,49 @@ class BuiltinCA:
             ca._signing_root(now)
         return ca
 
+    @classmethod
+    def adopt(
+        cls,
+        path: Path,
+        cert_pem: bytes,
+        key_pem: bytes,
+        now: datetime,
+        config: CAConfig | None = None,
+    ) -> BuiltinCA:
+        """Open the CA in `path` with the root `cert_pem`/`key_pem` (PEM, kept elsewhere:
+        a Kubernetes Secret) as its only root, writing it there if the directory holds no
+        CA; a directory that holds this root already is opened as it is. Raise a `CAError`
+        if the PEM is not a CA certificate and its key, if the directory holds another
+        CA, or if the root is not valid at `now`."""
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as error:
+            raise CAError(f"the root to adopt is not a PEM certificate and key: {error}") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise CAError("the root to adopt has neither an ECDSA nor an RSA key")
+        root_id = _root_id(cert)
+        directory = CADirectory(path)
+        ca = cls(directory, config or CAConfig())
+        directory.create()
+        with directory.locked():
+            if directory.initialized():
+                ca._reload()
+                if root_id not in {record.root_id for record in ca._state().roots}:
+                    raise CAFileError(
+                        directory.state_path,
+                        f"holds another CA than the root {root_id} to adopt",
+                        "give an empty directory (the root's home is where it came from)",
+                    )
+            else:
+                directory.check_no_leftovers()
+                directory.write_root(root_id, cert, key)
+                # Read back through the checks every root passes (CA=true, key matches).
+                ca._loaded[root_id] = _Root.load(*directory.read_root(root_id))
+                ca._commit(RootSet.initial(root_id))
+        ca._signing_root(now)
+        return ca
+
     # --- Issuer -------------------------------------------------------------------------
 
     def issue(self, request: LeafRequest, now: datetime) -> IssuedCertificate:
@@ -331,7 +375,7 @@ class BuiltinCA:
 
     def _write_new_root(self, now: datetime) -> str:
         cert, key = create_root(self._config.root_key, now, self._config.root_validity)
-        root_id = cert.fingerprint(hashes.SHA256()).hex()[:16]
+        root_id = _root_id(cert)
         self._directory.write_root(root_id, cert, key)
         self._loaded[root_id] = _Root.load(cert, key)
         return root_id
@@ -364,6 +408,11 @@ class BuiltinCA:
         self._bundle = TrustBundle(
             b"".join(root.pem for root in trusted), tuple(root.fingerprint for root in trusted)
         )
+
+
+def _root_id(cert: x509.Certificate) -> str:
+    """A root's name in the state directory: its fingerprint's first 16 hex digits."""
+    return cert.fingerprint(hashes.SHA256()).hex()[:16]
 
 
 def utc_now() -> datetime:

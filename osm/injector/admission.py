@@ -78,11 +78,13 @@ class AdmissionUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class AdmissionSettings:
-    """The injector's side of the mesh: its name, where sidecars find the ADS server
-    (`xds_host`, an IP address or a DNS name, and `xds_port`), and the images of what it
-    adds to a pod (``osm injector --sidecar-image`` and its siblings)."""
+    """The injector's side of the mesh: its name and the namespace of its control plane
+    (never injected; the MeshConfig's), where sidecars find the ADS server (`xds_host`,
+    an IP address or a DNS name, and `xds_port`), and the images of what it adds to a
+    pod (``osm injector --sidecar-image`` and its siblings)."""
 
     mesh_name: str = DEFAULT_MESH_NAME
+    osm_namespace: str = wellknown.CONTROL_PLANE_NAMESPACE
     xds_host: str = CONTROLLER_HOST
     xds_port: int = wellknown.XDS_PORT
     envoy_image: str = patch.ENVOY_IMAGE
@@ -92,7 +94,7 @@ class AdmissionSettings:
 
     @property
     def scope(self) -> Scope:
-        return Scope(self.mesh_name, wellknown.CONTROL_PLANE_NAMESPACE)
+        return Scope(self.mesh_name, self.osm_namespace)
 
     @property
     def xds(self) -> XdsServer:
