@@ -218,6 +218,9 @@ class BuiltinCA:
             raise CAError(f"the root to adopt is not a PEM certificate and key: {error}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise CAError("the root to adopt has neither an ECDSA nor an RSA key")
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+            raise CAError("the root to adopt: the key does not match the certificate")
         root_id = _root_id(cert)
         directory = CADirectory(path)
         ca = cls(directory, config or CAConfig())
