@@ -43,6 +43,7 @@ from osm.base import wellknown
 from osm.ca import builtin
 from osm.controller import install
 from osm.kube.client import KubeClient
+from osm.kube.errors import ApiError
 from osm.store.memory import MemoryStore
 from osm.webhook import ca_secret, cabundle, run, server, validator
 from tests.unit.injector.injector_support import container, namespace, pod
@@ -391,6 +392,44 @@ async def test_two_processes_starting_at_once_share_one_root(
         builtin.utc_now(),
     )
     assert again.signing_root_fingerprint() == cas[0].signing_root_fingerprint()
+
+
+class ReadsTooEarly(KubeClient):
+    """A client whose first read of the Secret comes before the other process's create:
+    the 409 AlreadyExists path, deterministically."""
+
+    def __init__(self, client: KubeClient) -> None:
+        super().__init__(client._client)
+        self.reads = 0
+        self.conflicts = 0
+
+    async def get(self, kind: str, namespace: str | None, name: str, **kw: Any) -> Any:
+        self.reads += 1
+        if self.reads == 1:
+            raise ApiError(404, "NotFound", f'secrets "{name}" not found')
+        return await super().get(kind, namespace, name, **kw)
+
+    async def create(self, obj: Any, *, dry_run: bool = False) -> Any:
+        try:
+            return await super().create(obj, dry_run=dry_run)
+        except ApiError as error:
+            self.conflicts += error.code == 409
+            raise
+
+
+async def test_the_loser_of_the_first_start_race_takes_the_winners_root(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    late = ReadsTooEarly(cluster.client)
+    ca = await ca_secret.load_or_create(
+        late,
+        wellknown.CONTROL_PLANE_NAMESPACE,
+        ca_secret.SECRET_NAME,
+        tmp_path / "late",
+        builtin.utc_now(),
+    )
+    assert late.conflicts == 1
+    assert ca.trust_bundle().pem == cluster.ca.trust_bundle().pem
 
 
 def webhook_entry(name: str, path: str) -> dict[str, Any]:
