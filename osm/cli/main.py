@@ -132,12 +132,59 @@ def cli(ctx: click.Context, kubeconfig: str | None, kube_context: str | None) ->
     f"{wellknown.XDS_PORT}). [default: the controller's Service DNS name]",
 )
 @click.option(
+    "--kubeconfig",
+    "local_kubeconfig",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Kubernetes mode: the kubeconfig to use (as `osm --kubeconfig`). [default: "
+    "the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config]",
+)
+@click.option(
+    "--kubernetes",
+    is_flag=True,
+    help="Kubernetes mode (how `osm install` runs it): a client of the cluster's API "
+    "(--kubeconfig, else the pod's service account) instead of serving the local API; "
+    "the mesh root from the CA bundle Secret; the validating webhook on --webhook-port.",
+)
+@click.option(
+    "--osm-namespace",
+    default=wellknown.CONTROL_PLANE_NAMESPACE,
+    show_default=True,
+    help="The control plane's namespace (Kubernetes mode).",
+)
+@click.option(
+    "--ca-bundle-secret-name",
+    default="osm-ca-bundle",
+    show_default=True,
+    help="The Secret holding the mesh root, shared with the injector (Kubernetes mode).",
+)
+@click.option(
+    "--validator-webhook-config",
+    default="",
+    help="The ValidatingWebhookConfiguration whose caBundle the controller keeps "
+    "current (Kubernetes mode). [default: osm-validator-mesh-MESH_NAME]",
+)
+@click.option(
+    "--webhook-port",
+    default=wellknown.VALIDATING_WEBHOOK_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="The validating webhook's HTTPS port (Kubernetes mode).",
+)
+@click.option(
+    "--http-host",
+    default=None,
+    help="Listen address of --http-port and of the webhook. [default: --host]",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.pass_context
 def controller(
+    ctx: click.Context,
     state_dir: Path | None,
     store_url: str,
     host: str,
@@ -148,28 +195,48 @@ def controller(
     xds_insecure: bool,
     mesh_name: str,
     sidecar_xds_host: str | None,
+    local_kubeconfig: str | None,
+    kubernetes: bool,
+    osm_namespace: str,
+    ca_bundle_secret_name: str,
+    validator_webhook_config: str,
+    webhook_port: int,
+    http_host: str | None,
     log_level: str,
 ) -> None:
-    """Run the control plane in the foreground until interrupted: the store and the
-    Kubernetes API over it (HTTPS, client certificates; kubeconfigs written in
-    STATE_DIR), the certificate authority, and the xDS server that configures every
-    proxy."""
+    """Run the control plane in the foreground until interrupted.
+
+    Local mode (the default, what `osm up` runs): the store and the Kubernetes API over
+    it (HTTPS, client certificates; kubeconfigs written in STATE_DIR), the certificate
+    authority, and the xDS server that configures every proxy.
+
+    Kubernetes mode (--kubernetes, what `osm install` deploys): the same controller as a
+    client of the cluster's API, plus the validating webhook.
+    """
     from osm.controller import server
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    kubeconfig = local_kubeconfig or (ctx.obj.get(KUBECONFIG_KEY) if ctx.obj else None)
     settings = server.Settings(
         state_dir=state_dir or paths.default_state_dir(),
         store_url=store_url,
         api_host=host,
         api_port=port,
-        http_host=host,
+        http_host=http_host or host,
         http_port=http_port,
         xds_host=xds_host,
         xds_port=xds_port,
         xds_insecure=xds_insecure,
         mesh_name=mesh_name,
+        kubernetes=kubernetes,
+        kubeconfig=Path(kubeconfig) if kubeconfig else None,
+        osm_namespace=osm_namespace,
+        ca_bundle_secret_name=ca_bundle_secret_name,
+        validator_webhook_config=validator_webhook_config,
+        webhook_host=http_host or host,
+        webhook_port=webhook_port,
     )
     if sidecar_xds_host:
         settings = dataclasses.replace(settings, sidecar_xds_host=sidecar_xds_host)
@@ -472,8 +539,9 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca, namespace, proxy, runtime, xds
+    from osm.cli import ca, injector, namespace, proxy, runtime, xds
 
+    group.add_command(injector.injector)
     group.add_command(ca.ca)
     group.add_command(xds.xds)
     group.add_command(proxy.proxy)

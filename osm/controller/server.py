@@ -38,16 +38,23 @@ from osm.ca import manager as ca_manager
 from osm.ca.errors import CAError
 from osm.ca.issuer import LeafRequest
 from osm.controller import admission, api, install, mesh
+from osm.injector import admission as rules
 from osm.kube import config as kube_config
 from osm.kube import informer
 from osm.kube.client import KubeClient
+from osm.kube.errors import KubeConfigError, KubeError
 from osm.model import kinds
 from osm.store import api as store_api
 from osm.store import open_store
+from osm.webhook import ca_secret, certificates
+from osm.webhook import run as webhooks
+from osm.webhook import server as webhook_server
 
 log = logging.getLogger(__name__)
 
 PROFILE_ENV = "OSM_CONTROLLER_PROFILE"
+IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
+"""Set by the kubelet in every pod: the controller then reads its service account."""
 CONTROLLER_USER = "system:serviceaccount:osm-system:osm-controller"
 KUBELET_USER = "system:node:osm-local"
 KUBELET_GROUPS = ("system:nodes",)
@@ -76,12 +83,28 @@ class Settings:
     xds_host: str = "127.0.0.1"
     xds_port: int = wellknown.XDS_PORT
     xds_insecure: bool = False
-    mesh_name: str = admission.DEFAULT_MESH_NAME
-    sidecar_xds_host: str = admission.CONTROLLER_HOST
+    mesh_name: str = rules.DEFAULT_MESH_NAME
+    sidecar_xds_host: str = rules.CONTROLLER_HOST
     serve_api: bool = True
     """Local mode: serve the Kubernetes API over the store. Without it the controller is
     a client of the API that ``kubeconfig`` names (or of the in-cluster one)."""
     kubeconfig: Path | None = None
+    kubernetes: bool = False
+    """Kubernetes mode (``osm install``'s controller): a client of the cluster's API (no
+    store, no API served), the mesh root from the ``osm-ca-bundle`` Secret, and the
+    validating webhook on `webhook_port`. Implies not `serve_api`."""
+    osm_namespace: str = wellknown.CONTROL_PLANE_NAMESPACE
+    ca_bundle_secret_name: str = ca_secret.SECRET_NAME
+    validator_webhook_config: str = ""
+    """"" : ``osm-validator-mesh-<mesh>``."""
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = wellknown.VALIDATING_WEBHOOK_PORT
+
+    @property
+    def validator_configuration(self) -> str:
+        return self.validator_webhook_config or webhooks.validating_configuration_name(
+            self.mesh_name
+        )
 
     @property
     def resolved_store_url(self) -> str:
@@ -109,14 +132,26 @@ class Controller:
         self.http_port = settings.http_port
         self.client: KubeClient | None = None
         self.port = settings.api_port
+        self.validator: webhook_server.WebhookServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         settings = self.settings
+        if settings.kubernetes:
+            settings = self.settings = dataclasses.replace(settings, serve_api=False)
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self.ca = builtin.BuiltinCA.open(settings.state_dir / "ca", builtin.utc_now())
+            if settings.kubernetes:
+                self.client = self._client()
+                self.ca = await self._ca_from_secret(self.client)
+            else:
+                self.ca = builtin.BuiltinCA.open(settings.state_dir / "ca", builtin.utc_now())
         except CAError as error:
+            await self.stop()
             raise ControllerError(f"the certificate authority cannot start: {error}") from error
+        except BaseException:
+            await self.stop()
+            raise
         self.certificates = ca_manager.CertificateManager(self.ca, builtin.utc_now)
         try:
             if settings.serve_api:
@@ -125,7 +160,8 @@ class Controller:
                 if created:
                     log.info("created %s", ", ".join(str(key) for key in created))
                 await self._start_api()
-            self.client = self._client()
+            if self.client is None:
+                self.client = self._client()
             client = self.client
             cache = ads_cache.SnapshotCache()
             self.pusher = mesh.MeshPusher(
@@ -151,6 +187,8 @@ class Controller:
                     f"{error} (is another controller running? use --xds-port)"
                 ) from error
             await self._start_http()
+            if settings.kubernetes:
+                await self._start_validator(client)
         except BaseException:
             await self.stop()
             raise
@@ -163,14 +201,67 @@ class Controller:
         )
 
     def _client(self) -> KubeClient:
-        if self.settings.serve_api:
-            return KubeClient.from_kubeconfig(
-                paths.controller_kubeconfig_path(self.settings.state_dir)
+        settings = self.settings
+        if settings.serve_api:
+            return KubeClient.from_kubeconfig(paths.controller_kubeconfig_path(settings.state_dir))
+        explicit = str(settings.kubeconfig) if settings.kubeconfig else None
+        try:
+            if settings.kubernetes and explicit is None and IN_CLUSTER_ENV in os.environ:
+                return KubeClient.from_kubeconfig(None)  # in a pod: its service account
+            return KubeClient.from_kubeconfig(kube_config.find_kubeconfig(explicit))
+        except KubeConfigError as error:
+            raise ControllerError(str(error)) from error
+
+    async def _ca_from_secret(self, client: KubeClient) -> builtin.BuiltinCA:
+        """The mesh root shared with the injector through the ``osm-ca-bundle`` Secret,
+        mirrored in a private directory of the state dir (the Secret is its home)."""
+        settings = self.settings
+        ca_dir = settings.state_dir / "kubernetes-ca" / settings.osm_namespace
+        try:
+            return await ca_secret.load_or_create(
+                client,
+                settings.osm_namespace,
+                settings.ca_bundle_secret_name,
+                ca_dir,
+                builtin.utc_now(),
+                labels={
+                    wellknown.APP_NAME_LABEL: wellknown.APP_NAME,
+                    wellknown.APP_INSTANCE_LABEL: settings.mesh_name,
+                },
             )
-        path = kube_config.find_kubeconfig(
-            str(self.settings.kubeconfig) if self.settings.kubeconfig else None
+        except KubeError as error:
+            raise ControllerError(
+                f"cannot read or create the mesh root (Secret {settings.osm_namespace}/"
+                f"{settings.ca_bundle_secret_name}): {error}"
+            ) from error
+
+    async def _start_validator(self, client: KubeClient) -> None:
+        """The validating webhook, and its configuration's caBundle kept current."""
+        assert self.ca is not None
+        settings = self.settings
+        try:
+            self.validator = await webhooks.start_validator(
+                self.ca,
+                osm_namespace=settings.osm_namespace,
+                host=settings.webhook_host,
+                port=settings.webhook_port,
+                registry=self.registry,
+            )
+        except OSError as error:
+            raise ControllerError(
+                f"the validating webhook cannot listen on {settings.webhook_host}:"
+                f"{settings.webhook_port}: {error.strerror} (use --webhook-port)"
+            ) from error
+        self._tasks.append(
+            asyncio.create_task(
+                webhooks.keep_ca_bundles(
+                    client,
+                    self.ca,
+                    [("ValidatingWebhookConfiguration", settings.validator_configuration)],
+                ),
+                name="ca-bundle",
+            )
         )
-        return KubeClient.from_kubeconfig(path)
 
     def _xds_tls(self) -> ads_server.TlsConfig:
         assert self.ca is not None
@@ -192,10 +283,10 @@ class Controller:
         assert self.ca is not None
         settings = self.settings
         pod_admission = admission.PodAdmission(
-            admission.AdmissionSettings(
+            rules.AdmissionSettings(
                 mesh_name=settings.mesh_name, xds_host=settings.sidecar_xds_host
             ),
-            admission.issuing(self.ca, builtin.utc_now),
+            certificates.issuing(self.ca, builtin.utc_now),
         )
         try:
             self.api = await local.start(
@@ -205,7 +296,7 @@ class Controller:
                 port=settings.api_port,
                 admission=admission.ServerAdmission(pod_admission),
                 registry=self.registry,
-                server_hosts=("localhost", admission.CONTROLLER_HOST),
+                server_hosts=("localhost", rules.CONTROLLER_HOST),
                 clients=(
                     local.Client(
                         paths.kubelet_kubeconfig_path(settings.state_dir),
@@ -248,6 +339,14 @@ class Controller:
         return [api.jsonable(_status_fields(status)) for status in self.ads.status()]
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.validator is not None:
+            await self.validator.stop()
+            self.validator = None
         if self._http_runner is not None:
             await self._http_runner.cleanup()
             self._http_runner = None
