@@ -8,8 +8,9 @@ client certificate; a request without one gets a 401 Status on an accepted conne
 Writes: decode, then admission before storage (`Admission`: the mutating injector, then
 the model's validation, the same functions the cluster webhooks serve; an admission that
 is also a `RequestAdmission`, as `osm.apiserver.webhooks`' dispatcher, is given the
-request's `Attributes` too, and reviews deletions), then ONE store write. Writes are serialized from admission's reads to the store write, so two creates of
-one Pod cannot both be injected. ``fieldValidation`` (Strict, Warn the default, Ignore)
+request's `Attributes` too, and reviews deletions), then ONE store write. Writes are
+serialized from admission's reads to the store write, so two creates of one Pod cannot
+both be injected. ``fieldValidation`` (Strict, Warn the default, Ignore)
 decides what unknown fields of our custom kinds do: refuse the object (400), or drop the
 fields with a ``Warning`` header, or drop them silently.
 
