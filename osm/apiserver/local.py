@@ -4,6 +4,10 @@ certificate, and a kubeconfig per client written next to it.
 `start` is what the controller runs in local mode, and what tests and benchmarks run to
 get a real API (TLS, client certificates, Tables, OpenAPI) over any store. The API CA is
 kept in ``<state dir>/apiserver`` (`osm.apiserver.auth`); kubeconfigs are written 0600.
+With ``webhooks=True`` the given admission is wrapped by the webhook dispatcher
+(`osm.apiserver.webhooks`), which calls what the stored webhook configurations name, as
+kube-apiserver does; services resolve to their endpoints in the store unless a
+``resolver`` says otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from osm import paths
 from osm.apiserver import auth, openapi, tables
 from osm.apiserver import server as apiserver
+from osm.apiserver import webhooks as webhooks_
 from osm.apiserver.resources import Resource
 from osm.base import wellknown
 from osm.kube import config as kube_config
@@ -56,9 +61,13 @@ class LocalApi:
     ca: auth.ApiCA
     kubeconfig: Path
     """The admin user's kubeconfig."""
+    webhooks: webhooks_.WebhookAdmission | None = None
+    """The webhook dispatcher, when the API calls webhooks."""
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+        if self.webhooks is not None:
+            await self.webhooks.close()
 
     def write_kubeconfig(self, client: Client) -> Path:
         """A kubeconfig with a new client certificate for ``client.user``."""
@@ -84,18 +93,30 @@ async def start(
     server_hosts: Sequence[str] = SERVER_HOSTS,
     clients: Sequence[Client] = (),
     settings: apiserver.Settings | None = None,
+    webhooks: bool = False,
+    resolver: webhooks_.ServiceResolver | None = None,
 ) -> LocalApi:
     """Serves ``store`` on ``host:port`` (0: any free port) and writes the admin's
     kubeconfig (`osm.paths.kubeconfig_path`) and one per ``clients``. Container logs
-    are read from ``<state dir>/logs`` unless ``settings`` say otherwise."""
+    are read from ``<state dir>/logs`` unless ``settings`` say otherwise. ``webhooks``:
+    admission calls the stored webhook configurations around ``admission`` (the model's
+    validation by default), their services found by ``resolver`` (default: the
+    endpoints in the store, `osm.apiserver.webhooks.StoreResolver`)."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     send_handshake_alerts()
     ca = auth.ApiCA.open(state_dir / "apiserver")
     credentials = ca.issue_server(list(server_hosts), sorted({wellknown.LOCALHOST, host}))
+    dispatcher = (
+        webhooks_.WebhookAdmission(
+            admission or apiserver.ModelAdmission(), resolver or webhooks_.StoreResolver(store)
+        )
+        if webhooks
+        else None
+    )
     server = apiserver.ApiServer(
         store,
         certificate_user,
-        admission,
+        dispatcher or admission,
         settings or apiserver.Settings(logs_dir=state_dir / "logs"),
         apiserver.Metrics.create(registry),
         tables=table,
@@ -108,13 +129,15 @@ async def start(
         await site.start()
     except OSError as error:
         await runner.cleanup()
+        if dispatcher is not None:
+            await dispatcher.close()
         raise ApiUnavailable(
             f"the API cannot listen on {host}:{port}: {error.strerror} (is another mesh "
             "running? use --port)"
         ) from error
     bound = bound_port(site, port)
     url = f"https://{host}:{bound}"
-    local = LocalApi(server, runner, url, bound, ca, paths.kubeconfig_path(state_dir))
+    local = LocalApi(server, runner, url, bound, ca, paths.kubeconfig_path(state_dir), dispatcher)
     local.write_kubeconfig(Client(local.kubeconfig, ADMIN_USER, ADMIN_GROUPS))
     for client in clients:
         local.write_kubeconfig(client)

@@ -6,9 +6,11 @@ uses, and every error is a `Status` (`osm.apiserver.status`). Clients authentica
 client certificate; a request without one gets a 401 Status on an accepted connection.
 
 Writes: decode, then admission before storage (`Admission`: the mutating injector, then
-the model's validation, the same functions the cluster webhooks serve), then ONE store
-write. Writes are serialized from admission's reads to the store write, so two creates of
-one Pod cannot both be injected. ``fieldValidation`` (Strict, Warn the default, Ignore)
+the model's validation, the same functions the cluster webhooks serve; an admission that
+is also a `RequestAdmission`, as `osm.apiserver.webhooks`' dispatcher, is given the
+request's `Attributes` too, and reviews deletions), then ONE store write. Writes are
+serialized from admission's reads to the store write, so two creates of one Pod cannot
+both be injected. ``fieldValidation`` (Strict, Warn the default, Ignore)
 decides what unknown fields of our custom kinds do: refuse the object (400), or drop the
 fields with a ``Warning`` header, or drop them silently.
 
@@ -28,6 +30,10 @@ Expired Status: the client lists again. BOOKMARKs (``allowWatchBookmarks``) carr
 last resourceVersion the watch delivered. Selector semantics: an object that stops
 matching a selector is not reported (kube-apiserver sends DELETED; we do not keep the
 previous state per watch).
+
+Namespaces carry the label ``kubernetes.io/metadata.name: <name>``, set on every create
+and update as kube-apiserver does, so that selectors (a webhook's ``namespaceSelector``)
+can name namespaces.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import yaml
 from aiohttp import web
@@ -77,6 +83,8 @@ LINE_CACHE = 4096
 """Encoded watch events kept for the other watchers of the same change."""
 TRUE = frozenset({"1", "t", "T", "true", "True", "TRUE"})
 FALSE = frozenset({"0", "f", "F", "false", "False", "FALSE"})
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+"""The label kube-apiserver puts on every Namespace, its value the Namespace's name."""
 Authenticate = Callable[[web.Request], str | None]
 Renderer = Callable[[Resource, Sequence[Mapping[str, Any]], str], dict[str, Any]]
 
@@ -107,6 +115,42 @@ class Admission(Protocol):
         self, store: store_api.Store, keys: Sequence[store_api.ObjectKey]
     ) -> list[store_api.ObjectKey]:
         """``keys`` and what goes with them (e.g. a Pod's bootstrap Secret)."""
+        ...
+
+
+Operation = Literal["CREATE", "UPDATE", "DELETE"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attributes:
+    """What the server knows of a write beyond the object (kube-apiserver's
+    ``admission.Attributes``): the operation, the resource as the request named it, the
+    object's old state (UPDATE, DELETE), whether it is a dry run, and who asks."""
+
+    operation: Operation
+    resource: Resource
+    namespace: str
+    name: str
+    subresource: str = ""
+    old: Mapping[str, Any] | None = None
+    dry_run: bool = False
+    user: str = ""
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The request's ``CreateOptions``/``UpdateOptions``/``DeleteOptions``."""
+
+
+@runtime_checkable
+class RequestAdmission(Admission, Protocol):
+    """An admission that wants the request's `Attributes` (the webhook dispatcher): the
+    server calls `admit_request` instead of `Admission.admit`, and `review_delete` before
+    each deletion it is asked for (its refusal, an `ApiError`, refuses the deletion)."""
+
+    async def admit_request(
+        self, store: store_api.Store, obj: Mapping[str, Any], attributes: Attributes
+    ) -> Admitted: ...
+
+    async def review_delete(self, store: store_api.Store, attributes: Attributes) -> list[str]:
+        """The warnings to send; raises `ApiError` to refuse."""
         ...
 
 
@@ -442,6 +486,7 @@ class ApiServer:
         for field in store_api.SERVER_FIELDS:
             metadata.pop(field, None)
         metadata.pop("deletionTimestamp", None)
+        _label_namespace(obj)
         dry_run = _dry_run(request)
         async with self.writes:
             key = store_api.ObjectKey(resource.kind, namespace if resource.namespaced else "", name)
@@ -449,7 +494,16 @@ class ApiServer:
                 raise already_exists(resource.plural, name, resource.group)
             if resource.namespaced:
                 await self._check_namespace(namespace)
-            objects, warnings = await self._admit(request, resource, obj, creating=True)
+            attributes = Attributes(
+                "CREATE",
+                resource,
+                namespace if resource.namespaced else "",
+                name,
+                dry_run=dry_run,
+                user=self.authenticate(request) or "",
+                options=_options("CreateOptions", request),
+            )
+            objects, warnings = await self._admit(request, attributes, obj)
             stored = objects if dry_run else await self._write(resource, name, objects)
         created = next(o for o in stored if store_api.ObjectKey.of(o) == key)
         return _json(_served(resource, created), status=201, warnings=warnings)
@@ -536,7 +590,19 @@ class ApiServer:
                 else:
                     new["metadata"].pop(field, None)
             new["metadata"]["resourceVersion"] = stored_rv
-            objects, warnings = await self._admit(request, resource, new, creating=False)
+            _label_namespace(new)
+            attributes = Attributes(
+                "UPDATE",
+                target.resource,
+                target.namespace,
+                target.name,
+                target.subresource,
+                old=stored,
+                dry_run=dry_run,
+                user=self.authenticate(request) or "",
+                options=_options("UpdateOptions", request),
+            )
+            objects, warnings = await self._admit(request, attributes, new)
             for obj in objects:
                 if store_api.ObjectKey.of(obj) == target.key():
                     obj["metadata"]["resourceVersion"] = stored_rv
@@ -545,10 +611,13 @@ class ApiServer:
         return result, warnings
 
     async def _admit(
-        self, request: web.Request, resource: Resource, obj: dict[str, Any], *, creating: bool
+        self, request: web.Request, attributes: Attributes, obj: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Admission with the request's fieldValidation; the objects to store and the
-        warnings to send."""
+        warnings to send. Unknown fields dropped (Warn, Ignore) mean a second admission of
+        the pruned object: kube-apiserver drops them while decoding, before admission, so
+        webhooks must see the object without them."""
+        resource = attributes.resource
         validation = request.query.get("fieldValidation") or "Warn"
         if validation not in FIELD_VALIDATION:
             raise ApiError(
@@ -556,7 +625,7 @@ class ApiServer:
                 f"fieldValidation must be one of {', '.join(FIELD_VALIDATION)}, not {validation!r}",
             )
         try:
-            admitted = await self.admission.admit(self.store, obj, creating=creating)
+            admitted = await self._admission(obj, attributes)
             unknown = [p for p in admitted.problems if p.message.startswith(UNKNOWN_FIELD)]
             warnings: list[str] = []
             if unknown and validation != "Strict":
@@ -564,7 +633,7 @@ class ApiServer:
                     _prune(obj, problem.path)
                 if validation == "Warn":
                     warnings = [f'unknown field "{p.path}"' for p in unknown]
-                admitted = await self.admission.admit(self.store, obj, creating=creating)
+                admitted = await self._admission(obj, attributes)
         except AdmissionUnavailable as error:
             raise ApiError(500, f"admission is unavailable: {error}") from None
         errors = [p for p in admitted.problems if p.severity == "error"]
@@ -595,6 +664,33 @@ class ApiServer:
             if problems:
                 raise invalid(resource.kind, name, resource.group, problems)
         return objects, warnings
+
+    async def _admission(self, obj: dict[str, Any], attributes: Attributes) -> Admitted:
+        if isinstance(self.admission, RequestAdmission):
+            return await self.admission.admit_request(self.store, obj, attributes)
+        return await self.admission.admit(
+            self.store, obj, creating=attributes.operation == "CREATE"
+        )
+
+    async def _review_delete(
+        self, request: web.Request, target: Target, stored: Mapping[str, Any], dry_run: bool
+    ) -> list[str]:
+        """The admission's review of one deletion (webhooks): its warnings, or its
+        refusal raised."""
+        if not isinstance(self.admission, RequestAdmission):
+            return []
+        meta = stored.get("metadata") or {}
+        attributes = Attributes(
+            "DELETE",
+            target.resource,
+            str(meta.get("namespace") or "") if target.resource.namespaced else "",
+            str(meta.get("name") or ""),
+            old=stored,
+            dry_run=dry_run,
+            user=self.authenticate(request) or "",
+            options=_options("DeleteOptions", request),
+        )
+        return await self.admission.review_delete(self.store, attributes)
 
     async def _write(
         self, resource: Resource, name: str, objects: Sequence[dict[str, Any]]
@@ -679,14 +775,15 @@ class ApiServer:
         async with self.writes:
             stored = await self._stored(target)
             _check_preconditions(stored, options, target)
+            warnings = await self._review_delete(request, target, stored, dry_run)
             if target.resource.kind == "Namespace":
-                return _json(await self._terminate(stored, dry_run))
+                return _json(await self._terminate(stored, dry_run), warnings=warnings)
             if dry_run:
-                return _json(_served(target.resource, stored))
+                return _json(_served(target.resource, stored), warnings=warnings)
             orphan = options.get("propagationPolicy") == "Orphan"
             keys = [target.key()] + ([] if orphan else await self._owned([stored]))
             deleted = await self.store.delete(await self.admission.deleting(self.store, keys))
-        return _json(_served(target.resource, deleted[0]))
+        return _json(_served(target.resource, deleted[0]), warnings=warnings)
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
         resource = target.resource
@@ -695,6 +792,9 @@ class ApiServer:
         async with self.writes:
             items, _ = await self.store.list(resource.kind, target.namespace or None, labels)
             items = [item for item in items if fields.matches(item)]
+            warnings: list[str] = []
+            for item in items:
+                warnings += await self._review_delete(request, target, item, dry_run)
             if resource.kind == "Namespace":
                 done = [await self._terminate(item, dry_run) for item in items]
             elif dry_run or not items:
@@ -710,7 +810,8 @@ class ApiServer:
                 "apiVersion": resource.api_version,
                 "metadata": {},
                 "items": [_served(resource, d) for d in done],
-            }
+            },
+            warnings=warnings,
         )
 
     async def _owned(self, owners: Sequence[Mapping[str, Any]]) -> list[store_api.ObjectKey]:
@@ -1118,6 +1219,28 @@ def _subresource_view(
     else:
         new.pop("status", None)
     return new
+
+
+def _label_namespace(obj: dict[str, Any]) -> None:
+    """A Namespace's ``kubernetes.io/metadata.name`` label, as kube-apiserver sets it."""
+    if obj.get("kind") != "Namespace":
+        return
+    metadata = obj["metadata"]
+    labels = metadata.get("labels")
+    if labels is None:
+        labels = metadata["labels"] = {}
+    if isinstance(labels, dict):  # anything else is the model's to refuse
+        labels[NAMESPACE_NAME_LABEL] = metadata.get("name", "")
+
+
+def _options(kind: str, request: web.Request) -> dict[str, Any]:
+    """The request's options as an AdmissionReview carries them."""
+    options: dict[str, Any] = {"kind": kind, "apiVersion": "meta.k8s.io/v1"}
+    if request.query.getall("dryRun", []):
+        options["dryRun"] = request.query.getall("dryRun")
+    if request.query.get("fieldManager"):
+        options["fieldManager"] = request.query["fieldManager"]
+    return options
 
 
 def _prune(obj: dict[str, Any], path: str) -> None:
