@@ -61,6 +61,7 @@ import osm
 from osm.apiserver import clusterip, patch, resources, selectors
 from osm.apiserver.resources import Resource
 from osm.apiserver.status import ApiError, Details, already_exists, conflict, invalid, not_found
+from osm.base import wellknown
 from osm.model import kinds, manifest
 from osm.model.errors import Problem
 from osm.store import api as store_api
@@ -83,8 +84,6 @@ LINE_CACHE = 4096
 """Encoded watch events kept for the other watchers of the same change."""
 TRUE = frozenset({"1", "t", "T", "true", "True", "TRUE"})
 FALSE = frozenset({"0", "f", "F", "false", "False", "FALSE"})
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-"""The label kube-apiserver puts on every Namespace, its value the Namespace's name."""
 Authenticate = Callable[[web.Request], str | None]
 Renderer = Callable[[Resource, Sequence[Mapping[str, Any]], str], dict[str, Any]]
 
@@ -1230,7 +1229,7 @@ def _label_namespace(obj: dict[str, Any]) -> None:
     if labels is None:
         labels = metadata["labels"] = {}
     if isinstance(labels, dict):  # anything else is the model's to refuse
-        labels[NAMESPACE_NAME_LABEL] = metadata.get("name", "")
+        labels[wellknown.NAMESPACE_NAME_LABEL] = metadata.get("name", "")
 
 
 def _options(kind: str, request: web.Request) -> dict[str, Any]:

@@ -69,6 +69,7 @@ from osm.apiserver import resources, selectors
 from osm.apiserver import server as apiserver
 from osm.apiserver.resources import Resource
 from osm.apiserver.status import ApiError, Details, not_found
+from osm.base import wellknown
 from osm.model import kinds
 from osm.model.errors import Problem
 from osm.store import api as store_api
@@ -526,7 +527,7 @@ class WebhookAdmission:
             except store_api.NotFound:
                 raise not_found("namespaces", name) from None
             labels = dict(store_api.labels_of(namespace))
-        labels.setdefault(apiserver.NAMESPACE_NAME_LABEL, name)
+        labels.setdefault(wellknown.NAMESPACE_NAME_LABEL, name)
         return labels
 
     async def _validate(

@@ -21,7 +21,12 @@ def control_plane_objects() -> list[dict[str, Any]]:
     namespace = {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": wellknown.CONTROL_PLANE_NAMESPACE},
+        "metadata": {
+            "name": wellknown.CONTROL_PLANE_NAMESPACE,
+            # Written to the store directly, so not through the API, which labels
+            # every Namespace it admits with its name (as kube-apiserver does).
+            "labels": {wellknown.NAMESPACE_NAME_LABEL: wellknown.CONTROL_PLANE_NAMESPACE},
+        },
     }
     return [namespace, config.default_manifest(wellknown.CONTROL_PLANE_NAMESPACE)]
 

@@ -36,6 +36,7 @@ pytestmark = [
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "bookstore" / "manifests"
 MONITORED_BY = wellknown.MONITORED_BY_LABEL
+NAME_LABEL = wellknown.NAMESPACE_NAME_LABEL
 INJECTION = wellknown.SIDECAR_INJECTION_ANNOTATION
 POD = """\
 apiVersion: v1
@@ -299,14 +300,14 @@ GETS = [
         """,
         id="label selector",
     ),
-    pytest.param(
+    pytest.param(  # kube-apiserver labels every Namespace with its name
         f"get ns -l {MONITORED_BY}=osm --show-labels",
         f"""
         NAME            STATUS   AGE     LABELS
-        bookbuyer       Active   <age>   {MONITORED_BY}=osm
-        bookstore       Active   <age>   {MONITORED_BY}=osm
-        bookthief       Active   <age>   {MONITORED_BY}=osm
-        bookwarehouse   Active   <age>   {MONITORED_BY}=osm
+        bookbuyer       Active   <age>   {NAME_LABEL}=bookbuyer,{MONITORED_BY}=osm
+        bookstore       Active   <age>   {NAME_LABEL}=bookstore,{MONITORED_BY}=osm
+        bookthief       Active   <age>   {NAME_LABEL}=bookthief,{MONITORED_BY}=osm
+        bookwarehouse   Active   <age>   {NAME_LABEL}=bookwarehouse,{MONITORED_BY}=osm
         """,
         id="show labels",
     ),

@@ -43,7 +43,9 @@ def namespace(
 def metadata(api: RunningApi, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     with Api.connect(api.kubeconfig) as client:
         meta = client.get("Namespace", None, name)["metadata"]
-    return meta.get("labels") or {}, meta.get("annotations") or {}
+    labels = dict(meta.get("labels") or {})
+    assert labels.pop(wellknown.NAMESPACE_NAME_LABEL) == name  # kube-apiserver's, always there
+    return labels, meta.get("annotations") or {}
 
 
 CASES = [
