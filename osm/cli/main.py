@@ -472,13 +472,16 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca, namespace, proxy, runtime, xds
+    from osm.cli import ca, install, namespace, proxy, runtime, xds
 
     group.add_command(ca.ca)
     group.add_command(xds.xds)
     group.add_command(proxy.proxy)
     group.add_command(proxy.sidecar)
     group.add_command(namespace.namespace)
+    for command in install.COMMANDS:
+        group.add_command(command)
+    group.add_command(install.uninstall, "del")  # OSM's alias ("delete" is osm delete)
     for command in (
         runtime.up,
         runtime.down,
