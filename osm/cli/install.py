@@ -417,7 +417,7 @@ class _Display:
 
         table = Table(title="waiting for the control plane", title_justify="left")
         table.add_column("DEPLOYMENT")
-        table.add_column("STATE")
+        table.add_column("STATE", min_width=24)
         for name in self.names:
             text = states.get(name, "...")
             table.add_row(name, f"[green]{text}[/]" if "Available" in text else text)
