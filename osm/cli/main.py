@@ -539,7 +539,7 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca, injector, namespace, proxy, runtime, xds
+    from osm.cli import ca, injector, install, namespace, proxy, runtime, xds
 
     group.add_command(injector.injector)
     group.add_command(ca.ca)
@@ -547,6 +547,9 @@ def register(group: click.Group) -> None:
     group.add_command(proxy.proxy)
     group.add_command(proxy.sidecar)
     group.add_command(namespace.namespace)
+    for command in install.COMMANDS:
+        group.add_command(command)
+    group.add_command(install.uninstall, "del")  # OSM's alias ("delete" is osm delete)
     for command in (
         runtime.up,
         runtime.down,

@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -58,8 +59,16 @@ IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
 CONTROLLER_USER = "system:serviceaccount:osm-system:osm-controller"
 KUBELET_USER = "system:node:osm-local"
 KUBELET_GROUPS = ("system:nodes",)
-MESH_KINDS = tuple(info.kind for info in kinds.KINDS if info.kind not in ("Secret", "ConfigMap"))
-"""What the push loop watches: every kind but the ones the catalog never reads."""
+MESH_KINDS = (
+    "Namespace",
+    "ServiceAccount",
+    "Service",
+    "Pod",
+    "Endpoints",
+    *(info.kind for info in kinds.KINDS if info.strict),
+)
+"""What the push loop watches: the kinds the catalog reads (the SMI and OSM kinds, and the
+core kinds that place workloads); ``osm install``'s ClusterRole grants exactly these."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,12 +143,14 @@ class Controller:
         self.port = settings.api_port
         self.validator: webhook_server.WebhookServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._ca_dir: tempfile.TemporaryDirectory[str] | None = None
 
     async def start(self) -> None:
         settings = self.settings
         if settings.kubernetes:
             settings = self.settings = dataclasses.replace(settings, serve_api=False)
-        settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not settings.kubernetes:
+            settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             if settings.kubernetes:
                 self.client = self._client()
@@ -214,9 +225,11 @@ class Controller:
 
     async def _ca_from_secret(self, client: KubeClient) -> builtin.BuiltinCA:
         """The mesh root shared with the injector through the ``osm-ca-bundle`` Secret,
-        mirrored in a private directory of the state dir (the Secret is its home)."""
+        mirrored in a private temporary directory (the Secret is its home; a pod's root
+        filesystem is read-only but for ``/tmp``)."""
         settings = self.settings
-        ca_dir = settings.state_dir / "kubernetes-ca" / settings.osm_namespace
+        self._ca_dir = tempfile.TemporaryDirectory(prefix="osm-ca-")
+        ca_dir = Path(self._ca_dir.name) / "ca"
         try:
             return await ca_secret.load_or_create(
                 client,
@@ -367,6 +380,9 @@ class Controller:
         if self.store is not None:
             await self.store.close()
             self.store = None
+        if self._ca_dir is not None:
+            self._ca_dir.cleanup()
+            self._ca_dir = None
 
     @property
     def url(self) -> str:
