@@ -136,6 +136,9 @@ class Attributes:
     user: str = ""
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The request's ``CreateOptions``/``UpdateOptions``/``DeleteOptions``."""
+    mutated: bool = False
+    """Mutating admission already ran on the object (`MutatingAdmission.mutate`, outside
+    the write lock); `RequestAdmission.admit_request` then does the rest only."""
 
 
 @runtime_checkable
@@ -150,6 +153,24 @@ class RequestAdmission(Admission, Protocol):
 
     async def review_delete(self, store: store_api.Store, attributes: Attributes) -> list[str]:
         """The warnings to send; raises `ApiError` to refuse."""
+        ...
+
+
+@runtime_checkable
+class MutatingAdmission(RequestAdmission, Protocol):
+    """A `RequestAdmission` whose mutating step may call out (webhooks), so the server
+    runs it on a CREATE before it takes the write lock: a webhook that writes through
+    this API while it is called (OSM's injector creates the pod's bootstrap Secret)
+    must not wait for the lock its own caller holds. kube-apiserver has no such lock;
+    its admission chain runs before storage, concurrently with other requests. Updates
+    still call their webhooks under the lock (they admit the stored object as changed):
+    a webhook that writes through this API while it reviews an UPDATE waits out its
+    timeout."""
+
+    async def mutate(
+        self, store: store_api.Store, obj: dict[str, Any], attributes: Attributes
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The object after the mutating step, and the warnings to send."""
         ...
 
 
@@ -487,25 +508,33 @@ class ApiServer:
         metadata.pop("deletionTimestamp", None)
         _label_namespace(obj)
         dry_run = _dry_run(request)
+        key = store_api.ObjectKey(resource.kind, namespace if resource.namespaced else "", name)
+        attributes = Attributes(
+            "CREATE",
+            resource,
+            namespace if resource.namespaced else "",
+            name,
+            dry_run=dry_run,
+            user=self.authenticate(request) or "",
+            options=_options("CreateOptions", request),
+        )
+        early: list[str] = []
+        if isinstance(self.admission, MutatingAdmission):
+            # kube's order: the namespace's lifecycle first, then the mutating webhooks
+            # (even for a create that storage will refuse as AlreadyExists).
+            if resource.namespaced:
+                await self._check_namespace(namespace)
+            obj, early = await self.admission.mutate(self.store, obj, attributes)
+            attributes = dataclasses.replace(attributes, mutated=True)
         async with self.writes:
-            key = store_api.ObjectKey(resource.kind, namespace if resource.namespaced else "", name)
             if await self._exists(key):
                 raise already_exists(resource.plural, name, resource.group)
             if resource.namespaced:
                 await self._check_namespace(namespace)
-            attributes = Attributes(
-                "CREATE",
-                resource,
-                namespace if resource.namespaced else "",
-                name,
-                dry_run=dry_run,
-                user=self.authenticate(request) or "",
-                options=_options("CreateOptions", request),
-            )
             objects, warnings = await self._admit(request, attributes, obj)
             stored = objects if dry_run else await self._write(resource, name, objects)
         created = next(o for o in stored if store_api.ObjectKey.of(o) == key)
-        return _json(_served(resource, created), status=201, warnings=warnings)
+        return _json(_served(resource, created), status=201, warnings=early + warnings)
 
     async def update(self, request: web.Request, target: Target) -> web.Response:
         resource = target.resource

@@ -445,15 +445,8 @@ class WebhookAdmission:
         hooks = [] if exempt(attributes) else await self._candidates(store, attributes)
         current = copy.deepcopy(dict(obj))
         warnings: list[str] = []
-        mutating = [hook for hook in hooks if hook[0].mutating]
-        if mutating:
-            labels = await self._namespace_labels(store, attributes, current)
-            for hook, resource in mutating:
-                if selected(hook, attributes, current, labels):
-                    outcome = await self._dispatch(hook, resource, attributes, current)
-                    warnings += outcome.warnings
-                    if outcome.obj is not None:
-                        current = outcome.obj
+        if not attributes.mutated:
+            current, warnings = await self._mutate(store, hooks, current, attributes)
         admitted = await self._inner(store, current, attributes)
         if any(problem.severity == "error" for problem in admitted.problems):
             return admitted  # kube: validation failed, no validating webhook runs
@@ -464,6 +457,32 @@ class WebhookAdmission:
             warnings += await self._validate(store, validating, attributes, result)
         problems = admitted.problems + [Problem(w, severity="warning") for w in warnings]
         return apiserver.Admitted(admitted.objects, problems)
+
+    async def mutate(
+        self, store: store_api.Store, obj: dict[str, Any], attributes: apiserver.Attributes
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The mutating webhooks alone (the server calls them before its write lock)."""
+        hooks = [] if exempt(attributes) else await self._candidates(store, attributes)
+        return await self._mutate(store, hooks, copy.deepcopy(obj), attributes)
+
+    async def _mutate(
+        self,
+        store: store_api.Store,
+        hooks: Sequence[tuple[Webhook, Resource]],
+        current: dict[str, Any],
+        attributes: apiserver.Attributes,
+    ) -> tuple[dict[str, Any], list[str]]:
+        warnings: list[str] = []
+        mutating = [hook for hook in hooks if hook[0].mutating]
+        if mutating:
+            labels = await self._namespace_labels(store, attributes, current)
+            for hook, resource in mutating:
+                if selected(hook, attributes, current, labels):
+                    outcome = await self._dispatch(hook, resource, attributes, current)
+                    warnings += outcome.warnings
+                    if outcome.obj is not None:
+                        current = outcome.obj
+        return current, warnings
 
     async def review_delete(
         self, store: store_api.Store, attributes: apiserver.Attributes

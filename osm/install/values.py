@@ -269,15 +269,17 @@ def _settings() -> tuple[Setting, ...]:
         ),
         Setting(
             "osm.osmController.replicaCount",
-            _integer(1, 100),
+            _integer(0, 100),
             _field("controller_replicas"),
-            "controller replicas",
+            "controller replicas (0: the controller runs outside the cluster, as in "
+            "development; the validating webhook then fails closed until it serves)",
         ),
         Setting(
             "osm.injector.replicaCount",
-            _integer(1, 100),
+            _integer(0, 100),
             _field("injector_replicas"),
-            "injector replicas",
+            "injector replicas (0: the injector runs outside the cluster; pods of "
+            "monitored namespaces are refused until it serves)",
         ),
         Setting(
             "osm.injector.webhookTimeoutSeconds",

@@ -26,6 +26,7 @@ ACCEPTED = [
     ("osm.initContainerImage=reg.example/init:1", "init_container_image", "reg.example/init:1"),
     ("osm.osmController.replicaCount=3", "controller_replicas", 3),
     ("osm.injector.replicaCount=2", "injector_replicas", 2),
+    ("osm.injector.replicaCount=0", "injector_replicas", 0),
     ("osm.injector.webhookTimeoutSeconds=30", "webhook_timeout_seconds", 30),
     ("osm.enableEgress=false", ("traffic", "enableEgress"), False),
     (
@@ -102,8 +103,8 @@ REFUSED = [
     ("osm.image.pullPolicy=Sometimes", "expected one of Always, IfNotPresent, Never"),
     ("osm.envoyLogLevel=verbose", "expected one of trace, debug, info"),
     ("osm.localProxyMode=podip", 'expected one of Localhost, PodIP (did you mean "PodIP"?)'),
-    ("osm.osmController.replicaCount=0", "expected a whole number from 1 to 100"),
-    ("osm.osmController.replicaCount=two", "expected a whole number from 1 to 100"),
+    ("osm.osmController.replicaCount=-1", "expected a whole number from 0 to 100"),
+    ("osm.osmController.replicaCount=two", "expected a whole number from 0 to 100"),
     ("osm.injector.webhookTimeoutSeconds=31", "expected a whole number from 1 to 30"),
     ("osm.certificateProvider.certKeyBitSize=1024", "expected a whole number from 2048 to 4096"),
     (
