@@ -61,7 +61,8 @@ class Root:
 ROOTS = {
     "python": Root(
         "python",
-        ("python3",),
+        # libstdc++6: manylinux wheels may link it from the system (google-re2 does).
+        ("python3", "libstdc++6"),
         hooks=(
             # Users without a passwd entry confuse getpass and ~; homes they own.
             f'echo "nonroot:x:{NONROOT_UID}:{NONROOT_UID}:nonroot:/home/nonroot:/usr/sbin/nologin"'
