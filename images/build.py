@@ -103,8 +103,10 @@ class Builder:
         self.run([*command, str(partial), *spec.MIRRORS])
         partial.rename(tar)
         self.timings[f"root {root.name}"] = time.monotonic() - started
-        log(f"root {root.name}: {tar.stat().st_size / 1e6:.0f} MB in "
-            f"{self.timings[f'root {root.name}']:.0f} s")
+        log(
+            f"root {root.name}: {tar.stat().st_size / 1e6:.0f} MB in "
+            f"{self.timings[f'root {root.name}']:.0f} s"
+        )
         return tar
 
     # -- 2. wheels -----------------------------------------------------------------------
@@ -119,23 +121,60 @@ class Builder:
             for name in PROJECT_FILES:  # a copy: pip must not write build/ into the tree
                 path = spec.ROOT / name
                 if path.is_dir():
-                    shutil.copytree(path, Path(source, name),
-                                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+                    shutil.copytree(
+                        path,
+                        Path(source, name),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.so"),
+                    )
                 else:
                     shutil.copy2(path, source)
             self.env["OSM_REQUIRE_COMPILED"] = "1"
             try:
-                self.run([*self.pip, "--python", spec.TARGET_PYTHON, "wheel", "-q",
-                          "--no-deps", "-w", str(project), source])
+                self.run(
+                    [
+                        *self.pip,
+                        "--python",
+                        spec.TARGET_PYTHON,
+                        "wheel",
+                        "-q",
+                        "--no-deps",
+                        "-w",
+                        str(project),
+                        source,
+                    ]
+                )
             finally:
                 del self.env["OSM_REQUIRE_COMPILED"]
             self.timings["project wheel (mypyc)"] = time.monotonic() - started
             started = time.monotonic()
             # The project's dependencies as the target interpreter resolves them.
-            self.run([*self.pip, "--python", spec.TARGET_PYTHON, "download", "-q",
-                      "--only-binary", ":all:", "-d", str(wheels / "deps"), source])
-        self.run([*self.pip, "download", "-q", "--no-deps", "--only-binary", ":all:",
-                  "-d", str(wheels / "pip"), "pip"])
+            self.run(
+                [
+                    *self.pip,
+                    "--python",
+                    spec.TARGET_PYTHON,
+                    "download",
+                    "-q",
+                    "--only-binary",
+                    ":all:",
+                    "-d",
+                    str(wheels / "deps"),
+                    source,
+                ]
+            )
+        self.run(
+            [
+                *self.pip,
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-d",
+                str(wheels / "pip"),
+                "pip",
+            ]
+        )
         self.timings["dependency wheels"] = time.monotonic() - started
         return wheels
 
@@ -167,8 +206,21 @@ class Builder:
             ]
         )
         container = self.run(["buildah", "from", base]).strip()
-        self.run(["buildah", "run", "--network", "none", "-v", f"{wheels}:{MOUNT}:ro",
-                  container, "--", "/bin/sh", "-c", script])
+        self.run(
+            [
+                "buildah",
+                "run",
+                "--network",
+                "none",
+                "-v",
+                f"{wheels}:{MOUNT}:ro",
+                container,
+                "--",
+                "/bin/sh",
+                "-c",
+                script,
+            ]
+        )
         self.run(["buildah", "run", "--network", "none", container, "--", "rmdir", MOUNT])
         return container
 
@@ -177,12 +229,26 @@ class Builder:
     ) -> None:
         """Sets `image`'s configuration on `container`; `previous` is the image configured on
         it before (an image sharing a venv), whose exposed ports are removed."""
-        command = ["buildah", "config", "--user", image.user, "--workingdir", image.workdir,
-                   "--cmd", json.dumps(list(image.cmd)), "--entrypoint", "[]",
-                   "--env", f"PATH={spec.PATH}",
-                   "--label", f"org.opencontainers.image.version={self.tag}",
-                   "--label", "org.opencontainers.image.title=" + image.name,
-                   "--label", "org.opencontainers.image.source=osm-py"]
+        command = [
+            "buildah",
+            "config",
+            "--user",
+            image.user,
+            "--workingdir",
+            image.workdir,
+            "--cmd",
+            json.dumps(list(image.cmd)),
+            "--entrypoint",
+            "[]",
+            "--env",
+            f"PATH={spec.PATH}",
+            "--label",
+            f"org.opencontainers.image.version={self.tag}",
+            "--label",
+            "org.opencontainers.image.title=" + image.name,
+            "--label",
+            "org.opencontainers.image.source=osm-py",
+        ]
         for name, value in image.env:
             command += ["--env", f"{name}={value}"]
         for port in previous.ports if previous else ():
@@ -192,14 +258,22 @@ class Builder:
         self.run([*command, container])
 
     def commit(self, container: str, ref: str) -> str:
-        return self.run(["buildah", "commit", "--quiet", "--timestamp", self.epoch,
-                         container, ref]).strip()
+        return self.run(
+            ["buildah", "commit", "--quiet", "--timestamp", self.epoch, container, ref]
+        ).strip()
 
     def export(self, image: spec.Image, image_id: str) -> Path:
         archive = image.archive(self.out, self.tag)
         archive.unlink(missing_ok=True)
-        self.run(["skopeo", "copy", "--quiet", f"containers-storage:{image_id}",
-                  f"oci-archive:{archive}:{image.ref(self.registry, self.tag)}"])
+        self.run(
+            [
+                "skopeo",
+                "copy",
+                "--quiet",
+                f"containers-storage:{image_id}",
+                f"oci-archive:{archive}:{image.archive_ref(self.registry, self.tag)}",
+            ]
+        )
         return archive
 
     def size(self, image_id: str) -> int:
@@ -234,16 +308,28 @@ class Builder:
                 archive = self.export(image, image_id)
                 seconds = time.monotonic() - started
                 size = self.size(image_id)
-                log(f"{ref}: {size / 1e6:.0f} MB, archive {archive.stat().st_size / 1e6:.0f} "
-                    f"MB, {seconds:.1f} s")
-                report.append({"name": image.name, "ref": ref, "id": image_id,
-                               "archive": str(archive), "build_seconds": round(seconds, 1),
-                               "size_bytes": size, "archive_bytes": archive.stat().st_size})
+                log(
+                    f"{ref}: {size / 1e6:.0f} MB, archive {archive.stat().st_size / 1e6:.0f} "
+                    f"MB, {seconds:.1f} s"
+                )
+                report.append(
+                    {
+                        "name": image.name,
+                        "ref": ref,
+                        "id": image_id,
+                        "archive": str(archive),
+                        "build_seconds": round(seconds, 1),
+                        "size_bytes": size,
+                        "archive_bytes": archive.stat().st_size,
+                    }
+                )
         finally:
             for container in venvs.values():
                 self.run(["buildah", "rm", container])
         result: dict[str, object] = {
-            "registry": self.registry, "tag": self.tag, "source_date_epoch": self.epoch,
+            "registry": self.registry,
+            "tag": self.tag,
+            "source_date_epoch": self.epoch,
             "shared_seconds": {k: round(v, 1) for k, v in self.timings.items()},
             "images": report,
         }
@@ -253,8 +339,12 @@ class Builder:
 
 def _last_commit_time() -> int:
     try:
-        out = subprocess.run(["git", "-C", str(spec.ROOT), "log", "-1", "--format=%ct"],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["git", "-C", str(spec.ROOT), "log", "-1", "--format=%ct"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return int(out.strip())
     except (OSError, subprocess.CalledProcessError, ValueError):
         return 0
@@ -266,25 +356,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tag", default=spec.project_version())
     parser.add_argument("--out", type=Path, default=spec.ROOT / "dist" / "images")
     parser.add_argument("--work", type=Path, default=spec.ROOT / "build" / "images")
-    parser.add_argument("--python", default=sys.executable,
-                        help="the interpreter whose pip (22.3+) builds and downloads wheels")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter whose pip (22.3+) builds and downloads wheels",
+    )
     parser.add_argument("--source-date-epoch", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached Debian roots")
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"images to build (default: all): {', '.join(spec.BY_NAME)}")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"images to build (default: all): {', '.join(spec.BY_NAME)}",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.names) - set(spec.BY_NAME)
     if unknown:
         parser.error(f"no image {', '.join(sorted(unknown))}; images: {', '.join(spec.BY_NAME)}")
     names = args.names or list(spec.BY_NAME)
-    missing = [tool for tool in ("mmdebstrap", "buildah", "podman", "skopeo", "runc")
-               if shutil.which(tool) is None]
+    missing = [
+        tool
+        for tool in ("mmdebstrap", "buildah", "podman", "skopeo", "runc")
+        if shutil.which(tool) is None
+    ]
     if missing:
         raise SystemExit(f"images: missing {', '.join(missing)} (make images installs them)")
     started = time.monotonic()
     result = Builder(args).build(names)
-    log(f"done in {time.monotonic() - started:.0f} s; report: "
-        f"{args.out / spec.REPORT}")
+    log(f"done in {time.monotonic() - started:.0f} s; report: {args.out / spec.REPORT}")
     json.dump(result, sys.stdout, indent=2)
     print()
     return 0

@@ -83,16 +83,30 @@ class Podman:
         self.env = spec.tool_environment(work)
 
     def run(self, *args: str, check: bool = True, timeout: float = 120.0) -> str:
-        result = subprocess.run(["podman", *args], env=self.env, capture_output=True,
-                                text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            ["podman", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and result.returncode != 0:
-            raise CheckFailed(f"podman {' '.join(args)[:200]} exited {result.returncode}: "
-                              f"{(result.stderr or result.stdout).strip()[-800:]}")
+            raise CheckFailed(
+                f"podman {' '.join(args)[:200]} exited {result.returncode}: "
+                f"{(result.stderr or result.stdout).strip()[-800:]}"
+            )
         return result.stdout.strip()
 
     def status(self, *args: str) -> tuple[int, str]:
-        result = subprocess.run(["podman", *args], env=self.env, capture_output=True,
-                                text=True, timeout=120, check=False)
+        result = subprocess.run(
+            ["podman", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         return result.returncode, (result.stdout + result.stderr).strip()
 
     def pull(self, archive: str) -> str:
@@ -131,25 +145,35 @@ def _expect(condition: bool, message: str) -> None:
 def check_init(podman: Podman, image: str) -> list[str]:
     script = rules.init_container_script(rules.InterceptionConfig())
     chains = [line[1:].split()[0] for line in script.splitlines() if line.startswith(":")]
-    code, out = podman.status("run", "--rm", "--network", "none", "--cap-add", "NET_ADMIN",
-                              image, "/bin/sh", "-c", f"{script}iptables-save -t nat")
+    code, out = podman.status(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cap-add",
+        "NET_ADMIN",
+        image,
+        "/bin/sh",
+        "-c",
+        f"{script}iptables-save -t nat",
+    )
     _expect(code == 0, f"the init script exited {code}: {out[-800:]}")
     missing = [chain for chain in chains if f":{chain} " not in out]
     _expect(not missing, f"iptables-save lacks {missing}:\n{out}")
     redirects = [line for line in out.splitlines() if "REDIRECT --to-ports" in line]
     _expect(len(redirects) == 2, f"expected the two REDIRECT rules, got {redirects}")
-    code, out = podman.status("run", "--rm", "--network", "none", image, "/bin/sh", "-c",
-                              script)
+    code, out = podman.status("run", "--rm", "--network", "none", image, "/bin/sh", "-c", script)
     _expect(code != 0, "without NET_ADMIN the script succeeded")
-    return [f"rules took: chains {', '.join(chains)}; {'; '.join(redirects)}",
-            f"without NET_ADMIN refused ({out.splitlines()[-1] if out else code})"]
+    return [
+        f"rules took: chains {', '.join(chains)}; {'; '.join(redirects)}",
+        f"without NET_ADMIN refused ({out.splitlines()[-1] if out else code})",
+    ]
 
 
 def check_sidecar(podman: Podman, image: str) -> list[str]:
     uid = podman.run("run", "--rm", "--network", "none", image, "id", "-u")
     _expect(uid == str(wellknown.PROXY_UID), f"runs as UID {uid}, not {wellknown.PROXY_UID}")
-    podman.run("run", "--rm", "--network", "none", image, "python", "-m", "osm.proxy",
-               "--help")
+    podman.run("run", "--rm", "--network", "none", image, "python", "-m", "osm.proxy", "--help")
     port = wellknown.HEALTHCHECK_PORT
     url = f"http://127.0.0.1:{port}{wellknown.HEALTHCHECK_PATH}"
     header = wellknown.ORIGINAL_TCP_PORT_HEADER
@@ -160,20 +184,38 @@ def check_sidecar(podman: Podman, image: str) -> list[str]:
         except CheckFailed as error:
             raise CheckFailed(f"no answer on {port}: {error}") from None
         closed = podman.get(container, url, f"{header}=1")
-        _expect(accepting[0] == 200 and closed[0] == 503,
-                f"healthcheck answered {accepting} and {closed}")
+        _expect(
+            accepting[0] == 200 and closed[0] == 503,
+            f"healthcheck answered {accepting} and {closed}",
+        )
         return f"healthcheck on {port}: {accepting[0]} (port {port}), {closed[0]} (port 1)"
 
     answered = podman.serve(image, ["python", "-m", "osm.proxy.healthcheck"], probe)
-    imports = json.loads(podman.run("run", "--rm", "--network", "none",
-                                     "-e", "OSM_REQUIRE_COMPILED=1", image,
-                                     "python", "-c", PROXY_IMPORTS))
+    imports = json.loads(
+        podman.run(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-e",
+            "OSM_REQUIRE_COMPILED=1",
+            image,
+            "python",
+            "-c",
+            PROXY_IMPORTS,
+        )
+    )
     expected = sorted(Path(path).stem for path in _setup_compiled())
-    _expect(sorted(imports["compiled"]) == expected,
-            f"compiled modules {imports['compiled']}, setup.py compiles {expected}")
-    return [f"UID {uid}", answered,
-            f"{imports['imported']} osm.proxy modules import; compiled by mypyc: "
-            f"{len(expected)} of them, as setup.py says"]
+    _expect(
+        sorted(imports["compiled"]) == expected,
+        f"compiled modules {imports['compiled']}, setup.py compiles {expected}",
+    )
+    return [
+        f"UID {uid}",
+        answered,
+        f"{imports['imported']} osm.proxy modules import; compiled by mypyc: "
+        f"{len(expected)} of them, as setup.py says",
+    ]
 
 
 def check_controller(podman: Podman, image: str) -> list[str]:
@@ -193,12 +235,17 @@ def check_controller(podman: Podman, image: str) -> list[str]:
 def check_injector(podman: Podman, image: str) -> list[str]:
     podman.run("run", "--rm", "--network", "none", image, "osm", "--help")
     found = [f"osm --help runs as UID {podman.run('run', '--rm', image, 'id', '-u')}"]
-    code, out = podman.status("run", "--rm", "--network", "none", image, "osm", "injector",
-                              "--help")
-    found.append("osm injector --help runs" if code == 0 else
-                 "osm injector: absent (" + (out.splitlines()[-1] if out else str(code)) + ")")
-    code, out = podman.status("run", "--rm", "--network", "none", image, "python", "-c",
-                              "import osm.webhook")
+    code, out = podman.status(
+        "run", "--rm", "--network", "none", image, "osm", "injector", "--help"
+    )
+    found.append(
+        "osm injector --help runs"
+        if code == 0
+        else "osm injector: absent (" + (out.splitlines()[-1] if out else str(code)) + ")"
+    )
+    code, out = podman.status(
+        "run", "--rm", "--network", "none", image, "python", "-c", "import osm.webhook"
+    )
     if code == 0:
         found.append("import osm.webhook works")
     else:
@@ -259,9 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = check(args.out, args.work, args.names)
     for result in results:
-        print(f"{result.name:15} {'ok' if result.ok else 'FAILED':6} built in "
-              f"{result.build_seconds:5.1f} s, {result.size_bytes / 1e6:4.0f} MB "
-              f"({result.archive_bytes / 1e6:3.0f} MB archive)")
+        print(
+            f"{result.name:15} {'ok' if result.ok else 'FAILED':6} built in "
+            f"{result.build_seconds:5.1f} s, {result.size_bytes / 1e6:4.0f} MB "
+            f"({result.archive_bytes / 1e6:3.0f} MB archive)"
+        )
         for line in result.detail:
             print(f"{'':17}{line}")
     if args.json:

@@ -129,6 +129,14 @@ class Image:
     def ref(self, registry: str, tag: str) -> str:
         return f"{registry}/{self.name}:{tag}"
 
+    def archive_ref(self, registry: str, tag: str) -> str:
+        """The name inside the OCI archive: `ref` as a container runtime resolves it (a
+        first component without a dot, colon or ``localhost`` is on ``docker.io``), so that
+        ``ctr images import`` names the image as the kubelet will look it up."""
+        first = registry.split("/", 1)[0]
+        qualified = "." in first or ":" in first or first == "localhost"
+        return self.ref(registry if qualified else f"docker.io/{registry}", tag)
+
     def archive(self, out: Path, tag: str) -> Path:
         return out / f"{self.name}-{tag}.oci.tar"
 
