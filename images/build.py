@@ -30,7 +30,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,51 +116,57 @@ class Builder:
         shutil.rmtree(project, ignore_errors=True)
         project.mkdir(parents=True)
         started = time.monotonic()
-        with tempfile.TemporaryDirectory() as source:
-            for name in PROJECT_FILES:  # a copy: pip must not write build/ into the tree
-                path = spec.ROOT / name
-                if path.is_dir():
-                    shutil.copytree(
-                        path,
-                        Path(source, name),
-                        ignore=shutil.ignore_patterns("__pycache__", "*.so"),
-                    )
-                else:
-                    shutil.copy2(path, source)
-            self.env["OSM_REQUIRE_COMPILED"] = "1"
-            try:
-                self.run(
-                    [
-                        *self.pip,
-                        "--python",
-                        spec.TARGET_PYTHON,
-                        "wheel",
-                        "-q",
-                        "--no-deps",
-                        "-w",
-                        str(project),
-                        source,
-                    ]
+        # A copy at a fixed path (pip must not write build/ into the tree; a random path
+        # would end up in the compiled modules), built without debug information (which
+        # names pip's randomly named build environment): the same sources, the same wheel.
+        source = self.work / "source"
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        for name in PROJECT_FILES:
+            path = spec.ROOT / name
+            if path.is_dir():
+                shutil.copytree(
+                    path,
+                    source / name,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"),
                 )
-            finally:
-                del self.env["OSM_REQUIRE_COMPILED"]
-            self.timings["project wheel (mypyc)"] = time.monotonic() - started
-            started = time.monotonic()
-            # The project's dependencies as the target interpreter resolves them.
+            else:
+                shutil.copy2(path, source)
+        self.env["OSM_REQUIRE_COMPILED"] = "1"
+        self.env["CFLAGS"] = "-g0"
+        try:
             self.run(
                 [
                     *self.pip,
                     "--python",
                     spec.TARGET_PYTHON,
-                    "download",
+                    "wheel",
                     "-q",
-                    "--only-binary",
-                    ":all:",
-                    "-d",
-                    str(wheels / "deps"),
-                    source,
+                    "--no-deps",
+                    "-w",
+                    str(project),
+                    str(source),
                 ]
             )
+        finally:
+            del self.env["OSM_REQUIRE_COMPILED"], self.env["CFLAGS"]
+        self.timings["project wheel (mypyc)"] = time.monotonic() - started
+        started = time.monotonic()
+        # The project's dependencies as the target interpreter resolves them.
+        self.run(
+            [
+                *self.pip,
+                "--python",
+                spec.TARGET_PYTHON,
+                "download",
+                "-q",
+                "--only-binary",
+                ":all:",
+                "-d",
+                str(wheels / "deps"),
+                str(source),
+            ]
+        )
         self.run(
             [
                 *self.pip,
