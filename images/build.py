@@ -331,6 +331,8 @@ class Builder:
         finally:
             for container in venvs.values():
                 self.run(["buildah", "rm", container])
+            # Earlier builds' images, now untagged, in this build's own storage.
+            self.run(["podman", "image", "prune", "--force"])
         result: dict[str, object] = {
             "registry": self.registry,
             "tag": self.tag,
