@@ -333,6 +333,14 @@ class Builder:
                 self.run(["buildah", "rm", container])
             # Earlier builds' images, now untagged, in this build's own storage.
             self.run(["podman", "image", "prune", "--force"])
+        # Images built earlier with the same name and tag stay in the report.
+        previous = self.out / spec.REPORT
+        if previous.exists():
+            earlier = json.loads(previous.read_text())
+            if (earlier.get("registry"), earlier.get("tag")) == (self.registry, self.tag):
+                built = {entry["name"] for entry in report}
+                report += [e for e in earlier.get("images", []) if e["name"] not in built]
+        report.sort(key=lambda entry: list(spec.BY_NAME).index(str(entry["name"])))
         result: dict[str, object] = {
             "registry": self.registry,
             "tag": self.tag,
