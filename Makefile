@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: deps run test lint typecheck layers unit compiled test-compiled venv bench clean
+.PHONY: deps run test lint typecheck layers unit compiled test-compiled venv bench clean \
+	images images-check
 
 # Debian packages: make and python3-venv (the sidecar's interpreter outside /root);
 # iproute2, iptables, util-linux: pods as network namespaces with interception;
@@ -82,3 +83,29 @@ test-compiled: $(COMPILED)/.built
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build
+
+# Container images (images/README.md): built with mmdebstrap, buildah and skopeo, no Docker and
+# no registry; `images` installs these Debian packages itself when missing (not `deps`):
+# mmdebstrap, buildah, skopeo: a Debian root, the images, the OCI archives; podman, runc: run
+# them (images-check); gcc, libc6-dev, python3-dev: the sidecar's modules compiled by mypyc for
+# Debian's python3, which the images run.
+IMAGES_DEBIAN_PACKAGES := mmdebstrap buildah podman skopeo runc python3 gcc libc6-dev python3-dev
+IMAGES_REGISTRY ?= osm-py
+IMAGES_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGES_OUT ?= dist/images
+# Any Python 3.11 whose pip is 22.3+ (pip --python); the images' own interpreter is Debian's.
+IMAGES_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+
+## images: build the controller, injector, init and sidecar images as OCI archives in dist/images
+images:
+	@missing=$$(for p in $(IMAGES_DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "images: apt-get install" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $$missing >/dev/null; fi
+	$(IMAGES_PYTHON) images/build.py --registry $(IMAGES_REGISTRY) --tag $(IMAGES_TAG) \
+	  --out $(IMAGES_OUT) --python $(IMAGES_PYTHON) >/dev/null
+
+## images-check: run each image with podman (network none) and check it starts and is healthy
+images-check:
+	$(IMAGES_PYTHON) images/check.py --out $(IMAGES_OUT)
