@@ -43,11 +43,12 @@ run: $(STAMP)
 test: lint typecheck layers unit test-compiled
 
 lint: $(STAMP)
-	$(BIN)/ruff check osm tests bench setup.py
-	$(BIN)/ruff format --check osm tests bench setup.py
+	$(BIN)/ruff check osm tests bench images setup.py
+	$(BIN)/ruff format --check osm tests bench images setup.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy images
 
 layers: $(STAMP)
 	$(BIN)/lint-imports

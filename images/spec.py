@@ -36,8 +36,7 @@ REPORT = "images.json"
 VENV = "/opt/osm/venv"
 TARGET_PYTHON = "/usr/bin/python3"
 """Debian 12's interpreter: the images' python3, and the one the host builds wheels for."""
-NONROOT_UID = 65532
-"""The control plane's user (distroless' ``nonroot``, as OSM's images run)."""
+NONROOT_UID = wellknown.CONTROL_PLANE_UID
 PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 SUITE = "bookworm"

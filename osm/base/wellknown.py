@@ -16,6 +16,9 @@ from typing import Final
 # Ports and users (OSM's pkg/constants; DESIGN.md "ports (OSM's)")
 
 PROXY_UID: Final = 1500
+CONTROL_PLANE_UID: Final = 65532
+"""The controller's and the injector's user and group (distroless' ``nonroot``, as OSM's
+images run): their images' USER and their pods' runAsUser."""
 """The UID sidecars run as; the interception rules let its traffic through unproxied."""
 PROXY_ADMIN_PORT: Final = 15000
 PROXY_OUTBOUND_PORT: Final = 15001

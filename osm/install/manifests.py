@@ -56,9 +56,10 @@ ALIVE_PATH = "/health/alive"
 CONTROLLER_IMAGE = "osm-controller"
 INJECTOR_IMAGE = "osm-injector"
 TMP_VOLUME = "tmp"
-RUN_AS_USER = 1000
-RUN_AS_GROUP = 3000
-FS_GROUP = 2000
+RUN_AS_USER = wellknown.CONTROL_PLANE_UID
+"""As the images' USER (`make images`), so a pod runs as its image was built to."""
+RUN_AS_GROUP = wellknown.CONTROL_PLANE_UID
+FS_GROUP = wellknown.CONTROL_PLANE_UID
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
 RBAC_API_VERSION = "rbac.authorization.k8s.io/v1"
 WEBHOOK_API_VERSION = "admissionregistration.k8s.io/v1"
