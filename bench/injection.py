@@ -83,6 +83,8 @@ MESH = injector_admission.DEFAULT_MESH_NAME
 TIMEOUT = 60.0
 """Seconds a child may take to start, or to stop, before the run is abandoned."""
 GOAL_P99_MS = 50.0
+DEFAULT_N = 300
+QUICK_N = 100
 INJECTOR_USER = f"system:serviceaccount:{wellknown.CONTROL_PLANE_NAMESPACE}:osm-injector"
 PORT_FILE = "injector.port"
 """In the webhook API's state directory: the injector's port, once it listens."""
@@ -476,18 +478,18 @@ def numbers(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=300, help="pods per case and concurrency")
+    parser.add_argument("--n", type=int, default=None, help="pods per case and concurrency (300)")
     parser.add_argument(
         "--concurrency", type=numbers, default=[1, 4], help="pod creates in flight (1,4)"
     )
     parser.add_argument("--block", type=int, default=50, help="pods per turn (50)")
     parser.add_argument("--warmup", type=int, default=20, help="uncounted pods per case (20)")
-    parser.add_argument("--quick", action="store_true", help="N = 100")
+    parser.add_argument("--quick", action="store_true", help="N = 100 unless --n says")
     parser.add_argument("--dir", default=None, help="where the SQLite files go (a real disk)")
     parser.add_argument("--serve", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.n = 100
+    if args.n is None:
+        args.n = QUICK_N if args.quick else DEFAULT_N
     return args
 
 
