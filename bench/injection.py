@@ -9,7 +9,9 @@ keep-alive connections), timed from the send to the 201's body having arrived. T
 processes, as in a cluster: the API servers, each a child process serving a new
 `SqliteStore` (``synchronous=FULL``, local mode's default; `osm.apiserver.local.start`);
 the injector, a child process (`osm.webhook.run.start_injector`, a `KubeClient` from a
-kubeconfig the API wrote, the mesh CA from `osm.ca.builtin`); and the clients, here.
+kubeconfig the API wrote, the mesh CA from `osm.ca.builtin`, Namespaces and MeshConfig
+from watches as `osm injector` reads them: `osm.webhook.view.ClusterView`); and the
+clients, here.
 
 Cases, each N pods per concurrency level:
 
@@ -78,6 +80,7 @@ from osm.kube.client import KubeClient
 from osm.store import SqliteStore
 from osm.webhook import cabundle
 from osm.webhook import run as webhook_run
+from osm.webhook.view import ClusterView
 
 MESH = injector_admission.DEFAULT_MESH_NAME
 TIMEOUT = 60.0
@@ -244,11 +247,15 @@ async def serve_injector(directory: pathlib.Path) -> None:
         settings = webhook_run.InjectorSettings(
             host=wellknown.LOCALHOST, webhook_port=0, http_port=0
         )
-        webhook = await webhook_run.start_injector(client, ca, settings)
+        view = ClusterView(client, settings.osm_namespace)
+        following = asyncio.create_task(view.run())
+        webhook = await webhook_run.start_injector(client, ca, settings, view=view)
+        await view.wait_synced()
         webhook.set_ready()
         print(webhook.port, flush=True)
         await until_stdin_closes()
         await webhook.stop()
+        following.cancel()
 
 
 def serve_main(role: str, directory: str) -> None:

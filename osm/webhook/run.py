@@ -34,6 +34,7 @@ from osm.injector import admission, patch
 from osm.kube.client import KubeClient
 from osm.kube.errors import KubeError
 from osm.webhook import ca_secret, cabundle, certificates, injector, server, validator
+from osm.webhook.view import ClusterView
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,12 @@ async def run_injector(
             clock(),
             labels=_labels(settings.mesh_name),
         )
-        webhook = await start_injector(client, ca, settings, clock)
+        view = ClusterView(client, settings.osm_namespace)
+        following = asyncio.create_task(view.run(), name="cluster-view")
+        stack.push_async_callback(_cancel, following)
+        webhook = await start_injector(client, ca, settings, clock, view=view)
         stack.push_async_callback(webhook.stop)
+        await view.wait_synced()
         webhook.set_ready()
         await keep_ca_bundles(
             client,
@@ -132,10 +137,14 @@ async def start_injector(
     clock: Callable[[], datetime] = builtin.utc_now,
     *,
     registry: CollectorRegistry | None = None,
+    view: ClusterView | None = None,
 ) -> server.WebhookServer:
     """The injector's webhook server, started (not yet ready: call `set_ready`); `stop`
-    it. Port 0 in `settings` binds any free port (``server.port``)."""
-    handler = injector.PodInjector(client, settings.admission, certificates.issuing(ca, clock))
+    it. Port 0 in `settings` binds any free port (``server.port``). With `view` (running:
+    `ClusterView.run`), pods are admitted from its Namespaces and MeshConfig."""
+    handler = injector.PodInjector(
+        client, settings.admission, certificates.issuing(ca, clock), view=view
+    )
     webhook = server.WebhookServer(
         {injector.PATH: handler},
         ca,
@@ -205,6 +214,12 @@ async def keep_ca_bundles(
             except (KubeError, cabundle.ConfigurationChanging) as error:
                 log.warning("%s %s: cannot set its caBundle yet: %s", kind, name, error)
         await asyncio.sleep(interval)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _labels(mesh_name: str) -> dict[str, str]:
