@@ -11,8 +11,9 @@ run as processes of their own outside the cluster, each with its service account
 kubeconfig, and the API server reaches their webhooks through its service resolver (a
 cluster would reach their pods through the Services). Then, as a user does on a cluster:
 label the namespaces, apply the bookstore, and check the scenarios of the local mesh
-(permissive, SMI, a live split) from the demo clients' counters; every pod's sidecar came
-from the injector's webhook, and its bootstrap Secret from the injector's own create.
+(permissive, SMI, a live split) from the demo clients' counters, with Envoy and the
+Python sidecar side by side; every pod's sidecar came from the injector's webhook, and its
+bootstrap Secret from the injector's own create.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ PREFIX = f"osmk{uuid.uuid4().hex[:5]}"
 MESH = "osm"
 NAMESPACE = wellknown.CONTROL_PLANE_NAMESPACE
 INJECTOR_USER = f"system:serviceaccount:{NAMESPACE}:osm-injector"
+PLANE = "mixed"
+"""Both data planes at once (`test_mesh_e2e.PLANES`): the injector's webhook writes Envoy's
+and the Python sidecar's containers and bootstraps."""
 
 
 def _free_port() -> int:
@@ -267,7 +271,7 @@ def cluster() -> Iterator[tuple[Cluster, scenarios.Mesh]]:
         assert installed.returncode == 0, installed.stderr
         running.start_control_plane()
         api = MeshApi(running.settings)
-        mesh = scenarios.Mesh(running.settings, api, time.monotonic(), "envoy")
+        mesh = scenarios.Mesh(running.settings, api, time.monotonic(), PLANE)
         yield running, mesh
     finally:
         if api is not None:
@@ -312,7 +316,8 @@ def test_the_bookstore_is_meshed_through_the_injectors_webhook(
     cluster: tuple[Cluster, scenarios.Mesh],
 ) -> None:
     running, mesh = cluster
-    mesh.apply_file(scenarios.MANIFESTS)
+    planes = scenarios.PLANES[PLANE]
+    mesh.apply_file(scenarios.MANIFESTS, scenarios.choose_planes(planes))
     scenarios.wait_for(
         lambda: len(cli_runtime.ready_pods(mesh.api.api, scenarios.NAMESPACES)) == 5,
         90,
@@ -323,7 +328,13 @@ def test_the_bookstore_is_meshed_through_the_injectors_webhook(
         for pod in mesh.api.items("Pod", namespace):
             proxy_uuid = pod["metadata"]["labels"][wellknown.PROXY_UUID_LABEL]
             names = [c["name"] for c in pod["spec"]["containers"]]
-            assert wellknown.ENVOY_CONTAINER_NAME in names, names
+            deployment = pod["metadata"]["name"].rsplit("-", 2)[0]
+            sidecar = (
+                wellknown.PYTHON_SIDECAR_CONTAINER_NAME
+                if planes.get(deployment) == "python"
+                else wellknown.ENVOY_CONTAINER_NAME
+            )
+            assert sidecar in names, (deployment, names)
             secret = mesh.api.get(
                 "Secret", namespace, f"{wellknown.BOOTSTRAP_SECRET_PREFIX}{proxy_uuid}"
             )
