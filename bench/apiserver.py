@@ -69,8 +69,10 @@ from osm.apiserver import local
 from osm.apiserver import server as apiserver
 from osm.ca import builtin
 from osm.controller import admission
+from osm.injector import admission as rules
 from osm.store import SqliteStore
 from osm.store import api as store_api
+from osm.webhook import certificates
 
 NAMESPACES = 20
 PAGE = 500
@@ -185,9 +187,7 @@ async def serve(directory: pathlib.Path, trace: str = "") -> None:
     store = await SqliteStore.open(directory / "store.db")
     ca = builtin.BuiltinCA.open(directory / "ca", builtin.utc_now())
     chain = admission.ServerAdmission(
-        admission.PodAdmission(
-            admission.AdmissionSettings(), admission.issuing(ca, builtin.utc_now)
-        )
+        admission.PodAdmission(rules.AdmissionSettings(), certificates.issuing(ca, builtin.utc_now))
     )
     api = await local.start(store, directory / "state", port=0, admission=chain)
     tracing = Trace()

@@ -74,15 +74,15 @@ from osm.ca import builtin
 from osm.cli import namespace as namespace_cli
 from osm.controller import admission
 from osm.controller import install as control_plane
-from osm.injector import admission as injector_admission
+from osm.injector import admission as rules
 from osm.install import manifests, values
 from osm.kube.client import KubeClient
 from osm.store import SqliteStore
-from osm.webhook import cabundle
+from osm.webhook import cabundle, certificates
 from osm.webhook import run as webhook_run
 from osm.webhook.view import ClusterView
 
-MESH = injector_admission.DEFAULT_MESH_NAME
+MESH = rules.DEFAULT_MESH_NAME
 TIMEOUT = 60.0
 """Seconds a child may take to start, or to stop, before the run is abandoned."""
 GOAL_P99_MS = 50.0
@@ -229,7 +229,7 @@ async def serve_api(directory: pathlib.Path, mode: str) -> None:
         ca = builtin.BuiltinCA.open(directory / MESH_CA, builtin.utc_now())
         chain = admission.ServerAdmission(
             admission.PodAdmission(
-                admission.AdmissionSettings(), admission.issuing(ca, builtin.utc_now)
+                rules.AdmissionSettings(), certificates.issuing(ca, builtin.utc_now)
             )
         )
         api = await local.start(store, directory / "state", port=0, admission=chain)

@@ -32,7 +32,9 @@ import pytest
 from osm.apiserver import local
 from osm.ca import builtin
 from osm.controller import admission
+from osm.injector import admission as rules
 from osm.store import SqliteStore
+from osm.webhook import certificates
 
 KUBECTL = shutil.which("kubectl")
 OPENAPI_V3_MINOR = 27
@@ -205,7 +207,7 @@ def pod_admission(state_dir: Path) -> admission.ServerAdmission:
     """The controller's admission chain, with a mesh CA of its own under ``state_dir``."""
     ca = builtin.BuiltinCA.open(state_dir / "ca", builtin.utc_now())
     pods = admission.PodAdmission(
-        admission.AdmissionSettings(), admission.issuing(ca, builtin.utc_now)
+        rules.AdmissionSettings(), certificates.issuing(ca, builtin.utc_now)
     )
     return admission.ServerAdmission(pods)
 

@@ -39,8 +39,6 @@ from typing import Any
 from osm.apiserver import server
 from osm.base import wellknown
 from osm.injector.admission import (
-    CONTROLLER_HOST,
-    DEFAULT_MESH_NAME,
     AdmissionSettings,
     AdmissionUnavailable,
     Issue,
@@ -54,22 +52,6 @@ from osm.model.config import MeshConfig, default_mesh_config
 from osm.model.errors import Problem, ValidationFailed
 from osm.model.meta import Resource
 from osm.store import api as store_api
-from osm.webhook.certificates import issuing
-
-__all__ = [
-    # Names that osm.controller.server, bench/ and tests/ read from here; their home is
-    # osm.injector.admission (the rules) and osm.webhook.certificates (issuing).
-    "CONTROLLER_HOST",
-    "DEFAULT_MESH_NAME",
-    "LOOKUP_ONE_BY_ONE",
-    "AdmissionSettings",
-    "AdmissionUnavailable",
-    "Admitted",
-    "PodAdmission",
-    "ServerAdmission",
-    "issuing",
-    "with_bootstrap_secrets",
-]
 
 log = logging.getLogger(__name__)
 
