@@ -266,7 +266,7 @@ def _ready_probe(podman: Podman, what: str) -> Callable[[str], str]:
             "-o",
             "name",
         )
-        _expect("osm-ca-bundle" in secret, f"no CA bundle Secret: {secret}")
+        _expect(wellknown.CA_BUNDLE_SECRET_NAME in secret, f"no CA bundle Secret: {secret}")
         return f"{what} (UID {uid}) against an API server: /health/ready on {port}: {status}"
 
     return probe

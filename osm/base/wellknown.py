@@ -16,6 +16,8 @@ from typing import Final
 # Ports and users (OSM's pkg/constants; DESIGN.md "ports (OSM's)")
 
 PROXY_UID: Final = 1500
+CA_BUNDLE_SECRET_NAME: Final = "osm-ca-bundle"
+"""OSM's Secret holding the mesh root in Kubernetes mode (``ca.crt``, ``private.key``)."""
 CONTROL_PLANE_UID: Final = 65532
 """The controller's and the injector's user and group (distroless' ``nonroot``, as OSM's
 images run): their images' USER and their pods' runAsUser."""

@@ -8,17 +8,24 @@ message on stderr, exit status 1), worded by `osm.cli.client.describe`.
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 
+from osm.base import wellknown
 from osm.cli.client import Api, describe
 from osm.kube.errors import KubeError
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 KUBECONFIG_KEY = "kubeconfig"
 CONTEXT_KEY = "context"
+CA_BUNDLE_SECRET = wellknown.CA_BUNDLE_SECRET_NAME
+"""OSM's Secret holding the mesh root in Kubernetes mode (`osm.webhook.ca_secret`)."""
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str) -> NoReturn:
@@ -43,3 +50,58 @@ def connect(ctx: click.Context) -> Api:
         return Api.connect(options.get(KUBECONFIG_KEY), context=options.get(CONTEXT_KEY))
     except KubeError as error:
         fail_with(error)
+
+
+# -- the control plane's processes in Kubernetes mode ---------------------------------------
+def control_plane_options(peer: str) -> Callable[[F], F]:
+    """The flags the controller and the injector share in Kubernetes mode, OSM's names:
+    ``--kubeconfig`` (the parameter ``local_kubeconfig``), ``--osm-namespace``,
+    ``--ca-bundle-secret-name`` (the root shared with `peer`) and ``--log-level``."""
+    options = (
+        click.option(
+            "--kubeconfig",
+            "local_kubeconfig",
+            default=None,
+            type=click.Path(dir_okay=False),
+            help="The kubeconfig to use (as `osm --kubeconfig`). [default: the pod's service "
+            "account in a cluster, else $KUBECONFIG or ~/.kube/config]",
+        ),
+        click.option(
+            "--osm-namespace",
+            default=wellknown.CONTROL_PLANE_NAMESPACE,
+            show_default=True,
+            help="The control plane's namespace.",
+        ),
+        click.option(
+            "--ca-bundle-secret-name",
+            default=CA_BUNDLE_SECRET,
+            show_default=True,
+            help=f"The Secret holding the mesh root, shared with the {peer}.",
+        ),
+        click.option(
+            "--log-level",
+            default="info",
+            show_default=True,
+            type=click.Choice(["debug", "info", "warning", "error"]),
+        ),
+    )
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def kubeconfig_of(ctx: click.Context, local: str | None) -> Path | None:
+    """A process's kubeconfig: its own ``--kubeconfig``, else the ``osm`` group's."""
+    chosen = local or (ctx.obj.get(KUBECONFIG_KEY) if ctx.obj else None)
+    return Path(chosen) if chosen else None
+
+
+def log_to_stderr(level: str) -> None:
+    """A long-running process's log lines: time, level, logger, message."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )

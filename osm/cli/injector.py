@@ -13,39 +13,20 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from pathlib import Path
 
 import click
 
 from osm.base import wellknown
 from osm.ca.errors import CAError
-from osm.cli.common import CONTEXT, KUBECONFIG_KEY, fail
+from osm.cli.common import CONTEXT, control_plane_options, fail, kubeconfig_of, log_to_stderr
 from osm.injector import patch
 from osm.kube.errors import KubeConfigError, KubeError
 from osm.webhook import run
 
 
 @click.command(context_settings=CONTEXT)
-@click.option(
-    "--kubeconfig",
-    "local_kubeconfig",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="The kubeconfig to use (as `osm --kubeconfig`). [default: the pod's service account]",
-)
+@control_plane_options("controller")
 @click.option("--mesh-name", default="osm", show_default=True, help="The mesh's name.")
-@click.option(
-    "--osm-namespace",
-    default=wellknown.CONTROL_PLANE_NAMESPACE,
-    show_default=True,
-    help="The control plane's namespace.",
-)
-@click.option(
-    "--ca-bundle-secret-name",
-    default="osm-ca-bundle",
-    show_default=True,
-    help="The Secret holding the mesh root, shared with the controller.",
-)
 @click.option(
     "--webhook-config-name",
     default=None,
@@ -91,19 +72,14 @@ from osm.webhook import run
     help="Where injected sidecars reach the controller's xDS server. [default: the "
     "controller's Service DNS name]",
 )
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
 @click.pass_context
 def injector(
     ctx: click.Context,
     local_kubeconfig: str | None,
-    mesh_name: str,
     osm_namespace: str,
     ca_bundle_secret_name: str,
+    log_level: str,
+    mesh_name: str,
     webhook_config_name: str | None,
     host: str,
     webhook_port: int,
@@ -112,7 +88,6 @@ def injector(
     sidecar_image: str,
     python_sidecar_image: str,
     sidecar_xds_host: str | None,
-    log_level: str,
 ) -> None:
     """Run the sidecar injector (the mutating admission webhook) until interrupted.
 
@@ -120,12 +95,9 @@ def injector(
     the osm-init container, the sidecar and its bootstrap Secret, signed by the mesh
     root kept in the CA bundle Secret.
     """
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    kubeconfig = local_kubeconfig or (ctx.obj.get(KUBECONFIG_KEY) if ctx.obj else None)
+    log_to_stderr(log_level)
     settings = run.InjectorSettings(
-        kubeconfig=Path(kubeconfig) if kubeconfig else None,
+        kubeconfig=kubeconfig_of(ctx, local_kubeconfig),
         mesh_name=mesh_name,
         osm_namespace=osm_namespace,
         ca_bundle_secret_name=ca_bundle_secret_name,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +26,17 @@ from osm.base import wellknown
 from osm.cli import apply as applying
 from osm.cli import output
 from osm.cli.client import Api, describe
-from osm.cli.common import CONTEXT, CONTEXT_KEY, KUBECONFIG_KEY, connect, fail, fail_with
+from osm.cli.common import (
+    CONTEXT,
+    CONTEXT_KEY,
+    KUBECONFIG_KEY,
+    connect,
+    control_plane_options,
+    fail,
+    fail_with,
+    kubeconfig_of,
+    log_to_stderr,
+)
 from osm.kube.errors import KubeError
 from osm.model import kinds, manifest
 from osm.model.errors import Problem
@@ -132,31 +141,11 @@ def cli(ctx: click.Context, kubeconfig: str | None, kube_context: str | None) ->
     f"{wellknown.XDS_PORT}). [default: the controller's Service DNS name]",
 )
 @click.option(
-    "--kubeconfig",
-    "local_kubeconfig",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Kubernetes mode: the kubeconfig to use (as `osm --kubeconfig`). [default: "
-    "the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config]",
-)
-@click.option(
     "--kubernetes",
     is_flag=True,
     help="Kubernetes mode (how `osm install` runs it): a client of the cluster's API "
     "(--kubeconfig, else the pod's service account) instead of serving the local API; "
     "the mesh root from the CA bundle Secret; the validating webhook on --webhook-port.",
-)
-@click.option(
-    "--osm-namespace",
-    default=wellknown.CONTROL_PLANE_NAMESPACE,
-    show_default=True,
-    help="The control plane's namespace (Kubernetes mode).",
-)
-@click.option(
-    "--ca-bundle-secret-name",
-    default="osm-ca-bundle",
-    show_default=True,
-    help="The Secret holding the mesh root, shared with the injector (Kubernetes mode).",
 )
 @click.option(
     "--validator-webhook-config",
@@ -176,12 +165,7 @@ def cli(ctx: click.Context, kubeconfig: str | None, kube_context: str | None) ->
     default=None,
     help="Listen address of --http-port and of the webhook. [default: --host]",
 )
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
+@control_plane_options("injector")
 @click.pass_context
 def controller(
     ctx: click.Context,
@@ -195,13 +179,13 @@ def controller(
     xds_insecure: bool,
     mesh_name: str,
     sidecar_xds_host: str | None,
-    local_kubeconfig: str | None,
     kubernetes: bool,
-    osm_namespace: str,
-    ca_bundle_secret_name: str,
     validator_webhook_config: str,
     webhook_port: int,
     http_host: str | None,
+    local_kubeconfig: str | None,
+    osm_namespace: str,
+    ca_bundle_secret_name: str,
     log_level: str,
 ) -> None:
     """Run the control plane in the foreground until interrupted.
@@ -215,10 +199,7 @@ def controller(
     """
     from osm.controller import server
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    kubeconfig = local_kubeconfig or (ctx.obj.get(KUBECONFIG_KEY) if ctx.obj else None)
+    log_to_stderr(log_level)
     settings = server.Settings(
         state_dir=state_dir or paths.default_state_dir(),
         store_url=store_url,
@@ -231,7 +212,7 @@ def controller(
         xds_insecure=xds_insecure,
         mesh_name=mesh_name,
         kubernetes=kubernetes,
-        kubeconfig=Path(kubeconfig) if kubeconfig else None,
+        kubeconfig=kubeconfig_of(ctx, local_kubeconfig),
         osm_namespace=osm_namespace,
         ca_bundle_secret_name=ca_bundle_secret_name,
         validator_webhook_config=validator_webhook_config,

@@ -28,7 +28,7 @@ from osm.ca.errors import CAError
 from osm.kube.client import KubeClient
 from osm.kube.errors import ApiError
 
-SECRET_NAME = "osm-ca-bundle"
+SECRET_NAME = wellknown.CA_BUNDLE_SECRET_NAME
 CERT_KEY = "ca.crt"
 PRIVATE_KEY_KEY = "private.key"
 

@@ -24,13 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
-import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -38,6 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from osm.base import wellknown
 from osm.ca.errors import CAError
 from osm.ca.issuer import IssuedCertificate, Issuer
+from osm.ca.tls import load_cert_chain
 from osm.webhook import certificates, review
 
 log = logging.getLogger(__name__)
@@ -136,18 +134,6 @@ class ServingCertificate:
             except CAError as error:
                 log.error("cannot renew the webhook serving certificate: %s", error)
                 self.renew_at = self._clock() + RETRY_AFTER_FAILURE
-
-
-def load_cert_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
-    """`ssl.SSLContext.load_cert_chain` from memory: Python's ssl reads keys from files
-    only, so the key goes through a private temporary directory (0700), removed at once."""
-    with tempfile.TemporaryDirectory(prefix="osm-webhook-tls-") as private:
-        cert_path, key_path = Path(private) / "tls.crt", Path(private) / "tls.key"
-        cert_path.write_bytes(cert_pem)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(key_pem)
-        context.load_cert_chain(cert_path, key_path)
 
 
 class WebhookServer:
