@@ -459,6 +459,91 @@ class ServiceAccountTokens:
         )
 
 
+# -- a TokenRequest in protobuf -------------------------------------------------------------
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+_PROTOBUF_MAGIC = b"k8s\x00"
+
+
+def token_request_from_protobuf(data: bytes) -> dict[str, Any]:
+    """A TokenRequest sent as Kubernetes protobuf, as a JSON-shaped dict (``apiVersion``,
+    ``kind``, ``spec.audiences``, ``spec.expirationSeconds``, ``spec.boundObjectRef``).
+
+    kubectl's typed client (``kubectl create token``) sends this body in protobuf only, and
+    does not fall back to JSON on 415; the API speaks JSON everywhere else, so only this
+    message is decoded: the ``k8s\\0`` magic, then ``runtime.Unknown`` {1 typeMeta
+    {1 apiVersion, 2 kind}, 2 raw}, ``raw`` being ``TokenRequest`` {2 spec {1 audiences
+    (repeated), 3 boundObjectRef {1 kind, 2 apiVersion, 3 name, 4 uid}, 4
+    expirationSeconds}} (k8s.io/api/authentication/v1/generated.proto). Raise ValueError
+    for anything else."""
+    if not data.startswith(_PROTOBUF_MAGIC):
+        raise ValueError("no Kubernetes protobuf magic (k8s\\0)")
+    unknown = _fields(data[len(_PROTOBUF_MAGIC) :])
+    type_meta = _fields(_one(unknown, 1, b""))
+    request = _fields(_one(unknown, 2, b""))
+    spec = _fields(_one(request, 2, b""))
+    body: dict[str, Any] = {
+        "apiVersion": _one(type_meta, 1, b"").decode(),
+        "kind": _one(type_meta, 2, b"").decode(),
+        "spec": {},
+    }
+    audiences = [value.decode() for value in spec.get(1, ()) if isinstance(value, bytes)]
+    if audiences:
+        body["spec"]["audiences"] = audiences
+    seconds = _one(spec, 4, None)
+    if seconds is not None:
+        body["spec"]["expirationSeconds"] = seconds
+    bound = _one(spec, 3, None)
+    if bound is not None:
+        ref = _fields(bound)
+        names = ("kind", "apiVersion", "name", "uid")
+        body["spec"]["boundObjectRef"] = {
+            name: _one(ref, number, b"").decode() for number, name in enumerate(names, 1)
+        }
+    return body
+
+
+def _one(fields: Mapping[int, list[Any]], number: int, default: Any) -> Any:
+    values = fields.get(number)
+    return values[-1] if values else default  # protobuf: the last value of a field wins
+
+
+def _fields(data: bytes) -> dict[int, list[Any]]:
+    """A protobuf message's fields: varints as ints, length-delimited ones as bytes."""
+    found: dict[int, list[Any]] = {}
+    position = 0
+    while position < len(data):
+        tag, position = _varint(data, position)
+        number, wire_type = tag >> 3, tag & 7
+        value: Any
+        if wire_type == 0:
+            value, position = _varint(data, position)
+        elif wire_type == 2:
+            size, position = _varint(data, position)
+            value, position = data[position : position + size], position + size
+            if position > len(data):
+                raise ValueError("a length-delimited field runs past the end")
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+            continue
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        found.setdefault(number, []).append(value)
+    return found
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("a truncated or overlong varint")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return result, position
+
+
 def _text_claim(claims: Mapping[str, Any], name: str) -> str:
     value = claims.get(name)
     if not isinstance(value, str) or not value:

@@ -818,7 +818,13 @@ class ApiServer:
             raise ApiError(405, f"{method} is not supported on serviceaccounts/token")
         if self.tokens is None:
             raise _no_such_path()
-        body = await _decode(request)
+        if request.content_type == auth.PROTOBUF:  # kubectl create token's only encoding
+            try:
+                body = auth.token_request_from_protobuf(await request.read())
+            except (ValueError, UnicodeDecodeError) as error:
+                raise ApiError(400, f"the request body is not a TokenRequest: {error}") from None
+        else:
+            body = await _decode(request)
         api_version = body.get("apiVersion") or resources.TOKEN_REQUEST_API_VERSION
         if (body.get("kind") or "TokenRequest", api_version) != (
             "TokenRequest",
@@ -830,10 +836,11 @@ class ApiServer:
                 f"TokenRequest, not a {api_version} {body.get('kind')}",
             )
         account = await self._stored(target)
-        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        raw_spec = body.get("spec")
+        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
         audiences = spec.get("audiences") or list(self.tokens.audiences)
         seconds = spec.get("expirationSeconds") or int(auth.TOKEN_EXPIRATION.total_seconds())
-        problem = _token_request_problem(audiences, seconds)
+        problem = _token_request_problem(audiences, seconds, spec.get("boundObjectRef"))
         if problem is not None:
             field, value, message = problem
             raise ApiError(
@@ -1326,8 +1333,11 @@ def _subresource_view(
     return new
 
 
-def _token_request_problem(audiences: Any, seconds: Any) -> tuple[str, Any, str] | None:
-    """What is wrong with a TokenRequest's spec, as (field, value, message), or None."""
+def _token_request_problem(audiences: Any, seconds: Any, bound: Any) -> tuple[str, Any, str] | None:
+    """What is wrong with a TokenRequest's spec, as (field, value, message), or None.
+    Tokens bound to a Pod or Secret are refused rather than issued unbound."""
+    if bound:
+        return "spec.boundObjectRef", bound, "binding to an object is not supported here"
     if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
         return "spec.audiences", audiences, "must be a list of non-empty strings"
     if isinstance(seconds, bool) or not isinstance(seconds, int):
