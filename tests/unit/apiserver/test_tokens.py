@@ -452,3 +452,85 @@ def test_write_service_account_writes_what_the_kubelet_mounts(tmp_path: Path) ->
         "ca.crt": ("PEM", 0o644),
         "namespace": (NAMESPACE, 0o644),
     }
+
+
+# -- kubectl create token's protobuf body ---------------------------------------------------
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: int | bytes) -> bytes:
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _envelope(spec: bytes, api_version: bytes = b"authentication.k8s.io/v1") -> bytes:
+    type_meta = _field(1, api_version) + _field(2, b"TokenRequest")
+    request = _field(1, b"") + _field(2, spec)
+    return b"k8s\x00" + _field(1, type_meta) + _field(2, request)
+
+
+PROTOBUF_BODIES: list[tuple[str, bytes, dict[str, Any]]] = [
+    ("empty spec", _envelope(b""), {}),
+    (
+        "audiences and expiration",
+        _envelope(_field(1, b"vault") + _field(1, b"osm") + _field(4, 1200)),
+        {"audiences": ["vault", "osm"], "expirationSeconds": 1200},
+    ),
+    (
+        "bound to a pod",
+        _envelope(
+            _field(3, _field(1, b"Pod") + _field(2, b"v1") + _field(3, b"p") + _field(4, b"u"))
+        ),
+        {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": "u"}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "spec"), [(d, s) for _, d, s in PROTOBUF_BODIES], ids=[b[0] for b in PROTOBUF_BODIES]
+)
+def test_a_protobuf_token_request_reads_as_its_json(data: bytes, spec: dict[str, Any]) -> None:
+    assert auth.token_request_from_protobuf(data) == {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": spec,
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b'{"spec": {}}', "no Kubernetes protobuf magic"),
+        (b"k8s\x00\x08\x80", "truncated"),
+        (b"k8s\x00" + _varint(1 << 3 | 2) + _varint(50) + b"short", "past the end"),
+        (b"k8s\x00" + _varint(1 << 3 | 3), "wire type 3"),
+    ],
+)
+def test_a_malformed_protobuf_body_is_refused(data: bytes, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        auth.token_request_from_protobuf(data)
+
+
+async def test_a_protobuf_token_request_is_answered(api: Api) -> None:
+    response = await api.client.post(
+        TOKEN_PATH,
+        data=_envelope(_field(4, 1200)),
+        headers={"Authorization": ADMIN, "Content-Type": auth.PROTOBUF},
+    )
+    answer = await response.json()
+    assert (response.status, answer["spec"]["expirationSeconds"]) == (201, 1200)
+
+
+async def test_a_bound_token_request_is_refused_not_issued_unbound(api: Api) -> None:
+    bound = {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": "u"}
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest"}
+    code, answer = await api.call("POST", TOKEN_PATH, {**body, "spec": {"boundObjectRef": bound}})
+    assert (code, answer["reason"]) == (422, "Invalid")
+    assert "spec.boundObjectRef" in answer["message"]
