@@ -1,5 +1,6 @@
 """Who is calling the API: client certificates from the API's own CA, as kube-apiserver's x509
-authenticator reads them (CN = user name, each O = a group).
+authenticator reads them (CN = user name, each O = a group), and service account tokens, as
+its service account authenticator reads them.
 
 One idea: identity is a certificate chain that ends at the API CA, checked by OpenSSL during
 the handshake; `identity_of` only reads the subject of a certificate that OpenSSL already
@@ -17,21 +18,37 @@ certificate never reaches the application as "no identity"; the client sees a TL
 logs the handshake error. kube-apiserver (Go's VerifyClientCertIfGiven) behaves the same.
 Under asyncio the alert is only sent with `osm.apiserver.local.send_handshake_alerts`.
 
+Service account tokens (`ServiceAccountTokens`) are kube-apiserver's bound tokens: JWTs
+signed ES256 with ``sa.key`` (kube's ``--service-account-signing-key-file``), carrying
+``iss``, ``sub`` = ``system:serviceaccount:<ns>:<name>``, ``aud``, ``exp``, ``iat``,
+``nbf``, ``jti`` and the ``kubernetes.io`` claim (namespace, serviceaccount name and uid).
+`ServiceAccountTokens.verify` checks what a token carries (signature, issuer, audience,
+times); the caller checks that the ServiceAccount still exists with that uid, as kube
+checks the bound object. The signing key is not the CA's key: a key that signs
+certificates signs nothing else, so a token can never be replayed as a certificate
+signature or the reverse, and the token key can be rotated without reissuing every
+kubeconfig.
+
 Layout of the CA directory::
 
     <dir>/        0700
       ca.crt      0644  the API CA's certificate (PEM)
       ca.key      0600  its private key (PKCS#8 PEM, unencrypted)
-      .lock             flock(2) held while the CA is created, so two processes make one CA
+      sa.key      0600  the service account tokens' signing key (PKCS#8 PEM, P-256)
+      .lock             flock(2) held while the CA or the signing key is created, so two
+                        processes make one of each
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
 import ipaddress
 import os
 import ssl
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +56,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -52,6 +70,21 @@ CLIENT_VALIDITY = timedelta(days=365)
 SERVER_VALIDITY = timedelta(days=365)
 BACKDATE = timedelta(minutes=1)
 """Certificates start a minute early, so peers whose clocks lag a little accept them."""
+
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+"""The tokens' ``iss``, and the API's audience (kube-apiserver's ``--api-audiences`` default
+to its ``--service-account-issuer``): a cluster's usual issuer."""
+TOKEN_EXPIRATION = timedelta(hours=1)
+"""A TokenRequest's default ``expirationSeconds``."""
+MIN_TOKEN_EXPIRATION = timedelta(minutes=10)
+MAX_TOKEN_EXPIRATION = timedelta(seconds=2**32)
+NOT_BEFORE_LEEWAY = timedelta(minutes=1)
+"""A token is accepted this long before its ``nbf``, for issuers whose clocks run ahead; its
+``exp`` has no leeway."""
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+SERVICE_ACCOUNTS_GROUP = "system:serviceaccounts"
+AUTHENTICATED_GROUP = "system:authenticated"
+_ALGORITHM = "ES256"
 
 CA_COMMON_NAME = "osm-apiserver-ca"
 CA_ORGANIZATION = "Open Service Mesh (local API)"
@@ -110,13 +143,7 @@ class ApiCA:
         """
         now = now or datetime.now(UTC)
         cert_path, key_path = directory / "ca.crt", directory / "ca.key"
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(directory, 0o700)
-        except OSError as error:
-            raise ApiCAError(
-                directory, f"cannot create ({error.strerror})", "check the path and its owner"
-            ) from None
+        _make_private_dir(directory)
         with _locked(directory / ".lock"):
             if not os.path.lexists(cert_path) and not os.path.lexists(key_path):
                 cert, key = _create_ca(now)
@@ -266,6 +293,271 @@ def identity_of(peercert: Mapping[str, Any] | None) -> User | None:
     return User(common_names[0], tuple(groups))
 
 
+# -- service account tokens -----------------------------------------------------------------
+class InvalidToken(Exception):
+    """A bearer token that does not authenticate; the message says why, for the server's
+    log (the client gets only 401 Unauthorized, as from kube-apiserver)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountClaims:
+    """What a verified token says: the ServiceAccount it is bound to and until when."""
+
+    namespace: str
+    name: str
+    uid: str
+    audiences: tuple[str, ...]
+    expires: datetime
+
+    @property
+    def user(self) -> User:
+        """kube's identity of a service account: its user name and its three groups."""
+        return User(
+            service_account_user(self.namespace, self.name),
+            (
+                SERVICE_ACCOUNTS_GROUP,
+                f"{SERVICE_ACCOUNTS_GROUP}:{self.namespace}",
+                AUTHENTICATED_GROUP,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A signed token and its expiry (a TokenRequest's ``status``)."""
+
+    token: str = field(repr=False)
+    expires: datetime
+
+
+def service_account_user(namespace: str, name: str) -> str:
+    return f"{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}"
+
+
+class ServiceAccountTokens:
+    """Signs and verifies service account tokens with one key. Create it with `open`.
+    ``audiences``: what the API accepts as its own (a token for another audience, e.g. a
+    vault's, does not authenticate to the API); a TokenRequest without audiences gets them.
+    Safe to use from any number of tasks and processes: neither call touches a file."""
+
+    def __init__(
+        self,
+        key: ec.EllipticCurvePrivateKey,
+        *,
+        issuer: str = ISSUER,
+        audiences: Sequence[str] = (),
+    ) -> None:
+        self._key = key
+        self._public = key.public_key()
+        self.issuer = issuer
+        self.audiences = tuple(audiences) or (issuer,)
+        der = self._public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        # kube-apiserver's key id: the unpadded base64url SHA-256 of the public key's DER.
+        self.key_id = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+    @classmethod
+    def open(
+        cls, directory: Path, *, issuer: str = ISSUER, audiences: Sequence[str] = ()
+    ) -> ServiceAccountTokens:
+        """The signing key ``sa.key`` kept in `directory` (the API CA's), created 0600 if
+        missing, under the directory's lock. Raise `ApiCAError` naming the file if it is
+        readable by others or is no P-256 private key; a damaged key is never replaced."""
+        path = directory / "sa.key"
+        _make_private_dir(directory)
+        with _locked(directory / ".lock"):
+            if not os.path.lexists(path):
+                key = ec.generate_private_key(ec.SECP256R1())
+                pem = key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+                write_atomic(path, pem, 0o600)
+                return cls(key, issuer=issuer, audiences=audiences)
+            return cls(_read_signing_key(path), issuer=issuer, audiences=audiences)
+
+    def issue(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        *,
+        audiences: Sequence[str] = (),
+        expiration: timedelta = TOKEN_EXPIRATION,
+        now: datetime | None = None,
+    ) -> IssuedToken:
+        """A token for the ServiceAccount ``namespace/name`` whose ``metadata.uid`` is
+        ``uid``, for ``audiences`` (default: the API's), valid from ``now`` for
+        ``expiration`` (whole seconds). Raise ValueError outside [10 minutes, 2^32 s]."""
+        if not MIN_TOKEN_EXPIRATION <= expiration <= MAX_TOKEN_EXPIRATION:
+            raise ValueError(
+                f"the expiration {expiration} is outside "
+                f"[{MIN_TOKEN_EXPIRATION}, {MAX_TOKEN_EXPIRATION}]"
+            )
+        issued = (now or datetime.now(UTC)).replace(microsecond=0)
+        expires = issued + timedelta(seconds=int(expiration.total_seconds()))
+        claims = {
+            "aud": list(audiences or self.audiences),
+            "exp": int(expires.timestamp()),
+            "iat": int(issued.timestamp()),
+            "iss": self.issuer,
+            "jti": str(uuid.uuid4()),
+            "kubernetes.io": {
+                "namespace": namespace,
+                "serviceaccount": {"name": name, "uid": uid},
+            },
+            "nbf": int(issued.timestamp()),
+            "sub": service_account_user(namespace, name),
+        }
+        token = jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers={"kid": self.key_id})
+        return IssuedToken(token, expires)
+
+    def verify(self, token: str, *, now: datetime | None = None) -> ServiceAccountClaims:
+        """The claims of a token this key signed, for this issuer and one of the API's
+        audiences, valid at ``now``; raise `InvalidToken` otherwise. Whether the
+        ServiceAccount still exists with that uid is the caller's to check."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._public,
+                algorithms=[_ALGORITHM],
+                audience=list(self.audiences),
+                issuer=self.issuer,
+                options={
+                    "require": ["aud", "exp", "iat", "iss", "nbf", "sub"],
+                    # the times are checked below, against ``now``
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidTokenError as error:
+            raise InvalidToken(f"{type(error).__name__}: {error}") from None
+        moment = now or datetime.now(UTC)
+        expires, not_before = _time_claim(claims, "exp"), _time_claim(claims, "nbf")
+        if moment >= expires:
+            raise InvalidToken(f"expired at {expires.isoformat()}")
+        if moment + NOT_BEFORE_LEEWAY < not_before:
+            raise InvalidToken(f"not valid before {not_before.isoformat()}")
+        bound = claims.get("kubernetes.io")
+        account = bound.get("serviceaccount") if isinstance(bound, dict) else None
+        if not isinstance(bound, dict) or not isinstance(account, dict):
+            raise InvalidToken("no kubernetes.io service account claim")
+        namespace = _text_claim(bound, "namespace")
+        name, uid = _text_claim(account, "name"), _text_claim(account, "uid")
+        if claims["sub"] != service_account_user(namespace, name):
+            raise InvalidToken(f"sub {claims['sub']!r} is not the kubernetes.io claim's account")
+        audiences = claims["aud"]
+        return ServiceAccountClaims(
+            namespace,
+            name,
+            uid,
+            tuple(audiences) if isinstance(audiences, list) else (str(audiences),),
+            expires,
+        )
+
+
+# -- a TokenRequest in protobuf -------------------------------------------------------------
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+_PROTOBUF_MAGIC = b"k8s\x00"
+
+
+def token_request_from_protobuf(data: bytes) -> dict[str, Any]:
+    """A TokenRequest sent as Kubernetes protobuf, as a JSON-shaped dict (``apiVersion``,
+    ``kind``, ``spec.audiences``, ``spec.expirationSeconds``, ``spec.boundObjectRef``).
+
+    kubectl's typed client (``kubectl create token``) sends this body in protobuf only, and
+    does not fall back to JSON on 415; the API speaks JSON everywhere else, so only this
+    message is decoded: the ``k8s\\0`` magic, then ``runtime.Unknown`` {1 typeMeta
+    {1 apiVersion, 2 kind}, 2 raw}, ``raw`` being ``TokenRequest`` {2 spec {1 audiences
+    (repeated), 3 boundObjectRef {1 kind, 2 apiVersion, 3 name, 4 uid}, 4
+    expirationSeconds}} (k8s.io/api/authentication/v1/generated.proto). Raise ValueError
+    for anything else."""
+    if not data.startswith(_PROTOBUF_MAGIC):
+        raise ValueError("no Kubernetes protobuf magic (k8s\\0)")
+    unknown = _fields(data[len(_PROTOBUF_MAGIC) :])
+    type_meta = _fields(_one(unknown, 1, b""))
+    request = _fields(_one(unknown, 2, b""))
+    spec = _fields(_one(request, 2, b""))
+    body: dict[str, Any] = {
+        "apiVersion": _one(type_meta, 1, b"").decode(),
+        "kind": _one(type_meta, 2, b"").decode(),
+        "spec": {},
+    }
+    audiences = [value.decode() for value in spec.get(1, ()) if isinstance(value, bytes)]
+    if audiences:
+        body["spec"]["audiences"] = audiences
+    seconds = _one(spec, 4, None)
+    if seconds is not None:
+        body["spec"]["expirationSeconds"] = seconds
+    bound = _one(spec, 3, None)
+    if bound is not None:
+        ref = _fields(bound)
+        names = ("kind", "apiVersion", "name", "uid")
+        body["spec"]["boundObjectRef"] = {
+            name: _one(ref, number, b"").decode() for number, name in enumerate(names, 1)
+        }
+    return body
+
+
+def _one(fields: Mapping[int, list[Any]], number: int, default: Any) -> Any:
+    values = fields.get(number)
+    return values[-1] if values else default  # protobuf: the last value of a field wins
+
+
+def _fields(data: bytes) -> dict[int, list[Any]]:
+    """A protobuf message's fields: varints as ints, length-delimited ones as bytes."""
+    found: dict[int, list[Any]] = {}
+    position = 0
+    while position < len(data):
+        tag, position = _varint(data, position)
+        number, wire_type = tag >> 3, tag & 7
+        value: Any
+        if wire_type == 0:
+            value, position = _varint(data, position)
+        elif wire_type == 2:
+            size, position = _varint(data, position)
+            value, position = data[position : position + size], position + size
+            if position > len(data):
+                raise ValueError("a length-delimited field runs past the end")
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+            continue
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        found.setdefault(number, []).append(value)
+    return found
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("a truncated or overlong varint")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return result, position
+
+
+def _text_claim(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidToken(f"the kubernetes.io claim has no {name}")
+    return value
+
+
+def _time_claim(claims: Mapping[str, Any], name: str) -> datetime:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"{name} is not a NumericDate")
+    return datetime.fromtimestamp(value, UTC)
+
+
 # -- the CA's files ---------------------------------------------------------------------------
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
@@ -275,6 +567,16 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _make_private_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+    except OSError as error:
+        raise ApiCAError(
+            directory, f"cannot create ({error.strerror})", "check the path and its owner"
+        ) from None
 
 
 def _create_ca(now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -351,6 +653,27 @@ def _read_key(path: Path, cert_path: Path, cert: x509.Certificate) -> ec.Ellipti
         cert.public_key().public_bytes(serialization.Encoding.DER, spki)
     ):
         raise ApiCAError(path, f"does not match the certificate {cert_path.name}")
+    return key
+
+
+def _read_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    remedy = (
+        "restore it from a backup; or remove it to create a new signing key, after which "
+        "every service account token must be requested again"
+    )
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ApiCAError(path, f"unreadable ({error.strerror})", remedy) from None
+    mode = os.stat(path).st_mode & 0o777
+    if mode & 0o077:
+        raise ApiCAError(path, f"permissions {mode:04o} are too open", f"run: chmod 600 {path}")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as error:
+        raise ApiCAError(path, f"not a valid private key ({error})", remedy) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ApiCAError(path, "not a P-256 ECDSA key (ES256 needs one)", remedy)
     return key
 
 

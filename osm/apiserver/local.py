@@ -4,6 +4,10 @@ certificate, and a kubeconfig per client written next to it.
 `start` is what the controller runs in local mode, and what tests and benchmarks run to
 get a real API (TLS, client certificates, Tables, OpenAPI) over any store. The API CA is
 kept in ``<state dir>/apiserver`` (`osm.apiserver.auth`); kubeconfigs are written 0600.
+Requests authenticate as kube-apiserver's do: a client certificate, or a service account
+token bound to a ServiceAccount that still exists (`Authenticator`); `write_service_account`
+writes what an in-cluster client reads (``token``, ``ca.crt``, ``namespace``), and the
+server certificate carries the names in-cluster clients use (``kubernetes.default.svc``...).
 With ``webhooks=True`` the given admission is wrapped by the webhook dispatcher
 (`osm.apiserver.webhooks`), which calls what the stored webhook configurations name, as
 kube-apiserver does; services resolve to their endpoints in the store unless a
@@ -15,8 +19,9 @@ from __future__ import annotations
 import asyncio.sslproto
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +34,22 @@ from osm.apiserver import server as apiserver
 from osm.apiserver import webhooks as webhooks_
 from osm.apiserver.resources import Resource
 from osm.base import wellknown
+from osm.ca.store import write_atomic
 from osm.kube import config as kube_config
 from osm.store import api as store_api
 
+log = logging.getLogger(__name__)
+
 ADMIN_USER = "osm-admin"
 ADMIN_GROUPS = ("system:masters",)
-SERVER_HOSTS = ("localhost",)
+IN_CLUSTER_HOSTS = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+"""The names of the API's Service in the default namespace, which in-cluster clients use."""
+SERVER_HOSTS = ("localhost", *IN_CLUSTER_HOSTS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,6 +76,8 @@ class LocalApi:
     ca: auth.ApiCA
     kubeconfig: Path
     """The admin user's kubeconfig."""
+    tokens: auth.ServiceAccountTokens
+    """Signs and verifies the service account tokens."""
     webhooks: webhooks_.WebhookAdmission | None = None
     """The webhook dispatcher, when the API calls webhooks."""
 
@@ -79,6 +96,38 @@ class LocalApi:
             cert_pem=credentials.cert_pem,
             key_pem=credentials.key_pem,
             user=client.user,
+        )
+
+    async def service_account_token(
+        self,
+        namespace: str,
+        name: str,
+        expiration: timedelta = auth.TOKEN_EXPIRATION,
+        *,
+        audiences: Sequence[str] = (),
+    ) -> str:
+        """A token for the ServiceAccount ``namespace/name``, as a TokenRequest answers.
+        Raise `osm.store.api.NotFound` if it does not exist, ValueError for an
+        ``expiration`` outside [10 minutes, 2^32 s]."""
+        account = await self.server.store.get(
+            store_api.ObjectKey("ServiceAccount", namespace, name)
+        )
+        uid = str(account["metadata"].get("uid", ""))
+        issued = self.tokens.issue(namespace, name, uid, audiences=audiences, expiration=expiration)
+        return issued.token
+
+    async def write_service_account(
+        self,
+        directory: Path,
+        namespace: str,
+        name: str,
+        expiration: timedelta = auth.TOKEN_EXPIRATION,
+    ) -> Path:
+        """The in-cluster directory of ServiceAccount ``namespace/name`` (see
+        `write_service_account`), with a new token."""
+        token = await self.service_account_token(namespace, name, expiration)
+        return write_service_account(
+            directory, token=token, ca_pem=self.ca.cert_pem, namespace=namespace
         )
 
 
@@ -105,6 +154,7 @@ async def start(
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     send_handshake_alerts()
     ca = auth.ApiCA.open(state_dir / "apiserver")
+    tokens = auth.ServiceAccountTokens.open(state_dir / "apiserver")
     credentials = ca.issue_server(list(server_hosts), sorted({wellknown.LOCALHOST, host}))
     dispatcher = (
         webhooks_.WebhookAdmission(
@@ -115,12 +165,13 @@ async def start(
     )
     server = apiserver.ApiServer(
         store,
-        certificate_user,
+        Authenticator(store, tokens),
         dispatcher or admission,
         settings or apiserver.Settings(logs_dir=state_dir / "logs"),
         apiserver.Metrics.create(registry),
         tables=table,
         openapi=document,
+        tokens=tokens,
     )
     runner = web.AppRunner(server.make_app(), access_log=None)
     await runner.setup()
@@ -137,7 +188,9 @@ async def start(
         ) from error
     bound = bound_port(site, port)
     url = f"https://{host}:{bound}"
-    local = LocalApi(server, runner, url, bound, ca, paths.kubeconfig_path(state_dir), dispatcher)
+    local = LocalApi(
+        server, runner, url, bound, ca, paths.kubeconfig_path(state_dir), tokens, dispatcher
+    )
     local.write_kubeconfig(Client(local.kubeconfig, ADMIN_USER, ADMIN_GROUPS))
     for client in clients:
         local.write_kubeconfig(client)
@@ -178,10 +231,74 @@ def bound_port(site: web.TCPSite, asked: int) -> int:
 
 def certificate_user(request: web.Request) -> str | None:
     """The request's user: its verified client certificate's CN (`osm.apiserver.auth`)."""
+    user = certificate_identity(request)
+    return user.name if user is not None else None
+
+
+def certificate_identity(request: web.Request) -> auth.User | None:
+    """The user and groups of the request's verified client certificate, if it sent one."""
     transport = request.transport
     peercert = transport.get_extra_info("peercert") if transport is not None else None
-    user = auth.identity_of(peercert)
-    return user.name if user is not None else None
+    return auth.identity_of(peercert)
+
+
+class Authenticator:
+    """kube-apiserver's authenticators, in its order: a verified client certificate
+    (`certificate_user`), else an ``Authorization: Bearer`` service account token whose
+    signature, issuer, audience and times hold and whose ServiceAccount still exists with
+    the uid the token names (deleted, or deleted and created again: refused). Anything
+    else is no user (401). Why a token is refused goes to the log, never to the client."""
+
+    def __init__(self, store: store_api.Store, tokens: auth.ServiceAccountTokens) -> None:
+        self.store = store
+        self.tokens = tokens
+
+    async def __call__(self, request: web.Request) -> str | None:
+        user = await self.user(request)
+        return user.name if user is not None else None
+
+    async def user(self, request: web.Request) -> auth.User | None:
+        user = certificate_identity(request)
+        if user is not None:
+            return user
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            claims = self.tokens.verify(token.strip())
+            await self._check_bound(claims)
+        except auth.InvalidToken as error:
+            log.info("%s %s: bearer token refused: %s", request.method, request.path, error)
+            return None
+        return claims.user
+
+    async def _check_bound(self, claims: auth.ServiceAccountClaims) -> None:
+        key = store_api.ObjectKey("ServiceAccount", claims.namespace, claims.name)
+        try:
+            account = await self.store.get(key)
+        except store_api.NotFound:
+            raise auth.InvalidToken(
+                f"the service account {claims.namespace}/{claims.name} does not exist"
+            ) from None
+        uid = account["metadata"].get("uid", "")
+        if uid != claims.uid:
+            raise auth.InvalidToken(
+                f"the service account {claims.namespace}/{claims.name} has uid {uid!r}, "
+                f"not the token's {claims.uid!r}"
+            )
+
+
+def write_service_account(directory: Path, *, token: str, ca_pem: bytes, namespace: str) -> Path:
+    """Writes what the kubelet mounts at ``/var/run/secrets/kubernetes.io/serviceaccount``
+    for an in-cluster client (lightkube's ``KubeConfig.from_service_account``): ``token``
+    (0600), ``ca.crt`` (the API CA) and ``namespace``. Each file is replaced atomically,
+    so a client re-reading the token (after a 401) reads a whole one. Returns
+    ``directory`` (created 0700 if missing)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(directory / "ca.crt", ca_pem, 0o644)
+    write_atomic(directory / "namespace", namespace.encode(), 0o644)
+    write_atomic(directory / "token", token.encode(), 0o600)
+    return directory
 
 
 def table(resource: Resource, objects: Sequence[Mapping[str, Any]], rv: str) -> dict[str, Any]:

@@ -22,7 +22,10 @@ ALL_CATEGORY = frozenset({"Pod", "Service", "Deployment"})
 SUBRESOURCES: Mapping[str, tuple[str, ...]] = {
     "Pod": ("status", "log"),
     "Deployment": ("status", "scale"),
+    "ServiceAccount": ("status", "token"),
 }
+TOKEN_REQUEST_API_VERSION = "authentication.k8s.io/v1"
+"""What ``serviceaccounts/token`` takes and answers (a TokenRequest), and its only verb."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,7 +185,7 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
             entry["categories"] = list(resource.categories)
         entries.append(entry)
         for sub in resource.subresources:
-            verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
+            verbs = {"log": ["get"], "token": ["create"]}.get(sub, ["get", "patch", "update"])
             sub_entry: dict[str, Any] = {
                 "name": f"{resource.plural}/{sub}",
                 "singularName": "",
@@ -192,6 +195,9 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
             }
             if sub == "scale":
                 sub_entry.update(group="autoscaling", version="v1", kind="Scale")
+            if sub == "token":
+                group_, _, version_ = TOKEN_REQUEST_API_VERSION.partition("/")
+                sub_entry.update(group=group_, version=version_, kind="TokenRequest")
             entries.append(sub_entry)
     return {
         "kind": "APIResourceList",

@@ -3,7 +3,9 @@
 One idea: every request is a Kubernetes request (discovery, CRUD, list/watch with
 resourceVersion, patch, the status and log subresources) on the paths kube-apiserver
 uses, and every error is a `Status` (`osm.apiserver.status`). Clients authenticate with a
-client certificate; a request without one gets a 401 Status on an accepted connection.
+client certificate or a service account token (``authenticate``, once per request); a request
+without either gets a 401 Status on an accepted connection. ``POST
+.../serviceaccounts/{name}/token`` answers a TokenRequest, as kube-apiserver does.
 
 Writes: decode, then admission before storage (`Admission`: the mutating injector, then
 the model's validation, the same functions the cluster webhooks serve; an admission that
@@ -58,7 +60,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import osm
-from osm.apiserver import clusterip, patch, resources, selectors
+from osm.apiserver import auth, clusterip, patch, resources, selectors
 from osm.apiserver.resources import Resource
 from osm.apiserver.status import ApiError, Details, already_exists, conflict, invalid, not_found
 from osm.base import wellknown
@@ -84,7 +86,9 @@ LINE_CACHE = 4096
 """Encoded watch events kept for the other watchers of the same change."""
 TRUE = frozenset({"1", "t", "T", "true", "True", "TRUE"})
 FALSE = frozenset({"0", "f", "F", "false", "False", "FALSE"})
-Authenticate = Callable[[web.Request], str | None]
+Authenticate = Callable[[web.Request], str | Awaitable[str | None] | None]
+USER_KEY = web.RequestKey("user", str)
+"""The authenticated user's name, set before any handler runs."""
 Renderer = Callable[[Resource, Sequence[Mapping[str, Any]], str], dict[str, Any]]
 
 
@@ -267,7 +271,8 @@ def _target(group: str, version: str, parts: Sequence[str]) -> Target:
 # -- the server ---------------------------------------------------------------------------
 class ApiServer:
     """The API over one store. ``authenticate`` names the user of a request (from its
-    client certificate) or None: the request is refused with 401."""
+    client certificate or its bearer token) or None: the request is refused with 401.
+    ``tokens`` signs what TokenRequests ask for (without it, they are 404)."""
 
     def __init__(
         self,
@@ -278,8 +283,10 @@ class ApiServer:
         metrics: Metrics | None = None,
         tables: Renderer | None = None,
         openapi: Callable[[str], dict[str, Any] | None] | None = None,
+        tokens: auth.ServiceAccountTokens | None = None,
     ) -> None:
         self.store = store
+        self.tokens = tokens
         self.authenticate = authenticate
         self.admission: Admission = admission or ModelAdmission()
         self.settings = settings or Settings()
@@ -325,8 +332,11 @@ class ApiServer:
         started = loop.time()
         verb = request.method.lower()
         try:
-            if self.authenticate(request) is None:
+            found = self.authenticate(request)
+            user = found if found is None or isinstance(found, str) else await found
+            if user is None:
                 raise ApiError(401, "Unauthorized")
+            request[USER_KEY] = user
             response = await handler(request)
         except ApiError as error:
             response = _status_response(error)
@@ -408,6 +418,8 @@ class ApiServer:
             return await self.logs(request, target)
         if target.subresource == "scale":
             return await self.scale(request, method, target)
+        if target.subresource == "token":
+            return await self.token_request(request, method, target)
         if not target.name:
             if method == "GET":
                 if request.query.get("watch", "") in TRUE:
@@ -515,7 +527,7 @@ class ApiServer:
             namespace if resource.namespaced else "",
             name,
             dry_run=dry_run,
-            user=self.authenticate(request) or "",
+            user=request.get(USER_KEY, ""),
             options=_options("CreateOptions", request),
         )
         early: list[str] = []
@@ -627,7 +639,7 @@ class ApiServer:
                 target.subresource,
                 old=stored,
                 dry_run=dry_run,
-                user=self.authenticate(request) or "",
+                user=request.get(USER_KEY, ""),
                 options=_options("UpdateOptions", request),
             )
             objects, warnings = await self._admit(request, attributes, new)
@@ -715,7 +727,7 @@ class ApiServer:
             str(meta.get("name") or ""),
             old=stored,
             dry_run=dry_run,
-            user=self.authenticate(request) or "",
+            user=request.get(USER_KEY, ""),
             options=_options("DeleteOptions", request),
         )
         return await self.admission.review_delete(self.store, attributes)
@@ -797,6 +809,78 @@ class ApiServer:
         return _json(_scale(deployment))
 
     # -- deletion ---------------------------------------------------------------------
+    async def token_request(
+        self, request: web.Request, method: str, target: Target
+    ) -> web.Response:
+        """``POST .../serviceaccounts/{name}/token``: a TokenRequest answered with a token
+        bound to the ServiceAccount (404 if it does not exist), as kube-apiserver's."""
+        if method != "POST":
+            raise ApiError(405, f"{method} is not supported on serviceaccounts/token")
+        if self.tokens is None:
+            raise _no_such_path()
+        if request.content_type == auth.PROTOBUF:  # kubectl create token's only encoding
+            try:
+                body = auth.token_request_from_protobuf(await request.read())
+            except (ValueError, UnicodeDecodeError) as error:
+                raise ApiError(400, f"the request body is not a TokenRequest: {error}") from None
+        else:
+            body = await _decode(request)
+        api_version = body.get("apiVersion") or resources.TOKEN_REQUEST_API_VERSION
+        if (body.get("kind") or "TokenRequest", api_version) != (
+            "TokenRequest",
+            resources.TOKEN_REQUEST_API_VERSION,
+        ):
+            raise ApiError(
+                400,
+                f"the body of a token request must be a {resources.TOKEN_REQUEST_API_VERSION} "
+                f"TokenRequest, not a {api_version} {body.get('kind')}",
+            )
+        account = await self._stored(target)
+        raw_spec = body.get("spec")
+        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
+        audiences = spec.get("audiences") or list(self.tokens.audiences)
+        seconds = spec.get("expirationSeconds") or int(auth.TOKEN_EXPIRATION.total_seconds())
+        problem = _token_request_problem(audiences, seconds, spec.get("boundObjectRef"))
+        if problem is not None:
+            field, value, message = problem
+            raise ApiError(
+                422,
+                f'TokenRequest.authentication.k8s.io "{target.name}" is invalid: '
+                f"{field}: Invalid value: {json.dumps(value)}: {message}",
+                details=Details(
+                    kind="TokenRequest",
+                    name=target.name,
+                    group="authentication.k8s.io",
+                    causes=(("FieldValueInvalid", field, f"Invalid value: {message}"),),
+                ),
+            )
+        issued = self.tokens.issue(
+            target.namespace,
+            target.name,
+            str(account["metadata"].get("uid", "")),
+            audiences=audiences,
+            expiration=datetime.timedelta(seconds=seconds),
+        )
+        answer = {
+            "kind": "TokenRequest",
+            "apiVersion": resources.TOKEN_REQUEST_API_VERSION,
+            "metadata": {
+                "name": target.name,
+                "namespace": target.namespace,
+                "creationTimestamp": _now(),
+            },
+            "spec": {
+                "audiences": audiences,
+                "expirationSeconds": seconds,
+                "boundObjectRef": None,
+            },
+            "status": {
+                "token": issued.token,
+                "expirationTimestamp": issued.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }
+        return _json(answer, status=201)
+
     async def delete(self, request: web.Request, target: Target) -> web.Response:
         options = await _delete_options(request)
         dry_run = _dry_run(request)
@@ -1247,6 +1331,26 @@ def _subresource_view(
     else:
         new.pop("status", None)
     return new
+
+
+def _token_request_problem(audiences: Any, seconds: Any, bound: Any) -> tuple[str, Any, str] | None:
+    """What is wrong with a TokenRequest's spec, as (field, value, message), or None.
+    Tokens bound to a Pod or Secret are refused rather than issued unbound."""
+    if bound:
+        return "spec.boundObjectRef", bound, "binding to an object is not supported here"
+    if not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences):
+        return "spec.audiences", audiences, "must be a list of non-empty strings"
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        return "spec.expirationSeconds", seconds, "must be an integer"
+    if seconds < auth.MIN_TOKEN_EXPIRATION.total_seconds():
+        return "spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes"
+    if seconds > auth.MAX_TOKEN_EXPIRATION.total_seconds():
+        return (
+            "spec.expirationSeconds",
+            seconds,
+            "may not specify a duration larger than 2^32 seconds",
+        )
+    return None
 
 
 def _label_namespace(obj: dict[str, Any]) -> None:
