@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from osm.ca import builtin
 from osm.ca.errors import CAError
+from osm.base import wellknown
 from osm.kube.client import KubeClient
 from osm.kube.errors import ApiError
 
