@@ -23,9 +23,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from osm.base import wellknown
 from osm.ca import builtin
 from osm.ca.errors import CAError
-from osm.base import wellknown
 from osm.kube.client import KubeClient
 from osm.kube.errors import ApiError
 
