@@ -165,8 +165,16 @@ async def test_bytes_cross_two_python_sidecars_on_a_grpc_port_and_smi_narrows_to
     payload = PREFACE + os.urandom(256 * 1024)
 
     def through(sidecar: main.Sidecar) -> Callable[[], Any]:
-        outbound = sidecar.proxy.listener_address("outbound-listener")
-        return lambda: asyncio.to_thread(exchange, outbound, payload)
+        """Sends through the client's outbound listener wherever it is bound now: a client
+        allowed nowhere for a moment loses the listener, which comes back on a new port."""
+
+        async def send() -> bytes:
+            if "outbound-listener" not in sidecar.proxy.listeners:
+                return b""
+            outbound = sidecar.proxy.listener_address("outbound-listener")
+            return await asyncio.to_thread(exchange, outbound, payload)
+
+        return send
 
     async with echo_app(port), two_sidecars(controller, tmp_path, port) as (client, _):
         send = through(client)
