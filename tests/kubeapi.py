@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import aiohttp
 import yaml
 
-from osm.apiserver import auth
+from osm.ca import tls
 from osm.kube.client import KubeClient
 from osm.kube.errors import ApiError
 from osm.model import kinds
@@ -145,7 +145,7 @@ def ssl_context(kubeconfig: Path) -> tuple[str, ssl.SSLContext]:
     user = document["users"][0]["user"]
     ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
     context = ssl.create_default_context(cadata=ca)
-    auth.load_cert_chain(
+    tls.load_cert_chain(
         context,
         base64.b64decode(user["client-certificate-data"]),
         base64.b64decode(user["client-key-data"]),

@@ -47,7 +47,6 @@ import hashlib
 import ipaddress
 import os
 import ssl
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -64,6 +63,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from osm.ca import builtin
 from osm.ca.store import write_atomic
+from osm.ca.tls import load_cert_chain
 
 CA_VALIDITY = timedelta(days=3650)
 CLIENT_VALIDITY = timedelta(days=365)
@@ -260,18 +260,6 @@ def server_ssl_context(server: Credentials) -> ssl.SSLContext:
     context.verify_flags |= ssl.VERIFY_X509_STRICT
     load_cert_chain(context, server.cert_pem, server.key_pem)
     return context
-
-
-def load_cert_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
-    """`ssl.SSLContext.load_cert_chain` from memory: Python's ssl reads keys from files only,
-    so the key goes through a private temporary directory (0700) that is removed at once."""
-    with tempfile.TemporaryDirectory(prefix="osm-tls-") as private:
-        cert_path, key_path = Path(private) / "tls.crt", Path(private) / "tls.key"
-        cert_path.write_bytes(cert_pem)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(key_pem)
-        context.load_cert_chain(cert_path, key_path)
 
 
 def identity_of(peercert: Mapping[str, Any] | None) -> User | None:

@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from osm.apiserver import auth, local, webhooks
+from osm.ca import tls
 from osm.store.memory import MemoryStore
 from tests import kubeapi, kubectl_harness
 
@@ -161,7 +162,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     other = auth.ApiCA.open(tmp_path / "other-ca")
     credentials = ca.issue_server([SERVICE_HOST, "localhost"], ["127.0.0.1"])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    auth.load_cert_chain(context, credentials.cert_pem, credentials.key_pem)
+    tls.load_cert_chain(context, credentials.cert_pem, credentials.key_pem)
     hooks = Hooks()
     runner = web.AppRunner(hooks.app(), access_log=None)
     await runner.setup()

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from osm.apiserver import auth
+from osm.ca import tls
 
 
 @pytest.fixture
@@ -251,7 +252,7 @@ def _handshake(server_tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> tuple[
 def _client(ca_pem: bytes, credentials: auth.Credentials | None) -> ssl.SSLContext:
     context = ssl.create_default_context(cadata=ca_pem.decode())
     if credentials is not None:
-        auth.load_cert_chain(context, credentials.cert_pem, credentials.key_pem)
+        tls.load_cert_chain(context, credentials.cert_pem, credentials.key_pem)
     return context
 
 
