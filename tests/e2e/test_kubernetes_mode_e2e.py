@@ -7,9 +7,11 @@ no built-in injection, calling the admission webhooks its configurations name (a
 kube-apiserver does: `osm.apiserver.webhooks`), and the local kubelet. ``osm install``
 registers the webhooks, RBAC, CRDs and the MeshConfig, with the control plane's replicas
 at 0: the controller (``osm controller --kubernetes``) and the injector (``osm injector``)
-run as processes of their own outside the cluster, each with its service account's
-kubeconfig, and the API server reaches their webhooks through its service resolver (a
-cluster would reach their pods through the Services). Then, as a user does on a cluster:
+run as processes of their own outside the cluster, configured as in a pod (no kubeconfig:
+``KUBERNETES_SERVICE_HOST``/``PORT`` and their service account's token and the API's CA at
+``/var/run/secrets/kubernetes.io/serviceaccount``, in a mount namespace of their own, from
+the TokenRequest API), and the API server reaches their webhooks through its service
+resolver (a cluster would reach their pods through the Services). Then, as a user does on a cluster:
 label the namespaces, apply the bookstore, and check the scenarios of the local mesh
 (permissive, SMI, a live split) from the demo clients' counters, with Envoy and the
 Python sidecar side by side; every pod's sidecar came from the injector's webhook, and its
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -54,7 +57,6 @@ T = TypeVar("T")
 PREFIX = f"osmk{uuid.uuid4().hex[:5]}"
 MESH = "osm"
 NAMESPACE = wellknown.CONTROL_PLANE_NAMESPACE
-INJECTOR_USER = f"system:serviceaccount:{NAMESPACE}:osm-injector"
 PLANE = "mixed"
 """Both data planes at once (`test_mesh_e2e.PLANES`): the injector's webhook writes Envoy's
 and the Python sidecar's containers and bootstraps."""
@@ -78,10 +80,7 @@ class Cluster:
         )
         self.webhook_ports = {"osm-injector": _free_port(), "osm-validator": _free_port()}
         self.injector_http_port = _free_port()
-        self.kubeconfigs = {
-            "controller": base / "controller.kubeconfig",
-            "injector": base / "injector.kubeconfig",
-        }
+        self.base = base
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="api", daemon=True)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -116,8 +115,6 @@ class Cluster:
                         controller_server.KUBELET_USER,
                         controller_server.KUBELET_GROUPS,
                     ),
-                    local.Client(self.kubeconfigs["controller"], controller_server.CONTROLLER_USER),
-                    local.Client(self.kubeconfigs["injector"], INJECTOR_USER),
                 ),
             )
 
@@ -148,25 +145,40 @@ class Cluster:
             env=daemon.daemon_env(os.environ),
         )
 
-    def spawn(self, name: str, argv: list[str]) -> None:
+    def spawn_in_cluster(self, name: str, argv: list[str]) -> None:
+        """``osm ARGV`` as a pod of ServiceAccount ``osm-system/<name>`` runs it: in a mount
+        namespace whose ``/run`` (``/var/run``) holds only that account's token directory,
+        with the API's address in the environment, as the kubelet sets both up."""
+        account = self.base / "serviceaccounts" / name
+        assert self.api is not None
+        self.call(self.api.write_service_account(account, NAMESPACE, f"osm-{name}"))
+        mounted = "/run/secrets/kubernetes.io/serviceaccount"
+        command = shlex.join([sys.executable, "-m", "osm.cli", *argv])
+        script = (
+            f"mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p {mounted} && "
+            f"cp {shlex.quote(str(account))}/* {mounted}/ && exec {command}"
+        )
+        env = {
+            **daemon.daemon_env(os.environ),
+            "KUBERNETES_SERVICE_HOST": wellknown.LOCALHOST,
+            "KUBERNETES_SERVICE_PORT": str(self.settings.api_port),
+        }
         self.logs.mkdir(exist_ok=True)
         with (self.logs / f"{name}.log").open("ab") as out:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "osm.cli", *argv],
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=daemon.daemon_env(os.environ),
+                env=env,
             )
 
     def start_control_plane(self) -> None:
-        """As ``osm install``'s Deployments run them, with kubeconfigs and local ports."""
-        self.spawn(
+        """As ``osm install``'s Deployments run them, on local ports."""
+        self.spawn_in_cluster(
             "controller",
             [
                 "controller",
                 "--kubernetes",
-                "--kubeconfig",
-                str(self.kubeconfigs["controller"]),
                 "--mesh-name",
                 MESH,
                 "--xds-host",
@@ -181,12 +193,10 @@ class Cluster:
                 str(self.webhook_ports["osm-validator"]),
             ],
         )
-        self.spawn(
+        self.spawn_in_cluster(
             "injector",
             [
                 "injector",
-                "--kubeconfig",
-                str(self.kubeconfigs["injector"]),
                 "--mesh-name",
                 MESH,
                 "--host",
