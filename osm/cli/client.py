@@ -14,7 +14,6 @@ when there is no kubeconfig or no server answers (``osm up``, ``KUBECONFIG``).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,8 +25,6 @@ from osm.kube.client import KubeClient, Manifest, PatchKind
 from osm.kube.errors import ApiError, ConnectionFailed, KubeConfigError, KubeError
 
 T = TypeVar("T")
-IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
-"""Set in every pod: with no kubeconfig, the pod's service account is used."""
 HOW_TO_CONNECT = (
     "start local mode with `osm up` (it writes {kubeconfig}, which osm finds by itself), "
     "or point KUBECONFIG or --kubeconfig at a cluster's kubeconfig"
@@ -48,7 +45,7 @@ class Api:
         """An `Api` for `kubeconfig` (else the one `find_kubeconfig` finds) and its current
         context (or `context`). Raises `KubeConfigError` whose message says what to do."""
         path = kube_config.find_kubeconfig(str(kubeconfig) if kubeconfig else None)
-        if path is None and not os.environ.get(IN_CLUSTER_ENV):
+        if path is None and not kube_config.in_a_pod():
             raise KubeConfigError(
                 "no kubeconfig found ($KUBECONFIG, "
                 f"{paths.kubeconfig_path()}, ~/.kube/config): "

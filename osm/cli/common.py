@@ -18,7 +18,8 @@ import click
 
 from osm.base import wellknown
 from osm.cli.client import Api, describe
-from osm.kube.errors import KubeError
+from osm.kube.config import find_kubeconfig, in_a_pod
+from osm.kube.errors import KubeConfigError, KubeError
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 KUBECONFIG_KEY = "kubeconfig"
@@ -95,9 +96,18 @@ def control_plane_options(peer: str) -> Callable[[F], F]:
 
 
 def kubeconfig_of(ctx: click.Context, local: str | None) -> Path | None:
-    """A process's kubeconfig: its own ``--kubeconfig``, else the ``osm`` group's."""
+    """A control-plane process's kubeconfig: its own ``--kubeconfig``, else the ``osm``
+    group's; in a pod (``KUBERNETES_SERVICE_HOST`` set) None, for its service account;
+    elsewhere kubectl's search (``$KUBECONFIG``, then ``~/.kube/config``)."""
     chosen = local or (ctx.obj.get(KUBECONFIG_KEY) if ctx.obj else None)
-    return Path(chosen) if chosen else None
+    if chosen:
+        return Path(chosen)
+    if in_a_pod():
+        return None
+    try:
+        return find_kubeconfig()
+    except KubeConfigError as error:
+        fail(str(error))
 
 
 def log_to_stderr(level: str) -> None:

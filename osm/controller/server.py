@@ -54,8 +54,6 @@ from osm.webhook import server as webhook_server
 log = logging.getLogger(__name__)
 
 PROFILE_ENV = "OSM_CONTROLLER_PROFILE"
-IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
-"""Set by the kubelet in every pod: the controller then reads its service account."""
 CONTROLLER_USER = "system:serviceaccount:osm-system:osm-controller"
 KUBELET_USER = "system:node:osm-local"
 KUBELET_GROUPS = ("system:nodes",)
@@ -217,7 +215,7 @@ class Controller:
             return KubeClient.from_kubeconfig(paths.controller_kubeconfig_path(settings.state_dir))
         explicit = str(settings.kubeconfig) if settings.kubeconfig else None
         try:
-            if settings.kubernetes and explicit is None and IN_CLUSTER_ENV in os.environ:
+            if settings.kubernetes and explicit is None and kube_config.in_a_pod():
                 return KubeClient.from_kubeconfig(None)  # in a pod: its service account
             return KubeClient.from_kubeconfig(kube_config.find_kubeconfig(explicit))
         except KubeConfigError as error:

@@ -25,6 +25,9 @@ from osm import paths
 from osm.ca.store import write_atomic
 from osm.kube.errors import KubeConfigError
 
+IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
+"""Set by the kubelet in every pod (with ``KUBERNETES_SERVICE_PORT``): a client there uses
+its service account (`osm.kube.client.KubeClient.from_kubeconfig` with no path)."""
 DEFAULT_CLUSTER = "osm-local"
 DEFAULT_CONTEXT = "osm-local"
 
@@ -117,3 +120,8 @@ def find_kubeconfig(
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def in_a_pod(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs in a pod (the kubelet set `IN_CLUSTER_ENV`)."""
+    return IN_CLUSTER_ENV in (os.environ if environ is None else environ)
