@@ -12,9 +12,11 @@ container with ``--network none`` (never the host's iptables). Per image (`CHECK
   every ``osm.proxy`` module imports, and the compiled ones are exactly setup.py's `COMPILED`;
 - ``osm-controller`` and ``osm-injector``: their ``--help`` runs; each process as its
   Deployment runs it (``osm controller --kubernetes``, ``osm injector``), as the non-root
-  user, against a stand-in cluster in the same container (local mode's API server over a
-  memory store, `CLUSTER_API`), answers ``/health/ready`` and has put the mesh root in
-  the ``osm-ca-bundle`` Secret.
+  user and configured as in a pod (no kubeconfig: its service account's token and the
+  API's CA at ``/var/run/secrets/kubernetes.io/serviceaccount``, ``KUBERNETES_SERVICE_*``
+  in the environment), against a stand-in cluster in the same container (local mode's API
+  server over a memory store, `CLUSTER_API`), answers ``/health/ready`` and has put the
+  mesh root in the ``osm-ca-bundle`` Secret.
 
 Prints one line per image (build seconds, size, archive size, the result) and exits 1 if any
 check failed; ``--json FILE`` writes the results.
@@ -114,10 +116,17 @@ class Podman:
         """Loads an OCI archive; -> the image id."""
         return self.run("pull", "-q", f"oci-archive:{archive}").splitlines()[-1]
 
-    def serve(self, image: str, command: Sequence[str], probe: Callable[[str], str]) -> str:
-        """Starts `command` in a detached container, waits until `probe(container)` returns
-        without raising, and removes the container; -> what the probe returned."""
-        container = self.run("run", "-d", "--network", "none", image, *command)
+    def serve(
+        self,
+        image: str,
+        command: Sequence[str],
+        probe: Callable[[str], str],
+        options: Sequence[str] = (),
+    ) -> str:
+        """Starts `command` in a detached container (``podman run`` `options` added),
+        waits until `probe(container)` returns without raising, and removes the
+        container; -> what the probe returned."""
+        container = self.run("run", "-d", "--network", "none", *options, image, *command)
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while True:
@@ -220,7 +229,7 @@ def check_sidecar(podman: Podman, image: str) -> list[str]:
 
 
 CLUSTER_API = """
-import asyncio, pathlib
+import asyncio, pathlib, sys
 from osm.apiserver import local
 from osm.controller import install
 from osm.store.memory import MemoryStore
@@ -228,22 +237,44 @@ from osm.store.memory import MemoryStore
 async def main():
     store = MemoryStore()
     await install.ensure(store)
-    await local.start(store, pathlib.Path("/tmp/api"), port=6443)
+    account = sys.argv[1]
+    await store.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"name": account, "namespace": "osm-system"}}])
+    api = await local.start(store, pathlib.Path("/tmp/api"), port=6443)
+    await api.write_service_account(
+        pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount"), "osm-system", account)
     await asyncio.Event().wait()
 
 asyncio.run(main())
 """
 """A stand-in cluster inside the container (network none): local mode's API server over
-a memory store with the control plane's namespace, its admin kubeconfig in /tmp/api."""
+a memory store with the control plane's namespace, its admin kubeconfig in /tmp/api, and
+the token directory of the ServiceAccount named by its argument where a kubelet mounts it."""
 KUBECONFIG = "/tmp/api/kubeconfig"
 
 
-def _in_cluster(command: str) -> list[str]:
-    """`command` started once the stand-in API answers, beside it in one container."""
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _in_cluster(command: str, account: str) -> list[str]:
+    """`command` started as in a pod of ServiceAccount ``osm-system/<account>``, once the
+    stand-in API answers beside it in one container and has written its token."""
     script = (
-        f"python -c '{CLUSTER_API}' & until [ -s {KUBECONFIG} ]; do sleep 0.2; done; exec {command}"
+        f"python -c '{CLUSTER_API}' {account} & "
+        f"until [ -s {SERVICE_ACCOUNT_DIR}/token ]; do sleep 0.2; done; exec {command}"
     )
     return ["/bin/sh", "-c", script]
+
+
+IN_CLUSTER = (
+    "--tmpfs",
+    f"{SERVICE_ACCOUNT_DIR}:rw,mode=1777",  # podman sets no owner: the API (non-root) writes it
+    "-e",
+    f"KUBERNETES_SERVICE_HOST={wellknown.LOCALHOST}",
+    "-e",
+    f"KUBERNETES_SERVICE_PORT={wellknown.API_PORT}",
+)
+"""What the kubelet gives a pod: the service account's directory and the API's address."""
 
 
 def _ready_probe(podman: Podman, what: str) -> Callable[[str], str]:
@@ -274,15 +305,17 @@ def _ready_probe(podman: Podman, what: str) -> Callable[[str], str]:
 
 def check_controller(podman: Podman, image: str) -> list[str]:
     podman.run("run", "--rm", "--network", "none", image, "osm", "controller", "--help")
-    command = _in_cluster(f"osm controller --kubernetes --kubeconfig {KUBECONFIG}")
-    answered = podman.serve(image, command, _ready_probe(podman, "osm controller --kubernetes"))
+    command = _in_cluster("osm controller --kubernetes", "osm-controller")
+    probe = _ready_probe(podman, "osm controller --kubernetes (in-cluster configuration)")
+    answered = podman.serve(image, command, probe, IN_CLUSTER)
     return ["osm controller --help runs", answered + ", osm-ca-bundle created"]
 
 
 def check_injector(podman: Podman, image: str) -> list[str]:
     podman.run("run", "--rm", "--network", "none", image, "osm", "injector", "--help")
-    command = _in_cluster(f"osm injector --kubeconfig {KUBECONFIG}")
-    answered = podman.serve(image, command, _ready_probe(podman, "osm injector"))
+    command = _in_cluster("osm injector", "osm-injector")
+    probe = _ready_probe(podman, "osm injector (in-cluster configuration)")
+    answered = podman.serve(image, command, probe, IN_CLUSTER)
     return ["osm injector --help runs", answered + ", osm-ca-bundle created"]
 
 
