@@ -123,5 +123,5 @@ def _b64(data: bytes) -> str:
 
 
 def in_a_pod(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether this process runs in a pod (the kubelet set `IN_CLUSTER_ENV`)."""
-    return IN_CLUSTER_ENV in (os.environ if environ is None else environ)
+    """Whether this process runs in a pod (the kubelet set `IN_CLUSTER_ENV`, not empty)."""
+    return bool((os.environ if environ is None else environ).get(IN_CLUSTER_ENV))
