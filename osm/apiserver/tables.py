@@ -841,6 +841,126 @@ MESH_CONFIG = (
     ),
 )
 
+
+# OSM's policy kinds: OSM's CRDs print a Status column (``.status.currentStatus``) for
+# IngressBackend and UpstreamTrafficSetting, and nothing else; the key fields are added.
+def _policy_port(port: Mapping[str, Any]) -> str:
+    return f"{_number(port, 'number')}/{_text(port, 'protocol').lower()}"
+
+
+def _egress_sources(egress: Mapping[str, Any]) -> str:
+    return _joined(
+        [f"{_text(s, 'namespace')}/{_text(s, 'name')}" for s in _maps(egress, "spec", "sources")]
+    )
+
+
+def _egress_destinations(egress: Mapping[str, Any]) -> str:
+    hosts = [h for h in _list(egress, "spec", "hosts") if isinstance(h, str)]
+    addresses = [a for a in _list(egress, "spec", "ipAddresses") if isinstance(a, str)]
+    return _joined([*hosts, *addresses])
+
+
+def _ingress_backends(ingress: Mapping[str, Any]) -> str:
+    return _joined(
+        [
+            f"{_text(b, 'name')}:{_policy_port(_get(b, 'port') or {})}"
+            for b in _maps(ingress, "spec", "backends")
+        ]
+    )
+
+
+def _ingress_sources(ingress: Mapping[str, Any]) -> str:
+    pieces = []
+    for source in _maps(ingress, "spec", "sources"):
+        namespace = _text(source, "namespace")
+        name = f"{namespace}/{_text(source, 'name')}" if namespace else _text(source, "name")
+        pieces.append(f"{_text(source, 'kind')}/{name}")
+    return _joined(pieces)
+
+
+def _policy_status(obj: Mapping[str, Any], now: datetime.datetime) -> str:
+    return _text(obj, "status", "currentStatus")
+
+
+EGRESS = (
+    NAME,
+    Column(
+        "Sources",
+        "The service accounts let out, as namespace/name.",
+        lambda o, now: _egress_sources(o),
+    ),
+    Column(
+        "Destinations",
+        "The external hosts and address ranges allowed.",
+        lambda o, now: _egress_destinations(o),
+    ),
+    Column(
+        "Ports",
+        "The destination ports allowed, as number/protocol.",
+        lambda o, now: _joined([_policy_port(p) for p in _maps(o, "spec", "ports")]),
+    ),
+    AGE,
+)
+INGRESS_BACKEND = (
+    NAME,
+    Column(
+        "Backends",
+        "The backend services admitted, as name:port/protocol.",
+        lambda o, now: _ingress_backends(o),
+    ),
+    Column("Status", "Current status of the IngressBackend policy.", _policy_status),
+    AGE,
+    Column(
+        "Sources",
+        "The clients allowed, as kind/name.",
+        lambda o, now: _ingress_sources(o),
+        priority=1,
+    ),
+)
+RETRY = (
+    NAME,
+    Column(
+        "Source",
+        "The service account whose requests are retried, as namespace/name.",
+        lambda o, now: _identity(
+            _get(o, "spec", "source") or {}, _text(o, "metadata", "namespace")
+        ),
+    ),
+    Column(
+        "Destinations",
+        "The services whose requests are retried, as namespace/name.",
+        lambda o, now: _joined(
+            [
+                f"{_text(d, 'namespace')}/{_text(d, 'name')}"
+                for d in _maps(o, "spec", "destinations")
+            ]
+        ),
+    ),
+    Column(
+        "Retry-On",
+        "The conditions a request is retried on.",
+        lambda o, now: _text(o, "spec", "retryPolicy", "retryOn", default=NONE),
+    ),
+    AGE,
+    Column(
+        "Retries",
+        "The most retries of one request.",
+        lambda o, now: _number(o, "spec", "retryPolicy", "numRetries"),
+        priority=1,
+        type="integer",
+    ),
+)
+UPSTREAM_TRAFFIC_SETTING = (
+    NAME,
+    Column(
+        "Host",
+        "The upstream host the settings apply to.",
+        lambda o, now: _text(o, "spec", "host", default=NONE),
+    ),
+    Column("Status", "Current status of the UpstreamTrafficSetting policy.", _policy_status),
+    AGE,
+)
+
 COLUMNS: Mapping[str, tuple[Column, ...]] = {
     "Pod": POD,
     "Deployment": DEPLOYMENT,
@@ -861,6 +981,10 @@ COLUMNS: Mapping[str, tuple[Column, ...]] = {
     "HTTPRouteGroup": HTTP_ROUTE_GROUP,
     "TCPRoute": TCP_ROUTE,
     "TrafficSplit": TRAFFIC_SPLIT,
+    "Egress": EGRESS,
+    "IngressBackend": INGRESS_BACKEND,
+    "Retry": RETRY,
+    "UpstreamTrafficSetting": UPSTREAM_TRAFFIC_SETTING,
     "MeshConfig": MESH_CONFIG,
 }
 """The columns of each kind; a kind not listed gets NAME and AGE."""

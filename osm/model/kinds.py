@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from osm.model import config, core, smi
+from osm.model import config, core, policy, smi
 from osm.model.errors import Problem, ValidationFailed
 from osm.model.fields import Fields, suggest
 from osm.model.meta import Resource, read_metadata
@@ -141,6 +141,42 @@ KINDS: tuple[KindInfo, ...] = (
         smi.parse_traffic_split,
     ),
     KindInfo(
+        "Egress",
+        (policy.API_VERSION,),
+        "egresses",
+        ("egress",),
+        True,
+        True,
+        policy.parse_egress,
+    ),
+    KindInfo(
+        "IngressBackend",
+        (policy.API_VERSION,),
+        "ingressbackends",
+        ("ingressbackend",),
+        True,
+        True,
+        policy.parse_ingress_backend,
+    ),
+    KindInfo(
+        "Retry",
+        (policy.API_VERSION,),
+        "retries",
+        ("retry",),
+        True,
+        True,
+        policy.parse_retry,
+    ),
+    KindInfo(
+        "UpstreamTrafficSetting",
+        (policy.API_VERSION,),
+        "upstreamtrafficsettings",
+        ("upstreamtrafficsetting",),
+        True,
+        True,
+        policy.parse_upstream_traffic_setting,
+    ),
+    KindInfo(
         "MeshConfig",
         ("config.openservicemesh.io/v1alpha2",),
         "meshconfigs",
@@ -173,6 +209,10 @@ CLASSES: Mapping[str, type[Resource]] = {
         smi.HTTPRouteGroup,
         smi.TCPRoute,
         smi.TrafficSplit,
+        policy.Egress,
+        policy.IngressBackend,
+        policy.Retry,
+        policy.UpstreamTrafficSetting,
         config.MeshConfig,
     )
 }

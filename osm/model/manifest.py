@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from osm.model import kinds, references
+from osm.model import kinds, policy, references
 from osm.model.errors import Problem
 from osm.model.meta import ObjectRef, Resource
 
@@ -77,7 +77,8 @@ def load_paths(
 ) -> LoadResult:
     """Loads files and directories; the path ``-`` reads the text `stdin` returns.
 
-    Objects defined twice anywhere in the set (across files and stdin) are errors.
+    Objects defined twice anywhere in the set (across files and stdin) are errors, and so
+    are UpstreamTrafficSettings that set a host an earlier one sets (`policy.upstream_conflicts`).
     """
     paths = list(paths)
     use_stdin = stdin is not None and "-" in [str(p) for p in paths]
@@ -202,7 +203,8 @@ def _add(result: LoadResult, other: LoadResult) -> None:
 
 
 def _check_duplicates(result: LoadResult) -> None:
-    """The same object twice in one set is an error; the first definition is kept."""
+    """The same object twice in one set is an error; the first definition is kept. Then
+    conflicts between objects, likewise."""
     first: dict[ObjectRef, Loaded] = {}
     for loaded in result.objects:
         ref = loaded.resource.ref
@@ -222,6 +224,21 @@ def _check_duplicates(result: LoadResult) -> None:
         else:
             first[ref] = loaded
     result.objects = list(first.values())
+    _check_conflicts(result)
+
+
+def _check_conflicts(result: LoadResult) -> None:
+    """Objects that contradict an earlier one (two UpstreamTrafficSettings for one host)
+    are errors, as OSM's webhook refuses the later; the earlier is kept."""
+    where = {loaded.resource.ref: loaded for loaded in result.objects}
+    refused: set[ObjectRef] = set()
+    for problem in policy.upstream_conflicts(result.resources):
+        ref = ObjectRef(problem.kind, problem.namespace, problem.name)
+        refused.add(ref)
+        result.problems.append(
+            problem.located(source=where[ref].source, document=where[ref].document)
+        )
+    result.objects = [loaded for loaded in result.objects if loaded.resource.ref not in refused]
 
 
 def reference_warnings(result: LoadResult) -> list[Problem]:

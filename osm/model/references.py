@@ -14,7 +14,16 @@ from osm.model.config import MeshConfig
 from osm.model.core import Deployment, Namespace, Service, ServiceAccount
 from osm.model.errors import Problem
 from osm.model.meta import ObjectRef, Resource
-from osm.model.smi import HTTPRouteGroup, TrafficSplit, TrafficTarget
+from osm.model.policy import (
+    Egress,
+    IngressBackend,
+    PolicyMatch,
+    Retry,
+    UpstreamTrafficSetting,
+)
+from osm.model.smi import HTTPRouteGroup, IdentityRef, TrafficSplit, TrafficTarget
+
+CLUSTER_DOMAIN_SUFFIX = ".svc.cluster.local"
 
 
 def check(resources: Sequence[Resource]) -> list[Problem]:
@@ -61,6 +70,14 @@ class _Checker:
                 self.traffic_target(resource)
             elif isinstance(resource, TrafficSplit):
                 self.traffic_split(resource)
+            elif isinstance(resource, Egress):
+                self.egress(resource)
+            elif isinstance(resource, IngressBackend):
+                self.ingress_backend(resource)
+            elif isinstance(resource, Retry):
+                self.retry(resource)
+            elif isinstance(resource, UpstreamTrafficSetting):
+                self.upstream_traffic_setting(resource)
             elif isinstance(resource, Deployment):
                 account = resource.template.spec.service_account_name
                 if account != "default" and not self.find(ServiceAccount.KIND, namespace, account):
@@ -139,3 +156,60 @@ class _Checker:
                     f"spec.matches[{index}].name",
                     f'HTTPRouteGroup "{split.namespace}/{group}" is not defined in these files',
                 )
+
+    # -- OSM's policy kinds: a dangling reference makes the policy do nothing for it ------
+    def service_account(self, policy: Resource, path: str, identity: IdentityRef) -> None:
+        if not self.find(ServiceAccount.KIND, identity.namespace, identity.name):
+            self.warn(
+                policy,
+                path,
+                f'ServiceAccount "{identity}" is not defined in these files; until it exists '
+                "this policy does nothing for it",
+            )
+
+    def service(self, policy: Resource, path: str, namespace: str, name: str) -> None:
+        if not self.find(Service.KIND, namespace, name):
+            self.warn(
+                policy,
+                path,
+                f'Service "{namespace}/{name}" is not defined in these files; until it '
+                "exists this policy does nothing for it",
+            )
+
+    def policy_matches(self, policy: Resource, matches: tuple[PolicyMatch, ...]) -> None:
+        for index, match in enumerate(matches):
+            if match.kind and not self.find(match.kind, policy.namespace, match.name):
+                self.warn(
+                    policy,
+                    f"spec.matches[{index}].name",
+                    f'{match.kind} "{policy.namespace}/{match.name}" is not defined in these '
+                    "files; until it exists this match matches nothing",
+                )
+
+    def egress(self, egress: Egress) -> None:
+        for index, source in enumerate(egress.sources):
+            self.service_account(egress, f"spec.sources[{index}]", source)
+        self.policy_matches(egress, egress.matches)
+
+    def ingress_backend(self, ingress: IngressBackend) -> None:
+        for index, backend in enumerate(ingress.backends):
+            self.service(ingress, f"spec.backends[{index}].name", ingress.namespace, backend.name)
+        for index, source in enumerate(ingress.sources):
+            if source.kind == "Service":
+                self.service(ingress, f"spec.sources[{index}]", source.namespace, source.name)
+        self.policy_matches(ingress, ingress.matches)
+
+    def retry(self, retry: Retry) -> None:
+        self.service_account(retry, "spec.source", retry.source)
+        for index, destination in enumerate(retry.destinations):
+            self.service(
+                retry, f"spec.destinations[{index}]", destination.namespace, destination.name
+            )
+
+    def upstream_traffic_setting(self, setting: UpstreamTrafficSetting) -> None:
+        """A host in the cluster's form (``name.namespace.svc.cluster.local``) names a
+        Service; any other host is outside the mesh (an Egress's) and not checked."""
+        if setting.host.endswith(CLUSTER_DOMAIN_SUFFIX):
+            parts = setting.host.removesuffix(CLUSTER_DOMAIN_SUFFIX).split(".")
+            if len(parts) == 2:
+                self.service(setting, "spec.host", parts[1], parts[0])

@@ -1,4 +1,5 @@
-"""The OpenAPI v3 schemas of the mesh's own kinds (SMI and MeshConfig), as a CRD states them.
+"""The OpenAPI v3 schemas of the mesh's own kinds (SMI, OSM's policies, MeshConfig), as CRDs
+state them.
 
 One schema per (kind, apiVersion), of the whole object, built declaratively from the same
 constants the parsers check (`smi`, `config`, `fields`): the API server publishes them
@@ -20,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from osm.base import wellknown
-from osm.model import config, smi
+from osm.model import config, policy, smi
 from osm.model.fields import DNS1123_LABEL, DNS1123_SUBDOMAIN
 
 Schema = dict[str, Any]
@@ -500,12 +501,344 @@ def _mesh_config() -> Schema:
     )
 
 
+# -- OSM's policies (policy.openservicemesh.io/v1alpha1) -------------------------------------
+def any_case(choices: Sequence[str]) -> str:
+    """A pattern matching any of ``choices`` in any letter case (OSM lower-cases them)."""
+
+    def letters(word: str) -> str:
+        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+    return "^(" + "|".join(letters(choice) for choice in choices) + ")$"
+
+
+def _policy_port(description: str, protocols: Sequence[str]) -> Schema:
+    return obj(
+        description,
+        {
+            "number": port("The port number."),
+            "protocol": string(
+                "The protocol served on the port, in any letter case: "
+                + ", ".join(protocols)
+                + ".",
+                pattern=any_case(protocols),
+            ),
+        },
+        required=("number", "protocol"),
+    )
+
+
+def _policy_matches(description: str) -> Schema:
+    groups = ", ".join(f"{kind} ({group})" for group, kind in policy.MATCH_KINDS.items())
+    return array(
+        obj(
+            "An object in the policy's namespace, by API group (with its version) and kind: "
+            + groups
+            + ".",
+            {
+                "apiGroup": string(
+                    "The referenced object's API group and version.",
+                    enum=tuple(policy.MATCH_KINDS),
+                ),
+                "kind": string(
+                    "The referenced object's kind.", enum=tuple(policy.MATCH_KINDS.values())
+                ),
+                "name": dns_subdomain("The referenced object's name."),
+            },
+            required=("apiGroup", "kind", "name"),
+        ),
+        description,
+    )
+
+
+def _service_account_ref(role: str) -> Schema:
+    return obj(
+        f"{role}: a service account.",
+        {
+            "kind": string("The kind of the reference.", enum=policy.SOURCE_KINDS),
+            "name": dns_subdomain("The service account's name."),
+            "namespace": dns_label("The service account's namespace."),
+        },
+        required=("kind", "name", "namespace"),
+    )
+
+
+def _egress() -> Schema:
+    spec = obj(
+        "Which pods may reach which destinations outside the mesh, on which ports.",
+        {
+            "sources": array(
+                _service_account_ref("A source whose pods the policy lets out"),
+                "The service accounts whose pods the policy applies to.",
+            ),
+            "hosts": array(
+                string("A host name; a leading *. matches any subdomain."),
+                "External hosts allowed: matched against the Host header (HTTP) or the TLS "
+                "SNI (HTTPS); ignored for TCP.",
+            ),
+            "ipAddresses": array(
+                string('A CIDR, e.g. "203.0.113.0/24".'),
+                "External address ranges allowed (matched against the destination address).",
+            ),
+            "ports": array(
+                _policy_port("A destination port and its protocol.", policy.EGRESS_PROTOCOLS),
+                "The destination ports allowed.",
+                min_items=1,
+            ),
+            "matches": _policy_matches(
+                "HTTPRouteGroups that narrow HTTP traffic, and at most one "
+                "UpstreamTrafficSetting applied to it."
+            ),
+        },
+        required=("sources", "ports"),
+    )
+    return _root(
+        "Egress lets pods reach endpoints outside the mesh (OSM's egress policy); without "
+        "MeshConfig's enableEgress, traffic out of the mesh needs one.",
+        spec,
+        spec_required=True,
+    )
+
+
+def _ingress_backend() -> Schema:
+    tls = obj(
+        "TLS between the ingress and the backend.",
+        {
+            "skipClientCertValidation": boolean(
+                "Accepts clients without checking their certificate."
+            ),
+            "sniHosts": array(
+                string("A host name."), "The SNI names the backend accepts; empty means any."
+            ),
+        },
+        required=("skipClientCertValidation",),
+    )
+    backend = obj(
+        "A service of this namespace that accepts ingress traffic on a port.",
+        {
+            "name": dns_label("The service's name."),
+            "port": _policy_port("The backend's port.", policy.INGRESS_PROTOCOLS),
+            "tls": tls,
+        },
+        required=("name", "port"),
+    )
+    source = obj(
+        "A client allowed: a Service (its endpoints), an AuthenticatedPrincipal (the SAN "
+        "of its client certificate) or an IPRange (a CIDR in name).",
+        {
+            "kind": string("The kind of source.", enum=policy.INGRESS_SOURCE_KINDS),
+            "name": string("The source's name, principal or CIDR.", min_length=1),
+            "namespace": dns_label("A Service source's namespace (required for Service)."),
+        },
+        required=("kind", "name"),
+    )
+    spec = obj(
+        "Which backends accept ingress traffic, and from whom.",
+        {
+            "backends": array(backend, "The backends (each name and port once).", min_items=1),
+            "sources": array(source, "The clients allowed.", min_items=1),
+            "matches": _policy_matches("Objects that narrow or shape the ingress traffic."),
+        },
+        required=("backends", "sources"),
+    )
+    return _root(
+        "IngressBackend lets traffic from outside the mesh (an ingress controller) reach "
+        "backend services (OSM's ingress policy).",
+        spec,
+        spec_required=True,
+    )
+
+
+def _retry() -> Schema:
+    destination = obj(
+        "A destination service.",
+        {
+            "kind": string("The kind of destination.", enum=policy.RETRY_DESTINATION_KINDS),
+            "name": dns_label("The service's name."),
+            "namespace": dns_label("The service's namespace."),
+        },
+        required=("kind", "name", "namespace"),
+    )
+    retry_policy = obj(
+        "When and how often a failed request is retried (Envoy's route retry policy).",
+        {
+            "retryOn": string(
+                "Envoy's retry conditions, comma-separated, e.g. 5xx,retriable-4xx.",
+                min_length=1,
+            ),
+            "perTryTimeout": duration(
+                "The time one attempt may take, as a Go duration; 0s: the route's timeout."
+            ),
+            "numRetries": integer(
+                "The most retries of one request.", minimum=0, maximum=policy.UINT32_MAX
+            ),
+            "retryBackoffBaseInterval": duration(
+                "The base interval of the jittered exponential back-off, at least 1ms; the "
+                "longest wait is 10 times it."
+            ),
+        },
+        required=("retryOn", "perTryTimeout", "numRetries", "retryBackoffBaseInterval"),
+    )
+    spec = obj(
+        "Whose requests to which services are retried, and how.",
+        {
+            "source": _service_account_ref("The client whose requests are retried"),
+            "destinations": array(destination, "The services called.", min_items=1),
+            "retryPolicy": retry_policy,
+        },
+        required=("source", "destinations", "retryPolicy"),
+    )
+    return _root(
+        "Retry retries failed requests from a service account's pods to services (OSM's "
+        "retry policy; read with MeshConfig's featureFlags.enableRetryPolicy).",
+        spec,
+        spec_required=True,
+    )
+
+
+def _count(description: str, minimum: int = 0) -> Schema:
+    return integer(description, minimum=minimum, maximum=policy.UINT32_MAX)
+
+
+def _unit() -> Schema:
+    return string("The period the rate is given per.", enum=policy.RATE_LIMIT_UNITS)
+
+
+def _http_local_rate_limit(description: str) -> Schema:
+    return obj(
+        description,
+        {
+            "requests": _count("Requests allowed per unit.", minimum=1),
+            "unit": _unit(),
+            "burst": _count("Requests allowed above the rate in a short time. Default: 0."),
+            "responseStatusCode": integer(
+                "The status of a limited request's response, one of Envoy's status codes."
+                + _default(policy.DEFAULT_RATE_LIMIT_STATUS),
+                minimum=400,
+                maximum=599,
+            ),
+            "responseHeadersToAdd": array(
+                obj(
+                    "A header name and value.",
+                    {
+                        "name": string("The header's name.", min_length=1),
+                        "value": string("The header's value.", min_length=1),
+                    },
+                    required=("name", "value"),
+                ),
+                "Headers added to a limited request's response.",
+            ),
+        },
+        required=("requests", "unit"),
+    )
+
+
+def _global_refused() -> Schema:
+    return opaque_object(
+        "Global rate limiting: not supported by this mesh (refused: "
+        + policy.GLOBAL_RATE_LIMIT_OUT_OF_SCOPE
+        + ")."
+    )
+
+
+def _upstream_traffic_setting() -> Schema:
+    connection_settings = obj(
+        "Circuit breaking of the connections and requests to the host.",
+        {
+            "tcp": obj(
+                "TCP connection limits (for HTTP too).",
+                {
+                    "maxConnections": _count("The most connections. Default: 4294967295."),
+                    "connectTimeout": duration('The connect timeout. Default: "5s".'),
+                },
+            ),
+            "http": obj(
+                "HTTP request limits.",
+                {
+                    "maxRequests": _count("The most requests at once. Default: 4294967295."),
+                    "maxRequestsPerConnection": _count(
+                        "The most requests on one connection. Default: no limit."
+                    ),
+                    "maxPendingRequests": _count(
+                        "The most requests waiting for a connection. Default: 4294967295."
+                    ),
+                    "maxRetries": _count("The most retries at once. Default: 4294967295."),
+                },
+            ),
+        },
+    )
+    rate_limit = obj(
+        "Rate limits of the traffic to the host.",
+        {
+            "local": obj(
+                "Limits each proxy of the host enforces by itself (token buckets).",
+                {
+                    "tcp": obj(
+                        "Connections per unit of time.",
+                        {
+                            "connections": _count("Connections allowed per unit.", minimum=1),
+                            "unit": _unit(),
+                            "burst": _count(
+                                "Connections allowed above the rate in a short time. Default: 0."
+                            ),
+                        },
+                        required=("connections", "unit"),
+                    ),
+                    "http": _http_local_rate_limit("Requests per unit of time, for every route."),
+                },
+            ),
+            "global": _global_refused(),
+        },
+    )
+    route = obj(
+        "Settings of the requests to the host whose path matches.",
+        {
+            "path": string(
+                "A regular expression (RE2 syntax, as Envoy reads it) the whole path matches.",
+                min_length=1,
+            ),
+            "rateLimit": obj(
+                "The route's rate limit.",
+                {
+                    "local": _http_local_rate_limit("Requests per unit of time on this route."),
+                    "global": _global_refused(),
+                },
+            ),
+        },
+        required=("path",),
+    )
+    spec = obj(
+        "The host and the settings of the traffic to it.",
+        {
+            "host": string(
+                "The upstream host, an FQDN (name.namespace.svc.cluster.local for a mesh "
+                "service); one UpstreamTrafficSetting per host.",
+                pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$",
+                max_length=253,
+            ),
+            "connectionSettings": connection_settings,
+            "rateLimit": rate_limit,
+            "httpRoutes": array(route, "Per-route settings (each path once)."),
+        },
+        required=("host",),
+    )
+    return _root(
+        "UpstreamTrafficSetting sets circuit breaking and local rate limits for the traffic "
+        "to one host (OSM's upstream traffic settings).",
+        spec,
+        spec_required=True,
+    )
+
+
 _BUILDERS = {
     ("TrafficTarget", "access.smi-spec.io/v1alpha3"): _traffic_target,
     ("HTTPRouteGroup", "specs.smi-spec.io/v1alpha4"): _http_route_group,
     ("TCPRoute", "specs.smi-spec.io/v1alpha4"): _tcp_route,
     ("TrafficSplit", "split.smi-spec.io/v1alpha4"): lambda: _traffic_split(True),
     ("TrafficSplit", "split.smi-spec.io/v1alpha2"): lambda: _traffic_split(False),
+    ("Egress", policy.API_VERSION): _egress,
+    ("IngressBackend", policy.API_VERSION): _ingress_backend,
+    ("Retry", policy.API_VERSION): _retry,
+    ("UpstreamTrafficSetting", policy.API_VERSION): _upstream_traffic_setting,
     ("MeshConfig", config.API_VERSION): _mesh_config,
 }
 SCHEMAS: tuple[tuple[str, str], ...] = tuple(_BUILDERS)

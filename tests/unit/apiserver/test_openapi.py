@@ -28,6 +28,7 @@ GROUP_VERSIONS = [
     "apis/specs.smi-spec.io/v1alpha4",
     "apis/split.smi-spec.io/v1alpha4",
     "apis/split.smi-spec.io/v1alpha2",
+    "apis/policy.openservicemesh.io/v1alpha1",
     "apis/config.openservicemesh.io/v1alpha2",
 ]
 

@@ -311,6 +311,94 @@ spec:
     enableMeshRootCertificate: true
 """
 
+EGRESS = """
+apiVersion: policy.openservicemesh.io/v1alpha1
+kind: Egress
+metadata: {name: httpbin, namespace: shop}
+spec:
+  sources: [{kind: ServiceAccount, name: web, namespace: shop}]
+  hosts: [httpbin.org, "*.example.com"]
+  ipAddresses: [203.0.113.0/24]
+  ports: [{number: 80, protocol: http}, {number: 443, protocol: HTTPS}]
+  matches:
+  - {apiGroup: specs.smi-spec.io/v1alpha4, kind: HTTPRouteGroup, name: web-api}
+  - {apiGroup: policy.openservicemesh.io/v1alpha1, kind: UpstreamTrafficSetting, name: httpbin}
+"""
+
+EGRESS_TCP = """
+apiVersion: policy.openservicemesh.io/v1alpha1
+kind: Egress
+metadata: {name: database, namespace: shop}
+spec:
+  sources: [{kind: ServiceAccount, name: web, namespace: shop}]
+  ipAddresses: [10.1.2.3/32]
+  ports: [{number: 5432, protocol: tcp}]
+"""
+
+INGRESS_BACKEND = """
+apiVersion: policy.openservicemesh.io/v1alpha1
+kind: IngressBackend
+metadata: {name: web, namespace: shop}
+spec:
+  backends:
+  - name: web
+    port: {number: 8080, protocol: https}
+    tls: {skipClientCertValidation: false, sniHosts: [web.shop.svc.cluster.local]}
+  - {name: web, port: {number: 9090, protocol: http}}
+  sources:
+  - {kind: Service, name: ingress-nginx, namespace: ingress}
+  - {kind: AuthenticatedPrincipal, name: ingress-nginx.ingress.cluster.local}
+  - {kind: IPRange, name: 10.0.0.0/8}
+  matches:
+  - {apiGroup: policy.openservicemesh.io/v1alpha1, kind: UpstreamTrafficSetting, name: web}
+"""
+
+RETRY = """
+apiVersion: policy.openservicemesh.io/v1alpha1
+kind: Retry
+metadata: {name: web-to-api, namespace: shop}
+spec:
+  source: {kind: ServiceAccount, name: web, namespace: shop}
+  destinations: [{kind: Service, name: api, namespace: shop}]
+  retryPolicy:
+    retryOn: 5xx,retriable-4xx
+    perTryTimeout: 3s
+    numRetries: 3
+    retryBackoffBaseInterval: 250ms
+"""
+
+UPSTREAM_TRAFFIC_SETTING = """
+apiVersion: policy.openservicemesh.io/v1alpha1
+kind: UpstreamTrafficSetting
+metadata: {name: web, namespace: shop}
+spec:
+  host: web.shop.svc.cluster.local
+  connectionSettings:
+    tcp: {maxConnections: 100, connectTimeout: 5s}
+    http: {maxRequests: 200, maxRequestsPerConnection: 10, maxPendingRequests: 50, maxRetries: 3}
+  rateLimit:
+    local:
+      tcp: {connections: 10, unit: second, burst: 5}
+      http:
+        requests: 100
+        unit: minute
+        burst: 10
+        responseStatusCode: 503
+        responseHeadersToAdd: [{name: x-limited, value: "yes"}]
+  httpRoutes:
+  - path: /api/.*
+    rateLimit: {local: {requests: 5, unit: second}}
+  - path: /health
+"""
+
+UPSTREAM_TRAFFIC_SETTING_MINIMAL = """
+apiVersion: policy.openservicemesh.io/v1alpha1
+kind: UpstreamTrafficSetting
+metadata: {name: httpbin, namespace: shop}
+spec:
+  host: httpbin.org
+"""
+
 # Every example above, by a name that reads well in test ids.
 VALID: dict[str, str] = {
     "namespace": NAMESPACE,
@@ -331,6 +419,12 @@ VALID: dict[str, str] = {
     "tcp route for some ports": TCP_ROUTE_PORTS,
     "v1alpha2 traffic split": TRAFFIC_SPLIT_V1ALPHA2,
     "v1alpha4 traffic split": TRAFFIC_SPLIT_V1ALPHA4,
+    "egress": EGRESS,
+    "tcp egress": EGRESS_TCP,
+    "ingress backend": INGRESS_BACKEND,
+    "retry": RETRY,
+    "upstream traffic setting": UPSTREAM_TRAFFIC_SETTING,
+    "minimal upstream traffic setting": UPSTREAM_TRAFFIC_SETTING_MINIMAL,
     "empty mesh config": MESH_CONFIG_EMPTY,
     "full mesh config": MESH_CONFIG_FULL,
 }

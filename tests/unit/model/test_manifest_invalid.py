@@ -103,7 +103,8 @@ ROWS = [
         "CustomResourceDefinition, ClusterRole, ClusterRoleBinding, Role, RoleBinding, "
         "MutatingWebhookConfiguration, ValidatingWebhookConfiguration, "
         "TrafficTarget, HTTPRouteGroup, "
-        "TCPRoute, TrafficSplit, MeshConfig",
+        "TCPRoute, TrafficSplit, Egress, IngressBackend, Retry, "
+        "UpstreamTrafficSetting, MeshConfig",
         "an unknown kind names the supported ones with a suggestion",
     ),
     bad(
