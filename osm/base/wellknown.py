@@ -16,6 +16,9 @@ from typing import Final
 # Ports and users (OSM's pkg/constants; DESIGN.md "ports (OSM's)")
 
 PROXY_UID: Final = 1500
+LOCAL_MODE_ANNOTATION: Final = "osm-py.io/local-mode"
+"""On local mode's ``osm-system`` (``osm up``): its control plane is built into the API
+server's process, so ``osm install`` refuses to install another there."""
 CA_BUNDLE_SECRET_NAME: Final = "osm-ca-bundle"
 """OSM's Secret holding the mesh root in Kubernetes mode (``ca.crt``, ``private.key``)."""
 CONTROL_PLANE_UID: Final = 65532

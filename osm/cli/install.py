@@ -215,6 +215,25 @@ def mesh_conflicts(
 
 
 # -- preflight ------------------------------------------------------------------------------
+def local_mode(api: Api) -> str:
+    """Why this API is no place for `osm install` ("" if it is one): ``osm up``'s local
+    mode, whose control plane is built into its API server's process."""
+    try:
+        found = api.get("Namespace", None, wellknown.CONTROL_PLANE_NAMESPACE)
+    except ApiError as error:
+        if error.code == 404:
+            return ""
+        raise
+    annotations = found.get("metadata", {}).get("annotations") or {}
+    if wellknown.LOCAL_MODE_ANNOTATION not in annotations:
+        return ""
+    return (
+        f"{api.server} is osm up's local mode: its mesh's control plane is built into the "
+        "API server's process and already meshes namespaces (`osm namespace add`); "
+        "osm install is for a Kubernetes cluster: point --kubeconfig or KUBECONFIG at one"
+    )
+
+
 def _get(api: Api, obj: Mapping[str, Any]) -> Manifest | None:
     ref = applying.Ref.of(obj)
     try:
@@ -243,6 +262,9 @@ def preflight(
     """The steps of the install and every problem found (nothing is written). Raises
     `KubeError` when the API cannot be reached."""
     problems = mesh_conflicts(meshes(api), mesh_name, namespace, enforce_single_mesh=enforce)
+    local = local_mode(api)
+    if local:
+        problems.append(local)
     steps = [plan(obj, _get(api, obj), mesh_name) for obj in objects]
     new_namespace = any(s.action == "create" and s.obj["kind"] == "Namespace" for s in steps)
     new_kinds = {

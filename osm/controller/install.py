@@ -26,6 +26,7 @@ def control_plane_objects() -> list[dict[str, Any]]:
             # Written to the store directly, so not through the API, which labels
             # every Namespace it admits with its name (as kube-apiserver does).
             "labels": {wellknown.NAMESPACE_NAME_LABEL: wellknown.CONTROL_PLANE_NAMESPACE},
+            "annotations": {wellknown.LOCAL_MODE_ANNOTATION: "built-in control plane"},
         },
     }
     return [namespace, config.default_manifest(wellknown.CONTROL_PLANE_NAMESPACE)]

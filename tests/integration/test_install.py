@@ -35,6 +35,7 @@ from osm.kube.client import KubeClient
 from osm.model import kinds
 from osm.store import api as store_api
 from osm.store.memory import MemoryStore
+from tests.unit.cli.local_api import running_api
 
 main.register(main.cli)
 T = TypeVar("T")
@@ -447,3 +448,18 @@ def test_version_says_when_it_cannot_reach_the_cluster(tmp_path: Path) -> None:
     result = CliRunner().invoke(main.cli, ["--kubeconfig", str(kubeconfig), "version"], obj={})
     assert result.exit_code == 0
     assert "Control plane: cannot reach the Kubernetes API" in result.stdout
+
+
+def test_install_into_local_modes_built_in_mesh_is_refused(tmp_path: Path) -> None:
+    """`osm up`'s API (its controller creates osm-system as local mode's) is no cluster to
+    install into: its control plane is built in."""
+    with running_api(tmp_path / "state") as api:
+        result = CliRunner().invoke(
+            main.cli, ["--kubeconfig", str(api.kubeconfig), "install"], obj={}
+        )
+        assert result.exit_code == 1
+        assert "is osm up's local mode" in result.output
+        assert "nothing was installed" in result.output
+        with Api.connect(api.kubeconfig) as client:
+            found, _ = client.list("Deployment", None)
+        assert found == []
