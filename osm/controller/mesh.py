@@ -137,6 +137,8 @@ class MeshPusher:
         self._bundle_version = certificates.trust_bundle().version
         self._rotated: set[identity.Identity] = set()
         self.on_trust_bundle: Callable[[bytes], None] | None = None
+        self._log_level: str | None = None
+        """The MeshConfig's ``osmLogLevel`` at the last build (None: no build yet)."""
         certificates.subscribe(self._certificate_event)
 
     # -- certificates ----------------------------------------------------------------------
@@ -241,6 +243,7 @@ class MeshPusher:
         validity = self.state.mesh_config.certificate.service_cert_validity_duration
         if self.certificates.validity != timedelta(seconds=validity):
             self.certificates.validity = timedelta(seconds=validity)
+        self._follow_log_level(self.state.mesh_config.observability.osm_log_level)
         bundle = self.certificates.trust_bundle()
         new_bundle = bundle.pem if bundle.version != self._bundle_version else None
         rotated, self._rotated = self._rotated, set()
@@ -259,6 +262,16 @@ class MeshPusher:
                 self.on_trust_bundle(new_bundle)
         self._publish(snapshots)
         return snapshots
+
+    def _follow_log_level(self, level: str) -> None:
+        """A change of the MeshConfig's ``osmLogLevel`` sets the control plane's log level,
+        as OSM's controller does; the value found at the first build leaves the level the
+        process started with (``--log-level``) alone."""
+        previous, self._log_level = self._log_level, level
+        if previous is None or previous == level:
+            return
+        logging.getLogger("osm").setLevel(python_log_level(level))
+        log.warning("log level set to %s (MeshConfig osmLogLevel; was %s)", level, previous)
 
     def _publish(self, snapshots: xds.Snapshots) -> None:
         live: dict[int, xds_snapshot.XdsSnapshot] = {}
@@ -301,3 +314,23 @@ def _decode(item: Mapping[str, Any]) -> Resource | None:
     except ValidationFailed as error:
         log.error("ignoring a stored object the model cannot read: %s", error)
         return None
+
+
+_LOG_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+    "off": logging.CRITICAL + 10,
+    "disabled": logging.CRITICAL + 10,
+}
+
+
+def python_log_level(level: str) -> int:
+    """The `logging` level of one of the MeshConfig's log levels (`config.LOG_LEVELS`)."""
+    return _LOG_LEVELS.get(level, logging.INFO)
