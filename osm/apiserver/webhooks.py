@@ -446,7 +446,9 @@ class WebhookAdmission:
         current = copy.deepcopy(dict(obj))
         warnings: list[str] = []
         if not attributes.mutated:
-            current, warnings = await self._mutate(store, hooks, current, attributes)
+            mutated, warnings = await self._mutate(store, hooks, current, attributes)
+            assert mutated is not None  # a patch applies to an object and gives one
+            current = mutated
         admitted = await self._inner(store, current, attributes)
         if any(problem.severity == "error" for problem in admitted.problems):
             return admitted  # kube: validation failed, no validating webhook runs
@@ -463,15 +465,19 @@ class WebhookAdmission:
     ) -> tuple[dict[str, Any], list[str]]:
         """The mutating webhooks alone (the server calls them before its write lock)."""
         hooks = [] if exempt(attributes) else await self._candidates(store, attributes)
-        return await self._mutate(store, hooks, copy.deepcopy(obj), attributes)
+        mutated, warnings = await self._mutate(store, hooks, copy.deepcopy(obj), attributes)
+        assert mutated is not None  # a patch applies to an object and gives one
+        return mutated, warnings
 
     async def _mutate(
         self,
         store: store_api.Store,
         hooks: Sequence[tuple[Webhook, Resource]],
-        current: dict[str, Any],
+        current: dict[str, Any] | None,
         attributes: apiserver.Attributes,
-    ) -> tuple[dict[str, Any], list[str]]:
+    ) -> tuple[dict[str, Any] | None, list[str]]:
+        """The matching mutating webhooks in order, each given the previous one's result;
+        `current` None for a DELETE (the webhooks see the old object)."""
         warnings: list[str] = []
         mutating = [hook for hook in hooks if hook[0].mutating]
         if mutating:
@@ -490,14 +496,7 @@ class WebhookAdmission:
         if exempt(attributes):
             return []
         hooks = await self._candidates(store, attributes)
-        warnings: list[str] = []
-        mutating = [hook for hook in hooks if hook[0].mutating]
-        if mutating:
-            labels = await self._namespace_labels(store, attributes, None)
-            for hook, resource in mutating:
-                if selected(hook, attributes, None, labels):
-                    outcome = await self._dispatch(hook, resource, attributes, None)
-                    warnings += outcome.warnings
+        _, warnings = await self._mutate(store, hooks, None, attributes)
         validating = [hook for hook in hooks if not hook[0].mutating]
         if validating:
             warnings += await self._validate(store, validating, attributes, None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 import osm
-from osm.apiserver import local
 from osm.apiserver import server as apiserver
 from osm.apiserver.status import ApiError
 from osm.cli import install as install_cli
@@ -34,7 +32,6 @@ from osm.install import manifests, values
 from osm.kube.client import KubeClient
 from osm.model import kinds
 from osm.store import api as store_api
-from osm.store.memory import MemoryStore
 from tests.unit.cli.local_api import running_api
 
 main.register(main.cli)
@@ -132,31 +129,17 @@ def cluster(
     *,
     deployments_become_ready: bool = True,
 ) -> Iterator[Cluster]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="api", daemon=True)
-    thread.start()
-
-    def call(coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(CALL_TIMEOUT)
-
-    async def make_store() -> MemoryStore:
-        return MemoryStore()
-
-    store = call(make_store())
-    api = call(local.start(store, state_dir, port=0, admission=admission))
-    player = None
-    if deployments_become_ready:
-        player = asyncio.run_coroutine_threadsafe(play_deployment_controller(api.kubeconfig), loop)
-    try:
-        yield Cluster(api.kubeconfig, loop)
-    finally:
-        if player is not None:
-            player.cancel()
-        call(api.stop())
-        call(store.close())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(CALL_TIMEOUT)
-        loop.close()
+    with running_api(state_dir, control_plane=False, admission=admission) as api:
+        player = None
+        if deployments_become_ready:
+            player = asyncio.run_coroutine_threadsafe(
+                play_deployment_controller(api.kubeconfig), api.loop
+            )
+        try:
+            yield Cluster(api.kubeconfig, api.loop)
+        finally:
+            if player is not None:
+                player.cancel()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from osm.apiserver import local
+from osm.apiserver import server as apiserver
 from osm.controller import install
 from osm.store.memory import MemoryStore
 
@@ -45,8 +46,15 @@ class RunningApi:
 
 
 @contextmanager
-def running_api(state_dir: Path) -> Iterator[RunningApi]:
-    """Serve a fresh store (with ``osm-system`` and its MeshConfig) on a free port."""
+def running_api(
+    state_dir: Path,
+    *,
+    control_plane: bool = True,
+    admission: apiserver.Admission | None = None,
+) -> Iterator[RunningApi]:
+    """Serve a fresh store on a free port: with local mode's ``osm-system`` and its
+    MeshConfig (`control_plane`), or empty as a new cluster; `admission` as
+    `osm.apiserver.local.start` takes it."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="api", daemon=True)
     thread.start()
@@ -59,8 +67,9 @@ def running_api(state_dir: Path) -> Iterator[RunningApi]:
 
     store = call(make_store())
     try:
-        call(install.ensure(store))
-        api = call(local.start(store, state_dir, port=0))
+        if control_plane:
+            call(install.ensure(store))
+        api = call(local.start(store, state_dir, port=0, admission=admission))
         try:
             yield RunningApi(api.url, api.kubeconfig, state_dir, store, loop)
         finally:
