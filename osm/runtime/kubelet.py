@@ -330,7 +330,11 @@ def _statuses(
     for container in specs:
         current = by_name.get(container.name)
         if current is None:
-            statuses.append(pods.ContainerStatus(container.name, "waiting", reason=waiting))
+            statuses.append(
+                pods.ContainerStatus(
+                    container.name, "waiting", reason=waiting, image=container.image
+                )
+            )
             continue
         state = current.state
         exit_code = current.last_exit_code
@@ -352,6 +356,7 @@ def _statuses(
                 exit_code=exit_code if state == "terminated" else None,
                 last_exit_code=exit_code if state != "terminated" else None,
                 last_reason=current.last_termination if state != "terminated" else "",
+                image=container.image,
             )
         )
     return tuple(statuses)
