@@ -167,3 +167,31 @@ async def test_a_pod_of_a_missing_service_account_waits_for_it(cluster: Cluster)
     await cluster.admin.create({**account, "metadata": {"name": "robot", "namespace": NAMESPACE}})
     phase, log = await cluster.finished("robotic")
     assert (phase, log) == ("exit 0", f"listed 1 pods in {NAMESPACE}\n")
+
+
+WAIT_FOR_A_NEW_TOKEN = textwrap.dedent(
+    f"""
+    import time, lightkube
+    from lightkube.resources.core_v1 import Pod
+    def token():
+        with open({TOKEN_DIR!r} + "/token") as f:
+            return f.read()
+    first = token()
+    deadline = time.monotonic() + 20
+    while token() == first and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print("replaced:", token() != first, flush=True)
+    client = lightkube.Client(lightkube.KubeConfig.from_service_account(), trust_env=False)
+    print(f"listed {{len(list(client.list(Pod, namespace={NAMESPACE!r})))}} pods", flush=True)
+    """
+)
+
+
+async def test_the_token_is_replaced_in_place_and_the_new_one_works(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replaced after about a second of its hour, instead of 48 minutes.
+    monkeypatch.setattr(kubelet, "TOKEN_REFRESH", 1 / kubelet.TOKEN_EXPIRATION_SECONDS)
+    await cluster.admin.create(cluster.pod("renewed", WAIT_FOR_A_NEW_TOKEN))
+    phase, log = await cluster.finished("renewed")
+    assert (phase, log) == ("exit 0", "replaced: True\nlisted 1 pods\n")
