@@ -140,13 +140,16 @@ async def start(
     admission: apiserver.Admission | None = None,
     registry: CollectorRegistry | None = None,
     server_hosts: Sequence[str] = SERVER_HOSTS,
+    server_ips: Sequence[str] = (),
     clients: Sequence[Client] = (),
     settings: apiserver.Settings | None = None,
     webhooks: bool = False,
     resolver: webhooks_.ServiceResolver | None = None,
 ) -> LocalApi:
     """Serves ``store`` on ``host:port`` (0: any free port) and writes the admin's
-    kubeconfig (`osm.paths.kubeconfig_path`) and one per ``clients``. Container logs
+    kubeconfig (`osm.paths.kubeconfig_path`) and one per ``clients``. The serving
+    certificate names ``server_hosts`` and, besides loopback and ``host``, the IP
+    addresses ``server_ips`` (where a relay brings in-cluster clients). Container logs
     are read from ``<state dir>/logs`` unless ``settings`` say otherwise. ``webhooks``:
     admission calls the stored webhook configurations around ``admission`` (the model's
     validation by default), their services found by ``resolver`` (default: the
@@ -155,7 +158,9 @@ async def start(
     send_handshake_alerts()
     ca = auth.ApiCA.open(state_dir / "apiserver")
     tokens = auth.ServiceAccountTokens.open(state_dir / "apiserver")
-    credentials = ca.issue_server(list(server_hosts), sorted({wellknown.LOCALHOST, host}))
+    credentials = ca.issue_server(
+        list(server_hosts), sorted({wellknown.LOCALHOST, host, *server_ips})
+    )
     dispatcher = (
         webhooks_.WebhookAdmission(
             admission or apiserver.ModelAdmission(), resolver or webhooks_.StoreResolver(store)

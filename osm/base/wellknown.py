@@ -38,6 +38,9 @@ XDS_PORT: Final = 15128
 API_PORT: Final = 6443
 """The Kubernetes API server in local mode (HTTPS, client certificates): kube-apiserver's
 secure port."""
+API_SERVICE_PORT: Final = 443
+"""The port of the API's ``kubernetes`` Service, which in-cluster clients dial
+(``KUBERNETES_SERVICE_PORT``); local mode's runtime relays it to `API_PORT`."""
 CONTROLLER_HTTP_PORT: Final = 9091
 """The controller's metrics, health and debug endpoints (OSM's osm-controller :9091)."""
 INJECTOR_WEBHOOK_PORT: Final = 9090

@@ -33,7 +33,7 @@ from osm import paths
 from osm.ads import cache as ads_cache
 from osm.ads import server as ads_server
 from osm.apiserver import local
-from osm.base import wellknown
+from osm.base import ipam, wellknown
 from osm.ca import builtin
 from osm.ca import manager as ca_manager
 from osm.ca.errors import CAError
@@ -308,6 +308,8 @@ class Controller:
                 admission=admission.ServerAdmission(pod_admission),
                 registry=self.registry,
                 server_hosts=("localhost", rules.CONTROLLER_HOST),
+                # The local runtime relays pods' KUBERNETES_SERVICE_HOST, the mesh gateway.
+                server_ips=(str(ipam.gateway_address(ipam.DEFAULT_POD_SUBNET)),),
                 clients=(
                     local.Client(
                         paths.kubelet_kubeconfig_path(settings.state_dir),

@@ -251,6 +251,37 @@ class KubeClient:
         finally:
             await response.aclose()
 
+    async def create_token(
+        self,
+        namespace: str,
+        name: str,
+        expiration_seconds: int | None = None,
+        audiences: Sequence[str] = (),
+    ) -> tuple[str, str]:
+        """A token for the ServiceAccount ``namespace/name`` (``POST
+        .../serviceaccounts/NAME/token``, a TokenRequest; the server's default expiration
+        and audiences where not given): the token and its ``expirationTimestamp``
+        (RFC 3339). `ApiError` 404 if the ServiceAccount does not exist."""
+        http = self._client._client._client  # the kubeconfig's server, CA and credentials
+        assert isinstance(http, httpx2.AsyncClient)
+        spec: dict[str, Any] = {"audiences": list(audiences) or None}
+        if expiration_seconds is not None:
+            spec["expirationSeconds"] = expiration_seconds
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        path = (
+            f"/api/v1/namespaces/{quote(namespace, safe='')}"
+            f"/serviceaccounts/{quote(name, safe='')}/token"
+        )
+        with _translated(self.server):
+            response = await http.post(path, json=body)
+        if response.is_error:
+            raise _status_error(response)
+        try:
+            status = response.json()["status"]
+            return str(status["token"]), str(status["expirationTimestamp"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise BadResponse(f"{self.server}: a TokenRequest answer without a token") from error
+
     # -- collections -----------------------------------------------------------------------
     async def list(
         self,

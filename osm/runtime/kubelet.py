@@ -18,6 +18,16 @@ and carries on when the controller is back. Two loops share one event loop:
   (`osm.runtime.podspec` derives all that, `osm.runtime.process` runs it). The runtime
   chooses nothing about sidecars: it runs what the Pod says. Its status (IP, phase,
   conditions, container states) and the Endpoints of its Services go back to the API.
+- **in-cluster clients**: unless the pod (or its ServiceAccount) says
+  ``automountServiceAccountToken: false``, each pod gets a token of its ServiceAccount
+  through the TokenRequest API, mounted with the API's CA and its namespace at
+  `podspec.SERVICE_ACCOUNT_PATH` in every container and rewritten atomically before 80%
+  of its life; a ServiceAccount that does not exist keeps the pod waiting
+  (``ContainerCreating``, the kubelet's FailedMount) and is tried again. The API is
+  relayed from the mesh gateway's port `wellknown.API_SERVICE_PORT`, which every
+  container's ``KUBERNETES_SERVICE_*`` variables name. As kube-controller-manager's
+  ServiceAccount controller, the runtime creates the ``default`` ServiceAccount of each
+  namespace that lacks one.
 
 A start that fails (an ``ip`` run refused, a Secret not there yet, a process that cannot
 be spawned) is undone and tried again with exponential backoff, as a kubelet retries a pod
@@ -35,6 +45,7 @@ journal.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -44,19 +55,22 @@ import shutil
 import signal
 import socket
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 from osm.base import ipam, wellknown
 from osm.kube import informer
 from osm.kube.client import KubeClient
 from osm.kube.errors import ApiError as KubeApiError
-from osm.kube.errors import ConnectionFailed
+from osm.kube.errors import ConnectionFailed, KubeConfigError
 from osm.model import kinds
-from osm.model.core import ConfigMap, Deployment, Pod, Secret, Service
+from osm.model.core import ConfigMap, Deployment, Namespace, Pod, Secret, Service, ServiceAccount
 from osm.model.errors import ValidationFailed
 from osm.model.meta import Resource
 from osm.runtime import network, pods, podspec, process, record, sandbox
@@ -66,7 +80,16 @@ from osm.runtime.relay import NamespaceRelay
 
 log = logging.getLogger(__name__)
 
-WATCHED = ("Namespace", "Service", "Deployment", "MeshConfig", "Pod", "Secret", "ConfigMap")
+WATCHED = (
+    "Namespace",
+    "Service",
+    "Deployment",
+    "MeshConfig",
+    "Pod",
+    "Secret",
+    "ConfigMap",
+    "ServiceAccount",
+)
 READY_FILE = "runtime.ready"
 FAST_PROBE = 0.02
 """While a container is not ready (or not started), probe it this often: local mode
@@ -78,6 +101,13 @@ CREATE_BACKOFF_MAXIMUM = 30.0
 """Longest wait before a Deployment's controller asks again for a Pod the API refused."""
 EXPECTATION_SECONDS = 30.0
 """How long a created Pod counts for its Deployment before the watch shows it."""
+TOKEN_EXPIRATION_SECONDS = 3607
+"""What the kubelet asks for a pod's token (kube's admission writes 3607 seconds)."""
+TOKEN_REFRESH = 0.8
+"""A token is replaced once this share of its life has passed, as kube's kubelet does."""
+TOKEN_RETRY = 10.0
+"""Seconds between attempts to replace a token when the API does not answer."""
+DEFAULT_SERVICE_ACCOUNT = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +168,28 @@ class Api:
 
     async def create(self, obj: Mapping[str, Any]) -> None:
         await self._call(self.client().create(obj))
+
+    async def token(self, namespace: str, name: str, seconds: int) -> tuple[str, float]:
+        """A token of the ServiceAccount ``namespace/name`` and how many seconds it lives."""
+        token, expires = await self._call(
+            self.client().create_token(namespace, name, expiration_seconds=seconds)
+        )
+        until = datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return token, (until - datetime.now(UTC)).total_seconds()
+
+    def server(self) -> tuple[str, int, bytes]:
+        """The API's loopback host and port and its CA (PEM), from the kubeconfig: what
+        the relay forwards to and what ``ca.crt`` holds."""
+        url = urllib.parse.urlsplit(self.client().server)
+        document = yaml.safe_load(self.kubeconfig.read_text())
+        context = next(
+            c["context"] for c in document["contexts"] if c["name"] == document["current-context"]
+        )
+        cluster = next(
+            c["cluster"] for c in document["clusters"] if c["name"] == context["cluster"]
+        )
+        ca_pem = base64.b64decode(cluster["certificate-authority-data"])
+        return url.hostname or wellknown.LOCALHOST, url.port or wellknown.API_PORT, ca_pem
 
     async def write_status(self, obj: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         """Replaces an object's status (fields it no longer has are removed) if it is still
@@ -226,6 +278,8 @@ class RunningPod:
     start_attempts: int = 0
     blocking: asyncio.Future[Any] | None = None
     """The worker thread's call that changes this pod's network, while one runs."""
+    token_refresh: asyncio.Task[None] | None = None
+    """Replaces the service account token before it expires, while the pod runs."""
 
     @property
     def namespace(self) -> str:
@@ -276,7 +330,11 @@ def _statuses(
     for container in specs:
         current = by_name.get(container.name)
         if current is None:
-            statuses.append(pods.ContainerStatus(container.name, "waiting", reason=waiting))
+            statuses.append(
+                pods.ContainerStatus(
+                    container.name, "waiting", reason=waiting, image=container.image
+                )
+            )
             continue
         state = current.state
         exit_code = current.last_exit_code
@@ -298,6 +356,7 @@ def _statuses(
                 exit_code=exit_code if state == "terminated" else None,
                 last_exit_code=exit_code if state != "terminated" else None,
                 last_reason=current.last_termination if state != "terminated" else "",
+                image=container.image,
             )
         )
     return tuple(statuses)
@@ -323,6 +382,11 @@ class Kubelet:
         self.network: MeshNetwork | None = None
         self.pool: ipam.Pool | None = None
         self.relay: NamespaceRelay | None = None
+        self.api_relay: NamespaceRelay | None = None
+        self.api_ca: bytes = b""
+        """The API's CA (PEM), which pods' ``ca.crt`` holds; empty until the relay runs."""
+        self._accounts_asked: set[str] = set()
+        """Namespaces whose ``default`` ServiceAccount this runtime has created."""
         self.resources: dict[tuple[str, str, str], Resource] = {}
         self.pods: dict[tuple[str, str], RunningPod] = {}
         self.synced = False
@@ -365,6 +429,24 @@ class Kubelet:
             ("127.0.0.1", settings.xds_port),
         )
         await self.relay.start()
+        await self._start_api_relay()
+
+    async def _start_api_relay(self) -> None:
+        """Relays the gateway's `wellknown.API_SERVICE_PORT` to the API's loopback port;
+        without a readable kubeconfig, pods get no API (and no ``KUBERNETES_*``)."""
+        settings = self.settings
+        try:
+            host, port, self.api_ca = self.api.server()
+        except (KubeConfigError, OSError, ValueError, LookupError, TypeError, yaml.YAMLError) as e:
+            log.warning("pods get no API: cannot read %s: %s", settings.kubeconfig, e)
+            return
+        self.api_relay = NamespaceRelay(
+            settings.mesh.netns,
+            str(settings.mesh.gateway),
+            wellknown.API_SERVICE_PORT,
+            (host, port),
+        )
+        await self.api_relay.start()
 
     async def run(self) -> None:
         """Follows the controller and reconciles until `stop`."""
@@ -381,6 +463,7 @@ class Kubelet:
                 await asyncio.sleep(0.01)  # let a burst of changes arrive together
                 self._dirty.clear()
                 if self.synced:
+                    await self._create_default_accounts()
                     await self._reconcile_deployments()
                     self._reconcile()
                     await self._publish()
@@ -409,6 +492,8 @@ class Kubelet:
         self.pods.clear()
         if self.relay is not None:
             await self.relay.close()
+        if self.api_relay is not None:
+            await self.api_relay.close()
         if self.journal is not None:
             report = record.teardown(self.settings.state_dir, journal=self.journal)
             for failure in report.failed:
@@ -489,6 +574,78 @@ class Kubelet:
 
     def _named(self, cls: type[Any], namespace: str) -> dict[str, Any]:
         return {r.name: r for r in self._typed(cls) if r.namespace == namespace}
+
+    # -- ServiceAccounts ------------------------------------------------------------------------
+    async def _create_default_accounts(self) -> None:
+        """Creates the ``default`` ServiceAccount of each namespace that has none (kube's
+        ServiceAccount controller); asked once per namespace, a refusal is logged."""
+        have = {a.namespace for a in self._typed(ServiceAccount) if a.name == "default"}
+        namespaces: list[Namespace] = self._typed(Namespace)
+        for namespace in namespaces:
+            name = namespace.name
+            terminating = (namespace.manifest.get("status") or {}).get("phase") == "Terminating"
+            if name in have or name in self._accounts_asked or terminating:
+                continue
+            self._accounts_asked.add(name)
+            account = {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": DEFAULT_SERVICE_ACCOUNT, "namespace": name},
+            }
+            try:
+                await self.api.create(account)
+            except ApiFailure as error:
+                if error.status != 409:
+                    log.warning("cannot create the default ServiceAccount of %s: %s", name, error)
+            except ApiAway as error:
+                self._accounts_asked.discard(name)
+                log.warning("cannot create the default ServiceAccount of %s: %s", name, error)
+
+    async def _token_volume(self, pod: RunningPod) -> tuple[podspec.VolumeContent, float] | None:
+        """The pod's service account volume and its token's life in seconds, or None when
+        the pod gets none. `PodWaiting` while its ServiceAccount does not exist."""
+        stored = pod.pod
+        account_name = stored.spec.service_account_name or DEFAULT_SERVICE_ACCOUNT
+        account = self.resources.get(("ServiceAccount", stored.namespace, account_name))
+        manifest = account.manifest if account is not None else None
+        if not podspec.automounts_token(stored, manifest) or not self.api_ca:
+            return None
+        try:
+            token, life = await self.api.token(
+                stored.namespace, account_name, TOKEN_EXPIRATION_SECONDS
+            )
+        except ApiFailure as error:
+            if error.status != 404:
+                raise
+            volume = podspec.token_volume_name(stored)
+            raise PodWaiting(
+                "ContainerCreating",
+                f'MountVolume.SetUp failed for volume "{volume}": serviceaccounts '
+                f'"{account_name}" not found',
+            ) from None
+        files = podspec.token_files(token, self.api_ca, stored.namespace)
+        return podspec.VolumeContent(podspec.token_volume_name(stored), files, "Memory"), life
+
+    async def _refresh_token(self, pod: RunningPod, volume: str, life: float) -> None:
+        """Replaces the pod's token files (one atomic swap) each time 80% of the current
+        token's life has passed; retried every `TOKEN_RETRY` seconds when that fails."""
+        delay = life * TOKEN_REFRESH
+        while True:
+            await asyncio.sleep(max(delay, 0.0))
+            try:
+                content = await self._token_volume(pod)
+                if content is None or pod.sandbox is None:
+                    return
+                files, life = content[0].files, content[1]
+                await asyncio.to_thread(pod.sandbox.update_volume, volume, files)
+                delay = life * TOKEN_REFRESH
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the old token stays until a new one is there
+                log.warning(
+                    "pod %s/%s: cannot refresh its token: %s", pod.namespace, pod.name, error
+                )
+                delay = TOKEN_RETRY
 
     # -- Deployments -> Pods -------------------------------------------------------------------
     async def _reconcile_deployments(self) -> None:
@@ -676,6 +833,9 @@ class Kubelet:
             volumes = podspec.volume_contents(stored, secrets_, config_maps)
         except podspec.MissingObject as missing:
             raise PodWaiting("ContainerCreating", str(missing)) from None
+        token = await self._token_volume(pod)
+        if token is not None:
+            volumes = (*volumes, token[0])
         ip = self.pool.allocate(f"pod:{pod.namespace}/{pod.name}")
         pod.ip = str(ip)
         entries = self._hosts_text(pod.namespace)
@@ -695,6 +855,9 @@ class Kubelet:
             "PYTHONUNBUFFERED": "1",
             "HOSTNAME": pod.name,
         }
+        if self.api_relay is not None:
+            gateway = str(self.settings.mesh.gateway)
+            base_env.update(podspec.api_env(gateway, wellknown.API_SERVICE_PORT))
         try:
             plans = podspec.container_plans(
                 stored,
@@ -704,6 +867,7 @@ class Kubelet:
                 secrets=secrets_,
                 config_maps=config_maps,
                 base_env=base_env,
+                token_volume=None if token is None else token[0].name,
             )
         except podspec.MissingObject as missing:
             raise PodWaiting("CreateContainerConfigError", str(missing)) from None
@@ -723,6 +887,10 @@ class Kubelet:
         timings.append(f"sandbox {time.perf_counter() - mark:.3f}s")
         if pod.removing:
             return
+        if token is not None:
+            pod.token_refresh = asyncio.create_task(
+                self._refresh_token(pod, token[0].name, token[1]), name=f"token-{pod.name}"
+            )
         policy = stored.spec.restart_policy
         for plan in (p for p in plans if p.init):
             mark = time.perf_counter()
@@ -810,6 +978,10 @@ class Kubelet:
         """Stops the pod's processes, removes its sandbox and network (what a start made,
         or half made); the pod keeps its IP. Idempotent."""
         pod.network_ready = False
+        if pod.token_refresh is not None:
+            pod.token_refresh.cancel()
+            await asyncio.gather(pod.token_refresh, return_exceptions=True)
+            pod.token_refresh = None
         grace = float(pod.pod.spec.termination_grace_period_seconds)
         # Forgotten only once stopped: a removal that cancels this half way stops them again.
         running = [*pod.containers, *pod.init_containers]

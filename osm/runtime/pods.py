@@ -220,6 +220,9 @@ class ContainerStatus:
     exit_code: int | None = None
     last_exit_code: int | None = None
     last_reason: str = ""
+    image: str = ""
+    """The spec's image; always written with an ``imageID`` (empty: no image ran), as
+    Kubernetes clients (lightkube's models) require both."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +291,8 @@ def _container_status(container: ContainerStatus) -> dict[str, Any]:
         state = {"waiting": {"reason": container.reason} if container.reason else {}}
     status: dict[str, Any] = {
         "name": container.name,
+        "image": container.image,
+        "imageID": "",
         "ready": container.ready,
         "started": container.started,
         "restartCount": container.restarts,

@@ -26,6 +26,14 @@ The rules, as Kubernetes has them:
   Kubernetes does (CreateContainerConfigError, or a volume that cannot mount); an
   optional one is left out (no variable, no file).
 
+- the service account (the kubelet's automount, which Kubernetes' ServiceAccount
+  admission plugin writes into the spec; here the kubelet adds it when it runs the pod):
+  unless the pod's ``automountServiceAccountToken`` is false (or, the pod's unset, its
+  ServiceAccount's), every container that does not mount something there itself gets the
+  read-only volume `token_volume_name` (``token``, ``ca.crt``, ``namespace``:
+  `token_files`) at `SERVICE_ACCOUNT_PATH`; every container's environment starts with the
+  ``kubernetes`` Service's variables (`api_env`), before ``envFrom`` and ``env``.
+
 `container_plans` gives init containers first (``init=True``), in order, then the
 containers.
 """
@@ -37,7 +45,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from osm.model.core import (
     ConfigMap,
@@ -60,6 +68,11 @@ T = TypeVar("T")
 
 APP_UID = 65534  # nobody
 APP_GID = 65534  # nogroup
+SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where in-cluster clients read their token, CA and namespace."""
+TOKEN_VOLUME = "kube-api-access"
+TOKEN_FILE_MODE = 0o644
+"""Kubernetes' projected volume default: containers of any user read the token."""
 
 
 class PodSpecError(Exception):
@@ -214,6 +227,55 @@ def _volume_content(
     return VolumeContent(volume.name, tuple(files), medium)
 
 
+# -- the service account -------------------------------------------------------------------
+def automounts_token(pod: Pod, account: Mapping[str, Any] | None) -> bool:
+    """Whether the kubelet mounts the service account token: the pod's
+    ``automountServiceAccountToken`` if set, else its ServiceAccount's (``account``, the
+    stored object, None when unknown), else true."""
+    own = (pod.manifest.get("spec") or {}).get("automountServiceAccountToken")
+    if isinstance(own, bool):
+        return own
+    shared = (account or {}).get("automountServiceAccountToken")
+    return shared if isinstance(shared, bool) else True
+
+
+def token_volume_name(pod: Pod) -> str:
+    """The name of the token volume: `TOKEN_VOLUME`, suffixed until no volume of the pod
+    has it."""
+    taken = {volume.name for volume in pod.spec.volumes}
+    name, count = TOKEN_VOLUME, 0
+    while name in taken:
+        count += 1
+        name = f"{TOKEN_VOLUME}-{count}"
+    return name
+
+
+def token_files(token: str, ca_pem: bytes, namespace: str) -> tuple[VolumeFile, ...]:
+    """The token volume's files, as an in-cluster client reads them."""
+    return (
+        VolumeFile("ca.crt", ca_pem, TOKEN_FILE_MODE),
+        VolumeFile("namespace", namespace.encode(), TOKEN_FILE_MODE),
+        VolumeFile("token", token.encode(), TOKEN_FILE_MODE),
+    )
+
+
+def api_env(host: str, port: int) -> dict[str, str]:
+    """The variables the kubelet gives every container for the ``kubernetes`` Service of
+    the default namespace (its one port, named ``https``), as for any Service."""
+    address = f"tcp://{host}:{port}"
+    prefix = f"KUBERNETES_PORT_{port}_TCP"
+    return {
+        "KUBERNETES_SERVICE_HOST": host,
+        "KUBERNETES_SERVICE_PORT": str(port),
+        "KUBERNETES_SERVICE_PORT_HTTPS": str(port),
+        "KUBERNETES_PORT": address,
+        prefix: address,
+        f"{prefix}_PROTO": "tcp",
+        f"{prefix}_PORT": str(port),
+        f"{prefix}_ADDR": host,
+    }
+
+
 # -- containers ------------------------------------------------------------------------------
 def container_plans(
     pod: Pod,
@@ -224,6 +286,7 @@ def container_plans(
     secrets: Mapping[str, Secret],
     config_maps: Mapping[str, ConfigMap],
     base_env: Mapping[str, str],
+    token_volume: str | None = None,
 ) -> tuple[ContainerPlan, ...]:
     """The plan of every container: init containers first, in order, then the
     containers. Raises `MissingObject` or `CannotRun` for the first container that
@@ -239,6 +302,7 @@ def container_plans(
             secrets=secrets,
             config_maps=config_maps,
             base_env=base_env,
+            token_volume=token_volume,
         )
         for name in names
     )
@@ -254,10 +318,12 @@ def container_plan(
     secrets: Mapping[str, Secret],
     config_maps: Mapping[str, ConfigMap],
     base_env: Mapping[str, str],
+    token_volume: str | None = None,
 ) -> ContainerPlan:
     """The plan of the (init) container `name`, as `container_plans` makes it; a
     kubelet that starts containers one after the other plans each when it gets there.
-    `node_name` answers ``spec.nodeName`` (the kubelet's node runs the pod)."""
+    `node_name` answers ``spec.nodeName`` (the kubelet's node runs the pod);
+    `token_volume` names the service account volume, if the pod gets one."""
     container, path, init = _find(pod, name)
     env: dict[str, str] = dict(base_env)
     for index, source in enumerate(container.env_from):
@@ -287,7 +353,7 @@ def container_plan(
         uid=uid,
         gid=gid,
         working_dir=working_dir,
-        mounts=_mounts(pod, container, path),
+        mounts=_mounts(pod, container, path, token_volume),
         init=init,
         container=container,
     )
@@ -397,7 +463,9 @@ def _first(own: T | None, shared: T | None, default: T) -> T:
     return default if shared is None else shared
 
 
-def _mounts(pod: Pod, container: Container, path: str) -> tuple[MountPlan, ...]:
+def _mounts(
+    pod: Pod, container: Container, path: str, token_volume: str | None
+) -> tuple[MountPlan, ...]:
     mounts: list[MountPlan] = []
     for index, mount in enumerate(container.volume_mounts):
         volume = pod.spec.volume(mount.name)
@@ -409,4 +477,6 @@ def _mounts(pod: Pod, container: Container, path: str) -> tuple[MountPlan, ...]:
         mounts.append(
             MountPlan(mount.name, mount.mount_path, mount.read_only or api_data, mount.sub_path)
         )
+    if token_volume is not None and all(m.mount_path != SERVICE_ACCOUNT_PATH for m in mounts):
+        mounts.append(MountPlan(token_volume, SERVICE_ACCOUNT_PATH, read_only=True))
     return tuple(mounts)

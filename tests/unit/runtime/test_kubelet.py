@@ -141,6 +141,7 @@ class FakeSandbox:
     def __init__(self, *args: Any) -> None:
         self.args = args
         self.removed = False
+        self.updates: list[tuple[str, list[Any]]] = []
         FakeSandbox.made.append(self)
 
     def command(
@@ -150,6 +151,9 @@ class FakeSandbox:
 
     def remove(self) -> None:
         self.removed = True
+
+    def update_volume(self, volume: str, files: Sequence[Any]) -> None:
+        self.updates.append((volume, list(files)))
 
 
 class FakeApi:
@@ -164,6 +168,8 @@ class FakeApi:
         self.written: list[dict[str, Any]] = []
         self.refuse = ""
         self.rv = 0
+        self.tokens: list[tuple[str, str]] = []
+        self.token_life = 3600.0
         for obj in objects:
             self._store(obj)
 
@@ -215,6 +221,12 @@ class FakeApi:
 
     async def create(self, obj: Mapping[str, Any]) -> None:
         await self.apply([obj])
+
+    async def token(self, namespace: str, name: str, seconds: int) -> tuple[str, float]:
+        if ("ServiceAccount", namespace, name) not in self.objects:
+            raise kubelet.ApiFailure(404, f'serviceaccounts "{name}" not found')
+        self.tokens.append((namespace, name))
+        return f"token-{len(self.tokens)}", self.token_life
 
     async def put(self, obj: Mapping[str, Any]) -> None:
         await self.apply([{**obj, "metadata": {**obj["metadata"], "resourceVersion": ""}}])
@@ -487,3 +499,79 @@ async def test_a_pod_removed_while_its_network_is_made_is_removed_after_it(
     await until(lambda: not runtime.pods, "the pod to be gone")
     assert network.races == []
     assert network.made == set()
+
+
+async def test_each_namespace_gets_its_default_service_account(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    api: Any = runtime.api
+    await until(
+        lambda: ("ServiceAccount", "shop", "default") in api.objects,
+        "the default ServiceAccount of shop",
+    )
+
+
+async def test_a_pod_waits_for_its_service_account_then_mounts_its_token(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    runtime.api_ca = b"the API's CA"
+    api: Any = runtime.api
+    await api.apply([bare_pod("robotic", serviceAccountName="robot")])
+
+    def status() -> dict[str, Any]:
+        return dict(api.objects[("Pod", "shop", "robotic")].get("status") or {})
+
+    await until(lambda: status().get("reason") == "ContainerCreating", "a waiting status")
+    assert 'serviceaccounts "robot" not found' in status()["message"]
+    account = {"apiVersion": "v1", "kind": "ServiceAccount"}
+    await api.apply([{**account, "metadata": {"name": "robot", "namespace": "shop"}}])
+    await until(lambda: status().get("phase") == "Running", "the pod to run", timeout=10)
+    assert api.tokens[-1] == ("shop", "robot")
+    box = next(b for b in FakeSandbox.made if b.args[2].endswith("robotic"))
+    volumes, mounts = box.args[4], box.args[5]
+    assert {f.path: f.data for f in volumes["kube-api-access"]} == {
+        "ca.crt": b"the API's CA",
+        "namespace": b"shop",
+        "token": f"token-{len(api.tokens)}".encode(),
+    }
+    assert [(m.volume, m.mount_path, m.read_only) for m in mounts["main"]] == [
+        ("kube-api-access", "/var/run/secrets/kubernetes.io/serviceaccount", True)
+    ]
+
+
+async def test_a_pod_that_opts_out_gets_no_token(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    runtime.api_ca = b"the API's CA"
+    api: Any = runtime.api
+    await api.apply([bare_pod("private", automountServiceAccountToken=False)])
+    await until(
+        lambda: (
+            (api.objects[("Pod", "shop", "private")].get("status") or {}).get("phase") == "Running"
+        ),
+        "the pod to run",
+    )
+    box = next(b for b in FakeSandbox.made if b.args[2].endswith("private"))
+    assert box.args[4] == {} and box.args[5] == {"main": []}
+
+
+async def test_the_token_is_replaced_before_it_expires(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    runtime.api_ca = b"the API's CA"
+    api: Any = runtime.api
+    api.token_life = 0.05  # replaced after 80% of it: every 40 ms
+    await api.apply([bare_pod("short-lived")])
+    await until(
+        lambda: any(b.args[2].endswith("short-lived") for b in FakeSandbox.made),
+        "the pod's sandbox",
+    )
+    box = next(b for b in FakeSandbox.made if b.args[2].endswith("short-lived"))
+    await until(lambda: len(box.updates) >= 2, "two refreshes", timeout=5)
+    volume, files = box.updates[-1]
+    assert volume == "kube-api-access"
+    assert {f.path for f in files} == {"ca.crt", "namespace", "token"}
+    assert len(api.tokens) >= 3
