@@ -44,12 +44,13 @@ from osm.injector.admission import (
     Issue,
     bootstrap_secret_of,
     check_pod_update,
+    mesh_config_for_injection,
     mutate_pod,
 )
 from osm.injector.values import InjectionError
 from osm.model import kinds, manifest
-from osm.model.config import MeshConfig, default_mesh_config
-from osm.model.errors import Problem, ValidationFailed
+from osm.model.config import MeshConfig
+from osm.model.errors import Problem
 from osm.model.meta import Resource
 from osm.store import api as store_api
 
@@ -190,21 +191,14 @@ class _Context:
 
     async def mesh_config(self) -> MeshConfig:
         if self._mesh_config is None:
-            self._mesh_config = default_mesh_config()
             key = store_api.ObjectKey(
                 "MeshConfig", wellknown.CONTROL_PLANE_NAMESPACE, wellknown.MESH_CONFIG_NAME
             )
             try:
-                decoded = kinds.decode(await self.store.get(key))
+                stored: Mapping[str, Any] | None = await self.store.get(key)
             except store_api.NotFound:
-                decoded = None
-            except ValidationFailed as error:
-                log.error(
-                    "the stored MeshConfig cannot be read; injecting with defaults: %s", error
-                )
-                decoded = None
-            if isinstance(decoded, MeshConfig):
-                self._mesh_config = decoded
+                stored = None
+            self._mesh_config = mesh_config_for_injection(stored)
         return self._mesh_config
 
 

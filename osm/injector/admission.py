@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -42,8 +43,12 @@ from osm.injector.values import (
     metadata,
     string_map,
 )
-from osm.model.config import MeshConfig
-from osm.model.errors import Problem
+from osm.model import kinds
+from osm.model.config import MeshConfig, default_mesh_config
+from osm.model.errors import Problem, ValidationFailed
+
+log = logging.getLogger(__name__)
+
 
 DEFAULT_MESH_NAME = "osm"
 """The mesh's name: the value of the ``openservicemesh.io/monitored-by`` label that
@@ -300,3 +305,19 @@ def _path(parts: Parts) -> str:
         else:
             text += f"[{json.dumps(part)}]"
     return text
+
+
+def mesh_config_for_injection(
+    stored: Mapping[str, Any] | None, namespace: str = wellknown.CONTROL_PLANE_NAMESPACE
+) -> MeshConfig:
+    """The MeshConfig that decides injection: the stored one (None: there is none), or its
+    defaults when there is none or it cannot be read (logged: pods are then injected as a
+    fresh install would inject them, rather than refused)."""
+    if stored is None:
+        return default_mesh_config(namespace)
+    try:
+        decoded = kinds.decode(stored)
+    except ValidationFailed as error:
+        log.error("the MeshConfig cannot be read; injecting with defaults: %s", error)
+        return default_mesh_config(namespace)
+    return decoded if isinstance(decoded, MeshConfig) else default_mesh_config(namespace)

@@ -30,15 +30,13 @@ from osm.injector import admission
 from osm.injector.values import InjectionError
 from osm.kube.client import KubeClient
 from osm.kube.errors import ApiError, KubeError
-from osm.model import kinds
-from osm.model.config import MeshConfig, default_mesh_config
-from osm.model.errors import ValidationFailed
+from osm.model.config import MeshConfig
 from osm.webhook import review
 from osm.webhook.view import ClusterView
 
 log = logging.getLogger(__name__)
 
-PATH = "/mutate-pod-creation"
+PATH = wellknown.INJECTOR_WEBHOOK_PATH
 
 
 class PodInjector:
@@ -136,15 +134,10 @@ class PodInjector:
                 "MeshConfig", self.settings.osm_namespace, wellknown.MESH_CONFIG_NAME
             )
         except ApiError as error:
-            if error.code == 404:
-                return default_mesh_config()
-            raise
-        try:
-            decoded = kinds.decode(stored)
-        except ValidationFailed as error:
-            log.error("the MeshConfig cannot be read; injecting with defaults: %s", error)
-            return default_mesh_config()
-        return decoded if isinstance(decoded, MeshConfig) else default_mesh_config()
+            if error.code != 404:
+                raise
+            stored = None
+        return admission.mesh_config_for_injection(stored, self.settings.osm_namespace)
 
 
 def _namespace_of(pod: Mapping[str, Any]) -> str:

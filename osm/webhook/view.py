@@ -25,11 +25,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from osm.base import wellknown
+from osm.injector.admission import mesh_config_for_injection
 from osm.kube.client import KubeClient
 from osm.kube.informer import Change, Informer, Sync
-from osm.model import kinds
-from osm.model.config import MeshConfig, default_mesh_config
-from osm.model.errors import ValidationFailed
+from osm.model.config import MeshConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class ClusterView:
         self.client = client
         self.osm_namespace = osm_namespace
         self.namespaces: dict[str, Mapping[str, Any]] = {}
-        self._mesh_config: MeshConfig = default_mesh_config(osm_namespace)
+        self._mesh_config: MeshConfig = mesh_config_for_injection(None, osm_namespace)
         self._synced = {"Namespace": asyncio.Event(), "MeshConfig": asyncio.Event()}
 
     @property
@@ -90,15 +89,10 @@ class ClusterView:
             self._mesh_config = self._default() if deleted else self._decode(event.object)
 
     def _default(self) -> MeshConfig:
-        return default_mesh_config(self.osm_namespace)
+        return mesh_config_for_injection(None, self.osm_namespace)
 
     def _decode(self, stored: Mapping[str, Any]) -> MeshConfig:
-        try:
-            decoded = kinds.decode(stored)
-        except ValidationFailed as error:
-            log.error("the MeshConfig cannot be read; injecting with defaults: %s", error)
-            return self._default()
-        return decoded if isinstance(decoded, MeshConfig) else self._default()
+        return mesh_config_for_injection(stored, self.osm_namespace)
 
 
 def _name(obj: Mapping[str, Any]) -> str:
