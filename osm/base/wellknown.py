@@ -19,6 +19,15 @@ PROXY_UID: Final = 1500
 LOCAL_MODE_ANNOTATION: Final = "osm-py.io/local-mode"
 """On local mode's ``osm-system`` (``osm up``): its control plane is built into the API
 server's process, so ``osm install`` refuses to install another there."""
+INJECTOR_SERVICE: Final = "osm-injector"
+VALIDATOR_SERVICE: Final = "osm-validator"
+"""The Services of the webhooks (Kubernetes mode): the injector's pods on
+`INJECTOR_WEBHOOK_PORT`, the controller's on `VALIDATING_WEBHOOK_PORT`."""
+INJECTOR_WEBHOOK_PATH: Final = "/mutate-pod-creation"
+VALIDATING_WEBHOOK_PATH: Final = "/validate"
+MUTATING_CONFIGURATION_PREFIX: Final = "osm-webhook-"
+VALIDATING_CONFIGURATION_PREFIX: Final = "osm-validator-mesh-"
+"""OSM's webhook configurations are these prefixes and the mesh's name."""
 CA_BUNDLE_SECRET_NAME: Final = "osm-ca-bundle"
 """OSM's Secret holding the mesh root in Kubernetes mode (``ca.crt``, ``private.key``)."""
 CONTROL_PLANE_UID: Final = 65532

@@ -40,17 +40,16 @@ MESH_NAME_LABEL = "meshName"
 """OSM's label naming the mesh a control-plane object belongs to."""
 VERSION_LABEL = "app.kubernetes.io/version"
 APP_LABEL = "app"
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-"""The label kube-apiserver sets on every Namespace: its own name."""
+NAMESPACE_NAME_LABEL = wellknown.NAMESPACE_NAME_LABEL
 
 CONTROLLER = wellknown.CONTROLLER_SERVICE
-INJECTOR = "osm-injector"
-VALIDATOR_SERVICE = "osm-validator"
+INJECTOR = wellknown.INJECTOR_SERVICE
+VALIDATOR_SERVICE = wellknown.VALIDATOR_SERVICE
 CA_BUNDLE_SECRET = wellknown.CA_BUNDLE_SECRET_NAME
 INJECTOR_WEBHOOK = "osm-inject.k8s.io"
 VALIDATOR_WEBHOOK = "osm-validator.k8s.io"
-INJECTOR_PATH = "/mutate-pod-creation"
-VALIDATOR_PATH = "/validate"
+INJECTOR_PATH = wellknown.INJECTOR_WEBHOOK_PATH
+VALIDATOR_PATH = wellknown.VALIDATING_WEBHOOK_PATH
 READY_PATH = "/health/ready"
 ALIVE_PATH = "/health/alive"
 CONTROLLER_IMAGE = "osm-controller"
@@ -66,11 +65,11 @@ WEBHOOK_API_VERSION = "admissionregistration.k8s.io/v1"
 
 
 def mutating_webhook_name(mesh_name: str) -> str:
-    return f"osm-webhook-{mesh_name}"
+    return f"{wellknown.MUTATING_CONFIGURATION_PREFIX}{mesh_name}"
 
 
 def validating_webhook_name(mesh_name: str) -> str:
-    return f"osm-validator-mesh-{mesh_name}"
+    return f"{wellknown.VALIDATING_CONFIGURATION_PREFIX}{mesh_name}"
 
 
 def mesh_labels(mesh_name: str, version: str) -> dict[str, str]:

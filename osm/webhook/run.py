@@ -38,20 +38,20 @@ from osm.webhook.view import ClusterView
 
 log = logging.getLogger(__name__)
 
-INJECTOR_SERVICE = "osm-injector"
-VALIDATOR_SERVICE = "osm-validator"
+INJECTOR_SERVICE = wellknown.INJECTOR_SERVICE
+VALIDATOR_SERVICE = wellknown.VALIDATOR_SERVICE
 BUNDLE_INTERVAL = 30.0
 """Seconds between checks that the webhook configurations' caBundle is current."""
 
 
 def mutating_configuration_name(mesh_name: str) -> str:
     """OSM's name of the injector's MutatingWebhookConfiguration."""
-    return f"osm-webhook-{mesh_name}"
+    return f"{wellknown.MUTATING_CONFIGURATION_PREFIX}{mesh_name}"
 
 
 def validating_configuration_name(mesh_name: str) -> str:
     """OSM's name of the controller's ValidatingWebhookConfiguration."""
-    return f"osm-validator-mesh-{mesh_name}"
+    return f"{wellknown.VALIDATING_CONFIGURATION_PREFIX}{mesh_name}"
 
 
 @dataclass(frozen=True, slots=True)

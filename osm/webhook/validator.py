@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from osm.base import wellknown
 from osm.injector import admission
 from osm.model import kinds
 from osm.model.errors import Problem
 from osm.webhook import review
 
-PATH = "/validate"
+PATH = wellknown.VALIDATING_WEBHOOK_PATH
 
 
 async def validate(request: review.Request) -> review.Response:
