@@ -20,6 +20,7 @@ from osm.catalog.warn import WarningKey
 from osm.model.config import MeshConfig
 from osm.model.core import Endpoints, Namespace, Pod, Service
 from osm.model.meta import ObjectRef, Resource
+from osm.model.policy import Egress, IngressBackend, Retry, UpstreamTrafficSetting
 from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
 
 
@@ -55,6 +56,12 @@ def dirty_from(
     apexes of splits they are backends of; identities named by changed TrafficTargets
     (directly or through a changed route) are dirty, and in SMI mode so are the
     sources of TrafficTargets to identities whose services changed.
+
+    OSM's policy kinds: an Egress or a Retry makes its source identities dirty (their
+    outbound policy); an UpstreamTrafficSetting the services whose FQDN is its host (their
+    clusters and served ports) and the sources of Egresses naming it; an IngressBackend
+    its backend services; a route group, the Egresses and IngressBackends naming it; a
+    Service (or its Endpoints), the backends of IngressBackends with it as a source.
     """
     if changed.everything:
         return Dirty(everything=True)
@@ -111,6 +118,33 @@ def dirty_from(
             for version in versions(ref):
                 assert isinstance(version, TrafficTarget)
                 identities.update(_target_identities(version))
+        elif ref.kind == Egress.KIND:
+            for version in versions(ref):
+                assert isinstance(version, Egress)
+                identities.update(Identity(s.namespace, s.name) for s in version.sources)
+        elif ref.kind == Retry.KIND:
+            for version in versions(ref):
+                assert isinstance(version, Retry)
+                identities.add(Identity(version.source.namespace, version.source.name))
+        elif ref.kind == UpstreamTrafficSetting.KIND:
+            for version in versions(ref):
+                assert isinstance(version, UpstreamTrafficSetting)
+                services.update(_services_with_host(states, version.namespace, version.host))
+        elif ref.kind == IngressBackend.KIND:
+            for version in versions(ref):
+                assert isinstance(version, IngressBackend)
+                services.update(ServiceId(version.namespace, b.name) for b in version.backends)
+        if ref.kind in (HTTPRouteGroup.KIND, UpstreamTrafficSetting.KIND):
+            for state in states:
+                for egress in state.egresses_matching(ref.namespace, ref.kind, ref.name):
+                    identities.update(Identity(s.namespace, s.name) for s in egress.sources)
+                for backend in state.ingress_backends_matching(ref.namespace, ref.kind, ref.name):
+                    services.update(ServiceId(backend.namespace, b.name) for b in backend.backends)
+    # Backends of IngressBackends whose Service sources changed (their source IPs).
+    for sid in list(services):
+        for state in states:
+            for backend in state.ingress_backends_from(sid):
+                services.update(ServiceId(backend.namespace, b.name) for b in backend.backends)
     # Apexes whose backends changed.
     for sid in list(services):
         for state in states:
@@ -127,6 +161,17 @@ def dirty_from(
                 for target in state.targets_to(identity):
                     identities.update(_target_identities(target))
     return Dirty(frozenset(services), frozenset(identities), frozenset(pods), mesh_services, False)
+
+
+def _services_with_host(
+    states: tuple[MeshState, MeshState], namespace: str, host: str
+) -> Iterable[ServiceId]:
+    """The services of ``namespace`` whose FQDN is ``host`` (an UpstreamTrafficSetting's
+    host names a service as ``<svc>.<ns>.svc.cluster.local``)."""
+    name, _, rest = host.partition(".")
+    sid = ServiceId(namespace, name)
+    if rest and sid.fqdn == host:
+        yield sid
 
 
 def _target_identities(target: TrafficTarget) -> Iterable[Identity]:

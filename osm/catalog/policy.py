@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from osm.base.identity import DataPlane, Identity, ProxyKind
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.model.meta import ObjectRef
+from osm.model.policy import (
+    ConnectionSettings,
+    HTTPLocalRateLimit,
+    RetryPolicy,
+    TCPLocalRateLimit,
+)
 from osm.model.smi import HTTPMatch
 
 HTTP_PROTOCOLS = frozenset({"http", "grpc"})
@@ -140,6 +146,9 @@ class Upstream:
     """Identities of the pods behind the service: the peer certificates accepted."""
     endpoints: tuple[Endpoint, ...]
     """Ready endpoints, sorted."""
+    connection: ConnectionSettings | None = None
+    """Circuit breaking of the UpstreamTrafficSetting whose ``host`` is the service's FQDN
+    (in the service's namespace): the clients' cluster limits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,14 +186,101 @@ class OutboundPort:
     match_ips: tuple[str, ...]
     routes: tuple[OutboundRoute, ...]
     upstreams: tuple[Upstream, ...]
+    retry: RetryPolicy | None = None
+    """HTTP ports only: the retry policy of every route, from the Retry whose source is
+    the client and whose destinations name this service (MeshConfig
+    ``featureFlags.enableRetryPolicy``); per client, so a port with one is the client's
+    own copy of the shared port."""
+    retry_ref: ObjectRef | None = field(default=None, compare=False)
+    """The Retry that set ``retry`` (for explanations; not part of the value)."""
     _hash: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         value = (self.service, self.port, self.protocol, self.cluster_ip, self.match_ips)
-        object.__setattr__(self, "_hash", hash((value, self.routes, self.upstreams)))
+        object.__setattr__(self, "_hash", hash((value, self.routes, self.upstreams, self.retry)))
 
     def __hash__(self) -> int:
         return self._hash
+
+
+# -- Egress (policy.openservicemesh.io Egress) --------------------------------------------
+@dataclass(frozen=True, slots=True)
+class EgressCluster:
+    """A cluster for destinations outside the mesh.
+
+    ``name`` is OSM's: ``<host>:<port>`` for an HTTP host (``host`` set: DNS-resolved),
+    ``<port>`` for HTTPS/TLS and TCP (``host`` empty: the connection's original
+    destination). ``connection`` is the circuit breaking of the UpstreamTrafficSetting an
+    Egress names in its ``matches``.
+    """
+
+    name: str
+    host: str
+    port: int
+    connection: ConnectionSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EgressMatch:
+    """How the outbound listener recognises egress traffic (OSM's TrafficMatch), one
+    filter chain each, named ``egress-<protocol>.<port>`` (`name`).
+
+    HTTP (``protocol`` http): by destination port and HTTP application protocols; routed
+    by Host through ``rds-egress.<port>`` (`EgressPolicy.http_hosts`). HTTPS/TLS: by port,
+    SNI ``server_names`` and ``ip_ranges``; TCP (tcp, tcp-server-first): by port and
+    ``ip_ranges``; both proxied to ``cluster``. ``origins`` are the Egress objects that
+    asked for the match.
+    """
+
+    port: int
+    protocol: str
+    ip_ranges: tuple[str, ...] = ()
+    server_names: tuple[str, ...] = ()
+    cluster: str = ""
+    origins: tuple[ObjectRef, ...] = field(default=(), compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"egress-{self.protocol}.{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class EgressRoute:
+    """Requests matching ``match`` (an HTTPRouteGroup match of the Egress, or every
+    request) go to cluster ``cluster``."""
+
+    match: RequestMatch
+    cluster: str
+
+
+@dataclass(frozen=True, slots=True)
+class EgressHost:
+    """One virtual host of ``rds-egress.<port>``: Host values ``host`` and
+    ``host:port``, and its routes in order."""
+
+    host: str
+    port: int
+    routes: tuple[EgressRoute, ...]
+    origins: tuple[ObjectRef, ...] = field(default=(), compare=False)
+
+    @property
+    def domains(self) -> tuple[str, str]:
+        return (self.host, f"{self.host}:{self.port}")
+
+
+@dataclass(frozen=True, slots=True)
+class EgressPolicy:
+    """What the Egress objects naming a client's service account let it reach outside
+    the mesh (only when MeshConfig ``traffic.enableEgress`` is off: mesh-wide
+    passthrough makes them moot, as in OSM). Tuples sorted: matches by (port, protocol),
+    hosts by (port, host), clusters by name."""
+
+    matches: tuple[EgressMatch, ...] = ()
+    http_hosts: tuple[EgressHost, ...] = ()
+    clusters: tuple[EgressCluster, ...] = ()
+
+    def hosts_on(self, port: int) -> tuple[EgressHost, ...]:
+        return tuple(host for host in self.http_hosts if host.port == port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,16 +288,20 @@ class OutboundPolicy:
     """Everything a proxy may call: service ports sorted by (service, port).
 
     ``namespace`` is the client's (same-namespace short host names depend on it).
+    ``egress`` is mesh-wide passthrough (MeshConfig ``traffic.enableEgress``);
+    ``egress_policy`` what Egress objects allow this client (None: no Egress names it).
     Hash cached: a permissive policy holds every service of the mesh.
     """
 
     namespace: str
     ports: tuple[OutboundPort, ...]
     egress: bool
+    egress_policy: EgressPolicy | None = None
     _hash: int = field(default=0, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.namespace, self.ports, self.egress)))
+        value = (self.namespace, self.ports, self.egress, self.egress_policy)
+        object.__setattr__(self, "_hash", hash(value))
 
     def __hash__(self) -> int:
         return self._hash
@@ -216,12 +316,33 @@ class InboundRule:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteRateLimit:
+    """A local rate limit for the requests whose path matches ``path_regex`` (whole
+    path), from an UpstreamTrafficSetting's ``httpRoutes``."""
+
+    path_regex: str
+    limit: HTTPLocalRateLimit
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Local rate limits a served port enforces, from the UpstreamTrafficSetting whose
+    host is the service's FQDN: ``tcp`` on connections, ``http`` on requests (a virtual
+    host limit), ``routes`` per path (each its own bucket, before the host's)."""
+
+    tcp: TCPLocalRateLimit | None = None
+    http: HTTPLocalRateLimit | None = None
+    routes: tuple[RouteRateLimit, ...] = ()
+    origin: ObjectRef | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class InboundPort:
     """Who may connect to one port of one service this proxy serves.
 
     ``l4_sources`` None means no connection-level check (permissive mode); an empty
     tuple denies every connection. ``rules`` (HTTP ports only) allow requests; a request
-    is allowed when any rule allows it.
+    is allowed when any rule allows it. ``rate_limits`` are the service's local limits.
     """
 
     service: ServiceId
@@ -230,12 +351,59 @@ class InboundPort:
     protocol: str
     l4_sources: tuple[Identity, ...] | None
     rules: tuple[InboundRule, ...]
+    rate_limits: RateLimits | None = None
+
+
+# -- IngressBackend (policy.openservicemesh.io IngressBackend) ------------------------------
+@dataclass(frozen=True, slots=True)
+class IngressRule:
+    """Requests matching ``match`` are allowed from ``principals`` (the DNS names of
+    AuthenticatedPrincipal sources, matched against the client certificate's SANs;
+    None: any client the chain admits)."""
+
+    match: RequestMatch
+    principals: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngressPort:
+    """Traffic from outside the mesh admitted to one backend port (OSM's
+    IngressTrafficMatch plus its HTTP policy), one filter chain each, named
+    ``ingress_<ns>/<svc>_<port>_<protocol>`` (`name`).
+
+    ``target_port`` is the backend's port as the IngressBackend names it (the port the
+    application listens on). ``protocol`` is http (plaintext) or https (TLS ended by the
+    sidecar: ``server_names`` are the accepted SNIs, the client certificate is checked
+    against the mesh root unless ``skip_client_cert_validation``). ``source_ip_ranges``
+    are CIDRs the connection must come from (IPRange sources and the endpoints of
+    Service sources; empty: any source). ``rules`` say which requests and, for https,
+    which ``AuthenticatedPrincipal`` identities (``sources`` None: any) are allowed.
+    ``rate_limits`` are the service's local limits. ``origins``: the IngressBackends.
+    """
+
+    service: ServiceId
+    target_port: int
+    protocol: str
+    source_ip_ranges: tuple[str, ...]
+    rules: tuple[IngressRule, ...]
+    server_names: tuple[str, ...] = ()
+    skip_client_cert_validation: bool = False
+    rate_limits: RateLimits | None = None
+    origins: tuple[ObjectRef, ...] = field(default=(), compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"ingress_{self.service}_{self.target_port}_{self.protocol}"
 
 
 @dataclass(frozen=True, slots=True)
 class InboundPolicy:
+    """The ports a proxy serves to the mesh (``ports``) and to ingress (``ingress``,
+    sorted by (service, target port))."""
+
     identity: Identity
     ports: tuple[InboundPort, ...]
+    ingress: tuple[IngressPort, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

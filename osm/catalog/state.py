@@ -23,6 +23,13 @@ from osm.catalog.ids import ServiceId
 from osm.model.config import MeshConfig, default_mesh_config
 from osm.model.core import Endpoints, Namespace, Pod, Service
 from osm.model.meta import ObjectRef, Resource
+from osm.model.policy import (
+    MATCH_KINDS,
+    Egress,
+    IngressBackend,
+    Retry,
+    UpstreamTrafficSetting,
+)
 from osm.model.smi import HTTPRouteGroup, TCPRoute, TrafficSplit, TrafficTarget
 
 Key = tuple[str, str]
@@ -81,6 +88,44 @@ def _split_groups(resource: Resource) -> Iterable[object]:
     return [(resource.namespace, group) for group in resource.matches]
 
 
+def _egress_sources(resource: Resource) -> Iterable[object]:
+    assert isinstance(resource, Egress)
+    return [Identity(source.namespace, source.name) for source in resource.sources]
+
+
+def _policy_matches(resource: Resource) -> Iterable[object]:
+    assert isinstance(resource, (Egress, IngressBackend))
+    return [
+        (resource.namespace, match.kind, match.name)
+        for match in resource.matches
+        if MATCH_KINDS.get(match.api_group) == match.kind
+    ]
+
+
+def _ingress_backends(resource: Resource) -> Iterable[object]:
+    assert isinstance(resource, IngressBackend)
+    return [ServiceId(resource.namespace, backend.name) for backend in resource.backends]
+
+
+def _ingress_source_services(resource: Resource) -> Iterable[object]:
+    assert isinstance(resource, IngressBackend)
+    return [
+        ServiceId(source.namespace or resource.namespace, source.name)
+        for source in resource.sources
+        if source.kind == Service.KIND
+    ]
+
+
+def _retry_source(resource: Resource) -> Iterable[object]:
+    assert isinstance(resource, Retry)
+    return [Identity(resource.source.namespace, resource.source.name)]
+
+
+def _setting_host(resource: Resource) -> Iterable[object]:
+    assert isinstance(resource, UpstreamTrafficSetting)
+    return [(resource.namespace, resource.host)]
+
+
 # index name -> (kind indexed, function giving the index keys of one object)
 _INDEXES: Mapping[str, tuple[str, Callable[[Resource], Iterable[object]]]] = {
     "services_by_label": (Service.KIND, _service_labels),
@@ -92,6 +137,13 @@ _INDEXES: Mapping[str, tuple[str, Callable[[Resource], Iterable[object]]]] = {
     "splits_by_apex": (TrafficSplit.KIND, _split_apex),
     "splits_by_backend": (TrafficSplit.KIND, _split_backends),
     "splits_by_group": (TrafficSplit.KIND, _split_groups),
+    "egress_by_source": (Egress.KIND, _egress_sources),
+    "egress_by_match": (Egress.KIND, _policy_matches),
+    "ingress_by_backend": (IngressBackend.KIND, _ingress_backends),
+    "ingress_by_match": (IngressBackend.KIND, _policy_matches),
+    "ingress_by_source_service": (IngressBackend.KIND, _ingress_source_services),
+    "retries_by_source": (Retry.KIND, _retry_source),
+    "settings_by_host": (UpstreamTrafficSetting.KIND, _setting_host),
 }
 _INDEXES_OF_KIND: Mapping[str, tuple[str, ...]] = {
     kind: tuple(name for name, (k, _) in _INDEXES.items() if k == kind)
@@ -366,6 +418,43 @@ class MeshState:
 
     def splits_with_group(self, namespace: str, group: str) -> list[TrafficSplit]:
         return self._many(TrafficSplit, self._lookup("splits_by_group", (namespace, group)))
+
+    # -- OSM policy kinds (policy.openservicemesh.io) ---------------------------------
+    def egresses_from(self, identity: Identity) -> list[Egress]:
+        """Egress objects listing ``identity`` as a source, sorted by (namespace, name)."""
+        return self._many(Egress, self._lookup("egress_by_source", identity))
+
+    def egresses_matching(self, namespace: str, kind: str, name: str) -> list[Egress]:
+        """Egress objects whose ``matches`` name the object (HTTPRouteGroup or
+        UpstreamTrafficSetting, in the Egress's namespace)."""
+        return self._many(Egress, self._lookup("egress_by_match", (namespace, kind, name)))
+
+    def ingress_backends_for(self, service: ServiceId) -> list[IngressBackend]:
+        """IngressBackends naming ``service`` as a backend (in its namespace)."""
+        return self._many(IngressBackend, self._lookup("ingress_by_backend", service))
+
+    def ingress_backends_matching(
+        self, namespace: str, kind: str, name: str
+    ) -> list[IngressBackend]:
+        return self._many(IngressBackend, self._lookup("ingress_by_match", (namespace, kind, name)))
+
+    def ingress_backends_from(self, service: ServiceId) -> list[IngressBackend]:
+        """IngressBackends with a ``Service`` source naming ``service``."""
+        return self._many(IngressBackend, self._lookup("ingress_by_source_service", service))
+
+    def retries_from(self, identity: Identity) -> list[Retry]:
+        """Retry objects whose ``source`` is ``identity``, sorted by (namespace, name)."""
+        return self._many(Retry, self._lookup("retries_by_source", identity))
+
+    def upstream_settings_for(self, namespace: str, host: str) -> list[UpstreamTrafficSetting]:
+        """UpstreamTrafficSettings in ``namespace`` whose ``host`` is ``host``, sorted by
+        name (more than one is a conflict: the first wins, see the catalog)."""
+        return self._many(
+            UpstreamTrafficSetting, self._lookup("settings_by_host", (namespace, host))
+        )
+
+    def upstream_setting(self, namespace: str, name: str) -> UpstreamTrafficSetting | None:
+        return self._one(UpstreamTrafficSetting, namespace, name)
 
 
 def _select_mesh_config(table: Mapping[Key, Resource]) -> MeshConfig:
