@@ -18,28 +18,36 @@ policy on a gRPC port is never more permissive than the HTTP policy it replaces.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from osm.base.identity import DataPlane, Identity, ProxyKind
-from osm.catalog import inbound, membership, outbound
+from osm.catalog import egress, inbound, ingress, membership, outbound, traffic
 from osm.catalog.dirty import Dirty
 from osm.catalog.dirty import dirty_from as _dirty_from
 from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import (
     CatalogWarning,
+    EgressPolicy,
     Endpoint,
     InboundPolicy,
+    IngressPort,
     OutboundPolicy,
     OutboundPort,
     Proxy,
     ProxyPolicy,
+    RateLimits,
     TlsSettings,
     Upstream,
+    is_http,
 )
 from osm.catalog.state import Changed, MeshState
 from osm.catalog.warn import Warnings
 from osm.model.config import MeshConfig
 from osm.model.core import Pod, Service, ServicePort
+from osm.model.meta import ObjectRef
+from osm.model.policy import ConnectionSettings, RetryPolicy
 
 __all__ = ["Catalog", "Dirty", "dirty_from"]
 
@@ -55,7 +63,15 @@ class _Caches:
     reachable: dict[Identity, tuple[ServiceId, ...]] = field(default_factory=dict)
     tunnelled: dict[OutboundPort, OutboundPort] = field(default_factory=dict)
     mesh_services: tuple[ServiceId, ...] | None = None
+    connections: dict[ServiceId, ConnectionSettings | None] = field(default_factory=dict)
+    rate_limits: dict[ServiceId, RateLimits | None] = field(default_factory=dict)
+    ingress: dict[ServiceId, tuple[IngressPort, ...]] = field(default_factory=dict)
+    personal: dict[Identity, _Personal] = field(default_factory=dict)
     warnings: Warnings = field(default_factory=Warnings)
+
+
+_Personal = tuple[EgressPolicy | None, Mapping[ServiceId, tuple[RetryPolicy, ObjectRef]]]
+"""What a client's outbound policy has of its own: its Egress policy and its retries."""
 
 
 class Catalog:
@@ -92,6 +108,10 @@ class Catalog:
             reachable={k: v for k, v in old.reachable.items() if k not in identities},
             tunnelled={k: v for k, v in old.tunnelled.items() if k.service not in services},
             mesh_services=None if dirty.mesh_services else old.mesh_services,
+            connections={k: v for k, v in old.connections.items() if k not in services},
+            rate_limits={k: v for k, v in old.rate_limits.items() if k not in services},
+            ingress={k: v for k, v in old.ingress.items() if k not in services},
+            personal={k: v for k, v in old.personal.items() if k not in identities},
             warnings=old.warnings.without(dirty.stale),
         )
         return Catalog(state, _caches=caches)
@@ -170,8 +190,36 @@ class Catalog:
         key = (sid, port.port)
         cached = self._c.upstreams.get(key)
         if cached is None:
-            cached = outbound.upstream(self.state, service, port, self.identities_of(sid))
+            cached = outbound.upstream(
+                self.state, service, port, self.identities_of(sid), self.connection(sid)
+            )
             self._c.upstreams[key] = cached
+        return cached
+
+    def connection(self, service_id: ServiceId) -> ConnectionSettings | None:
+        """Circuit breaking of a service's clusters (`traffic.connection_for`)."""
+        if service_id not in self._c.connections:
+            self._c.connections[service_id] = traffic.connection_for(
+                self.state, service_id, self._warn
+            )
+        return self._c.connections[service_id]
+
+    def rate_limits(self, service_id: ServiceId) -> RateLimits | None:
+        """Local rate limits of a service's proxies (`traffic.rate_limits_for`)."""
+        if service_id not in self._c.rate_limits:
+            self._c.rate_limits[service_id] = traffic.rate_limits_for(
+                self.state, service_id, self._warn
+            )
+        return self._c.rate_limits[service_id]
+
+    def ingress(self, service_id: ServiceId) -> tuple[IngressPort, ...]:
+        """What IngressBackends admit to a service (`ingress.ingress_ports`)."""
+        cached = self._c.ingress.get(service_id)
+        if cached is None:
+            cached = ingress.ingress_ports(
+                self.state, service_id, self.rate_limits(service_id), self._warn
+            )
+            self._c.ingress[service_id] = cached
         return cached
 
     def service_ports(self, service_id: ServiceId) -> tuple[OutboundPort, ...]:
@@ -204,8 +252,42 @@ class Catalog:
         Its ports are `outbound.outbound_ports` of the services it reaches. For a sidecar
         that tunnels gRPC (`DataPlane.tunnels_grpc`) gRPC ports are TCP ports
         (`outbound.tunnelled`); without gRPC ports its policy is the very object Envoy's
-        is.
+        is. A client that an Egress or a Retry names gets its own policy: the shared one
+        with its `EgressPolicy` and its HTTP ports' retry policies (`personal`).
         """
+        shared = self._shared_outbound(identity, sidecar)
+        egress_policy, retries = self.personal(identity)
+        if egress_policy is None and not retries:
+            return shared
+        key = ("personal", sidecar, identity)
+        cached = self._outbound.get(key)
+        if cached is None:
+            ports = shared.ports
+            if retries:
+                ports = tuple(_with_retry(port, retries.get(port.service)) for port in ports)
+            cached = OutboundPolicy(shared.namespace, ports, shared.egress, egress_policy)
+            self._outbound[key] = cached
+        return cached
+
+    def personal(self, identity: Identity) -> _Personal:
+        """The Egress policy (with mesh-wide egress off) and the retries (with
+        ``featureFlags.enableRetryPolicy`` on) of a client running as ``identity``."""
+        cached = self._c.personal.get(identity)
+        if cached is None:
+            egress_policy = (
+                None
+                if self.config.traffic.enable_egress
+                else egress.egress_policy(self.state, identity, self._warn)
+            )
+            retries: Mapping[ServiceId, tuple[RetryPolicy, ObjectRef]] = (
+                traffic.retries_for(self.state, identity, self._warn)
+                if self.config.feature_flags.enable_retry_policy
+                else {}
+            )
+            cached = self._c.personal[identity] = (egress_policy, retries)
+        return cached
+
+    def _shared_outbound(self, identity: Identity, sidecar: DataPlane) -> OutboundPolicy:
         if sidecar.tunnels_grpc:
             return self._tunnelling_outbound(identity, sidecar)
         key: object = identity.namespace if self.permissive else identity
@@ -227,7 +309,7 @@ class Catalog:
         return outbound.outbound_ports(self.state, services, self.service_ports, self._warn)
 
     def _tunnelling_outbound(self, identity: Identity, sidecar: DataPlane) -> OutboundPolicy:
-        base = self.outbound(identity)
+        base = self._shared_outbound(identity, DataPlane.ENVOY)
         key = (sidecar, identity.namespace if self.permissive else identity)
         cached = self._outbound.get(key)
         if cached is not None:
@@ -260,12 +342,39 @@ class Catalog:
     def inbound(self, proxy: Proxy) -> InboundPolicy:
         """Who may call the service ports ``proxy`` serves, and which requests."""
         if self.permissive:
-            return inbound.inbound_policy(proxy, True, inbound.NO_GRANTS, self._warn)
-        cached = self._c.grants.get(proxy.identity)
-        if cached is None:
-            cached = inbound.grants(self.state, proxy.identity, self._warn)
-            self._c.grants[proxy.identity] = cached
-        return inbound.inbound_policy(proxy, False, cached, self._warn)
+            result = inbound.inbound_policy(proxy, True, inbound.NO_GRANTS, self._warn)
+        else:
+            cached = self._c.grants.get(proxy.identity)
+            if cached is None:
+                cached = inbound.grants(self.state, proxy.identity, self._warn)
+                self._c.grants[proxy.identity] = cached
+            result = inbound.inbound_policy(proxy, False, cached, self._warn)
+        return self._with_service_policies(proxy, result)
+
+    def _with_service_policies(self, proxy: Proxy, policy: InboundPolicy) -> InboundPolicy:
+        """``policy`` with its services' rate limits and the ingress they admit."""
+        ports = tuple(
+            port
+            if (limits := self.rate_limits(port.service)) is None
+            else dataclasses.replace(port, rate_limits=limits)
+            for port in policy.ports
+        )
+        admitted = tuple(
+            sorted(
+                {p for service in proxy.services for p in self.ingress(service)},
+                key=lambda p: (p.service, p.target_port, p.protocol),
+            )
+        )
+        if not admitted and all(a is b for a, b in zip(ports, policy.ports, strict=True)):
+            return policy
+        return InboundPolicy(policy.identity, ports, admitted)
+
+
+def _with_retry(port: OutboundPort, retry: tuple[RetryPolicy, ObjectRef] | None) -> OutboundPort:
+    """``port`` with a client's retry policy (HTTP ports only; others are unchanged)."""
+    if retry is None or not is_http(port.protocol):
+        return port
+    return dataclasses.replace(port, retry=retry[0], retry_ref=retry[1])
 
 
 def dirty_from(before: Catalog, after: MeshState, changed: Changed) -> Dirty:

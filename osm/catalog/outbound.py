@@ -29,6 +29,7 @@ from osm.catalog.policy import Endpoint, OutboundPort, Upstream
 from osm.catalog.state import MeshState
 from osm.catalog.warn import Warn
 from osm.model.core import EndpointPort, Endpoints, Service, ServicePort
+from osm.model.policy import ConnectionSettings
 
 
 def endpoints(state: MeshState, service: Service, port: ServicePort) -> tuple[Endpoint, ...]:
@@ -55,12 +56,18 @@ def endpoints(state: MeshState, service: Service, port: ServicePort) -> tuple[En
 
 
 def upstream(
-    state: MeshState, service: Service, port: ServicePort, identities: tuple[Identity, ...]
+    state: MeshState,
+    service: Service,
+    port: ServicePort,
+    identities: tuple[Identity, ...],
+    connection: ConnectionSettings | None = None,
 ) -> Upstream:
     """One service port as a destination; ``identities`` are the service's
-    (`membership.identities_of`)."""
+    (`membership.identities_of`), ``connection`` its circuit breaking
+    (`traffic.connection_for`)."""
     sid = ServiceId(service.namespace, service.name)
-    return Upstream(sid, port.port, port.app_protocol, identities, endpoints(state, service, port))
+    found = endpoints(state, service, port)
+    return Upstream(sid, port.port, port.app_protocol, identities, found, connection)
 
 
 def service_ports(
