@@ -144,11 +144,13 @@ def request(
 
 def load(url: str, count: int, timeout: float) -> dict[str, Any]:
     """``count`` requests one after another on a kept-alive connection (a new one after a
-    failure): how many got each status, and the errors."""
+    failure): how many got each status, the headers of the first response of each, and
+    the errors."""
     rest = url.partition("://")[2]
     hostport = rest.partition("/")[0]
     host, _, port_text = hostport.partition(":")
     statuses: collections.Counter[str] = collections.Counter()
+    samples: dict[str, dict[str, str]] = {}
     errors: list[str] = []
     connection = http.client.HTTPConnection(host, int(port_text or "80"), timeout=timeout)
     for _ in range(count):
@@ -159,7 +161,8 @@ def load(url: str, count: int, timeout: float) -> dict[str, Any]:
             connection = http.client.HTTPConnection(host, int(port_text or "80"), timeout=timeout)
         else:
             statuses[str(outcome["status"])] += 1
-    return {"statuses": dict(statuses), "errors": errors[:5]}
+            samples.setdefault(str(outcome["status"]), outcome["headers"])
+    return {"statuses": dict(statuses), "headers": samples, "errors": errors[:5]}
 
 
 def burst(url: str, count: int, timeout: float) -> dict[str, Any]:

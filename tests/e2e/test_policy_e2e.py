@@ -68,8 +68,15 @@ HTTP_PORT, OTHER_HTTP_PORT, HTTPS_PORT, ECHO_PORT = 80, 8080, 443, 7000
 SETTLE = 25.0
 """How long a new policy may take to reach the sidecars and show its effect."""
 
-PYTHON_GAPS: dict[str, str] = {}
-"""Scenario -> why the Python sidecar cannot pass it (an expected failure on that plane)."""
+PYTHON_GAPS: dict[str, str] = {
+    "egress": "the Python sidecar NACKs the outbound listener once it has egress chains: "
+    "continue_on_listener_filters_timeout is not in its Listener allow-list",
+    "circuit breaker": "the Python sidecar keeps the connections it pooled before a cluster "
+    "update and serves concurrent requests on all of them, beyond the new max_connections "
+    "(Envoy drains the old cluster's pools)",
+}
+"""Scenario -> why the Python sidecar fails it (an expected failure on that plane; strict,
+so the marker goes once the sidecar passes)."""
 
 
 def on_planes(scenario: str) -> list[Any]:
@@ -77,7 +84,9 @@ def on_planes(scenario: str) -> list[Any]:
     python = pytest.param("python", id="python")
     if scenario in PYTHON_GAPS:
         reason = PYTHON_GAPS[scenario]
-        python = pytest.param("python", id="python", marks=pytest.mark.xfail(reason=reason))
+        python = pytest.param(
+            "python", id="python", marks=pytest.mark.xfail(reason=reason, strict=True)
+        )
     return [pytest.param("envoy", id="envoy"), python]
 
 
@@ -545,8 +554,10 @@ def https_egress(mesh: Mesh, plane: str) -> tuple[dict[str, Any], bool]:
 
 
 def tcp_egress(mesh: Mesh, plane: str) -> tuple[dict[str, Any], bool]:
+    # A line: Envoy's http_inspector (on the outbound listener once it has egress
+    # chains) holds a connection until it has a first line or its timeout (15 s).
     mark = marker()
-    seen = mesh.client(plane, "echo", str(OUTSIDE_IP), str(ECHO_PORT), mark)
+    seen = mesh.client(plane, "echo", str(OUTSIDE_IP), str(ECHO_PORT), f"{mark}\n")
     return seen, mesh.outside.app.saw(mark)
 
 
@@ -723,9 +734,7 @@ def test_a_local_rate_limit_answers_429_above_its_rate_and_recovers(
         assert set(statuses) == {"200", "429"}, seen
         # At most the bucket plus what refilled while the burst ran.
         assert RATE <= statuses["200"] <= RATE * (2 + int(seen["seconds"])), seen
-        limited = reached.client(plane, "call", reached.server_url(plane, "/limited"))
-        assert limited.get("status") == 429, limited
-        assert limited["headers"].get(LIMITED_HEADER[0]) == LIMITED_HEADER[1], limited
+        assert seen["headers"]["429"].get(LIMITED_HEADER[0]) == LIMITED_HEADER[1], seen
         time.sleep(1.5)
         assert quick_load(reached, plane, RATE - 1)["statuses"] == {"200": RATE - 1}
         assert_no_new_rejections(reached, plane, before)
