@@ -70,6 +70,8 @@ class _Caches:
     warnings: Warnings = field(default_factory=Warnings)
 
 
+_Grants = inbound.Grants
+
 _Personal = tuple[EgressPolicy | None, Mapping[ServiceId, tuple[RetryPolicy, ObjectRef]]]
 """What a client's outbound policy has of its own: its Egress policy and its retries."""
 
@@ -345,7 +347,7 @@ class Catalog:
         result = inbound.inbound_policy(proxy, self.permissive, grants, self._warn)
         return self._with_service_policies(proxy, result)
 
-    def grants_of(self, identity: Identity) -> inbound.Grants:
+    def grants_of(self, identity: Identity) -> _Grants:
         """What the TrafficTargets to ``identity`` grant, each with the TrafficTarget rule
         that grants it (`inbound.grants`; `inbound.NO_GRANTS` in permissive mode): the
         input of `inbound`, and of explanations of it."""

@@ -144,9 +144,9 @@ def inbound_policy(proxy: Proxy, permissive: bool, grants: Grants, warn: Warn) -
             )
             continue
         tcp_sources: set[Identity] = set()
-        for grant in tcp_grants:
-            if covers(grant, local.port, local.target_port):
-                tcp_sources.update(grant.sources)
+        for tcp_grant in tcp_grants:
+            if covers(tcp_grant, local.port, local.target_port):
+                tcp_sources.update(tcp_grant.sources)
         if tunnelled:
             allowed = _tunnelled_sources(proxy.identity, local, http_grants, tcp_sources, warn)
             ports.append(
