@@ -488,9 +488,7 @@ def _not_a_source(
     """Why no grant admits ``source``: no TrafficTarget to ``destination`` names it, or
     those that do grant nothing here (a missing route: see the warnings)."""
     targets = catalog.state.targets_to(destination)
-    naming = [
-        t for t in targets if any(Identity(s.namespace, s.name) == source for s in t.sources)
-    ]
+    naming = [t for t in targets if any(Identity(s.namespace, s.name) == source for s in t.sources)]
     if naming:
         names = ", ".join(f"{t.namespace}/{t.name}" for t in naming)
         return (
