@@ -110,6 +110,8 @@ class Explanation:
     """Why a pod is not a proxy of the mesh (empty when both are)."""
     warnings: tuple[str, ...] = ()
     """The catalog's warnings about the objects involved."""
+    port: int | None = None
+    """The port asked about (None: every port)."""
 
     @property
     def allowed(self) -> bool:
@@ -257,6 +259,7 @@ def explain(
         tuple(answers),
         tuple(why_not),
         tuple(_warnings(catalog, src, dst)),
+        port,
     )
 
 
