@@ -131,7 +131,7 @@ def render(found: explain.Explanation, width: int = TABLE_WIDTH) -> str:
             if port.target_port != port.port:
                 name += f" -> {port.target_port}"
             decided = "\n".join(port.decided_by)
-            if port.routes and len(port.routes) > 1:
+            if port.allowed and len(port.routes) > 1:
                 allowed = sum(route.allowed for route in port.routes)
                 decided = f"{allowed} of {len(port.routes)} routes allowed:"
             table.add_row(name, port.protocol, "(port)", _verdict(port.allowed), decided)
