@@ -30,7 +30,7 @@ from osm.catalog.state import MeshState
 from osm.cli import output
 from osm.cli.client import Api
 from osm.cli.common import CONTEXT, connect, fail, fail_with
-from osm.kube.errors import KubeError
+from osm.kube.errors import ApiError, KubeError
 from osm.model import kinds
 from osm.model.core import Namespace
 from osm.model.errors import ValidationFailed
@@ -51,10 +51,16 @@ def mesh_kinds() -> tuple[str, ...]:
 
 def read_mesh(api: Api) -> MeshState:
     """Every object the catalog reads, listed through the API, as one `MeshState` (an
-    object the model cannot read is left out, as the controller leaves it out)."""
+    object the model cannot read is left out, as the controller leaves it out; a kind
+    the server does not serve has no objects). Raises `KubeError`."""
     resources: list[Resource] = []
     for kind in mesh_kinds():
-        items, _version = api.list(kind, None)
+        try:
+            items, _version = api.list(kind, None)
+        except ApiError as error:
+            if error.code == 404:  # a cluster without this CRD has no such objects
+                continue
+            raise
         for item in items:
             try:
                 resources.append(kinds.decode(item))
