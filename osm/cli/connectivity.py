@@ -141,29 +141,37 @@ def parse_stats(text: str) -> dict[str, int]:
     return found
 
 
+def _field(message: Any, name: str) -> Any:
+    """A field of a config dump's JSON by its proto name: Envoy prints proto field names
+    (``dynamic_active_clusters``), protobuf's default JSON (the Python sidecar's) camel
+    case (``dynamicActiveClusters``)."""
+    if not isinstance(message, Mapping):
+        return None
+    if name in message:
+        return message[name]
+    head, *rest = name.split("_")
+    return message.get(head + "".join(part.title() for part in rest))
+
+
 def configured(config_dump: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     """The cluster names and the outbound listener's filter chain names of a
-    ``/config_dump`` (Envoy's JSON; both data planes serve it)."""
+    ``/config_dump`` (both data planes serve Envoy's ConfigDump)."""
     clusters: set[str] = set()
     chains: set[str] = set()
-    for config in config_dump.get("configs", ()) or ():
-        if not isinstance(config, Mapping):
-            continue
-        for entry in config.get("dynamicActiveClusters", ()) or ():
-            name = (entry.get("cluster") or {}).get("name")
-            if name:
-                clusters.add(str(name))
-        for entry in config.get("staticClusters", ()) or ():
-            name = (entry.get("cluster") or {}).get("name")
-            if name:
-                clusters.add(str(name))
-        for entry in config.get("dynamicListeners", ()) or ():
-            listener = (entry.get("activeState") or {}).get("listener") or {}
-            if listener.get("name") != names.OUTBOUND_LISTENER:
+    for config in _field(config_dump, "configs") or ():
+        for key in ("dynamic_active_clusters", "static_clusters"):
+            for entry in _field(config, key) or ():
+                name = _field(_field(entry, "cluster"), "name")
+                if name:
+                    clusters.add(str(name))
+        for entry in _field(config, "dynamic_listeners") or ():
+            listener = _field(_field(entry, "active_state"), "listener")
+            if _field(listener, "name") != names.OUTBOUND_LISTENER:
                 continue
-            for chain in listener.get("filterChains", ()) or ():
-                if chain.get("name"):
-                    chains.add(str(chain["name"]))
+            for chain in _field(listener, "filter_chains") or ():
+                name = _field(chain, "name")
+                if name:
+                    chains.add(str(name))
     return clusters, chains
 
 

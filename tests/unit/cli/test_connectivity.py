@@ -261,3 +261,29 @@ def test_stats_text_is_read_as_envoy_prints_it() -> None:
         "cluster.bookstore/bookstore|14001.upstream_rq_total": 7,
         "server.uptime": 12,
     }
+
+
+def test_envoy_s_snake_case_config_dump_is_read_too() -> None:
+    config = {
+        "configs": [
+            {"dynamic_active_clusters": [{"cluster": {"name": "bookstore/bookstore|14001"}}]},
+            {
+                "dynamic_listeners": [
+                    {
+                        "active_state": {
+                            "listener": {
+                                "name": "outbound-listener",
+                                "filter_chains": [
+                                    {"name": "outbound_bookstore/bookstore_14001_http"}
+                                ],
+                            }
+                        }
+                    }
+                ]
+            },
+        ]
+    }
+    assert connectivity.configured(config) == (
+        {"bookstore/bookstore|14001"},
+        {"outbound_bookstore/bookstore_14001_http"},
+    )
