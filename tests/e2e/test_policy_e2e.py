@@ -457,9 +457,36 @@ def reached(mesh: Mesh) -> Mesh:
             lambda seen: seen.get("status") == 200,
             30,
         )
-        assert seen.get("status") == 200, (plane, seen)
+        assert seen.get("status") == 200, f"{plane}: {seen}\n{unreached(mesh, plane)}"
         assert json.loads(seen["body"])["server"] == f"{PLANES[plane]}/server", seen
     return mesh
+
+
+def unreached(mesh: Mesh, plane: str, tail: int = 20) -> str:
+    """Why a client may not reach its server: the pods, the client sidecar's counters
+    for the server's cluster, the last lines of both pods' logs and the controller's."""
+    namespace = PLANES[plane]
+    lines = [
+        f"pod {p['metadata']['name']}: {p.get('status')}" for p in mesh.api.items("Pod", namespace)
+    ]
+    lines += [f"endpoints: {mesh.api.get('Endpoints', namespace, 'server').get('subsets')}"]
+    netns = mesh.netns(plane, "client")
+    stats = subprocess.run(
+        ["ip", "netns", "exec", netns, "curl", "-s", "-m", "3", "127.0.0.1:15000/stats"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout
+    lines += [
+        line
+        for line in stats.splitlines()
+        if f"{namespace}/server" in line and not line.endswith(": 0")
+    ]
+    logs = mesh.settings.state_dir / "logs"
+    for log in [*sorted((logs / namespace).glob("*/*.log")), logs / "controller.log"]:
+        lines += [f"--- {log}", *log.read_text(errors="replace").splitlines()[-tail:]]
+    return "\n".join(lines)
 
 
 # -- proxies' acceptance ---------------------------------------------------------------------
