@@ -123,7 +123,7 @@ class OutsideHost:
             f"addr add {self.ip}/{self.mesh.subnet.prefixlen} dev eth0\n"
             "link set eth0 up\n",
         )
-        sockets = [(port, None) for port in self.http_ports]
+        sockets: list[tuple[int, ssl.SSLContext | None]] = [(p, None) for p in self.http_ports]
         if self.https_port is not None:
             assert self.workdir is not None and self.tls_name
             self.cert, key = self_signed(self.tls_name, self.workdir)

@@ -23,6 +23,7 @@ an expected failure with the reason (`PYTHON_GAPS`), never a skip.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -453,7 +454,7 @@ def reached(mesh: Mesh) -> Mesh:
     """The mesh once each plane's client has reached its server through the sidecars."""
     for plane in PLANES:
         seen = eventually(
-            lambda plane=plane: mesh.client(plane, "call", mesh.server_url(plane, "/hello")),
+            functools.partial(mesh.client, plane, "call", mesh.server_url(plane, "/hello")),
             lambda seen: seen.get("status") == 200,
             30,
         )
@@ -610,7 +611,7 @@ def test_the_outside_host_serves_http_https_and_tcp(reached: Mesh) -> None:
     flaky = [
         reached.from_host(host, "call", f"http://{OUTSIDE_IP}:{HTTP_PORT}/flaky") for _ in range(2)
     ]
-    assert sorted(f.get("status") for f in flaky) == [200, 503], flaky
+    assert sorted(int(f.get("status", 0)) for f in flaky) == [200, 503], flaky
     echo = reached.from_host(host, "echo", str(OUTSIDE_IP), str(ECHO_PORT), "ping")
     assert echo == {"received": "ping", "seconds": echo["seconds"]}, echo
     # HTTPS with the outside host's own certificate, by its name (no hosts entry here:
@@ -661,7 +662,7 @@ def test_an_egress_allows_its_hosts_and_ports_only(reached: Mesh, plane: str) ->
     with Applied(reached, egresses(PLANES[plane])):
         for call in ("http by host", "https by SNI", "tcp by address and port"):
             outcome = eventually(
-                lambda call=call: EGRESS_CALLS[call](reached, plane), answered, SETTLE
+                functools.partial(EGRESS_CALLS[call], reached, plane), answered, SETTLE
             )
             assert answered(outcome), (call, outcome, config_dump(reached, plane, "client")[-3000:])
         seen, arrived = EGRESS_CALLS["http on a port no Egress names"](reached, plane)
