@@ -122,7 +122,7 @@ def ingress_ports(
                 protocol,
                 ranges,
                 tuple(IngressRule(match, principals) for match in matches),
-                server_names=tls.sni_hosts if tls is not None else (),
+                server_names=_server_names(tls.sni_hosts) if tls is not None else (),
                 skip_client_cert_validation=skip,
                 rate_limits=rate_limits,
                 port=port,
@@ -209,6 +209,12 @@ def _request_matches(
     if not named:
         return (RequestMatch(),)
     return tuple(matches) if matches else None
+
+
+def _server_names(sni_hosts: tuple[str, ...]) -> tuple[str, ...]:
+    """The SNI hosts lower-cased (DNS names are case-insensitive), each once: Envoy
+    refuses a chain that lists a server name twice (overlapping matches)."""
+    return tuple(dict.fromkeys(host.lower() for host in sni_hosts))
 
 
 def _principals(backend: IngressBackend) -> tuple[str, ...] | None:

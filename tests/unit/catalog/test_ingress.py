@@ -122,6 +122,11 @@ CASES = [
         id="https validating client certificates: the AuthenticatedPrincipals and SNI hosts",
     ),
     pytest.param(
+        [ib([https(False, ("Web.Example.com", "web.example.com"))], [CORP])],
+        (port("https", ("192.168.0.0/16",), server_names=("web.example.com",)),),
+        id="SNI hosts lower-cased and listed once (Envoy refuses a name twice in a chain)",
+    ),
+    pytest.param(
         [ib([https(True)], [CORP, PRINCIPAL])],
         (port("https", ("192.168.0.0/16",), skip_client_cert_validation=True),),
         id="https without client certificate validation: any client (OSM's wildcard)",

@@ -314,6 +314,29 @@ def test_envoy_accepts_an_ingress_chain_told_from_the_mesh_chain_by_alpn_only(
     assert "duplicate matcher" in verdict or "multiple filter chains" in verdict, verdict
 
 
+@needs_envoy
+def test_envoy_accepts_repeated_sni_hosts_and_nested_ranges(tmp_path: Path) -> None:
+    """Sources and SNI hosts as users write them: one name in two spellings, a range
+    inside another, one range twice."""
+    backend = m.ingress_backend(
+        "b",
+        "server-https",
+        [
+            {
+                "name": "server",
+                "port": {"number": 8443, "protocol": "https"},
+                "tls": {"skipClientCertValidation": True, "sniHosts": ["a.example", "A.example"]},
+            }
+        ],
+        [
+            {"kind": "IPRange", "name": cidr}
+            for cidr in ("10.0.0.0/8", "10.1.0.0/16", "10.1.0.0/16")
+        ],
+    )
+    state = xds_support.ingress_mesh(permissive=True).with_changes(upserts=m.parse(backend))[0]
+    assert envoy_validate.envoy_rejects(build_snapshots(state), tmp_path) == []
+
+
 # -- incremental ----------------------------------------------------------------------------
 def versions(built: Snapshots) -> dict[ProxyId, dict[str, str]]:
     return {p: s.resources.versions() for p, s in built.snapshots.items()}
