@@ -267,6 +267,8 @@ class FilterChainMatch:
     server_names: tuple[str, ...] = ()
     transport_protocol: str = ""
     application_protocols: tuple[str, ...] = ()
+    source_prefix_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """The connection's source address must be in one (none: any source)."""
 
 
 @dataclass(frozen=True, slots=True)

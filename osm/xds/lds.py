@@ -6,8 +6,9 @@ HTTP via RDS ``rds-outbound.<port>``, TCP via tcp_proxy; a passthrough default c
 when egress is on), ``inbound-listener`` (0.0.0.0:15003; one chain per served port,
 matched on target port and the service's TLS server name, mTLS required, network RBAC
 in SMI mode, HTTP via RDS ``rds-inbound.<targetPort>`` with the HTTP RBAC filter, TCP
-to the local cluster) and ``inbound-prometheus-listener`` (15010). A listener with
-no chain (Envoy rejects those) is left out.
+to the local cluster; then one chain per ingress port, `osm.xds.ingress`) and
+``inbound-prometheus-listener`` (15010). A listener with no chain (Envoy rejects those)
+is left out.
 
 Proxyless gRPC clients get one ``api_listener`` per name they may dial (see
 `names.grpc_listeners`), each an HCM reading ``rds-outbound.<port>`` over ADS.
@@ -52,7 +53,7 @@ from osm.catalog.policy import (
     WeightedTarget,
     is_http,
 )
-from osm.xds import common, names
+from osm.xds import common, ingress, names
 from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
 
@@ -252,14 +253,17 @@ def network_rbac(port: InboundPort, trust_domain: str) -> network_rbac_pb2.RBAC:
 
 
 def inbound_chain(
-    port: InboundPort, tls: TlsSettings, trust_domain: str
+    port: InboundPort, tls: TlsSettings, trust_domain: str, mesh_alpn: bool = False
 ) -> listener_components_pb2.FilterChain:
+    """The mesh chain of one served port; ``mesh_alpn`` also matches ALPN ``osm`` (an
+    ingress chain shares its server name: `ingress.mesh_alpn_ports`)."""
     chain = listener_components_pb2.FilterChain(
         name=names.inbound_filter_chain(port.service, port.target_port, port.protocol),
         filter_chain_match=listener_components_pb2.FilterChainMatch(
             destination_port=common.uint32(port.target_port),
             transport_protocol="tls",
             server_names=[port.service.fqdn],
+            application_protocols=[names.ALPN_MESH] if mesh_alpn else [],
         ),
         transport_socket=common.transport_socket(downstream_tls(tls)),
     )
@@ -281,19 +285,23 @@ def inbound_listener(
     inbound: InboundPolicy, tls: TlsSettings, trust_domain: str, context: Context
 ) -> listener_pb2.Listener | None:
     """One chain per (target port, service); a second service port with the same
-    target port (same match) is left out."""
+    target port (same match) is left out. Then the ingress chains (`osm.xds.ingress`);
+    a listener with only those exists too."""
     seen: set[tuple[int, ServiceId]] = set()
+    alpn_ports = ingress.mesh_alpn_ports(inbound) if inbound.ingress else frozenset()
     chains = []
     for port in inbound.ports:
         if (port.target_port, port.service) in seen:
             continue
         seen.add((port.target_port, port.service))
+        alpn = port.target_port in alpn_ports
         chains.append(
             context.part(
-                ("inbound-chain", port, tls, trust_domain),
-                functools.partial(inbound_chain, port, tls, trust_domain),
+                ("inbound-chain", port, tls, trust_domain, alpn),
+                functools.partial(inbound_chain, port, tls, trust_domain, alpn),
             )
         )
+    chains.extend(ingress.listener_chains(inbound, tls, context))
     if not chains:
         return None
     return listener_pb2.Listener(

@@ -7,6 +7,9 @@ here and both sides of every reference call the same function.
 Deviations from DESIGN.md / OSM, on purpose:
 
 * cluster names carry the *service* port (DESIGN.md), not the target port (OSM);
+* ingress route configurations are one per target port, ``rds-ingress.<targetPort>``
+  (OSM has one ``rds-ingress`` whose virtual hosts are all ``*``: with two backend
+  ports on a proxy, one port's routes would serve the other's);
 * the proxy's own certificate is the SDS secret ``service-cert`` (no identity in the
   name): each proxy has exactly one identity, and an identity-free name lets every
   proxy share the same upstream Cluster resources (which reference that secret)
@@ -71,6 +74,14 @@ def outbound_route_config(port: int) -> str:
 
 def inbound_route_config(target_port: int) -> str:
     return f"rds-inbound.{target_port}"
+
+
+def ingress_route_config(target_port: int) -> str:
+    return f"rds-ingress.{target_port}"
+
+
+def ingress_virtual_host(target_port: int) -> str:
+    return f"ingress_virtual-host|{target_port}"
 
 
 def root_cert_outbound(service: ServiceId) -> str:

@@ -96,19 +96,11 @@ def _filter_chain_match(walker: Walker, message: Any, path: str) -> model.Filter
             "server_names",
             "transport_protocol",
             "application_protocols",
+            "source_prefix_ranges",
         ),
     )
-    ranges: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for index, cidr in enumerate(message.prefix_ranges):
-        where = f"{path}.prefix_ranges[{index}]"
-        walker.check(cidr, where, ("address_prefix", "prefix_len"))
-        length = cidr.prefix_len.value if cidr.HasField("prefix_len") else None
-        try:
-            address = ipaddress.ip_address(cidr.address_prefix)
-            bits = length if length is not None else address.max_prefixlen
-            ranges.append(ipaddress.ip_network(f"{address}/{bits}", strict=False))
-        except ValueError as error:
-            raise walker.fail(where, f"invalid CIDR: {error}") from None
+    ranges = _cidr_ranges(walker, message.prefix_ranges, f"{path}.prefix_ranges")
+    sources = _cidr_ranges(walker, message.source_prefix_ranges, f"{path}.source_prefix_ranges")
     transport = message.transport_protocol
     if transport not in ("", "tls", "raw_buffer"):
         raise walker.fail(
@@ -122,7 +114,25 @@ def _filter_chain_match(walker: Walker, message: Any, path: str) -> model.Filter
         server_names=tuple(name.lower() for name in message.server_names),
         transport_protocol=transport,
         application_protocols=tuple(message.application_protocols),
+        source_prefix_ranges=sources,
     )
+
+
+def _cidr_ranges(
+    walker: Walker, cidrs: Any, path: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    ranges: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for index, cidr in enumerate(cidrs):
+        where = f"{path}[{index}]"
+        walker.check(cidr, where, ("address_prefix", "prefix_len"))
+        length = cidr.prefix_len.value if cidr.HasField("prefix_len") else None
+        try:
+            address = ipaddress.ip_address(cidr.address_prefix)
+            bits = length if length is not None else address.max_prefixlen
+            ranges.append(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+        except ValueError as error:
+            raise walker.fail(where, f"invalid CIDR: {error}") from None
+    return tuple(ranges)
 
 
 def _tcp_proxy(walker: Walker, message: tcp_proxy_pb2.TcpProxy, path: str) -> model.TcpProxy:

@@ -104,3 +104,78 @@ def grpc_mesh(*, permissive: bool, sidecar: str | None) -> MeshState:
             ),
         ]
     return m.state(*docs)
+
+
+INGRESS_PRINCIPAL = "nginx.ingress.cluster.local"
+
+
+def ingress_mesh(*, permissive: bool, sidecar: str | None = None) -> MeshState:
+    """A small mesh admitting an ingress controller from outside it.
+
+    ``b/server`` serves port 80 -> 8080 and 443 -> 8443 (both HTTP to the mesh) and
+    ``a/client`` calls it. The controller ``ingress/nginx`` (pod 10.1.0.5, not in the
+    mesh) reaches 8080 in plaintext, with the corporate range 192.168.0.0/16, for the
+    requests of HTTPRouteGroup ``b/ingress-routes`` (IngressBackend ``server-http``), and
+    8443 over TLS naming ``server.b.svc.cluster.local`` (the mesh chain's server name
+    too), its certificate validated and naming it (``server-https``). In SMI mode a
+    TrafficTarget lets ``client`` call ``server``. ``sidecar`` is the pods'
+    ``osm-py.io/sidecar`` annotation (None: Envoy).
+    """
+    annotations = {"osm-py.io/sidecar": sidecar} if sidecar else {}
+    docs = [
+        m.mesh_config(permissive=permissive),
+        m.namespace("a"),
+        m.namespace("b"),
+        m.namespace("ingress", mesh=False),
+        m.pod("a", "client-0", {"app": "client"}, "client", "10.244.1.1", annotations=annotations),
+        m.pod("b", "server-0", {"app": "server"}, "server", "10.244.2.1", annotations=annotations),
+        m.service(
+            "b", "server", ports=((80, 8080, "http"), (443, 8443, "http")), cluster_ip="10.96.0.10"
+        ),
+        m.pod("ingress", "nginx-0", {"app": "nginx"}, "nginx", "10.1.0.5"),
+        m.service("ingress", "nginx", ports=((80, 80, "http"),), cluster_ip="10.96.0.20"),
+        m.route_group(
+            "b",
+            "ingress-routes",
+            [
+                {"name": "books", "pathRegex": "/books/.*", "methods": ["GET"]},
+                {"name": "health", "pathRegex": "/health"},
+            ],
+        ),
+        m.ingress_backend(
+            "b",
+            "server-http",
+            [{"name": "server", "port": {"number": 8080, "protocol": "http"}}],
+            [
+                {"kind": "Service", "name": "nginx", "namespace": "ingress"},
+                {"kind": "IPRange", "name": "192.168.0.0/16"},
+            ],
+            matches=("ingress-routes",),
+        ),
+        m.ingress_backend(
+            "b",
+            "server-https",
+            [
+                {
+                    "name": "server",
+                    "port": {"number": 8443, "protocol": "https"},
+                    "tls": {
+                        "skipClientCertValidation": False,
+                        "sniHosts": ["server.b.svc.cluster.local"],
+                    },
+                }
+            ],
+            [
+                {"kind": "Service", "name": "nginx", "namespace": "ingress"},
+                {"kind": "AuthenticatedPrincipal", "name": INGRESS_PRINCIPAL},
+            ],
+        ),
+    ]
+    if not permissive:
+        docs += [
+            m.route_group("b", "all", [{"name": "all", "pathRegex": ".*", "methods": ["*"]}]),
+            m.traffic_target(
+                "b", "client", "server", [("a", "client")], [("HTTPRouteGroup", "all", [])]
+            ),
+        ]
+    return m.state(*docs)
