@@ -54,6 +54,12 @@ def test_grpc_mesh_golden(directory: Path, permissive: bool, sidecar: str | None
     )
 
 
+def test_traffic_settings_golden() -> None:
+    """A Retry and an UpstreamTrafficSetting (circuit breaking, TCP and HTTP local rate
+    limits, one per-route limit) on a small SMI mesh of Python sidecars."""
+    _check(GOLDEN / "traffic-settings", build_snapshots(xds_support.traffic_mesh()))
+
+
 def _check(directory: Path, built: Snapshots) -> None:
     assert not built.errors
     expected_files = set()
