@@ -18,8 +18,6 @@ from osm.proxy import model
 class TokenBucket:
     """One limit's tokens; starts full. Not thread-safe (one event loop)."""
 
-    __slots__ = ("_interval", "_last_fill", "_max", "_per_fill", "tokens")
-
     def __init__(self, limit: model.LocalRateLimit, now: float) -> None:
         self._max = limit.max_tokens
         self._per_fill = limit.tokens_per_fill
