@@ -152,6 +152,9 @@ class ListenerRuntime:
                 listener_stats.no_filter_chain_match.value += 1
                 connection.abort()
                 return
+            if chain.rate_limit is not None and not runtime.admits(chain.rate_limit):
+                connection.abort()  # Envoy's local_ratelimit closes it at once (NoFlush)
+                return
             peer = rbac.ANONYMOUS
             if chain.tls is not None:
                 try:

@@ -51,6 +51,10 @@ NETWORK_RBAC = "envoy.filters.network.rbac"
 HTTP_RBAC = "envoy.filters.http.rbac"
 ROUTER = "envoy.filters.http.router"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+NETWORK_LOCAL_RATE_LIMIT = "envoy.filters.network.local_ratelimit"
+HTTP_LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+HTTP_LOCAL_RATE_LIMIT_STATS = "http_local_rate_limiter"
+"""OSM's stat prefix of every virtual host's and route's HTTP local rate limit."""
 
 # Certificate provider instance names for proxyless gRPC (keys of the bootstrap's
 # ``certificate_providers``).
@@ -94,6 +98,12 @@ def outbound_filter_chain(service: ServiceId, port: int, protocol: str) -> str:
 
 def inbound_filter_chain(service: ServiceId, target_port: int, protocol: str) -> str:
     return f"inbound_{service.namespace}/{service.name}_{target_port}_{protocol}"
+
+
+def inbound_rate_limit_stats(service: ServiceId, target_port: int, protocol: str) -> str:
+    """Stat prefix of a served port's limits: its filter chain's name (OSM's), made
+    readable (`stat_prefix`)."""
+    return stat_prefix(inbound_filter_chain(service, target_port, protocol))
 
 
 def outbound_virtual_host(service: ServiceId) -> str:

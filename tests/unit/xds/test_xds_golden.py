@@ -67,6 +67,12 @@ def test_ingress_mesh_golden(directory: Path, permissive: bool) -> None:
     _check(directory, build_snapshots(xds_support.ingress_mesh(permissive=permissive)))
 
 
+def test_traffic_settings_golden() -> None:
+    """A Retry and an UpstreamTrafficSetting (circuit breaking, TCP and HTTP local rate
+    limits, one per-route limit) on a small SMI mesh of Python sidecars."""
+    _check(GOLDEN / "traffic-settings", build_snapshots(xds_support.traffic_mesh()))
+
+
 def _check(directory: Path, built: Snapshots) -> None:
     assert not built.errors
     expected_files = set()

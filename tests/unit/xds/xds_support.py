@@ -179,3 +179,76 @@ def ingress_mesh(*, permissive: bool, sidecar: str | None = None) -> MeshState:
             ),
         ]
     return m.state(*docs)
+
+
+TRAFFIC_SETTING_SPEC: dict[str, Any] = {
+    "connectionSettings": {
+        "tcp": {"maxConnections": 50, "connectTimeout": "2s"},
+        "http": {"maxRequests": 20, "maxPendingRequests": 5, "maxRequestsPerConnection": 10},
+    },
+    "rateLimit": {
+        "local": {
+            "tcp": {"connections": 100, "unit": "minute", "burst": 10},
+            "http": {
+                "requests": 10,
+                "unit": "second",
+                "burst": 5,
+                "responseStatusCode": 503,
+                "responseHeadersToAdd": [{"name": "x-limited", "value": "host"}],
+            },
+        }
+    },
+    "httpRoutes": [
+        {"path": "/buy", "rateLimit": {"local": {"requests": 1, "unit": "minute"}}},
+    ],
+}
+
+
+def traffic_mesh(*, retries: bool = True, setting: dict[str, Any] | None = None) -> MeshState:
+    """A small SMI mesh with a Retry and an UpstreamTrafficSetting (Python sidecars).
+
+    ``a/client`` calls ``b/server`` (HTTP 80 -> 8080 by an HTTPRouteGroup of GET
+    ``/books.*`` and POST ``/buy``; TCP 5432 by a TCPRoute). The Retry ``a/retry-server``
+    (client -> server) applies with MeshConfig ``enableRetryPolicy`` = ``retries``; the
+    UpstreamTrafficSetting ``b/server`` (``setting``, by default `TRAFFIC_SETTING_SPEC`)
+    limits the clients' clusters and rate limits the server's inbound chains.
+    """
+    from tests.unit.catalog import traffic_docs as t
+
+    annotations = {"osm-py.io/sidecar": "python"}
+    config = m.mesh_config(permissive=False)
+    config["spec"]["featureFlags"] = {"enableRetryPolicy": retries}
+    docs = [
+        config,
+        m.namespace("a"),
+        m.namespace("b"),
+        m.pod("a", "client-0", {"app": "client"}, "client", "10.244.1.1", annotations=annotations),
+        m.pod("b", "server-0", {"app": "server"}, "server", "10.244.2.1", annotations=annotations),
+        m.service(
+            "b", "server", ports=((80, 8080, "http"), (5432, 5432, "tcp")), cluster_ip="10.96.0.10"
+        ),
+        m.route_group(
+            "b",
+            "books",
+            [
+                {"name": "read", "pathRegex": "/books.*", "methods": ["GET"]},
+                {"name": "buy", "pathRegex": "/buy", "methods": ["POST"]},
+            ],
+        ),
+        m.tcp_route("b", "db", [5432]),
+        m.traffic_target(
+            "b",
+            "client",
+            "server",
+            [("a", "client")],
+            [("HTTPRouteGroup", "books", []), ("TCPRoute", "db", [])],
+        ),
+        t.retry("a", "retry-server", "client", [("b", "server")]),
+        t.upstream_setting(
+            "b",
+            "server",
+            "server.b.svc.cluster.local",
+            **(TRAFFIC_SETTING_SPEC if setting is None else setting),
+        ),
+    ]
+    return m.state(*docs)
