@@ -61,6 +61,7 @@ COMPILED = (
     "osm/proxy/stats.py",
     "osm/proxy/model.py",  # the model every request reads (routes, matchers, clusters)
     "osm/proxy/runtime.py",
+    "osm/proxy/rate_limit.py",  # the token buckets a limited request or connection takes from
 )
 # A stand-in until build_ext is finalized for a build: it makes the wheel a platform wheel
 # and build_ext run. pip's metadata steps (separate processes) finalize build_ext too.

@@ -377,8 +377,10 @@ class IngressPort:
     against the mesh root unless ``skip_client_cert_validation``). ``source_ip_ranges``
     are CIDRs the connection must come from (IPRange sources and the endpoints of
     Service sources; empty: any source). ``rules`` say which requests and, for https,
-    which ``AuthenticatedPrincipal`` identities (``sources`` None: any) are allowed.
-    ``rate_limits`` are the service's local limits. ``origins``: the IngressBackends.
+    which ``AuthenticatedPrincipal`` names (``principals`` None: any) are allowed.
+    ``rate_limits`` are the service's local limits. ``port`` is the service port whose
+    target port ``target_port`` is (the local cluster the routes lead to).
+    ``origins``: the IngressBackends.
     """
 
     service: ServiceId
@@ -389,6 +391,7 @@ class IngressPort:
     server_names: tuple[str, ...] = ()
     skip_client_cert_validation: bool = False
     rate_limits: RateLimits | None = None
+    port: int = 0
     origins: tuple[ObjectRef, ...] = field(default=(), compare=False)
 
     @property

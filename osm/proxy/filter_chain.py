@@ -1,10 +1,11 @@
 """Filter-chain matching: which of a listener's filter chains an accepted connection gets.
 
 The one idea: Envoy's match is a pure function of the listener and what is known about the
-connection before any byte is proxied (its original destination, and from a sniffed TLS
-ClientHello the server name, transport protocol and ALPN). Criteria are applied in a fixed
-order, each keeping only the most specific chains left, with no backtracking; the default
-chain answers when none is left. No I/O here: the listener runtime gathers the inputs.
+connection before any byte is proxied (its original destination, its source address, and
+from a sniffed TLS ClientHello the server name, transport protocol and ALPN). Criteria are
+applied in a fixed order, each keeping only the most specific chains left, with no
+backtracking; the default chain answers when none is left. No I/O here: the listener
+runtime gathers the inputs.
 """
 
 from __future__ import annotations
@@ -21,37 +22,18 @@ def select_filter_chain(
     server_name: str = "",
     transport_protocol: str = "raw_buffer",
     application_protocols: tuple[str, ...] = (),
+    source_ip: str = "",
 ) -> model.FilterChain | None:
     """Envoy's filter-chain match: at each criterion keep the most specific matches, in
-    order destination port, destination IP, server name, transport protocol, ALPN;
-    no backtracking; the default chain when nothing is left."""
+    order destination port, destination IP, server name, transport protocol, ALPN,
+    source IP; no backtracking; the default chain when nothing is left."""
     candidates = list(listener.filter_chains)
 
     exact = [c for c in candidates if c.match.destination_port == destination_port]
     candidates = exact or [c for c in candidates if c.match.destination_port is None]
 
     if candidates:
-        try:
-            address = ipaddress.ip_address(destination_ip)
-        except ValueError:
-            address = None
-        best = -1
-        scored: list[tuple[int, model.FilterChain]] = []
-        for chain in candidates:
-            ranges = chain.match.prefix_ranges
-            if not ranges:
-                scored.append((-1, chain))
-                continue
-            lengths = [
-                network.prefixlen
-                for network in ranges
-                if address is not None and address.version == network.version and address in network
-            ]
-            if lengths:
-                score = max(lengths)
-                best = max(best, score)
-                scored.append((score, chain))
-        candidates = [chain for score, chain in scored if score == best]
+        candidates = _most_specific(candidates, destination_ip, False)
 
     if candidates:
         named = [c for c in candidates if c.match.server_names]
@@ -83,8 +65,39 @@ def select_filter_chain(
         candidates = exact or [c for c in candidates if not c.match.application_protocols]
 
     if candidates:
+        candidates = _most_specific(candidates, source_ip, True)
+
+    if candidates:
         return candidates[0]
     return listener.default_filter_chain
+
+
+def _most_specific(
+    candidates: list[model.FilterChain], ip: str, source: bool
+) -> list[model.FilterChain]:
+    """The chains whose destination (or ``source``) ranges hold ``ip`` with the longest
+    prefix; chains without such ranges when none does."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(ip)
+    except ValueError:
+        address = None
+    best = -1
+    scored: list[tuple[int, model.FilterChain]] = []
+    for chain in candidates:
+        ranges = chain.match.source_prefix_ranges if source else chain.match.prefix_ranges
+        if not ranges:
+            scored.append((-1, chain))
+            continue
+        lengths = [
+            network.prefixlen
+            for network in ranges
+            if address is not None and address.version == network.version and address in network
+        ]
+        if lengths:
+            score = max(lengths)
+            best = max(best, score)
+            scored.append((score, chain))
+    return [chain for score, chain in scored if score == best]
 
 
 def needs_inspection(listener: model.Listener) -> bool:

@@ -44,18 +44,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RATE_LIMITED_BODY: Final = "local_rate_limited"  # Envoy's local rate limit reply
 _BODY_BUFFER_LIMIT: Final = 64 * 1024  # bodies up to this are buffered, so retries can replay them
 
 
 class _Reply(Exception):
     """Answer the current request locally (Envoy's local reply) and maybe close."""
 
-    def __init__(self, status: int, body: str, flag: str, close: bool = False):
+    def __init__(
+        self,
+        status: int,
+        body: str,
+        flag: str,
+        close: bool = False,
+        headers: tuple[tuple[str, str], ...] = (),
+    ):
         super().__init__(body)
         self.status = status
         self.body = body
         self.flag = flag
         self.close = close
+        self.headers = headers
 
 
 class _DownstreamGone(Exception):
@@ -321,9 +330,11 @@ class HttpSession:
         keep_alive: bool,
         head: http1.RequestHead | None = None,
         started: float = 0.0,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.stats.response(status)
-        self.connection.write(http1.local_reply(status, body, keep_alive))
+        extra = list(headers) if headers else None
+        self.connection.write(http1.local_reply(status, body, keep_alive, extra))
         if head is not None:
             self._log(head, status, flag, started, 0, len(body), None, None, "")
 
@@ -361,6 +372,9 @@ class HttpSession:
             else:
                 self.stats.rbac_denied.value += 1
                 raise _Reply(403, rbac.DENIED_BODY, "RBAC")
+        limit = route.rate_limit
+        if limit is not None and manager.local_rate_limit and not runtime.admits(limit):
+            raise _Reply(limit.status, RATE_LIMITED_BODY, "RL", headers=limit.response_headers)
         action = route.action
         cluster_name = router.choose(action.targets, action.total_weight, runtime.options.randrange)
         cluster = runtime.clusters.get(cluster_name)
@@ -396,7 +410,9 @@ class HttpSession:
                 and await self._drain_request_body(head)
                 and not self._draining()
             )
-            self._local_reply(reply.status, reply.body, reply.flag, keep, head, started)
+            self._local_reply(
+                reply.status, reply.body, reply.flag, keep, head, started, reply.headers
+            )
             return keep, False
 
     def _draining(self) -> bool:
@@ -465,7 +481,9 @@ class HttpSession:
                 raise _Reply(503, _reset_text(overflow.reason), "UO") from None
         except _Reply as reply:
             keep = head.keep_alive and not reply.close and not self._draining()
-            self._local_reply(reply.status, reply.body, reply.flag, keep, head, started)
+            self._local_reply(
+                reply.status, reply.body, reply.flag, keep, head, started, reply.headers
+            )
             if not keep:
                 self._finish()
             return True
@@ -687,7 +705,10 @@ class HttpSession:
                     raise _Reply(503, _reset_text("overflow"), "URX")
                 in_retry = True
                 draw = options.randrange(1000)
-                await options.sleep(retry.backoff(attempt, options.retry_base_interval, draw))
+                base = options.retry_base_interval
+                if policy is not None and policy.base_interval is not None:
+                    base = policy.base_interval
+                await options.sleep(retry.backoff(attempt, base, draw))
         finally:
             if in_retry:
                 cluster.end_retry()

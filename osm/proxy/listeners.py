@@ -138,12 +138,22 @@ class ListenerRuntime:
                         break
                     if not await connection.read_some(options.inspect_timeout):
                         break
+            remote = connection.extra("peername")
             chain = filter_chain.select_filter_chain(
-                listener, destination[0], destination[1], server_name, transport_protocol, alpn
+                listener,
+                destination[0],
+                destination[1],
+                server_name,
+                transport_protocol,
+                alpn,
+                str(remote[0]) if remote else "",
             )
             if chain is None:
                 listener_stats.no_filter_chain_match.value += 1
                 connection.abort()
+                return
+            if chain.rate_limit is not None and not runtime.admits(chain.rate_limit):
+                connection.abort()  # Envoy's local_ratelimit closes it at once (NoFlush)
                 return
             peer = rbac.ANONYMOUS
             if chain.tls is not None:

@@ -172,6 +172,24 @@ class RetryPolicy:
     num_retries: int
     per_try_timeout: float | None
     retriable_status_codes: frozenset[int]
+    base_interval: float | None = None  # retry_back_off; None = the runtime's default
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRateLimit:
+    """A local rate limit's token bucket (Envoy's local_ratelimit filters): it starts
+    full with `max_tokens` and gets `tokens_per_fill` back every `fill_interval` seconds;
+    a request (HTTP) or connection (TCP) over it is refused, an HTTP one answered with
+    `status` and `response_headers`. `scope` names where it is configured (resource and
+    field path), so equal limits in two places keep two buckets
+    (`osm.proxy.rate_limit`)."""
+
+    scope: str
+    max_tokens: int
+    tokens_per_fill: int
+    fill_interval: float
+    status: int = 429
+    response_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +209,7 @@ class Route:
     match: RouteMatch
     action: RouteAction
     rbac: RbacRules | None  # RBACPerRoute; None = the filter-level rules apply
+    rate_limit: LocalRateLimit | None = None  # the route's own, else its virtual host's
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +242,7 @@ class HttpConnectionManager:
     generate_request_id: bool
     websocket: bool
     max_request_headers_bytes: int
+    local_rate_limit: bool = False  # the HTTP local rate limit filter (after RBAC) is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +287,8 @@ class FilterChainMatch:
     server_names: tuple[str, ...] = ()
     transport_protocol: str = ""
     application_protocols: tuple[str, ...] = ()
+    source_prefix_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """The connection's source address must be in one (none: any source)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +298,7 @@ class FilterChain:
     tls: DownstreamTls | None
     network_rbac: NetworkRbac | None
     terminal: TcpProxy | HttpConnectionManager
+    rate_limit: LocalRateLimit | None = None  # new connections (network local_ratelimit)
 
 
 @dataclass(frozen=True, slots=True)

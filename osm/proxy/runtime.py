@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from osm.proxy import model, router, stats, tls, upstream
+from osm.proxy import model, rate_limit, router, stats, tls, upstream
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h, at level SOL_IP
 
@@ -66,6 +66,7 @@ class Runtime:
         self.http_stats: dict[str, stats.HttpStats] = {}
         self.tcp_stats: dict[str, stats.TcpStats] = {}
         self.rbac_stats: dict[str, stats.RbacStats] = {}
+        self.buckets: dict[model.LocalRateLimit, rate_limit.TokenBucket] = {}
         self.generation = 0
 
     def apply(self, new: model.ProxyConfig) -> None:
@@ -101,6 +102,13 @@ class Runtime:
         self.route_tables = tables
         self._inline_tables = {}
         self.contexts.retain(new.secrets.values())
+        self.buckets = rate_limit.carry_over(self.buckets, new, self.options.clock())
+
+    def admits(self, limit: model.LocalRateLimit) -> bool:
+        """Whether ``limit``'s bucket has a token for one more request or connection
+        (and takes it). A limit of no current configuration admits."""
+        bucket = self.buckets.get(limit)
+        return bucket is None or bucket.take(self.options.clock())
 
     def route_table(self, manager: model.HttpConnectionManager) -> router.RouteTable | None:
         if manager.rds_name is not None:

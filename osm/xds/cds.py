@@ -14,6 +14,10 @@ OSM does for Envoy; for a Python sidecar the catalog has already made them TCP p
 (`osm.base.identity.DataPlane.tunnels_grpc`), so the builders need not know which data plane
 they build for.
 
+An UpstreamTrafficSetting's connection settings (``Upstream.connection``) add circuit
+breakers, a connect timeout and requests per connection to a sidecar's upstream cluster
+(`osm.xds.traffic.apply_connection`); proxyless gRPC clients' clusters do not take them.
+
 Proxyless gRPC clients get their upstream clusters only, with TLS from certificate
 provider instances (`names.GRPC_IDENTITY_PROVIDER`, `names.GRPC_ROOT_PROVIDER`) or,
 with ``Settings.grpc_mtls`` off, plaintext.
@@ -37,8 +41,15 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from osm.base import wellknown
 from osm.base.identity import ProxyKind
 from osm.base.wellknown import CLUSTER_TYPE
-from osm.catalog.policy import InboundPolicy, LocalPort, OutboundPort, TlsSettings, Upstream
-from osm.xds import common, names
+from osm.catalog.policy import (
+    InboundPolicy,
+    LocalPort,
+    OutboundPort,
+    TlsSettings,
+    Upstream,
+    is_http,
+)
+from osm.xds import common, names, traffic
 from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
 
@@ -75,7 +86,7 @@ def outbound_resources(
                 )
             else:
                 result[name] = memo.get(
-                    ("cds-upstream", key, tls, trust_domain),
+                    ("cds-upstream", key, upstream.connection, tls, trust_domain),
                     functools.partial(_built, upstream_cluster, upstream, tls, trust_domain),
                 )
     if not grpc and egress:
@@ -160,6 +171,7 @@ def upstream_cluster(
     )
     if upstream.protocol == "grpc":
         _http2(cluster)
+    traffic.apply_connection(cluster, upstream.connection, is_http(upstream.protocol))
     return cluster
 
 

@@ -38,7 +38,7 @@ from osm.catalog.policy import (
     TlsSettings,
     is_http,
 )
-from osm.xds import cds, eds, lds, rds, sds
+from osm.xds import cds, eds, ingress, lds, rds, sds
 from osm.xds.context import Context, CredentialSource, Settings
 from osm.xds.snapshot import (
     InconsistentSnapshot,
@@ -151,12 +151,13 @@ def inbound_layer(
     inbound: InboundPolicy,
     tls: TlsSettings,
 ) -> Layer:
-    """The inbound and prometheus listeners, inbound routes, local clusters and the
-    proxy's own secrets. Raises MissingCredentials."""
+    """The inbound and prometheus listeners, inbound and ingress routes, local clusters
+    and the proxy's own secrets. Raises MissingCredentials."""
     return make_layer(
         chain(
             lds.inbound_resources(kind, inbound, tls, settings, context),
             rds.inbound_resources(inbound, settings, context),
+            ingress.route_resources(inbound, context),
             cds.inbound_resources(kind, inbound, context),
             sds.inbound_resources(kind, identity, credentials, settings, context),
         )

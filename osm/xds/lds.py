@@ -5,9 +5,12 @@ one filter chain per outbound service port, matched on destination port and /32s
 HTTP via RDS ``rds-outbound.<port>``, TCP via tcp_proxy; a passthrough default chain
 when egress is on), ``inbound-listener`` (0.0.0.0:15003; one chain per served port,
 matched on target port and the service's TLS server name, mTLS required, network RBAC
-in SMI mode, HTTP via RDS ``rds-inbound.<targetPort>`` with the HTTP RBAC filter, TCP
-to the local cluster) and ``inbound-prometheus-listener`` (15010). A listener with
-no chain (Envoy rejects those) is left out.
+in SMI mode, then the TCP local rate limit of the service's UpstreamTrafficSetting if it
+has one (after RBAC, as OSM: a refused peer takes no token), HTTP via RDS
+``rds-inbound.<targetPort>`` with the HTTP RBAC filter (and the HTTP local rate limit
+filter when the service has HTTP limits), TCP to the local cluster; then one chain per
+ingress port, `osm.xds.ingress`) and ``inbound-prometheus-listener`` (15010). A listener
+with no chain (Envoy rejects those) is left out.
 
 Proxyless gRPC clients get one ``api_listener`` per name they may dial (see
 `names.grpc_listeners`), each an HCM reading ``rds-outbound.<port>`` over ADS.
@@ -52,7 +55,7 @@ from osm.catalog.policy import (
     WeightedTarget,
     is_http,
 )
-from osm.xds import common, names
+from osm.xds import common, ingress, names, traffic
 from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
 
@@ -119,15 +122,19 @@ def router_filter() -> hcm_pb2.HttpFilter:
 
 
 def http_connection_manager(
-    stat_prefix: str, route_config_name: str, *, rbac: bool = False
+    stat_prefix: str, route_config_name: str, *, rbac: bool = False, rate_limit: bool = False
 ) -> hcm_pb2.HttpConnectionManager:
-    """An HCM that reads ``route_config_name`` over ADS and ends with the router."""
+    """An HCM that reads ``route_config_name`` over ADS and ends with the router; with
+    ``rate_limit``, the local rate limit filter (after RBAC) enforces the limits its
+    routes and virtual hosts carry."""
     filters = []
     if rbac:
         # No rules here: each route carries its policy (RBACPerRoute).
         filters.append(
             hcm_pb2.HttpFilter(name=names.HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC()))
         )
+    if rate_limit:
+        filters.append(traffic.http_rate_limit_filter())
     filters.append(router_filter())
     return HCM(
         stat_prefix=stat_prefix,
@@ -252,22 +259,32 @@ def network_rbac(port: InboundPort, trust_domain: str) -> network_rbac_pb2.RBAC:
 
 
 def inbound_chain(
-    port: InboundPort, tls: TlsSettings, trust_domain: str
+    port: InboundPort, tls: TlsSettings, trust_domain: str, mesh_alpn: bool = False
 ) -> listener_components_pb2.FilterChain:
+    """The mesh chain of one served port; ``mesh_alpn`` also matches ALPN ``osm`` (an
+    ingress chain shares its server name: `ingress.mesh_alpn_ports`)."""
     chain = listener_components_pb2.FilterChain(
         name=names.inbound_filter_chain(port.service, port.target_port, port.protocol),
         filter_chain_match=listener_components_pb2.FilterChainMatch(
             destination_port=common.uint32(port.target_port),
             transport_protocol="tls",
             server_names=[port.service.fqdn],
+            application_protocols=[names.ALPN_MESH] if mesh_alpn else [],
         ),
         transport_socket=common.transport_socket(downstream_tls(tls)),
     )
     if port.l4_sources is not None:
         chain.filters.append(_filter(names.NETWORK_RBAC, network_rbac(port, trust_domain)))
+    limits = port.rate_limits
+    if limits is not None and limits.tcp is not None:
+        stats = names.inbound_rate_limit_stats(port.service, port.target_port, port.protocol)
+        chain.filters.append(traffic.tcp_rate_limit_filter(limits.tcp, stats))
     stat = names.stat_prefix(f"inbound_{port.service}_{port.target_port}")
     if is_http(port.protocol):
-        hcm = http_connection_manager(stat, names.inbound_route_config(port.target_port), rbac=True)
+        http_limits = limits is not None and (limits.http is not None or bool(limits.routes))
+        hcm = http_connection_manager(
+            stat, names.inbound_route_config(port.target_port), rbac=True, rate_limit=http_limits
+        )
         chain.filters.append(_filter(names.HTTP_CONNECTION_MANAGER, hcm))
     else:
         local = tcp_proxy_pb2.TcpProxy(
@@ -281,19 +298,23 @@ def inbound_listener(
     inbound: InboundPolicy, tls: TlsSettings, trust_domain: str, context: Context
 ) -> listener_pb2.Listener | None:
     """One chain per (target port, service); a second service port with the same
-    target port (same match) is left out."""
+    target port (same match) is left out. Then the ingress chains (`osm.xds.ingress`);
+    a listener with only those exists too."""
     seen: set[tuple[int, ServiceId]] = set()
+    alpn_ports = ingress.mesh_alpn_ports(inbound) if inbound.ingress else frozenset()
     chains = []
     for port in inbound.ports:
         if (port.target_port, port.service) in seen:
             continue
         seen.add((port.target_port, port.service))
+        alpn = port.target_port in alpn_ports
         chains.append(
             context.part(
-                ("inbound-chain", port, tls, trust_domain),
-                functools.partial(inbound_chain, port, tls, trust_domain),
+                ("inbound-chain", port, tls, trust_domain, alpn),
+                functools.partial(inbound_chain, port, tls, trust_domain, alpn),
             )
         )
+    chains.extend(ingress.listener_chains(inbound, tls, context))
     if not chains:
         return None
     return listener_pb2.Listener(

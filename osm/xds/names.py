@@ -7,6 +7,9 @@ here and both sides of every reference call the same function.
 Deviations from DESIGN.md / OSM, on purpose:
 
 * cluster names carry the *service* port (DESIGN.md), not the target port (OSM);
+* ingress route configurations are one per target port, ``rds-ingress.<targetPort>``
+  (OSM has one ``rds-ingress`` whose virtual hosts are all ``*``: with two backend
+  ports on a proxy, one port's routes would serve the other's);
 * the proxy's own certificate is the SDS secret ``service-cert`` (no identity in the
   name): each proxy has exactly one identity, and an identity-free name lets every
   proxy share the same upstream Cluster resources (which reference that secret)
@@ -48,6 +51,10 @@ NETWORK_RBAC = "envoy.filters.network.rbac"
 HTTP_RBAC = "envoy.filters.http.rbac"
 ROUTER = "envoy.filters.http.router"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+NETWORK_LOCAL_RATE_LIMIT = "envoy.filters.network.local_ratelimit"
+HTTP_LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
+HTTP_LOCAL_RATE_LIMIT_STATS = "http_local_rate_limiter"
+"""OSM's stat prefix of every virtual host's and route's HTTP local rate limit."""
 
 # Certificate provider instance names for proxyless gRPC (keys of the bootstrap's
 # ``certificate_providers``).
@@ -73,6 +80,14 @@ def inbound_route_config(target_port: int) -> str:
     return f"rds-inbound.{target_port}"
 
 
+def ingress_route_config(target_port: int) -> str:
+    return f"rds-ingress.{target_port}"
+
+
+def ingress_virtual_host(target_port: int) -> str:
+    return f"ingress_virtual-host|{target_port}"
+
+
 def root_cert_outbound(service: ServiceId) -> str:
     return f"root-cert-for-mtls-outbound:{service.namespace}/{service.name}"
 
@@ -83,6 +98,12 @@ def outbound_filter_chain(service: ServiceId, port: int, protocol: str) -> str:
 
 def inbound_filter_chain(service: ServiceId, target_port: int, protocol: str) -> str:
     return f"inbound_{service.namespace}/{service.name}_{target_port}_{protocol}"
+
+
+def inbound_rate_limit_stats(service: ServiceId, target_port: int, protocol: str) -> str:
+    """Stat prefix of a served port's limits: its filter chain's name (OSM's), made
+    readable (`stat_prefix`)."""
+    return stat_prefix(inbound_filter_chain(service, target_port, protocol))
 
 
 def outbound_virtual_host(service: ServiceId) -> str:

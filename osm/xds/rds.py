@@ -13,6 +13,12 @@ being the rule's match — so a request is allowed when any rule allows it, whic
 route Envoy picked (route order cannot wrongly deny overlapping matches). Permissive
 mode is one route allowing any authenticated peer.
 
+A client's Retry for a service (``OutboundPort.retry``) is the retry policy of every
+route of the service's virtual host (`osm.xds.traffic.retry_policy`). A served
+service's HTTP local rate limits (``InboundPort.rate_limits``) are per-filter configs
+of the inbound virtual host and of one route per ``httpRoutes`` path
+(`inbound_route_configuration`).
+
 Outbound configurations can hold a virtual host per service of the mesh, and in
 permissive mode one exists per namespace, so they are assembled, not rebuilt: each
 virtual host is memoized with its references and its encoded bytes on the port's
@@ -43,9 +49,12 @@ from osm.catalog.policy import (
     InboundRule,
     OutboundPort,
     OutboundRoute,
+    RateLimits,
+    RequestMatch,
     is_http,
 )
-from osm.xds import common, names
+from osm.model.policy import RetryPolicy
+from osm.xds import common, names, traffic
 from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, Reference, build, from_serialized, pack, references
 
@@ -133,8 +142,12 @@ def fitted_weights(weights: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(max(1, weight * budget // total) if weight else 0 for weight in weights)
 
 
-def outbound_route(route: OutboundRoute) -> route_components_pb2.Route:
+def outbound_route(
+    route: OutboundRoute, retry: RetryPolicy | None = None
+) -> route_components_pb2.Route:
     action = route_components_pb2.RouteAction(timeout=common.seconds(0))
+    if retry is not None:
+        action.retry_policy.CopyFrom(traffic.retry_policy(retry))
     weights = fitted_weights(tuple(target.weight for target in route.targets))
     for target, weight in zip(route.targets, weights, strict=True):
         action.weighted_clusters.clusters.add(
@@ -148,7 +161,7 @@ def virtual_host(port: OutboundPort, same_namespace: bool) -> route_components_p
     return route_components_pb2.VirtualHost(
         name=names.outbound_virtual_host(port.service),
         domains=names.hostnames(port.service, port.port, same_namespace, port.cluster_ip),
-        routes=[outbound_route(route) for route in port.routes],
+        routes=[outbound_route(route, port.retry) for route in port.routes],
     )
 
 
@@ -251,7 +264,12 @@ def inbound_route_configuration(
     target: int, ports: Sequence[InboundPort], trust_domain: str
 ) -> route_pb2.RouteConfiguration:
     """Routes to the local cluster of the first service port served on ``target``
-    (all of them reach the same local port)."""
+    (all of them reach the same local port).
+
+    With local rate limits (`rate_limits`): the virtual host carries the HTTP limit,
+    and each ``httpRoutes`` path gets a route of its own, before the others, with its
+    limit and the same RBAC policy set as every route (so it allows exactly what the
+    others would)."""
     rules: list[InboundRule] = []
     for port in ports:
         for rule in port.rules:
@@ -259,27 +277,54 @@ def inbound_route_configuration(
                 rules.append(rule)
     local = names.local_cluster(ports[0].service, ports[0].port)
     per_route = pack(rbac_per_route(rules, trust_domain))
+    limits = rate_limits(ports)
+
+    def route_to_local(match: RequestMatch) -> route_components_pb2.Route:
+        route = route_components_pb2.Route(
+            match=common.route_match(match),
+            route=route_components_pb2.RouteAction(cluster=local, timeout=common.seconds(0)),
+        )
+        route.typed_per_filter_config[names.HTTP_RBAC].CopyFrom(per_route)
+        return route
+
     routes = []
+    if limits is not None:
+        for limited in limits.routes:
+            route = route_to_local(RequestMatch(path_regex=limited.path_regex))
+            route.typed_per_filter_config[names.HTTP_LOCAL_RATE_LIMIT].CopyFrom(
+                traffic.http_rate_limit_config(limited.limit)
+            )
+            routes.append(route)
     seen = set()
     for rule in rules:
         if rule.match in seen:
             continue
         seen.add(rule.match)
-        route = route_components_pb2.Route(
-            match=common.route_match(rule.match),
-            route=route_components_pb2.RouteAction(cluster=local, timeout=common.seconds(0)),
+        routes.append(route_to_local(rule.match))
+    host = route_components_pb2.VirtualHost(
+        name=names.inbound_virtual_host(target), domains=["*"], routes=routes
+    )
+    if limits is not None and limits.http is not None:
+        host.typed_per_filter_config[names.HTTP_LOCAL_RATE_LIMIT].CopyFrom(
+            traffic.http_rate_limit_config(limits.http)
         )
-        route.typed_per_filter_config[names.HTTP_RBAC].CopyFrom(per_route)
-        routes.append(route)
     return route_pb2.RouteConfiguration(
         name=names.inbound_route_config(target),
         validate_clusters=wrappers_pb2.BoolValue(value=False),
-        virtual_hosts=[
-            route_components_pb2.VirtualHost(
-                name=names.inbound_virtual_host(target), domains=["*"], routes=routes
-            )
-        ],
+        virtual_hosts=[host],
     )
+
+
+def rate_limits(ports: Sequence[InboundPort]) -> RateLimits | None:
+    """The HTTP limits of the route configuration the ``ports`` (one target port) share:
+    the first port's that has any (two services of one pod on one target port share one
+    configuration; the chain of a service without limits has no rate limit filter, so
+    the limits apply to the services that have them)."""
+    for port in ports:
+        limits = port.rate_limits
+        if limits is not None and (limits.http is not None or limits.routes):
+            return limits
+    return None
 
 
 def _inbound(target: int, ports: Sequence[InboundPort], trust_domain: str) -> Built:

@@ -120,6 +120,7 @@ def translate(message: cluster_pb2.Cluster) -> model.Cluster:
                     "max_pending_requests",
                     "max_requests",
                     "max_retries",
+                    "track_remaining",  # remaining-capacity gauges only
                 ),
             )
             if threshold.priority != 0:
@@ -183,6 +184,7 @@ def translate(message: cluster_pb2.Cluster) -> model.Cluster:
                 f"{socket.name!r} not supported (envoy.transport_sockets.tls)",
             )
         tls = _upstream_tls(walker, socket, "transport_socket")
+    per_connection: int | None = None
     for key in message.typed_extension_protocol_options:
         where = f"typed_extension_protocol_options[{key!r}]"
         if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions":
@@ -192,7 +194,16 @@ def translate(message: cluster_pb2.Cluster) -> model.Cluster:
             where,
             {_HTTP_PROTOCOL_OPTIONS_TYPE: http_protocol_options_pb2.HttpProtocolOptions},
         )
-        walker.check(options, where, ("explicit_http_config",))
+        walker.check(options, where, ("explicit_http_config", "common_http_protocol_options"))
+        if options.HasField("common_http_protocol_options"):
+            common_options = options.common_http_protocol_options
+            walker.check(
+                common_options,
+                f"{where}.common_http_protocol_options",
+                ("max_requests_per_connection",),
+            )
+            if common_options.HasField("max_requests_per_connection"):
+                per_connection = common_options.max_requests_per_connection.value
         explicit = options.explicit_http_config
         walker.check(explicit, f"{where}.explicit_http_config", ("http_protocol_options",))
         walker.check(
@@ -204,6 +215,8 @@ def translate(message: cluster_pb2.Cluster) -> model.Cluster:
             raise walker.fail(
                 f"{where}.explicit_http_config", "only HTTP/1.1 upstreams are supported"
             )
+    if message.HasField("max_requests_per_connection"):
+        per_connection = message.max_requests_per_connection.value
     connect_timeout = (
         walker.duration(message.connect_timeout, "connect_timeout")
         if message.HasField("connect_timeout")
@@ -220,9 +233,5 @@ def translate(message: cluster_pb2.Cluster) -> model.Cluster:
         outlier_detection=outlier,
         tls=tls,
         endpoints=endpoints,
-        max_requests_per_connection=(
-            message.max_requests_per_connection.value
-            if message.HasField("max_requests_per_connection")
-            else None
-        ),
+        max_requests_per_connection=per_connection,
     )

@@ -3,8 +3,10 @@ downstream TLS, network RBAC and the terminal filter (tcp_proxy or the HTTP conn
 manager).
 
 The one idea: a filter chain is accepted only in the shapes the sidecar runs: optional
-network RBAC, then one terminal filter (tcp_proxy or HCM) and nothing after it; an HCM's
-HTTP filters are RBAC and the router, last. Network filters are told apart by the type URL
+network RBAC and local rate limit (a connection takes a token when its chain is chosen,
+as Envoy's filter does on a new connection, whatever the order), then one terminal
+filter (tcp_proxy or HCM) and nothing after it; an HCM's HTTP filters are RBAC, the
+local rate limit (after RBAC) and the router, last. Network filters are told apart by the type URL
 of their config, HTTP filters by name.
 """
 
@@ -25,7 +27,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from osm.base import wellknown
 from osm.proxy import model
-from osm.proxy.translate import common, rbac, rds
+from osm.proxy.translate import common, rate_limit, rbac, rds
 from osm.proxy.translate.walker import Walker
 
 _PREFIX = wellknown.TYPE_PREFIX
@@ -96,19 +98,11 @@ def _filter_chain_match(walker: Walker, message: Any, path: str) -> model.Filter
             "server_names",
             "transport_protocol",
             "application_protocols",
+            "source_prefix_ranges",
         ),
     )
-    ranges: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for index, cidr in enumerate(message.prefix_ranges):
-        where = f"{path}.prefix_ranges[{index}]"
-        walker.check(cidr, where, ("address_prefix", "prefix_len"))
-        length = cidr.prefix_len.value if cidr.HasField("prefix_len") else None
-        try:
-            address = ipaddress.ip_address(cidr.address_prefix)
-            bits = length if length is not None else address.max_prefixlen
-            ranges.append(ipaddress.ip_network(f"{address}/{bits}", strict=False))
-        except ValueError as error:
-            raise walker.fail(where, f"invalid CIDR: {error}") from None
+    ranges = _cidr_ranges(walker, message.prefix_ranges, f"{path}.prefix_ranges")
+    sources = _cidr_ranges(walker, message.source_prefix_ranges, f"{path}.source_prefix_ranges")
     transport = message.transport_protocol
     if transport not in ("", "tls", "raw_buffer"):
         raise walker.fail(
@@ -122,7 +116,25 @@ def _filter_chain_match(walker: Walker, message: Any, path: str) -> model.Filter
         server_names=tuple(name.lower() for name in message.server_names),
         transport_protocol=transport,
         application_protocols=tuple(message.application_protocols),
+        source_prefix_ranges=sources,
     )
+
+
+def _cidr_ranges(
+    walker: Walker, cidrs: Any, path: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    ranges: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for index, cidr in enumerate(cidrs):
+        where = f"{path}[{index}]"
+        walker.check(cidr, where, ("address_prefix", "prefix_len"))
+        length = cidr.prefix_len.value if cidr.HasField("prefix_len") else None
+        try:
+            address = ipaddress.ip_address(cidr.address_prefix)
+            bits = length if length is not None else address.max_prefixlen
+            ranges.append(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+        except ValueError as error:
+            raise walker.fail(where, f"invalid CIDR: {error}") from None
+    return tuple(ranges)
 
 
 def _tcp_proxy(walker: Walker, message: tcp_proxy_pb2.TcpProxy, path: str) -> model.TcpProxy:
@@ -179,6 +191,7 @@ def _http_connection_manager(
     else:
         raise walker.fail(path, "a route specifier is required (rds, route_config)")
     rbac_filter: model.HttpRbacFilter | None = None
+    local_rate_limit = False
     filters = list(message.http_filters)
     if not filters or filters[-1].name != "envoy.filters.http.router":
         raise walker.fail(f"{path}.http_filters", "must end with envoy.filters.http.router")
@@ -207,12 +220,19 @@ def _http_connection_manager(
                 if config.HasField("rules")
                 else None
             )
+            if local_rate_limit:
+                raise walker.fail(
+                    where, f"{rate_limit.HTTP_FILTER} must follow envoy.filters.http.rbac"
+                )
             rbac_filter = model.HttpRbacFilter(rules)
+        elif http_filter.name == rate_limit.HTTP_FILTER:
+            rate_limit.http_filter(walker, http_filter.typed_config, f"{where}.typed_config")
+            local_rate_limit = True
         else:
             raise walker.fail(
                 f"{where}.name",
                 f"HTTP filter {http_filter.name!r} not supported "
-                "(envoy.filters.http.rbac, envoy.filters.http.router)",
+                f"(envoy.filters.http.rbac, {rate_limit.HTTP_FILTER}, envoy.filters.http.router)",
             )
     websocket = False
     for index, upgrade in enumerate(message.upgrade_configs):
@@ -241,6 +261,7 @@ def _http_connection_manager(
         ),
         websocket=websocket,
         max_request_headers_bytes=headers_kb * 1024,
+        local_rate_limit=local_rate_limit,
     )
 
 
@@ -257,6 +278,7 @@ def _filter_chain(walker: Walker, message: Any, path: str) -> model.FilterChain:
             )
         tls = _downstream_tls(walker, socket, f"{path}.transport_socket")
     network_rbac: model.NetworkRbac | None = None
+    limit: model.LocalRateLimit | None = None
     terminal: model.TcpProxy | model.HttpConnectionManager | None = None
     filters = list(message.filters)
     for index, network_filter in enumerate(filters):
@@ -278,6 +300,8 @@ def _filter_chain(walker: Walker, message: Any, path: str) -> model.FilterChain:
                 else model.RbacRules("DENY", ())
             )
             network_rbac = model.NetworkRbac(config.stat_prefix, rules)
+        elif type_url == rate_limit.NETWORK_TYPE:
+            limit = rate_limit.network(walker, network_filter.typed_config, f"{where}.typed_config")
         elif type_url == _TCP_PROXY_TYPE:
             proxy: tcp_proxy_pb2.TcpProxy = walker.unpack(
                 network_filter.typed_config,
@@ -296,11 +320,12 @@ def _filter_chain(walker: Walker, message: Any, path: str) -> model.FilterChain:
             raise walker.fail(
                 f"{where}.typed_config",
                 f"network filter {network_filter.name!r} ({type_url}) not supported "
-                "(envoy.filters.network.rbac, tcp_proxy, http_connection_manager)",
+                "(envoy.filters.network.rbac, envoy.filters.network.local_ratelimit, "
+                "tcp_proxy, http_connection_manager)",
             )
     if terminal is None:
         raise walker.fail(f"{path}.filters", "a terminal filter (tcp_proxy or HCM) is required")
-    return model.FilterChain(message.name, match, tls, network_rbac, terminal)
+    return model.FilterChain(message.name, match, tls, network_rbac, terminal, limit)
 
 
 def translate(message: listener_pb2.Listener) -> model.Listener:

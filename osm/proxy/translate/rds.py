@@ -1,5 +1,6 @@
 """RDS: a RouteConfiguration -> `model.RouteConfig`: virtual hosts, route matches, weighted
-clusters, timeouts, retries and per-route RBAC.
+clusters, timeouts, retries (with their backoff), per-route RBAC and local rate limits
+(a virtual host's limit is carried on each of its routes that has none of its own).
 
 The one idea: Envoy's defaults are written into the model here (a 15 s route timeout, one
 retry), so the router never needs to know them. `lds` reuses `route_configuration` for an
@@ -16,7 +17,7 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 
 from osm.base import wellknown
 from osm.proxy import model
-from osm.proxy.translate import common, rbac
+from osm.proxy.translate import common, rate_limit, rbac
 from osm.proxy.translate.walker import Walker
 
 _HTTP_RBAC_PER_ROUTE_TYPE = wellknown.TYPE_PREFIX + http_rbac_pb2.RBACPerRoute.DESCRIPTOR.full_name
@@ -30,8 +31,19 @@ _RETRY_ON = frozenset(
 
 def _retry_policy(walker: Walker, message: Any, path: str) -> model.RetryPolicy:
     walker.check(
-        message, path, ("retry_on", "num_retries", "per_try_timeout", "retriable_status_codes")
+        message,
+        path,
+        ("retry_on", "num_retries", "per_try_timeout", "retriable_status_codes", "retry_back_off"),
     )
+    base_interval: float | None = None
+    if message.HasField("retry_back_off"):
+        where = f"{path}.retry_back_off"
+        walker.check(message.retry_back_off, where, ("base_interval",))
+        base_interval = walker.duration(
+            message.retry_back_off.base_interval, f"{where}.base_interval"
+        )
+        if base_interval <= 0:
+            raise walker.fail(f"{where}.base_interval", "must be positive")
     tokens = frozenset(token.strip() for token in message.retry_on.split(",") if token.strip())
     unknown = tokens - _RETRY_ON
     if unknown:
@@ -46,7 +58,7 @@ def _retry_policy(walker: Walker, message: Any, path: str) -> model.RetryPolicy:
         else None
     )
     return model.RetryPolicy(
-        tokens, num_retries, per_try, frozenset(message.retriable_status_codes)
+        tokens, num_retries, per_try, frozenset(message.retriable_status_codes), base_interval
     )
 
 
@@ -113,12 +125,23 @@ def _route_match(walker: Walker, message: Any, path: str) -> model.RouteMatch:
     raise walker.fail(path, "a path specifier is required (prefix, path, safe_regex)")
 
 
-def _per_route_rbac(walker: Walker, configs: Any, path: str) -> model.RbacRules | None:
+def _per_filter(
+    walker: Walker, configs: Any, path: str, limit: model.LocalRateLimit | None
+) -> tuple[model.RbacRules | None, model.LocalRateLimit | None]:
+    """A route's ``typed_per_filter_config``: its RBAC rules, and its local rate limit
+    (``limit``, its virtual host's, unless it has its own)."""
     rules: model.RbacRules | None = None
     for name in sorted(configs):
         where = f"{path}[{name!r}]"
+        if name == rate_limit.HTTP_FILTER:
+            limit = rate_limit.per_route(walker, configs[name], where)
+            continue
         if name != "envoy.filters.http.rbac":
-            raise walker.fail(where, "per-filter config supported only for envoy.filters.http.rbac")
+            raise walker.fail(
+                where,
+                "per-filter config supported only for envoy.filters.http.rbac and "
+                f"{rate_limit.HTTP_FILTER}",
+            )
         per_route: http_rbac_pb2.RBACPerRoute = walker.unpack(
             configs[name], where, {_HTTP_RBAC_PER_ROUTE_TYPE: http_rbac_pb2.RBACPerRoute}
         )
@@ -131,7 +154,20 @@ def _per_route_rbac(walker: Walker, configs: Any, path: str) -> model.RbacRules 
                 rules = model.RbacRules("DENY", ())
         else:
             rules = model.RbacRules("DENY", ())
-    return rules
+    return rules, limit
+
+
+def _host_limit(walker: Walker, configs: Any, path: str) -> model.LocalRateLimit | None:
+    """A virtual host's ``typed_per_filter_config``: its local rate limit only."""
+    limit: model.LocalRateLimit | None = None
+    for name in sorted(configs):
+        where = f"{path}[{name!r}]"
+        if name != rate_limit.HTTP_FILTER:
+            raise walker.fail(
+                where, f"per-filter config supported only for {rate_limit.HTTP_FILTER}"
+            )
+        limit = rate_limit.per_route(walker, configs[name], where)
+    return limit
 
 
 def route_configuration(walker: Walker, message: Any, path: str) -> model.RouteConfig:
@@ -140,7 +176,10 @@ def route_configuration(walker: Walker, message: Any, path: str) -> model.RouteC
     prefix = f"{path}." if path else ""
     for vh_index, vhost in enumerate(message.virtual_hosts):
         vh_path = f"{prefix}virtual_hosts[{vh_index}]"
-        walker.check(vhost, vh_path, ("name", "domains", "routes"))
+        walker.check(vhost, vh_path, ("name", "domains", "routes", "typed_per_filter_config"))
+        host_limit = _host_limit(
+            walker, vhost.typed_per_filter_config, f"{vh_path}.typed_per_filter_config"
+        )
         domains = tuple(domain.lower() for domain in vhost.domains)
         if not domains:
             raise walker.fail(f"{vh_path}.domains", "at least one domain is required")
@@ -150,14 +189,19 @@ def route_configuration(walker: Walker, message: Any, path: str) -> model.RouteC
             walker.check(route, where, ("name", "match", "route", "typed_per_filter_config"))
             if not route.HasField("route"):
                 raise walker.fail(where, "only route actions are supported (route)")
+            rules, limit = _per_filter(
+                walker,
+                route.typed_per_filter_config,
+                f"{where}.typed_per_filter_config",
+                host_limit,
+            )
             routes.append(
                 model.Route(
                     route.name,
                     _route_match(walker, route.match, f"{where}.match"),
                     _route_action(walker, route.route, f"{where}.route"),
-                    _per_route_rbac(
-                        walker, route.typed_per_filter_config, f"{where}.typed_per_filter_config"
-                    ),
+                    rules,
+                    limit,
                 )
             )
         virtual_hosts.append(model.VirtualHost(vhost.name, domains, tuple(routes)))

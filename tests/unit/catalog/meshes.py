@@ -201,3 +201,26 @@ def two_tier(permissive: bool = True) -> list[Doc]:
         pod("b", "server-0", {"app": "server"}, "server", "10.0.1.1"),
         pod("b", "server-1", {"app": "server"}, "server", "10.0.1.2"),
     ]
+
+
+def ingress_backend(
+    ns: str,
+    name: str,
+    backends: Sequence[Doc],
+    sources: Sequence[Doc],
+    matches: Sequence[str] = (),
+) -> Doc:
+    """An IngressBackend; ``backends`` and ``sources`` as written in its spec, ``matches``
+    the names of HTTPRouteGroups in ``ns``."""
+    spec: Doc = {"backends": list(backends), "sources": list(sources)}
+    if matches:
+        spec["matches"] = [
+            {"apiGroup": "specs.smi-spec.io/v1alpha4", "kind": "HTTPRouteGroup", "name": match}
+            for match in matches
+        ]
+    return {
+        "apiVersion": "policy.openservicemesh.io/v1alpha1",
+        "kind": "IngressBackend",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }

@@ -25,6 +25,7 @@ MESHES: dict[str, Callable[[], MeshState]] = {
     "bookstore-smi-egress": lambda: xds_support.bookstore(permissive=False, egress=True),
     "grpc-envoy-smi": lambda: xds_support.grpc_mesh(permissive=False, sidecar=None),
     "grpc-envoy-permissive": lambda: xds_support.grpc_mesh(permissive=True, sidecar=None),
+    "traffic-settings": xds_support.traffic_mesh,
 }
 
 

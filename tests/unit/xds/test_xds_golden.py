@@ -1,5 +1,6 @@
-"""Golden files: the bookstore demo's xDS, every proxy, in permissive and SMI mode; and
-a small mesh with a gRPC service, in the Python sidecar's flavour and in Envoy's.
+"""Golden files: the bookstore demo's xDS, every proxy, in permissive and SMI mode; a
+small mesh with a gRPC service, in the Python sidecar's flavour and in Envoy's; and a
+small mesh admitting an ingress controller (IngressBackend).
 
 Run with ``UPDATE_GOLDEN=1`` to rewrite the files after an intended change, then read
 the diff: the golden files are the reviewed description of what proxies receive.
@@ -52,6 +53,24 @@ def test_grpc_mesh_golden(directory: Path, permissive: bool, sidecar: str | None
     _check(
         directory, build_snapshots(xds_support.grpc_mesh(permissive=permissive, sidecar=sidecar))
     )
+
+
+@pytest.mark.parametrize(
+    ("directory", "permissive"),
+    [(GOLDEN / "ingress-permissive", True), (GOLDEN / "ingress-smi", False)],
+    ids=lambda value: value.name if isinstance(value, Path) else None,
+)
+def test_ingress_mesh_golden(directory: Path, permissive: bool) -> None:
+    """IngressBackends: an http chain (raw_buffer, source ranges) and an https chain (TLS
+    ended, SNI hosts, client certificate validated) beside the mesh's chains, whose
+    chain on the https port also matches ALPN ``osm`` (they share a server name)."""
+    _check(directory, build_snapshots(xds_support.ingress_mesh(permissive=permissive)))
+
+
+def test_traffic_settings_golden() -> None:
+    """A Retry and an UpstreamTrafficSetting (circuit breaking, TCP and HTTP local rate
+    limits, one per-route limit) on a small SMI mesh of Python sidecars."""
+    _check(GOLDEN / "traffic-settings", build_snapshots(xds_support.traffic_mesh()))
 
 
 def _check(directory: Path, built: Snapshots) -> None:

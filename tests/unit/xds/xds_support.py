@@ -104,3 +104,151 @@ def grpc_mesh(*, permissive: bool, sidecar: str | None) -> MeshState:
             ),
         ]
     return m.state(*docs)
+
+
+INGRESS_PRINCIPAL = "nginx.ingress.cluster.local"
+
+
+def ingress_mesh(*, permissive: bool, sidecar: str | None = None) -> MeshState:
+    """A small mesh admitting an ingress controller from outside it.
+
+    ``b/server`` serves port 80 -> 8080 and 443 -> 8443 (both HTTP to the mesh) and
+    ``a/client`` calls it. The controller ``ingress/nginx`` (pod 10.1.0.5, not in the
+    mesh) reaches 8080 in plaintext, with the corporate range 192.168.0.0/16, for the
+    requests of HTTPRouteGroup ``b/ingress-routes`` (IngressBackend ``server-http``), and
+    8443 over TLS naming ``server.b.svc.cluster.local`` (the mesh chain's server name
+    too), its certificate validated and naming it (``server-https``). In SMI mode a
+    TrafficTarget lets ``client`` call ``server``. ``sidecar`` is the pods'
+    ``osm-py.io/sidecar`` annotation (None: Envoy).
+    """
+    annotations = {"osm-py.io/sidecar": sidecar} if sidecar else {}
+    docs = [
+        m.mesh_config(permissive=permissive),
+        m.namespace("a"),
+        m.namespace("b"),
+        m.namespace("ingress", mesh=False),
+        m.pod("a", "client-0", {"app": "client"}, "client", "10.244.1.1", annotations=annotations),
+        m.pod("b", "server-0", {"app": "server"}, "server", "10.244.2.1", annotations=annotations),
+        m.service(
+            "b", "server", ports=((80, 8080, "http"), (443, 8443, "http")), cluster_ip="10.96.0.10"
+        ),
+        m.pod("ingress", "nginx-0", {"app": "nginx"}, "nginx", "10.1.0.5"),
+        m.service("ingress", "nginx", ports=((80, 80, "http"),), cluster_ip="10.96.0.20"),
+        m.route_group(
+            "b",
+            "ingress-routes",
+            [
+                {"name": "books", "pathRegex": "/books/.*", "methods": ["GET"]},
+                {"name": "health", "pathRegex": "/health"},
+            ],
+        ),
+        m.ingress_backend(
+            "b",
+            "server-http",
+            [{"name": "server", "port": {"number": 8080, "protocol": "http"}}],
+            [
+                {"kind": "Service", "name": "nginx", "namespace": "ingress"},
+                {"kind": "IPRange", "name": "192.168.0.0/16"},
+            ],
+            matches=("ingress-routes",),
+        ),
+        m.ingress_backend(
+            "b",
+            "server-https",
+            [
+                {
+                    "name": "server",
+                    "port": {"number": 8443, "protocol": "https"},
+                    "tls": {
+                        "skipClientCertValidation": False,
+                        "sniHosts": ["server.b.svc.cluster.local"],
+                    },
+                }
+            ],
+            [
+                {"kind": "Service", "name": "nginx", "namespace": "ingress"},
+                {"kind": "AuthenticatedPrincipal", "name": INGRESS_PRINCIPAL},
+            ],
+        ),
+    ]
+    if not permissive:
+        docs += [
+            m.route_group("b", "all", [{"name": "all", "pathRegex": ".*", "methods": ["*"]}]),
+            m.traffic_target(
+                "b", "client", "server", [("a", "client")], [("HTTPRouteGroup", "all", [])]
+            ),
+        ]
+    return m.state(*docs)
+
+
+TRAFFIC_SETTING_SPEC: dict[str, Any] = {
+    "connectionSettings": {
+        "tcp": {"maxConnections": 50, "connectTimeout": "2s"},
+        "http": {"maxRequests": 20, "maxPendingRequests": 5, "maxRequestsPerConnection": 10},
+    },
+    "rateLimit": {
+        "local": {
+            "tcp": {"connections": 100, "unit": "minute", "burst": 10},
+            "http": {
+                "requests": 10,
+                "unit": "second",
+                "burst": 5,
+                "responseStatusCode": 503,
+                "responseHeadersToAdd": [{"name": "x-limited", "value": "host"}],
+            },
+        }
+    },
+    "httpRoutes": [
+        {"path": "/buy", "rateLimit": {"local": {"requests": 1, "unit": "minute"}}},
+    ],
+}
+
+
+def traffic_mesh(*, retries: bool = True, setting: dict[str, Any] | None = None) -> MeshState:
+    """A small SMI mesh with a Retry and an UpstreamTrafficSetting (Python sidecars).
+
+    ``a/client`` calls ``b/server`` (HTTP 80 -> 8080 by an HTTPRouteGroup of GET
+    ``/books.*`` and POST ``/buy``; TCP 5432 by a TCPRoute). The Retry ``a/retry-server``
+    (client -> server) applies with MeshConfig ``enableRetryPolicy`` = ``retries``; the
+    UpstreamTrafficSetting ``b/server`` (``setting``, by default `TRAFFIC_SETTING_SPEC`)
+    limits the clients' clusters and rate limits the server's inbound chains.
+    """
+    from tests.unit.catalog import traffic_docs as t
+
+    annotations = {"osm-py.io/sidecar": "python"}
+    config = m.mesh_config(permissive=False)
+    config["spec"]["featureFlags"] = {"enableRetryPolicy": retries}
+    docs = [
+        config,
+        m.namespace("a"),
+        m.namespace("b"),
+        m.pod("a", "client-0", {"app": "client"}, "client", "10.244.1.1", annotations=annotations),
+        m.pod("b", "server-0", {"app": "server"}, "server", "10.244.2.1", annotations=annotations),
+        m.service(
+            "b", "server", ports=((80, 8080, "http"), (5432, 5432, "tcp")), cluster_ip="10.96.0.10"
+        ),
+        m.route_group(
+            "b",
+            "books",
+            [
+                {"name": "read", "pathRegex": "/books.*", "methods": ["GET"]},
+                {"name": "buy", "pathRegex": "/buy", "methods": ["POST"]},
+            ],
+        ),
+        m.tcp_route("b", "db", [5432]),
+        m.traffic_target(
+            "b",
+            "client",
+            "server",
+            [("a", "client")],
+            [("HTTPRouteGroup", "books", []), ("TCPRoute", "db", [])],
+        ),
+        t.retry("a", "retry-server", "client", [("b", "server")]),
+        t.upstream_setting(
+            "b",
+            "server",
+            "server.b.svc.cluster.local",
+            **(TRAFFIC_SETTING_SPEC if setting is None else setting),
+        ),
+    ]
+    return m.state(*docs)
