@@ -1,24 +1,280 @@
 """Egress: what the Egress objects naming a client let it reach outside the mesh.
 
 The one idea: a client's Egress objects (`MeshState.egresses_from` its identity) are read
-into one `EgressPolicy` (OSM's EgressTrafficPolicy): traffic matches for the outbound
-listener, HTTP virtual hosts per port, and the clusters they name. Only when MeshConfig
-``traffic.enableEgress`` is off (the catalog does not ask otherwise), as in OSM.
+into one `EgressPolicy` (OSM's EgressTrafficPolicy, ``GetEgressTrafficPolicy``): traffic
+matches for the outbound listener, HTTP virtual hosts per port, and the clusters they
+name. Only when MeshConfig ``traffic.enableEgress`` is off (the catalog does not ask
+otherwise), as in OSM. Per port protocol:
+
+* http: match ``egress-http.<port>`` (the port only); one virtual host per host with
+  the routes of the Egress's HTTPRouteGroup matches (every request without one), each
+  to cluster ``<host>:<port>`` (DNS-resolved);
+* https: match ``egress-https.<port>`` by SNI (the hosts) and the ``ipAddresses``, to
+  cluster ``<port>`` (original destination);
+* tcp, tcp-server-first: match ``egress-<protocol>.<port>`` by the ``ipAddresses``, to
+  cluster ``<port>``.
+
+As OSM does: an Egress naming a missing UpstreamTrafficSetting is ignored (a warning);
+one naming a missing HTTPRouteGroup keeps its other groups' matches, and when it names
+no group that exists its hosts have no route (every request is answered 404).
+
+Merging Egress objects (OSM deduplicates equal values; where it would emit two filter
+chains or virtual hosts with one name, which Envoy refuses, we merge):
+
+* matches of one (port, protocol) are one match: address ranges and server names are
+  unions, an Egress without any (every address, every name) making the match take
+  every one. When two Egresses differ in both, the union admits their cross product;
+  that is warned, naming both;
+* two matches Envoy could not tell apart (tcp and tcp-server-first with the same
+  ranges, or https without server names and tcp with the same ranges) keep the first
+  in (port, protocol) order; the other is warned and left out;
+* hosts of one (port, host) are one virtual host: its routes are the union, in order;
+* a cluster named twice with different connection settings (two
+  UpstreamTrafficSettings) keeps the first Egress's (by namespace and name), warned.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
 from osm.base.identity import Identity
-from osm.catalog.policy import EgressPolicy
+from osm.catalog.policy import (
+    EgressCluster,
+    EgressHost,
+    EgressMatch,
+    EgressPolicy,
+    EgressRoute,
+    RequestMatch,
+)
 from osm.catalog.state import MeshState
-from osm.catalog.warn import Warn
+from osm.catalog.warn import Warn, WarningKey
+from osm.model.meta import ObjectRef
+from osm.model.policy import MATCH_KINDS, ConnectionSettings, Egress, UpstreamTrafficSetting
+from osm.model.smi import HTTPRouteGroup
+
+HTTP = "http"
+HTTPS = "https"
+TCP_KINDS = frozenset({"tcp", "tcp-server-first"})
+EVERY_REQUEST = RequestMatch()
 
 
 def egress_policy(state: MeshState, identity: Identity, warn: Warn) -> EgressPolicy | None:
-    """The `EgressPolicy` of a client running as ``identity`` (None: no Egress names it).
+    """The `EgressPolicy` of a client running as ``identity`` (None: no Egress names it,
+    or none that applies).
 
-    Problems (a missing HTTPRouteGroup or UpstreamTrafficSetting) are warnings under
-    ``("identity", identity)``; the rest of the policy still applies.
+    Problems (a missing HTTPRouteGroup or UpstreamTrafficSetting, merges that widen or
+    drop a match) are warnings under ``("identity", identity)``; the rest of the
+    policy still applies.
     """
-    del state, identity, warn
-    return None
+    key: WarningKey = ("identity", identity)
+    merged = _Merged()
+    for egress in state.egresses_from(identity):
+        found, connection = _connection(state, egress, key, warn)
+        if not found:
+            continue
+        requests: tuple[RequestMatch, ...] | None = None
+        for spec in egress.ports:
+            port, protocol = spec.number, spec.protocol
+            if protocol == HTTP:
+                if requests is None:
+                    requests = _request_matches(state, egress, key, warn)
+                merged.add_match(EgressMatch(port, HTTP), egress.ref, key, warn)
+                for host in egress.hosts:
+                    cluster = EgressCluster(f"{host}:{port}", host, port, connection)
+                    merged.add_cluster(cluster, egress.ref, key, warn)
+                    routes = tuple(EgressRoute(match, cluster.name) for match in requests)
+                    merged.add_host(host, port, routes, egress.ref)
+            elif protocol == HTTPS or protocol in TCP_KINDS:
+                cluster = EgressCluster(str(port), "", port, connection)
+                merged.add_cluster(cluster, egress.ref, key, warn)
+                server_names = tuple(sorted(set(egress.hosts))) if protocol == HTTPS else ()
+                match = EgressMatch(
+                    port,
+                    protocol,
+                    ip_ranges=tuple(sorted(set(egress.ip_addresses))),
+                    server_names=server_names,
+                    cluster=cluster.name,
+                )
+                merged.add_match(match, egress.ref, key, warn)
+    return merged.policy(key, warn)
+
+
+def _connection(
+    state: MeshState, egress: Egress, key: WarningKey, warn: Warn
+) -> tuple[bool, ConnectionSettings | None]:
+    """The connection settings of the UpstreamTrafficSetting ``egress`` names (None:
+    it names none); False when it names one that does not exist."""
+    for match in egress.matches:
+        if _names(match.api_group, match.kind, UpstreamTrafficSetting.KIND):
+            setting = state.upstream_setting(egress.namespace, match.name)
+            if setting is None:
+                warn(
+                    key,
+                    egress,
+                    f'UpstreamTrafficSetting "{egress.namespace}/{match.name}" in matches '
+                    "does not exist; the Egress is ignored",
+                )
+                return False, None
+            return True, setting.connection_settings
+    return True, None
+
+
+def _request_matches(
+    state: MeshState, egress: Egress, key: WarningKey, warn: Warn
+) -> tuple[RequestMatch, ...]:
+    """The request matches of ``egress``'s HTTPRouteGroups, in order, without repeats;
+    every request when it names no HTTPRouteGroup."""
+    named = False
+    result: list[RequestMatch] = []
+    for match in egress.matches:
+        if not _names(match.api_group, match.kind, HTTPRouteGroup.KIND):
+            continue
+        named = True
+        group = state.route_group(egress.namespace, match.name)
+        if group is None:
+            warn(
+                key,
+                egress,
+                f'HTTPRouteGroup "{egress.namespace}/{match.name}" in matches does not exist; '
+                "its routes match no request",
+            )
+            continue
+        for http_match in group.matches:
+            request = RequestMatch.of(http_match)
+            if request not in result:
+                result.append(request)
+    return tuple(result) if named else (EVERY_REQUEST,)
+
+
+def _names(api_group: str, kind: str, wanted: str) -> bool:
+    return kind == wanted and MATCH_KINDS.get(api_group) == wanted
+
+
+@dataclass(slots=True)
+class _Host:
+    routes: list[EgressRoute] = field(default_factory=list)
+    origins: list[ObjectRef] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Merged:
+    """The Egress objects' contributions, merged as the module docstring says."""
+
+    matches: dict[tuple[int, str], tuple[EgressMatch, list[ObjectRef]]] = field(
+        default_factory=dict
+    )
+    hosts: dict[tuple[int, str], _Host] = field(default_factory=dict)
+    clusters: dict[str, tuple[EgressCluster, ObjectRef]] = field(default_factory=dict)
+
+    def add_match(self, match: EgressMatch, origin: ObjectRef, key: WarningKey, warn: Warn) -> None:
+        found = self.matches.get((match.port, match.protocol))
+        if found is None:
+            self.matches[(match.port, match.protocol)] = (match, [origin])
+            return
+        old, origins = found
+        ranges_differ = old.ip_ranges != match.ip_ranges
+        names_differ = old.server_names != match.server_names
+        if ranges_differ and names_differ:
+            warn(
+                key,
+                origin,
+                f"{match.name}: this Egress and {_listed(origins)} allow different hosts "
+                "and different address ranges; the proxy allows every listed host at every "
+                "listed address range",
+            )
+        merged = EgressMatch(
+            match.port,
+            match.protocol,
+            ip_ranges=_union(old.ip_ranges, match.ip_ranges),
+            server_names=_union(old.server_names, match.server_names),
+            cluster=match.cluster,
+        )
+        origins.append(origin)
+        self.matches[(match.port, match.protocol)] = (merged, origins)
+
+    def add_host(
+        self, host: str, port: int, routes: tuple[EgressRoute, ...], origin: ObjectRef
+    ) -> None:
+        entry = self.hosts.setdefault((port, host), _Host())
+        entry.routes.extend(route for route in routes if route not in entry.routes)
+        if origin not in entry.origins:
+            entry.origins.append(origin)
+
+    def add_cluster(
+        self, cluster: EgressCluster, origin: ObjectRef, key: WarningKey, warn: Warn
+    ) -> None:
+        found = self.clusters.get(cluster.name)
+        if found is None:
+            self.clusters[cluster.name] = (cluster, origin)
+        elif found[0].connection != cluster.connection:
+            warn(
+                key,
+                origin,
+                f"cluster {cluster.name}: this Egress and {found[1]} name different "
+                f"UpstreamTrafficSettings; the connection settings of {found[1]} apply",
+            )
+
+    def policy(self, key: WarningKey, warn: Warn) -> EgressPolicy | None:
+        if not self.matches:
+            return None
+        kept: list[EgressMatch] = []
+        criteria: dict[tuple[object, ...], EgressMatch] = {}
+        for port_protocol in sorted(self.matches):
+            match, origins = self.matches[port_protocol]
+            match = EgressMatch(
+                match.port,
+                match.protocol,
+                match.ip_ranges,
+                match.server_names,
+                match.cluster,
+                origins=tuple(origins),
+            )
+            same = criteria.get(_criteria(match))
+            if same is not None:
+                for origin in origins:
+                    warn(
+                        key,
+                        origin,
+                        f"{match.name} matches the same connections as {same.name} "
+                        f"(port, addresses, server names); {same.name} applies",
+                    )
+                continue
+            criteria[_criteria(match)] = match
+            kept.append(match)
+        clusters = {name for match in kept for name in _clusters_of(match, self.hosts)}
+        return EgressPolicy(
+            matches=tuple(kept),
+            http_hosts=tuple(
+                EgressHost(host, port, tuple(entry.routes), tuple(entry.origins))
+                for (port, host), entry in sorted(self.hosts.items())
+            ),
+            clusters=tuple(
+                self.clusters[name][0] for name in sorted(self.clusters) if name in clusters
+            ),
+        )
+
+
+def _criteria(match: EgressMatch) -> tuple[object, ...]:
+    """What Envoy matches a connection on for ``match`` (HTTP: its application
+    protocols, which no other match has)."""
+    if match.protocol == HTTP:
+        return (match.port, HTTP)
+    return (match.port, match.ip_ranges, match.server_names)
+
+
+def _clusters_of(match: EgressMatch, hosts: Iterable[tuple[int, str]]) -> list[str]:
+    if match.protocol != HTTP:
+        return [match.cluster]
+    return [f"{host}:{port}" for port, host in hosts if port == match.port]
+
+
+def _union(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    """Sorted union; empty (every value) absorbs the other."""
+    if not first or not second:
+        return ()
+    return tuple(sorted(set(first) | set(second)))
+
+
+def _listed(refs: list[ObjectRef]) -> str:
+    return ", ".join(str(ref) for ref in refs)
