@@ -18,8 +18,9 @@ As OSM does: an Egress naming a missing UpstreamTrafficSetting is ignored (a war
 one naming a missing HTTPRouteGroup keeps its other groups' matches, and when it names
 no group that exists its hosts have no route (every request is answered 404).
 
-Merging Egress objects (OSM deduplicates equal values; where it would emit two filter
-chains or virtual hosts with one name, which Envoy refuses, we merge):
+Merging Egress objects (OSM deduplicates equal values only; where it would emit two
+virtual hosts with the same domains, which Envoy refuses, or two filter chains of one
+name, which names no longer tell apart, we merge):
 
 * matches of one (port, protocol) are one match: address ranges and server names are
   unions, an Egress without any (every address, every name) making the match take
