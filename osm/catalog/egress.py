@@ -22,13 +22,16 @@ Merging Egress objects (OSM deduplicates equal values only; where it would emit 
 virtual hosts with the same domains, which Envoy refuses, or two filter chains of one
 name, which names no longer tell apart, we merge):
 
-* matches of one (port, protocol) are one match: address ranges and server names are
-  unions, an Egress without any (every address, every name) making the match take
-  every one. When two Egresses differ in both, the union admits their cross product;
-  that is warned, naming both;
-* two matches Envoy could not tell apart (tcp and tcp-server-first with the same
-  ranges, or https without server names and tcp with the same ranges) keep the first
-  in (port, protocol) order; the other is warned and left out;
+* the matches of one (port, protocol) admit exactly the union of what each Egress
+  admits (an address in its ranges with a name among its hosts; no ranges: every
+  address, no hosts: every name). One match when that is one (address ranges, server
+  names) pair; else one per set of names (`_chains`), parts ``.1``, ``.2``... of
+  ``egress-<protocol>.<port>``, chosen as Envoy chooses: most specific range first;
+* of two matches Envoy could not tell apart (tcp and tcp-server-first with the same
+  ranges, or https without server names and tcp with the same ranges) one is kept,
+  the other warned and left out: a tcp-server-first one (its port keeps the inspectors
+  off, which a client-first protocol does not mind), else the first in (port,
+  protocol) order;
 * hosts of one (port, host) are one virtual host: its routes are the union, in order;
 * a cluster named twice with different connection settings (two
   UpstreamTrafficSettings) keeps the first Egress's (by namespace and name), warned.
@@ -36,6 +39,7 @@ name, which names no longer tell apart, we merge):
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -56,7 +60,8 @@ from osm.model.smi import HTTPRouteGroup
 
 HTTP = "http"
 HTTPS = "https"
-TCP_KINDS = frozenset({"tcp", "tcp-server-first"})
+SERVER_FIRST = "tcp-server-first"
+TCP_KINDS = frozenset({"tcp", SERVER_FIRST})
 EVERY_REQUEST = RequestMatch()
 
 
@@ -80,7 +85,7 @@ def egress_policy(state: MeshState, identity: Identity, warn: Warn) -> EgressPol
             if protocol == HTTP:
                 if requests is None:
                     requests = _request_matches(state, egress, key, warn)
-                merged.add_match(EgressMatch(port, HTTP), egress.ref, key, warn)
+                merged.add_match(EgressMatch(port, HTTP), egress.ref)
                 for host in egress.hosts:
                     cluster = EgressCluster(f"{host}:{port}", host, port, connection)
                     merged.add_cluster(cluster, egress.ref, key, warn)
@@ -97,7 +102,7 @@ def egress_policy(state: MeshState, identity: Identity, warn: Warn) -> EgressPol
                     server_names=server_names,
                     cluster=cluster.name,
                 )
-                merged.add_match(match, egress.ref, key, warn)
+                merged.add_match(match, egress.ref)
     return merged.policy(key, warn)
 
 
@@ -158,41 +163,31 @@ class _Host:
     origins: list[ObjectRef] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Allowed:
+    """What one Egress allows on a (port, protocol): address ranges and server names
+    (empty: every one)."""
+
+    ranges: tuple[str, ...]
+    names: tuple[str, ...]
+    origin: ObjectRef
+
+
 @dataclass(slots=True)
 class _Merged:
     """The Egress objects' contributions, merged as the module docstring says."""
 
-    matches: dict[tuple[int, str], tuple[EgressMatch, list[ObjectRef]]] = field(
-        default_factory=dict
-    )
+    allowed: dict[tuple[int, str], list[_Allowed]] = field(default_factory=dict)
+    clusters_of: dict[tuple[int, str], str] = field(default_factory=dict)
     hosts: dict[tuple[int, str], _Host] = field(default_factory=dict)
     clusters: dict[str, tuple[EgressCluster, ObjectRef]] = field(default_factory=dict)
 
-    def add_match(self, match: EgressMatch, origin: ObjectRef, key: WarningKey, warn: Warn) -> None:
-        found = self.matches.get((match.port, match.protocol))
-        if found is None:
-            self.matches[(match.port, match.protocol)] = (match, [origin])
-            return
-        old, origins = found
-        ranges_differ = old.ip_ranges != match.ip_ranges
-        names_differ = old.server_names != match.server_names
-        if ranges_differ and names_differ:
-            warn(
-                key,
-                origin,
-                f"{match.name}: this Egress and {_listed(origins)} allow different hosts "
-                "and different address ranges; the proxy allows every listed host at every "
-                "listed address range",
-            )
-        merged = EgressMatch(
-            match.port,
-            match.protocol,
-            ip_ranges=_union(old.ip_ranges, match.ip_ranges),
-            server_names=_union(old.server_names, match.server_names),
-            cluster=match.cluster,
+    def add_match(self, match: EgressMatch, origin: ObjectRef) -> None:
+        key = (match.port, match.protocol)
+        self.allowed.setdefault(key, []).append(
+            _Allowed(match.ip_ranges, match.server_names, origin)
         )
-        origins.append(origin)
-        self.matches[(match.port, match.protocol)] = (merged, origins)
+        self.clusters_of[key] = match.cluster
 
     def add_host(
         self, host: str, port: int, routes: tuple[EgressRoute, ...], origin: ObjectRef
@@ -212,37 +207,33 @@ class _Merged:
             warn(
                 key,
                 origin,
-                f"cluster {cluster.name}: this Egress and {found[1]} name different "
-                f"UpstreamTrafficSettings; the connection settings of {found[1]} apply",
+                f"cluster {cluster.name}: this Egress and {found[1]} set different "
+                f"connection settings (UpstreamTrafficSetting); those of {found[1]} apply",
             )
 
     def policy(self, key: WarningKey, warn: Warn) -> EgressPolicy | None:
-        if not self.matches:
+        if not self.allowed:
             return None
         kept: list[EgressMatch] = []
         criteria: dict[tuple[object, ...], EgressMatch] = {}
-        for port_protocol in sorted(self.matches):
-            match, origins = self.matches[port_protocol]
-            match = EgressMatch(
-                match.port,
-                match.protocol,
-                match.ip_ranges,
-                match.server_names,
-                match.cluster,
-                origins=tuple(origins),
-            )
-            same = criteria.get(_criteria(match))
-            if same is not None:
-                for origin in origins:
-                    warn(
-                        key,
-                        origin,
-                        f"{match.name} matches the same connections as {same.name} "
-                        f"(port, addresses, server names); {same.name} applies",
-                    )
-                continue
-            criteria[_criteria(match)] = match
-            kept.append(match)
+        # A server-first match wins a tie: the inspectors stay off on its port, which a
+        # client-first protocol does not mind and a server-first one needs.
+        for port, protocol in sorted(self.allowed, key=lambda k: (k[0], k[1] != SERVER_FIRST, k)):
+            cluster = self.clusters_of[(port, protocol)]
+            for match in _chains(port, protocol, cluster, self.allowed[(port, protocol)]):
+                same = criteria.get(_criteria(match))
+                if same is not None:
+                    for origin in match.origins:
+                        warn(
+                            key,
+                            origin,
+                            f"{match.name} matches the same connections as {same.name} "
+                            f"(port, addresses, server names); {same.name} applies",
+                        )
+                    continue
+                criteria[_criteria(match)] = match
+                kept.append(match)
+        kept.sort(key=lambda m: (m.port, m.protocol, m.part))
         clusters = {name for match in kept for name in _clusters_of(match, self.hosts)}
         return EgressPolicy(
             matches=tuple(kept),
@@ -254,6 +245,78 @@ class _Merged:
                 self.clusters[name][0] for name in sorted(self.clusters) if name in clusters
             ),
         )
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _chains(port: int, protocol: str, cluster: str, allowed: list[_Allowed]) -> list[EgressMatch]:
+    """The matches that admit exactly the union of ``allowed`` on one (port, protocol),
+    as Envoy picks a chain: by the most specific address range first, then by server
+    name, never going back.
+
+    Each address range (and "any address", when an Egress lists none) gets the names
+    of every Egress whose ranges contain it (every name when one of them lists none);
+    ranges with equal names share a chain. Since the ranges containing an address are
+    nested, the most specific one holding it carries the names of every Egress that
+    admits the address. A range whose names are those of "any address" adds nothing.
+    """
+    if protocol == HTTP:
+        return [EgressMatch(port, HTTP, origins=_origins(allowed))]
+    every_address = [a for a in allowed if not a.ranges]
+    groups: dict[tuple[str, ...], list[str]] = {}
+    sources: dict[tuple[str, ...], list[_Allowed]] = {}
+    any_names = _names_of(every_address) if every_address else None
+    for cidr in sorted({r for a in allowed for r in a.ranges}):
+        network = ipaddress.ip_network(cidr)
+        covering = [a for a in allowed if _covers(a.ranges, network)]
+        names = _names_of(covering)
+        if names == any_names:
+            continue
+        groups.setdefault(names, []).append(cidr)
+        contributors = sources.setdefault(names, [])
+        contributors += [a for a in covering if a not in contributors]
+    result: list[EgressMatch] = []
+    if every_address:
+        result.append(
+            EgressMatch(port, protocol, (), any_names or (), cluster, _origins(every_address))
+        )
+    for names, cidrs in sorted(groups.items(), key=lambda item: item[1]):
+        result.append(
+            EgressMatch(
+                port, protocol, tuple(cidrs), names or (), cluster, _origins(sources[names])
+            )
+        )
+    return [
+        EgressMatch(m.port, m.protocol, m.ip_ranges, m.server_names, m.cluster, m.origins, part)
+        for part, m in enumerate(result)
+    ]
+
+
+def _covers(ranges: tuple[str, ...], network: Network) -> bool:
+    """Whether ``ranges`` (empty: every address) hold all of ``network``."""
+    if not ranges:
+        return True
+    for cidr in ranges:
+        outer = ipaddress.ip_network(cidr)
+        if outer.version == network.version and network.subnet_of(outer):  # type: ignore[arg-type]
+            return True
+    return False
+
+
+def _names_of(allowed: list[_Allowed]) -> tuple[str, ...]:
+    """The union of the server names allowed (empty: every name, which absorbs)."""
+    if any(not a.names for a in allowed):
+        return ()
+    return tuple(sorted({name for a in allowed for name in a.names}))
+
+
+def _origins(allowed: list[_Allowed]) -> tuple[ObjectRef, ...]:
+    result: list[ObjectRef] = []
+    for item in allowed:
+        if item.origin not in result:
+            result.append(item.origin)
+    return tuple(result)
 
 
 def _criteria(match: EgressMatch) -> tuple[object, ...]:
@@ -268,14 +331,3 @@ def _clusters_of(match: EgressMatch, hosts: Iterable[tuple[int, str]]) -> list[s
     if match.protocol != HTTP:
         return [match.cluster]
     return [f"{host}:{port}" for port, host in hosts if port == match.port]
-
-
-def _union(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
-    """Sorted union; empty (every value) absorbs the other."""
-    if not first or not second:
-        return ()
-    return tuple(sorted(set(first) | set(second)))
-
-
-def _listed(refs: list[ObjectRef]) -> str:
-    return ", ".join(str(ref) for ref in refs)

@@ -94,7 +94,8 @@ def http(port: int, *hosts: str, routes: Sequence[RequestMatch] = (EVERY,)) -> l
 
 def policy(*parts: object) -> EgressPolicy:
     matches = sorted(
-        (p for p in parts if isinstance(p, EgressMatch)), key=lambda p: (p.port, p.protocol)
+        (p for p in parts if isinstance(p, EgressMatch)),
+        key=lambda p: (p.port, p.protocol, p.part),
     )
     hosts = sorted((p for p in parts if isinstance(p, EgressHost)), key=lambda h: (h.port, h.host))
     clusters = {p.name: p for p in parts if isinstance(p, EgressCluster)}
@@ -208,7 +209,7 @@ CASES = [
         ),
     ),
     Case(
-        "two Egresses for one tcp port: one match, the union of their ranges",
+        "two Egresses for one tcp port: one match, every range of both",
         [
             egress_doc("a", [(5432, "tcp")], ips=["10.0.0.0/8"]),
             egress_doc("b", [(5432, "tcp")], ips=["192.168.0.0/16", "10.0.0.0/8"]),
@@ -227,24 +228,59 @@ CASES = [
         policy(EgressMatch(5432, "tcp", (), (), "5432"), EgressCluster("5432", "", 5432)),
     ),
     Case(
-        "two https Egresses differing in hosts and ranges: their union, warned",
+        "two https Egresses differing in hosts and ranges: a chain each, nothing more",
         [
             egress_doc("a", [(443, "https")], hosts=["a.example"], ips=["1.0.0.0/8"]),
             egress_doc("b", [(443, "https")], hosts=["b.example"], ips=["2.0.0.0/8"]),
         ],
         policy(
-            EgressMatch(
-                443, "https", ("1.0.0.0/8", "2.0.0.0/8"), ("a.example", "b.example"), "443"
-            ),
+            EgressMatch(443, "https", ("1.0.0.0/8",), ("a.example",), "443"),
+            EgressMatch(443, "https", ("2.0.0.0/8",), ("b.example",), "443", part=1),
             EgressCluster("443", "", 443),
         ),
-        ["egress-https.443: this Egress and Egress shop/a allow different hosts"],
     ),
     Case(
-        "tcp and tcp-server-first on one port with the same ranges: the first kept, warned",
+        "https by name anywhere and by address with any name: the address's chain takes "
+        "every name, elsewhere only the host",
+        [
+            egress_doc("a", [(443, "https")], hosts=["a.example"]),
+            egress_doc("b", [(443, "https")], ips=["198.51.100.0/24"]),
+        ],
+        policy(
+            EgressMatch(443, "https", (), ("a.example",), "443"),
+            EgressMatch(443, "https", ("198.51.100.0/24",), (), "443", part=1),
+            EgressCluster("443", "", 443),
+        ),
+    ),
+    Case(
+        "nested ranges: the inner range takes the names of both Egresses",
+        [
+            egress_doc("a", [(443, "https")], hosts=["a.example"], ips=["10.0.0.0/8"]),
+            egress_doc("b", [(443, "https")], hosts=["b.example"], ips=["10.1.0.0/16"]),
+        ],
+        policy(
+            EgressMatch(443, "https", ("10.0.0.0/8",), ("a.example",), "443"),
+            EgressMatch(443, "https", ("10.1.0.0/16",), ("a.example", "b.example"), "443", part=1),
+            EgressCluster("443", "", 443),
+        ),
+    ),
+    Case(
+        "an https Egress without hosts or ranges admits everything: one chain",
+        [
+            egress_doc("a", [(443, "https")]),
+            egress_doc("b", [(443, "https")], hosts=["b.example"], ips=["10.1.0.0/16"]),
+        ],
+        policy(EgressMatch(443, "https", (), (), "443"), EgressCluster("443", "", 443)),
+    ),
+    Case(
+        "tcp and tcp-server-first on one port with the same ranges: the server-first one "
+        "kept (its port's inspectors stay off), warned",
         [egress_doc("e", [(25, "tcp"), (25, "tcp-server-first")], ips=["10.0.0.0/8"])],
-        policy(EgressMatch(25, "tcp", ("10.0.0.0/8",), (), "25"), EgressCluster("25", "", 25)),
-        ["egress-tcp-server-first.25 matches the same connections as egress-tcp.25"],
+        policy(
+            EgressMatch(25, "tcp-server-first", ("10.0.0.0/8",), (), "25"),
+            EgressCluster("25", "", 25),
+        ),
+        ["egress-tcp.25 matches the same connections as egress-tcp-server-first.25"],
     ),
     Case(
         "http and https on one port are told apart (application protocols, SNI)",
@@ -267,7 +303,7 @@ CASES = [
             (EgressHost("a.example", 80, (EgressRoute(EVERY, "a.example:80"),)),),
             (EgressCluster("a.example:80", "a.example", 80, LIMITED),),
         ),
-        ["cluster a.example:80: this Egress and Egress shop/a name different"],
+        ["cluster a.example:80: this Egress and Egress shop/a set different connection"],
     ),
 ]
 

@@ -4,6 +4,8 @@ its source's proxies, incrementally equal to a full build."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,13 +22,14 @@ from osm.catalog.policy import (
     EgressRoute,
     RequestMatch,
 )
+from osm.catalog.state import MeshState
 from osm.model.meta import ObjectRef
 from osm.model.policy import ConnectionSettings, HTTPConnectionSettings, TCPConnectionSettings
 from osm.xds import egress, validation
 from osm.xds.context import Context
 from osm.xds.generator import Generator, build_snapshots
 from tests.unit.catalog import meshes as m
-from tests.unit.xds import xds_support
+from tests.unit.xds import envoy_validate, xds_support
 from tests.unit.xds.test_xds_snapshot import (
     all_problems,
     check_against_cold,
@@ -283,3 +286,45 @@ def test_an_egress_change_rebuilds_only_its_source(
             )
     check_against_cold(first, built, after)
     assert all_problems(built) == []
+
+
+# -- real Envoy --------------------------------------------------------------------------
+def merged_egress_mesh() -> MeshState:
+    """The egress mesh and Egresses the catalog must merge: a second one for httpbin.org
+    on 80 (one virtual host), tcp and tcp-server-first on 5432 with the same range (one
+    kept), https on 443 without hosts and by address (the union takes every name)."""
+
+    def extra(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        sources = [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}]
+        return {
+            "apiVersion": xds_support.POLICY_API,
+            "kind": "Egress",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"sources": sources, **spec},
+        }
+
+    state = xds_support.egress_mesh()
+    docs = [
+        extra("more-httpbin", {"hosts": ["httpbin.org", "example.org"],
+                               "ports": [{"number": 80, "protocol": "http"}]}),
+        extra("pg", {"ipAddresses": ["10.20.0.0/16"],
+                     "ports": [{"number": 5432, "protocol": "tcp-server-first"}]}),
+        extra("tls-by-address", {"ipAddresses": ["198.51.100.0/24"],
+                                 "ports": [{"number": 443, "protocol": "https"}]}),
+    ]  # fmt: skip
+    after, _ = state.with_changes(upserts=m.parse(*docs))
+    return after
+
+
+@pytest.mark.skipif(envoy_validate.ENVOY is None, reason=envoy_validate.SKIP_REASON)
+@pytest.mark.parametrize(
+    "mesh", [xds_support.egress_mesh, merged_egress_mesh], ids=["egress", "merged-egress"]
+)
+def test_envoy_accepts_every_proxy_of_the_egress_meshes(
+    mesh: Callable[[], MeshState], tmp_path: Path
+) -> None:
+    built = build_snapshots(mesh())
+    assert not built.errors
+    assert envoy_validate.envoy_rejects(built, tmp_path) == []
+    for snapshot in built.snapshots.values():
+        python_sidecar_accepts(snapshot)
