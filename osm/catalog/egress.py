@@ -87,6 +87,14 @@ def egress_policy(state: MeshState, identity: Identity, warn: Warn) -> EgressPol
                     requests = _request_matches(state, egress, key, warn)
                 merged.add_match(EgressMatch(port, HTTP), egress.ref)
                 for host in egress.hosts:
+                    if host.startswith("*."):
+                        warn(
+                            key,
+                            egress,
+                            f"http port {port}: host {host} is a wildcard, which DNS cannot "
+                            "resolve (as in OSM, its cluster has no endpoint); list the hosts, "
+                            "or use https, matched by SNI",
+                        )
                     cluster = EgressCluster(f"{host}:{port}", host, port, connection)
                     merged.add_cluster(cluster, egress.ref, key, warn)
                     routes = tuple(EgressRoute(match, cluster.name) for match in requests)

@@ -124,6 +124,12 @@ CASES = [
         policy(*http(80, "a.example", "b.example")),
     ),
     Case(
+        "http to a wildcard host: built as OSM does, warned (DNS cannot resolve it)",
+        [egress_doc("e", [(80, "http")], hosts=["*.example.com"])],
+        policy(*http(80, "*.example.com")),
+        ["host *.example.com is a wildcard, which DNS cannot resolve"],
+    ),
+    Case(
         "http without hosts: the port's match and no virtual host",
         [egress_doc("e", [(8080, "http")])],
         policy(EgressMatch(8080, "http")),
