@@ -70,6 +70,8 @@ class _Caches:
     warnings: Warnings = field(default_factory=Warnings)
 
 
+_Grants = inbound.Grants
+
 _Personal = tuple[EgressPolicy | None, Mapping[ServiceId, tuple[RetryPolicy, ObjectRef]]]
 """What a client's outbound policy has of its own: its Egress policy and its retries."""
 
@@ -341,15 +343,21 @@ class Catalog:
     # -- inbound -----------------------------------------------------------------------
     def inbound(self, proxy: Proxy) -> InboundPolicy:
         """Who may call the service ports ``proxy`` serves, and which requests."""
-        if self.permissive:
-            result = inbound.inbound_policy(proxy, True, inbound.NO_GRANTS, self._warn)
-        else:
-            cached = self._c.grants.get(proxy.identity)
-            if cached is None:
-                cached = inbound.grants(self.state, proxy.identity, self._warn)
-                self._c.grants[proxy.identity] = cached
-            result = inbound.inbound_policy(proxy, False, cached, self._warn)
+        grants = self.grants_of(proxy.identity)
+        result = inbound.inbound_policy(proxy, self.permissive, grants, self._warn)
         return self._with_service_policies(proxy, result)
+
+    def grants_of(self, identity: Identity) -> _Grants:
+        """What the TrafficTargets to ``identity`` grant, each with the TrafficTarget rule
+        that grants it (`inbound.grants`; `inbound.NO_GRANTS` in permissive mode): the
+        input of `inbound`, and of explanations of it."""
+        if self.permissive:
+            return inbound.NO_GRANTS
+        cached = self._c.grants.get(identity)
+        if cached is None:
+            cached = inbound.grants(self.state, identity, self._warn)
+            self._c.grants[identity] = cached
+        return cached
 
     def _with_service_policies(self, proxy: Proxy, policy: InboundPolicy) -> InboundPolicy:
         """``policy`` with its services' rate limits and the ingress they admit."""

@@ -21,6 +21,8 @@ denied, with a warning naming the TrafficTarget rule.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from osm.base.identity import Identity
 from osm.catalog import policy
 from osm.catalog.policy import (
@@ -36,10 +38,29 @@ from osm.catalog.warn import Warn
 from osm.model.meta import ObjectRef
 from osm.model.smi import HTTPRouteGroup, TCPRoute
 
-HttpGrant = tuple[RequestMatch, tuple[Identity, ...], ObjectRef, str]
-"""Requests matching, allowed from sources, by a TrafficTarget's rule (ref, rule path)."""
-TcpGrant = tuple[tuple[int, ...], tuple[Identity, ...]]
-"""Connections to ports (none: every port), allowed from sources (a TCPRoute rule)."""
+
+class HttpGrant(NamedTuple):
+    """Requests matching ``match`` are allowed from ``sources`` by a TrafficTarget's rule:
+    ``target`` and ``rule`` (``spec.rules[i]: HTTPRouteGroup "name"``) say which, and
+    ``match_name`` which match of the group (explanations only)."""
+
+    match: RequestMatch
+    sources: tuple[Identity, ...]
+    target: ObjectRef
+    rule: str
+    match_name: str = ""
+
+
+class TcpGrant(NamedTuple):
+    """Connections to ``ports`` (none: every port) are allowed from ``sources`` by a
+    TrafficTarget's TCPRoute rule (``target``, ``rule``: for explanations only)."""
+
+    ports: tuple[int, ...]
+    sources: tuple[Identity, ...]
+    target: ObjectRef | None = None
+    rule: str = ""
+
+
 Grants = tuple[tuple[HttpGrant, ...], tuple[TcpGrant, ...]]
 NO_GRANTS: Grants = ((), ())
 """The grants permissive mode uses (it reads no TrafficTarget)."""
@@ -80,7 +101,10 @@ def grants(state: MeshState, identity: Identity, warn: Warn) -> Grants:
                         else:
                             matches.append(match)
                 rule_text = f'{where}: HTTPRouteGroup "{rule.name}"'
-                http.extend((RequestMatch.of(m), sources, target.ref, rule_text) for m in matches)
+                http.extend(
+                    HttpGrant(RequestMatch.of(m), sources, target.ref, rule_text, m.name)
+                    for m in matches
+                )
             else:
                 route = state.tcp_route(target.namespace, rule.name)
                 if not isinstance(route, TCPRoute):
@@ -91,8 +115,16 @@ def grants(state: MeshState, identity: Identity, warn: Warn) -> Grants:
                         "exist; the rule allows nothing",
                     )
                     continue
-                tcp.append((route.ports, sources))
+                tcp.append(
+                    TcpGrant(route.ports, sources, target.ref, f'{where}: TCPRoute "{rule.name}"')
+                )
     return (tuple(http), tuple(tcp))
+
+
+def covers(grant: TcpGrant, port: int, target_port: int) -> bool:
+    """Whether a TCPRoute grant covers a served port: it names no port, or the service
+    port, or its target port."""
+    return not grant.ports or port in grant.ports or target_port in grant.ports
 
 
 def inbound_policy(proxy: Proxy, permissive: bool, grants: Grants, warn: Warn) -> InboundPolicy:
@@ -112,9 +144,9 @@ def inbound_policy(proxy: Proxy, permissive: bool, grants: Grants, warn: Warn) -
             )
             continue
         tcp_sources: set[Identity] = set()
-        for route_ports, sources in tcp_grants:
-            if not route_ports or local.port in route_ports or local.target_port in route_ports:
-                tcp_sources.update(sources)
+        for tcp_grant in tcp_grants:
+            if covers(tcp_grant, local.port, local.target_port):
+                tcp_sources.update(tcp_grant.sources)
         if tunnelled:
             allowed = _tunnelled_sources(proxy.identity, local, http_grants, tcp_sources, warn)
             ports.append(
@@ -134,14 +166,14 @@ def inbound_policy(proxy: Proxy, permissive: bool, grants: Grants, warn: Warn) -
             )
             continue
         by_match: dict[RequestMatch, set[Identity]] = {}
-        for match, sources, _target, _where in http_grants:
-            by_match.setdefault(match, set()).update(sources)
+        for grant in http_grants:
+            by_match.setdefault(grant.match, set()).update(grant.sources)
         rules_list = [InboundRule(m, tuple(sorted(s))) for m, s in by_match.items()]
         if tcp_sources:
             rules_list.append(InboundRule(RequestMatch(), tuple(sorted(tcp_sources))))
         l4 = set(tcp_sources)
-        for _match, sources, _target, _where in http_grants:
-            l4.update(sources)
+        for grant in http_grants:
+            l4.update(grant.sources)
         ports.append(
             InboundPort(
                 local.service,
@@ -168,13 +200,14 @@ def _tunnelled_sources(
     matches are denied, with a warning per TrafficTarget rule (keyed by identity:
     the answer is the same for every proxy of the identity that tunnels gRPC)."""
     allowed = set(tcp_sources)
-    for match, sources, _target, _where in http_grants:
-        if match.matches_every_request:
-            allowed.update(sources)
+    for grant in http_grants:
+        if grant.match.matches_every_request:
+            allowed.update(grant.sources)
     denied: dict[tuple[ObjectRef, str], set[Identity]] = {}
-    for match, sources, target, where in http_grants:
-        if not match.matches_every_request:
-            denied.setdefault((target, where), set()).update(set(sources) - allowed)
+    for grant in http_grants:
+        if not grant.match.matches_every_request:
+            key = (grant.target, grant.rule)
+            denied.setdefault(key, set()).update(set(grant.sources) - allowed)
     for (target, where), refused in sorted(
         denied.items(), key=lambda item: (str(item[0][0]), item[0][1])
     ):

@@ -68,6 +68,7 @@ def cli(ctx: click.Context, kubeconfig: str | None, kube_context: str | None) ->
       osm get trafficsplits -A
       osm namespace add bookstore    put a namespace in the mesh
       osm validate -f my-manifests/  check files offline, every error at once
+      osm policy check-pods SRC DST  may pod SRC call pod DST, and which object decides
     """
     ctx.ensure_object(dict)
     ctx.obj[KUBECONFIG_KEY] = kubeconfig
@@ -520,7 +521,7 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca, injector, install, namespace, proxy, runtime, xds
+    from osm.cli import ca, injector, install, namespace, policy, proxy, runtime, verify, xds
 
     group.add_command(injector.injector)
     group.add_command(ca.ca)
@@ -528,6 +529,8 @@ def register(group: click.Group) -> None:
     group.add_command(proxy.proxy)
     group.add_command(proxy.sidecar)
     group.add_command(namespace.namespace)
+    group.add_command(policy.policy)
+    group.add_command(verify.verify)
     for command in install.COMMANDS:
         group.add_command(command)
     group.add_command(install.uninstall, "del")  # OSM's alias ("delete" is osm delete)

@@ -108,8 +108,6 @@ def _admin_at(address: str, query: str) -> tuple[int, str]:
 def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> tuple[int, str]:
     """GET the admin QUERY from inside the pod's network namespace (the admin interface
     listens on the pod's loopback only, as OSM's Envoy does)."""
-    from osm.runtime import network
-
     with connect(ctx) as api:
         try:
             obj = api.get("Pod", namespace, pod)
@@ -122,13 +120,37 @@ def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> t
             "namespace recorded); give its admin interface with --address instead"
         )
     try:
-        sock = network.socket_in_netns(netns)
+        return admin_in_netns(netns, query)
     except PermissionError:
         _fail("reading a pod's proxy enters its network namespace: run as root")
+    except AdminUnreachable as error:
+        _fail(
+            f"pod {namespace}/{pod} has no proxy answering on port "
+            f"{wellknown.PROXY_ADMIN_PORT}: "
+            f"{error} (is sidecar injection enabled in its namespace?)"
+        )
     except OSError as error:
         _fail(f"pod {namespace}/{pod}'s network namespace {netns}: {error}")
+
+
+class AdminUnreachable(OSError):
+    """Nothing answered on the admin port inside the pod's network namespace."""
+
+
+def admin_in_netns(netns: str, query: str, timeout: float = 10.0) -> tuple[int, str]:
+    """GET ``/QUERY`` from the admin interface on the loopback of network namespace
+    ``netns``: the status and the body. Raises `PermissionError` (not root),
+    `AdminUnreachable` (no proxy answers), or another `OSError` (no such namespace)."""
+    from osm.runtime import network
+
+    try:
+        sock = network.socket_in_netns(netns)
+    except network.NetworkError as error:
+        if "not permitted" in str(error):
+            raise PermissionError(str(error)) from None
+        raise OSError(str(error)) from None
     with sock:
-        sock.settimeout(10)
+        sock.settimeout(timeout)
         try:
             sock.connect((wellknown.LOCALHOST, wellknown.PROXY_ADMIN_PORT))
             sock.sendall(
@@ -138,11 +160,7 @@ def _admin_in_pod(ctx: click.Context, namespace: str, pod: str, query: str) -> t
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         except OSError as error:
-            _fail(
-                f"pod {namespace}/{pod} has no proxy answering on port "
-                f"{wellknown.PROXY_ADMIN_PORT}: "
-                f"{error} (is sidecar injection enabled in its namespace?)"
-            )
+            raise AdminUnreachable(str(error)) from None
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     status_line = head.split(b"\r\n", 1)[0].split()
     status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0

@@ -85,7 +85,7 @@ def test_inbound_policy_needs_no_state() -> None:
     )
     narrow = RequestMatch("/books", ("GET",))
     target = ObjectRef("TrafficTarget", "b", "t")
-    grants: inbound.Grants = (((narrow, (CLIENT,), target, "spec.rules[0]"),), ())
+    grants: inbound.Grants = ((inbound.HttpGrant(narrow, (CLIENT,), target, "spec.rules[0]"),), ())
     warnings = Warnings()
     policy = inbound.inbound_policy(proxy, False, grants, warnings.warn)
     assert policy.ports == (
