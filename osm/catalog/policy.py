@@ -238,10 +238,15 @@ class EgressMatch:
     server_names: tuple[str, ...] = ()
     cluster: str = ""
     origins: tuple[ObjectRef, ...] = field(default=(), compare=False)
+    part: int = 0
+    """Which chain of its (port, protocol) this is, when Egresses allowing different
+    names at different addresses need more than one (`osm.catalog.egress`); a part
+    after the first is named ``egress-<protocol>.<port>.<part>``."""
 
     @property
     def name(self) -> str:
-        return f"egress-{self.protocol}.{self.port}"
+        base = f"egress-{self.protocol}.{self.port}"
+        return f"{base}.{self.part}" if self.part else base
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +277,8 @@ class EgressHost:
 class EgressPolicy:
     """What the Egress objects naming a client's service account let it reach outside
     the mesh (only when MeshConfig ``traffic.enableEgress`` is off: mesh-wide
-    passthrough makes them moot, as in OSM). Tuples sorted: matches by (port, protocol),
-    hosts by (port, host), clusters by name."""
+    passthrough makes them moot, as in OSM). Tuples sorted: matches by (port, protocol,
+    part), hosts by (port, host), clusters by name."""
 
     matches: tuple[EgressMatch, ...] = ()
     http_hosts: tuple[EgressHost, ...] = ()

@@ -100,15 +100,55 @@ def _most_specific(
     return [chain for score, chain in scored if score == best]
 
 
-def needs_inspection(listener: model.Listener) -> bool:
+def needs_inspection(listener: model.Listener, destination_port: int = 0) -> bool:
     """Whether a connection's first bytes must be sniffed for a TLS ClientHello before a
-    chain can be chosen: the listener asks for it and some chain matches on what it holds."""
-    chains = list(listener.filter_chains)
-    if listener.default_filter_chain is not None:
-        chains.append(listener.default_filter_chain)
-    return listener.inspect_tls and any(
+    chain can be chosen: the listener asks for it (not disabled on the connection's
+    destination port) and some chain matches on what it holds."""
+    if not listener.inspect_tls or destination_port in listener.tls_inspector_off:
+        return False
+    return any(
         chain.match.server_names
         or chain.match.transport_protocol
         or chain.match.application_protocols
-        for chain in chains
+        for chain in _chains(listener)
     )
+
+
+def needs_http_inspection(listener: model.Listener, destination_port: int) -> bool:
+    """Whether a plaintext connection's first request line must be read to choose a chain:
+    the listener has the HTTP inspector (not disabled on the port) and a chain matches on
+    application protocols."""
+    if not listener.inspect_http or destination_port in listener.http_inspector_off:
+        return False
+    return any(chain.match.application_protocols for chain in _chains(listener))
+
+
+def _chains(listener: model.Listener) -> list[model.FilterChain]:
+    chains = list(listener.filter_chains)
+    if listener.default_filter_chain is not None:
+        chains.append(listener.default_filter_chain)
+    return chains
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_REQUEST_LINE = 8192
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def http_protocol(data: bytes) -> str | None:
+    """What Envoy's HTTP inspector reports for a plaintext connection that began with
+    ``data``: ``h2c`` (the HTTP/2 preface), ``http/1.0`` or ``http/1.1`` (a request line),
+    ``""`` (not HTTP), or None (too few bytes yet to tell)."""
+    if data[: len(H2_PREFACE)] == H2_PREFACE[: len(data)]:
+        return "h2c" if len(data) >= len(H2_PREFACE) else None
+    end = data.find(b"\r\n")
+    line = data if end < 0 else data[:end]
+    method, space, _ = line.partition(b" ")
+    if not all(byte in _TOKEN for byte in method) or (space and not method):
+        return ""
+    if end < 0:
+        return None if len(data) < MAX_REQUEST_LINE else ""
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[1]:
+        return ""
+    return {b"HTTP/1.0": "http/1.0", b"HTTP/1.1": "http/1.1"}.get(parts[2], "")

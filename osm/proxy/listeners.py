@@ -127,17 +127,25 @@ class ListenerRuntime:
                 destination = (str(sockname[0]), int(sockname[1]))
             server_name, transport_protocol = "", "raw_buffer"
             alpn: tuple[str, ...] = ()
-            if filter_chain.needs_inspection(listener):
-                while True:
-                    data = bytes(connection._buffer.data)
+            sniff_tls = filter_chain.needs_inspection(listener, destination[1])
+            sniff_http = filter_chain.needs_http_inspection(listener, destination[1])
+            while sniff_tls or sniff_http:
+                data = bytes(connection._buffer.data)
+                if sniff_tls:
                     hello = tls.parse_client_hello(data)
                     if isinstance(hello, tls.ClientHello):
                         server_name, transport_protocol, alpn = hello.server_name, "tls", hello.alpn
                         break
-                    if hello == tls.NOT_TLS:
+                    sniff_tls = hello != tls.NOT_TLS
+                if not sniff_tls and sniff_http:
+                    protocol = filter_chain.http_protocol(data)
+                    if protocol is not None:
+                        alpn = (protocol,) if protocol else ()
                         break
-                    if not await connection.read_some(options.inspect_timeout):
-                        break
+                if not (sniff_tls or sniff_http):
+                    break
+                if not await connection.read_some(options.inspect_timeout):
+                    break
             remote = connection.extra("peername")
             chain = filter_chain.select_filter_chain(
                 listener,

@@ -310,6 +310,13 @@ class Listener:
     inspect_tls: bool
     filter_chains: tuple[FilterChain, ...]
     default_filter_chain: FilterChain | None
+    inspect_http: bool = False
+    """The HTTP inspector: a plaintext connection's first request line gives its
+    application protocol (``http/1.0``, ``http/1.1``; ``h2c`` for the HTTP/2 preface)."""
+    tls_inspector_off: frozenset[int] = frozenset()
+    http_inspector_off: frozenset[int] = frozenset()
+    """Destination ports an inspector is disabled on (``filter_disabled``): ports of
+    server-first protocols, where the client sends nothing first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,10 @@ keys the layer on those arguments: the cache key follows from the signature, so 
 builder cannot read what its key leaves out. The slices:
 
 * the *upstream* layer (outbound listener, clusters, load assignments, outbound
-  root certificates) reads only the route-free view of the outbound ports, egress,
-  the proxy kind, TLS and settings, so in permissive mode every proxy of the mesh
-  shares one;
+  root certificates; a client's egress chains, routes and clusters) reads only the
+  route-free view of the outbound ports, egress, the client's `EgressPolicy`, the
+  proxy kind, TLS and settings, so in permissive mode every proxy of the mesh without
+  an Egress shares one;
 * the *routes* layer (``rds-outbound.<port>``; a gRPC client's listeners) reads only
   the namespace, the ports' route view and the kind, so it is one per namespace
   (permissive) or per identity (SMI), and a TrafficSplit change rebuilds it and
@@ -31,6 +32,7 @@ from typing import TypeVar, TypeVarTuple, cast
 
 from osm.base.identity import Identity, ProxyKind
 from osm.catalog.policy import (
+    EgressPolicy,
     InboundPolicy,
     OutboundPolicy,
     OutboundPort,
@@ -39,7 +41,9 @@ from osm.catalog.policy import (
     is_http,
 )
 from osm.xds import cds, eds, ingress, lds, rds, sds
+from osm.xds import egress as egress_xds
 from osm.xds.context import Context, CredentialSource, Settings
+from osm.xds.resources import Built
 from osm.xds.snapshot import (
     InconsistentSnapshot,
     Layer,
@@ -92,19 +96,28 @@ def upstream_layer(
     settings: Settings,
     views: PortViews,
     egress: bool,
+    egress_policy: EgressPolicy | None,
     kind: ProxyKind,
     tls: TlsSettings,
 ) -> Layer:
     """A sidecar's outbound listener, the clusters, their load assignments and the
-    outbound root certificates, from the ports' upstream views (`_upstream_view`)."""
+    outbound root certificates, from the ports' upstream views (`_upstream_view`), and
+    what the client's Egress objects add (`osm.xds.egress`: chains, ``rds-egress``
+    route configurations, clusters; not for proxyless gRPC clients)."""
     ports = views.ports
-    listeners = [] if kind == ProxyKind.GRPC else lds.outbound_resources(ports, egress, context)
+    if kind == ProxyKind.GRPC:
+        listeners: list[Built] = []
+        egress_resources: list[Built] = []
+    else:
+        listeners = lds.outbound_resources(ports, egress, egress_policy, context)
+        egress_resources = egress_xds.resources(egress_policy, context)
     return make_layer(
         chain(
             listeners,
             cds.outbound_resources(ports, egress, kind, tls, settings, context),
             eds.outbound_resources(ports, context),
             sds.outbound_resources(ports, kind, settings, context),
+            egress_resources,
         )
     )
 
@@ -137,7 +150,15 @@ def outbound_layers(
         context, "route-views", outbound.ports, lambda p: rds.route_view(p, context)
     )
     return join_outbound(
-        upstream_layer(context, settings, upstream_views, outbound.egress, kind, tls),
+        upstream_layer(
+            context,
+            settings,
+            upstream_views,
+            outbound.egress,
+            outbound.egress_policy,
+            kind,
+            tls,
+        ),
         routes_layer(context, outbound.namespace, route_views, kind),
     )
 

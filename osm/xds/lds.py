@@ -48,6 +48,7 @@ from osm.base.identity import ProxyKind
 from osm.base.wellknown import LISTENER_TYPE
 from osm.catalog.ids import ServiceId
 from osm.catalog.policy import (
+    EgressPolicy,
     InboundPolicy,
     InboundPort,
     OutboundPort,
@@ -56,17 +57,22 @@ from osm.catalog.policy import (
     is_http,
 )
 from osm.xds import common, ingress, names, traffic
+from osm.xds import egress as egress_xds
 from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
 
 HCM = hcm_pb2.HttpConnectionManager
+SERVER_FIRST_PROTOCOL = egress_xds.SERVER_FIRST
 
 
 def outbound_resources(
-    ports: tuple[OutboundPort, ...], egress: bool, context: Context
+    ports: tuple[OutboundPort, ...],
+    egress: bool,
+    egress_policy: EgressPolicy | None,
+    context: Context,
 ) -> list[Built]:
-    """A sidecar's outbound listener (reads ``ports`` and ``egress`` only, and no HTTP
-    port's routes: `osm.xds.layers` shares it on that basis)."""
+    """A sidecar's outbound listener (reads ``ports``, ``egress`` and ``egress_policy``
+    only, and no HTTP port's routes: `osm.xds.layers` shares it on that basis)."""
     # Keyed on what the listener reads (not on routes: a split change is RDS only).
     view = tuple(
         (p.service, p.port, p.protocol, p.match_ips, None if is_http(p.protocol) else p.routes)
@@ -74,8 +80,8 @@ def outbound_resources(
     )
     outbound = _drop_none(
         context.memo.get(
-            ("lds-outbound", view, egress),
-            lambda: _built(outbound_listener(ports, egress, context)),
+            ("lds-outbound", view, egress, egress_policy),
+            lambda: _built(outbound_listener(ports, egress, context, egress_policy)),
         )
     )
     return [] if outbound is None else [outbound]
@@ -187,8 +193,13 @@ def outbound_chain(port: OutboundPort) -> listener_components_pb2.FilterChain | 
 
 
 def outbound_listener(
-    ports: tuple[OutboundPort, ...], egress: bool, context: Context
+    ports: tuple[OutboundPort, ...],
+    egress: bool,
+    context: Context,
+    egress_policy: EgressPolicy | None = None,
 ) -> listener_pb2.Listener | None:
+    """The outbound listener; with an ``egress_policy`` (only when ``egress`` is off)
+    its chains and inspectors too (`osm.xds.egress.add_to_listener`)."""
     chains = []
     for port in ports:
         routes = None if is_http(port.protocol) else port.routes
@@ -196,7 +207,7 @@ def outbound_listener(
         chain = context.part(("outbound-chain", key), functools.partial(_outbound_chain, port))
         if chain is not _NO_CHAIN:
             chains.append(chain)
-    if not chains and not egress:
+    if not chains and not egress and egress_policy is None:
         return None
     listener = listener_pb2.Listener(
         name=names.OUTBOUND_LISTENER,
@@ -209,6 +220,9 @@ def outbound_listener(
         ],
         filter_chains=chains,
     )
+    if egress_policy is not None:
+        server_first = [p.port for p in ports if p.protocol == SERVER_FIRST_PROTOCOL]
+        egress_xds.add_to_listener(listener, egress_policy, server_first)
     if egress:
         passthrough = tcp_proxy_pb2.TcpProxy(
             stat_prefix=names.PASSTHROUGH_CLUSTER, cluster=names.PASSTHROUGH_CLUSTER

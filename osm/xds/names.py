@@ -45,6 +45,7 @@ TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 # Filters (Envoy's well-known names).
 ORIGINAL_DST = "envoy.filters.listener.original_dst"
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 NETWORK_RBAC = "envoy.filters.network.rbac"
@@ -86,6 +87,20 @@ def ingress_route_config(target_port: int) -> str:
 
 def ingress_virtual_host(target_port: int) -> str:
     return f"ingress_virtual-host|{target_port}"
+
+
+def egress_route_config(port: int) -> str:
+    """``rds-egress.<port>``: the HTTP hosts an Egress lets a client reach on ``port``."""
+    return f"rds-egress.{port}"
+
+
+def egress_virtual_host(host: str) -> str:
+    return f"egress_virtual-host|{host}"
+
+
+def egress_stat_prefix(protocol: str, port: int) -> str:
+    """The stats prefix of an egress filter chain's terminal filter."""
+    return stat_prefix(f"egress_{protocol}_{port}")
 
 
 def root_cert_outbound(service: ServiceId) -> str:

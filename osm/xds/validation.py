@@ -24,7 +24,8 @@ Honest scope:
   configuration's virtual host names and domains are unique; a listener has chains
   (unless it is an API listener) with unique names and distinct matches; cluster
   discovery types have what they need (EDS config, a load assignment,
-  CLUSTER_PROVIDED only with ORIGINAL_DST); endpoint addresses are IPs with a port.
+  CLUSTER_PROVIDED only with ORIGINAL_DST); endpoint addresses are IPs with a port
+  (DNS clusters' may be DNS names, which Envoy resolves).
 """
 
 from __future__ import annotations
@@ -401,6 +402,17 @@ def _cluster(message: Any, path: str, problems: list[str]) -> None:
         problems.append(f"{path}.lb_policy: CLUSTER_PROVIDED needs an ORIGINAL_DST cluster")
     if not message.HasField("connect_timeout"):
         problems.append(f"{path}.connect_timeout: must be set and > 0")
+    dns = kind in ("STRICT_DNS", "LOGICAL_DNS")
+    for index, locality in enumerate(message.load_assignment.endpoints):
+        for inner, lb_endpoint in enumerate(locality.lb_endpoints):
+            address = lb_endpoint.endpoint.address.socket_address.address
+            where = (
+                f"{path}.load_assignment.endpoints[{index}].lb_endpoints[{inner}]"
+                ".endpoint.address.socket_address.address"
+            )
+            if not _is_ip(address) and not (dns and _is_dns_name(address)):
+                wanted = "an IP address or a DNS name" if dns else "an IP address"
+                problems.append(f"{where}: {address!r} is not {wanted}")
 
 
 def _load_assignment(message: Any, path: str, problems: list[str]) -> None:
@@ -420,11 +432,28 @@ def _load_assignment(message: Any, path: str, problems: list[str]) -> None:
 
 
 def _socket_address(message: Any, path: str, problems: list[str]) -> None:
-    if not message.resolver_name:
-        try:
-            ipaddress.ip_address(message.address)
-        except ValueError:
-            problems.append(f"{path}.address: {message.address!r} is not an IP address")
+    """An IP address, unless a resolver is named; a cluster's own load assignment is
+    checked by `_cluster` (DNS clusters take names)."""
+    if ".load_assignment." in path:
+        return
+    if not message.resolver_name and not _is_ip(message.address):
+        problems.append(f"{path}.address: {message.address!r} is not an IP address")
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def _is_dns_name(value: str) -> bool:
+    labels = value.removesuffix(".").split(".")
+    return len(value) <= 253 and all(_DNS_LABEL.match(label) for label in labels)
 
 
 def _secret(message: Any, path: str, problems: list[str]) -> None:

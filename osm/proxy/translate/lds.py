@@ -343,15 +343,17 @@ def translate(message: listener_pb2.Listener) -> model.Listener:
             "traffic_direction",
             "use_original_dst",
             "stat_prefix",
+            "continue_on_listener_filters_timeout",
         ),
     )
     walker.check(message.address, "address", ("socket_address",))
     socket_address = message.address.socket_address
     walker.check(socket_address, "address.socket_address", ("address", "port_value", "protocol"))
     seen: set[str] = set()
+    disabled: dict[str, frozenset[int]] = {}
     for index, listener_filter in enumerate(message.listener_filters):
         where = f"listener_filters[{index}]"
-        walker.check(listener_filter, where, ("name", "typed_config"))
+        walker.check(listener_filter, where, ("name", "typed_config", "filter_disabled"))
         kind = _LISTENER_FILTERS.get(listener_filter.name)
         if listener_filter.HasField("typed_config"):
             kind = _LISTENER_FILTER_TYPES.get(listener_filter.typed_config.type_url)
@@ -362,6 +364,14 @@ def translate(message: listener_pb2.Listener) -> model.Listener:
                 f"({', '.join(sorted(_LISTENER_FILTERS))})",
             )
         seen.add(kind)
+        if listener_filter.HasField("filter_disabled"):
+            if kind == "original_dst":
+                raise walker.fail(
+                    f"{where}.filter_disabled", "the original_dst filter is always on"
+                )
+            disabled[kind] = _disabled_ports(
+                walker, listener_filter.filter_disabled, f"{where}.filter_disabled"
+            )
     chains = tuple(
         _filter_chain(walker, chain, f"filter_chains[{index}]")
         for index, chain in enumerate(message.filter_chains)
@@ -382,4 +392,36 @@ def translate(message: listener_pb2.Listener) -> model.Listener:
         inspect_tls="tls_inspector" in seen,
         filter_chains=chains,
         default_filter_chain=default_chain,
+        inspect_http="http_inspector" in seen,
+        tls_inspector_off=disabled.get("tls_inspector", frozenset()),
+        http_inspector_off=disabled.get("http_inspector", frozenset()),
     )
+
+
+MAX_DISABLED_PORTS = 1024
+
+
+def _disabled_ports(walker: Walker, predicate: Any, path: str) -> frozenset[int]:
+    """The destination ports a ``filter_disabled`` predicate names: a
+    ``destination_port_range`` or an ``or_match`` of them (the shapes the sidecar runs)."""
+    walker.check(predicate, path, ("destination_port_range", "or_match"))
+    which = predicate.WhichOneof("rule")
+    if which == "or_match":
+        walker.check(predicate.or_match, f"{path}.or_match", ("rules",))
+        ports: set[int] = set()
+        for index, rule in enumerate(predicate.or_match.rules):
+            where = f"{path}.or_match.rules[{index}]"
+            walker.check(rule, where, ("destination_port_range",))
+            ports |= _disabled_ports(walker, rule, where)
+        return frozenset(ports)
+    if which != "destination_port_range":
+        raise walker.fail(path, "a rule is required (destination_port_range, or_match)")
+    port_range = predicate.destination_port_range
+    walker.check(port_range, f"{path}.destination_port_range", ("start", "end"))
+    start, end = max(port_range.start, 0), min(port_range.end, 65536)
+    if end - start > MAX_DISABLED_PORTS:
+        raise walker.fail(
+            f"{path}.destination_port_range",
+            f"at most {MAX_DISABLED_PORTS} ports (the sidecar lists them)",
+        )
+    return frozenset(range(start, end))

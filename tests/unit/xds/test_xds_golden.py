@@ -73,6 +73,13 @@ def test_traffic_settings_golden() -> None:
     _check(GOLDEN / "traffic-settings", build_snapshots(xds_support.traffic_mesh()))
 
 
+def test_egress_mesh_golden() -> None:
+    """Egress objects (mesh-wide egress off): ``web``'s outbound listener gets the egress
+    chains and the inspectors, ``rds-egress.<port>`` and the egress clusters; the other
+    proxies are as without them. The Python sidecar accepts all of it."""
+    _check(GOLDEN / "egress-smi", build_snapshots(xds_support.egress_mesh()))
+
+
 def _check(directory: Path, built: Snapshots) -> None:
     assert not built.errors
     expected_files = set()

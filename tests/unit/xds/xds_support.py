@@ -252,3 +252,103 @@ def traffic_mesh(*, retries: bool = True, setting: dict[str, Any] | None = None)
         ),
     ]
     return m.state(*docs)
+
+
+POLICY_API = "policy.openservicemesh.io/v1alpha1"
+
+
+def egress_mesh() -> MeshState:
+    """A small SMI mesh with Egress objects (mesh-wide egress off), for OSM's egress.
+
+    ``web`` (ns ``shop``) may call mesh service ``api`` (HTTP) and ``db`` (MySQL:
+    ``tcp-server-first``), and by Egress ``httpbin``: HTTP ``httpbin.org`` on 80 (the
+    requests of HTTPRouteGroup ``httpbin-get`` only) and 8080 (every request), HTTPS
+    ``httpbin.org`` on 443 by SNI, with UpstreamTrafficSetting ``httpbin-limits``; by
+    Egress ``smtp``: SMTP (server first) on 25 and Postgres on 5432 to 10.20.0.0/16.
+    ``worker`` has no Egress: its outbound listener has no egress chain and no
+    inspector.
+    """
+
+    def egress(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": POLICY_API,
+            "kind": "Egress",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {
+                "sources": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}],
+                **spec,
+            },
+        }
+
+    docs = [
+        m.mesh_config(permissive=False, egress=False),
+        m.namespace("shop"),
+        m.pod("shop", "web-0", {"app": "web"}, "web", "10.244.1.1"),
+        m.pod("shop", "worker-0", {"app": "worker"}, "worker", "10.244.1.2"),
+        m.pod("shop", "api-0", {"app": "api"}, "api", "10.244.1.3"),
+        m.pod("shop", "db-0", {"app": "db"}, "db", "10.244.1.4"),
+        m.service("shop", "api", cluster_ip="10.96.0.20"),
+        m.service("shop", "db", ports=((3306, 3306, "tcp-server-first"),), cluster_ip="10.96.0.21"),
+        m.route_group("shop", "api-all", [{"name": "all", "pathRegex": ".*"}]),
+        m.tcp_route("shop", "mysql", [3306]),
+        m.traffic_target(
+            "shop",
+            "web-api",
+            "api",
+            [("shop", "web"), ("shop", "worker")],
+            [("HTTPRouteGroup", "api-all", [])],
+        ),
+        m.traffic_target("shop", "web-db", "db", [("shop", "web")], [("TCPRoute", "mysql", [])]),
+        m.route_group(
+            "shop", "httpbin-get", [{"name": "get", "pathRegex": "/get", "methods": ["GET"]}]
+        ),
+        {
+            "apiVersion": POLICY_API,
+            "kind": "UpstreamTrafficSetting",
+            "metadata": {"name": "httpbin-limits", "namespace": "shop"},
+            "spec": {
+                "host": "httpbin-limits.shop.svc.cluster.local",
+                "connectionSettings": {
+                    "tcp": {"maxConnections": 10, "connectTimeout": "2s"},
+                    "http": {"maxRequests": 20, "maxPendingRequests": 5},
+                },
+            },
+        },
+        egress(
+            "httpbin",
+            {
+                "hosts": ["httpbin.org"],
+                "ports": [
+                    {"number": 80, "protocol": "http"},
+                    {"number": 443, "protocol": "https"},
+                ],
+                "matches": [
+                    {
+                        "apiGroup": "specs.smi-spec.io/v1alpha4",
+                        "kind": "HTTPRouteGroup",
+                        "name": "httpbin-get",
+                    },
+                    {
+                        "apiGroup": POLICY_API,
+                        "kind": "UpstreamTrafficSetting",
+                        "name": "httpbin-limits",
+                    },
+                ],
+            },
+        ),
+        egress(
+            "httpbin-alt",
+            {"hosts": ["httpbin.org"], "ports": [{"number": 8080, "protocol": "http"}]},
+        ),
+        egress(
+            "smtp",
+            {
+                "ipAddresses": ["10.20.0.0/16"],
+                "ports": [
+                    {"number": 25, "protocol": "tcp-server-first"},
+                    {"number": 5432, "protocol": "tcp"},
+                ],
+            },
+        ),
+    ]
+    return m.state(*docs)
