@@ -70,8 +70,6 @@ SETTLE = 25.0
 """How long a new policy may take to reach the sidecars and show its effect."""
 
 PYTHON_GAPS: dict[str, str] = {
-    "egress": "the Python sidecar NACKs the outbound listener once it has egress chains: "
-    "continue_on_listener_filters_timeout is not in its Listener allow-list",
     "circuit breaker": "the Python sidecar keeps the connections it pooled before a cluster "
     "update and serves concurrent requests on all of them, beyond the new max_connections "
     "(Envoy drains the old cluster's pools)",
@@ -738,6 +736,12 @@ def quick_load(mesh: Mesh, plane: str, count: int) -> dict[str, Any]:
     return mesh.client(plane, "load", mesh.server_url(plane, "/limited"), "--count", str(count))
 
 
+def all_limited(seen: dict[str, Any]) -> bool:
+    """A burst got 429s and no more answers than the bucket holds."""
+    statuses = seen["statuses"]
+    return "429" in statuses and statuses.get("200", 0) <= RATE
+
+
 @pytest.mark.parametrize("plane", list(PLANES))
 def test_without_a_rate_limit_every_request_is_answered(reached: Mesh, plane: str) -> None:
     seen = quick_load(reached, plane, 30)
@@ -750,12 +754,11 @@ def test_a_local_rate_limit_answers_429_above_its_rate_and_recovers(
 ) -> None:
     before = rejections(reached, plane)
     with Applied(reached, [rate_limit(PLANES[plane])]):
-        seen = eventually(
-            lambda: quick_load(reached, plane, 30),
-            lambda seen: "429" in seen["statuses"],
-            SETTLE,
-        )
-        assert "429" in seen["statuses"], (seen, config_dump(reached, plane, "server")[-3000:])
+        # The limit is a filter of the server's inbound listener: Envoy drains the
+        # connections of the listener as it was (the client's sidecar pools some), and
+        # requests on them pass unlimited until they close (seen: up to ~5 s).
+        seen = eventually(lambda: quick_load(reached, plane, 30), all_limited, SETTLE)
+        assert all_limited(seen), (seen, config_dump(reached, plane, "server")[-3000:])
         time.sleep(1.5)  # a full window: the bucket is full again
         seen = quick_load(reached, plane, 30)
         statuses = seen["statuses"]
