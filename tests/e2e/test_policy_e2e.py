@@ -5,8 +5,9 @@ One mesh (`osm up`, its own state dir, ports and prefix) in SMI mode (permissive
 with ``enableEgress`` off and ``featureFlags.enableRetryPolicy`` on, runs the same
 workload in a namespace per data plane (`PLANES`): a ``server`` (`policy_app` behind
 Service ``server``: ``/flaky`` fails every other request with 503, ``/slow`` answers
-after a second) and a ``client`` that a TrafficTarget lets call it on every route, whose
-pod names the test host ``outside.test`` (``hostAliases``). Two hosts outside the mesh
+after a second; and behind Service ``limited``, on a port of its own, which only the rate
+limit scenario calls) and a ``client`` that a TrafficTarget lets call it on every route,
+whose pod names the test host ``outside.test`` (``hostAliases``). Two hosts outside the mesh
 (`outside.OutsideHost`: network namespaces on the mesh bridge, no sidecar) take part:
 ``outside`` serves HTTP (`HTTP_PORT`, and `OTHER_HTTP_PORT` which no Egress names),
 HTTPS with its own certificate for ``outside.test`` and a TCP echo; ``stranger`` only
@@ -61,6 +62,8 @@ PREFIX = f"osmq{uuid.uuid4().hex[:5]}"
 PLANES = {"envoy": "policy-envoy", "python": "policy-python"}
 """Data plane -> the namespace whose pods get it."""
 SERVER_PORT = 14021
+LIMITED_PORT = 14022
+"""The server's second port, Service ``limited``: only the rate limit scenario calls it."""
 OUTSIDE_NAME = "outside.test"
 OUTSIDE_IP = ipaddress.IPv4Address("10.233.250.10")
 STRANGER_IP = ipaddress.IPv4Address("10.233.250.11")
@@ -110,29 +113,30 @@ def workload(namespace: str, plane: str) -> list[dict[str, Any]]:
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(namespace, name)}
             for name in ("server", "client")
         ),
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": meta(namespace, "server"),
-            "spec": {
-                "selector": {"app": "server"},
-                "ports": [
-                    {
-                        "name": "http",
-                        "port": SERVER_PORT,
-                        "targetPort": SERVER_PORT,
-                        "appProtocol": "http",
-                    }
-                ],
-            },
-        },
+        *(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": meta(namespace, name),
+                "spec": {
+                    "selector": {"app": "server"},
+                    "ports": [
+                        {"name": "http", "port": port, "targetPort": port, "appProtocol": "http"}
+                    ],
+                },
+            }
+            for name, port in (("server", SERVER_PORT), ("limited", LIMITED_PORT))
+        ),
         deployment(
             namespace,
             "server",
             {
                 "name": "app",
-                "command": [*serve, "--http", str(SERVER_PORT)],
-                "ports": [{"name": "http", "containerPort": SERVER_PORT}],
+                "command": [*serve, "--http", str(SERVER_PORT), "--http", str(LIMITED_PORT)],
+                "ports": [
+                    {"name": "http", "containerPort": SERVER_PORT},
+                    {"name": "limited", "containerPort": LIMITED_PORT},
+                ],
                 "readinessProbe": {"tcpSocket": {"port": SERVER_PORT}, "periodSeconds": 1},
             },
         ),
@@ -256,12 +260,12 @@ RATE = 5
 LIMITED_HEADER = ("x-e2e-limited", "yes")
 
 
-def upstream_setting(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+def upstream_setting(namespace: str, name: str, service: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": POLICY,
         "kind": "UpstreamTrafficSetting",
         "metadata": meta(namespace, name),
-        "spec": {"host": f"server.{namespace}.svc.cluster.local", **spec},
+        "spec": {"host": f"{service}.{namespace}.svc.cluster.local", **spec},
     }
 
 
@@ -273,12 +277,14 @@ def rate_limit(namespace: str) -> dict[str, Any]:
         "responseStatusCode": 429,
         "responseHeadersToAdd": [{"name": LIMITED_HEADER[0], "value": LIMITED_HEADER[1]}],
     }
-    return upstream_setting(namespace, "server-rate", rateLimit={"local": {"http": http}})
+    return upstream_setting(
+        namespace, "limited-rate", "limited", rateLimit={"local": {"http": http}}
+    )
 
 
 def circuit_breaker(namespace: str) -> dict[str, Any]:
     connections = {"tcp": {"maxConnections": 1}, "http": {"maxPendingRequests": 1}}
-    return upstream_setting(namespace, "server-breaker", connectionSettings=connections)
+    return upstream_setting(namespace, "server-breaker", "server", connectionSettings=connections)
 
 
 # -- the mesh --------------------------------------------------------------------------------
@@ -732,8 +738,11 @@ def test_a_retry_turns_a_half_failing_upstream_into_no_failures(reached: Mesh, p
 
 
 # -- rate limit ------------------------------------------------------------------------------
-def quick_load(mesh: Mesh, plane: str, count: int) -> dict[str, Any]:
-    return mesh.client(plane, "load", mesh.server_url(plane, "/limited"), "--count", str(count))
+def quick_load(mesh: Mesh, plane: str, count: int, service: str = "limited") -> dict[str, Any]:
+    """``count`` requests one after another, as fast as they go (a few ms each)."""
+    port = LIMITED_PORT if service == "limited" else SERVER_PORT
+    url = f"http://{service}.{PLANES[plane]}:{port}/quick"
+    return mesh.client(plane, "load", url, "--count", str(count))
 
 
 def all_limited(seen: dict[str, Any]) -> bool:
@@ -744,7 +753,7 @@ def all_limited(seen: dict[str, Any]) -> bool:
 
 @pytest.mark.parametrize("plane", list(PLANES))
 def test_without_a_rate_limit_every_request_is_answered(reached: Mesh, plane: str) -> None:
-    seen = quick_load(reached, plane, 30)
+    seen = quick_load(reached, plane, 30, "server")
     assert seen["statuses"] == {"200": 30}, seen
 
 
@@ -754,9 +763,14 @@ def test_a_local_rate_limit_answers_429_above_its_rate_and_recovers(
 ) -> None:
     before = rejections(reached, plane)
     with Applied(reached, [rate_limit(PLANES[plane])]):
-        # The limit is a filter of the server's inbound listener: Envoy drains the
-        # connections of the listener as it was (the client's sidecar pools some), and
-        # requests on them pass unlimited until they close (seen: up to ~5 s).
+        # The limit is a filter of the server's inbound listener. Envoy drains connections
+        # of the listener as it was for its drain time (600 s by default), and requests
+        # on them pass unlimited meanwhile: so nothing calls ``limited`` before the server
+        # has the filter (the client's sidecar would pool those connections).
+        has_filter = eventually(
+            lambda: "local_ratelimit" in config_dump(reached, plane, "server"), bool, SETTLE
+        )
+        assert has_filter, config_dump(reached, plane, "server")[-3000:]
         seen = eventually(lambda: quick_load(reached, plane, 30), all_limited, SETTLE)
         assert all_limited(seen), (seen, config_dump(reached, plane, "server")[-3000:])
         time.sleep(1.5)  # a full window: the bucket is full again
