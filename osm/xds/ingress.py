@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 from envoy.config.rbac.v3 import rbac_pb2
-from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -59,7 +59,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import wrappers_pb2
 
 from osm.base.wellknown import ROUTE_TYPE
-from osm.catalog.policy import InboundPolicy, IngressPort, IngressRule, RequestMatch, TlsSettings
+from osm.catalog.policy import InboundPolicy, IngressPort, IngressRule, TlsSettings
 from osm.xds import common, names, traffic
 from osm.xds.context import Context
 from osm.xds.resources import Built, build, pack
@@ -217,39 +217,13 @@ def ingress_route_configuration(port: IngressPort) -> route_pb2.RouteConfigurati
     to the local cluster, each with the port's RBAC policy set; with the service's HTTP
     limits, first a route per ``httpRoutes`` path with its own limit, and the virtual
     host's limit."""
-    local = names.local_cluster(port.service, port.port)
-    per_route = pack(rbac_per_route(port.rules))
-
-    def route_to_local(match: RequestMatch) -> route_components_pb2.Route:
-        route = route_components_pb2.Route(
-            match=common.route_match(match),
-            route=route_components_pb2.RouteAction(cluster=local, timeout=common.seconds(0)),
-        )
-        route.typed_per_filter_config[names.HTTP_RBAC].CopyFrom(per_route)
-        return route
-
-    limits = port.rate_limits
-    routes = []
-    if limits is not None:
-        for limited in limits.routes:
-            route = route_to_local(RequestMatch(path_regex=limited.path_regex))
-            route.typed_per_filter_config[names.HTTP_LOCAL_RATE_LIMIT].CopyFrom(
-                traffic.http_rate_limit_config(limited.limit)
-            )
-            routes.append(route)
-    seen = set()
-    for rule in port.rules:
-        if rule.match in seen:
-            continue
-        seen.add(rule.match)
-        routes.append(route_to_local(rule.match))
-    host = route_components_pb2.VirtualHost(
-        name=names.ingress_virtual_host(port.target_port), domains=["*"], routes=routes
+    host = traffic.local_virtual_host(
+        names.ingress_virtual_host(port.target_port),
+        names.local_cluster(port.service, port.port),
+        (rule.match for rule in port.rules),
+        pack(rbac_per_route(port.rules)),
+        port.rate_limits,
     )
-    if limits is not None and limits.http is not None:
-        host.typed_per_filter_config[names.HTTP_LOCAL_RATE_LIMIT].CopyFrom(
-            traffic.http_rate_limit_config(limits.http)
-        )
     return route_pb2.RouteConfiguration(
         name=names.ingress_route_config(port.target_port),
         validate_clusters=wrappers_pb2.BoolValue(value=False),
