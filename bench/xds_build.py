@@ -16,8 +16,8 @@ service's account), a Retry (from the first service's account to the next two
 services) and an UpstreamTrafficSetting (circuit breaking and TCP and HTTP local rate
 limits on the fifth service), with MeshConfig ``enableRetryPolicy`` on and mesh-wide
 egress off (so the Egress objects apply). Its change columns time one
-UpstreamTrafficSetting change (new connection limits) and one Retry change (new retry
-count) instead of the split.
+UpstreamTrafficSetting change (new connection limits), one Retry change (new retry
+count) and one Egress change (a second host) after the split.
 
 Run: ``.venv/bin/python bench/xds_build.py [--sizes 100,1000] [--repeat 3] [--profile]``.
 Not run by CI; prints a table of min-max over the repeats. Goals (issue #3): cold SMI
@@ -125,20 +125,23 @@ def retry(index: int, services: int, num_retries: int) -> Retry:
     )
 
 
+def egress(index: int, hosts: tuple[str, ...]) -> Egress:
+    """The Egress of service ``index``'s account: HTTPS to ``hosts``."""
+    ns = namespace_of(index)
+    return Egress(
+        POLICY_API_VERSION,
+        ObjectMeta(f"egress{index}", ns),
+        sources=(IdentityRef(ns, f"sa{index}"),),
+        hosts=hosts,
+        ports=(PortSpec(443, "https"),),
+    )
+
+
 def policies(services: int) -> list[Resource]:
     """An Egress, a Retry and an UpstreamTrafficSetting per 10 services."""
     items: list[Resource] = []
     for index in range(0, services, 10):
-        ns = namespace_of(index)
-        items.append(
-            Egress(
-                POLICY_API_VERSION,
-                ObjectMeta(f"egress{index}", ns),
-                sources=(IdentityRef(ns, f"sa{index}"),),
-                hosts=(f"api{index}.example.com",),
-                ports=(PortSpec(443, "https"),),
-            )
-        )
+        items.append(egress(index, (f"api{index}.example.com",)))
         items.append(retry(index, services, 3))
         items.append(upstream_setting((index + 5) % services, 100))
     return items
@@ -273,6 +276,9 @@ def run(services: int, permissive: bool, profile: bool, with_policies: bool) -> 
         policy["uts_ms"], policy["uts_rebuilt"] = seconds * 1000, rebuilt
         after, seconds, rebuilt, _ = timed_change(generator, after, [retry(0, services, 9)])
         policy["retry_ms"], policy["retry_rebuilt"] = seconds * 1000, rebuilt
+        hosts = ("api0.example.com", "api0.example.org")
+        after, seconds, rebuilt, _ = timed_change(generator, after, [egress(0, hosts)])
+        policy["egress_ms"], policy["egress_rebuilt"] = seconds * 1000, rebuilt
     return {
         **policy,
         "state_s": state_seconds,
@@ -313,7 +319,8 @@ def main() -> None:
     header = (
         f"{'services':>8} {'mode':>12} {'proxies':>7} {'classes':>7} {'resources':>9} "
         f"{'cold build s':>13} {'split change ms':>16} {'rebuilt':>7} {'peak RSS MB':>12} "
-        f"{'UTS change ms':>14} {'rebuilt':>7} {'Retry change ms':>16} {'rebuilt':>7}"
+        f"{'UTS change ms':>14} {'rebuilt':>7} {'Retry change ms':>16} {'rebuilt':>7} "
+        f"{'Egress change ms':>17} {'rebuilt':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -346,7 +353,8 @@ def main() -> None:
                 f"{span('cold_s', '.2f'):>13} {span('change_ms', '.1f'):>16} "
                 f"{span('rebuilt', 'd'):>7} {span('rss_mb', '.0f'):>12} "
                 f"{span('uts_ms', '.1f'):>14} {span('uts_rebuilt', 'd'):>7} "
-                f"{span('retry_ms', '.1f'):>16} {span('retry_rebuilt', 'd'):>7}"
+                f"{span('retry_ms', '.1f'):>16} {span('retry_rebuilt', 'd'):>7} "
+                f"{span('egress_ms', '.1f'):>17} {span('egress_rebuilt', 'd'):>7}"
             )
 
 

@@ -44,6 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from osm.base.identity import Identity
+from osm.catalog import routegroups
 from osm.catalog.policy import (
     EgressCluster,
     EgressHost,
@@ -56,7 +57,6 @@ from osm.catalog.state import MeshState
 from osm.catalog.warn import Warn, WarningKey
 from osm.model.meta import ObjectRef
 from osm.model.policy import MATCH_KINDS, ConnectionSettings, Egress, UpstreamTrafficSetting
-from osm.model.smi import HTTPRouteGroup
 
 HTTP = "http"
 HTTPS = "https"
@@ -139,26 +139,10 @@ def _request_matches(
 ) -> tuple[RequestMatch, ...]:
     """The request matches of ``egress``'s HTTPRouteGroups, in order, without repeats;
     every request when it names no HTTPRouteGroup."""
-    named = False
-    result: list[RequestMatch] = []
-    for match in egress.matches:
-        if not _names(match.api_group, match.kind, HTTPRouteGroup.KIND):
-            continue
-        named = True
-        group = state.route_group(egress.namespace, match.name)
-        if group is None:
-            warn(
-                key,
-                egress,
-                f'HTTPRouteGroup "{egress.namespace}/{match.name}" in matches does not exist; '
-                "its routes match no request",
-            )
-            continue
-        for http_match in group.matches:
-            request = RequestMatch.of(http_match)
-            if request not in result:
-                result.append(request)
-    return tuple(result) if named else (EVERY_REQUEST,)
+    found, named = routegroups.request_matches(
+        state, egress, key, warn, "its routes match no request"
+    )
+    return found if named else (EVERY_REQUEST,)
 
 
 def _names(api_group: str, kind: str, wanted: str) -> bool:

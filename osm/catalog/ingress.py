@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import ipaddress
 
-from osm.catalog import membership, outbound
+from osm.catalog import membership, outbound, routegroups
 from osm.catalog.ids import ServiceId
 from osm.catalog.policy import IngressPort, IngressRule, RateLimits, RequestMatch
 from osm.catalog.state import MeshState
 from osm.catalog.warn import Warn, WarningKey
 from osm.model.core import Service
 from osm.model.meta import ObjectRef
-from osm.model.policy import MATCH_KINDS, IngressBackend, IngressBackendTarget
-from osm.model.smi import HTTPRouteGroup
+from osm.model.policy import IngressBackend, IngressBackendTarget
 
 HTTP = "http"
 HTTPS = "https"
@@ -187,28 +186,10 @@ def _request_matches(
 ) -> tuple[RequestMatch, ...] | None:
     """The requests admitted: the matches of the named HTTPRouteGroups in order (no
     group named: every request); None when every group named is missing."""
-    named = False
-    matches: list[RequestMatch] = []
-    for index, match in enumerate(backend.matches):
-        if MATCH_KINDS.get(match.api_group) != HTTPRouteGroup.KIND:
-            continue
-        named = True
-        group = state.route_group(backend.namespace, match.name)
-        if group is None:
-            warn(
-                key,
-                backend,
-                f'spec.matches[{index}]: HTTPRouteGroup "{backend.namespace}/{match.name}" '
-                "does not exist; it admits no request",
-            )
-            continue
-        for http_match in group.matches:
-            request = RequestMatch.of(http_match)
-            if request not in matches:
-                matches.append(request)
+    found, named = routegroups.request_matches(state, backend, key, warn, "it admits no request")
     if not named:
         return (RequestMatch(),)
-    return tuple(matches) if matches else None
+    return found or None
 
 
 def _server_names(sni_hosts: tuple[str, ...]) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ else is read, so the outbound layers that hold them are memoized on it
   and host:port, its routes to cluster ``<host>:<port>`` (no route: Envoy answers 404);
 * clusters (`cluster`): ``<host>:<port>`` STRICT_DNS to host:port, ``<port>``
   ORIGINAL_DST; circuit breakers and the connect timeout from the UpstreamTrafficSetting
-  an Egress names (`circuit_breakers`).
+  an Egress names (`osm.xds.traffic.apply_connection`, as for mesh clusters).
 
 Name resolution: the HTTP clusters keep Envoy's default DNS resolver (c-ares). Checked
 with Envoy 1.40 in a private mount and network namespace whose ``/etc/hosts`` alone
@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
@@ -56,8 +56,7 @@ from google.protobuf.message import Message
 
 from osm.base.wellknown import CLUSTER_TYPE, ROUTE_TYPE
 from osm.catalog.policy import EgressCluster, EgressHost, EgressMatch, EgressPolicy
-from osm.model.policy import ConnectionSettings
-from osm.xds import common, names
+from osm.xds import common, names, traffic
 from osm.xds.context import Context
 from osm.xds.resources import Built, build, pack
 
@@ -216,11 +215,7 @@ def route_configuration(port: int, hosts: Iterable[EgressHost]) -> route_pb2.Rou
 def cluster(egress_cluster: EgressCluster) -> cluster_pb2.Cluster:
     """``<host>:<port>`` resolved by DNS (see the module docstring), or ``<port>`` to
     the connection's original destination."""
-    connection = egress_cluster.connection
-    tcp = connection.tcp if connection is not None else None
     timeout = CONNECT_TIMEOUT
-    if tcp is not None and tcp.connect_timeout is not None:
-        timeout = tcp.connect_timeout
     if egress_cluster.host:
         result = Cluster(
             name=egress_cluster.name,
@@ -254,35 +249,8 @@ def cluster(egress_cluster: EgressCluster) -> cluster_pb2.Cluster:
             connect_timeout=common.seconds(timeout),
             lb_policy=Cluster.CLUSTER_PROVIDED,
         )
-    breakers = circuit_breakers(connection)
-    if breakers is not None:
-        result.circuit_breakers.CopyFrom(breakers)
+    traffic.apply_connection(result, egress_cluster.connection, http=bool(egress_cluster.host))
     return result
-
-
-def circuit_breakers(
-    connection: ConnectionSettings | None,
-) -> circuit_breaker_pb2.CircuitBreakers | None:
-    """The default-priority thresholds an UpstreamTrafficSetting's connection settings
-    set (None: no limit set, Envoy's defaults). ``maxRequestsPerConnection`` and the
-    connect timeout are not circuit breakers (the timeout is set by `cluster`)."""
-    if connection is None:
-        return None
-    threshold = circuit_breaker_pb2.CircuitBreakers.Thresholds()
-    if connection.tcp is not None and connection.tcp.max_connections is not None:
-        threshold.max_connections.value = connection.tcp.max_connections
-    http = connection.http
-    if http is not None:
-        for field, value in (
-            ("max_requests", http.max_requests),
-            ("max_pending_requests", http.max_pending_requests),
-            ("max_retries", http.max_retries),
-        ):
-            if value is not None:
-                getattr(threshold, field).value = value
-    if not threshold.ListFields():
-        return None
-    return circuit_breaker_pb2.CircuitBreakers(thresholds=[threshold])
 
 
 def _built_routes(port: int, hosts: tuple[EgressHost, ...]) -> Built:

@@ -33,33 +33,34 @@ the mesh.
 
 A proxy gets the chain of an ingress port only when it serves the service port the
 routes lead to (its local cluster exists); one per target port, the first by service
-(`served`). Rate limits (`IngressPort.rate_limits`) are not read here: `ingress_chain`
-takes the network and HTTP filters that enforce them (``network_filters``,
-``http_filters``), and `ingress_route_configuration` the virtual host's per-filter
-configuration (``host_filter_configs``), for `osm.xds.traffic` to supply.
+(`served`). The service's local rate limits (`IngressPort.rate_limits`, its
+UpstreamTrafficSetting) apply to ingress as to mesh traffic, with the pieces of
+`osm.xds.traffic` placed as on the mesh chains: the TCP limit before the connection
+manager, the HTTP limit filter after RBAC (a refused request takes no token), the
+virtual host's limit and one route per ``httpRoutes`` path, first, with its own.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 from envoy.config.rbac.v3 import rbac_pb2
-from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
-from google.protobuf import any_pb2, wrappers_pb2
+from google.protobuf import wrappers_pb2
 
 from osm.base.wellknown import ROUTE_TYPE
 from osm.catalog.policy import InboundPolicy, IngressPort, IngressRule, TlsSettings
-from osm.xds import common, names
+from osm.xds import common, names, traffic
 from osm.xds.context import Context
 from osm.xds.resources import Built, build, pack
 
@@ -135,16 +136,14 @@ def filter_chain_match(port: IngressPort) -> listener_components_pb2.FilterChain
     return match
 
 
-def http_connection_manager(
-    port: IngressPort, http_filters: Sequence[hcm_pb2.HttpFilter] = ()
-) -> hcm_pb2.HttpConnectionManager:
-    """Reads ``rds-ingress.<targetPort>``; ``http_filters`` go before the RBAC filter
-    (whose rules are per route) and the router."""
-    filters = [
-        *http_filters,
-        hcm_pb2.HttpFilter(name=names.HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC())),
-        hcm_pb2.HttpFilter(name=names.ROUTER, typed_config=pack(router_pb2.Router())),
-    ]
+def http_connection_manager(port: IngressPort) -> hcm_pb2.HttpConnectionManager:
+    """Reads ``rds-ingress.<targetPort>``: RBAC (rules per route), the HTTP local rate
+    limit filter when the service has HTTP limits, the router."""
+    filters = [hcm_pb2.HttpFilter(name=names.HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC()))]
+    limits = port.rate_limits
+    if limits is not None and (limits.http is not None or limits.routes):
+        filters.append(traffic.http_rate_limit_filter())
+    filters.append(hcm_pb2.HttpFilter(name=names.ROUTER, typed_config=pack(router_pb2.Router())))
     return HCM(
         stat_prefix=names.stat_prefix(f"ingress_{port.service}_{port.target_port}"),
         codec_type=HCM.AUTO,
@@ -156,25 +155,23 @@ def http_connection_manager(
     )
 
 
-def ingress_chain(
-    port: IngressPort,
-    tls: TlsSettings,
-    *,
-    network_filters: Sequence[listener_components_pb2.Filter] = (),
-    http_filters: Sequence[hcm_pb2.HttpFilter] = (),
-) -> listener_components_pb2.FilterChain:
-    """The filter chain of one ingress port; ``network_filters`` run before the HTTP
-    connection manager, ``http_filters`` first in it (the rate limit hook)."""
+def ingress_chain(port: IngressPort, tls: TlsSettings) -> listener_components_pb2.FilterChain:
+    """The filter chain of one ingress port: the service's TCP local rate limit, if
+    any, then the HTTP connection manager."""
     chain = listener_components_pb2.FilterChain(
         name=port.name, filter_chain_match=filter_chain_match(port)
     )
     if port.protocol == HTTPS:
         chain.transport_socket.CopyFrom(common.transport_socket(downstream_tls(port, tls)))
-    chain.filters.extend(network_filters)
+    limits = port.rate_limits
+    if limits is not None and limits.tcp is not None:
+        chain.filters.append(
+            traffic.tcp_rate_limit_filter(limits.tcp, names.stat_prefix(port.name))
+        )
     chain.filters.append(
         listener_components_pb2.Filter(
             name=names.HTTP_CONNECTION_MANAGER,
-            typed_config=pack(http_connection_manager(port, http_filters)),
+            typed_config=pack(http_connection_manager(port)),
         )
     )
     return chain
@@ -215,31 +212,18 @@ def rbac_per_route(rules: Sequence[IngressRule]) -> http_rbac_pb2.RBACPerRoute:
     return http_rbac_pb2.RBACPerRoute(rbac=http_rbac_pb2.RBAC(rules=config))
 
 
-def ingress_route_configuration(
-    port: IngressPort, host_filter_configs: Mapping[str, any_pb2.Any] | None = None
-) -> route_pb2.RouteConfiguration:
+def ingress_route_configuration(port: IngressPort) -> route_pb2.RouteConfiguration:
     """``rds-ingress.<targetPort>``: one virtual host (``*``), a route per request match
-    to the local cluster. ``host_filter_configs`` become the virtual host's
-    ``typed_per_filter_config`` (the rate limit hook)."""
-    local = names.local_cluster(port.service, port.port)
-    per_route = pack(rbac_per_route(port.rules))
-    routes = []
-    seen = set()
-    for rule in port.rules:
-        if rule.match in seen:
-            continue
-        seen.add(rule.match)
-        route = route_components_pb2.Route(
-            match=common.route_match(rule.match),
-            route=route_components_pb2.RouteAction(cluster=local, timeout=common.seconds(0)),
-        )
-        route.typed_per_filter_config[names.HTTP_RBAC].CopyFrom(per_route)
-        routes.append(route)
-    host = route_components_pb2.VirtualHost(
-        name=names.ingress_virtual_host(port.target_port), domains=["*"], routes=routes
+    to the local cluster, each with the port's RBAC policy set; with the service's HTTP
+    limits, first a route per ``httpRoutes`` path with its own limit, and the virtual
+    host's limit."""
+    host = traffic.local_virtual_host(
+        names.ingress_virtual_host(port.target_port),
+        names.local_cluster(port.service, port.port),
+        (rule.match for rule in port.rules),
+        pack(rbac_per_route(port.rules)),
+        port.rate_limits,
     )
-    for name, config in sorted((host_filter_configs or {}).items()):
-        host.typed_per_filter_config[name].CopyFrom(config)
     return route_pb2.RouteConfiguration(
         name=names.ingress_route_config(port.target_port),
         validate_clusters=wrappers_pb2.BoolValue(value=False),

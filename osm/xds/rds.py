@@ -50,7 +50,6 @@ from osm.catalog.policy import (
     OutboundPort,
     OutboundRoute,
     RateLimits,
-    RequestMatch,
     is_http,
 )
 from osm.model.policy import RetryPolicy
@@ -275,39 +274,13 @@ def inbound_route_configuration(
         for rule in port.rules:
             if rule not in rules:
                 rules.append(rule)
-    local = names.local_cluster(ports[0].service, ports[0].port)
-    per_route = pack(rbac_per_route(rules, trust_domain))
-    limits = rate_limits(ports)
-
-    def route_to_local(match: RequestMatch) -> route_components_pb2.Route:
-        route = route_components_pb2.Route(
-            match=common.route_match(match),
-            route=route_components_pb2.RouteAction(cluster=local, timeout=common.seconds(0)),
-        )
-        route.typed_per_filter_config[names.HTTP_RBAC].CopyFrom(per_route)
-        return route
-
-    routes = []
-    if limits is not None:
-        for limited in limits.routes:
-            route = route_to_local(RequestMatch(path_regex=limited.path_regex))
-            route.typed_per_filter_config[names.HTTP_LOCAL_RATE_LIMIT].CopyFrom(
-                traffic.http_rate_limit_config(limited.limit)
-            )
-            routes.append(route)
-    seen = set()
-    for rule in rules:
-        if rule.match in seen:
-            continue
-        seen.add(rule.match)
-        routes.append(route_to_local(rule.match))
-    host = route_components_pb2.VirtualHost(
-        name=names.inbound_virtual_host(target), domains=["*"], routes=routes
+    host = traffic.local_virtual_host(
+        names.inbound_virtual_host(target),
+        names.local_cluster(ports[0].service, ports[0].port),
+        (rule.match for rule in rules),
+        pack(rbac_per_route(rules, trust_domain)),
+        rate_limits(ports),
     )
-    if limits is not None and limits.http is not None:
-        host.typed_per_filter_config[names.HTTP_LOCAL_RATE_LIMIT].CopyFrom(
-            traffic.http_rate_limit_config(limits.http)
-        )
     return route_pb2.RouteConfiguration(
         name=names.inbound_route_config(target),
         validate_clusters=wrappers_pb2.BoolValue(value=False),

@@ -31,6 +31,8 @@ host or a route carries a config, `http_rate_limit_config`). Every bucket holds
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2
@@ -48,6 +50,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_status_pb2, percent_pb2, token_bucket_pb2
 from google.protobuf import any_pb2, wrappers_pb2
 
+from osm.catalog.policy import RateLimits, RequestMatch
 from osm.model.policy import (
     ConnectionSettings,
     HTTPConnectionSettings,
@@ -195,3 +198,47 @@ def http_rate_limit_config(limit: HTTPLocalRateLimit) -> any_pb2.Any:
         ],
     )
     return pack(config)
+
+
+# -- served routes (RDS inbound and ingress) --------------------------------------------------
+def local_virtual_host(
+    name: str,
+    local_cluster: str,
+    matches: Iterable[RequestMatch],
+    per_route: any_pb2.Any,
+    limits: RateLimits | None,
+) -> route_components_pb2.VirtualHost:
+    """A virtual host (``*``) of routes to ``local_cluster``, one per distinct match in
+    order, each with the RBAC per-route config ``per_route``; with ``limits``, first a
+    route per ``httpRoutes`` path with its own limit (and the same ``per_route``, so it
+    allows exactly what the others would), and the virtual host's limit."""
+
+    def route_to_local(match: RequestMatch) -> route_components_pb2.Route:
+        route = route_components_pb2.Route(
+            match=common.route_match(match),
+            route=route_components_pb2.RouteAction(
+                cluster=local_cluster, timeout=common.seconds(0)
+            ),
+        )
+        route.typed_per_filter_config[names.HTTP_RBAC].CopyFrom(per_route)
+        return route
+
+    routes = []
+    if limits is not None:
+        for limited in limits.routes:
+            route = route_to_local(RequestMatch(path_regex=limited.path_regex))
+            route.typed_per_filter_config[names.HTTP_LOCAL_RATE_LIMIT].CopyFrom(
+                http_rate_limit_config(limited.limit)
+            )
+            routes.append(route)
+    seen: set[RequestMatch] = set()
+    for match in matches:
+        if match not in seen:
+            seen.add(match)
+            routes.append(route_to_local(match))
+    host = route_components_pb2.VirtualHost(name=name, domains=["*"], routes=routes)
+    if limits is not None and limits.http is not None:
+        host.typed_per_filter_config[names.HTTP_LOCAL_RATE_LIMIT].CopyFrom(
+            http_rate_limit_config(limits.http)
+        )
+    return host

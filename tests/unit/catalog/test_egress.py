@@ -143,13 +143,13 @@ CASES = [
         "http with a missing HTTPRouteGroup: warned, the host has no route (OSM skips it)",
         [egress_doc("e", [(80, "http")], hosts=["a.example"], groups=["gone"])],
         policy(*http(80, "a.example", routes=[])),
-        ['HTTPRouteGroup "shop/gone" in matches does not exist'],
+        ['spec.matches[0]: HTTPRouteGroup "shop/gone" does not exist'],
     ),
     Case(
         "http with a missing and an existing HTTPRouteGroup: the existing one's routes",
         [API, egress_doc("e", [(80, "http")], hosts=["a.example"], groups=["gone", "api"])],
         policy(*http(80, "a.example", routes=[RequestMatch("/get", ("GET",)), EVERY])),
-        ['HTTPRouteGroup "shop/gone" in matches does not exist'],
+        ['spec.matches[0]: HTTPRouteGroup "shop/gone" does not exist'],
     ),
     Case(
         "https: matched by SNI (the hosts) and the address ranges, to cluster <port>",

@@ -116,13 +116,15 @@ CLUSTERS = [
         EgressCluster("443", "", 443, LIMITS),
         {"type": "ORIGINAL_DST", "lb": "CLUSTER_PROVIDED", "address": None, "timeout": 2.5,
          "breakers": {"max_connections": 10, "max_requests": 20, "max_pending_requests": 5,
-                      "max_retries": 1}},
+                      "max_retries": 1, "track_remaining": True}},
     ),
     (
-        "settings without limits set no circuit breakers",
+        "what a setting leaves unset is OSM's 2^32-1, as for mesh clusters",
         EgressCluster("443", "", 443, ConnectionSettings(TCPConnectionSettings())),
         {"type": "ORIGINAL_DST", "lb": "CLUSTER_PROVIDED", "address": None, "timeout": 1.0,
-         "breakers": None},
+         "breakers": {"max_connections": 2**32 - 1, "max_requests": 2**32 - 1,
+                      "max_pending_requests": 2**32 - 1, "max_retries": 2**32 - 1,
+                      "track_remaining": True}},
     ),
 ]  # fmt: skip
 
@@ -145,7 +147,7 @@ def test_clusters(spec: str, given: EgressCluster, expected: dict[str, Any]) -> 
         "lb": cluster_pb2.Cluster.LbPolicy.Name(cluster.lb_policy),
         "address": address,
         "timeout": cluster.connect_timeout.ToNanoseconds() / 1e9,
-        "breakers": {f.name: v.value for f, v in thresholds[0].ListFields()}
+        "breakers": {f.name: getattr(v, "value", v) for f, v in thresholds[0].ListFields()}
         if thresholds
         else None,
     } == expected

@@ -26,6 +26,9 @@ MESHES: dict[str, Callable[[], MeshState]] = {
     "grpc-envoy-smi": lambda: xds_support.grpc_mesh(permissive=False, sidecar=None),
     "grpc-envoy-permissive": lambda: xds_support.grpc_mesh(permissive=True, sidecar=None),
     "traffic-settings": xds_support.traffic_mesh,
+    "egress-smi": xds_support.egress_mesh,
+    # The backend's UpstreamTrafficSetting limits its ingress chains too.
+    "ingress-rate-limited": lambda: xds_support.ingress_mesh(permissive=False, limited=True),
 }
 
 

@@ -8,6 +8,7 @@ and 8443 over TLS naming the mesh's own server name for ``server``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,14 @@ from osm.catalog.policy import (
     InboundRule,
     IngressPort,
     IngressRule,
+    RateLimits,
     RequestMatch,
+    RouteRateLimit,
     TlsSettings,
 )
 from osm.catalog.state import MeshState
 from osm.model.meta import ObjectRef
+from osm.model.policy import HTTPLocalRateLimit, TCPLocalRateLimit
 from osm.xds import ingress, lds, names, validation
 from osm.xds.context import Context
 from osm.xds.generator import Generator, build_snapshots
@@ -139,16 +143,44 @@ def chain_listener(chain: listener_components_pb2.FilterChain) -> listener_pb2.L
     return listener
 
 
-def test_the_rate_limit_hook_puts_filters_before_the_connection_manager_and_rbac() -> None:
-    network = listener_components_pb2.Filter(name="network-limit")
-    http = hcm_pb2.HttpFilter(name="http-limit")
-    chain = ingress.ingress_chain(
-        ingress_port(), TLS, network_filters=[network], http_filters=[http]
-    )
-    assert [f.name for f in chain.filters] == ["network-limit", names.HTTP_CONNECTION_MANAGER]
+LIMITED = RateLimits(
+    tcp=TCPLocalRateLimit(connections=10, unit="second"),
+    http=HTTPLocalRateLimit(requests=5, unit="minute"),
+    routes=(RouteRateLimit("/slow", HTTPLocalRateLimit(requests=1, unit="second")),),
+)
+
+
+def test_the_service_rate_limits_apply_to_its_ingress_as_on_its_mesh_chains() -> None:
+    """TCP limit before the connection manager; the HTTP limit filter after RBAC; the
+    virtual host's limit; a route per ``httpRoutes`` path first, with its own."""
+    port = dataclasses.replace(ingress_port(), rate_limits=LIMITED)
+    chain = ingress.ingress_chain(port, TLS)
+    assert [f.name for f in chain.filters] == [
+        names.NETWORK_LOCAL_RATE_LIMIT,
+        names.HTTP_CONNECTION_MANAGER,
+    ]
     hcm = hcm_pb2.HttpConnectionManager()
     chain.filters[-1].typed_config.Unpack(hcm)
-    assert [f.name for f in hcm.http_filters] == ["http-limit", names.HTTP_RBAC, names.ROUTER]
+    assert [f.name for f in hcm.http_filters] == [
+        names.HTTP_RBAC,
+        names.HTTP_LOCAL_RATE_LIMIT,
+        names.ROUTER,
+    ]
+    config = ingress.ingress_route_configuration(port)
+    host = config.virtual_hosts[0]
+    assert names.HTTP_LOCAL_RATE_LIMIT in host.typed_per_filter_config
+    first, *rest = host.routes
+    assert first.match.safe_regex.regex == "/slow"
+    assert set(first.typed_per_filter_config) == {names.HTTP_RBAC, names.HTTP_LOCAL_RATE_LIMIT}
+    assert rest and all(set(r.typed_per_filter_config) == {names.HTTP_RBAC} for r in rest)
+
+
+def test_without_limits_the_chain_has_no_limit_filters() -> None:
+    chain = ingress.ingress_chain(ingress_port(), TLS)
+    assert [f.name for f in chain.filters] == [names.HTTP_CONNECTION_MANAGER]
+    hcm = hcm_pb2.HttpConnectionManager()
+    chain.filters[-1].typed_config.Unpack(hcm)
+    assert [f.name for f in hcm.http_filters] == [names.HTTP_RBAC, names.ROUTER]
 
 
 # -- which ports get a chain, and the mesh chains beside them ------------------------------

@@ -78,3 +78,21 @@ def test_a_mixed_mesh_gives_each_proxy_its_own_flavour() -> None:
     local = "b/server|9090|local"
     assert not python.of_type(CLUSTER_TYPE)[local].message.typed_extension_protocol_options
     assert envoy.of_type(CLUSTER_TYPE)[local].message.typed_extension_protocol_options
+
+
+def test_the_python_sidecar_accepts_ingress_chains_limited_by_an_upstream_traffic_setting() -> None:
+    """The backend's local rate limits on its ingress chains (TCP filter, HTTP filter after
+    RBAC, the virtual host's and per-path limits) are what the sidecar implements."""
+    built = build_snapshots(
+        xds_support.ingress_mesh(permissive=False, sidecar="python", limited=True)
+    )
+    assert not built.errors
+    server = built.snapshots[ProxyId("b", "server-0")]
+    config = assemble(server)
+    ingress_chains = [
+        chain
+        for listener in config.listeners.values()
+        for chain in listener.filter_chains
+        if chain.name.startswith("ingress_")
+    ]
+    assert ingress_chains and all(chain.rate_limit is not None for chain in ingress_chains)

@@ -109,7 +109,9 @@ def grpc_mesh(*, permissive: bool, sidecar: str | None) -> MeshState:
 INGRESS_PRINCIPAL = "nginx.ingress.cluster.local"
 
 
-def ingress_mesh(*, permissive: bool, sidecar: str | None = None) -> MeshState:
+def ingress_mesh(
+    *, permissive: bool, sidecar: str | None = None, limited: bool = False
+) -> MeshState:
     """A small mesh admitting an ingress controller from outside it.
 
     ``b/server`` serves port 80 -> 8080 and 443 -> 8443 (both HTTP to the mesh) and
@@ -178,6 +180,12 @@ def ingress_mesh(*, permissive: bool, sidecar: str | None = None) -> MeshState:
                 "b", "client", "server", [("a", "client")], [("HTTPRouteGroup", "all", [])]
             ),
         ]
+    if limited:
+        from tests.unit.catalog import traffic_docs as t
+
+        docs.append(
+            t.upstream_setting("b", "server", "server.b.svc.cluster.local", **TRAFFIC_SETTING_SPEC)
+        )
     return m.state(*docs)
 
 
