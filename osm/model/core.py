@@ -419,6 +419,14 @@ class Volume:
 
 
 @dataclass(frozen=True, slots=True)
+class HostAlias:
+    """Names a pod's hosts file maps to ``ip`` (``spec.hostAliases``), after its own."""
+
+    ip: str
+    hostnames: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PodSpec:
     containers: tuple[Container, ...]
     service_account_name: str = "default"
@@ -429,6 +437,7 @@ class PodSpec:
     restart_policy: str = "Always"
     termination_grace_period_seconds: int = DEFAULT_GRACE_SECONDS
     node_name: str = ""
+    host_aliases: tuple[HostAlias, ...] = ()
 
     def volume(self, name: str) -> Volume | None:
         for volume in self.volumes:
@@ -487,7 +496,24 @@ def parse_pod_spec(spec: Fields) -> PodSpec:
             "terminationGracePeriodSeconds", minimum=0, default=DEFAULT_GRACE_SECONDS
         ),
         node_name=spec.string("nodeName", check=_unless_empty(check_dns_subdomain)),
+        host_aliases=tuple(_host_alias(alias) for alias in spec.objects("hostAliases")),
     )
+
+
+def _host_alias(alias: Fields) -> HostAlias:
+    """One ``hostAliases`` entry, checked as the API server checks it: an IP address and
+    hostnames that are DNS subdomains."""
+    ip = alias.string("ip", required=True)
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        if ip:
+            alias.error("ip", f'"{ip}" is not an IP address')
+    hostnames = alias.str_list("hostnames")
+    for index, hostname in enumerate(hostnames):
+        if complaint := check_dns_subdomain(hostname):
+            alias.error(f"hostnames[{index}]", complaint)
+    return HostAlias(ip, hostnames)
 
 
 def _container(item: Fields, names: set[str], volumes: Collection[str], *, init: bool) -> Container:

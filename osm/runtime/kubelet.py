@@ -754,9 +754,12 @@ class Kubelet:
                 self._start_pod(pod)
         self._refresh_hosts()
 
-    def _hosts_text(self, namespace: str) -> list[network.HostEntry]:
+    def _hosts_text(self, pod: RunningPod) -> list[network.HostEntry]:
         return pods.hosts_entries(
-            self._typed(Service), namespace, controller_ip=str(self.settings.mesh.gateway)
+            self._typed(Service),
+            pod.namespace,
+            controller_ip=str(self.settings.mesh.gateway),
+            aliases=pod.pod.spec.host_aliases,
         )
 
     def _refresh_hosts(self) -> None:
@@ -767,7 +770,7 @@ class Kubelet:
             # could remove the directory under it).
             if pod.removing or not pod.network_ready:
                 continue
-            entries = self._hosts_text(pod.namespace)
+            entries = self._hosts_text(pod)
             text = network.hosts_file(entries)
             if self._hosts.get(pod.netns) != text:
                 with contextlib.suppress(network.NetworkError, OSError):
@@ -838,7 +841,7 @@ class Kubelet:
             volumes = (*volumes, token[0])
         ip = self.pool.allocate(f"pod:{pod.namespace}/{pod.name}")
         pod.ip = str(ip)
-        entries = self._hosts_text(pod.namespace)
+        entries = self._hosts_text(pod)
         await self._in_thread(pod, self.network.add_pod, pod.netns, ip, entries)
         self._hosts[pod.netns] = network.hosts_file(entries)
         pod.network_ready = True

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from osm.base import wellknown
-from osm.model.core import Container, Deployment, Endpoints, Pod, Service
+from osm.model.core import Container, Deployment, Endpoints, HostAlias, Pod, Service
 from osm.runtime.network import HostEntry, service_hostnames
 
 DEPLOYMENT_ANNOTATION = wellknown.LOCAL_ANNOTATION_PREFIX + "deployment"
@@ -112,11 +112,15 @@ def plan(deployments: Iterable[Deployment], pods: Iterable[PodState]) -> Plan:
 
 
 def hosts_entries(
-    services: Iterable[Service], namespace: str, controller_ip: str = ""
+    services: Iterable[Service],
+    namespace: str,
+    controller_ip: str = "",
+    aliases: Iterable[HostAlias] = (),
 ) -> list[HostEntry]:
     """The hosts file lines of a pod in ``namespace``: the controller's Service names at
     ``controller_ip`` (where pods reach its xDS port), then every Service with a ClusterIP
-    under its names (the short name only for Services of the pod's own namespace)."""
+    under its names (the short name only for Services of the pod's own namespace), then
+    the pod's own ``hostAliases`` in their order (last, as the kubelet writes them)."""
     entries = []
     if controller_ip:
         names = service_hostnames(
@@ -135,6 +139,7 @@ def hosts_entries(
             service.name, service.namespace, short=service.namespace == namespace
         )
         entries.append(HostEntry(service.cluster_ip, names))
+    entries += [HostEntry(alias.ip, alias.hostnames) for alias in aliases]
     return entries
 
 

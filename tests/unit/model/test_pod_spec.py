@@ -230,6 +230,15 @@ VALID = [
         ["a", "b"],
         "init containers keep their order",
     ),
+    row(
+        with_container(
+            "{name: web}",
+            "hostAliases: [{ip: 10.233.9.9, hostnames: [outside.test, o]}, {ip: '::1'}]",
+        ),
+        lambda r: r.spec.host_aliases,
+        (core.HostAlias("10.233.9.9", ("outside.test", "o")), core.HostAlias("::1", ())),
+        "host aliases keep their order, IPv4 or IPv6, hostnames optional",
+    ),
 ]
 
 
@@ -660,6 +669,24 @@ INVALID = [
         "spec.nodeName",
         '"Node_1" is not a valid name',
         "a node name is a DNS subdomain",
+    ),
+    bad(
+        with_container("{name: web}", "hostAliases: [{ip: 10.233.9, hostnames: [a]}]"),
+        "spec.hostAliases[0].ip",
+        '"10.233.9" is not an IP address',
+        "a host alias's ip is an address",
+    ),
+    bad(
+        with_container("{name: web}", "hostAliases: [{hostnames: [a]}]"),
+        "spec.hostAliases[0].ip",
+        "required field is missing",
+        "a host alias has an ip",
+    ),
+    bad(
+        with_container("{name: web}", "hostAliases: [{ip: 10.0.0.1, hostnames: [a, B_1]}]"),
+        "spec.hostAliases[0].hostnames[1]",
+        '"B_1" is not a valid name',
+        "a host alias's hostnames are DNS subdomains",
     ),
     bad(
         ex.DEPLOYMENT_MINIMAL.replace("containers:", "restartPolicy: Never\n      containers:"),

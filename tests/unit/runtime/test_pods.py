@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from osm.model import kinds
-from osm.model.core import Deployment, Pod, Service
+from osm.model.core import Deployment, HostAlias, Pod, Service
 from osm.runtime import pods
 
 
@@ -116,6 +116,16 @@ def test_pods_find_the_controller_by_its_service_name() -> None:
     assert entries[0].ip == "10.233.0.1"
     assert "osm-controller.osm-system.svc.cluster.local" in entries[0].names
     assert "osm-controller" not in entries[0].names  # short names only within osm-system
+
+
+def test_a_pods_host_aliases_come_last_in_its_order() -> None:
+    aliases = [HostAlias("10.233.9.9", ("outside.test",)), HostAlias("10.233.9.8", ("b", "c"))]
+    entries = pods.hosts_entries([service()], "shop", "10.233.0.1", aliases)
+    assert [(e.ip, e.names) for e in entries[-2:]] == [
+        ("10.233.9.9", ("outside.test",)),
+        ("10.233.9.8", ("b", "c")),
+    ]
+    assert entries[0].ip == "10.233.0.1"
 
 
 def report(name: str, ip: str, ready: bool) -> pods.PodReport:
