@@ -72,11 +72,7 @@ HTTP_PORT, OTHER_HTTP_PORT, HTTPS_PORT, ECHO_PORT = 80, 8080, 443, 7000
 SETTLE = 25.0
 """How long a new policy may take to reach the sidecars and show its effect."""
 
-PYTHON_GAPS: dict[str, str] = {
-    "circuit breaker": "the Python sidecar keeps the connections it pooled before a cluster "
-    "update and serves concurrent requests on all of them, beyond the new max_connections "
-    "(Envoy drains the old cluster's pools)",
-}
+PYTHON_GAPS: dict[str, str] = {}
 """Scenario -> why the Python sidecar fails it (an expected failure on that plane; strict,
 so the marker goes once the sidecar passes)."""
 
