@@ -88,14 +88,22 @@ def _resources(app_port: int) -> dict[str, dict[str, object]]:
     }
 
 
+_APP_CONNECTIONS: set[asyncio.StreamWriter] = set()
+"""The app's open connections, closed when a test ends (the sidecar may still pool some)."""
+
+
 async def _app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        if data.startswith(b"ping"):
-            writer.write(b"pong")
-        else:
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-    writer.close()
+    _APP_CONNECTIONS.add(writer)
+    try:
+        while data := await reader.read(65536):
+            if data.startswith(b"ping"):
+                writer.write(b"pong")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+    finally:
+        _APP_CONNECTIONS.discard(writer)
+        writer.close()
 
 
 async def _get(address: tuple[str, int], path: str) -> bytes:
@@ -149,3 +157,7 @@ async def test_limits_refuse_over_the_rate_and_recover() -> None:
     finally:
         await proxy.close()
         app.close()
+        for writer in list(_APP_CONNECTIONS):
+            writer.close()
+            await writer.wait_closed()
+        await app.wait_closed()
