@@ -824,3 +824,74 @@ def test_a_circuit_breaker_sheds_load_above_its_connections(reached: Mesh, plane
         assert 200 in statuses, outcomes
         assert all(o.get("status") == 200 or overloaded(o) for o in outcomes), outcomes
         assert_no_new_rejections(reached, plane, before)
+
+
+# -- the explanations: osm policy check-pods, osm verify connectivity -------------------------
+def osm_cli(mesh: Mesh, *argv: str) -> tuple[int, str]:
+    """``osm --kubeconfig <the mesh's> ARGV``: its exit code and output."""
+    from click.testing import CliRunner
+
+    from osm.cli import main as cli_main
+
+    cli_main.register(cli_main.cli)
+    kubeconfig = ["--kubeconfig", str(mesh.settings.kubeconfig)]
+    result = CliRunner().invoke(cli_main.cli, [*kubeconfig, *argv], obj={})
+    return result.exit_code, result.output
+
+
+def check_pods(mesh: Mesh, plane: str) -> tuple[int, str]:
+    namespace = PLANES[plane]
+    client = f"{namespace}/{mesh.pod(plane, 'client')['metadata']['name']}"
+    server = f"{namespace}/{mesh.pod(plane, 'server')['metadata']['name']}"
+    return osm_cli(mesh, "policy", "check-pods", client, server, "--port", str(SERVER_PORT))
+
+
+def verify(mesh: Mesh, plane: str) -> tuple[int, dict[str, Any]]:
+    namespace = PLANES[plane]
+    client = f"{namespace}/{mesh.pod(plane, 'client')['metadata']['name']}"
+    code, out = osm_cli(
+        mesh,
+        *("verify", "connectivity", "--from-pod", client, "--to-service", f"{namespace}/server"),
+        *("--port", str(SERVER_PORT), "--path", "/hello", "-o", "json"),
+    )
+    try:
+        return code, dict(json.loads(out))
+    except ValueError:
+        raise AssertionError(f"exit {code}: {out}") from None
+
+
+@pytest.mark.parametrize("plane", on_planes("explanations"))
+def test_check_pods_and_verify_connectivity_say_what_the_traffic_does(
+    reached: Mesh, plane: str
+) -> None:
+    """Allowed by the TrafficTarget, and both commands say so (verify from the sidecars'
+    own counters); without it, both say denied, and why."""
+    code, out = check_pods(reached, plane)
+    assert code == 0, out
+    assert "allowed" in out and "client-to-server" in out, out
+    code, report = verify(reached, plane)
+    assert (code, report["observed"], report["agrees"]) == (0, "success", True), report
+    target = [o for o in workload(PLANES[plane], plane) if o["kind"] == "TrafficTarget"]
+    reached.api.delete(target)
+    try:
+        code, out = check_pods(reached, plane)
+        assert code == 2, out
+        assert "DENIED" in out and "no TrafficTarget" in out, out
+        refused = eventually(
+            functools.partial(reached.client, plane, "call", reached.server_url(plane, "/hello")),
+            lambda seen: seen.get("status") != 200,
+            SETTLE,
+        )
+        assert refused.get("status") != 200, refused
+        code, report = verify(reached, plane)
+        assert code == 2, report
+        assert report["observed"] in ("no-route", "rbac-denied"), report
+        assert report["agrees"] is True, report
+    finally:
+        reached.api.apply(target)
+        back = eventually(
+            functools.partial(reached.client, plane, "call", reached.server_url(plane, "/hello")),
+            lambda seen: seen.get("status") == 200,
+            SETTLE,
+        )
+        assert back.get("status") == 200, back
