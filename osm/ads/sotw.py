@@ -10,6 +10,11 @@ Rules implemented (xDS protocol, gRFC A46):
 - A request answers the response whose nonce it carries: with `error_detail` it is a NACK,
   otherwise an ACK. Requests carrying any other nonce once a response was sent are stale
   and ignored entirely (the client repeats its subscription when it answers the latest).
+- A request carrying the nonce of a response already ACKed is no ACK but a request
+  again, answered with the type's current resources even if nothing changed: Envoy sends
+  one for unchanged EDS names when CDS changes a cluster, and warms the new cluster only
+  on a ClusterLoadAssignment response ("Resource warming"), holding the CDS ACK until
+  then. A NACKed nonce repeated is not answered (the rejected version stays unsent).
 - At most one response per type is in flight; a newer snapshot is sent after the answer.
 - After a NACK the rejected version is not sent again; only a new snapshot version (or a
   subscription to new names) produces the next response of that type.
@@ -60,6 +65,7 @@ class _TypeState:
     in_flight: _Sent | None = None
     last_sent: _Sent | None = None
     acked: _Sent | None = None
+    asked_again: bool = False
     requests: int = field(default=0)
 
     @property
@@ -125,6 +131,8 @@ class SotwStream:
                 else:
                     state.acked = sent
                     events.append(Ack(type_url, sent.version, sent.nonce))
+            elif state.acked is state.last_sent and not request.HasField("error_detail"):
+                state.asked_again = True
         self._subscribe(type_url, state, request.resource_names)
         return events
 
@@ -160,7 +168,7 @@ class SotwStream:
         if state.in_flight is not None or not state.subscribed:
             return False
         last = state.last_sent
-        if last is None or last.base_version != snapshot.version(type_url):
+        if state.asked_again or last is None or last.base_version != snapshot.version(type_url):
             return True
         if state.answered_wildcard:
             return False  # the last response held every resource this version has
@@ -217,6 +225,7 @@ class SotwStream:
         response.resources.extend(plan.resources[name] for name in sorted(plan.resources))
         sent = _Sent(nonce, plan.version, plan.base_version, plan.retained, plan.resources)
         state.in_flight = state.last_sent = sent
+        state.asked_again = False
         state.answered_wildcard = state.wildcard
         state.answered_names = state.names
         return response

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 RATE_LIMITED_BODY: Final = "local_rate_limited"  # Envoy's local rate limit reply
 _BODY_BUFFER_LIMIT: Final = 64 * 1024  # bodies up to this are buffered, so retries can replay them
+OVERLOADED: Final = (("x-envoy-overloaded", "true"),)
+"""Envoy's router marks a local reply to a request a circuit breaker dropped (UO) so."""
 
 
 class _Reply(Exception):
@@ -478,7 +480,7 @@ class HttpSession:
             try:
                 cluster.start_request()
             except upstream.Overflow as overflow:
-                raise _Reply(503, _reset_text(overflow.reason), "UO") from None
+                raise _Reply(503, _reset_text(overflow.reason), "UO", False, OVERLOADED) from None
         except _Reply as reply:
             keep = head.keep_alive and not reply.close and not self._draining()
             self._local_reply(
@@ -656,7 +658,9 @@ class HttpSession:
                     try:
                         cluster.start_request()
                     except upstream.Overflow as overflow:
-                        raise _Reply(503, _reset_text(overflow.reason), "UO") from None
+                        raise _Reply(
+                            503, _reset_text(overflow.reason), "UO", False, OVERLOADED
+                        ) from None
                     host.active_requests += 1
                 try:
                     try:
@@ -676,7 +680,10 @@ class HttpSession:
                         cluster.record(host, True)
                         failure = _failure(error)
                         if not retry.after_failure(policy, attempt, failure, clock(), deadline):
-                            raise _Reply(503, _reset_text(error.reason), error.flag) from None
+                            dropped = OVERLOADED if failure == retry.OVERFLOW else ()
+                            raise _Reply(
+                                503, _reset_text(error.reason), error.flag, False, dropped
+                            ) from None
                     except TimeoutError:
                         cluster.stats.upstream_rq_timeout.value += 1
                         cluster.record(host, True)

@@ -5,6 +5,14 @@ cluster: its hosts (kept across EDS updates by address, so pools survive), the p
 idle HTTP/1.1 connections per host, Envoy's circuit-breaker counters (connections,
 pending requests, requests, retries) and consecutive-5xx outlier ejection. Time and
 randomness are injected, so the policies are tested with a fake clock.
+
+A changed Cluster resource is, as in Envoy, a new cluster: its thresholds govern every
+request from then on, and the connections opened under the old one drain. The runtime's
+`generation` counts those changes; the idle pool is closed when it changes, and a
+connection of an older generation is closed when released instead of pooled, so no new
+request reuses it. The counters stay one set per cluster, so connections and requests
+still in flight on the old cluster count against the new limits until they end (Envoy
+counts them against the old cluster's: a transient difference, never above the limit).
 """
 
 from __future__ import annotations
@@ -106,6 +114,7 @@ class UpstreamHttp:
         "discarded",
         "ended",
         "error",
+        "generation",
         "got_bytes",
         "host",
         "notify",
@@ -116,9 +125,10 @@ class UpstreamHttp:
 
     _HIGH_WATER: Final = 512 * 1024
 
-    def __init__(self, connection: transport.Connection, host: Host):
+    def __init__(self, connection: transport.Connection, host: Host, generation: int = 0):
         self.connection = connection
         self.host = host
+        self.generation = generation  # the cluster's generation it was opened under
         self.parser = http1.ResponseParser()
         self._loop = asyncio.get_running_loop()
         self.notify: Callable[[], None] | None = None
@@ -297,6 +307,7 @@ class ClusterRuntime:
         self.pending = 0
         self.retries_active = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.generation = 0  # bumped by each changed Cluster: see the module docstring
         self.cluster = cluster
         self.update(cluster, endpoints, tls_target)
 
@@ -306,9 +317,13 @@ class ClusterRuntime:
         endpoints: tuple[model.Endpoint, ...],
         tls_target: Callable[[], TlsTarget | None],
     ) -> None:
-        """New config and endpoints; hosts with the same address keep their pools."""
-        if cluster.tls != self.cluster.tls:
+        """New config and endpoints; hosts with the same address keep their pools unless
+        the Cluster itself changed: then its connections drain (module docstring) and the
+        requests waiting for a connection re-check the new limits."""
+        if cluster != self.cluster:
+            self.generation += 1
             self.close_idle()
+            self._wake_all()
         self.cluster = cluster
         self._tls_target = tls_target
         hosts: list[Host] = []
@@ -326,18 +341,22 @@ class ClusterRuntime:
             hosts = self.hosts
         for key, host in self._by_address.items():
             if key not in by_address:
-                for connection in host.idle:
-                    connection.connection.close()
-                host.idle.clear()
+                self._close_idle(host)
         self.hosts = hosts
         self._by_address = by_address
         self.stats.membership_total.value = len(hosts)
 
     def close_idle(self) -> None:
+        """Close every pooled connection now (and stop counting it)."""
         for host in self.hosts:
-            for connection in host.idle:
-                connection.connection.close()
-            host.idle.clear()
+            self._close_idle(host)
+
+    def _close_idle(self, host: Host) -> None:
+        idle = host.idle
+        host.idle = []
+        for upstream in idle:
+            upstream.pool = None
+            self._discard(upstream)
 
     # -- load balancing --------------------------------------------------------------------
     def _healthy(self) -> list[Host]:
@@ -475,6 +494,13 @@ class ClusterRuntime:
                 waiter.set_result(None)
                 return
 
+    def _wake_all(self) -> None:
+        waiters = self._waiters
+        self._waiters = collections.deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     def take_idle(self, host: Host) -> UpstreamHttp | None:
         """A reusable idle connection to `host` (the most recent), or None."""
         while host.idle:
@@ -493,13 +519,14 @@ class ClusterRuntime:
             if idle is not None:
                 return idle
             if self.cx_active < self.cluster.circuit_breakers.max_connections:
+                generation = self.generation  # an update while connecting drains it too
                 self._opened(host)
                 try:
                     connection = await self.connect(host)
                 except BaseException:
                     self._closed(host)
                     raise
-                return UpstreamHttp(connection, host)
+                return UpstreamHttp(connection, host, generation)
             self.stats.upstream_cx_overflow.value += 1
             if self.pending >= self.cluster.circuit_breakers.max_pending_requests:
                 self.stats.upstream_rq_pending_overflow.value += 1
@@ -516,11 +543,13 @@ class ClusterRuntime:
                 self.stats.upstream_rq_pending_active.value = self.pending
 
     def release_http(self, upstream: UpstreamHttp, reusable: bool) -> None:
-        """Give a connection back after a response: pooled when reusable, else closed."""
+        """Give a connection back after a response: pooled when reusable and opened under
+        the current Cluster, else closed."""
         limit = self.cluster.max_requests_per_connection
         host = upstream.host
         if (
             reusable
+            and upstream.generation == self.generation
             and upstream.reusable
             and (limit is None or upstream.requests < limit)
             and self._by_address.get(host.key) is host

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import pytest
 
 from osm.proxy import model, stats, upstream
@@ -159,6 +162,126 @@ async def test_connect_failure() -> None:
         await balancer.acquire_http(balancer.hosts[0])
     assert balancer.cx_active == 0
     assert balancer.stats.upstream_cx_connect_fail.value == 1
+
+
+class Silent:
+    """A loopback server that accepts and never answers; `close` ends its connections."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> model.Endpoint:
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.writers.append(writer)
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        return model.Endpoint("127.0.0.1", self.server.sockets[0].getsockname()[1])
+
+    async def close(self, balancer: upstream.ClusterRuntime) -> None:
+        balancer.close_idle()
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await self.server.wait_closed()
+        await asyncio.sleep(0.01)  # let the transports finish closing
+
+
+async def _pooled_pair(
+    definition: model.Cluster,
+) -> tuple[upstream.ClusterRuntime, upstream.UpstreamHttp, Silent]:
+    """A runtime on a loopback server with one idle pooled connection and one busy one."""
+    server = Silent()
+    balancer = runtime(definition, (await server.start(),))
+    host = balancer.hosts[0]
+    idle = await balancer.acquire_http(host)
+    busy = await balancer.acquire_http(host)
+    balancer.release_http(idle, True)
+    assert host.idle == [idle] and balancer.cx_active == 2
+    return balancer, busy, server
+
+
+UNLIMITED = cluster()
+LIMITED = cluster(breakers=model.CircuitBreakers(max_connections=1, max_pending_requests=1))
+
+
+# (the cluster after the update, its pool kept: the idle connection stays, the busy one is
+#  pooled when released)
+UPDATES = [
+    pytest.param(UNLIMITED, True, id="same-cluster-keeps-the-pool"),
+    pytest.param(LIMITED, False, id="changed-cluster-drains-the-pool"),
+    pytest.param(
+        dataclasses.replace(UNLIMITED, max_requests_per_connection=5),
+        False,
+        id="any-change-drains-the-pool",
+    ),
+]
+
+
+@pytest.mark.parametrize(("updated", "kept"), UPDATES)
+async def test_a_changed_cluster_drains_the_connections_of_the_old_one(
+    updated: model.Cluster, kept: bool
+) -> None:
+    balancer, busy, server = await _pooled_pair(UNLIMITED)
+    try:
+        host = balancer.hosts[0]
+        balancer.update(updated, (model.Endpoint(*host.key),), _none)
+        assert (len(host.idle), balancer.cx_active) == ((1, 2) if kept else (0, 1))
+        balancer.release_http(busy, True)
+        assert (len(host.idle), balancer.cx_active) == ((2, 2) if kept else (0, 0))
+        assert balancer.stats.upstream_cx_active.value == balancer.cx_active
+    finally:
+        busy.connection.close()
+        await server.close(balancer)
+
+
+async def test_a_request_waiting_for_a_connection_rechecks_the_new_limits() -> None:
+    breakers = model.CircuitBreakers(max_connections=1, max_pending_requests=1)
+    balancer, busy, server = await _pooled_pair(cluster(breakers=model.CircuitBreakers()))
+    try:
+        host = balancer.hosts[0]
+        balancer.update(cluster(breakers=breakers), (model.Endpoint(*host.key),), _none)
+        assert balancer.cx_active == 1  # the busy one counts until it ends
+        waiting = asyncio.ensure_future(balancer.acquire_http(host))
+        await asyncio.sleep(0)
+        assert balancer.pending == 1
+        with pytest.raises(upstream.Overflow):  # the one pending slot is taken
+            await balancer.acquire_http(host)
+        assert balancer.stats.upstream_rq_pending_overflow.value == 1
+        balancer.update(
+            cluster(breakers=model.CircuitBreakers(max_connections=2)),
+            (model.Endpoint(*host.key),),
+            _none,
+        )
+        fresh = await asyncio.wait_for(waiting, 5)  # limits raised: it connects at once
+        assert balancer.cx_active == 2 and fresh.generation == balancer.generation
+        balancer.release_http(busy, True)  # of an older cluster: closed, not pooled
+        balancer.release_http(fresh, True)
+        assert host.idle == [fresh] and balancer.cx_active == 1
+    finally:
+        busy.connection.close()
+        await server.close(balancer)
+
+
+def test_request_and_retry_limits_follow_updates() -> None:
+    balancer = runtime(cluster())
+    balancer.start_request()
+    balancer.start_request()
+    assert balancer.try_retry()
+    limits = model.CircuitBreakers(max_requests=2, max_retries=1)
+    balancer.update(cluster(breakers=limits), ENDPOINTS, _none)
+    with pytest.raises(upstream.Overflow):  # the two in flight count against the new limit
+        balancer.start_request()
+    assert not balancer.try_retry()
+    balancer.end_request()
+    balancer.end_retry()
+    balancer.start_request()
+    assert balancer.try_retry()
+
+
+def _none() -> None:
+    return None
 
 
 def test_stat_names_text_and_prometheus() -> None:
