@@ -9,9 +9,10 @@ it holds the values and the few methods the data plane calls on them, nothing co
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -302,6 +303,31 @@ class FilterChain:
 
 
 @dataclass(frozen=True, slots=True)
+class PortRanges:
+    """A set of ports as sorted, disjoint, non-adjacent half-open ranges ``[start, end)``
+    (`of` merges any); ``port in ranges``. Envoy's ``destination_port_range``s can name
+    every port but a few, which a set of ports would hold one by one."""
+
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    @staticmethod
+    def of(ranges: Iterable[tuple[int, int]]) -> PortRanges:
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted(r for r in ranges if r[0] < r[1]):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return PortRanges(tuple(merged))
+
+    def __contains__(self, port: object) -> bool:
+        if not isinstance(port, int):
+            return False
+        index = bisect.bisect_right(self.ranges, (port, 1 << 62)) - 1
+        return index >= 0 and self.ranges[index][0] <= port < self.ranges[index][1]
+
+
+@dataclass(frozen=True, slots=True)
 class Listener:
     name: str
     host: str
@@ -313,10 +339,11 @@ class Listener:
     inspect_http: bool = False
     """The HTTP inspector: a plaintext connection's first request line gives its
     application protocol (``http/1.0``, ``http/1.1``; ``h2c`` for the HTTP/2 preface)."""
-    tls_inspector_off: frozenset[int] = frozenset()
-    http_inspector_off: frozenset[int] = frozenset()
-    """Destination ports an inspector is disabled on (``filter_disabled``): ports of
-    server-first protocols, where the client sends nothing first."""
+    tls_inspector_off: PortRanges = PortRanges()
+    http_inspector_off: PortRanges = PortRanges()
+    """Destination ports an inspector is disabled on (``filter_disabled``): every port
+    but those where a chain needs it, and ports of server-first protocols, where the
+    client sends nothing first."""
 
 
 @dataclass(frozen=True, slots=True)

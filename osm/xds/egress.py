@@ -10,10 +10,20 @@ else is read, so the outbound layers that hold them are memoized on it
   protocols ``http/1.0``, ``http/1.1``, ``h2c`` (from the HTTP inspector) to an HCM
   reading ``rds-egress.<port>``; https by port, SNI and address ranges, tcp and
   tcp-server-first by port and address ranges, to a tcp_proxy on cluster ``<port>``;
-* the listener filters these need (`listener_filters`): the TLS and HTTP inspectors,
-  disabled (``filter_disabled``) on the ports of server-first protocols, where the
-  client sends nothing until the server has spoken; the listener goes on after an
-  inspector's timeout (`CONTINUE_ON_INSPECTOR_TIMEOUT`), as OSM's does;
+* the listener filters these need (`listener_filters`), each only on the destination
+  ports where a chain matches what it reports (`inspected_ports`): the HTTP inspector
+  where a chain matches ``application_protocols`` (http egress ports), the TLS
+  inspector where one matches ``server_names`` (https egress ports). Mesh chains match
+  by address and port only, so no other port waits for an inspector: a client that
+  sends a few bytes without a newline to a tcp port would otherwise wait for the HTTP
+  inspector until the listener filter timeout (15 s). An inspector is turned off on
+  every other port by ``filter_disabled``, the complement of its ports as
+  ``destination_port_range``s over [1, 65536) (`only_on`), and left out when no port
+  needs it. Ports of server-first protocols (mesh or egress), where the client sends
+  nothing until the server has spoken, are never inspected. With an inspector the
+  listener goes on after its timeout (`CONTINUE_ON_INSPECTOR_TIMEOUT`), as OSM's does.
+  (Envoy 1.40 injects no TLS inspector of its own into a listener whose chains match
+  server names or application protocols; checked with a static listener.)
 * ``rds-egress.<port>`` (`route_configuration`): a virtual host per host, domains host
   and host:port, its routes to cluster ``<host>:<port>`` (no route: Envoy answers 404);
 * clusters (`cluster`): ``<host>:<port>`` STRICT_DNS to host:port, ``<port>``
@@ -108,22 +118,47 @@ def filter_chain(match: EgressMatch) -> listener_components_pb2.FilterChain:
 
 
 def listener_filters(
-    server_first_ports: Iterable[int],
+    tls_ports: Iterable[int], http_ports: Iterable[int]
 ) -> list[listener_components_pb2.ListenerFilter]:
-    """The TLS and HTTP inspectors, disabled on ``server_first_ports``."""
-    disabled = _ports_predicate(sorted(set(server_first_ports)))
+    """The TLS inspector on ``tls_ports`` only and the HTTP inspector on ``http_ports``
+    only (``filter_disabled`` on every other port); an inspector without a port is left
+    out."""
     result = []
-    for name, config in (
-        (names.TLS_INSPECTOR, tls_inspector_pb2.TlsInspector()),
-        (names.HTTP_INSPECTOR, http_inspector_pb2.HttpInspector()),
+    for name, config, ports in (
+        (names.TLS_INSPECTOR, tls_inspector_pb2.TlsInspector(), tls_ports),
+        (names.HTTP_INSPECTOR, http_inspector_pb2.HttpInspector(), http_ports),
     ):
+        enabled = sorted(set(ports))
+        if not enabled:
+            continue
         listener_filter = listener_components_pb2.ListenerFilter(
             name=name, typed_config=pack(config)
         )
+        disabled = only_on(enabled)
         if disabled is not None:
             listener_filter.filter_disabled.CopyFrom(disabled)
         result.append(listener_filter)
     return result
+
+
+def inspected_ports(
+    chains: Iterable[listener_components_pb2.FilterChain], server_first: Iterable[int]
+) -> tuple[frozenset[int], frozenset[int]]:
+    """(TLS, HTTP): the destination ports of the ``chains`` that match server names,
+    and of those that match application protocols, less the ``server_first`` ports."""
+    skip = set(server_first)
+    tls: set[int] = set()
+    http: set[int] = set()
+    for chain in chains:
+        match = chain.filter_chain_match
+        port = match.destination_port.value
+        if port in skip:
+            continue
+        if match.server_names:
+            tls.add(port)
+        if match.application_protocols:
+            http.add(port)
+    return frozenset(tls), frozenset(http)
 
 
 def server_first_ports(policy: EgressPolicy) -> list[int]:
@@ -133,24 +168,40 @@ def server_first_ports(policy: EgressPolicy) -> list[int]:
 def add_to_listener(
     listener: listener_pb2.Listener, policy: EgressPolicy, mesh_server_first: Iterable[int]
 ) -> None:
-    """Adds the policy's chains and the inspectors to the outbound ``listener`` (the
-    inspectors skip ``mesh_server_first`` ports too: mesh services whose protocol is
-    server-first)."""
-    listener.filter_chains.extend(filter_chains(policy))
-    listener.listener_filters.extend(
-        listener_filters([*server_first_ports(policy), *mesh_server_first])
+    """Adds the policy's chains to the outbound ``listener``, and the inspectors on the
+    ports they need (never on ``mesh_server_first`` ports: mesh services whose protocol
+    is server-first)."""
+    chains = filter_chains(policy)
+    listener.filter_chains.extend(chains)
+    tls_ports, http_ports = inspected_ports(
+        chains, [*server_first_ports(policy), *mesh_server_first]
     )
-    listener.continue_on_listener_filters_timeout = CONTINUE_ON_INSPECTOR_TIMEOUT
+    inspectors = listener_filters(tls_ports, http_ports)
+    if inspectors:
+        listener.listener_filters.extend(inspectors)
+        listener.continue_on_listener_filters_timeout = CONTINUE_ON_INSPECTOR_TIMEOUT
 
 
-def _ports_predicate(
+FIRST_PORT = 1
+PORTS_END = 65536
+"""Destination ports are in [FIRST_PORT, PORTS_END)."""
+
+
+def only_on(
     ports: list[int],
 ) -> listener_components_pb2.ListenerFilterChainMatchPredicate | None:
+    """The ``filter_disabled`` predicate of a listener filter that runs on the sorted
+    ``ports`` only: the ``destination_port_range``s of every other port (None: every
+    port is one of them)."""
     predicate = listener_components_pb2.ListenerFilterChainMatchPredicate
-    rules = [
-        predicate(destination_port_range=range_pb2.Int32Range(start=port, end=port + 1))
-        for port in ports
-    ]
+    rules = []
+    start = FIRST_PORT
+    for port in [*ports, PORTS_END]:
+        if port > start:
+            rules.append(
+                predicate(destination_port_range=range_pb2.Int32Range(start=start, end=port))
+            )
+        start = max(start, port + 1)
     if not rules:
         return None
     if len(rules) == 1:

@@ -36,7 +36,8 @@ routes lead to (its local cluster exists); one per target port, the first by ser
 (`served`). The service's local rate limits (`IngressPort.rate_limits`, its
 UpstreamTrafficSetting) apply to ingress as to mesh traffic, with the pieces of
 `osm.xds.traffic` placed as on the mesh chains: the TCP limit before the connection
-manager, the HTTP limit filter after RBAC (a refused request takes no token), the
+manager, the HTTP limit filter after RBAC (a refused request takes no token; always
+there, as on the mesh chains, so that HTTP limits change RDS only, `osm.xds.lds`), the
 virtual host's limit and one route per ``httpRoutes`` path, first, with its own.
 """
 
@@ -138,12 +139,13 @@ def filter_chain_match(port: IngressPort) -> listener_components_pb2.FilterChain
 
 def http_connection_manager(port: IngressPort) -> hcm_pb2.HttpConnectionManager:
     """Reads ``rds-ingress.<targetPort>``: RBAC (rules per route), the HTTP local rate
-    limit filter when the service has HTTP limits, the router."""
-    filters = [hcm_pb2.HttpFilter(name=names.HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC()))]
-    limits = port.rate_limits
-    if limits is not None and (limits.http is not None or limits.routes):
-        filters.append(traffic.http_rate_limit_filter())
-    filters.append(hcm_pb2.HttpFilter(name=names.ROUTER, typed_config=pack(router_pb2.Router())))
+    limit filter (always: it limits only where the routes carry the service's HTTP
+    limits), the router."""
+    filters = [
+        hcm_pb2.HttpFilter(name=names.HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC())),
+        traffic.http_rate_limit_filter(),
+        hcm_pb2.HttpFilter(name=names.ROUTER, typed_config=pack(router_pb2.Router())),
+    ]
     return HCM(
         stat_prefix=names.stat_prefix(f"ingress_{port.service}_{port.target_port}"),
         codec_type=HCM.AUTO,

@@ -7,10 +7,19 @@ when egress is on), ``inbound-listener`` (0.0.0.0:15003; one chain per served po
 matched on target port and the service's TLS server name, mTLS required, network RBAC
 in SMI mode, then the TCP local rate limit of the service's UpstreamTrafficSetting if it
 has one (after RBAC, as OSM: a refused peer takes no token), HTTP via RDS
-``rds-inbound.<targetPort>`` with the HTTP RBAC filter (and the HTTP local rate limit
-filter when the service has HTTP limits), TCP to the local cluster; then one chain per
-ingress port, `osm.xds.ingress`) and ``inbound-prometheus-listener`` (15010). A listener
+``rds-inbound.<targetPort>`` with the HTTP RBAC filter and, always, the HTTP local rate
+limit filter, TCP to the local cluster; then one chain per ingress port,
+`osm.xds.ingress`) and ``inbound-prometheus-listener`` (15010). A listener
 with no chain (Envoy rejects those) is left out.
+
+The inbound HCM always holds the HTTP local rate limit filter, as OSM's always holds
+RBAC and local rate limiting: the filter has no bucket of its own and limits only where
+RDS gives one (`osm.xds.traffic`), so adding, changing or removing a service's HTTP
+limits changes its route configurations only, never the listener. That matters: Envoy
+applies a new listener to new connections only and keeps the ones already open on the
+old filter chains for its drain time, whereas a new route configuration applies to
+every request at once. A TCP limit is a network filter on the chain, so it does change
+the listener (connections opened before keep their old chain until drained).
 
 Proxyless gRPC clients get one ``api_listener`` per name they may dial (see
 `names.grpc_listeners`), each an HCM reading ``rds-outbound.<port>`` over ADS.
@@ -132,7 +141,7 @@ def http_connection_manager(
 ) -> hcm_pb2.HttpConnectionManager:
     """An HCM that reads ``route_config_name`` over ADS and ends with the router; with
     ``rate_limit``, the local rate limit filter (after RBAC) enforces the limits its
-    routes and virtual hosts carry."""
+    routes and virtual hosts carry (none: it passes every request)."""
     filters = []
     if rbac:
         # No rules here: each route carries its policy (RBACPerRoute).
@@ -295,9 +304,10 @@ def inbound_chain(
         chain.filters.append(traffic.tcp_rate_limit_filter(limits.tcp, stats))
     stat = names.stat_prefix(f"inbound_{port.service}_{port.target_port}")
     if is_http(port.protocol):
-        http_limits = limits is not None and (limits.http is not None or bool(limits.routes))
+        # The rate limit filter whether or not the service has HTTP limits: they are in
+        # RDS only (see the module docstring).
         hcm = http_connection_manager(
-            stat, names.inbound_route_config(port.target_port), rbac=True, rate_limit=http_limits
+            stat, names.inbound_route_config(port.target_port), rbac=True, rate_limit=True
         )
         chain.filters.append(_filter(names.HTTP_CONNECTION_MANAGER, hcm))
     else:

@@ -5,8 +5,9 @@ rate limits (UpstreamTrafficSetting ``rateLimit.local`` and ``httpRoutes``).
 The one idea: each policy value maps to one Envoy message here, with OSM's shapes
 (``pkg/envoy/generator/cds``, ``lds/ratelimit.go``, ``rds/route_config.go``), and the
 builders only place them (`cds.upstream_cluster`, `rds` routes and virtual hosts,
-`lds` inbound chains); nothing here is added for a service without a policy, so
-configurations without one are what they were.
+`lds` inbound chains); nothing here is added for a service without a policy but the
+bucketless HTTP filter, which every inbound HCM holds (`http_rate_limit_filter`: then a
+limit is RDS only, `osm.xds.lds`).
 
 Where this differs from OSM, on purpose:
 
@@ -24,9 +25,10 @@ Where this differs from OSM, on purpose:
 Rate limits: the TCP one is the network filter ``envoy.filters.network.local_ratelimit``
 (`tcp_rate_limit_filter`) on the served port's chain, a token bucket of connections;
 the HTTP one is the HTTP filter ``envoy.filters.http.local_ratelimit`` in the inbound
-HCM (`http_rate_limit_filter`: no bucket of its own, so it limits only where a virtual
-host or a route carries a config, `http_rate_limit_config`). Every bucket holds
-``requests + burst`` tokens (capped at 2^32-1) and gets ``requests`` back per ``unit``.
+HCM, with or without limits (`http_rate_limit_filter`: no bucket of its own, so it
+limits only where a virtual host or a route carries a config,
+`http_rate_limit_config`). Every bucket holds ``requests + burst`` tokens (capped at
+2^32-1) and gets ``requests`` back per ``unit``.
 """
 
 from __future__ import annotations

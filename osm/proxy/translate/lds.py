@@ -350,7 +350,7 @@ def translate(message: listener_pb2.Listener) -> model.Listener:
     socket_address = message.address.socket_address
     walker.check(socket_address, "address.socket_address", ("address", "port_value", "protocol"))
     seen: set[str] = set()
-    disabled: dict[str, frozenset[int]] = {}
+    disabled: dict[str, model.PortRanges] = {}
     for index, listener_filter in enumerate(message.listener_filters):
         where = f"listener_filters[{index}]"
         walker.check(listener_filter, where, ("name", "typed_config", "filter_disabled"))
@@ -393,35 +393,30 @@ def translate(message: listener_pb2.Listener) -> model.Listener:
         filter_chains=chains,
         default_filter_chain=default_chain,
         inspect_http="http_inspector" in seen,
-        tls_inspector_off=disabled.get("tls_inspector", frozenset()),
-        http_inspector_off=disabled.get("http_inspector", frozenset()),
+        tls_inspector_off=disabled.get("tls_inspector", model.PortRanges()),
+        http_inspector_off=disabled.get("http_inspector", model.PortRanges()),
     )
 
 
-MAX_DISABLED_PORTS = 1024
-
-
-def _disabled_ports(walker: Walker, predicate: Any, path: str) -> frozenset[int]:
+def _disabled_ports(walker: Walker, predicate: Any, path: str) -> model.PortRanges:
     """The destination ports a ``filter_disabled`` predicate names: a
     ``destination_port_range`` or an ``or_match`` of them (the shapes the sidecar runs)."""
+    return model.PortRanges.of(_port_ranges(walker, predicate, path))
+
+
+def _port_ranges(walker: Walker, predicate: Any, path: str) -> list[tuple[int, int]]:
     walker.check(predicate, path, ("destination_port_range", "or_match"))
     which = predicate.WhichOneof("rule")
     if which == "or_match":
         walker.check(predicate.or_match, f"{path}.or_match", ("rules",))
-        ports: set[int] = set()
+        ranges: list[tuple[int, int]] = []
         for index, rule in enumerate(predicate.or_match.rules):
             where = f"{path}.or_match.rules[{index}]"
             walker.check(rule, where, ("destination_port_range",))
-            ports |= _disabled_ports(walker, rule, where)
-        return frozenset(ports)
+            ranges.extend(_port_ranges(walker, rule, where))
+        return ranges
     if which != "destination_port_range":
         raise walker.fail(path, "a rule is required (destination_port_range, or_match)")
     port_range = predicate.destination_port_range
     walker.check(port_range, f"{path}.destination_port_range", ("start", "end"))
-    start, end = max(port_range.start, 0), min(port_range.end, 65536)
-    if end - start > MAX_DISABLED_PORTS:
-        raise walker.fail(
-            f"{path}.destination_port_range",
-            f"at most {MAX_DISABLED_PORTS} ports (the sidecar lists them)",
-        )
-    return frozenset(range(start, end))
+    return [(port_range.start, port_range.end)]

@@ -1,6 +1,6 @@
-"""The Python sidecar and Egress configuration: the HTTP inspector, inspectors disabled on
-server-first ports, egress filter chains chosen as Envoy chooses them, and what it
-refuses, named."""
+"""The Python sidecar and Egress configuration: the HTTP inspector, inspectors running only
+on the ports whose chains need them, egress filter chains chosen as Envoy chooses them,
+and what it refuses, named."""
 
 from __future__ import annotations
 
@@ -45,20 +45,59 @@ def outbound(server_first: list[int]) -> model.Listener:
         EgressMatch(80, "http"),
         EgressMatch(443, "https", (), ("a.example",), "443"),
         EgressMatch(25, "tcp-server-first", ("10.0.0.0/8",), (), "25"),
+        EgressMatch(5432, "tcp", ("10.0.0.0/8",), (), "5432"),
     ]
     listener.listener_filters.add(name="envoy.filters.listener.original_dst")
     egress.add_to_listener(listener, EgressPolicy(tuple(matches)), server_first)
     return lds.translate(listener)
 
 
-def test_translated_listener_has_both_inspectors_off_on_server_first_ports() -> None:
+INSPECTION = [
+    ("http egress port: the HTTP inspector reads the request line", 80, (False, True)),
+    ("https egress port: the TLS inspector reads the SNI", 443, (True, False)),
+    ("tcp egress port: not inspected (bytes without a newline do not wait)", 5432,
+     (False, False)),
+    ("server-first egress port: not inspected", 25, (False, False)),
+    ("a mesh port: not inspected", 8080, (False, False)),
+    ("a server-first mesh port: not inspected", 3306, (False, False)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "port", "expected"), INSPECTION, ids=[c[0] for c in INSPECTION])
+def test_inspectors_run_only_where_a_chain_needs_them(
+    spec: str, port: int, expected: tuple[bool, bool]
+) -> None:
     listener = outbound([3306])
     assert listener.inspect_tls and listener.inspect_http
-    assert listener.tls_inspector_off == listener.http_inspector_off == frozenset({25, 3306})
-    assert not filter_chain.needs_inspection(listener, 25)
-    assert not filter_chain.needs_http_inspection(listener, 3306)
-    assert filter_chain.needs_inspection(listener, 443)
-    assert filter_chain.needs_http_inspection(listener, 80)
+    assert (
+        filter_chain.needs_inspection(listener, port),
+        filter_chain.needs_http_inspection(listener, port),
+    ) == expected
+
+
+def test_translated_inspectors_are_off_on_every_other_port() -> None:
+    listener = outbound([3306])
+    assert listener.tls_inspector_off == model.PortRanges(((1, 443), (444, 65536)))
+    assert listener.http_inspector_off == model.PortRanges(((1, 80), (81, 65536)))
+
+
+PORT_RANGES = [
+    ("empty", [], 80, False),
+    ("inside", [(10, 20)], 10, True),
+    ("the end is out", [(10, 20)], 20, False),
+    ("before every range", [(10, 20)], 9, False),
+    ("between ranges", [(1, 80), (81, 65536)], 80, False),
+    ("after a gap", [(1, 80), (81, 65536)], 81, True),
+    ("overlapping ranges merge", [(81, 100), (1, 80), (50, 90)], 80, True),
+    ("an empty range holds nothing", [(5, 5)], 5, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "ranges", "port", "expected"), PORT_RANGES, ids=[c[0] for c in PORT_RANGES]
+)
+def test_port_ranges(spec: str, ranges: list[tuple[int, int]], port: int, expected: bool) -> None:
+    assert (port in model.PortRanges.of(ranges)) is expected
 
 
 CHOICES = [
@@ -103,11 +142,29 @@ def test_other_disabling_rules_are_refused_by_name() -> None:
     with pytest.raises(translate.ConfigError) as caught:
         lds.translate(listener)
     assert caught.value.field_path == "listener_filters[0].filter_disabled.any_match"
+    predicate = listener_components_pb2.ListenerFilterChainMatchPredicate
     inspector.filter_disabled.CopyFrom(
-        listener_components_pb2.ListenerFilterChainMatchPredicate(
-            destination_port_range=range_pb2.Int32Range(start=1, end=60000)
+        predicate(
+            or_match=predicate.MatchSet(
+                rules=[
+                    predicate(destination_port_range=range_pb2.Int32Range(start=1, end=65536)),
+                    predicate(not_match=predicate(any_match=True)),
+                ]
+            )
         )
     )
     with pytest.raises(translate.ConfigError) as caught:
         lds.translate(listener)
-    assert "at most 1024 ports" in str(caught.value)
+    path = "listener_filters[0].filter_disabled.or_match.rules[1].not_match"
+    assert caught.value.field_path == path
+
+
+def test_every_port_but_a_few_is_one_rule_a_range_each() -> None:
+    listener = listener_pb2.Listener(
+        name="l", address=common.socket_address("0.0.0.0", wellknown.PROXY_OUTBOUND_PORT)
+    )
+    inspector = listener.listener_filters.add(name="envoy.filters.listener.http_inspector")
+    inspector.filter_disabled.CopyFrom(egress.only_on([80]))
+    translated = lds.translate(listener)
+    assert translated.http_inspector_off == model.PortRanges(((1, 80), (81, 65536)))
+    assert 80 not in translated.http_inspector_off and 65535 in translated.http_inspector_off

@@ -81,17 +81,73 @@ def test_filter_chains(spec: str, match: EgressMatch, expected: dict[str, Any]) 
     assert chain_match(match) == expected
 
 
-def test_inspectors_are_off_on_server_first_ports() -> None:
-    one, many, none = (egress.listener_filters(p) for p in ([25], [3306, 25, 25], []))
-    assert one[0].filter_disabled.destination_port_range.start == 25
-    assert one[0].filter_disabled.destination_port_range.end == 26
-    ranges = [r.destination_port_range.start for r in many[1].filter_disabled.or_match.rules]
-    assert ranges == [25, 3306]
-    assert [f.name for f in none] == [
-        "envoy.filters.listener.tls_inspector",
-        "envoy.filters.listener.http_inspector",
-    ]
-    assert not none[0].HasField("filter_disabled")
+def enabled_ranges(listener_filter: Any) -> list[tuple[int, int]]:
+    """The [start, end) port ranges a listener filter runs on (its complement in [1, 65536)
+    of its ``filter_disabled`` ranges)."""
+    predicate = listener_filter.filter_disabled
+    rules = list(predicate.or_match.rules) or ([predicate] if predicate.ByteSize() else [])
+    enabled, start = [], 1
+    for rule in rules:
+        port_range = rule.destination_port_range
+        if port_range.start > start:
+            enabled.append((start, port_range.start))
+        start = port_range.end
+    if start < 65536:
+        enabled.append((start, 65536))
+    return enabled
+
+
+TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
+INSPECTORS = [
+    ("each inspector runs on its ports only", ([443], [80, 8080]),
+     {TLS_INSPECTOR: [(443, 444)], HTTP_INSPECTOR: [(80, 81), (8080, 8081)]}),
+    ("no TLS port: no TLS inspector", ([], [80]), {HTTP_INSPECTOR: [(80, 81)]}),
+    ("no port at all: no inspector", ([], []), {}),
+    ("the first and the last port", ([1, 65535], [2]),
+     {TLS_INSPECTOR: [(1, 2), (65535, 65536)], HTTP_INSPECTOR: [(2, 3)]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "ports", "expected"), INSPECTORS, ids=[c[0] for c in INSPECTORS])
+def test_inspectors_run_only_on_their_ports(
+    spec: str, ports: tuple[list[int], list[int]], expected: dict[str, list[tuple[int, int]]]
+) -> None:
+    filters = egress.listener_filters(*ports)
+    assert {f.name: enabled_ranges(f) for f in filters} == expected
+
+
+def test_an_inspector_on_every_port_has_no_filter_disabled() -> None:
+    (everywhere,) = egress.listener_filters([], range(1, 65536))
+    assert not everywhere.HasField("filter_disabled")
+
+
+INSPECTED = [
+    ("http: the HTTP inspector, tcp: none", [EgressMatch(80, "http"), EgressMatch(5432, "tcp")],
+     [], (set(), {80})),
+    ("https by SNI: the TLS inspector", [EgressMatch(443, "https", (), ("a.example",), "443")],
+     [], ({443}, set())),
+    ("https by address only: none", [EgressMatch(443, "https", ("1.2.3.0/24",), (), "443")],
+     [], (set(), set())),
+    ("server-first ports are never inspected (mesh or egress)",
+     [EgressMatch(80, "http"), EgressMatch(8080, "http"),
+      EgressMatch(25, "tcp-server-first", ("10.0.0.0/8",), (), "25")],
+     [8080], (set(), {80})),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "matches", "mesh_server_first", "expected"), INSPECTED, ids=[c[0] for c in INSPECTED]
+)
+def test_inspected_ports(
+    spec: str,
+    matches: list[EgressMatch],
+    mesh_server_first: list[int],
+    expected: tuple[set[int], set[int]],
+) -> None:
+    policy = EgressPolicy(tuple(matches))
+    skip = [*egress.server_first_ports(policy), *mesh_server_first]
+    assert egress.inspected_ports(egress.filter_chains(policy), skip) == expected
 
 
 LIMITS = ConnectionSettings(
@@ -216,9 +272,10 @@ def test_only_the_egress_source_gets_egress_chains_and_inspectors() -> None:
         "egress-tcp.5432",
         "egress-http.8080",
     ]
-    assert len(web.listener_filters) == 3 and web.continue_on_listener_filters_timeout
-    disabled = web.listener_filters[1].filter_disabled.or_match.rules
-    assert [r.destination_port_range.start for r in disabled] == [25, 3306]  # egress, mesh
+    assert web.continue_on_listener_filters_timeout
+    inspectors = {f.name: enabled_ranges(f) for f in web.listener_filters[1:]}
+    # https by SNI on 443; http on 80 and 8080; not on tcp 5432, server-first 25 or 3306
+    assert inspectors == {TLS_INSPECTOR: [(443, 444)], HTTP_INSPECTOR: [(80, 81), (8080, 8081)]}
     assert [c.name for c in worker.filter_chains] == ["outbound_shop/api_80_http"]
     assert [f.name for f in worker.listener_filters] == ["envoy.filters.listener.original_dst"]
     assert not worker.HasField("default_filter_chain") and not web.HasField("default_filter_chain")

@@ -131,7 +131,11 @@ def test_ingress_chain(port: IngressPort, match: dict[str, Any], validated: bool
     hcm = hcm_pb2.HttpConnectionManager()
     chain.filters[-1].typed_config.Unpack(hcm)
     assert hcm.rds.route_config_name == "rds-ingress.8080"
-    assert [f.name for f in hcm.http_filters] == [names.HTTP_RBAC, names.ROUTER]
+    assert [f.name for f in hcm.http_filters] == [
+        names.HTTP_RBAC,
+        names.HTTP_LOCAL_RATE_LIMIT,
+        names.ROUTER,
+    ]
     assert validation.validate(chain_listener(chain)) == []
 
 
@@ -175,12 +179,24 @@ def test_the_service_rate_limits_apply_to_its_ingress_as_on_its_mesh_chains() ->
     assert rest and all(set(r.typed_per_filter_config) == {names.HTTP_RBAC} for r in rest)
 
 
-def test_without_limits_the_chain_has_no_limit_filters() -> None:
-    chain = ingress.ingress_chain(ingress_port(), TLS)
-    assert [f.name for f in chain.filters] == [names.HTTP_CONNECTION_MANAGER]
+def test_without_limits_the_chain_is_the_same_but_for_the_tcp_limit() -> None:
+    """The HTTP limit filter stays (bucketless: it limits nothing without a route's or a
+    virtual host's config), so HTTP limits change RDS only; the routes carry none."""
+    unlimited = ingress.ingress_chain(ingress_port(), TLS)
+    only_http = dataclasses.replace(LIMITED, tcp=None)
+    limited = ingress.ingress_chain(dataclasses.replace(ingress_port(), rate_limits=only_http), TLS)
+    assert [f.name for f in unlimited.filters] == [names.HTTP_CONNECTION_MANAGER]
+    assert unlimited == limited
     hcm = hcm_pb2.HttpConnectionManager()
-    chain.filters[-1].typed_config.Unpack(hcm)
-    assert [f.name for f in hcm.http_filters] == [names.HTTP_RBAC, names.ROUTER]
+    unlimited.filters[-1].typed_config.Unpack(hcm)
+    assert [f.name for f in hcm.http_filters] == [
+        names.HTTP_RBAC,
+        names.HTTP_LOCAL_RATE_LIMIT,
+        names.ROUTER,
+    ]
+    host = ingress.ingress_route_configuration(ingress_port()).virtual_hosts[0]
+    assert names.HTTP_LOCAL_RATE_LIMIT not in host.typed_per_filter_config
+    assert all(names.HTTP_LOCAL_RATE_LIMIT not in r.typed_per_filter_config for r in host.routes)
 
 
 # -- which ports get a chain, and the mesh chains beside them ------------------------------

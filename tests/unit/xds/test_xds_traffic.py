@@ -3,6 +3,7 @@ builders put them, and how a change to one rebuilds only what it affects."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -214,7 +215,13 @@ def test_only_the_limited_port_gets_filters_and_only_the_setting_s_service_its_l
         ],
     }
     hcm = listener["filterChains"][0]["filters"][2]["typedConfig"]
-    assert [f["name"] for f in hcm["httpFilters"]] == [names.HTTP_RBAC, names.ROUTER]
+    assert [f["name"] for f in hcm["httpFilters"]] == [
+        names.HTTP_RBAC,
+        names.HTTP_LOCAL_RATE_LIMIT,  # always there; without HTTP limits RDS gives it none
+        names.ROUTER,
+    ]
+    routes = resource(built, SERVER, ROUTE_TYPE, names.inbound_route_config(8080))
+    assert names.HTTP_LOCAL_RATE_LIMIT not in json.dumps(routes)
     clusters = built.snapshots[CLIENT].of_type(CLUSTER_TYPE)
     assert not any(
         as_dict(c.message).get("circuitBreakers") for c in clusters.values()
@@ -282,3 +289,47 @@ def test_a_setting_change_rebuilds_only_the_resources_it_configures() -> None:
     assert built.stats.resources_built == 2  # b/server|80 and b/server|5432
     old, new = versions(before)[CLIENT], versions(built)[CLIENT]
     assert {url for url in new if old[url] != new[url]} == {CLUSTER_TYPE}
+
+
+HTTP_LIMIT = {"requests": 10, "unit": "second", "burst": 5}
+ROUTE_LIMITS = [{"path": "/buy", "rateLimit": {"local": {"requests": 1, "unit": "minute"}}}]
+CONNECTIONS = {"tcp": {"maxConnections": 1}}
+TCP_LIMIT = {"connections": 100, "unit": "minute"}
+WHAT_A_NEW_SETTING_CHANGES = [
+    pytest.param(
+        {"rateLimit": {"local": {"http": HTTP_LIMIT}}}, {ROUTE_TYPE},
+        id="http limit: the server's route configurations only",
+    ),
+    pytest.param(
+        {"httpRoutes": ROUTE_LIMITS}, {ROUTE_TYPE},
+        id="httpRoutes limits: the server's route configurations only",
+    ),
+    pytest.param(
+        {"rateLimit": {"local": {"http": HTTP_LIMIT}}, "httpRoutes": ROUTE_LIMITS,
+         "connectionSettings": CONNECTIONS},
+        {ROUTE_TYPE, CLUSTER_TYPE},
+        id="http limits and connection settings: routes, and the clients' clusters",
+    ),
+    pytest.param(
+        {"rateLimit": {"local": {"tcp": TCP_LIMIT}}}, {LISTENER_TYPE},
+        id="tcp limit: a network filter on the inbound chains, the listener changes",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "expected"), WHAT_A_NEW_SETTING_CHANGES)
+def test_adding_http_limits_changes_no_listener(spec: dict[str, Any], expected: set[str]) -> None:
+    """The inbound HCM always holds the HTTP limit filter, so a new HTTP limit is RDS
+    only: Envoy applies it to the connections already open, which a listener change
+    would leave on their old filter chain until drained. A TCP limit is a network
+    filter, so it changes the listener."""
+    full = xds_support.traffic_mesh()
+    state, _ = full.with_changes(deletes=[ObjectRef("UpstreamTrafficSetting", "b", "server")])
+    generator = Generator()
+    before = versions(generator.build(state))
+    setting = t.upstream_setting("b", "server", "server.b.svc.cluster.local", **spec)
+    after, changed = state.with_changes(upserts=m.parse(setting))
+    built = generator.build(after, changed)
+    now = versions(built)
+    assert {url for p in now for url in now[p] if now[p][url] != before[p][url]} == expected
+    assert now == versions(build_snapshots(after))
