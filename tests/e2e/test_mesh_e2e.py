@@ -225,7 +225,32 @@ def traffic(mesh: Mesh, seconds: float) -> dict[str, counters.ClientCounters]:
             errors=after.errors - before.errors,
             by_identity=by_identity,
         )
+    if any(counted.errors for counted in result.values()):
+        # Shown with the failure that follows: where the sidecars saw the errors.
+        print(f"clients saw errors: {result}\n{failure_counters(mesh)}")
     return result
+
+
+FAILURE_WORDS = ("5xx", "fail", "reset", "overflow", "no_healthy", "timeout", "denied", "error")
+
+
+def failure_counters(mesh: Mesh) -> str:
+    """Every sidecar's non-zero counters whose name says something failed."""
+    lines = []
+    for namespace in NAMESPACES:
+        for pod in mesh.api.items("Pod", namespace):
+            name = pod["metadata"]["name"]
+            try:
+                stats = proxy_stats(mesh, namespace, name)
+            except AssertionError as error:
+                lines.append(f"{namespace}/{name}: no stats ({error})")
+                continue
+            lines += [
+                f"{namespace}/{name} {key}: {value}"
+                for key, value in stats.items()
+                if value not in ("0", "") and any(word in key for word in FAILURE_WORDS)
+            ]
+    return "\n".join(lines)
 
 
 def set_mesh_config(mesh: Mesh, *, permissive: bool, validity: str = "24h") -> None:
