@@ -27,6 +27,7 @@ from osm.apiserver import local
 from osm.kube.client import KubeClient
 from osm.runtime import kubelet, process, record
 from osm.store import open_store
+from tests.e2e import hostutil
 
 pytestmark = [
     pytest.mark.root,
@@ -58,16 +59,12 @@ NO_TOKEN = textwrap.dedent(
 )
 
 
-def _out(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
-
-
 @pytest.fixture(autouse=True, scope="module")
 def sweep_this_runs_leftovers() -> Iterator[None]:
     """Last resort: every network namespace named with this run's prefix is this run's."""
     yield
-    for netns in (n for n in _out("ip", "netns", "list").split() if n.startswith(PREFIX)):
-        for pid in _out("ip", "netns", "pids", netns).split():
+    for netns in hostutil.netns_named(PREFIX):
+        for pid in hostutil.output("ip", "netns", "pids", netns).split():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)

@@ -24,7 +24,6 @@ import asyncio
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -44,6 +43,7 @@ from osm.controller import server as controller_server
 from osm.runtime import daemon, sidecar_env
 from osm.runtime.kubelet import READY_FILE
 from osm.store.sqlite import SqliteStore
+from tests.e2e import hostutil
 from tests.e2e import test_mesh_e2e as scenarios
 from tests.e2e.meshapi import MeshApi
 
@@ -62,13 +62,6 @@ PLANE = "mixed"
 and the Python sidecar's containers and bootstraps."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Cluster:
     """The API server in a thread of this process (its own event loop), the kubelet as a
     daemon, the control plane as two processes; `stop` ends them all."""
@@ -76,10 +69,17 @@ class Cluster:
     def __init__(self, base: Path) -> None:
         self.state_dir = base / "state"
         self.settings = daemon.MeshSettings(
-            self.state_dir, _free_port(), _free_port(), PREFIX, http_port=_free_port()
+            self.state_dir,
+            hostutil.free_port(),
+            hostutil.free_port(),
+            PREFIX,
+            http_port=hostutil.free_port(),
         )
-        self.webhook_ports = {"osm-injector": _free_port(), "osm-validator": _free_port()}
-        self.injector_http_port = _free_port()
+        self.webhook_ports = {
+            "osm-injector": hostutil.free_port(),
+            "osm-validator": hostutil.free_port(),
+        }
+        self.injector_http_port = hostutil.free_port()
         self.base = base
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="api", daemon=True)

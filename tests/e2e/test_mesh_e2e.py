@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -34,6 +33,7 @@ from osm.cli import runtime as cli_runtime
 from osm.demo.bookstore import counters
 from osm.model import manifest
 from osm.runtime import daemon, record
+from tests.e2e import hostutil
 from tests.e2e.meshapi import MeshApi
 
 pytestmark = [
@@ -48,28 +48,15 @@ PREFIX = f"osme{uuid.uuid4().hex[:5]}"
 NAMESPACES = ("bookbuyer", "bookthief", "bookstore", "bookwarehouse")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _out(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
-
-
 def host_snapshot() -> dict[str, str]:
     """What the mesh must never change in the host's namespace."""
     return {
         "links": "\n".join(
-            sorted(line.split(": ")[1] for line in _out("ip", "-o", "link").splitlines())
+            sorted(line.split(": ")[1] for line in hostutil.output("ip", "-o", "link").splitlines())
         ),
-        "routes": _out("ip", "route", "show", "table", "all"),
-        "rules": _out("ip", "rule"),
-        "iptables": "\n".join(
-            line for line in _out("iptables-save").splitlines() if not line.startswith("#")
-        ),
+        "routes": hostutil.output("ip", "route", "show", "table", "all"),
+        "rules": hostutil.output("ip", "rule"),
+        "iptables": hostutil.host_iptables(),
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
     }
 
@@ -77,7 +64,7 @@ def host_snapshot() -> dict[str, str]:
 def ours() -> dict[str, list[str]]:
     etc = record.ETC_NETNS
     return {
-        "netns": sorted(n for n in _out("ip", "netns", "list").split() if n.startswith(PREFIX)),
+        "netns": hostutil.netns_named(PREFIX),
         "etc": sorted(p.name for p in etc.iterdir() if p.name.startswith(PREFIX))
         if etc.exists()
         else [],
@@ -151,7 +138,11 @@ def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
     base.mkdir(mode=0o755)
     state_dir = base / "state"
     settings = daemon.MeshSettings(
-        state_dir, _free_port(), _free_port(), PREFIX, http_port=_free_port()
+        state_dir,
+        hostutil.free_port(),
+        hostutil.free_port(),
+        PREFIX,
+        http_port=hostutil.free_port(),
     )
     before = host_snapshot()
     started = time.monotonic()
@@ -458,7 +449,7 @@ def buyer_get(mesh: Mesh, path: str, header: str = "") -> str:
     netns = buyer["metadata"]["annotations"][wellknown.NETNS_ANNOTATION]
     argv = ["ip", "netns", "exec", netns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"]
     argv += ["-m", "3", *(["-H", header] if header else [])]
-    return _out(*argv, f"http://bookstore.bookstore:14001{path}")
+    return hostutil.output(*argv, f"http://bookstore.bookstore:14001{path}")
 
 
 def test_traffic_split_follows_weights_live(mesh: Mesh) -> None:
@@ -562,7 +553,9 @@ def test_osm_down_leaves_nothing_behind(mesh: Mesh) -> None:
     assert daemon.down(mesh.settings.state_dir) == []  # idempotent
     for pid in pids:
         assert pid is None or not Path(f"/proc/{pid}").exists()
-    leftovers = [line for line in _out("ps", "-eo", "pid,args").splitlines() if PREFIX in line]
+    leftovers = [
+        line for line in hostutil.output("ps", "-eo", "pid,args").splitlines() if PREFIX in line
+    ]
     assert leftovers == []
     with contextlib.suppress(OSError):
         daemon.up(mesh.settings)  # the module fixture's down must find a mesh to stop

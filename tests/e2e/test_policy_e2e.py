@@ -29,7 +29,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -45,7 +44,7 @@ from osm.base import wellknown
 from osm.cli import runtime as cli_runtime
 from osm.model import manifest
 from osm.runtime import daemon, network
-from tests.e2e import policy_app
+from tests.e2e import hostutil, policy_app
 from tests.e2e.meshapi import MeshApi
 from tests.e2e.outside import OutsideHost
 
@@ -284,25 +283,6 @@ def circuit_breaker(namespace: str) -> dict[str, Any]:
 
 
 # -- the mesh --------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _out(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
-
-
-def our_netns() -> list[str]:
-    return sorted(n for n in _out("ip", "netns", "list").split() if n.startswith(PREFIX))
-
-
-def host_iptables() -> str:
-    return "\n".join(line for line in _out("iptables-save").splitlines() if line[:1] != "#")
-
-
 @dataclass
 class Mesh:
     settings: daemon.MeshSettings
@@ -388,7 +368,11 @@ def mesh() -> Iterator[Mesh]:
     base = Path(f"/tmp/{PREFIX}")
     base.mkdir(mode=0o755)
     settings = daemon.MeshSettings(
-        base / "state", _free_port(), _free_port(), PREFIX, http_port=_free_port()
+        base / "state",
+        hostutil.free_port(),
+        hostutil.free_port(),
+        PREFIX,
+        http_port=hostutil.free_port(),
     )
     bridge = network.MeshNetworkConfig(netns=f"{PREFIX}-mesh")
     outside = OutsideHost(
@@ -403,7 +387,7 @@ def mesh() -> Iterator[Mesh]:
         workdir=base,
     )
     stranger = OutsideHost(bridge, PREFIX, "stranger", STRANGER_IP)
-    iptables_before = host_iptables()
+    iptables_before = hostutil.host_iptables()
     started = time.monotonic()
     api: MeshApi | None = None
     try:
@@ -441,12 +425,12 @@ def mesh() -> Iterator[Mesh]:
         if api is not None:
             api.close()
         daemon.down(settings.state_dir)
-        for netns in our_netns():  # last resort, should teardown be broken
+        for netns in hostutil.netns_named(PREFIX):  # last resort, should teardown be broken
             subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
         shutil.rmtree(base, ignore_errors=True)
         print(f"the module's mesh ran {time.monotonic() - started:.1f}s")
-    assert our_netns() == []
-    assert host_iptables() == iptables_before
+    assert hostutil.netns_named(PREFIX) == []
+    assert hostutil.host_iptables() == iptables_before
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import string
 import subprocess
 import time
@@ -53,6 +52,7 @@ from osm.cli import runtime as cli_runtime
 from osm.demo import protocols
 from osm.model import manifest
 from osm.runtime import daemon
+from tests.e2e import hostutil
 from tests.e2e.meshapi import MeshApi
 
 pytestmark = [
@@ -210,26 +210,6 @@ def workload(namespace: str, plane: str) -> list[dict[str, Any]]:
 
 
 # -- the mesh ----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _out(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
-
-
-def our_netns() -> list[str]:
-    return sorted(n for n in _out("ip", "netns", "list").split() if n.startswith(PREFIX))
-
-
-def host_iptables() -> str:
-    """The host's rules, which the mesh must leave as they were."""
-    return "\n".join(line for line in _out("iptables-save").splitlines() if line[:1] != "#")
-
-
 @dataclass
 class Mesh:
     settings: daemon.MeshSettings
@@ -319,9 +299,13 @@ def mesh() -> Iterator[Mesh]:
     base = Path(f"/tmp/{PREFIX}")
     base.mkdir(mode=0o755)
     settings = daemon.MeshSettings(
-        base / "state", _free_port(), _free_port(), PREFIX, http_port=_free_port()
+        base / "state",
+        hostutil.free_port(),
+        hostutil.free_port(),
+        PREFIX,
+        http_port=hostutil.free_port(),
     )
-    iptables_before = host_iptables()
+    iptables_before = hostutil.host_iptables()
     started = time.monotonic()
     api: MeshApi | None = None
     try:
@@ -349,12 +333,12 @@ def mesh() -> Iterator[Mesh]:
         if api is not None:
             api.close()
         daemon.down(settings.state_dir)
-        for netns in our_netns():  # last resort, should teardown be broken
+        for netns in hostutil.netns_named(PREFIX):  # last resort, should teardown be broken
             subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
         shutil.rmtree(base, ignore_errors=True)
         print(f"the module's mesh ran {time.monotonic() - started:.1f}s")
-    assert our_netns() == []
-    assert host_iptables() == iptables_before
+    assert hostutil.netns_named(PREFIX) == []
+    assert hostutil.host_iptables() == iptables_before
 
 
 # -- calls ---------------------------------------------------------------------------------

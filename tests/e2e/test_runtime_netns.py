@@ -34,6 +34,7 @@ from osm.runtime import network, process, record
 from osm.runtime.network import HostEntry, MeshNetwork, MeshNetworkConfig
 from osm.runtime.process import ContainerProcess, ProbeTarget, ProcessSpec
 from osm.runtime.relay import NamespaceRelay
+from tests.e2e import hostutil
 
 pytestmark = [
     pytest.mark.root,
@@ -119,24 +120,22 @@ CLIENT = textwrap.dedent(
 
 
 # -- host safety ---------------------------------------------------------------------------
-def _out(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
-
-
 def host_snapshot() -> dict[str, str]:
     """The host (root namespace) state the tests must not change."""
-    iptables = "\n".join(
-        line for line in _out("iptables-save").splitlines() if not line.startswith("#")
-    )
+    iptables = hostutil.host_iptables()
     ip6tables = "\n".join(
-        line for line in _out("ip6tables-save").splitlines() if not line.startswith("#")
+        line for line in hostutil.output("ip6tables-save").splitlines() if not line.startswith("#")
     )
     return {
-        "links": "\n".join(line.split(": ")[1] for line in _out("ip", "-o", "link").splitlines()),
-        "addresses": re.sub(r"(valid|preferred)_lft \S+", "", _out("ip", "-o", "addr", "show")),
-        "routes": _out("ip", "route", "show", "table", "all"),
-        "routes6": _out("ip", "-6", "route", "show", "table", "all"),
-        "rules": _out("ip", "rule"),
+        "links": "\n".join(
+            line.split(": ")[1] for line in hostutil.output("ip", "-o", "link").splitlines()
+        ),
+        "addresses": re.sub(
+            r"(valid|preferred)_lft \S+", "", hostutil.output("ip", "-o", "addr", "show")
+        ),
+        "routes": hostutil.output("ip", "route", "show", "table", "all"),
+        "routes6": hostutil.output("ip", "-6", "route", "show", "table", "all"),
+        "rules": hostutil.output("ip", "rule"),
         "iptables": iptables,
         "ip6tables": ip6tables,
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
@@ -147,7 +146,7 @@ def ours() -> dict[str, list[str]]:
     """This run's namespaces and hosts directories."""
     etc = record.ETC_NETNS
     return {
-        "netns": sorted(n for n in _out("ip", "netns", "list").split() if n.startswith(PREFIX)),
+        "netns": hostutil.netns_named(PREFIX),
         "etc": sorted(p.name for p in etc.iterdir() if p.name.startswith(PREFIX))
         if etc.exists()
         else [],
@@ -160,7 +159,7 @@ def sweep_this_runs_leftovers() -> Iterator[None]:
     directory named with this run's random prefix was made by this run; remove them."""
     yield
     for netns in ours()["netns"]:
-        for pid in _out("ip", "netns", "pids", netns).split():
+        for pid in hostutil.output("ip", "netns", "pids", netns).split():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
@@ -400,7 +399,7 @@ def test_teardown_leaves_nothing_and_is_idempotent(tmp_path: Path) -> None:
             net.remove_pod(f"{PREFIX}-td-b")
             net.remove_pod(f"{PREFIX}-td-b")
             assert ours() == {"netns": sorted([config.netns, pod]), "etc": [pod]}
-            links = _out("ip", "-n", config.netns, "-o", "link")
+            links = hostutil.output("ip", "-n", config.netns, "-o", "link")
             assert network.veth_name(pod) in links
             assert network.veth_name(f"{PREFIX}-td-b") not in links
         # A namespace with our prefix that the runtime did not create is left alone.
