@@ -77,6 +77,11 @@ def _most_specific(
 ) -> list[model.FilterChain]:
     """The chains whose destination (or ``source``) ranges hold ``ip`` with the longest
     prefix; chains without such ranges when none does."""
+    if not any(
+        chain.match.source_prefix_ranges if source else chain.match.prefix_ranges
+        for chain in candidates
+    ):
+        return candidates  # no chain names a range (mesh chains and sources): nothing to parse
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(ip)
     except ValueError:

@@ -34,7 +34,6 @@ from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import protocol_pb2
-from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
@@ -53,7 +52,7 @@ from osm.xds import common, names, traffic
 from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
 
-CONNECT_TIMEOUT = 1.0
+CONNECT_TIMEOUT = common.CONNECT_TIMEOUT
 Cluster = cluster_pb2.Cluster
 
 
@@ -205,20 +204,7 @@ def _static(name: str, ip: str, port: int) -> cluster_pb2.Cluster:
         type=Cluster.STATIC,
         connect_timeout=common.seconds(CONNECT_TIMEOUT),
         lb_policy=Cluster.ROUND_ROBIN,
-        load_assignment=endpoint_pb2.ClusterLoadAssignment(
-            cluster_name=name,
-            endpoints=[
-                endpoint_components_pb2.LocalityLbEndpoints(
-                    lb_endpoints=[
-                        endpoint_components_pb2.LbEndpoint(
-                            endpoint=endpoint_components_pb2.Endpoint(
-                                address=common.socket_address(ip, port)
-                            )
-                        )
-                    ]
-                )
-            ],
-        ),
+        load_assignment=common.single_endpoint(name, ip, port),
     )
 
 

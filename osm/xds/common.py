@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
@@ -30,11 +31,32 @@ _TLS_VERSIONS = {
 }
 
 
+CONNECT_TIMEOUT = 1.0
+"""Seconds a cluster waits for a connection (OSM's ``clusterConnectTimeout``), unless an
+UpstreamTrafficSetting says otherwise."""
+
+
 def socket_address(ip: str, port: int) -> address_pb2.Address:
     return address_pb2.Address(
         socket_address=address_pb2.SocketAddress(
             address=ip, port_value=port, protocol=address_pb2.SocketAddress.TCP
         )
+    )
+
+
+def single_endpoint(
+    cluster_name: str, address: str, port: int
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """A load assignment of one endpoint, ``address`` (an IP, or a DNS name for a DNS
+    cluster) and ``port``: what STATIC and DNS clusters carry inline."""
+    endpoint = endpoint_components_pb2.Endpoint(address=socket_address(address, port))
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=cluster_name,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                lb_endpoints=[endpoint_components_pb2.LbEndpoint(endpoint=endpoint)]
+            )
+        ],
     )
 
 

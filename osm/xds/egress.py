@@ -50,7 +50,6 @@ from collections.abc import Iterable
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2
-from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -74,7 +73,6 @@ HTTP = "http"
 SERVER_FIRST = "tcp-server-first"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.0", "http/1.1", "h2c")
 """What the HTTP inspector reports for plaintext HTTP (h2 over TLS is proxied as TCP)."""
-CONNECT_TIMEOUT = 1.0
 CONTINUE_ON_INSPECTOR_TIMEOUT = True
 Cluster = cluster_pb2.Cluster
 HCM = hcm_pb2.HttpConnectionManager
@@ -266,38 +264,21 @@ def route_configuration(port: int, hosts: Iterable[EgressHost]) -> route_pb2.Rou
 def cluster(egress_cluster: EgressCluster) -> cluster_pb2.Cluster:
     """``<host>:<port>`` resolved by DNS (see the module docstring), or ``<port>`` to
     the connection's original destination."""
-    timeout = CONNECT_TIMEOUT
     if egress_cluster.host:
         result = Cluster(
             name=egress_cluster.name,
             type=Cluster.STRICT_DNS,
-            connect_timeout=common.seconds(timeout),
+            connect_timeout=common.seconds(common.CONNECT_TIMEOUT),
             lb_policy=Cluster.ROUND_ROBIN,
-            load_assignment=endpoint_pb2.ClusterLoadAssignment(
-                cluster_name=egress_cluster.name,
-                endpoints=[
-                    endpoint_components_pb2.LocalityLbEndpoints(
-                        lb_endpoints=[
-                            endpoint_components_pb2.LbEndpoint(
-                                endpoint=endpoint_components_pb2.Endpoint(
-                                    address=address_pb2.Address(
-                                        socket_address=address_pb2.SocketAddress(
-                                            address=egress_cluster.host,
-                                            port_value=egress_cluster.port,
-                                        )
-                                    )
-                                )
-                            )
-                        ]
-                    )
-                ],
+            load_assignment=common.single_endpoint(
+                egress_cluster.name, egress_cluster.host, egress_cluster.port
             ),
         )
     else:
         result = Cluster(
             name=egress_cluster.name,
             type=Cluster.ORIGINAL_DST,
-            connect_timeout=common.seconds(timeout),
+            connect_timeout=common.seconds(common.CONNECT_TIMEOUT),
             lb_policy=Cluster.CLUSTER_PROVIDED,
         )
     traffic.apply_connection(result, egress_cluster.connection, http=bool(egress_cluster.host))
