@@ -13,9 +13,11 @@ STAMP := $(VENV)/.installed
 # kubernetes-client (only where no kubectl is installed): kubectl drives the API server in
 # the integration tests;
 # gcc, libc6-dev, python3-dev: mypyc compiles the sidecar's hot modules (setup.py) for the
-# pods' /usr/bin/python3 and for `make test-compiled`.
+# pods' /usr/bin/python3 and for `make test-compiled`;
+# prometheus: the mesh's metrics (local mode runs it as a pod; promtool checks queries);
+# chromium, chromium-driver: the dashboard's browser tests (selenium, no browser download).
 DEBIAN_PACKAGES := make python3-venv iproute2 iptables util-linux openssl tcpdump curl \
-	gcc libc6-dev python3-dev
+	gcc libc6-dev python3-dev prometheus chromium chromium-driver
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -53,6 +53,15 @@ API_SERVICE_PORT: Final = 443
 CONTROLLER_HTTP_PORT: Final = 9091
 """The controller's metrics, health and debug endpoints (OSM's osm-controller :9091)."""
 INJECTOR_WEBHOOK_PORT: Final = 9090
+PROMETHEUS_PORT: Final = 9090
+"""The Prometheus container's listening port (``--web.listen-address``)."""
+PROMETHEUS_SERVICE_PORT: Final = 7070
+"""The port of the ``osm-prometheus`` Service (OSM's chart), to `PROMETHEUS_PORT`."""
+ZIPKIN_PORT: Final = 9411
+"""The trace store's (and Jaeger's or Zipkin's) Zipkin API port: MeshConfig
+``observability.tracing.port``'s default."""
+DASHBOARD_PORT: Final = 3000
+"""``osm dashboard``'s local port (OSM's, where it port-forwards Grafana)."""
 VALIDATING_WEBHOOK_PORT: Final = 9093
 
 LOCALHOST: Final = "127.0.0.1"
@@ -69,6 +78,18 @@ XDS_SERVER_NAME: Final = f"{CONTROLLER_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc"
 """The name proxies check the ADS server's certificate for (SNI and SAN)."""
 XDS_SERVER_NAMES: Final = (XDS_SERVER_NAME, CONTROLLER_SERVICE, "localhost")
 """The DNS names of the ADS server's serving certificate."""
+PROMETHEUS_SERVICE: Final = "osm-prometheus"
+PROMETHEUS_CONFIG_NAME: Final = "osm-prometheus-server-conf"
+"""OSM's chart: the Prometheus Deployment and Service, and the ConfigMap of its
+``prometheus.yml``."""
+TRACING_SERVICE: Final = "jaeger"
+"""The Service of the mesh's trace collector in the control plane's namespace: OSM's
+``deployJaeger`` Service, whose FQDN is the default ``observability.tracing.address``;
+local mode's trace store (`osm.tracing`) is served under this name."""
+ZIPKIN_SPANS_PATH: Final = "/api/v2/spans"
+"""Where Zipkin v2 spans are POSTed (``observability.tracing.endpoint``'s default)."""
+GRAFANA_DASHBOARDS_CONFIG_NAME: Final = "osm-grafana-dashboards"
+"""The ConfigMap of the mesh's Grafana dashboards (``osm install``)."""
 
 # ---------------------------------------------------------------------------------------------
 # Namespace and pod annotations and labels
