@@ -57,6 +57,9 @@ PROMETHEUS_PORT: Final = 9090
 """The Prometheus container's listening port (``--web.listen-address``)."""
 PROMETHEUS_SERVICE_PORT: Final = 7070
 """The port of the ``osm-prometheus`` Service (OSM's chart), to `PROMETHEUS_PORT`."""
+PROMETHEUS_SD_PORT: Final = 9095
+"""Local mode: the pod discovery beside Prometheus (`osm.runtime.prometheus_sd`), on the
+Prometheus pod's loopback; Debian's Prometheus has no Kubernetes discovery of its own."""
 ZIPKIN_PORT: Final = 9411
 """The trace store's (and Jaeger's or Zipkin's) Zipkin API port: MeshConfig
 ``observability.tracing.port``'s default."""
