@@ -25,6 +25,7 @@ def main() -> None:
         "[default: STATE_DIR/kubelet.kubeconfig]",
     )
     parser.add_argument("--xds-port", type=int, default=wellknown.XDS_PORT)
+    parser.add_argument("--http-port", type=int, default=wellknown.CONTROLLER_HTTP_PORT)
     parser.add_argument("--prefix", default="osm")
     parser.add_argument("--pod-python", type=Path, default=Path("/opt/osm/venv"))
     parser.add_argument("--log-level", default="info")
@@ -36,6 +37,7 @@ def main() -> None:
         state_dir=args.state_dir,
         kubeconfig=Path(args.kubeconfig or paths.kubelet_kubeconfig_path(args.state_dir)),
         xds_port=args.xds_port,
+        http_port=args.http_port,
         prefix=args.prefix,
         pod_python=args.pod_python,
     )

@@ -244,6 +244,8 @@ def runtime_argv(settings: MeshSettings, pod_build: Path) -> list[str]:
         str(paths.kubelet_kubeconfig_path(settings.state_dir)),
         "--xds-port",
         str(settings.xds_port),
+        "--http-port",
+        str(settings.http_port),
         "--prefix",
         settings.prefix,
         "--pod-python",

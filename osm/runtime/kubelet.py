@@ -28,6 +28,11 @@ and carries on when the controller is back. Two loops share one event loop:
   container's ``KUBERNETES_SERVICE_*`` variables name. As kube-controller-manager's
   ServiceAccount controller, the runtime creates the ``default`` ServiceAccount of each
   namespace that lacks one.
+- **names**: each pod's hosts file names the controller at the mesh gateway, where the
+  runtime relays xDS and the controller's metrics port (`wellknown.CONTROLLER_HTTP_PORT`,
+  which Prometheus scrapes), every ClusterIP Service at its ClusterIP, and every headless
+  Service at the ready IPs of the Endpoints last published for it (rewritten when they
+  change), as cluster DNS answers for headless names.
 
 A start that fails (an ``ip`` run refused, a Secret not there yet, a process that cannot
 be spawned) is undone and tried again with exponential backoff, as a kubelet retries a pod
@@ -70,7 +75,16 @@ from osm.kube.client import KubeClient
 from osm.kube.errors import ApiError as KubeApiError
 from osm.kube.errors import ConnectionFailed, KubeConfigError
 from osm.model import kinds
-from osm.model.core import ConfigMap, Deployment, Namespace, Pod, Secret, Service, ServiceAccount
+from osm.model.core import (
+    ConfigMap,
+    Deployment,
+    EmptyDirVolume,
+    Namespace,
+    Pod,
+    Secret,
+    Service,
+    ServiceAccount,
+)
 from osm.model.errors import ValidationFailed
 from osm.model.meta import Resource
 from osm.runtime import network, pods, podspec, process, record, sandbox
@@ -119,6 +133,9 @@ class RuntimeSettings:
     """The kubelet's kubeconfig (`osm.paths.kubelet_kubeconfig_path`), written by the
     controller that serves the API."""
     xds_port: int = wellknown.XDS_PORT
+    http_port: int = wellknown.CONTROLLER_HTTP_PORT
+    """The controller's metrics port on loopback, relayed from the gateway's
+    `wellknown.CONTROLLER_HTTP_PORT` (Prometheus scrapes the controller there)."""
     prefix: str = "osm"
     pod_python: Path = Path("/opt/osm/venv")
     subnet: Any = ipam.DEFAULT_POD_SUBNET
@@ -382,6 +399,7 @@ class Kubelet:
         self.network: MeshNetwork | None = None
         self.pool: ipam.Pool | None = None
         self.relay: NamespaceRelay | None = None
+        self.http_relay: NamespaceRelay | None = None
         self.api_relay: NamespaceRelay | None = None
         self.api_ca: bytes = b""
         """The API's CA (PEM), which pods' ``ca.crt`` holds; empty until the relay runs."""
@@ -394,6 +412,9 @@ class Kubelet:
         self._dirty = asyncio.Event()
         self._published_pods: dict[tuple[str, str], str] = {}
         self._published_endpoints: dict[tuple[str, str], str] = {}
+        self._headless: dict[tuple[str, str], list[str]] = {}
+        """Headless Services' ready endpoint IPs, as last published: pods' hosts files
+        name them (`pods.hosts_entries`)."""
         self._expected: dict[tuple[str, str], tuple[pods.PodState, float]] = {}
         """Pods a Deployment's controller created that the watch has not shown yet."""
         self._refused: dict[tuple[str, str], tuple[float, float, str]] = {}
@@ -429,6 +450,13 @@ class Kubelet:
             ("127.0.0.1", settings.xds_port),
         )
         await self.relay.start()
+        self.http_relay = NamespaceRelay(
+            settings.mesh.netns,
+            str(settings.mesh.gateway),
+            wellknown.CONTROLLER_HTTP_PORT,
+            ("127.0.0.1", settings.http_port),
+        )
+        await self.http_relay.start()
         await self._start_api_relay()
 
     async def _start_api_relay(self) -> None:
@@ -490,10 +518,9 @@ class Kubelet:
                 async with asyncio.timeout(5):
                     await self.api.delete(refs)
         self.pods.clear()
-        if self.relay is not None:
-            await self.relay.close()
-        if self.api_relay is not None:
-            await self.api_relay.close()
+        for relay in (self.relay, self.http_relay, self.api_relay):
+            if relay is not None:
+                await relay.close()
         if self.journal is not None:
             report = record.teardown(self.settings.state_dir, journal=self.journal)
             for failure in report.failed:
@@ -760,6 +787,7 @@ class Kubelet:
             pod.namespace,
             controller_ip=str(self.settings.mesh.gateway),
             aliases=pod.pod.spec.host_aliases,
+            headless=self._headless,
         )
 
     def _refresh_hosts(self) -> None:
@@ -886,6 +914,7 @@ class Kubelet:
             pod.netns,
             {v.name: v.files for v in volumes},
             _container_mounts(plans),
+            frozenset(v.name for v in stored.spec.volumes if isinstance(v.source, EmptyDirVolume)),
         )
         timings.append(f"sandbox {time.perf_counter() - mark:.3f}s")
         if pod.removing:
@@ -1058,11 +1087,14 @@ class Kubelet:
         services: list[Service] = self._typed(Service)
         changes: list[dict[str, Any]] = []
         endpoint_texts: dict[tuple[str, str], str] = {}
+        headless: dict[tuple[str, str], list[str]] = {}
         for service in services:
             endpoints = pods.endpoints_object(service, reports)
             if endpoints is None:
                 continue
             key = (service.namespace, service.name)
+            if service.headless:
+                headless[key] = pods.ready_addresses(endpoints)
             endpoint_texts[key] = _text(endpoints)
             if self._published_endpoints.get(key) != endpoint_texts[key]:
                 changes.append(endpoints)
@@ -1078,6 +1110,9 @@ class Kubelet:
             log.warning("cannot write endpoints to the API: %s", error)
             return "away"
         self._published_endpoints = endpoint_texts
+        if headless != self._headless:
+            self._headless = headless
+            self._refresh_hosts()
         return "ok"
 
 

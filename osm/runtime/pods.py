@@ -116,20 +116,23 @@ def hosts_entries(
     namespace: str,
     controller_ip: str = "",
     aliases: Iterable[HostAlias] = (),
+    headless: Mapping[tuple[str, str], Sequence[str]] | None = None,
 ) -> list[HostEntry]:
     """The hosts file lines of a pod in ``namespace``: the controller's Service names at
-    ``controller_ip`` (where pods reach its xDS port), then every Service with a ClusterIP
-    under its names (the short name only for Services of the pod's own namespace), then
-    the pod's own ``hostAliases`` in their order (last, as the kubelet writes them)."""
+    ``controller_ip`` (where pods reach its xDS and metrics ports), then every Service under
+    its names (the short name only for Services of the pod's own namespace): a ClusterIP
+    Service at its ClusterIP, a headless one at each of its ready endpoints' IPs
+    (``headless``: (namespace, name) -> IPs, `ready_addresses`; as cluster DNS answers a
+    headless name with its pods' A records; none while it has none), then the pod's own
+    ``hostAliases`` in their order (last, as the kubelet writes them)."""
     entries = []
+    ready = headless or {}
     if controller_ip:
         names = service_hostnames(
             wellknown.CONTROLLER_SERVICE, wellknown.CONTROL_PLANE_NAMESPACE, short=False
         )
         entries.append(HostEntry(controller_ip, names))
     for service in sorted(services, key=lambda s: (s.namespace, s.name)):
-        if not service.cluster_ip or service.headless:
-            continue
         if controller_ip and (service.namespace, service.name) == (
             wellknown.CONTROL_PLANE_NAMESPACE,
             wellknown.CONTROLLER_SERVICE,
@@ -138,9 +141,25 @@ def hosts_entries(
         names = service_hostnames(
             service.name, service.namespace, short=service.namespace == namespace
         )
-        entries.append(HostEntry(service.cluster_ip, names))
+        if service.headless:
+            entries += [
+                HostEntry(ip, names) for ip in ready.get((service.namespace, service.name), ())
+            ]
+        elif service.cluster_ip:
+            entries.append(HostEntry(service.cluster_ip, names))
     entries += [HostEntry(alias.ip, alias.hostnames) for alias in aliases]
     return entries
+
+
+def ready_addresses(endpoints: Mapping[str, Any]) -> list[str]:
+    """The IPs of an ``Endpoints`` object's ready addresses, sorted, each once."""
+    found = {
+        str(address["ip"])
+        for subset in endpoints.get("subsets") or ()
+        for address in subset.get("addresses") or ()
+        if address.get("ip")
+    }
+    return sorted(found)
 
 
 # -- Pods of Deployments ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ Mount sets are per container, as in Kubernetes: the sidecar's bootstrap Secret a
 Volumes are written by the runtime as Kubernetes' AtomicWriter lays them out, under a
 root-only directory (``<base>/<pod>/`` is 0700, so is ``volumes/``)::
 
-    <base>/<pod>/volumes/<volume>/        0755, bound at mountPath
+    <base>/<pod>/volumes/<volume>/        0755 (an emptyDir: 0777), bound at mountPath
         ..2024_05_01_12_00_00.Xy12ab/     0755, the payload: files with their modes
         ..data -> ..2024_...              swapped in one rename by `PodSandbox.update_volume`
         bootstrap.yaml -> ..data/bootstrap.yaml
@@ -60,7 +60,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -225,10 +225,12 @@ class PodSandbox:
         netns: str,
         volumes: Mapping[str, Sequence[VolumeFileLike]],
         containers: Mapping[str, Sequence[Mount]],
+        writable: Collection[str] = (),
     ) -> PodSandbox:
         """Writes ``volumes`` (name -> files) and makes one mount namespace for each of
         ``containers`` (name -> its mounts; list every container, also those without
-        mounts: each gets the pod's hosts file and network). Call it after the pod's
+        mounts: each gets the pod's hosts file and network); the ``writable`` volumes (the
+        emptyDirs) are mode 0777, the others 0755. Call it after the pod's
         network namespace and hosts directory exist. Journaled; on failure whatever was
         made is removed again.
 
@@ -261,7 +263,9 @@ class PodSandbox:
             for volume, files in volumes.items():
                 volume_dir = directory / VOLUMES / volume
                 volume_dir.mkdir()
-                os.chmod(volume_dir, 0o755)
+                # An emptyDir is world-writable, as Kubernetes makes it (0777): any user of
+                # the pod writes there; payload volumes are the runtime's, 0755.
+                os.chmod(volume_dir, 0o777 if volume in writable else 0o755)
                 write_payload(volume_dir, files)
             etc = _etc_binds(netns)
             for container, container_mounts in containers.items():

@@ -62,6 +62,7 @@ class FakeNetwork:
         self.calls: list[tuple[str, str]] = []
         self.races: list[str] = []
         self.made: set[str] = set()
+        self.hosts: dict[str, list[HostEntry]] = {}
         self._adding: set[str] = set()
         self._lock = threading.Lock()
 
@@ -88,6 +89,7 @@ class FakeNetwork:
     def write_hosts(self, netns: str, entries: Sequence[HostEntry]) -> None:
         with self._lock:
             self.calls.append(("write_hosts", netns))
+            self.hosts[netns] = list(entries)
             if netns in self._adding or netns not in self.made:
                 self.races.append(f"write_hosts({netns}) while its network is not made")
 
@@ -575,3 +577,25 @@ async def test_the_token_is_replaced_before_it_expires(
     assert volume == "kube-api-access"
     assert {f.path for f in files} == {"ca.crt", "namespace", "token"}
     assert len(api.tokens) >= 3
+
+
+async def test_a_headless_services_name_follows_its_ready_endpoints(
+    runtime: kubelet.Kubelet, network: FakeNetwork
+) -> None:
+    network.gate.set()
+    api: Any = runtime.api
+    await api.apply([service("web-pods", "None"), bare_pod("client")])
+    name = "web-pods.shop.svc.cluster.local"
+
+    def resolved() -> list[str]:
+        client = runtime.pods.get(("shop", "client"))
+        entries = network.hosts.get(client.netns, []) if client else []
+        return [e.ip for e in entries if name in e.names]
+
+    def web_ips() -> list[str]:
+        return [p.ip for (_, pod_name), p in runtime.pods.items() if pod_name != "client"]
+
+    await until(lambda: bool(web_ips()) and resolved() == web_ips(), "the web pod's IP")
+    scaled = {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": 0}}
+    await api.apply([scaled])
+    await until(lambda: not web_ips() and resolved() == [], "the name to resolve to nothing")

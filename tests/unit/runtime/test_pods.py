@@ -257,3 +257,32 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
     down = pods.deployment_status(stored, states(stored, False, False), "", LATER)
     available = next(c for c in down["conditions"] if c["type"] == "Available")
     assert (available["status"], available["lastTransitionTime"]) == ("False", LATER)
+
+
+def test_a_headless_service_resolves_to_its_ready_endpoints_and_nothing_without() -> None:
+    services = [service("jaeger", "None", "osm-system"), service("idle", "None", "osm-system")]
+    ready = {("osm-system", "jaeger"): ["10.233.0.7", "10.233.0.9"]}
+    entries = pods.hosts_entries(services, "bookstore", headless=ready)
+    assert [(e.ip, e.names) for e in entries] == [
+        (ip, ("jaeger.osm-system", "jaeger.osm-system.svc", "jaeger.osm-system.svc.cluster.local"))
+        for ip in ("10.233.0.7", "10.233.0.9")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("subsets", "ips"),
+    [
+        ([], []),
+        ([{"notReadyAddresses": [{"ip": "10.0.0.2"}]}], []),
+        (
+            [
+                {"addresses": [{"ip": "10.0.0.3"}, {"ip": "10.0.0.1"}]},
+                {"addresses": [{"ip": "10.0.0.1"}], "notReadyAddresses": [{"ip": "10.0.0.4"}]},
+            ],
+            ["10.0.0.1", "10.0.0.3"],
+        ),
+    ],
+    ids=["no subsets", "only not ready", "ready ones, sorted, once"],
+)
+def test_ready_addresses_are_an_endpoints_ready_ips(subsets: list[Any], ips: list[str]) -> None:
+    assert pods.ready_addresses({"subsets": subsets}) == ips
