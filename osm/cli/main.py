@@ -521,7 +521,18 @@ def _watch(
 
 def register(group: click.Group) -> None:
     """Adds the sub-command groups that live in their own modules."""
-    from osm.cli import ca, injector, install, namespace, policy, proxy, runtime, verify, xds
+    from osm.cli import (
+        ca,
+        injector,
+        install,
+        metrics,
+        namespace,
+        policy,
+        proxy,
+        runtime,
+        verify,
+        xds,
+    )
 
     group.add_command(injector.injector)
     group.add_command(ca.ca)
@@ -529,6 +540,7 @@ def register(group: click.Group) -> None:
     group.add_command(proxy.proxy)
     group.add_command(proxy.sidecar)
     group.add_command(namespace.namespace)
+    group.add_command(metrics.metrics)
     group.add_command(policy.policy)
     group.add_command(verify.verify)
     for command in install.COMMANDS:
