@@ -3,7 +3,11 @@
 The one idea: ``osm up`` starts two background daemons (`osm.runtime.daemon`): the
 controller, which serves the Kubernetes API and writes its kubeconfig in the state
 directory (where ``osm`` and ``KUBECONFIG`` find it), and the runtime that runs pods in
-network namespaces. Every other command is a client of the API: ``logs`` reads
+network namespaces. Then, as any client of the API would, it applies the observability
+stack into ``osm-system`` (`osm.install.observability` with ``local=True``: Prometheus and
+the trace store, as pods of the mesh's runtime; ``--no-observability`` skips it): created
+when absent, replaced when it differs, left alone when it is as rendered, so a second
+``osm up`` changes nothing. Every other command is a client of the API: ``logs`` reads
 ``pods/NAME/log``; ``exec`` reads the Pod (its network namespace is an annotation) and
 acts on this machine.
 
@@ -80,7 +84,20 @@ def _state_dir(value: Path | None) -> Path:
 @click.option(
     "--prefix", default="osm", show_default=True, help="Prefix of the network namespaces."
 )
-def up(state_dir: Path | None, port: int, http_port: int, xds_port: int, prefix: str) -> None:
+@click.option(
+    "--observability/--no-observability",
+    default=True,
+    show_default=True,
+    help="Deploy Prometheus and the trace store into osm-system.",
+)
+def up(
+    state_dir: Path | None,
+    port: int,
+    http_port: int,
+    xds_port: int,
+    prefix: str,
+    observability: bool,
+) -> None:
     """Start the mesh on this machine: the controller (with the Kubernetes API) and the
     runtime that runs pods in network namespaces, in the background (logs under
     STATE_DIR/logs). Starts only what is not running, so it also restarts a controller
@@ -98,11 +115,48 @@ def up(state_dir: Path | None, port: int, http_port: int, xds_port: int, prefix:
         daemon.up(settings, progress=_progress)
     except (daemon.DaemonError, sidecar_env.SidecarEnvError) as error:
         _fail(str(error))
+    if observability:
+        _deploy_observability(settings.kubeconfig)
     click.echo(
         f"mesh up in {time.monotonic() - started:.1f}s: Kubernetes API {settings.server}, "
         f"state in {directory}. Next: osm apply -f demo/bookstore/manifests (or osm demo)"
     )
     click.echo(kubeconfig_hint(settings.kubeconfig))
+
+
+def deploy_observability(api: Api) -> tuple[list[str], list[str]]:
+    """Applies local mode's observability stack; (what changed, as ``kind/name created``
+    or ``configured``, and the errors, each naming its object). Unchanged objects are in
+    neither list."""
+    from osm.install import observability
+
+    changed, errors = [], []
+    for outcome in applying.apply(api, observability.render(local=True)):
+        what = str(outcome.ref)
+        if outcome.error is not None:
+            errors.append(describe(outcome.error, api.server, context=what))
+        elif outcome.action != "unchanged":
+            changed.append(f"{what} {outcome.action}")
+    return changed, errors
+
+
+def _deploy_observability(kubeconfig: Path) -> None:
+    try:
+        with Api.connect(kubeconfig) as api:
+            changed, errors = deploy_observability(api)
+    except KubeError as error:
+        fail_with(error)
+    if errors:
+        _fail(
+            "the observability stack was not all applied (run osm up again, or skip it with "
+            "--no-observability): " + "; ".join(errors)
+        )
+    where = wellknown.CONTROL_PLANE_NAMESPACE
+    services = f"{wellknown.PROMETHEUS_SERVICE} and {wellknown.TRACING_SERVICE}"
+    if changed:
+        _progress(f"deployed {services} into {where} ({', '.join(changed)})")
+    else:
+        _progress(f"{services} in {where} are as deployed")
 
 
 def kubeconfig_hint(kubeconfig: Path) -> str:
@@ -245,6 +299,7 @@ def demo(
         daemon.up(settings, progress=_progress)
     except (daemon.DaemonError, sidecar_env.SidecarEnvError) as error:
         _fail(str(error))
+    _deploy_observability(settings.kubeconfig)
     path = manifests or sidecar_env.project_root() / DEMO_MANIFESTS
     loaded = manifest.load_paths([str(path)])
     if loaded.errors:

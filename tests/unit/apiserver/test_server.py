@@ -463,3 +463,32 @@ async def test_a_deployments_scale_reads_and_writes_its_replicas(api: Client) ->
     body = json.dumps({"spec": {"replicas": -1}})
     status, answer = await call(api, "PATCH", f"{path}/scale", data=body, headers=merge)
     assert (status, answer["details"]["causes"][0]["field"]) == (422, "spec.replicas")
+
+
+CLIENT_GO_ACCEPT = "application/vnd.kubernetes.protobuf, */*"
+"""What client-go's typed clients (Prometheus's pod discovery, kube-controller-manager's
+informers) accept: protobuf first, anything else after; JSON is what they get here."""
+
+
+async def test_client_gos_reflector_lists_and_watches_pods_in_json(api: Client) -> None:
+    await call(api, "POST", PODS, pod("a"))
+    headers = {"Accept": CLIENT_GO_ACCEPT}
+    listed = await api.get(
+        "/api/v1/pods", params={"limit": "500", "resourceVersion": "0"}, headers=headers
+    )
+    assert listed.status == 200
+    assert listed.content_type == "application/json"
+    body = await listed.json()
+    assert [item["metadata"]["name"] for item in body["items"]] == ["a"]
+    params = {
+        "allowWatchBookmarks": "true",
+        "resourceVersion": body["metadata"]["resourceVersion"],
+        "timeoutSeconds": "2",
+        "watch": "true",
+    }
+    async with api.get("/api/v1/pods", params=params, headers=headers) as response:
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        await call(api, "DELETE", f"{PODS}/a")
+        events = await read_events(response, 1)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "a")]

@@ -11,7 +11,10 @@ import yaml
 
 from osm import paths
 from osm.base import wellknown
+from osm.cli import apply as applying
 from osm.cli import runtime as runtime_cli
+from osm.cli.client import Api
+from osm.install import observability
 from osm.runtime import daemon
 from tests.conftest import free_port
 from tests.unit.cli.local_api import RunningApi
@@ -61,3 +64,18 @@ def test_up_says_where_the_kubeconfig_is(
     hint = runtime_cli.kubeconfig_hint(tmp_path / "kubeconfig")
     assert osm_finds_it in hint
     assert hint.splitlines()[-1].strip() == f"export KUBECONFIG={tmp_path / 'kubeconfig'}"
+
+
+def test_up_deploys_the_observability_stack_once(api: RunningApi) -> None:
+    with Api.connect(api.kubeconfig) as client:
+        changed, errors = runtime_cli.deploy_observability(client)
+        assert errors == []
+        assert changed == [
+            f"{applying.Ref.of(applied)} created" for applied in observability.render(local=True)
+        ]
+        again, errors = runtime_cli.deploy_observability(client)
+        assert (again, errors) == ([], []), "a second osm up changes nothing"
+        service = client.get(
+            "Service", wellknown.CONTROL_PLANE_NAMESPACE, wellknown.PROMETHEUS_SERVICE
+        )
+        assert service["spec"]["clusterIP"] == "None"
