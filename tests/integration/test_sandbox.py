@@ -416,3 +416,28 @@ def test_a_failed_create_leaves_nothing(
     assert mounts_below(base / "pod") == []
     assert not (base / "pod").exists()
     assert journal.live(record.MOUNTNS) == []
+
+
+def test_an_empty_dir_is_writable_by_any_user_of_the_pod_and_a_payload_is_not(
+    state: tuple[record.Journal, Path], make_netns: Callable[[], PodNetns], missing_dir: str
+) -> None:
+    """Kubernetes makes an emptyDir 0777 (Prometheus, as nobody, writes its TSDB there)."""
+    journal, base = state
+    netns = make_netns()
+    sandbox = PodSandbox.create(
+        journal,
+        base,
+        "pod",
+        netns.name,
+        {"data": [], "config": CONFIG},
+        {"app": [Mount("data", f"{missing_dir}/data"), Mount("config", f"{missing_dir}/conf")]},
+        frozenset({"data"}),
+    )
+    nobody = 65534
+    try:
+        wrote = run(sandbox, "app", f"echo x > {missing_dir}/data/wal", uid=nobody)
+        assert wrote.returncode == 0, wrote.stderr
+        refused = run(sandbox, "app", f"echo x > {missing_dir}/conf/new", uid=nobody)
+        assert refused.returncode != 0
+    finally:
+        sandbox.remove()
