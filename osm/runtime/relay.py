@@ -1,6 +1,6 @@
 """A TCP relay from a port inside the mesh namespace to a loopback port of the controller.
 
-The one idea: pods reach the controller (xDS on 15128, API on 9091) at the mesh
+The one idea: pods reach the controller (xDS, its metrics, the API) at the mesh
 gateway address, e.g. ``10.233.0.1:15128``, although the controller runs in the root
 namespace and no link joins the two. The relay's listening socket is created inside
 the mesh namespace (`osm.runtime.network.listen_in_netns`); each accepted connection

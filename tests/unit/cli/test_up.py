@@ -26,6 +26,16 @@ def test_the_runtime_reads_the_api_with_its_own_kubeconfig(tmp_path: Path) -> No
     assert "--server" not in argv
 
 
+def test_the_runtime_relays_the_controllers_metrics_port_it_was_started_with(
+    tmp_path: Path,
+) -> None:
+    """Pods (Prometheus) reach the controller's metrics at the gateway's well-known port,
+    whatever loopback port ``osm up --http-port`` gave the controller."""
+    settings = daemon.MeshSettings(tmp_path, http_port=19091)
+    argv = daemon.runtime_argv(settings, tmp_path / "venv")
+    assert argv[argv.index("--http-port") + 1] == "19091"
+
+
 def test_settings_name_the_api_and_its_kubeconfig(tmp_path: Path) -> None:
     settings = daemon.MeshSettings(tmp_path, api_port=16443, http_port=19091)
     assert settings.server == "https://127.0.0.1:16443"
