@@ -6,7 +6,7 @@
 // The hash names the view (#graph, #splits, ...), so a reload keeps the place.
 
 import { getJSON } from "./api.js";
-import { esc } from "./format.js";
+import { bannered, esc } from "./format.js";
 import * as graph from "./graph.js";
 import * as proxies from "./proxies.js";
 import * as services from "./services.js";
@@ -45,6 +45,7 @@ const ctx = {
   refreshNow: () => tick(),
 };
 const mounted = new Set();
+const rendered = new Set();
 let current = null;
 let refreshS = DEFAULT_REFRESH_S;
 let timer = null;
@@ -69,8 +70,15 @@ async function show(name) {
     mounted.add(name);
     guard(name, () => VIEWS[name].mount(root, ctx));
   }
+  const first = !rendered.has(name);
   if (VIEWS[name].shown) guard(name, () => VIEWS[name].shown(ctx));
   await tick();
+  if (first && current === name) {
+    // For the render bench: a view's first data is in the DOM (the graph's own mark,
+    // osm-graph-rendered, waits for its layout and the frame that paints it).
+    rendered.add(name);
+    performance.mark(`osm-view-rendered:${name}`);
+  }
 }
 
 /** A view's failure is shown in the view, never thrown into the page. */
@@ -104,12 +112,10 @@ async function tick() {
   if (busy) return;
   busy = true;
   try {
+    // Status first: the views leave out problems the header already shows as banners.
+    renderStatus(await getJSON("/api/status"));
     const name = current;
-    const [status] = await Promise.all([
-      getJSON("/api/status"),
-      guard(name, () => VIEWS[name].refresh(ctx)),
-    ]);
-    renderStatus(status);
+    await guard(name, () => VIEWS[name].refresh(ctx));
   } finally {
     busy = false;
   }
@@ -140,9 +146,11 @@ function renderStatus(result) {
       <i></i>${SOURCE_NAMES[name]} <b>${esc(STATE_WORDS[state] ?? state)}</b></span>`;
   }).join("");
   const rows = [];
+  bannered.clear();
   for (const name of SOURCES) {
     const source = known[name] ?? { state: "error", detail: "not reported by the dashboard" };
     if (source.state === "ok") continue;
+    bannered.add(name);
     const title = `${SOURCE_NAMES[name]} ${STATE_WORDS[source.state] ?? source.state}`;
     const remedy = source.state === "not-installed" ? REMEDIES[name] : "";
     const detail = source.detail ? `<span class="detail">${esc(source.detail)}</span>` : "";

@@ -84,9 +84,13 @@ export function colourOf(name) {
   return PALETTE[h % PALETTE.length];
 }
 
+/** Sources the header already shows a banner for; their errors are not repeated in views. */
+export const bannered = new Set();
+
 /** The list of problems a response carries, as a warning box (empty string when none). */
 export function errorBox(errors, testid) {
-  if (!errors || errors.length === 0) return "";
+  errors = (errors ?? []).filter((e) => !bannered.has(String(e).split(":")[0]));
+  if (errors.length === 0) return "";
   return `<div class="view-errors" data-testid="${esc(testid)}">${errors
     .map((e) => `<div>⚠ ${esc(e)}</div>`).join("")}</div>`;
 }

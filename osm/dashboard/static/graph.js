@@ -6,7 +6,7 @@
 // A refresh changes the elements' data in place; the layout runs again only when the set of
 // nodes changes, and never touches the user's zoom, pan or selection.
 // The first rendered graph sets `window.__osmRendered` (ms since navigation) and the
-// performance mark `osm-graph-rendered`.
+// performance mark `osm-graph-rendered`; `window.__osmLayoutMs` is the last layout's cost.
 
 import { HEALTH_COLOURS, errorBox, esc, health, ms, percent, rps } from "./format.js";
 
@@ -15,7 +15,9 @@ let root = null;
 let nodeKey = "";
 let selectedId = null;
 let lastData = null;
-let firstRender = true;
+/** Edge labels: on for small graphs (as Kiali, off by default for large ones), a toggle. */
+let edgeLabels = null;
+const LABELLED_EDGES = 80;
 
 const WINDOWS = ["1m", "5m", "15m", "1h"];
 
@@ -24,7 +26,7 @@ const STYLE = [
     selector: "node",
     style: {
       label: "data(label)", "font-size": 11, color: "#1f2937", "text-valign": "bottom",
-      "text-margin-y": 4, "text-wrap": "ellipsis", "text-max-width": 140, width: 30, height: 30,
+      "text-margin-y": 4, width: 30, height: 30,
       "background-color": "#e8eefc", "border-width": 2, "border-color": "data(border)",
       "min-zoomed-font-size": 6,
     },
@@ -49,7 +51,7 @@ const STYLE = [
       width: "data(width)", "line-color": "data(color)", "target-arrow-color": "data(color)",
       "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier",
       label: "data(label)", "font-size": 9, color: "#374151", "text-background-color": "#ffffff",
-      "text-background-opacity": 0.85, "text-background-padding": 2, "text-rotation": "none",
+      "text-background-opacity": 0.85, "text-background-padding": 2, "text-rotation": "autorotate",
       "min-zoomed-font-size": 7, "line-style": "solid",
     },
   },
@@ -76,6 +78,7 @@ export function mount(element, ctx) {
       ).join("")}</select></label>
       <label><input type="checkbox" data-testid="graph-show-idle" checked> idle edges</label>
       <label><input type="checkbox" data-testid="graph-show-serves" checked> service → workload</label>
+      <label><input type="checkbox" data-testid="graph-edge-labels"> edge labels</label>
       <button type="button" data-testid="graph-fit">Fit</button>
       <button type="button" data-testid="graph-relayout">Re-layout</button>
       <span class="legend">
@@ -98,6 +101,10 @@ export function mount(element, ctx) {
   });
   root.querySelector("[data-testid=graph-show-idle]").addEventListener("change", applyFilters);
   root.querySelector("[data-testid=graph-show-serves]").addEventListener("change", applyFilters);
+  root.querySelector("[data-testid=graph-edge-labels]").addEventListener("change", (event) => {
+    edgeLabels = event.target.checked;
+    if (lastData) render(lastData);
+  });
   root.querySelector("[data-testid=graph-fit]").addEventListener("click", () => cy?.fit(undefined, 30));
   root.querySelector("[data-testid=graph-relayout]").addEventListener("click", () => layout(true));
   root.querySelector("[data-testid=side-panel]").addEventListener("click", onPanelClick);
@@ -151,16 +158,22 @@ function elementsOf(data) {
     });
   }
   const ids = new Set(nodes.map((n) => n.id));
+  if (edgeLabels === null) {
+    edgeLabels = edges.filter((e) => e.kind === "traffic").length <= LABELLED_EDGES;
+    root.querySelector("[data-testid=graph-edge-labels]").checked = edgeLabels;
+  }
   for (const edge of edges) {
     if (!ids.has(edge.source) || !ids.has(edge.target)) continue;
-    out.push({ group: "edges", data: { ...edge, ...edgeLook(edge) } });
+    const look = edgeLook(edge);
+    if (!edgeLabels && edge.state !== "denied") look.label = "";
+    out.push({ group: "edges", data: { ...edge, ...look } });
   }
   return out;
 }
 
 function edgeLook(edge) {
   if (edge.kind === "serves") return { color: "#c5cbd6", width: 1, label: "" };
-  if (edge.state === "denied") return { color: "#d93636", width: 2.5, label: "⛔ denied" };
+  if (edge.state === "denied") return { color: "#d93636", width: 2.5, label: "denied" };
   if (edge.state === "idle") return { color: "#a3abb8", width: 1.5, label: "" };
   const width = edge.rps ? Math.min(7, 1.5 + Math.log10(1 + edge.rps) * 2) : 1.5;
   const parts = [];
@@ -179,20 +192,35 @@ function render(data) {
     ((data.errors ?? []).join("; ") || "the mesh has no meshed workloads.");
   const key = elements.filter((e) => e.group === "nodes").map((e) => e.data.id).sort().join("\n");
   if (!cy) {
+    performance.mark("osm-graph-data");
+    const t0 = performance.now();
+    const ids = wantedIds(elements);
+    const positions = positionsOf(data.nodes ?? [], (data.edges ?? []).filter(
+      (e) => ids.has(e.source) && ids.has(e.target)));
+    window.__osmLayoutMs = performance.now() - t0;
+    performance.mark("osm-graph-laid-out");
+    for (const element of elements) {
+      if (positions.has(element.data.id)) element.position = positions.get(element.data.id);
+    }
     cy = window.cytoscape({
       container: root.querySelector("[data-testid=graph-canvas]"),
       elements,
       style: STYLE,
-      layout: { name: "preset" },
-      wheelSensitivity: 0.3,
+      layout: { name: "preset", fit: true, padding: 30 },
       minZoom: 0.05,
       maxZoom: 3,
       boxSelectionEnabled: false,
     });
     window.__osmCy = cy;
-    bind();
     nodeKey = key;
-    layout(true);
+    bind();
+    applyFilters();
+    panel();
+    // The canvas paints on the next frame; the mark is for the frame that shows the graph.
+    requestAnimationFrame(() => {
+      performance.mark("osm-graph-rendered");
+      window.__osmRendered = performance.now();
+    });
     return;
   }
   const wanted = new Map(elements.map((e) => [e.data.id, e]));
@@ -220,24 +248,96 @@ function render(data) {
   panel();
 }
 
+/**
+ * Two-level layered layout: dagre (left to right) inside each namespace over its own edges,
+ * then dagre over the namespaces as boxes of those sizes, joined by the traffic between them.
+ * dagre's own compound mode fails on cross-namespace edges ("Not possible to find
+ * intersection inside of the rectangle") and is slow; this is neither. Each dagre run is on
+ * a headless cytoscape instance, so the page's graph only receives final positions.
+ */
+function wantedIds(elements) {
+  return new Set(elements.filter((e) => e.group === "nodes").map((e) => e.data.id));
+}
+
 function layout(fit) {
-  const run = cy.elements(":visible").layout({
-    name: "dagre", rankDir: "LR", nodeSep: 24, rankSep: 110, edgeSep: 12, padding: 30,
-    fit, animate: false, nodeDimensionsIncludeLabels: true,
+  const t0 = performance.now();
+  const nodes = cy.nodes("[kind != 'namespace']").map((n) => n.data());
+  const edges = cy.edges().map((e) => e.data());
+  const positions = positionsOf(nodes, edges);
+  cy.batch(() => {
+    cy.nodes("[kind != 'namespace']").forEach((node) => {
+      node.position(positions.get(node.id()));
+    });
   });
-  run.one("layoutstop", () => {
-    if (firstRender) {
-      firstRender = false;
-      // The canvas paints on the next frame; the mark is for the frame that shows the graph.
-      requestAnimationFrame(() => {
-        performance.mark("osm-graph-rendered");
-        window.__osmRendered = performance.now();
-      });
-    }
-  });
-  run.run();
+  if (fit) cy.fit(undefined, 30);
+  window.__osmLayoutMs = performance.now() - t0;
   applyFilters();
   panel();
+}
+
+/**
+ * Two-level layered layout of node data and edge data: dagre (left to right) inside each
+ * namespace over its own edges, then dagre over the namespaces as boxes of those sizes,
+ * joined by the traffic between them. dagre's own compound mode fails on cross-namespace
+ * edges ("Not possible to find intersection inside of the rectangle") and is slow; this is
+ * neither. Each dagre run is on a headless cytoscape instance; the result is centres by id.
+ */
+function positionsOf(nodes, edges) {
+  const members = new Map();
+  const namespaceOf = new Map();
+  for (const node of nodes) {
+    if (!members.has(node.namespace)) members.set(node.namespace, []);
+    members.get(node.namespace).push(node);
+    namespaceOf.set(node.id, node.namespace);
+  }
+  const boxes = new Map();
+  for (const [ns, inside] of members) {
+    const inner = edges.filter((e) => namespaceOf.get(e.source) === ns && namespaceOf.get(e.target) === ns);
+    const sized = inside.map((n) => ({ id: n.id, w: Math.max(36, Math.min(140, String(n.label).length * 6.2)), h: 52 }));
+    const positions = dagre(sized, inner, 22, 90);
+    let [x1, y1, x2, y2] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const node of sized) {
+      const p = positions.get(node.id);
+      x1 = Math.min(x1, p.x - node.w / 2); x2 = Math.max(x2, p.x + node.w / 2);
+      y1 = Math.min(y1, p.y - node.h / 2); y2 = Math.max(y2, p.y + node.h / 2);
+    }
+    boxes.set(ns, { positions, cx: (x1 + x2) / 2, cy: (y1 + y2) / 2, w: x2 - x1 + 40, h: y2 - y1 + 56 });
+  }
+  const between = new Map();
+  for (const edge of edges) {
+    const [a, b] = [namespaceOf.get(edge.source), namespaceOf.get(edge.target)];
+    if (edge.kind === "traffic" && a !== undefined && b !== undefined && a !== b) {
+      between.set(`${a}\n${b}`, { source: `ns:${a}`, target: `ns:${b}` });
+    }
+  }
+  const centres = dagre([...boxes].map(([ns, box]) => ({ id: `ns:${ns}`, w: box.w, h: box.h })), [...between.values()], 30, 120);
+  const out = new Map();
+  for (const [ns, inside] of members) {
+    const box = boxes.get(ns);
+    const centre = centres.get(`ns:${ns}`);
+    for (const node of inside) {
+      const p = box.positions.get(node.id);
+      out.set(node.id, { x: centre.x + p.x - box.cx, y: centre.y + p.y - box.cy });
+    }
+  }
+  return out;
+}
+
+/** Positions (centres) of `nodes` [{id, w, h}] laid out by dagre, left to right. */
+function dagre(nodes, edges, nodeSep, rankSep) {
+  const headless = window.cytoscape({
+    headless: true,
+    styleEnabled: true,
+    style: [{ selector: "node", style: { width: "data(w)", height: "data(h)", shape: "rectangle" } }],
+    elements: [
+      ...nodes.map((n) => ({ group: "nodes", data: n })),
+      ...edges.map((e, i) => ({ group: "edges", data: { id: `e${i}`, source: e.source, target: e.target } })),
+    ],
+  });
+  headless.layout({ name: "dagre", rankDir: "LR", nodeSep, rankSep, animate: false, fit: false }).run();
+  const positions = new Map(headless.nodes().map((n) => [n.id(), { ...n.position() }]));
+  headless.destroy();
+  return positions;
 }
 
 function applyFilters() {
@@ -339,7 +439,7 @@ function edgePanel(edge) {
       <div class="${health(edge.success_rate)}-text"><b>${percent(edge.success_rate)}</b>success</div>
       <div><b>${ms(edge.p50_ms)}</b>p50</div><div><b>${ms(edge.p99_ms)}</b>p99</div></div>
       <h4>Policy</h4>
-      <p data-testid="panel-policy">${policy.allowed ? "✅ allowed" : "⛔ denied"} by <b>${esc(policy.by ?? "—")}</b></p>`;
+      <p data-testid="panel-policy"><span class="badge badge-${policy.allowed ? "ok" : "bad"}">${policy.allowed ? "allowed" : "denied"}</span> by <b>${esc(policy.by ?? "—")}</b></p>`;
     if (policy.suggestion) {
       html += `<h4>A TrafficTarget that would allow it</h4>
         <pre class="yaml" data-testid="policy-suggestion">${esc(policy.suggestion)}</pre>

@@ -101,7 +101,9 @@ function waterfall(trace) {
         <i class="swatch" style="background:${colourOf(s.service)}"></i><b>${esc(s.service)}</b>
         <span class="muted">${esc(s.name)}</span>${s.kind ? ` <span class="kind">${esc(String(s.kind).toLowerCase())}</span>` : ""}</div>
       <div class="span-track"><span class="span-bar" style="left:${left}%;width:${width}%;background:${colour}"></span>
-        <span class="span-duration" style="left:${Math.min(left + width, 88)}%">${micros(s.duration_us)}</span></div>
+        ${left + width > 82
+          ? `<span class="span-duration before" style="right:${100 - left}%">${micros(s.duration_us)}</span>`
+          : `<span class="span-duration" style="left:${left + width}%">${micros(s.duration_us)}</span>`}</div>
     </div>
     <div class="span-tags" data-span="${esc(s.id)}" data-testid="span-tags-${slug(s.id)}" ${openSpan === s.id ? "" : "hidden"}>
       <div class="kv"><span>span</span><span>${esc(s.id)}</span><span>parent</span><span>${esc(s.parent_id ?? "—")}</span>
