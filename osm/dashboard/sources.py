@@ -417,7 +417,8 @@ class KubernetesMesh:
     """The mesh's objects from the API: each served kind listed once, then watched (an
     `osm.kube.informer.Informer`); `mesh` answers from memory. Kinds the server does
     not serve (a cluster without a CRD) have no objects. Objects the model cannot read
-    are left out, as the controller leaves them out."""
+    are left out, as the controller leaves them out. The caller owns ``client`` (and
+    closes it)."""
 
     def __init__(self, client: KubeClient, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.client = client
@@ -452,7 +453,6 @@ class KubernetesMesh:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.client.close()
 
     async def mesh(self) -> MeshState:
         await self.start()

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from osm.base import wellknown
-from osm.base.identity import Identity, InvalidIdentity
+from osm.base.identity import DataPlane, Identity, InvalidIdentity
 from osm.catalog import explain, policy
 from osm.catalog.catalog import Catalog
 from osm.catalog.ids import ProxyId, ServiceId
@@ -226,8 +226,8 @@ class Workload:
 def workload_of(pod: Pod, deployments: Sequence[Deployment]) -> str:
     """The workload a pod belongs to, as Prometheus's ``source_workload_name`` names it:
     the Deployment that owns it (directly, as local mode's pods; or through its
-    ReplicaSet, as Kubernetes's), else the Deployment of its namespace whose selector
-    matches its labels, else the pod itself."""
+    ReplicaSet, as Kubernetes's), else the Deployment of ``deployments`` (those of its
+    namespace) whose selector matches its labels, else the pod itself."""
     for owner in (pod.manifest.get("metadata") or {}).get("ownerReferences") or ():
         kind, name = owner.get("kind"), str(owner.get("name") or "")
         if kind == "Deployment" and name:
@@ -250,14 +250,24 @@ def workloads(catalog: Catalog) -> dict[tuple[str, str], Workload]:
     """Every workload of the mesh's namespaces: their Deployments (with or without pods)
     and bare pods, by (namespace, name)."""
     state = catalog.state
-    deployments = [d for d in state.typed(Deployment) if catalog.in_mesh_namespace(d.namespace)]
+    in_mesh: dict[str, bool] = {}
+
+    def meshed(namespace: str) -> bool:
+        if namespace not in in_mesh:
+            in_mesh[namespace] = catalog.in_mesh_namespace(namespace)
+        return in_mesh[namespace]
+
+    deployments: dict[str, list[Deployment]] = {}
+    for deployment in state.typed(Deployment):
+        if meshed(deployment.namespace):
+            deployments.setdefault(deployment.namespace, []).append(deployment)
     pods: dict[tuple[str, str], list[Pod]] = {}
     for pod in state.typed(Pod):
-        if catalog.in_mesh_namespace(pod.namespace):
-            key = (pod.namespace, workload_of(pod, deployments))
+        if meshed(pod.namespace):
+            key = (pod.namespace, workload_of(pod, deployments.get(pod.namespace, ())))
             pods.setdefault(key, []).append(pod)
     found: dict[tuple[str, str], Workload] = {}
-    for deployment in deployments:
+    for deployment in (d for members in deployments.values() for d in members):
         key = (deployment.namespace, deployment.name)
         account = deployment.template.spec.service_account_name or "default"
         found[key] = Workload(*key, tuple(pods.pop(key, ())), account)
@@ -267,15 +277,20 @@ def workloads(catalog: Catalog) -> dict[tuple[str, str], Workload]:
     return dict(sorted(found.items()))
 
 
-def _data_plane(catalog: Catalog, pods: Iterable[Pod]) -> str | None:
-    planes = {
-        catalog.proxy_for(pod).sidecar.value
-        for pod in pods
-        if catalog.pod_in_mesh(pod) and _injected(pod)
-    }
-    if not planes:
+def pod_data_plane(catalog: Catalog, pod: Pod) -> str | None:
+    """The data plane of a pod's sidecar as the catalog reads it (the injector's
+    annotation; Envoy by default), None for a pod without one."""
+    if not (_injected(pod) and catalog.pod_in_mesh(pod)):
         return None
-    return planes.pop() if len(planes) == 1 else "mixed"
+    value = pod.metadata.annotations.get(wellknown.DATA_PLANE_ANNOTATION, DataPlane.ENVOY.value)
+    return value if value in tuple(DataPlane) else DataPlane.ENVOY.value
+
+
+def _data_plane(planes: Iterable[str | None]) -> str | None:
+    found = {plane for plane in planes if plane is not None}
+    if not found:
+        return None
+    return found.pop() if len(found) == 1 else "mixed"
 
 
 def _injected(pod: Pod) -> bool:
@@ -295,17 +310,23 @@ class EdgePolicy:
         return {"allowed": self.allowed, "by": self.by, "suggestion": self.suggestion}
 
 
-def edge_policy(catalog: Catalog, workload: Workload, service: ServiceId) -> EdgePolicy:
+def edge_policy(
+    catalog: Catalog,
+    workload: Workload,
+    service: ServiceId,
+    selected: Sequence[Pod] | None = None,
+) -> EdgePolicy:
     """Whether ``workload`` may call ``service`` now, and what decides: `explain.explain`
-    between one of its pods and one pod the service selects (the ports of that service
-    only); without pods on either side, whether the service is among those the
-    workload's service account may reach (`Catalog.reachable`)."""
+    between its first pod and the first pod the service selects (``selected``, when the
+    caller has them; the ports of that service only); without pods on either side,
+    whether the service is among those the workload's service account may reach
+    (`Catalog.reachable`)."""
     state = catalog.state
-    target = state.service(service)
-    source_pods = sorted(workload.pods, key=lambda p: p.name)
-    destination_pods = (
-        sorted(state.pods_selected_by(target), key=lambda p: p.name) if target else []
-    )
+    if selected is None:
+        target = state.service(service)
+        selected = state.pods_selected_by(target) if target else []
+    source_pods = [min(workload.pods, key=lambda p: p.name)] if workload.pods else []
+    destination_pods = [min(selected, key=lambda p: p.name)] if selected else []
     try:
         source_identity = Identity(workload.namespace, workload.service_account)
     except InvalidIdentity:
@@ -444,6 +465,10 @@ def graph(catalog: Catalog, metrics: Metrics | None, window: str) -> Json:
     services = {s: state.service(s) for s in catalog.mesh_services()}
     nodes: list[Json] = []
     edges: list[Json] = []
+    selected_by: dict[ServiceId, list[Pod]] = {}
+    planes = {
+        (p.namespace, p.name): pod_data_plane(catalog, p) for w in found.values() for p in w.pods
+    }
     for workload in found.values():
         nodes.append(
             {
@@ -452,13 +477,14 @@ def graph(catalog: Catalog, metrics: Metrics | None, window: str) -> Json:
                 "namespace": workload.namespace,
                 "name": workload.name,
                 "label": workload.name,
-                "data_plane": _data_plane(catalog, workload.pods),
+                "data_plane": _data_plane(planes[(p.namespace, p.name)] for p in workload.pods),
                 "pods": len(workload.pods),
             }
         )
     workload_of_pod = {(p.namespace, p.name): w for w in found.values() for p in w.pods}
     for service_id, service in services.items():
         selected = state.pods_selected_by(service) if service else []
+        selected_by[service_id] = selected
         nodes.append(
             {
                 "id": f"service:{service_id}",
@@ -466,7 +492,10 @@ def graph(catalog: Catalog, metrics: Metrics | None, window: str) -> Json:
                 "namespace": service_id.namespace,
                 "name": service_id.name,
                 "label": service_id.name,
-                "data_plane": _data_plane(catalog, selected),
+                "data_plane": _data_plane(
+                    planes.get((p.namespace, p.name)) or pod_data_plane(catalog, p)
+                    for p in selected
+                ),
                 "pods": len(selected),
             }
         )
@@ -528,7 +557,7 @@ def graph(catalog: Catalog, metrics: Metrics | None, window: str) -> Json:
             signals = Signals(rps=0.0)
         decided = policies.get(key)
         if decided is None:
-            decided = edge_policy(catalog, workload, service_id)
+            decided = edge_policy(catalog, workload, service_id, selected_by.get(service_id))
             policies[key] = decided
         if not decided.allowed:
             edge_state = "denied"
