@@ -69,7 +69,9 @@ NORMALIZED = [
     [case[1:] for case in NORMALIZED],
     ids=[case[0] for case in NORMALIZED],
 )
-def test_spans_are_normalized_as_zipkin_does(given: dict[str, Any], key: str, expected: Any) -> None:
+def test_spans_are_normalized_as_zipkin_does(
+    given: dict[str, Any], key: str, expected: Any
+) -> None:
     assert parsed(**given).get(key) == expected
 
 
@@ -160,7 +162,7 @@ def test_bad_spans_are_refused_naming_the_span_the_field_and_what_is_valid(
         model.parse_spans(raw)
     message = str(caught.value)
     assert message.startswith(start), message
-    assert f"valid: " in message and valid in message.split("valid: ", 1)[1], message
+    assert "valid: " in message and valid in message.split("valid: ", 1)[1], message
 
 
 def test_an_empty_list_is_no_spans() -> None:
@@ -223,7 +225,9 @@ def test_a_normalized_span_round_trips(span: dict[str, Any]) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 field_names = st.sampled_from(
