@@ -209,8 +209,36 @@ def _built(span: Span) -> Span:
 
 
 def span_from_stored(text: str) -> Span:
-    """A span this store wrote with `Span.to_json_text` (trusted, already normalized)."""
-    return parse_span(json.loads(text))
+    """A span this store wrote with `Span.to_json_text`: trusted, already normalized, so
+    built without the checks of `parse_span` (several times faster)."""
+    document = json.loads(text)
+    local, remote = document.get("localEndpoint"), document.get("remoteEndpoint")
+    return Span(
+        trace_id=document["traceId"],
+        id=document["id"],
+        parent_id=document.get("parentId"),
+        kind=document.get("kind"),
+        name=document.get("name"),
+        timestamp=document.get("timestamp"),
+        duration=document.get("duration"),
+        local_endpoint=_stored_endpoint(local) if local else None,
+        remote_endpoint=_stored_endpoint(remote) if remote else None,
+        annotations=tuple(
+            Annotation(a["timestamp"], a["value"]) for a in document.get("annotations", ())
+        ),
+        tags=document.get("tags", {}),
+        debug=document.get("debug", False),
+        shared=document.get("shared", False),
+    )
+
+
+def _stored_endpoint(document: dict[str, Any]) -> Endpoint:
+    return Endpoint(
+        document.get("serviceName"),
+        document.get("ipv4"),
+        document.get("ipv6"),
+        document.get("port"),
+    )
 
 
 def normalize_trace_id(value: object, where: str = "traceId") -> str:

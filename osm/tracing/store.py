@@ -326,8 +326,28 @@ class TraceStore:
         return found
 
     def _find(self, query: model.Query) -> list[str]:
+        connection = self._reader()
+        if query.service_name is not None and not self._known(query.service_name, SERVICE, ""):
+            return []  # the common miss (a service with no spans) without a scan
+        if (
+            query.service_name is not None
+            and query.span_name is not None
+            and not self._known(query.service_name, SPAN_NAME, query.span_name)
+        ):
+            return []
         sql, parameters = query_sql(query)
-        return [row[0] for row in self._reader().execute(sql, parameters)]
+        return [row[0] for row in connection.execute(sql, parameters)]
+
+    def _known(self, service: str, kind: int, value: str) -> bool:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT 1 FROM names WHERE service = ? AND kind = ? AND value = ?",
+                (service, kind, value),
+            )
+            .fetchone()
+        )
+        return row is not None
 
     def _dependencies(self, end_ts: int, lookback: int) -> list[model.DependencyLink]:
         low, high = (end_ts - lookback) * 1000, end_ts * 1000

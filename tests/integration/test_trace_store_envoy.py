@@ -216,9 +216,7 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
             assert process.returncode is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, f"Envoy not ready\n{log_path.read_text()[-3000:]}"
             if admin_path.exists() and admin_path.read_text().strip():
-                listener_port = await asyncio.to_thread(
-                    bound_port, admin_path.read_text().strip()
-                )
+                listener_port = await asyncio.to_thread(bound_port, admin_path.read_text().strip())
             if listener_port is None:
                 await asyncio.sleep(0.05)
         yield Mesh(store_port, listener_port, log_path)
