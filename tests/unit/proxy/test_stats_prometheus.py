@@ -49,7 +49,7 @@ ENVOY_BOUNDS = [
     "1800000",
     "3600000",
     "+Inf",
-]  # noqa: E501
+]
 """As real Envoy 1.40 writes them (its /stats/prometheus)."""
 
 # (a value in ms, the lowest `le` whose cumulative count includes it)
