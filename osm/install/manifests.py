@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osm.base import wellknown
-from osm.install import observability
+from osm.install import grafana, observability
 from osm.install.values import Values
 from osm.model import config, kinds, schema
 
@@ -259,6 +259,7 @@ def render(values: Values, mesh_name: str, namespace: str, version: str) -> list
         _controller_deployment(ctx),
         _injector_deployment(ctx),
         mesh_config(ctx),
+        grafana.dashboards_configmap(namespace, mesh_labels(mesh_name, version)),
         *_observability(ctx),
         _mutating_webhook(ctx),
         _validating_webhook(ctx),
