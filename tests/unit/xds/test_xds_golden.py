@@ -77,7 +77,7 @@ def test_tracing_mesh_golden() -> None:
     """Tracing on (OSM's default collector, 1% sampling) in the SMI ingress mesh: every
     HCM (inbound, outbound, ingress) carries the Zipkin tracer, every sidecar the tracing
     cluster. The Python sidecar accepts all of it."""
-    _check(ENVOY_ONLY / "tracing-smi", build_snapshots(xds_support.tracing_mesh()))
+    _check(GOLDEN / "tracing-smi", build_snapshots(xds_support.tracing_mesh()))
 
 
 def test_egress_mesh_golden() -> None:
