@@ -16,13 +16,15 @@ What Envoy does, and so this module:
   parentspanid/sampled/flags``. Sampling: the caller's decision if it sent one (flags 1
   is debug: sampled), else random at the HCM's ``random_sampling`` percentage.
 * ids: 64-bit, 16 hex digits; a root span's trace id is its span id. Inbound (SERVER)
-  spans share the caller's span id and parent (``shared``); outbound (CLIENT) spans get a
-  new id, child of the caller's span.
+  spans share the caller's span id and parent, and are marked ``shared`` (roots too, as
+  Envoy's); outbound (CLIENT) spans get a new id, child of the caller's span.
 * upstream headers: ``x-b3-traceid``, ``x-b3-spanid``, ``x-b3-parentspanid`` (when the
   span has a parent), ``x-b3-sampled``; a ``b3`` the request carried is rewritten to the
   same context. ``x-request-id`` is the HTTP session's (generated when absent).
-* a span: name ``ingress`` (SERVER) or ``egress <authority>`` (CLIENT), Envoy's
-  operation names; ``localEndpoint.serviceName`` the bootstrap's ``node.cluster``; tags
+* a span: named by the request's authority (Envoy 1.40's span name without a route
+  decorator); ``localEndpoint.serviceName`` the bootstrap's ``node.cluster``; verbose
+  annotations (the byte events, then ``ss`` or ``cr``) at the times the session knows
+  (the request's head, and the end: a whole-message proxy has no finer ones); tags
   ``component``, ``node_id``, ``guid:x-request-id``, ``http.url``, ``http.method``,
   ``http.protocol``, ``downstream_cluster``, ``user_agent``, ``peer.address``,
   ``request_size``, ``response_size``, ``upstream_cluster``, ``upstream_cluster.name``,
@@ -233,7 +235,7 @@ class Tracer:
         trace_id = context.trace_id
         if trace_id is None or context.span_id is None:
             root = self._new_id()
-            return Span(tracing, root, root, None, sampled, False, head, scheme, had_b3)
+            return Span(tracing, root, root, None, sampled, tracing.server, head, scheme, had_b3)
         if tracing.server:  # shared span context: the caller's client span's id
             return Span(
                 tracing,
@@ -285,6 +287,7 @@ class Tracer:
         if not span.sampled:
             return
         duration = max(1, int((time.monotonic() - span.started) * 1_000_000))
+        start, end = span.start_us, span.start_us + duration
         tags = {
             "component": "proxy",
             "node_id": self.node_id,
@@ -306,16 +309,25 @@ class Tracer:
             tags["upstream_cluster.name"] = cluster
         if status == 0 or status >= 500:
             tags["error"] = "true"
-        name = "ingress" if span.tracing.server else f"egress {span.authority}"
         record: dict[str, object] = {
             "traceId": span.trace_id,
             "id": span.span_id,
             "kind": span.kind,
-            "name": name,
+            "name": span.authority,
             "timestamp": span.start_us,
             "duration": duration,
             "localEndpoint": {"serviceName": self.service_name},
             "tags": tags,
+            "annotations": [
+                {"timestamp": start, "value": "last_downstream_rx_byte_received"},
+                {"timestamp": start, "value": "first_upstream_tx_byte_sent"},
+                {"timestamp": start, "value": "last_upstream_tx_byte_sent"},
+                {"timestamp": end, "value": "first_upstream_rx_byte_received"},
+                {"timestamp": end, "value": "last_upstream_rx_byte_received"},
+                {"timestamp": end, "value": "first_downstream_tx_byte_sent"},
+                {"timestamp": end, "value": "last_downstream_tx_byte_sent"},
+                {"timestamp": end, "value": "ss" if span.tracing.server else "cr"},
+            ],
         }
         if span.parent_id is not None:
             record["parentId"] = span.parent_id
