@@ -605,6 +605,7 @@ UNINSTALL_KINDS = (
     "MeshConfig",
     "Deployment",
     "Service",
+    "ConfigMap",
     "RoleBinding",
     "Role",
     "ClusterRoleBinding",
