@@ -16,12 +16,12 @@ one event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from osm.base import wellknown
 from osm.runtime.network import NetworkError, socket_in_netns
+from osm.runtime.relay import Splicer
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def fixed(target: Target) -> Resolver:
     return resolve
 
 
-class PortForward:
+class PortForward(Splicer):
     """Forwards ``listen_host:listen_port`` (0: any free port) to the resolver's target
     inside network namespace ``netns``."""
 
@@ -52,13 +52,11 @@ class PortForward:
         connect_timeout: float = 2.0,
         buffer_size: int = 65536,
     ) -> None:
+        super().__init__(buffer_size=buffer_size)
         self.netns = netns
         self._resolve = resolve
         self.listen = (listen_host, listen_port)
         self.connect_timeout = connect_timeout
-        self._buffer_size = buffer_size
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     async def start(self) -> int:
@@ -71,16 +69,16 @@ class PortForward:
     def url(self) -> str:
         return f"http://{self.listen[0]}:{self.port}"
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await self._connect_in_netns()
+        except (OSError, TimeoutError, NetworkError) as error:
+            log.debug("port-forward into %s: %s", self.netns, error)
+            return None
+
+    async def _connect_in_netns(
+        self,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         target = await self._resolve()
         if target is None:
             return None
@@ -93,33 +91,3 @@ class PortForward:
         except BaseException:
             sock.close()
             raise
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            try:
-                upstream = await self._connect()
-            except (OSError, TimeoutError, NetworkError) as error:
-                log.debug("port-forward into %s: %s", self.netns, error)
-                return
-            if upstream is None:
-                return
-            up_reader, up_writer = upstream
-            try:
-                await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-            finally:
-                up_writer.close()
-        finally:
-            writer.close()
-            if task is not None:
-                self._tasks.discard(task)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError):
-            while data := await reader.read(self._buffer_size):
-                writer.write(data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()

@@ -17,31 +17,15 @@ import socket
 from osm.runtime.network import listen_in_netns
 
 
-class NamespaceRelay:
-    """Relays ``<listen_host>:<listen_port>`` in ``netns`` to ``target``.
+class Splicer:
+    """Accepts connections and splices each to the connection `_connect` makes for it
+    (None: the client's connection is closed at once); `close` stops accepting and ends
+    every spliced pair. Subclasses say where connections go and how they listen."""
 
-    Use ``await relay.start()`` and ``await relay.close()`` from one event loop.
-    """
-
-    def __init__(
-        self,
-        netns: str,
-        listen_host: str,
-        listen_port: int,
-        target: tuple[str, int],
-        *,
-        buffer_size: int = 65536,
-    ) -> None:
-        self.netns = netns
-        self.listen = (listen_host, listen_port)
-        self.target = target
+    def __init__(self, *, buffer_size: int = 65536) -> None:
         self._buffer_size = buffer_size
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        sock: socket.socket = listen_in_netns(self.netns, *self.listen)
-        self._server = await asyncio.start_server(self._handle, sock=sock)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -52,15 +36,18 @@ class NamespaceRelay:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        raise NotImplementedError
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
-            try:
-                up_reader, up_writer = await asyncio.open_connection(*self.target)
-            except OSError:
+            upstream = await self._connect()
+            if upstream is None:
                 return
+            up_reader, up_writer = upstream
             try:
                 await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
             finally:
@@ -77,3 +64,34 @@ class NamespaceRelay:
                 await writer.drain()
             if writer.can_write_eof():
                 writer.write_eof()
+
+
+class NamespaceRelay(Splicer):
+    """Relays ``<listen_host>:<listen_port>`` in ``netns`` to ``target``.
+
+    Use ``await relay.start()`` and ``await relay.close()`` from one event loop.
+    """
+
+    def __init__(
+        self,
+        netns: str,
+        listen_host: str,
+        listen_port: int,
+        target: tuple[str, int],
+        *,
+        buffer_size: int = 65536,
+    ) -> None:
+        super().__init__(buffer_size=buffer_size)
+        self.netns = netns
+        self.listen = (listen_host, listen_port)
+        self.target = target
+
+    async def start(self) -> None:
+        sock: socket.socket = listen_in_netns(self.netns, *self.listen)
+        self._server = await asyncio.start_server(self._handle, sock=sock)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await asyncio.open_connection(*self.target)
+        except OSError:
+            return None
