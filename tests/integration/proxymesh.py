@@ -175,6 +175,26 @@ def hcm(
     return manager
 
 
+def http_listener(
+    name: str, port: int, manager: hcm_pb2.HttpConnectionManager, ip: str = "127.0.0.1"
+) -> listener_pb2.Listener:
+    """A plain listener on ``ip:port`` (0: any) with one chain: the HTTP connection manager."""
+    return listener_pb2.Listener(
+        name=name,
+        address=address(ip, port),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name="envoy.filters.network.http_connection_manager",
+                        typed_config=pack(manager),
+                    )
+                ]
+            )
+        ],
+    )
+
+
 def static_cluster(name: str, ip: str, port: int) -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(
         name=name,

@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from google.protobuf import json_format
 
@@ -141,20 +140,7 @@ def resources(app_port: int, listen_port: int) -> dict[str, dict[str, object]]:
             ],
         )
     )
-    listener = listener_pb2.Listener(
-        name="http",
-        address=proxymesh.address("127.0.0.1", listen_port),
-        filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[
-                    listener_components_pb2.Filter(
-                        name="envoy.filters.network.http_connection_manager",
-                        typed_config=proxymesh.pack(manager),
-                    )
-                ]
-            )
-        ],
-    )
+    listener = proxymesh.http_listener("http", listen_port, manager)
     return {
         wellknown.LISTENER_TYPE: {"http": listener},
         wellknown.CLUSTER_TYPE: {

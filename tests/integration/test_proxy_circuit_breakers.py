@@ -14,7 +14,6 @@ import asyncio
 
 import pytest
 from envoy.config.cluster.v3 import circuit_breaker_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from google.protobuf import wrappers_pb2
 
@@ -88,20 +87,7 @@ def _resources(app_port: int, limits: Limits) -> dict[str, dict[str, object]]:
             **{name: wrappers_pb2.UInt32Value(value=value) for name, value in limits.items()}
         )
         cluster.circuit_breakers.thresholds.append(thresholds)
-    listener = listener_pb2.Listener(
-        name="http",
-        address=proxymesh.address("127.0.0.1", 0),
-        filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[
-                    listener_components_pb2.Filter(
-                        name="envoy.filters.network.http_connection_manager",
-                        typed_config=proxymesh.pack(manager),
-                    )
-                ]
-            )
-        ],
-    )
+    listener = proxymesh.http_listener("http", 0, manager)
     return {
         wellknown.LISTENER_TYPE: {"http": listener},
         wellknown.CLUSTER_TYPE: {CLUSTER: cluster},

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -53,20 +52,7 @@ def _resources(app_port: int) -> dict[str, dict[str, object]]:
             )
         ],
     )
-    listener = listener_pb2.Listener(
-        name="fuzz",
-        address=proxymesh.address("127.0.0.1", 0),
-        filter_chains=[
-            listener_components_pb2.FilterChain(
-                filters=[
-                    listener_components_pb2.Filter(
-                        name="envoy.filters.network.http_connection_manager",
-                        typed_config=proxymesh.pack(manager),
-                    )
-                ]
-            )
-        ],
-    )
+    listener = proxymesh.http_listener("fuzz", 0, manager)
     return {
         wellknown.LISTENER_TYPE: {"fuzz": listener},
         wellknown.CLUSTER_TYPE: {
