@@ -61,6 +61,7 @@ COMPILED = (
     "osm/proxy/stats.py",
     "osm/proxy/model.py",  # the model every request reads (routes, matchers, clusters)
     "osm/proxy/runtime.py",
+    "osm/proxy/tracing.py",  # the spans of a traced HCM's requests
     "osm/proxy/rate_limit.py",  # the token buckets a limited request or connection takes from
 )
 # A stand-in until build_ext is finalized for a build: it makes the wheel a platform wheel

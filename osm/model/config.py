@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from osm.base import wellknown
-from osm.model.fields import Fields
+from osm.model.fields import Fields, described
 from osm.model.meta import ObjectMeta, Resource
 
 # The one MeshConfig the control plane reads, as OSM names it.
@@ -58,10 +58,22 @@ class TrafficSettings:
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
+    """Zipkin tracing of every sidecar (OSM's ``spec.observability.tracing``). An empty
+    ``address`` means OSM's default collector, `tracing_host`. ``sampling_percentage``
+    is ours: the share of requests that start a sampled trace (Envoy's HCM
+    ``random_sampling``)."""
+
     enable: bool = False
     address: str = ""
-    port: int = 9411
-    endpoint: str = "/api/v2/spans"
+    port: int = wellknown.ZIPKIN_PORT
+    endpoint: str = wellknown.ZIPKIN_SPANS_PATH
+    sampling_percentage: float = 100.0
+
+
+def tracing_host(tracing: TracingSettings, osm_namespace: str) -> str:
+    """The collector's host: the ``address`` given, else OSM's default, the ``jaeger``
+    Service of the control plane's namespace (where local mode runs the trace store)."""
+    return tracing.address or f"{wellknown.TRACING_SERVICE}.{osm_namespace}.svc.cluster.local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +167,13 @@ def parse_mesh_config(doc: Fields, base: Resource) -> MeshConfig:
     tracing = TracingSettings(
         enable=tr.boolean("enable"),
         address=tr.string("address"),
-        port=tr.integer("port", default=9411, minimum=1, maximum=65535),
-        endpoint=tr.string("endpoint", default="/api/v2/spans") or "/api/v2/spans",
+        port=tr.integer("port", default=wellknown.ZIPKIN_PORT, minimum=1, maximum=65535),
+        endpoint=tr.string("endpoint", default=wellknown.ZIPKIN_SPANS_PATH)
+        or wellknown.ZIPKIN_SPANS_PATH,
+        sampling_percentage=_percentage(tr, "samplingPercentage", 100.0),
     )
+    if tracing.endpoint and not tracing.endpoint.startswith("/"):
+        tr.error("endpoint", f'"{tracing.endpoint}" must be a path starting with "/"')
     tr.finish()
     observability = ObservabilitySettings(
         osm_log_level=o.string("osmLogLevel", default="info", choices=LOG_LEVELS),
@@ -202,6 +218,20 @@ def parse_mesh_config(doc: Fields, base: Resource) -> MeshConfig:
         certificate=certificate,
         feature_flags=flags,
     )
+
+
+def _percentage(fields: Fields, key: str, default: float) -> float:
+    """A number from 0 to 100 (an integer or a decimal)."""
+    value = fields.raw(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        fields.error(key, f"must be a number from 0 to 100, not {described(value)}")
+        return default
+    if not 0 <= value <= 100:
+        fields.error(key, f"{value} is out of range; expected a number from 0 to 100")
+        return default
+    return float(value)
 
 
 API_VERSION = "config.openservicemesh.io/v1alpha2"
@@ -256,6 +286,7 @@ def default_manifest(namespace: str = wellknown.CONTROL_PLANE_NAMESPACE) -> dict
                     "enable": observability.tracing.enable,
                     "port": observability.tracing.port,
                     "endpoint": observability.tracing.endpoint,
+                    "samplingPercentage": observability.tracing.sampling_percentage,
                 },
             },
             "certificate": {

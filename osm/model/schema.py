@@ -67,6 +67,17 @@ def integer(description: str, *, minimum: int | None = None, maximum: int | None
     return node
 
 
+def number(
+    description: str, *, minimum: float | None = None, maximum: float | None = None
+) -> Schema:
+    node: Schema = {"type": "number", "description": description}
+    if minimum is not None:
+        node["minimum"] = minimum
+    if maximum is not None:
+        node["maximum"] = maximum
+    return node
+
+
 def boolean(description: str) -> Schema:
     return {"type": "boolean", "description": description}
 
@@ -420,9 +431,23 @@ def _mesh_config() -> Schema:
         "Distributed tracing (Zipkin) settings.",
         {
             "enable": flag("Sends spans to the tracing collector.", tracing.enable),
-            "address": string("The tracing collector's host name or address."),
+            "address": string(
+                "The tracing collector's host name or address. Default: the jaeger Service "
+                "of the control plane's namespace (jaeger.<namespace>.svc.cluster.local)."
+            ),
             "port": port("The tracing collector's port." + _default(tracing.port)),
-            "endpoint": string("The collector's HTTP path for spans." + _default(tracing.endpoint)),
+            "endpoint": string(
+                "The collector's HTTP path for spans (Zipkin v2 JSON)."
+                + _default(tracing.endpoint),
+                pattern=r"^(/.*)?$",
+            ),
+            "samplingPercentage": number(
+                "The percentage of requests that start a sampled trace, from 0 to 100 "
+                "(Envoy's random sampling; requests that arrive with a sampling decision "
+                "keep it)." + _default(tracing.sampling_percentage),
+                minimum=0,
+                maximum=100,
+            ),
         },
     )
     observability = obj(

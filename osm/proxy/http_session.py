@@ -34,6 +34,7 @@ from osm.proxy import (
     retry,
     router,
     tcp_relay,
+    tracing,
     transport,
     upstream,
 )
@@ -202,6 +203,9 @@ class HttpSession:
         self._finished = False  # a fast request closed the session
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        # tracing (`osm.proxy.tracing`): None unless this HCM traces
+        self._tracer = runtime.tracer if manager.tracing is not None else None
+        self._span: tracing.Span | None = None  # the span of the request in flight
 
     # -- consumer callbacks ---------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -355,6 +359,8 @@ class HttpSession:
         """Count a new request; -> its start time for the access log (0 when disabled)."""
         self.stats.downstream_rq_total.value += 1
         self.stats.downstream_rq_http1_total.value += 1
+        if self._tracer is not None and self.manager.tracing is not None:
+            self._span = self._tracer.start(self.manager.tracing, head, self.scheme)
         return time.time() if self._log_enabled else 0.0
 
     def _route(self, head: http1.RequestHead) -> tuple[model.Route, upstream.ClusterRuntime]:
@@ -468,6 +474,8 @@ class HttpSession:
             headers = http_rewrite.upstream_headers(
                 head, False, self.scheme, self.remote, self.manager
             )
+            if self._span is not None and self._tracer is not None:
+                self._tracer.inject(self._span, headers)
             target = http_rewrite.upstream_target(head, route)
             payload = http1.request_head(head.method, target, headers) + body
             action = route.action
@@ -553,7 +561,7 @@ class HttpSession:
             out.append(http1.LAST_CHUNK)
         self.connection.write(b"".join(out))
         cluster.release_http(upstream_conn, response.keep_alive)
-        if self._log_enabled:
+        if self._log_enabled or self._span is not None:
             self._log(
                 head,
                 response.status,
@@ -622,6 +630,8 @@ class HttpSession:
             headers = http_rewrite.upstream_headers(
                 head, tunnel, self.scheme, self.remote, self.manager
             )
+            if self._span is not None and self._tracer is not None:
+                self._tracer.inject(self._span, headers)
             target = http_rewrite.upstream_target(head, route)
             if head.expect_continue:
                 self.connection.write(http1.CONTINUE)
@@ -923,6 +933,11 @@ class HttpSession:
         cluster: str | None,
         route: str,
     ) -> None:
+        """Ends the request: its access log line, and its span if it is traced."""
+        span = self._span
+        if span is not None and self._tracer is not None:
+            self._span = None
+            self._tracer.finish(span, status, flag, cluster, self.remote, received, sent)
         access_log = self.runtime.access_log
         if not access_log.enabled:
             return

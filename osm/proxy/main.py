@@ -144,6 +144,8 @@ class Sidecar:
             dataclasses.replace(base, bind_overrides=overrides),
             access_log=stats.AccessLog(self._log_file),
         )
+        tracer = self.proxy.runtime.tracer  # spans name the node as Envoy's do
+        tracer.node_id, tracer.service_name = boot.node_id, boot.node_cluster
         self.admin = admin.Admin(self.proxy)
         self.health = health.HealthServer(boot.health_probes, overrides)
         self._configured = asyncio.Event()

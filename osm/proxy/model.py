@@ -234,6 +234,20 @@ class HttpRbacFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class Tracing:
+    """An HCM's Zipkin tracer (`osm.proxy.tracing`): spans are reported as Zipkin v2 JSON
+    to ``collector_endpoint`` of ``collector_cluster``; ``sampling`` is the percentage of
+    requests without a sampling decision that are sampled; ``server`` is the listener's
+    direction (inbound: SERVER spans sharing the caller's span id, as Envoy's
+    ``shared_span_context``; else CLIENT spans, children of the caller's)."""
+
+    collector_cluster: str
+    collector_endpoint: str
+    sampling: float
+    server: bool
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConnectionManager:
     stat_prefix: str
     rds_name: str | None
@@ -244,6 +258,7 @@ class HttpConnectionManager:
     websocket: bool
     max_request_headers_bytes: int
     local_rate_limit: bool = False  # the HTTP local rate limit filter (after RBAC) is on
+    tracing: Tracing | None = None
 
 
 @dataclass(frozen=True, slots=True)

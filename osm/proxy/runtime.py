@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from osm.proxy import model, rate_limit, router, stats, tls, upstream
+from osm.proxy import model, rate_limit, router, stats, tls, tracing, upstream
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h, at level SOL_IP
 
@@ -68,6 +68,7 @@ class Runtime:
         self.rbac_stats: dict[str, stats.RbacStats] = {}
         self.buckets: dict[model.LocalRateLimit, rate_limit.TokenBucket] = {}
         self.generation = 0
+        self.tracer = tracing.Tracer(registry, self.collector)
 
     def apply(self, new: model.ProxyConfig) -> None:
         """Switch to `new` (already consistent) in one step."""
@@ -103,6 +104,12 @@ class Runtime:
         self._inline_tables = {}
         self.contexts.retain(new.secrets.values())
         self.buckets = rate_limit.carry_over(self.buckets, new, self.options.clock())
+
+    def collector(self, cluster_name: str) -> tuple[str, int] | None:
+        """Where a tracing cluster's reports go now (None: no such cluster, or no host)."""
+        cluster = self.clusters.get(cluster_name)
+        host = cluster.pick() if cluster is not None else None
+        return None if host is None else (host.address, host.port)
 
     def admits(self, limit: model.LocalRateLimit) -> bool:
         """Whether ``limit``'s bucket has a token for one more request or connection

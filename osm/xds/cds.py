@@ -49,8 +49,10 @@ from osm.catalog.policy import (
     is_http,
 )
 from osm.xds import common, names, traffic
+from osm.xds import tracing as tracing_xds
 from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
+from osm.xds.tracing import Tracing
 
 CONNECT_TIMEOUT = common.CONNECT_TIMEOUT
 Cluster = cluster_pb2.Cluster
@@ -95,8 +97,11 @@ def outbound_resources(
     return [result[name] for name in sorted(result)]
 
 
-def inbound_resources(kind: ProxyKind, inbound: InboundPolicy, context: Context) -> list[Built]:
-    """Local clusters and the metrics cluster (sidecars only), sorted by name."""
+def inbound_resources(
+    kind: ProxyKind, inbound: InboundPolicy, context: Context, tracing: Tracing | None = None
+) -> list[Built]:
+    """Local clusters, the metrics cluster and, with ``tracing``, the tracing cluster
+    (sidecars only), sorted by name."""
     if kind == ProxyKind.GRPC:
         return []
     memo = context.memo
@@ -111,6 +116,10 @@ def inbound_resources(kind: ProxyKind, inbound: InboundPolicy, context: Context)
     result[names.METRICS_CLUSTER] = memo.get(
         ("cds-metrics",), functools.partial(_built, metrics_cluster)
     )
+    if tracing is not None:
+        result[names.TRACING_CLUSTER] = memo.get(
+            ("cds-tracing", tracing), functools.partial(_built, tracing_xds.cluster, tracing)
+        )
     return [result[name] for name in sorted(result)]
 
 

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from osm.base.identity import TRUST_DOMAIN, Identity
 from osm.xds.resources import Memo
+from osm.xds.tracing import Tracing
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
@@ -46,13 +47,15 @@ class Settings:
     ``trust_bundle`` is the mesh's root certificates (PEM) that peers are verified
     against. ``grpc_mtls`` False builds proxyless gRPC clusters without TLS (tests).
     ``placeholders`` True (no credential source: offline tools) builds secrets with
-    placeholder PEM text that says so, never served to a real proxy.
+    placeholder PEM text that says so, never served to a real proxy. ``tracing`` is the
+    MeshConfig's (`osm.xds.tracing`; None: off): every sidecar HCM carries it.
     """
 
     trust_domain: str = TRUST_DOMAIN
     grpc_mtls: bool = True
     trust_bundle: bytes = b""
     placeholders: bool = False
+    tracing: Tracing | None = None
 
 
 @dataclass(slots=True)

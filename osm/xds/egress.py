@@ -66,8 +66,10 @@ from google.protobuf.message import Message
 from osm.base.wellknown import CLUSTER_TYPE, ROUTE_TYPE
 from osm.catalog.policy import EgressCluster, EgressHost, EgressMatch, EgressPolicy
 from osm.xds import common, names, traffic
+from osm.xds import tracing as tracing_xds
 from osm.xds.context import Context
 from osm.xds.resources import Built, build, pack
+from osm.xds.tracing import Tracing
 
 HTTP = "http"
 SERVER_FIRST = "tcp-server-first"
@@ -79,12 +81,17 @@ HCM = hcm_pb2.HttpConnectionManager
 
 
 # -- the outbound listener ---------------------------------------------------------------
-def filter_chains(policy: EgressPolicy) -> list[listener_components_pb2.FilterChain]:
-    """One chain per match, in the policy's (port, protocol) order."""
-    return [filter_chain(match) for match in policy.matches]
+def filter_chains(
+    policy: EgressPolicy, tracing: Tracing | None = None
+) -> list[listener_components_pb2.FilterChain]:
+    """One chain per match, in the policy's (port, protocol) order; HTTP ones carry the
+    mesh's ``tracing``, if on."""
+    return [filter_chain(match, tracing) for match in policy.matches]
 
 
-def filter_chain(match: EgressMatch) -> listener_components_pb2.FilterChain:
+def filter_chain(
+    match: EgressMatch, tracing: Tracing | None = None
+) -> listener_components_pb2.FilterChain:
     chain_match = listener_components_pb2.FilterChainMatch(
         destination_port=common.uint32(match.port),
         prefix_ranges=[_cidr(cidr) for cidr in match.ip_ranges],
@@ -93,7 +100,7 @@ def filter_chain(match: EgressMatch) -> listener_components_pb2.FilterChain:
     stat = names.egress_stat_prefix(match.protocol, match.port)
     if match.protocol == HTTP:
         chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
-        config: Message = HCM(
+        hcm = HCM(
             stat_prefix=stat,
             codec_type=HCM.AUTO,
             rds=hcm_pb2.Rds(
@@ -104,6 +111,8 @@ def filter_chain(match: EgressMatch) -> listener_components_pb2.FilterChain:
                 hcm_pb2.HttpFilter(name=names.ROUTER, typed_config=pack(router_pb2.Router()))
             ],
         )
+        tracing_xds.add_to(hcm, tracing)
+        config: Message = hcm
         name = names.HTTP_CONNECTION_MANAGER
     else:
         config = tcp_proxy_pb2.TcpProxy(stat_prefix=stat, cluster=match.cluster)
@@ -164,12 +173,15 @@ def server_first_ports(policy: EgressPolicy) -> list[int]:
 
 
 def add_to_listener(
-    listener: listener_pb2.Listener, policy: EgressPolicy, mesh_server_first: Iterable[int]
+    listener: listener_pb2.Listener,
+    policy: EgressPolicy,
+    mesh_server_first: Iterable[int],
+    tracing: Tracing | None = None,
 ) -> None:
     """Adds the policy's chains to the outbound ``listener``, and the inspectors on the
     ports they need (never on ``mesh_server_first`` ports: mesh services whose protocol
     is server-first)."""
-    chains = filter_chains(policy)
+    chains = filter_chains(policy, tracing)
     listener.filter_chains.extend(chains)
     tls_ports, http_ports = inspected_ports(
         chains, [*server_first_ports(policy), *mesh_server_first]

@@ -27,7 +27,7 @@ from osm.catalog.ids import ProxyId, ServiceId
 from osm.catalog.policy import OutboundPort, Proxy
 from osm.catalog.state import Changed, MeshState
 from osm.model.core import Pod
-from osm.xds import layers
+from osm.xds import layers, tracing
 from osm.xds.context import Context, CredentialSource, MissingCredentials, Settings
 from osm.xds.snapshot import BuildStats, InconsistentSnapshot, ResourceSet, Snapshot, Snapshots
 
@@ -101,6 +101,10 @@ class Generator:
         """
         if trust_bundle is not None and trust_bundle != self.settings.trust_bundle:
             self.settings = dataclasses.replace(self.settings, trust_bundle=trust_bundle)
+            changed = None
+        traced = tracing.from_mesh_config(state.mesh_config)
+        if traced != self.settings.tracing:  # a MeshConfig change: everything is dirty
+            self.settings = dataclasses.replace(self.settings, tracing=traced)
             changed = None
         memo = self.context.memo
         built_before, reused_before = memo.built, memo.reused

@@ -62,8 +62,10 @@ from google.protobuf import wrappers_pb2
 from osm.base.wellknown import ROUTE_TYPE
 from osm.catalog.policy import InboundPolicy, IngressPort, IngressRule, TlsSettings
 from osm.xds import common, names, traffic
+from osm.xds import tracing as tracing_xds
 from osm.xds.context import Context
 from osm.xds.resources import Built, build, pack
+from osm.xds.tracing import Tracing
 
 HCM = hcm_pb2.HttpConnectionManager
 HTTPS = "https"
@@ -137,16 +139,18 @@ def filter_chain_match(port: IngressPort) -> listener_components_pb2.FilterChain
     return match
 
 
-def http_connection_manager(port: IngressPort) -> hcm_pb2.HttpConnectionManager:
+def http_connection_manager(
+    port: IngressPort, tracing: Tracing | None = None
+) -> hcm_pb2.HttpConnectionManager:
     """Reads ``rds-ingress.<targetPort>``: RBAC (rules per route), the HTTP local rate
     limit filter (always: it limits only where the routes carry the service's HTTP
-    limits), the router."""
+    limits), the router; the mesh's ``tracing``, if on."""
     filters = [
         hcm_pb2.HttpFilter(name=names.HTTP_RBAC, typed_config=pack(http_rbac_pb2.RBAC())),
         traffic.http_rate_limit_filter(),
         hcm_pb2.HttpFilter(name=names.ROUTER, typed_config=pack(router_pb2.Router())),
     ]
-    return HCM(
+    hcm = HCM(
         stat_prefix=names.stat_prefix(f"ingress_{port.service}_{port.target_port}"),
         codec_type=HCM.AUTO,
         rds=hcm_pb2.Rds(
@@ -155,9 +159,13 @@ def http_connection_manager(port: IngressPort) -> hcm_pb2.HttpConnectionManager:
         ),
         http_filters=filters,
     )
+    tracing_xds.add_to(hcm, tracing)
+    return hcm
 
 
-def ingress_chain(port: IngressPort, tls: TlsSettings) -> listener_components_pb2.FilterChain:
+def ingress_chain(
+    port: IngressPort, tls: TlsSettings, tracing: Tracing | None = None
+) -> listener_components_pb2.FilterChain:
     """The filter chain of one ingress port: the service's TCP local rate limit, if
     any, then the HTTP connection manager."""
     chain = listener_components_pb2.FilterChain(
@@ -173,18 +181,21 @@ def ingress_chain(port: IngressPort, tls: TlsSettings) -> listener_components_pb
     chain.filters.append(
         listener_components_pb2.Filter(
             name=names.HTTP_CONNECTION_MANAGER,
-            typed_config=pack(http_connection_manager(port)),
+            typed_config=pack(http_connection_manager(port, tracing)),
         )
     )
     return chain
 
 
 def listener_chains(
-    inbound: InboundPolicy, tls: TlsSettings, context: Context
+    inbound: InboundPolicy, tls: TlsSettings, context: Context, tracing: Tracing | None = None
 ) -> list[listener_components_pb2.FilterChain]:
     """The ingress chains of the inbound listener (`served` ports), memoized per port."""
     return [
-        context.part(("ingress-chain", port, tls), functools.partial(ingress_chain, port, tls))
+        context.part(
+            ("ingress-chain", port, tls, tracing),
+            functools.partial(ingress_chain, port, tls, tracing),
+        )
         for port in served(inbound)
     ]
 

@@ -109,7 +109,7 @@ def upstream_layer(
         listeners: list[Built] = []
         egress_resources: list[Built] = []
     else:
-        listeners = lds.outbound_resources(ports, egress, egress_policy, context)
+        listeners = lds.outbound_resources(ports, egress, egress_policy, context, settings.tracing)
         egress_resources = egress_xds.resources(egress_policy, context)
     return make_layer(
         chain(
@@ -179,7 +179,7 @@ def inbound_layer(
             lds.inbound_resources(kind, inbound, tls, settings, context),
             rds.inbound_resources(inbound, settings, context),
             ingress.route_resources(inbound, context),
-            cds.inbound_resources(kind, inbound, context),
+            cds.inbound_resources(kind, inbound, context, settings.tracing),
             sds.inbound_resources(kind, identity, credentials, settings, context),
         )
     )

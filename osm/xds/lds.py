@@ -67,8 +67,10 @@ from osm.catalog.policy import (
 )
 from osm.xds import common, ingress, names, traffic
 from osm.xds import egress as egress_xds
+from osm.xds import tracing as tracing_xds
 from osm.xds.context import Context, Settings
 from osm.xds.resources import Built, build, pack
+from osm.xds.tracing import Tracing
 
 HCM = hcm_pb2.HttpConnectionManager
 SERVER_FIRST_PROTOCOL = egress_xds.SERVER_FIRST
@@ -79,9 +81,11 @@ def outbound_resources(
     egress: bool,
     egress_policy: EgressPolicy | None,
     context: Context,
+    tracing: Tracing | None = None,
 ) -> list[Built]:
-    """A sidecar's outbound listener (reads ``ports``, ``egress`` and ``egress_policy``
-    only, and no HTTP port's routes: `osm.xds.layers` shares it on that basis)."""
+    """A sidecar's outbound listener (reads ``ports``, ``egress``, ``egress_policy`` and
+    ``tracing`` only, and no HTTP port's routes: `osm.xds.layers` shares it on that
+    basis)."""
     # Keyed on what the listener reads (not on routes: a split change is RDS only).
     view = tuple(
         (p.service, p.port, p.protocol, p.match_ips, None if is_http(p.protocol) else p.routes)
@@ -89,8 +93,8 @@ def outbound_resources(
     )
     outbound = _drop_none(
         context.memo.get(
-            ("lds-outbound", view, egress, egress_policy),
-            lambda: _built(outbound_listener(ports, egress, context, egress_policy)),
+            ("lds-outbound", view, egress, egress_policy, tracing),
+            lambda: _built(outbound_listener(ports, egress, context, egress_policy, tracing)),
         )
     )
     return [] if outbound is None else [outbound]
@@ -105,10 +109,11 @@ def inbound_resources(
     memo = context.memo
     result: list[Built] = []
     trust_domain = settings.trust_domain
+    tracing = settings.tracing
     listener = _drop_none(
         memo.get(
-            ("lds-inbound", inbound, tls, trust_domain),
-            lambda: _built(inbound_listener(inbound, tls, trust_domain, context)),
+            ("lds-inbound", inbound, tls, trust_domain, tracing),
+            lambda: _built(inbound_listener(inbound, tls, trust_domain, context, tracing)),
         )
     )
     if listener is not None:
@@ -137,11 +142,17 @@ def router_filter() -> hcm_pb2.HttpFilter:
 
 
 def http_connection_manager(
-    stat_prefix: str, route_config_name: str, *, rbac: bool = False, rate_limit: bool = False
+    stat_prefix: str,
+    route_config_name: str,
+    *,
+    rbac: bool = False,
+    rate_limit: bool = False,
+    tracing: Tracing | None = None,
 ) -> hcm_pb2.HttpConnectionManager:
     """An HCM that reads ``route_config_name`` over ADS and ends with the router; with
     ``rate_limit``, the local rate limit filter (after RBAC) enforces the limits its
-    routes and virtual hosts carry (none: it passes every request)."""
+    routes and virtual hosts carry (none: it passes every request); with ``tracing``,
+    the mesh's Zipkin tracer (`osm.xds.tracing`)."""
     filters = []
     if rbac:
         # No rules here: each route carries its policy (RBACPerRoute).
@@ -151,12 +162,14 @@ def http_connection_manager(
     if rate_limit:
         filters.append(traffic.http_rate_limit_filter())
     filters.append(router_filter())
-    return HCM(
+    hcm = HCM(
         stat_prefix=stat_prefix,
         codec_type=HCM.AUTO,
         rds=hcm_pb2.Rds(config_source=common.ads(), route_config_name=route_config_name),
         http_filters=filters,
     )
+    tracing_xds.add_to(hcm, tracing)
+    return hcm
 
 
 def tcp_proxy(stat_prefix: str, targets: tuple[WeightedTarget, ...]) -> tcp_proxy_pb2.TcpProxy:
@@ -181,7 +194,9 @@ def _cidr(ip: str) -> address_pb2.CidrRange:
 
 
 # -- outbound ----------------------------------------------------------------------------
-def outbound_chain(port: OutboundPort) -> listener_components_pb2.FilterChain | None:
+def outbound_chain(
+    port: OutboundPort, tracing: Tracing | None = None
+) -> listener_components_pb2.FilterChain | None:
     """The filter chain for one outbound service port (None without addresses)."""
     if not port.match_ips:
         return None
@@ -194,7 +209,7 @@ def outbound_chain(port: OutboundPort) -> listener_components_pb2.FilterChain | 
     )
     stat = names.stat_prefix(f"outbound_{port.service}_{port.port}")
     if is_http(port.protocol):
-        hcm = http_connection_manager(stat, names.outbound_route_config(port.port))
+        hcm = http_connection_manager(stat, names.outbound_route_config(port.port), tracing=tracing)
         chain.filters.append(_filter(names.HTTP_CONNECTION_MANAGER, hcm))
     else:
         chain.filters.append(_filter(names.TCP_PROXY, tcp_proxy(stat, port.routes[-1].targets)))
@@ -206,14 +221,17 @@ def outbound_listener(
     egress: bool,
     context: Context,
     egress_policy: EgressPolicy | None = None,
+    tracing: Tracing | None = None,
 ) -> listener_pb2.Listener | None:
     """The outbound listener; with an ``egress_policy`` (only when ``egress`` is off)
     its chains and inspectors too (`osm.xds.egress.add_to_listener`)."""
     chains = []
     for port in ports:
         routes = None if is_http(port.protocol) else port.routes
-        key = (port.service, port.port, port.protocol, port.match_ips, routes)
-        chain = context.part(("outbound-chain", key), functools.partial(_outbound_chain, port))
+        key = (port.service, port.port, port.protocol, port.match_ips, routes, tracing)
+        chain = context.part(
+            ("outbound-chain", key), functools.partial(_outbound_chain, port, tracing)
+        )
         if chain is not _NO_CHAIN:
             chains.append(chain)
     if not chains and not egress and egress_policy is None:
@@ -231,7 +249,7 @@ def outbound_listener(
     )
     if egress_policy is not None:
         server_first = [p.port for p in ports if p.protocol == SERVER_FIRST_PROTOCOL]
-        egress_xds.add_to_listener(listener, egress_policy, server_first)
+        egress_xds.add_to_listener(listener, egress_policy, server_first, tracing)
     if egress:
         passthrough = tcp_proxy_pb2.TcpProxy(
             stat_prefix=names.PASSTHROUGH_CLUSTER, cluster=names.PASSTHROUGH_CLUSTER
@@ -247,8 +265,10 @@ def outbound_listener(
 _NO_CHAIN = listener_components_pb2.FilterChain()
 
 
-def _outbound_chain(port: OutboundPort) -> listener_components_pb2.FilterChain:
-    chain = outbound_chain(port)
+def _outbound_chain(
+    port: OutboundPort, tracing: Tracing | None
+) -> listener_components_pb2.FilterChain:
+    chain = outbound_chain(port, tracing)
     return _NO_CHAIN if chain is None else chain
 
 
@@ -282,7 +302,11 @@ def network_rbac(port: InboundPort, trust_domain: str) -> network_rbac_pb2.RBAC:
 
 
 def inbound_chain(
-    port: InboundPort, tls: TlsSettings, trust_domain: str, mesh_alpn: bool = False
+    port: InboundPort,
+    tls: TlsSettings,
+    trust_domain: str,
+    mesh_alpn: bool = False,
+    tracing: Tracing | None = None,
 ) -> listener_components_pb2.FilterChain:
     """The mesh chain of one served port; ``mesh_alpn`` also matches ALPN ``osm`` (an
     ingress chain shares its server name: `ingress.mesh_alpn_ports`)."""
@@ -307,7 +331,11 @@ def inbound_chain(
         # The rate limit filter whether or not the service has HTTP limits: they are in
         # RDS only (see the module docstring).
         hcm = http_connection_manager(
-            stat, names.inbound_route_config(port.target_port), rbac=True, rate_limit=True
+            stat,
+            names.inbound_route_config(port.target_port),
+            rbac=True,
+            rate_limit=True,
+            tracing=tracing,
         )
         chain.filters.append(_filter(names.HTTP_CONNECTION_MANAGER, hcm))
     else:
@@ -319,7 +347,11 @@ def inbound_chain(
 
 
 def inbound_listener(
-    inbound: InboundPolicy, tls: TlsSettings, trust_domain: str, context: Context
+    inbound: InboundPolicy,
+    tls: TlsSettings,
+    trust_domain: str,
+    context: Context,
+    tracing: Tracing | None = None,
 ) -> listener_pb2.Listener | None:
     """One chain per (target port, service); a second service port with the same
     target port (same match) is left out. Then the ingress chains (`osm.xds.ingress`);
@@ -334,11 +366,11 @@ def inbound_listener(
         alpn = port.target_port in alpn_ports
         chains.append(
             context.part(
-                ("inbound-chain", port, tls, trust_domain, alpn),
-                functools.partial(inbound_chain, port, tls, trust_domain, alpn),
+                ("inbound-chain", port, tls, trust_domain, alpn, tracing),
+                functools.partial(inbound_chain, port, tls, trust_domain, alpn, tracing),
             )
         )
-    chains.extend(ingress.listener_chains(inbound, tls, context))
+    chains.extend(ingress.listener_chains(inbound, tls, context, tracing))
     if not chains:
         return None
     return listener_pb2.Listener(

@@ -31,6 +31,8 @@ ANY_ADDRESS = "0.0.0.0"
 # Clusters.
 PASSTHROUGH_CLUSTER = "passthrough-outbound"
 METRICS_CLUSTER = "envoy-metrics-cluster"
+TRACING_CLUSTER = "envoy-tracing-cluster"
+ZIPKIN_TRACER = "envoy.tracers.zipkin"
 EGRESS_FILTER_CHAIN = "outbound-egress-filter-chain"
 PROMETHEUS_PATH = wellknown.PROMETHEUS_SCRAPE_PATH
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_pb2
+from envoy.config.trace.v3 import zipkin_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -37,6 +39,9 @@ _NETWORK_RBAC_TYPE = _PREFIX + network_rbac_pb2.RBAC.DESCRIPTOR.full_name
 _HTTP_RBAC_TYPE = _PREFIX + http_rbac_pb2.RBAC.DESCRIPTOR.full_name
 _ROUTER_TYPE = _PREFIX + router_pb2.Router.DESCRIPTOR.full_name
 _DOWNSTREAM_TLS_TYPE = _PREFIX + tls_pb2.DownstreamTlsContext.DESCRIPTOR.full_name
+_ZIPKIN_TYPE = _PREFIX + zipkin_pb2.ZipkinConfig.DESCRIPTOR.full_name
+_ZIPKIN = "envoy.tracers.zipkin"
+FULL_SAMPLING = 100.0
 
 _LISTENER_FILTERS = {
     "envoy.filters.listener.original_dst": "original_dst",
@@ -158,8 +163,53 @@ def _tcp_proxy(walker: Walker, message: tcp_proxy_pb2.TcpProxy, path: str) -> mo
     return model.TcpProxy(message.stat_prefix, targets, idle)
 
 
+def _tracing(
+    walker: Walker, message: hcm_pb2.HttpConnectionManager.Tracing, path: str, server: bool
+) -> model.Tracing:
+    """The HCM's tracer: Zipkin over HTTP JSON only (B3 propagation, 64-bit trace ids)."""
+    walker.check(message, path, ("provider", "verbose", "random_sampling"))
+    provider = message.provider
+    walker.check(provider, f"{path}.provider", ("name", "typed_config"))
+    if provider.name != _ZIPKIN and not provider.HasField("typed_config"):
+        raise walker.fail(f"{path}.provider.name", f"{provider.name!r} not supported ({_ZIPKIN})")
+    where = f"{path}.provider.typed_config"
+    zipkin: zipkin_pb2.ZipkinConfig = walker.unpack(
+        provider.typed_config, where, {_ZIPKIN_TYPE: zipkin_pb2.ZipkinConfig}
+    )
+    walker.check(
+        zipkin,
+        where,
+        (
+            "collector_cluster",
+            "collector_endpoint",
+            "collector_endpoint_version",
+            "shared_span_context",
+        ),
+    )
+    version = zipkin_pb2.ZipkinConfig.CollectorEndpointVersion.Name(
+        zipkin.collector_endpoint_version
+    )
+    if version != "HTTP_JSON":
+        raise walker.fail(
+            f"{where}.collector_endpoint_version", f"{version} not supported (HTTP_JSON)"
+        )
+    if zipkin.HasField("shared_span_context") and not zipkin.shared_span_context.value:
+        raise walker.fail(f"{where}.shared_span_context", "false not supported (true)")
+    if not zipkin.collector_cluster or not zipkin.collector_endpoint.startswith("/"):
+        raise walker.fail(where, "a collector_cluster and a collector_endpoint path are required")
+    sampling = (
+        message.random_sampling.value if message.HasField("random_sampling") else FULL_SAMPLING
+    )
+    return model.Tracing(
+        zipkin.collector_cluster,
+        zipkin.collector_endpoint,
+        min(max(sampling, 0.0), FULL_SAMPLING),
+        server,
+    )
+
+
 def _http_connection_manager(
-    walker: Walker, message: hcm_pb2.HttpConnectionManager, path: str
+    walker: Walker, message: hcm_pb2.HttpConnectionManager, path: str, server: bool = False
 ) -> model.HttpConnectionManager:
     walker.check(
         message,
@@ -174,6 +224,7 @@ def _http_connection_manager(
             "generate_request_id",
             "upgrade_configs",
             "max_request_headers_kb",
+            "tracing",
         ),
     )
     codec = hcm_pb2.HttpConnectionManager.CodecType.Name(message.codec_type)
@@ -262,10 +313,17 @@ def _http_connection_manager(
         websocket=websocket,
         max_request_headers_bytes=headers_kb * 1024,
         local_rate_limit=local_rate_limit,
+        tracing=(
+            _tracing(walker, message.tracing, f"{path}.tracing", server)
+            if message.HasField("tracing")
+            else None
+        ),
     )
 
 
-def _filter_chain(walker: Walker, message: Any, path: str) -> model.FilterChain:
+def _filter_chain(
+    walker: Walker, message: Any, path: str, server: bool = False
+) -> model.FilterChain:
     walker.check(message, path, ("name", "filter_chain_match", "filters", "transport_socket"))
     match = _filter_chain_match(walker, message.filter_chain_match, f"{path}.filter_chain_match")
     tls: model.DownstreamTls | None = None
@@ -315,7 +373,7 @@ def _filter_chain(walker: Walker, message: Any, path: str) -> model.FilterChain:
                 f"{where}.typed_config",
                 {_HCM_TYPE: hcm_pb2.HttpConnectionManager},
             )
-            terminal = _http_connection_manager(walker, manager, f"{where}.typed_config")
+            terminal = _http_connection_manager(walker, manager, f"{where}.typed_config", server)
         else:
             raise walker.fail(
                 f"{where}.typed_config",
@@ -372,12 +430,13 @@ def translate(message: listener_pb2.Listener) -> model.Listener:
             disabled[kind] = _disabled_ports(
                 walker, listener_filter.filter_disabled, f"{where}.filter_disabled"
             )
+    server = message.traffic_direction == base_pb2.INBOUND  # Envoy's tracing direction
     chains = tuple(
-        _filter_chain(walker, chain, f"filter_chains[{index}]")
+        _filter_chain(walker, chain, f"filter_chains[{index}]", server)
         for index, chain in enumerate(message.filter_chains)
     )
     default_chain = (
-        _filter_chain(walker, message.default_filter_chain, "default_filter_chain")
+        _filter_chain(walker, message.default_filter_chain, "default_filter_chain", server)
         if message.HasField("default_filter_chain")
         else None
     )

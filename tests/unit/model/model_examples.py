@@ -295,7 +295,12 @@ spec:
   observability:
     osmLogLevel: warn
     enableDebugServer: true
-    tracing: {enable: true, address: jaeger.tracing, port: 14268, endpoint: /api/traces}
+    tracing:
+      enable: true
+      address: jaeger.tracing
+      port: 14268
+      endpoint: /api/traces
+      samplingPercentage: 0.5
   certificate:
     serviceCertValidityDuration: 1h30m
     certKeyBitSize: 4096

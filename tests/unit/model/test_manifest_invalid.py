@@ -869,6 +869,30 @@ ROWS = [
         "a tracing port is at least 1",
     ),
     bad(
+        mesh("observability", "{tracing: {samplingPercentage: 101}}"),
+        "spec.observability.tracing.samplingPercentage",
+        "101 is out of range; expected a number from 0 to 100",
+        "a sampling percentage is at most 100",
+    ),
+    bad(
+        mesh("observability", "{tracing: {samplingPercentage: -0.5}}"),
+        "spec.observability.tracing.samplingPercentage",
+        "-0.5 is out of range",
+        "a sampling percentage is not negative",
+    ),
+    bad(
+        mesh("observability", '{tracing: {samplingPercentage: "1%"}}'),
+        "spec.observability.tracing.samplingPercentage",
+        "must be a number from 0 to 100",
+        "a sampling percentage is a number, not a string with a percent sign",
+    ),
+    bad(
+        mesh("observability", "{tracing: {endpoint: api/v2/spans}}"),
+        "spec.observability.tracing.endpoint",
+        'must be a path starting with "/"',
+        "the collector's endpoint is a path",
+    ),
+    bad(
         mesh("observability", "{tracing: {enabled: true}}"),
         "spec.observability.tracing.enabled",
         'unknown field (did you mean "enable"?)',

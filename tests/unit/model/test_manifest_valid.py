@@ -306,6 +306,15 @@ ROWS = [
     ),
     row(
         ex.MESH_CONFIG_EMPTY,
+        lambda r: (
+            r.observability.tracing.sampling_percentage,
+            config.tracing_host(r.observability.tracing, "osm-system"),
+        ),
+        (100.0, "jaeger.osm-system.svc.cluster.local"),
+        "by default tracing samples every request, for the jaeger of the control plane's namespace",
+    ),
+    row(
+        ex.MESH_CONFIG_EMPTY,
         lambda r: r.certificate,
         config.CertificateSettings(service_cert_validity_duration=86400.0, cert_key_bit_size=2048),
         "an empty mesh config issues 24h certificates with 2048-bit keys",
@@ -369,7 +378,9 @@ ROWS = [
         lambda r: (r.observability, r.certificate),
         (
             config.ObservabilitySettings(
-                "warn", True, config.TracingSettings(True, "jaeger.tracing", 14268, "/api/traces")
+                "warn",
+                True,
+                config.TracingSettings(True, "jaeger.tracing", 14268, "/api/traces", 0.5),
             ),
             config.CertificateSettings(5400.0, 4096),
         ),

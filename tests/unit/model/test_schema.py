@@ -188,6 +188,7 @@ def test_unknown_fields_are_refused_only_when_strict() -> None:
 WRONG_TYPES: dict[type, tuple[Any, ...]] = {
     str: (7, {"a": "b"}),
     int: ("7", True, 1.5),
+    float: ("7", True),
     bool: ("true", 1),
     list: ("x", {"a": 1}),
     dict: ("x", ["x"]),

@@ -27,6 +27,8 @@ MESHES: dict[str, Callable[[], MeshState]] = {
     "grpc-envoy-permissive": lambda: xds_support.grpc_mesh(permissive=True, sidecar=None),
     "traffic-settings": xds_support.traffic_mesh,
     "egress-smi": xds_support.egress_mesh,
+    "tracing-smi": xds_support.tracing_mesh,
+    "tracing-egress": lambda: xds_support.traced(xds_support.egress_mesh(), sampling=0.5)[0],
     # The backend's UpstreamTrafficSetting limits its ingress chains too.
     "ingress-rate-limited": lambda: xds_support.ingress_mesh(permissive=False, limited=True),
 }

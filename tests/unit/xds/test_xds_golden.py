@@ -73,6 +73,13 @@ def test_traffic_settings_golden() -> None:
     _check(GOLDEN / "traffic-settings", build_snapshots(xds_support.traffic_mesh()))
 
 
+def test_tracing_mesh_golden() -> None:
+    """Tracing on (OSM's default collector, 1% sampling) in the SMI ingress mesh: every
+    HCM (inbound, outbound, ingress) carries the Zipkin tracer, every sidecar the tracing
+    cluster. The Python sidecar accepts all of it."""
+    _check(GOLDEN / "tracing-smi", build_snapshots(xds_support.tracing_mesh()))
+
+
 def test_egress_mesh_golden() -> None:
     """Egress objects (mesh-wide egress off): ``web``'s outbound listener gets the egress
     chains and the inspectors, ``rds-egress.<port>`` and the egress clusters; the other

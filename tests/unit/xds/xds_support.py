@@ -8,11 +8,12 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from osm.base import wellknown
 from osm.base.wellknown import PUSH_ORDER
 from osm.catalog import offline
-from osm.catalog.state import MeshState
+from osm.catalog.state import Changed, MeshState
 from osm.model import manifest
-from osm.model.config import MeshConfig, TrafficSettings
+from osm.model.config import MeshConfig, TracingSettings, TrafficSettings
 from osm.model.meta import Resource
 from osm.xds.snapshot import Snapshot
 from tests.unit.catalog import meshes as m
@@ -360,3 +361,28 @@ def egress_mesh() -> MeshState:
         ),
     ]
     return m.state(*docs)
+
+
+def traced(
+    state: MeshState, *, sampling: float = 100.0, address: str = ""
+) -> tuple[MeshState, Changed]:
+    """``state`` with MeshConfig tracing on (OSM's default collector unless ``address``),
+    and the change that took it there."""
+    old = state.mesh_config
+    tracing = TracingSettings(
+        enable=True,
+        address=address,
+        port=wellknown.ZIPKIN_PORT,
+        endpoint=wellknown.ZIPKIN_SPANS_PATH,
+        sampling_percentage=sampling,
+    )
+    new = dataclasses.replace(
+        old, observability=dataclasses.replace(old.observability, tracing=tracing)
+    )
+    return state.with_changes(upserts=[new])
+
+
+def tracing_mesh() -> MeshState:
+    """The SMI ingress mesh (`ingress_mesh`: inbound, outbound and ingress HCMs) with
+    tracing on to OSM's default collector, sampling 1% of requests."""
+    return traced(ingress_mesh(permissive=False), sampling=1.0)[0]

@@ -1,0 +1,428 @@
+"""Tracing: the sidecar's Zipkin tracer, as Envoy's ``envoy.tracers.zipkin`` behaves in an
+HTTP connection manager with B3 propagation.
+
+The one idea: a traced HCM makes one `Span` per request (`Tracer.start` when the request
+head arrives, `Tracer.inject` into the upstream request's headers, `Tracer.finish` when
+the response or the local reply is done), and finished sampled spans go into a bounded
+buffer that a `Reporter` posts as Zipkin v2 JSON to the collector cluster, once a second
+or every `FLUSH_SPANS` spans. Reporting never touches a request: the buffer drops spans
+when full, a report is a background task with a timeout, and an unreachable collector
+only counts in Envoy's stats (``tracing.zipkin.reports_sent``, ``reports_dropped`` (an
+answer other than 2xx), ``reports_failed`` (no answer), ``spans_sent``,
+``timer_flushed``, ``reports_skipped_no_cluster``).
+
+What Envoy does, and so this module:
+* context: the single ``b3`` header if present, else ``x-b3-traceid/spanid/
+  parentspanid/sampled/flags``. Sampling: the caller's decision if it sent one (flags 1
+  is debug: sampled), else random at the HCM's ``random_sampling`` percentage.
+* ids: 64-bit, 16 hex digits; a root span's trace id is its span id. Inbound (SERVER)
+  spans share the caller's span id and parent, and are marked ``shared`` (roots too, as
+  Envoy's); outbound (CLIENT) spans get a new id, child of the caller's span.
+* upstream headers: ``x-b3-traceid``, ``x-b3-spanid``, ``x-b3-parentspanid`` (when the
+  span has a parent), ``x-b3-sampled``; a ``b3`` the request carried is rewritten to the
+  same context. ``x-request-id`` is the HTTP session's (generated when absent).
+* a span: named by the request's authority (Envoy 1.40's span name without a route
+  decorator); ``localEndpoint.serviceName`` the bootstrap's ``node.cluster``; verbose
+  annotations (the byte events, then ``ss`` or ``cr``) at the times the session knows
+  (the request's head, and the end: a whole-message proxy has no finer ones); tags
+  ``component``, ``node_id``, ``guid:x-request-id``, ``http.url``, ``http.method``,
+  ``http.protocol``, ``downstream_cluster``, ``user_agent``, ``peer.address``,
+  ``request_size``, ``response_size``, ``upstream_cluster``, ``upstream_cluster.name``,
+  ``http.status_code``, ``response_flags`` and ``error`` (5xx or no response).
+
+Not the hot path of an untraced HCM: the HTTP session calls in only when its HCM has
+``tracing``. Per traced request this module runs compiled (mypyc, `setup.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Final
+
+from osm.proxy import http1, model, stats
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL: Final = 1.0
+"""Seconds between reports while spans wait (Envoy's default is 5 s; we report sooner)."""
+FLUSH_SPANS: Final = 100
+"""A report goes out as soon as this many spans wait."""
+MAX_BUFFERED: Final = 10_000
+"""Spans beyond this wait nowhere: they are dropped (Envoy's span buffer is bounded)."""
+REPORT_TIMEOUT: Final = 5.0
+"""A report that has no answer after this long has failed."""
+MAX_IN_FLIGHT: Final = 2
+"""Reports on the wire at once; a flush beyond this leaves the spans for the next one."""
+
+B3: Final = "b3"
+TRACE_ID: Final = "x-b3-traceid"
+SPAN_ID: Final = "x-b3-spanid"
+PARENT_SPAN_ID: Final = "x-b3-parentspanid"
+SAMPLED: Final = "x-b3-sampled"
+FLAGS: Final = "x-b3-flags"
+REQUEST_ID: Final = "x-request-id"
+B3_HEADERS: Final = frozenset((B3, TRACE_ID, SPAN_ID, PARENT_SPAN_ID, SAMPLED, FLAGS))
+
+Resolver = Callable[[str], "tuple[str, int] | None"]
+"""A cluster's name -> the (host, port) a report goes to, or None: no such cluster."""
+
+
+def _hex_id(value: str) -> str | None:
+    """A B3 id (16 or 32 hex digits) in lower case, or None when it is not one."""
+    if len(value) not in (16, 32):
+        return None
+    try:
+        int(value, 16)
+    except ValueError:
+        return None
+    return value.lower()
+
+
+def _sampled(value: str) -> bool | None:
+    if value in ("1", "true", "d"):
+        return True
+    if value in ("0", "false"):
+        return False
+    return None
+
+
+class Context:
+    """What a request's B3 headers say (ids None when absent)."""
+
+    __slots__ = ("parent_id", "sampled", "span_id", "trace_id")
+
+    def __init__(
+        self,
+        trace_id: str | None,
+        span_id: str | None,
+        parent_id: str | None,
+        sampled: bool | None,
+    ):
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.sampled = sampled
+
+
+def extract(headers: list[tuple[str, str]]) -> Context:
+    """The B3 context of a request's headers: the single ``b3`` header wins over the
+    multi-header form; ids that do not parse are ignored (a new trace starts)."""
+    single: str | None = None
+    trace = span = parent = sampled = flags = None
+    for name, value in headers:
+        if name not in B3_HEADERS:
+            continue
+        if name == B3:
+            single = value.strip()
+        elif name == TRACE_ID:
+            trace = value.strip()
+        elif name == SPAN_ID:
+            span = value.strip()
+        elif name == PARENT_SPAN_ID:
+            parent = value.strip()
+        elif name == SAMPLED:
+            sampled = value.strip().lower()
+        else:
+            flags = value.strip()
+    if single is not None:
+        parts = single.split("-")
+        if len(parts) == 1:
+            return Context(None, None, None, _sampled(parts[0].lower()))
+        trace_id, span_id = _hex_id(parts[0]), _hex_id(parts[1])
+        if trace_id is None or span_id is None or len(span_id) != 16:
+            return Context(None, None, None, None)
+        decision = _sampled(parts[2].lower()) if len(parts) > 2 else None
+        parent_id = _hex_id(parts[3]) if len(parts) > 3 else None
+        return Context(trace_id, span_id, parent_id, decision)
+    decision = True if flags == "1" else (_sampled(sampled) if sampled is not None else None)
+    trace_id = _hex_id(trace) if trace is not None else None
+    span_id = _hex_id(span) if span is not None else None
+    if trace_id is None or span_id is None or len(span_id) != 16:
+        return Context(None, None, None, decision)
+    parent_id = _hex_id(parent) if parent is not None else None
+    return Context(trace_id, span_id, parent_id, decision)
+
+
+class Span:
+    """One request's span on one HCM, from its head to its end."""
+
+    __slots__ = (
+        "authority",
+        "downstream_cluster",
+        "had_b3",
+        "kind",
+        "method",
+        "parent_id",
+        "request_id",
+        "sampled",
+        "shared",
+        "span_id",
+        "start_us",
+        "started",
+        "trace_id",
+        "tracing",
+        "url",
+        "user_agent",
+    )
+
+    def __init__(
+        self,
+        tracing: model.Tracing,
+        trace_id: str,
+        span_id: str,
+        parent_id: str | None,
+        sampled: bool,
+        shared: bool,
+        head: http1.RequestHead,
+        scheme: str,
+        had_b3: bool,
+    ):
+        self.tracing = tracing
+        self.kind = "SERVER" if tracing.server else "CLIENT"
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.sampled = sampled
+        self.shared = shared
+        self.had_b3 = had_b3
+        self.start_us = int(time.time() * 1_000_000)
+        self.started = time.monotonic()
+        self.method = head.method
+        self.authority = head.authority or ""
+        proto = head.header("x-forwarded-proto") or scheme
+        self.url = f"{proto}://{self.authority}{head.target}"
+        self.user_agent = head.header("user-agent") or "-"
+        self.downstream_cluster = head.header("x-envoy-downstream-service-cluster") or "-"
+        self.request_id = head.header(REQUEST_ID) or ""
+
+
+class Tracer:
+    """The sidecar's tracer: spans of every traced HCM, reported by one `Reporter`.
+
+    ``node_id`` and ``service_name`` (the bootstrap's ``node.id`` and ``node.cluster``)
+    are set by whoever knows them (`osm.proxy.main`). Owned by the proxy's event loop."""
+
+    def __init__(
+        self,
+        registry: stats.Stats,
+        resolve: Resolver,
+        *,
+        randbits: Callable[[int], int] | None = None,
+        sample: Callable[[], float] | None = None,
+    ):
+        generator = random.Random()
+        self._randbits = randbits or generator.getrandbits
+        self._sample = sample or generator.random
+        self.node_id = ""
+        self.service_name = ""
+        self.reporter = Reporter(registry, resolve)
+
+    def _new_id(self) -> str:
+        return f"{self._randbits(64) or 1:016x}"
+
+    def start(self, tracing: model.Tracing, head: http1.RequestHead, scheme: str) -> Span:
+        """The span of a request whose head just arrived on an HCM with ``tracing``."""
+        context = extract(head.headers)
+        sampled = context.sampled
+        if sampled is None:
+            sampled = self._sample() * 100.0 < tracing.sampling
+        had_b3 = any(name == B3 for name, _ in head.headers)
+        trace_id = context.trace_id
+        if trace_id is None or context.span_id is None:
+            root = self._new_id()
+            return Span(tracing, root, root, None, sampled, tracing.server, head, scheme, had_b3)
+        if tracing.server:  # shared span context: the caller's client span's id
+            return Span(
+                tracing,
+                trace_id,
+                context.span_id,
+                context.parent_id,
+                sampled,
+                True,
+                head,
+                scheme,
+                had_b3,
+            )
+        return Span(
+            tracing, trace_id, self._new_id(), context.span_id, sampled, False, head, scheme, had_b3
+        )
+
+    def inject(self, span: Span, headers: list[tuple[str, str]]) -> None:
+        """Writes the span's context into the upstream request's ``headers`` (replacing
+        the caller's B3 headers) and notes its request id."""
+        kept = [field for field in headers if field[0] not in B3_HEADERS]
+        headers.clear()
+        headers.extend(kept)
+        for name, value in kept:
+            if name == REQUEST_ID:
+                span.request_id = value
+        sampled = "1" if span.sampled else "0"
+        headers.append((TRACE_ID, span.trace_id))
+        headers.append((SPAN_ID, span.span_id))
+        if span.parent_id is not None:
+            headers.append((PARENT_SPAN_ID, span.parent_id))
+        headers.append((SAMPLED, sampled))
+        if span.had_b3:
+            single = f"{span.trace_id}-{span.span_id}-{sampled}"
+            if span.parent_id is not None:
+                single = f"{single}-{span.parent_id}"
+            headers.append((B3, single))
+
+    def finish(
+        self,
+        span: Span,
+        status: int,
+        flag: str,
+        cluster: str | None,
+        peer: str,
+        received: int,
+        sent: int,
+    ) -> None:
+        """The request is done: a sampled span goes to the reporter."""
+        if not span.sampled:
+            return
+        duration = max(1, int((time.monotonic() - span.started) * 1_000_000))
+        start, end = span.start_us, span.start_us + duration
+        tags = {
+            "component": "proxy",
+            "node_id": self.node_id,
+            "http.url": span.url,
+            "http.method": span.method,
+            "http.protocol": "HTTP/1.1",
+            "downstream_cluster": span.downstream_cluster,
+            "user_agent": span.user_agent,
+            "peer.address": peer,
+            "request_size": str(received),
+            "response_size": str(sent),
+            "http.status_code": str(status),
+            "response_flags": flag,
+        }
+        if span.request_id:
+            tags["guid:x-request-id"] = span.request_id
+        if cluster:
+            tags["upstream_cluster"] = cluster
+            tags["upstream_cluster.name"] = cluster
+        if status == 0 or status >= 500:
+            tags["error"] = "true"
+        record: dict[str, object] = {
+            "traceId": span.trace_id,
+            "id": span.span_id,
+            "kind": span.kind,
+            "name": span.authority,
+            "timestamp": span.start_us,
+            "duration": duration,
+            "localEndpoint": {"serviceName": self.service_name},
+            "tags": tags,
+            "annotations": [
+                {"timestamp": start, "value": "last_downstream_rx_byte_received"},
+                {"timestamp": start, "value": "first_upstream_tx_byte_sent"},
+                {"timestamp": start, "value": "last_upstream_tx_byte_sent"},
+                {"timestamp": end, "value": "first_upstream_rx_byte_received"},
+                {"timestamp": end, "value": "last_upstream_rx_byte_received"},
+                {"timestamp": end, "value": "first_downstream_tx_byte_sent"},
+                {"timestamp": end, "value": "last_downstream_tx_byte_sent"},
+                {"timestamp": end, "value": "ss" if span.tracing.server else "cr"},
+            ],
+        }
+        if span.parent_id is not None:
+            record["parentId"] = span.parent_id
+        if span.shared:
+            record["shared"] = True
+        self.reporter.add(span.tracing, record)
+
+
+class Reporter:
+    """Buffers finished spans per collector (cluster, endpoint) and posts them in
+    batches (see the module docstring). Never raises into its caller."""
+
+    def __init__(self, registry: stats.Stats, resolve: Resolver):
+        self._resolve = resolve
+        self._buffers: dict[tuple[str, str], list[dict[str, object]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.reports_sent = registry.counter("tracing.zipkin.reports_sent")
+        self.reports_dropped = registry.counter("tracing.zipkin.reports_dropped")
+        self.reports_failed = registry.counter("tracing.zipkin.reports_failed")
+        self.reports_skipped = registry.counter("tracing.zipkin.reports_skipped_no_cluster")
+        self.spans_sent = registry.counter("tracing.zipkin.spans_sent")
+        self.timer_flushed = registry.counter("tracing.zipkin.timer_flushed")
+
+    def add(self, tracing: model.Tracing, record: dict[str, object]) -> None:
+        key = (tracing.collector_cluster, tracing.collector_endpoint)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = []
+        if len(buffer) >= MAX_BUFFERED:
+            return  # full: the collector is slower than the traffic
+        buffer.append(record)
+        if len(buffer) >= FLUSH_SPANS:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.timer_flushed.value += 1
+        self.flush()
+
+    def flush(self) -> None:
+        """Sends what waits, as far as reports in flight allow (the rest waits)."""
+        for key, buffer in list(self._buffers.items()):
+            if not buffer:
+                continue
+            if len(self._in_flight) >= MAX_IN_FLIGHT:
+                break
+            self._buffers[key] = []
+            target = self._resolve(key[0])
+            if target is None:
+                self.reports_skipped.value += 1
+                continue
+            self.spans_sent.value += len(buffer)
+            body = json.dumps(buffer, separators=(",", ":")).encode()
+            task = asyncio.get_running_loop().create_task(self._post(target, key[1], body))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        if any(self._buffers.values()) and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self._on_timer)
+
+    async def _post(self, target: tuple[str, int], path: str, body: bytes) -> None:
+        host, port = target
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(REPORT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(
+                    f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\n"
+                    f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+                    "connection: close\r\n\r\n".encode()
+                    + body
+                )
+                await writer.drain()
+                status_line = await reader.readline()
+            parts = status_line.split(b" ", 2)
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            if 200 <= status < 300:
+                self.reports_sent.value += 1
+            else:
+                self.reports_dropped.value += 1
+        except (OSError, TimeoutError, ValueError) as error:
+            self.reports_failed.value += 1
+            log.debug("tracing: report to %s:%d failed: %s", host, port, error)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    async def close(self) -> None:
+        """Sends what waits and lets the reports in flight finish (each has a timeout)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.flush()
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            self.flush()
