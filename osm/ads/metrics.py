@@ -1,16 +1,29 @@
-"""Prometheus metrics of the ADS server, registered in a registry the caller passes in.
+"""Prometheus metrics of the ADS server, registered in a registry the caller passes in, and
+the controller's text exposition of a registry under OSM's exact names.
 
 One idea: names are OSM's (`pkg/metricsstore`) where OSM has one, so OSM's dashboards and
-alerts carry over; labels stay low-cardinality (the xDS type, never a proxy id). Counters
-are exposed by prometheus_client with a ``_total`` suffix, e.g.
-``osm_proxy_nack_count_total``.
+alerts carry over; labels stay low-cardinality (the xDS type, never a proxy id: OSM's
+``proxy_uuid`` and ``identity`` labels would make one series per proxy and type).
+
+OSM's Go client writes a counter under the name it was given: ``osm_proxy_reconnect_count``
+is scraped as ``osm_proxy_reconnect_count``. prometheus_client appends ``_total`` to every
+counter (and adds ``_created``). `exposition` renders a registry as prometheus_client does
+but writes a counter whose name ends in ``_count`` or ``_rejected`` (OSM's names without
+``_total``) under exactly that name; a counter registered as
+``osm_admission_webhook_response`` is still ``osm_admission_webhook_response_total`` as in
+OSM. No ``_created`` series are written (OSM's client has none). In-process readers
+(``registry.get_sample_value``) keep prometheus_client's names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.registry import Collector
+
+EXACT_COUNTER_SUFFIXES = ("_count", "_rejected")
+"""OSM's counters named without ``_total``: exposed under exactly their name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +88,39 @@ class AdsMetrics:
                 registry=registry,
             ),
         )
+
+
+def exposition(registry: Collector) -> bytes:
+    """The Prometheus text (0.0.4) of `registry`, with OSM's counter names (module doc)
+    and none of prometheus_client's ``_created`` series (OSM's client writes none)."""
+    exact: set[bytes] = set()
+    created: set[bytes] = set()
+    for family in registry.collect():
+        if family.type in ("counter", "histogram", "summary"):
+            created.add(family.name.encode() + b"_created")
+        if family.type == "counter" and family.name.endswith(EXACT_COUNTER_SUFFIXES):
+            exact.add(family.name.encode() + b"_total")
+    lines: list[bytes] = []
+    for line in generate_latest(registry).split(b"\n"):
+        name = _sample_name(line)
+        if name in created:
+            continue
+        if name in exact:
+            cut = line.index(name) + len(name) - len(b"_total")
+            line = line[:cut] + line[cut + len(b"_total") :]
+        lines.append(line)
+    return b"\n".join(lines)
+
+
+def _sample_name(line: bytes) -> bytes:
+    """The metric name a sample, HELP or TYPE line is about (b"" for anything else)."""
+    if line.startswith((b"# HELP ", b"# TYPE ")):
+        return line[7:].split(b" ", 1)[0]
+    if not line or line.startswith(b"#"):
+        return b""
+    end = len(line)
+    for stop in (b"{", b" "):
+        found = line.find(stop)
+        if 0 <= found < end:
+            end = found
+    return line[:end]

@@ -140,6 +140,8 @@ class ProxyStatus:
     last_nack: NackRecord | None
     requests: int
     responses: int
+    user_agent: str = ""
+    """The node's ``user_agent_name`` (``envoy``, the Python sidecar's, a gRPC client's)."""
 
 
 class _Machine(Protocol):
@@ -262,6 +264,7 @@ class AdsServer:
                     last_nack=connection.last_nack,
                     requests=connection.requests,
                     responses=connection.responses,
+                    user_agent=proxy.node.user_agent_name,
                 )
             )
         return sorted(entries, key=lambda s: (s.node_id, s.connected_since))

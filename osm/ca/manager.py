@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -80,6 +81,9 @@ class CertificateManager:
         self._current: dict[Identity, _Current] = {}
         self._subscribers: list[Subscriber] = []
         self._bundle = issuer.trust_bundle()
+        self.on_issued: Callable[[IssuedCertificate, float], None] | None = None
+        """Called after each leaf this manager issues, with the seconds issuing took
+        (the controller's ``osm_cert_issued_count`` and ``osm_cert_issued_time``)."""
 
     @property
     def validity(self) -> timedelta:
@@ -152,7 +156,10 @@ class CertificateManager:
 
     def _issue(self, identity: Identity, now: datetime) -> _Current:
         request = LeafRequest.workload(identity, self._validity, self._trust_domain)
+        started = time.perf_counter()
         cert = self._issuer.issue(request, now)
+        if self.on_issued is not None:
+            self.on_issued(cert, time.perf_counter() - started)
         half_life = (cert.not_after - now) / 2
         shift = self._jitter * (2 * self._rng.random() - 1)
         entry = _Current(cert, now + half_life * (1 + shift))

@@ -3,7 +3,9 @@ version, and the connected proxies for ``osm proxy status``.
 
 Read-only and about the controller itself; the mesh's resources are read and written
 through the Kubernetes API only. ``/debug/proxies`` lists each connected proxy's identity,
-ACKed versions per type and last NACK (OSM serves this on its debug server).
+ACKed versions per type and last NACK (OSM serves this on its debug server), the data plane
+and the expiry of the mesh certificate the proxy holds. ``/metrics`` writes OSM's metric
+names (`osm.ads.metrics.exposition`).
 """
 
 from __future__ import annotations
@@ -13,21 +15,28 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import osm
+from osm.ads.metrics import exposition
+from osm.controller.metrics import ControllerMetrics
 
 ProxyStatusSource = Callable[[], list[dict[str, Any]]]
 Readiness = Callable[[], bool]
 
 
 def make_app(
-    registry: CollectorRegistry, proxies: ProxyStatusSource, ready: Readiness
+    registry: CollectorRegistry,
+    proxies: ProxyStatusSource,
+    ready: Readiness,
+    counted: ControllerMetrics | None = None,
 ) -> web.Application:
+    """The app; with `counted`, every response counts in its ``osm_http_response_*``."""
+
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            body=exposition(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     async def alive(request: web.Request) -> web.Response:
@@ -44,7 +53,7 @@ def make_app(
     async def proxy_status(request: web.Request) -> web.Response:
         return web.json_response({"proxies": proxies()})
 
-    app = web.Application()
+    app = web.Application(middlewares=[counted.middleware()] if counted is not None else [])
     app.add_routes(
         [
             web.get("/metrics", metrics),

@@ -34,8 +34,10 @@ from osm.ca import manager as ca_manager
 from osm.catalog import ids, policy
 from osm.catalog.state import Changed, MeshState
 from osm.controller.debounce import Debouncer
+from osm.controller.metrics import set_feature_flags
 from osm.kube import informer
 from osm.model import kinds
+from osm.model.core import Namespace
 from osm.model.errors import ValidationFailed
 from osm.model.meta import ObjectRef, Resource
 from osm.xds import generator as xds_generator
@@ -91,7 +93,27 @@ class PushMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.events = Counter(
-            "osm_k8s_api_event_count", "Store events received, by type", ["type"], registry=registry
+            "osm_k8s_api_event_count",
+            "Kubernetes API events received, by watch event type and the object's namespace",
+            ["type", "namespace"],
+            registry=registry,
+        )
+        self.broadcasts = Counter(
+            "osm_proxy_broadcast_event_count",
+            "Builds published to the proxies (one per batch of changes)",
+            registry=registry,
+        )
+        self.queued = Gauge(
+            "osm_events_queued", "API events received and not yet applied", registry=registry
+        )
+        self.namespaces = Gauge(
+            "osm_resource_namespace_count", "Namespaces monitored by the mesh", registry=registry
+        )
+        self.feature_flags = Gauge(
+            "osm_feature_flag_enabled",
+            "Whether a MeshConfig feature flag is enabled (1) or disabled (0)",
+            ["feature_flag"],
+            registry=registry,
         )
         self.snapshots = Gauge("osm_snapshot_count", "Proxies with a snapshot", registry=registry)
         self.build_errors = Gauge(
@@ -154,6 +176,7 @@ class MeshPusher:
     async def run(self) -> None:
         """Follows the API (a first full listing, then changes) until cancelled."""
         events: asyncio.Queue[informer.Event | None] = asyncio.Queue()
+        self.metrics.queued.set_function(events.qsize)
         reader = asyncio.create_task(self._read(events))
         ticker = asyncio.create_task(self._tick_certificates())
         pending = Changed()
@@ -199,13 +222,13 @@ class MeshPusher:
 
     def _apply_event(self, event: informer.Event) -> Changed:
         if isinstance(event, informer.Sync):
-            self.metrics.events.labels("SYNC").inc()
+            self.metrics.events.labels("SYNC", "").inc()
             resources = [r for r in map(_decode, event.objects) if r is not None]
             self.state = MeshState.from_resources(resources)
             return Changed.all()
-        self.metrics.events.labels(event.type).inc()
+        meta = event.object.get("metadata") or {}
+        self.metrics.events.labels(event.type, str(meta.get("namespace") or "")).inc()
         if event.type == "DELETED":
-            meta = event.object.get("metadata") or {}
             ref = ObjectRef(
                 str(event.object.get("kind")), str(meta.get("namespace") or ""), str(meta["name"])
             )
@@ -306,6 +329,15 @@ class MeshPusher:
         self._warned = current
         self.metrics.snapshots.set(len(snapshots.snapshots))
         self.metrics.build_errors.set(len(snapshots.errors))
+        self.metrics.broadcasts.inc()
+        self.metrics.namespaces.set(
+            sum(
+                1
+                for namespace in self.state.typed(Namespace)
+                if wellknown.MONITORED_BY_LABEL in namespace.metadata.labels
+            )
+        )
+        set_feature_flags(self.metrics.feature_flags, self.state.mesh_config.feature_flags)
 
 
 def _decode(item: Mapping[str, Any]) -> Resource | None:

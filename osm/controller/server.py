@@ -34,11 +34,13 @@ from osm.ads import cache as ads_cache
 from osm.ads import server as ads_server
 from osm.apiserver import local
 from osm.base import ipam, wellknown
+from osm.base.identity import InvalidNodeId, NodeId
 from osm.ca import builtin
 from osm.ca import manager as ca_manager
 from osm.ca.errors import CAError
 from osm.ca.issuer import LeafRequest
 from osm.controller import admission, api, install, mesh
+from osm.controller import metrics as controller_metrics
 from osm.injector import admission as rules
 from osm.kube import config as kube_config
 from osm.kube import informer
@@ -128,6 +130,7 @@ class Controller:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
+        self.metrics = controller_metrics.ControllerMetrics(self.registry)
         self.store: store_api.Store | None = None
         self.ca: builtin.BuiltinCA | None = None
         self.certificates: ca_manager.CertificateManager | None = None
@@ -162,6 +165,7 @@ class Controller:
             await self.stop()
             raise
         self.certificates = ca_manager.CertificateManager(self.ca, builtin.utc_now)
+        self.certificates.on_issued = self.metrics.issued
         try:
             if settings.serve_api:
                 self.store = await open_store(settings.resolved_store_url)
@@ -328,7 +332,7 @@ class Controller:
     async def _start_http(self) -> None:
         pusher = self.pusher
         assert pusher is not None
-        app = api.make_app(self.registry, self._proxy_status, pusher.synced.is_set)
+        app = api.make_app(self.registry, self._proxy_status, pusher.synced.is_set, self.metrics)
         self._http_runner = web.AppRunner(app, access_log=None)
         await self._http_runner.setup()
         site = web.TCPSite(self._http_runner, self.settings.http_host, self.settings.http_port)
@@ -349,7 +353,9 @@ class Controller:
     def _proxy_status(self) -> list[dict[str, object]]:
         if self.ads is None:
             return []
-        return [api.jsonable(_status_fields(status)) for status in self.ads.status()]
+        return [
+            api.jsonable(_status_fields(status, self.certificates)) for status in self.ads.status()
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -393,12 +399,30 @@ class Controller:
         return self.ads.port if self.ads is not None else self.settings.xds_port
 
 
-def _status_fields(status: ads_server.ProxyStatus) -> dict[str, object]:
+DATA_PLANES = {"envoy": "envoy", mesh.PYTHON_SIDECAR_USER_AGENT: "python"}
+"""A node's ``user_agent_name`` -> ``data_plane`` in ``/debug/proxies`` (others: null)."""
+
+
+def _status_fields(
+    status: ads_server.ProxyStatus, certificates: ca_manager.CertificateManager | None = None
+) -> dict[str, object]:
     """A status as a dict; not `dataclasses.asdict`, which deep-copies and so fails on the
-    read-only mapping of ACKed versions."""
+    read-only mapping of ACKed versions. Adds ``data_plane`` and ``cert_expiry``: the
+    notAfter of the mesh certificate the manager holds as current for the proxy's identity
+    (the one its SDS secret carries), or None."""
     fields = {f.name: getattr(status, f.name) for f in dataclasses.fields(status)}
     if status.last_nack is not None:
         fields["last_nack"] = dataclasses.asdict(status.last_nack)
+    fields["data_plane"] = DATA_PLANES.get(status.user_agent)
+    fields["cert_expiry"] = None
+    if certificates is not None:
+        try:
+            identity = NodeId.parse(status.node_id).identity
+        except InvalidNodeId:
+            identity = None
+        current = certificates.current(identity) if identity is not None else None
+        if current is not None:
+            fields["cert_expiry"] = current.not_after
     return fields
 
 

@@ -550,6 +550,9 @@ class HttpSession:
         upstream_conn.take_events()
         head, cluster, host = resume.head, resume.cluster, resume.host
         cluster.stats.response(response.status)
+        cluster.stats.upstream_rq_time.record(
+            (self.runtime.options.clock() - resume.sent_at) * 1000.0
+        )
         cluster.record(host, response.status >= 500)
         start, keep_alive, chunk_down = self._response_start(head, response, False)
         out = [start]
@@ -647,10 +650,12 @@ class HttpSession:
                 if head.framing == "chunked":
                     headers.append(("transfer-encoding", "chunked"))
             deadline = clock() + action.timeout if action.timeout else None
+            request_done = clock()  # upstream_rq_time counts from here, as Envoy's
         else:
             headers, target, payload = resume.headers, resume.target, resume.payload
             chunks, complete = [], True
             deadline = resume.deadline
+            request_done = resume.sent_at
         policy = action.retry if complete else None  # a body not buffered cannot be replayed
         attempt = 0
         in_retry = False
@@ -688,6 +693,9 @@ class HttpSession:
                         )
                     except upstream.UpstreamError as error:
                         cluster.record(host, True)
+                        if isinstance(error, upstream.UpstreamReset):
+                            cluster.stats.upstream_rq_rx_reset.value += 1
+                            cluster.stats.upstream_cx_destroy_remote_with_active_rq.value += 1
                         failure = _failure(error)
                         if not retry.after_failure(policy, attempt, failure, clock(), deadline):
                             dropped = OVERLOADED if failure == retry.OVERFLOW else ()
@@ -696,6 +704,7 @@ class HttpSession:
                             ) from None
                     except TimeoutError:
                         cluster.stats.upstream_rq_timeout.value += 1
+                        cluster.stats.upstream_cx_destroy_local_with_active_rq.value += 1
                         cluster.record(host, True)
                         if not retry.after_failure(
                             policy, attempt, retry.TIMEOUT, clock(), deadline
@@ -703,6 +712,7 @@ class HttpSession:
                             raise _Reply(504, "upstream request timeout", "UT") from None
                     else:
                         cluster.stats.response(response.status)
+                        cluster.stats.upstream_rq_time.record((clock() - request_done) * 1000.0)
                         cluster.record(host, response.status >= 500)
                         if retry.after_response(policy, attempt, response.status):
                             await self._discard_response(cluster, upstream_conn)

@@ -43,6 +43,7 @@ class Sidecar:
         self.listeners: dict[str, listeners.ListenerRuntime] = {}
         self._draining: set[asyncio.Task[None]] = set()
         self.initialized = False
+        self._live = self.stats.gauge("server.live")  # Envoy's: 1 once configured, 0 draining
         self.updated_at: dict[tuple[str, str], float] = {}
         self.last_error: str = ""
 
@@ -95,6 +96,7 @@ class Sidecar:
             self._draining.add(task)
             task.add_done_callback(self._draining.discard)
         self.initialized = True
+        self._live.value = 1
 
     def _stamp(self, new: model.ProxyConfig) -> None:
         now = time.time()
@@ -115,6 +117,7 @@ class Sidecar:
     async def close(self, grace: float = 0.1) -> None:
         """Stop listening, let connections finish for up to `grace` seconds (all listeners
         drain at once), close the rest, drop idle upstreams."""
+        self._live.value = 0
         await asyncio.gather(*(listener.drain(grace) for listener in self.listeners.values()))
         self.listeners.clear()
         for task in list(self._draining):

@@ -4,16 +4,34 @@ The one idea: a metric is created once with both of its names (Envoy's dotted na
 Prometheus name with tags extracted, e.g. `cluster.<name>.upstream_rq_total` and
 `envoy_cluster_upstream_rq_total{envoy_cluster_name="<name>"}`) and the hot path holds the
 `Metric` object itself: counting is one attribute increment, never a string format.
+A `Histogram` (Envoy's `upstream_rq_time`, in milliseconds) is held the same way: recording
+is one bisect and two increments; the cumulative `_bucket{le}` series, `_sum` and `_count`
+are computed only when `/stats/prometheus` is read.
+
+Prometheus names are Envoy's tag extraction of the dotted name: for a cluster the tag
+`envoy_cluster_name` is the stat name up to its first dot (Envoy's regex
+``^cluster\\.((.*?)\\.)``) and the rest of it joins the metric name, so a cluster named
+``a/b.v1|local`` counts in ``envoy_cluster_v1_local_upstream_rq_total{envoy_cluster_name="a/b"}``
+as in Envoy. Histograms are listed once something was recorded (Envoy creates them on first
+use); counters and gauges from their creation.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left
 from collections.abc import Mapping
 from typing import Any, Final, Literal, TextIO
 
 _UNSAFE: Final = re.compile(r"[^a-zA-Z0-9_]")
+
+RQ_TIME_BOUNDS: Final = (
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+)  # fmt: skip
+"""Envoy's default histogram bucket bounds (`stats_config.histogram_bucket_settings` unset),
+in the unit of the histogram: milliseconds for `upstream_rq_time`."""
 
 
 class Metric:
@@ -35,6 +53,56 @@ class Metric:
         self.value = 0
 
 
+class Histogram:
+    """Counts per bucket (`counts[i]`: values <= `bounds[i]`, above the previous bound; the
+    last is +Inf) and their sum. `record` is the hot path; export sums up the buckets."""
+
+    __slots__ = ("bounds", "counts", "labels", "name", "prom_name", "sum")
+
+    def __init__(
+        self,
+        name: str,
+        prom_name: str,
+        labels: tuple[tuple[str, str], ...],
+        bounds: tuple[float, ...],
+    ):
+        self.name = name
+        self.prom_name = prom_name
+        self.labels = labels
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def record(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def lines(self) -> list[str]:
+        """The `_bucket` (cumulative, `le` as Envoy writes it), `_sum` and `_count` lines."""
+        tags = "".join(f'{key}="{_escape(value)}",' for key, value in self.labels)
+        plain = "{" + tags[:-1] + "}"
+        lines: list[str] = []
+        total = 0
+        for index, bound in enumerate((*self.bounds, None)):
+            total += self.counts[index]
+            le = "+Inf" if bound is None else _number(bound)
+            lines.append(f'{self.prom_name}_bucket{{{tags}le="{le}"}} {total}')
+        lines.append(f"{self.prom_name}_sum{plain} {_number(self.sum)}")
+        lines.append(f"{self.prom_name}_count{plain} {total}")
+        return lines
+
+
+def _number(value: float) -> str:
+    """`1000` for 1000.0 (Envoy's bounds), `0.5` for 0.5, never an exponent."""
+    if value == int(value):
+        return str(int(value))
+    return repr(value)
+
+
 def _sanitize(name: str) -> str:
     return "envoy_" + _UNSAFE.sub("_", name)
 
@@ -48,6 +116,7 @@ class Stats:
 
     def __init__(self) -> None:
         self._metrics: dict[str, Metric] = {}
+        self._histograms: dict[str, Histogram] = {}
 
     def _get(
         self,
@@ -74,6 +143,19 @@ class Stats:
     ) -> Metric:
         return self._get(name, "gauge", prom, labels)
 
+    def histogram(
+        self,
+        name: str,
+        prom: str,
+        labels: Mapping[str, str] | None = None,
+        bounds: tuple[float, ...] = RQ_TIME_BOUNDS,
+    ) -> Histogram:
+        histogram = self._histograms.get(name)
+        if histogram is None:
+            histogram = Histogram(name, prom, tuple(sorted((labels or {}).items())), bounds)
+            self._histograms[name] = histogram
+        return histogram
+
     def value(self, name: str) -> int:
         metric = self._metrics.get(name)
         return metric.value if metric else 0
@@ -96,7 +178,27 @@ class Stats:
                     lines.append(f"{prom_name}{{{tags}}} {metric.value}")
                 else:
                     lines.append(f"{prom_name} {metric.value}")
+        histograms: dict[str, list[Histogram]] = {}
+        for histogram in self._histograms.values():
+            if any(histogram.counts):
+                histograms.setdefault(histogram.prom_name, []).append(histogram)
+        for prom_name in sorted(histograms):
+            lines.append(f"# TYPE {prom_name} histogram")
+            for histogram in sorted(histograms[prom_name], key=lambda item: item.labels):
+                lines.extend(histogram.lines())
         return "\n".join(lines) + "\n"
+
+
+def cluster_stat_name(name: str) -> str:
+    """A cluster's name as Envoy writes it in stat names: ``:`` becomes ``_``."""
+    return name.replace(":", "_")
+
+
+def cluster_tag(name: str) -> tuple[str, str]:
+    """-> (the `envoy_cluster_name` tag, the Prometheus name's prefix) of a cluster's stat
+    name: the tag is the name up to its first dot, the rest joins the metric's name."""
+    tag, dot, rest = cluster_stat_name(name).partition(".")
+    return tag, "envoy_cluster_" + (_UNSAFE.sub("_", rest) + "_" if dot else "")
 
 
 class ClusterStats:
@@ -104,14 +206,16 @@ class ClusterStats:
 
     def __init__(self, stats: Stats, name: str):
         self._stats = stats
-        self._name = name
-        tag = {"envoy_cluster_name": name}
+        self._name = name = cluster_stat_name(name)
+        self._tag, self._prefix = cluster_tag(name)
+        prom = self._prefix
+        tag = {"envoy_cluster_name": self._tag}
 
         def counter(stat: str) -> Metric:
-            return stats.counter(f"cluster.{name}.{stat}", f"envoy_cluster_{stat}", tag)
+            return stats.counter(f"cluster.{name}.{stat}", prom + _UNSAFE.sub("_", stat), tag)
 
         def gauge(stat: str) -> Metric:
-            return stats.gauge(f"cluster.{name}.{stat}", f"envoy_cluster_{stat}", tag)
+            return stats.gauge(f"cluster.{name}.{stat}", prom + _UNSAFE.sub("_", stat), tag)
 
         self.upstream_rq_total = counter("upstream_rq_total")
         self.upstream_rq_completed = counter("upstream_rq_completed")
@@ -131,6 +235,21 @@ class ClusterStats:
         )
         self.outlier_detection_ejections_active = gauge("outlier_detection.ejections_active")
         self.membership_total = gauge("membership_total")
+        # The failure counters OSM's Prometheus keeps (its chart's metric_relabel_configs).
+        self.upstream_cx_connect_timeout = counter("upstream_cx_connect_timeout")
+        self.upstream_cx_destroy_local_with_active_rq = counter(
+            "upstream_cx_destroy_local_with_active_rq"
+        )
+        self.upstream_cx_destroy_remote_with_active_rq = counter(
+            "upstream_cx_destroy_remote_with_active_rq"
+        )
+        self.upstream_rq_pending_failure_eject = counter("upstream_rq_pending_failure_eject")
+        self.upstream_rq_rx_reset = counter("upstream_rq_rx_reset")
+        self.upstream_cx_rx_bytes_total = counter("upstream_cx_rx_bytes_total")
+        self.upstream_cx_tx_bytes_total = counter("upstream_cx_tx_bytes_total")
+        self.upstream_rq_time = stats.histogram(
+            f"cluster.{name}.upstream_rq_time", prom + "upstream_rq_time", tag
+        )
         self._classes: dict[int, Metric] = {}
         self._codes: dict[int, Metric] = {}
 
@@ -140,8 +259,8 @@ class ClusterStats:
         if metric is None:
             metric = self._stats.counter(
                 f"cluster.{self._name}.upstream_rq_{klass}xx",
-                "envoy_cluster_upstream_rq_xx",
-                {"envoy_cluster_name": self._name, "envoy_response_code_class": str(klass)},
+                self._prefix + "upstream_rq_xx",
+                {"envoy_cluster_name": self._tag, "envoy_response_code_class": str(klass)},
             )
             self._classes[klass] = metric
         metric.value += 1
@@ -149,8 +268,8 @@ class ClusterStats:
         if code is None:
             code = self._stats.counter(
                 f"cluster.{self._name}.upstream_rq_{status}",
-                "envoy_cluster_upstream_rq",
-                {"envoy_cluster_name": self._name, "envoy_response_code": str(status)},
+                self._prefix + "upstream_rq",
+                {"envoy_cluster_name": self._tag, "envoy_response_code": str(status)},
             )
             self._codes[status] = code
         code.value += 1

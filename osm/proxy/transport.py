@@ -15,6 +15,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Final, Protocol, cast
 
+from osm.proxy import stats
+
 # One TLS record's plaintext at most (2^14 bytes): `SSLObject.read` allocates this much per
 # call, and above glibc's mmap threshold (128 KiB) each read costs an mmap/munmap pair and
 # page faults (256 KiB reads measured ~15 us slower than 16 KiB ones).
@@ -82,6 +84,9 @@ class Connection(asyncio.Protocol):
         self._read_paused = False
         self.tls_peer_certificate: dict[str, Any] | None = None
         self.on_writable: Callable[[], None] | None = None  # called when writes resume
+        # Bytes on the wire (TLS records, not plaintext), counted when set (upstreams).
+        self.rx_bytes: stats.Metric | None = None
+        self.tx_bytes: stats.Metric | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,6 +94,9 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        received = self.rx_bytes
+        if received is not None:
+            received.value += len(data)
         if self._ssl is None:
             self.consumer.data_received(data)
             return
@@ -154,6 +162,9 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         if self._ssl is None:
+            sent = self.tx_bytes
+            if sent is not None:
+                sent.value += len(data)
             self.transport.write(data)
             return
         if self._handshaking:
@@ -271,7 +282,11 @@ class Connection(asyncio.Protocol):
         assert self._outgoing is not None and self.transport is not None
         if self._outgoing.pending:
             if not self.transport.is_closing():
-                self.transport.write(self._outgoing.read())
+                data = self._outgoing.read()
+                sent = self.tx_bytes
+                if sent is not None:
+                    sent.value += len(data)
+                self.transport.write(data)
             else:
                 self._outgoing.read()
 

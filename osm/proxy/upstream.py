@@ -42,9 +42,10 @@ class Overflow(UpstreamError):
 
 
 class ConnectFailure(UpstreamError):
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, timed_out: bool = False) -> None:
         super().__init__("connection failure", "UF")
         self.detail = detail
+        self.timed_out = timed_out
 
 
 class UpstreamReset(UpstreamError):
@@ -62,16 +63,25 @@ class TlsTarget:
 
 
 async def open_connection(
-    host: str, port: int, timeout: float, tls_target: TlsTarget | None
+    host: str,
+    port: int,
+    timeout: float,
+    tls_target: TlsTarget | None,
+    counters: tuple[stats.Metric, stats.Metric] | None = None,
 ) -> transport.Connection:
-    """Connect (and handshake); raises ConnectFailure."""
+    """Connect (and handshake); raises ConnectFailure. `counters` (received, sent) count
+    the connection's bytes on the wire, the handshake's too."""
     loop = asyncio.get_running_loop()
     try:
         _, connection = await asyncio.wait_for(
             loop.create_connection(transport.Connection, host, port), timeout or None
         )
-    except (OSError, TimeoutError) as error:
-        raise ConnectFailure(f"{host}:{port}: {error or 'timeout'}") from None
+    except TimeoutError:
+        raise ConnectFailure(f"{host}:{port}: timeout", timed_out=True) from None
+    except OSError as error:
+        raise ConnectFailure(f"{host}:{port}: {error}") from None
+    if counters is not None:
+        connection.rx_bytes, connection.tx_bytes = counters
     if tls_target is not None:
         try:
             await connection.start_tls(
@@ -467,10 +477,16 @@ class ClusterRuntime:
             except (KeyError, tls.TlsConfigError) as error:
                 raise ConnectFailure(f"no upstream TLS context: {error}") from None
             connection = await open_connection(
-                host.address, host.port, self.cluster.connect_timeout, target
+                host.address,
+                host.port,
+                self.cluster.connect_timeout,
+                target,
+                (self.stats.upstream_cx_rx_bytes_total, self.stats.upstream_cx_tx_bytes_total),
             )
-        except ConnectFailure:
+        except ConnectFailure as failure:
             self.stats.upstream_cx_connect_fail.value += 1
+            if failure.timed_out:
+                self.stats.upstream_cx_connect_timeout.value += 1
             raise
         return connection
 
@@ -523,8 +539,10 @@ class ClusterRuntime:
                 self._opened(host)
                 try:
                     connection = await self.connect(host)
-                except BaseException:
+                except BaseException as error:
                     self._closed(host)
+                    if isinstance(error, ConnectFailure):
+                        self.stats.upstream_rq_pending_failure_eject.value += 1
                     raise
                 return UpstreamHttp(connection, host, generation)
             self.stats.upstream_cx_overflow.value += 1
