@@ -543,6 +543,9 @@ def register(group: click.Group) -> None:
     group.add_command(metrics.metrics)
     group.add_command(policy.policy)
     group.add_command(verify.verify)
+    from osm.cli import dashboard
+
+    group.add_command(dashboard.dashboard)
     for command in install.COMMANDS:
         group.add_command(command)
     group.add_command(install.uninstall, "del")  # OSM's alias ("delete" is osm delete)
