@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: deps run test lint typecheck layers unit compiled test-compiled venv bench clean \
-	images images-check
+	images images-check dashboard-vendor
 
 # Debian packages: make and python3-venv (the sidecar's interpreter outside /root);
 # iproute2, iptables, util-linux: pods as network namespaces with interception;
@@ -83,6 +83,16 @@ COMPILED_TESTS := tests/unit/proxy tests/integration/test_proxy_fast_path.py \
 
 test-compiled: $(COMPILED)/.built
 	$(BIN)/pytest -q --compiled $(COMPILED) $(COMPILED_TESTS)
+
+# The dashboard page's front-end libraries, pinned in osm/dashboard/web/package.json and its
+# lock file: `npm ci` there, then the distributed files copied into osm/dashboard/static/vendor
+# with MANIFEST.json (package, version, sha256 each). The vendored files are committed, so
+# pods and pip installs never need npm; run this only to change a library's version.
+DASHBOARD_WEB := osm/dashboard/web
+
+## dashboard-vendor: re-vendor the dashboard's pinned front-end libraries (needs node and npm)
+dashboard-vendor:
+	cd $(DASHBOARD_WEB) && npm ci --ignore-scripts --no-audit --no-fund && node vendor.mjs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build
