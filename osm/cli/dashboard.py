@@ -133,6 +133,18 @@ async def _local_mode(client: KubeClient, kubeconfig: Path | None) -> bool:
     return wellknown.LOCAL_MODE_ANNOTATION in annotations
 
 
+def local_mesh(kubeconfig: Path | None) -> tuple[str, int]:
+    """Local mode: the mesh's network namespace and its controller's HTTP port, as the
+    ``osm up`` that wrote ``kubeconfig`` recorded them in its state dir (beside the
+    kubeconfig; ``osm up --prefix/--http-port``), else OSM's defaults."""
+    from osm.runtime import daemon
+
+    settings = daemon.MeshSettings.load(kubeconfig.parent) if kubeconfig is not None else None
+    if settings is None:
+        return network.MeshNetworkConfig().netns, wellknown.CONTROLLER_HTTP_PORT
+    return f"{settings.prefix}-mesh", settings.http_port
+
+
 async def run(
     client: KubeClient,
     kubeconfig: Path | None,
@@ -147,13 +159,14 @@ async def run(
     timeout_s: float,
 ) -> None:
     local = await _local_mode(client, kubeconfig)
+    mesh_netns, controller_port = local_mesh(kubeconfig)
     forwards: list[ServiceLocator] = []
 
     async def locator(url: str | None, service: str, service_port: int, flag: str) -> Any:
         if url:
             return sources.fixed(url, "")
         if local:
-            found = ServiceLocator(client, service, network.MeshNetworkConfig().netns, refresh_s)
+            found = ServiceLocator(client, service, mesh_netns, refresh_s)
             await found.start()
             forwards.append(found)
             return found.locate
@@ -171,7 +184,7 @@ async def run(
         tracing_url, wellknown.TRACING_SERVICE, wellknown.ZIPKIN_PORT, "--tracing-url"
     )
     if controller_url or local:
-        default = f"http://{wellknown.LOCALHOST}:{wellknown.CONTROLLER_HTTP_PORT}"
+        default = f"http://{wellknown.LOCALHOST}:{controller_port}"
         controller_at = sources.fixed(controller_url or default, "")
     else:
         port_hint = wellknown.CONTROLLER_HTTP_PORT
