@@ -13,6 +13,7 @@ Pure: reading the package's own files is its only input.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -32,16 +33,21 @@ def dashboards() -> dict[str, dict[str, Any]]:
     return found
 
 
-def dashboards_configmap(namespace: str) -> dict[str, Any]:
+def dashboards_configmap(namespace: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ConfigMap ``osm-grafana-dashboards`` in `namespace`: one key per dashboard file,
-    its value the dashboard's JSON text."""
+    its value the dashboard's JSON text. Labelled ``grafana_dashboard: "1"``, which Grafana's
+    dashboard sidecar (its Helm chart's) looks for, beside `labels`."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
             "name": wellknown.GRAFANA_DASHBOARDS_CONFIG_NAME,
             "namespace": namespace,
-            "labels": {wellknown.APP_NAME_LABEL: wellknown.APP_NAME},
+            "labels": {
+                wellknown.APP_NAME_LABEL: wellknown.APP_NAME,
+                **(labels or {}),
+                "grafana_dashboard": "1",
+            },
         },
         "data": {
             name: json.dumps(board, indent=2, sort_keys=True) + "\n"

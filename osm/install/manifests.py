@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osm.base import wellknown
+from osm.install import grafana, observability
 from osm.install.values import Values
 from osm.model import config, kinds, schema
 
@@ -258,9 +259,34 @@ def render(values: Values, mesh_name: str, namespace: str, version: str) -> list
         _controller_deployment(ctx),
         _injector_deployment(ctx),
         mesh_config(ctx),
+        grafana.dashboards_configmap(namespace, mesh_labels(mesh_name, version)),
+        *_observability(ctx),
         _mutating_webhook(ctx),
         _validating_webhook(ctx),
     ]
+
+
+def _observability(ctx: _Context) -> list[Manifest]:
+    """What ``osm.deployPrometheus`` and ``osm.deployJaeger`` ask for (`osm.install.
+    observability`, Kubernetes mode: ClusterIP Services, Prometheus's own pod discovery,
+    the trace store from the controller's image, which holds the project)."""
+    labels = mesh_labels(ctx.mesh_name, ctx.version)
+    ns = ctx.namespace
+    objects: list[Manifest] = []
+    if ctx.values.deploy_prometheus:
+        objects += observability.prometheus_rbac(ns, labels=labels)
+        objects += [
+            observability.prometheus_configmap(ns, local=False, labels=labels),
+            observability.prometheus_service(ns, local=False, labels=labels),
+            observability.prometheus_deployment(ns, local=False, labels=labels),
+        ]
+    if ctx.values.deploy_jaeger:
+        image = ctx.values.image(CONTROLLER, ctx.version)
+        objects += [
+            observability.tracing_service(ns, local=False, labels=labels),
+            observability.tracing_deployment(ns, local=False, image=image, labels=labels),
+        ]
+    return objects
 
 
 def _namespace(ctx: _Context) -> Manifest:

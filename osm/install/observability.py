@@ -454,6 +454,9 @@ def tracing_command() -> list[str]:
         str(wellknown.ZIPKIN_PORT),
         "--db",
         f"{TRACING_DATA_DIR}/spans.db",
+        # About 1.1 KB a span on disk: a bound of ~110 MB on the pod's emptyDir.
+        "--max-spans",
+        "100000",
     ]
 
 

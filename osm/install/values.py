@@ -79,6 +79,9 @@ class Values:
     controller_resources: Resources = Resources("1.5", "1G", "0.5", "128M")
     injector_resources: Resources = Resources("0.5", "64M", "0.3", "64M")
     webhook_timeout_seconds: int = 20
+    # OSM's chart: osm.deployPrometheus, osm.deployJaeger (both off by default).
+    deploy_prometheus: bool = False
+    deploy_jaeger: bool = False
     mesh_config: Mapping[tuple[str, ...], Any] = field(default_factory=dict)
 
     def image(self, name: str, version: str) -> str:
@@ -280,6 +283,19 @@ def _settings() -> tuple[Setting, ...]:
             _field("injector_replicas"),
             "injector replicas (0: the injector runs outside the cluster; pods of "
             "monitored namespaces are refused until it serves)",
+        ),
+        Setting(
+            "osm.deployPrometheus",
+            _boolean,
+            _field("deploy_prometheus"),
+            "run Prometheus in the mesh's namespace, scraping the mesh as OSM's does",
+        ),
+        Setting(
+            "osm.deployJaeger",
+            _boolean,
+            _field("deploy_jaeger"),
+            "run the mesh's Zipkin-compatible trace store as Service jaeger, where "
+            "osm.tracing.address points by default",
         ),
         Setting(
             "osm.injector.webhookTimeoutSeconds",

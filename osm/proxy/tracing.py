@@ -152,22 +152,18 @@ class Span:
     """One request's span on one HCM, from its head to its end."""
 
     __slots__ = (
-        "authority",
-        "downstream_cluster",
         "had_b3",
-        "kind",
-        "method",
+        "head",
         "parent_id",
         "request_id",
         "sampled",
+        "scheme",
         "shared",
         "span_id",
         "start_us",
         "started",
         "trace_id",
         "tracing",
-        "url",
-        "user_agent",
     )
 
     def __init__(
@@ -183,22 +179,17 @@ class Span:
         had_b3: bool,
     ):
         self.tracing = tracing
-        self.kind = "SERVER" if tracing.server else "CLIENT"
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_id = parent_id
         self.sampled = sampled
         self.shared = shared
         self.had_b3 = had_b3
-        self.start_us = int(time.time() * 1_000_000)
-        self.started = time.monotonic()
-        self.method = head.method
-        self.authority = head.authority or ""
-        proto = head.header("x-forwarded-proto") or scheme
-        self.url = f"{proto}://{self.authority}{head.target}"
-        self.user_agent = head.header("user-agent") or "-"
-        self.downstream_cluster = head.header("x-envoy-downstream-service-cluster") or "-"
-        self.request_id = head.header(REQUEST_ID) or ""
+        self.head = head  # read at the end, and only if sampled
+        self.scheme = scheme
+        self.start_us = int(time.time() * 1_000_000) if sampled else 0
+        self.started = time.monotonic() if sampled else 0.0
+        self.request_id = ""
 
 
 class Tracer:
@@ -255,12 +246,14 @@ class Tracer:
     def inject(self, span: Span, headers: list[tuple[str, str]]) -> None:
         """Writes the span's context into the upstream request's ``headers`` (replacing
         the caller's B3 headers) and notes its request id."""
-        kept = [field for field in headers if field[0] not in B3_HEADERS]
-        headers.clear()
-        headers.extend(kept)
-        for name, value in kept:
-            if name == REQUEST_ID:
-                span.request_id = value
+        if any(field[0] in B3_HEADERS for field in headers):
+            kept = [field for field in headers if field[0] not in B3_HEADERS]
+            headers.clear()
+            headers.extend(kept)
+        if span.sampled:
+            for name, value in headers:
+                if name == REQUEST_ID:
+                    span.request_id = value
         sampled = "1" if span.sampled else "0"
         headers.append((TRACE_ID, span.trace_id))
         headers.append((SPAN_ID, span.span_id))
@@ -288,22 +281,26 @@ class Tracer:
             return
         duration = max(1, int((time.monotonic() - span.started) * 1_000_000))
         start, end = span.start_us, span.start_us + duration
+        head = span.head
+        authority = head.authority or ""
+        proto = head.header("x-forwarded-proto") or span.scheme
+        request_id = span.request_id or head.header(REQUEST_ID) or ""
         tags = {
             "component": "proxy",
             "node_id": self.node_id,
-            "http.url": span.url,
-            "http.method": span.method,
+            "http.url": f"{proto}://{authority}{head.target}",
+            "http.method": head.method,
             "http.protocol": "HTTP/1.1",
-            "downstream_cluster": span.downstream_cluster,
-            "user_agent": span.user_agent,
+            "downstream_cluster": head.header("x-envoy-downstream-service-cluster") or "-",
+            "user_agent": head.header("user-agent") or "-",
             "peer.address": peer,
             "request_size": str(received),
             "response_size": str(sent),
             "http.status_code": str(status),
             "response_flags": flag,
         }
-        if span.request_id:
-            tags["guid:x-request-id"] = span.request_id
+        if request_id:
+            tags["guid:x-request-id"] = request_id
         if cluster:
             tags["upstream_cluster"] = cluster
             tags["upstream_cluster.name"] = cluster
@@ -312,8 +309,8 @@ class Tracer:
         record: dict[str, object] = {
             "traceId": span.trace_id,
             "id": span.span_id,
-            "kind": span.kind,
-            "name": span.authority,
+            "kind": "SERVER" if span.tracing.server else "CLIENT",
+            "name": authority,
             "timestamp": span.start_us,
             "duration": duration,
             "localEndpoint": {"serviceName": self.service_name},

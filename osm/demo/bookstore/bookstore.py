@@ -81,7 +81,7 @@ class Bookstore:
         self._sales.record()
         self.by_client[request.headers.get("client-identity", "unknown")] += 1
         if self.settings.warehouse_url and self.books_sold % self.settings.restock_every == 0:
-            task = asyncio.create_task(self._restock())
+            task = asyncio.create_task(self._restock(wire.trace_headers(request.headers)))
             self._restocks.add(task)
             task.add_done_callback(self._restocks.discard)
         return wire.json_response(
@@ -108,10 +108,16 @@ class Bookstore:
         page = f"<!doctype html><title>{title}</title><h1>{title}</h1><table>{rows}</table>\n"
         return wire.text_response(page, content_type="text/html; charset=utf-8")
 
-    async def _restock(self) -> None:
+    async def _restock(self, trace: dict[str, str]) -> None:
+        """Restocks from the warehouse, forwarding the trace headers of the sale that
+        asked for it (``trace``), so the restock is part of the buyer's trace."""
         url = self.settings.warehouse_url.rstrip("/") + "/restock-books"
         body = json.dumps({"books": self.settings.restock_every}).encode()
-        headers = {"content-type": "application/json", "client-identity": self.settings.identity}
+        headers = {
+            **trace,
+            "content-type": "application/json",
+            "client-identity": self.settings.identity,
+        }
         try:
             response = await wire.request(
                 "POST", url, headers=headers, body=body, timeout=self.settings.timeout

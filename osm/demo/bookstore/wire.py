@@ -62,6 +62,27 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+TRACE_HEADERS = (
+    "x-request-id",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+    "x-ot-span-context",
+    "traceparent",
+    "tracestate",
+)
+"""What an app forwards from the request it serves to the requests it makes, so a
+tracing proxy can tie them into one trace (what Envoy's tracing docs ask of apps)."""
+
+
+def trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The trace headers of a served request's (lower-case) ``headers``, to forward."""
+    return {name: headers[name] for name in TRACE_HEADERS if name in headers}
+
+
 def json_response(
     payload: object, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:

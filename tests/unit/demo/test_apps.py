@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from osm.demo.bookstore import wire
 from tests.unit.demo.demotesting import (
     ROOT,
     Apps,
@@ -223,3 +224,55 @@ def test_help_names_the_roles_and_their_variables() -> None:
     assert result.returncode == 0
     for variable in ("IDENTITY", "BOOKSTORE_URL", "METRICS_PORT", "RATE", "TIMEOUT"):
         assert variable in result.stdout
+
+
+def test_bookstore_forwards_the_trace_headers_of_a_sale_to_its_restock(apps: Apps) -> None:
+    """The app takes part in tracing as Envoy asks apps to: the headers of the sale go on
+    to the warehouse; the app starts no trace of its own."""
+    import http.server
+    import threading
+    import urllib.request
+
+    seen: list[dict[str, str]] = []
+
+    class Warehouse(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    warehouse = http.server.HTTPServer(("127.0.0.1", 0), Warehouse)
+    threading.Thread(target=warehouse.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{warehouse.server_address[1]}"
+        store = apps.start(
+            "bookstore", {"IDENTITY": "bookstore-v1", "WAREHOUSE_URL": url, "RESTOCK_EVERY": "1"}
+        )
+        trace = {
+            "x-request-id": "r-1",
+            "x-b3-traceid": "463ac35c9f6413ad",
+            "x-b3-spanid": "a2fb4a1d1a96d312",
+            "x-b3-parentspanid": "0020000000000001",
+            "x-b3-sampled": "1",
+            "b3": "463ac35c9f6413ad-a2fb4a1d1a96d312-1",
+            "x-ot-span-context": "ot",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        }
+        request = urllib.request.Request(f"{store.url}/buy-a-book/new", headers=trace)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+        request = urllib.request.Request(f"{store.url}/buy-a-book/new")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+        metrics_when(f"{store.url}/metrics", lambda m: m["restocks_ok"] == 2, "two restocks")
+    finally:
+        warehouse.shutdown()
+        warehouse.server_close()
+    traced, untraced = sorted(seen, key=lambda headers: "x-b3-traceid" not in headers)
+    assert {k: traced[k] for k in trace} == trace
+    assert not set(wire.TRACE_HEADERS) & set(untraced)

@@ -33,6 +33,8 @@ SETS = {
         "osm.outboundIPRangeExclusionList={10.0.0.0/8}",
         "osm.controllerLogLevel=debug",
         "osm.injector.webhookTimeoutSeconds=10",
+        "osm.deployPrometheus=true",
+        "osm.deployJaeger=true",
     ],
 }
 MESHES = {"defaults": ("osm", "osm-system"), "a few --set": ("blue", "mesh-blue")}
@@ -148,8 +150,9 @@ def test_every_object_carries_the_mesh_labels(case: str) -> None:
         assert obj["metadata"]["labels"].items() >= manifests.mesh_labels(mesh, VERSION).items()
 
 
-def test_the_order_puts_namespace_and_crds_first_and_webhooks_last() -> None:
-    order = [obj["kind"] for obj in render("defaults")]
+@pytest.mark.parametrize("case", SETS)
+def test_the_order_puts_namespace_and_crds_first_and_webhooks_last(case: str) -> None:
+    order = [obj["kind"] for obj in render(case)]
     assert order[0] == "Namespace"
     assert order[1 : 1 + len(crds())] == ["CustomResourceDefinition"] * len(crds())
     assert order[-2:] == ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
@@ -343,3 +346,18 @@ def test_the_bindings_bind_the_roles_to_the_service_accounts() -> None:
             "kind": "Role",
             "name": account,
         }
+
+
+def test_prometheus_and_the_trace_store_are_installed_only_when_asked() -> None:
+    names = {_name(obj) for obj in render("defaults")}
+    assert not {"Deployment/osm-prometheus", "Deployment/jaeger"} & names
+    asked = {_name(obj): obj for obj in render("a few --set")}
+    assert {"Deployment/osm-prometheus", "Service/osm-prometheus", "Deployment/jaeger"} <= set(
+        asked
+    )
+    # The trace store runs from the controller's image, which holds the project.
+    (store,) = asked["Deployment/jaeger"]["spec"]["template"]["spec"]["containers"]
+    assert store["image"] == "registry.example/mesh/osm-controller:v9"
+    assert store["command"][:3] == ["python3", "-m", "osm.tracing"]
+    # Kubernetes mode: ClusterIP Services, reachable through kube-proxy.
+    assert asked["Service/jaeger"]["spec"].get("clusterIP") != "None"

@@ -13,7 +13,12 @@ from osm.base.wellknown import PUSH_ORDER
 from osm.catalog import offline
 from osm.catalog.state import Changed, MeshState
 from osm.model import manifest
-from osm.model.config import MeshConfig, TracingSettings, TrafficSettings
+from osm.model.config import (
+    MeshConfig,
+    ObservabilitySettings,
+    TracingSettings,
+    TrafficSettings,
+)
 from osm.model.meta import Resource
 from osm.xds.snapshot import Snapshot
 from tests.unit.catalog import meshes as m
@@ -23,7 +28,7 @@ BOOKSTORE = ROOT / "demo" / "bookstore" / "manifests"
 
 
 def bookstore(*, permissive: bool, egress: bool = False) -> MeshState:
-    """The demo's manifests with synthesized pods, in the mode asked for."""
+    """The demo's manifests with synthesized pods, in the mode asked for (tracing off)."""
     loaded = manifest.load_paths([BOOKSTORE])
     assert not loaded.errors, loaded.errors
     resources: list[Resource] = []
@@ -32,7 +37,10 @@ def bookstore(*, permissive: bool, egress: bool = False) -> MeshState:
             traffic = TrafficSettings(
                 enable_egress=egress, enable_permissive_traffic_policy_mode=permissive
             )
-            resource = dataclasses.replace(resource, traffic=traffic)
+            # Tracing off: the demo traces, and tracing-smi is the golden that shows it.
+            resource = dataclasses.replace(
+                resource, traffic=traffic, observability=ObservabilitySettings()
+            )
         resources.append(resource)
     return MeshState.from_resources(resources)
 
