@@ -119,18 +119,30 @@ def _first_ready(endpoints: dict[str, Any]) -> tuple[str, int] | None:
 
 
 async def _local_mode(client: KubeClient, kubeconfig: Path | None) -> bool:
-    """Whether the API is ``osm up``'s (its ``osm-system`` is annotated so); when the API
-    cannot say, whether the kubeconfig is the one ``osm up`` writes."""
+    """Whether the API is ``osm up``'s: its ``osm-system`` is annotated so, or (when the
+    API cannot say, or an applied manifest replaced the Namespace without the annotation,
+    as the demo's does) the kubeconfig is one ``osm up`` wrote."""
     try:
         found = await client.get("Namespace", None, NAMESPACE)
     except ApiError as error:
         if error.code == 404:
             return False
-        return kubeconfig == paths.kubeconfig_path()
+        return _written_by_osm_up(kubeconfig)
     except KubeError:
-        return kubeconfig is not None and kubeconfig == paths.kubeconfig_path()
+        return _written_by_osm_up(kubeconfig)
     annotations = (found.get("metadata") or {}).get("annotations") or {}
-    return wellknown.LOCAL_MODE_ANNOTATION in annotations
+    return wellknown.LOCAL_MODE_ANNOTATION in annotations or _written_by_osm_up(kubeconfig)
+
+
+def _written_by_osm_up(kubeconfig: Path | None) -> bool:
+    """``kubeconfig`` is local mode's default one, or lies in a state dir ``osm up`` made."""
+    from osm.runtime import daemon
+
+    if kubeconfig is None:
+        return False
+    return kubeconfig == paths.kubeconfig_path() or (
+        daemon.MeshSettings.load(kubeconfig.parent) is not None
+    )
 
 
 def local_mesh(kubeconfig: Path | None) -> tuple[str, int]:

@@ -31,3 +31,31 @@ def test_the_mesh_beside_the_kubeconfig(
 
 def test_no_kubeconfig_is_osms_defaults() -> None:
     assert dashboard.local_mesh(None) == ("osm-mesh", wellknown.CONTROLLER_HTTP_PORT)
+
+
+class _Namespaces:
+    """A client whose osm-system Namespace has ``annotations``."""
+
+    def __init__(self, annotations: dict[str, str]) -> None:
+        self.annotations = annotations
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, object]:
+        return {"metadata": {"name": name, "annotations": self.annotations}}
+
+
+@pytest.mark.parametrize(
+    ("annotated", "beside_a_mesh", "local"),
+    [
+        (True, False, True),
+        (False, True, True),  # the demo's manifest replaced the Namespace, annotation gone
+        (False, False, False),
+    ],
+)
+async def test_local_mode_is_the_annotation_or_an_osm_up_kubeconfig(
+    tmp_path: Path, annotated: bool, beside_a_mesh: bool, local: bool
+) -> None:
+    if beside_a_mesh:
+        daemon.MeshSettings(tmp_path).save()
+    client = _Namespaces({wellknown.LOCAL_MODE_ANNOTATION: "yes"} if annotated else {})
+    found = await dashboard._local_mode(client, tmp_path / "kubeconfig")  # type: ignore[arg-type]
+    assert found is local
