@@ -621,17 +621,16 @@ def test_a_bookbuyer_request_is_one_trace_through_every_hop(mesh: Mesh) -> None:
 def start_dashboard(mesh: Mesh) -> str:
     if mesh.dashboard is None:
         port = hostutil.free_port()
-        log = (mesh.settings.state_dir / "dashboard.log").open("w")
-        mesh.dashboard = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "osm.cli", "--kubeconfig", str(mesh.settings.kubeconfig)),
-                *("dashboard", "--no-browser", "--port", str(port), "--refresh", "2s"),
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        argv = [sys.executable, "-m", "osm.cli", "--kubeconfig", str(mesh.settings.kubeconfig)]
+        argv += ["dashboard", "--no-browser", "--port", str(port), "--refresh", "2s"]
+        with (mesh.settings.state_dir / "dashboard.log").open("w") as log:
+            mesh.dashboard = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         mesh.dashboard_url = f"http://{wellknown.LOCALHOST}:{port}"
         wait_for(
             lambda: get_json(mesh.dashboard_url + "/api/status"),
@@ -783,7 +782,7 @@ def browse(mesh: Mesh) -> None:
         assert trace is not None
         trace_id = trace[0]["traceId"]
         browser.get(f"{mesh.dashboard_url}/#traces")
-        testid("traces")  # the view, then the row of a trace through every hop
+        testid("traces-list")  # the view, then the row of a trace through every hop
 
         def listed() -> Any:
             rows = browser.find_elements(By.CSS_SELECTOR, f"[data-testid='trace-row-{trace_id}']")
