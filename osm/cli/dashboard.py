@@ -119,18 +119,42 @@ def _first_ready(endpoints: dict[str, Any]) -> tuple[str, int] | None:
 
 
 async def _local_mode(client: KubeClient, kubeconfig: Path | None) -> bool:
-    """Whether the API is ``osm up``'s (its ``osm-system`` is annotated so); when the API
-    cannot say, whether the kubeconfig is the one ``osm up`` writes."""
+    """Whether the API is ``osm up``'s: its ``osm-system`` is annotated so, or (when the
+    API cannot say, or an applied manifest replaced the Namespace without the annotation,
+    as the demo's does) the kubeconfig is one ``osm up`` wrote."""
     try:
         found = await client.get("Namespace", None, NAMESPACE)
     except ApiError as error:
         if error.code == 404:
             return False
-        return kubeconfig == paths.kubeconfig_path()
+        return _written_by_osm_up(kubeconfig)
     except KubeError:
-        return kubeconfig is not None and kubeconfig == paths.kubeconfig_path()
+        return _written_by_osm_up(kubeconfig)
     annotations = (found.get("metadata") or {}).get("annotations") or {}
-    return wellknown.LOCAL_MODE_ANNOTATION in annotations
+    return wellknown.LOCAL_MODE_ANNOTATION in annotations or _written_by_osm_up(kubeconfig)
+
+
+def _written_by_osm_up(kubeconfig: Path | None) -> bool:
+    """``kubeconfig`` is local mode's default one, or lies in a state dir ``osm up`` made."""
+    from osm.runtime import daemon
+
+    if kubeconfig is None:
+        return False
+    return kubeconfig == paths.kubeconfig_path() or (
+        daemon.MeshSettings.load(kubeconfig.parent) is not None
+    )
+
+
+def local_mesh(kubeconfig: Path | None) -> tuple[str, int]:
+    """Local mode: the mesh's network namespace and its controller's HTTP port, as the
+    ``osm up`` that wrote ``kubeconfig`` recorded them in its state dir (beside the
+    kubeconfig; ``osm up --prefix/--http-port``), else OSM's defaults."""
+    from osm.runtime import daemon
+
+    settings = daemon.MeshSettings.load(kubeconfig.parent) if kubeconfig is not None else None
+    if settings is None:
+        return network.MeshNetworkConfig().netns, wellknown.CONTROLLER_HTTP_PORT
+    return f"{settings.prefix}-mesh", settings.http_port
 
 
 async def run(
@@ -147,13 +171,14 @@ async def run(
     timeout_s: float,
 ) -> None:
     local = await _local_mode(client, kubeconfig)
+    mesh_netns, controller_port = local_mesh(kubeconfig)
     forwards: list[ServiceLocator] = []
 
     async def locator(url: str | None, service: str, service_port: int, flag: str) -> Any:
         if url:
             return sources.fixed(url, "")
         if local:
-            found = ServiceLocator(client, service, network.MeshNetworkConfig().netns, refresh_s)
+            found = ServiceLocator(client, service, mesh_netns, refresh_s)
             await found.start()
             forwards.append(found)
             return found.locate
@@ -171,7 +196,7 @@ async def run(
         tracing_url, wellknown.TRACING_SERVICE, wellknown.ZIPKIN_PORT, "--tracing-url"
     )
     if controller_url or local:
-        default = f"http://{wellknown.LOCALHOST}:{wellknown.CONTROLLER_HTTP_PORT}"
+        default = f"http://{wellknown.LOCALHOST}:{controller_port}"
         controller_at = sources.fixed(controller_url or default, "")
     else:
         port_hint = wellknown.CONTROLLER_HTTP_PORT

@@ -72,7 +72,13 @@ def python_bootstrap(node: NodeId, xds: XdsServer, probes: HealthProbes) -> dict
     The probes it forwards (`HealthProbes.forwarded`, what Envoy's bootstrap has listeners
     for) are in ``health_probes``, when there are any."""
     document: dict[str, Any] = {
-        "node": {"id": str(node), "cluster": node.identity.service_account},
+        # Envoy's node cluster is its --service-cluster, ``<sa>.<ns>`` as OSM's injector
+        # passes it (`patch`); the same here, so both planes name themselves alike (the xDS
+        # node, and the serviceName of their spans).
+        "node": {
+            "id": str(node),
+            "cluster": f"{node.identity.service_account}.{node.identity.namespace}",
+        },
         "xds": {
             "address": xds.address,
             "tls": {

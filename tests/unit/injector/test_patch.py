@@ -219,7 +219,7 @@ def test_the_python_bootstrap_loads_with_the_sidecars_own_reader(tmp_path: Path)
         (tmp_path / key).write_bytes(value)
     loaded = proxy_bootstrap.load(tmp_path / "bootstrap.json")
     assert loaded.node == result.node
-    assert loaded.node_cluster == "bookbuyer"
+    assert loaded.node_cluster == "bookbuyer.bookbuyer"  # as Envoy's --service-cluster
     assert loaded.xds.target == XDS.address
     assert loaded.xds.tls is not None and loaded.xds.tls.server_name == XDS.server_name
     assert loaded.xds.tls.cert.read_bytes() == secret_files(result.secret)["sds_cert.pem"]
