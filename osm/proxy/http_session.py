@@ -655,7 +655,9 @@ class HttpSession:
             headers, target, payload = resume.headers, resume.target, resume.payload
             chunks, complete = [], True
             deadline = resume.deadline
-            request_done = resume.sent_at
+            # Sent by the fast path, or (0.0) handed over before it could be sent: the
+            # request ended just now, when the fast path took all of it.
+            request_done = resume.sent_at or clock()
         policy = action.retry if complete else None  # a body not buffered cannot be replayed
         attempt = 0
         in_retry = False
