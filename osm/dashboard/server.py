@@ -98,7 +98,11 @@ class Dashboard:
         self._answers: sources.TtlCache[tuple[Any, ...], Json] = sources.TtlCache(
             refresh_s, clock=clock
         )
+        self._metrics_cache: sources.TtlCache[str, views.Metrics | SourceError] = sources.TtlCache(
+            refresh_s, clock=clock
+        )
         self._catalog: tuple[MeshState, Catalog] | None = None
+        self._topology: tuple[MeshState, views.Topology] | None = None
 
     async def close(self) -> None:
         """Closes every source (idempotent)."""
@@ -123,7 +127,23 @@ class Dashboard:
             self._catalog = (state, Catalog(state))
         return self._catalog[1]
 
+    def _topology_of(self, state: MeshState) -> views.Topology:
+        """The state's graph topology: computed once per state version (the policy
+        verdicts with it), shared by every refresh until the state changes."""
+        if self._topology is None or self._topology[0] is not state:
+            self._topology = (state, views.Topology(self._catalog_of(state)))
+        return self._topology[1]
+
     async def _metrics(self, window: str, errors: list[str]) -> views.Metrics | None:
+        """Prometheus's answers of one window folded once per refresh period, shared by
+        the graph, splits and services answers."""
+        found = await self._metrics_cache.get(window, lambda: self._fold_metrics(window))
+        if isinstance(found, SourceError):
+            errors.append(str(found))
+            return None
+        return found
+
+    async def _fold_metrics(self, window: str) -> views.Metrics | SourceError:
         queries = sources.window_queries(window)
         prometheus = self.sources.prometheus
         answers = await asyncio.gather(
@@ -131,8 +151,7 @@ class Dashboard:
         )
         for answer in answers:
             if isinstance(answer, SourceError):
-                errors.append(str(answer))
-                return None
+                return answer
             if isinstance(answer, BaseException):
                 raise answer
         named = dict(zip(queries, answers, strict=True))
@@ -166,7 +185,9 @@ class Dashboard:
         mesh, metrics = await asyncio.gather(self._mesh(errors), self._metrics(window, errors))
         if mesh is None:
             return {"window": window, "nodes": [], "edges": [], "errors": errors}
-        return {**views.graph(self._catalog_of(mesh), metrics, window), "errors": errors}
+        topology = self._topology_of(mesh)
+        body = views.graph(topology.catalog, metrics, window, topology)
+        return {**body, "errors": errors}
 
     async def splits(self, window: str) -> Json:
         errors: list[str] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,22 +228,39 @@ def workload_of(pod: Pod, deployments: Sequence[Deployment]) -> str:
     the Deployment that owns it (directly, as local mode's pods; or through its
     ReplicaSet, as Kubernetes's), else the Deployment of ``deployments`` (those of its
     namespace) whose selector matches its labels, else the pod itself."""
-    for owner in (pod.manifest.get("metadata") or {}).get("ownerReferences") or ():
-        kind, name = owner.get("kind"), str(owner.get("name") or "")
-        if kind == "Deployment" and name:
-            return name
-        if kind == "ReplicaSet" and name:
-            suffix = pod.metadata.labels.get(_TEMPLATE_HASH_LABEL, "")
-            return name.removesuffix(f"-{suffix}") if suffix else name.rsplit("-", 1)[0]
-    labels = pod.metadata.labels
-    for deployment in deployments:
-        if (
-            deployment.namespace == pod.namespace
-            and deployment.selector
-            and all(labels.get(k) == v for k, v in deployment.selector.items())
-        ):
-            return deployment.name
-    return pod.name
+    return _WorkloadIndex(deployments).workload_of(pod)
+
+
+class _WorkloadIndex:
+    """`workload_of` for many pods: the Deployments indexed by their selectors' first
+    label, so a pod is matched against the few whose selector can match it (the first
+    of ``deployments`` that matches wins, as a scan would find it)."""
+
+    def __init__(self, deployments: Sequence[Deployment]) -> None:
+        self._by_label: dict[tuple[str, str, str], list[tuple[int, Deployment]]] = {}
+        for order, deployment in enumerate(deployments):
+            if deployment.selector:
+                label, value = next(iter(deployment.selector.items()))
+                key = (deployment.namespace, label, value)
+                self._by_label.setdefault(key, []).append((order, deployment))
+
+    def workload_of(self, pod: Pod) -> str:
+        for owner in (pod.manifest.get("metadata") or {}).get("ownerReferences") or ():
+            kind, name = owner.get("kind"), str(owner.get("name") or "")
+            if kind == "Deployment" and name:
+                return name
+            if kind == "ReplicaSet" and name:
+                suffix = pod.metadata.labels.get(_TEMPLATE_HASH_LABEL, "")
+                return name.removesuffix(f"-{suffix}") if suffix else name.rsplit("-", 1)[0]
+        labels = pod.metadata.labels
+        best: tuple[int, Deployment] | None = None
+        for label, value in labels.items():
+            for order, deployment in self._by_label.get((pod.namespace, label, value), ()):
+                if (best is None or order < best[0]) and all(
+                    labels.get(k) == v for k, v in deployment.selector.items()
+                ):
+                    best = (order, deployment)
+        return best[1].name if best is not None else pod.name
 
 
 def workloads(catalog: Catalog) -> dict[tuple[str, str], Workload]:
@@ -257,17 +274,14 @@ def workloads(catalog: Catalog) -> dict[tuple[str, str], Workload]:
             in_mesh[namespace] = catalog.in_mesh_namespace(namespace)
         return in_mesh[namespace]
 
-    deployments: dict[str, list[Deployment]] = {}
-    for deployment in state.typed(Deployment):
-        if meshed(deployment.namespace):
-            deployments.setdefault(deployment.namespace, []).append(deployment)
+    deployments = [d for d in state.typed(Deployment) if meshed(d.namespace)]
+    index = _WorkloadIndex(deployments)
     pods: dict[tuple[str, str], list[Pod]] = {}
     for pod in state.typed(Pod):
         if meshed(pod.namespace):
-            key = (pod.namespace, workload_of(pod, deployments.get(pod.namespace, ())))
-            pods.setdefault(key, []).append(pod)
+            pods.setdefault((pod.namespace, index.workload_of(pod)), []).append(pod)
     found: dict[tuple[str, str], Workload] = {}
-    for deployment in (d for members in deployments.values() for d in members):
+    for deployment in deployments:
         key = (deployment.namespace, deployment.name)
         account = deployment.template.spec.service_account_name or "default"
         found[key] = Workload(*key, tuple(pods.pop(key, ())), account)
@@ -310,17 +324,22 @@ class EdgePolicy:
         return {"allowed": self.allowed, "by": self.by, "suggestion": self.suggestion}
 
 
+Explainer = Callable[[ProxyId, ProxyId], explain.Explanation]
+"""`explain.explain` of one catalog between two pods (a `Topology` remembers its answers)."""
+
+
 def edge_policy(
     catalog: Catalog,
     workload: Workload,
     service: ServiceId,
     selected: Sequence[Pod] | None = None,
+    explainer: Explainer | None = None,
 ) -> EdgePolicy:
     """Whether ``workload`` may call ``service`` now, and what decides: `explain.explain`
     between its first pod and the first pod the service selects (``selected``, when the
     caller has them; the ports of that service only); without pods on either side,
     whether the service is among those the workload's service account may reach
-    (`Catalog.reachable`)."""
+    (`Catalog.reachable`). ``explainer`` answers for `explain.explain` when given."""
     state = catalog.state
     if selected is None:
         target = state.service(service)
@@ -333,9 +352,8 @@ def edge_policy(
         return EdgePolicy(False, f"service account {workload.service_account!r} is not valid")
     if source_pods and destination_pods:
         src, dst = source_pods[0], destination_pods[0]
-        found = explain.explain(
-            catalog, ProxyId(src.namespace, src.name), ProxyId(dst.namespace, dst.name)
-        )
+        pair = (ProxyId(src.namespace, src.name), ProxyId(dst.namespace, dst.name))
+        found = explainer(*pair) if explainer else explain.explain(catalog, *pair)
         ports = [p for p in found.ports if p.service == service]
         if found.membership:
             allowed = bool(ports) and all(p.allowed for p in ports)
@@ -451,26 +469,22 @@ def suggest_target(
 
 
 # -- the graph -------------------------------------------------------------------------------
-def graph(catalog: Catalog, metrics: Metrics | None, window: str) -> Json:
-    """The contract's ``/api/graph`` body without ``errors``: a node per workload and per
-    mesh service, ``serves`` edges from each service to the workloads it selects, and
-    ``traffic`` edges from a workload to a service that carried requests within the
-    lookback or that an SMI TrafficTarget allows (in permissive mode every pair is
-    allowed, so only pairs with requests are drawn). A traffic edge is ``denied`` when the
-    policy denies it now, else ``active`` with requests in the window, else ``idle``.
-    The apex of a TrafficSplit carries the sum of its backends' rates from each source.
-    """
-    state = catalog.state
-    found = workloads(catalog)
-    services = {s: state.service(s) for s in catalog.mesh_services()}
-    nodes: list[Json] = []
-    edges: list[Json] = []
-    selected_by: dict[ServiceId, list[Pod]] = {}
-    planes = {
-        (p.namespace, p.name): pod_data_plane(catalog, p) for w in found.values() for p in w.pods
-    }
-    for workload in found.values():
-        nodes.append(
+class Topology:
+    """What the graph has of one `MeshState` alone, computed once per state and shared by
+    every refresh until the state changes: its workload and service nodes, ``serves``
+    edges, the traffic pairs the policy allows (SMI mode), and each pair's `EdgePolicy`
+    (asked lazily, kept). Read-only for its users; not thread-safe."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        state = catalog.state
+        self.workloads = workloads(catalog)
+        planes = {
+            (p.namespace, p.name): pod_data_plane(catalog, p)
+            for w in self.workloads.values()
+            for p in w.pods
+        }
+        self.nodes: list[Json] = [
             {
                 "id": workload.id,
                 "kind": "workload",
@@ -480,61 +494,112 @@ def graph(catalog: Catalog, metrics: Metrics | None, window: str) -> Json:
                 "data_plane": _data_plane(planes[(p.namespace, p.name)] for p in workload.pods),
                 "pods": len(workload.pods),
             }
-        )
-    workload_of_pod = {(p.namespace, p.name): w for w in found.values() for p in w.pods}
-    for service_id, service in services.items():
-        selected = state.pods_selected_by(service) if service else []
-        selected_by[service_id] = selected
-        nodes.append(
-            {
-                "id": f"service:{service_id}",
-                "kind": "service",
-                "namespace": service_id.namespace,
-                "name": service_id.name,
-                "label": service_id.name,
-                "data_plane": _data_plane(
-                    planes.get((p.namespace, p.name)) or pod_data_plane(catalog, p)
-                    for p in selected
-                ),
-                "pods": len(selected),
-            }
-        )
-        served = {
-            workload_of_pod[(p.namespace, p.name)].id
-            for p in selected
-            if (p.namespace, p.name) in workload_of_pod
+            for workload in self.workloads.values()
+        ]
+        self.serves: list[Json] = []
+        self.selected_by: dict[ServiceId, list[Pod]] = {}
+        workload_of_pod = {
+            (p.namespace, p.name): w for w in self.workloads.values() for p in w.pods
         }
-        for workload_id in sorted(served):
-            edges.append(
+        for service_id in catalog.mesh_services():
+            service = state.service(service_id)
+            selected = state.pods_selected_by(service) if service else []
+            self.selected_by[service_id] = selected
+            self.nodes.append(
                 {
-                    "id": f"service:{service_id}->{workload_id}",
-                    "source": f"service:{service_id}",
-                    "target": workload_id,
-                    "kind": "serves",
-                    "state": "active",
-                    **Signals().to_json(),
-                    "policy": None,
+                    "id": f"service:{service_id}",
+                    "kind": "service",
+                    "namespace": service_id.namespace,
+                    "name": service_id.name,
+                    "label": service_id.name,
+                    "data_plane": _data_plane(
+                        planes[key] if key in planes else pod_data_plane(catalog, p)
+                        for p in selected
+                        for key in [(p.namespace, p.name)]
+                    ),
+                    "pods": len(selected),
                 }
             )
-    apex = _apex_sums(state, metrics)
-    candidates: set[tuple[str, str, ServiceId]] = set()
+            served = {
+                workload_of_pod[(p.namespace, p.name)].id
+                for p in selected
+                if (p.namespace, p.name) in workload_of_pod
+            }
+            for workload_id in sorted(served):
+                self.serves.append(
+                    {
+                        "id": f"service:{service_id}->{workload_id}",
+                        "source": f"service:{service_id}",
+                        "target": workload_id,
+                        "kind": "serves",
+                        "state": "active",
+                        **Signals().to_json(),
+                        "policy": None,
+                    }
+                )
+        self.allowed: set[EdgeKey] = set()
+        if not catalog.permissive:
+            for workload in self.workloads.values():
+                try:
+                    identity = Identity(workload.namespace, workload.service_account)
+                except InvalidIdentity:
+                    continue
+                for service_id in catalog.reachable(identity):
+                    self.allowed.add((workload.namespace, workload.name, service_id))
+        self._policies: dict[EdgeKey, EdgePolicy] = {}
+        self._explained: dict[tuple[ProxyId, ProxyId], explain.Explanation] = {}
+
+    def workload(self, namespace: str, name: str) -> Workload:
+        """The workload (one without pods or Deployment when the state has none)."""
+        return self.workloads.get((namespace, name)) or Workload(namespace, name, (), "default")
+
+    def policy(self, key: EdgeKey) -> EdgePolicy:
+        """`edge_policy` of (source namespace, source workload, service), kept."""
+        decided = self._policies.get(key)
+        if decided is None:
+            namespace, name, service_id = key
+            decided = edge_policy(
+                self.catalog,
+                self.workload(namespace, name),
+                service_id,
+                self.selected_by.get(service_id),
+                self._explain,
+            )
+            self._policies[key] = decided
+        return decided
+
+    def _explain(self, source: ProxyId, destination: ProxyId) -> explain.Explanation:
+        found = self._explained.get((source, destination))
+        if found is None:
+            found = explain.explain(self.catalog, source, destination)
+            self._explained[(source, destination)] = found
+        return found
+
+
+def graph(
+    catalog: Catalog, metrics: Metrics | None, window: str, topology: Topology | None = None
+) -> Json:
+    """The contract's ``/api/graph`` body without ``errors``: a node per workload and per
+    mesh service, ``serves`` edges from each service to the workloads it selects, and
+    ``traffic`` edges from a workload to a service that carried requests within the
+    lookback or that an SMI TrafficTarget allows (in permissive mode every pair is
+    allowed, so only pairs with requests are drawn). A traffic edge is ``denied`` when the
+    policy denies it now, else ``active`` with requests in the window, else ``idle``.
+    The apex of a TrafficSplit carries the sum of its backends' rates from each source.
+    ``topology`` is ``catalog``'s `Topology` when the caller keeps one.
+    """
+    if topology is None or topology.catalog is not catalog:
+        topology = Topology(catalog)
+    nodes = list(topology.nodes)
+    edges = list(topology.serves)
+    apex = _apex_sums(catalog.state, metrics)
+    candidates = set(topology.allowed)
     if metrics is not None:
-        candidates |= set(metrics.edges) | metrics.seen
-        candidates |= {key for key in apex if key in apex}
-    if not catalog.permissive:
-        for workload in found.values():
-            try:
-                identity = Identity(workload.namespace, workload.service_account)
-            except InvalidIdentity:
-                continue
-            for service_id in catalog.reachable(identity):
-                candidates.add((workload.namespace, workload.name, service_id))
+        candidates |= set(metrics.edges) | metrics.seen | set(apex)
     known_nodes = {node["id"] for node in nodes}
-    policies: dict[tuple[str, str, ServiceId], EdgePolicy] = {}
-    for namespace, name, service_id in sorted(candidates, key=lambda k: (k[0], k[1], str(k[2]))):
-        key = (namespace, name, service_id)
-        workload = found.get((namespace, name)) or Workload(namespace, name, (), "default")
-        source_id, target_id = workload.id, f"service:{service_id}"
+    for key in sorted(candidates, key=lambda k: (k[0], k[1], str(k[2]))):
+        namespace, name, service_id = key
+        source_id, target_id = f"workload:{namespace}/{name}", f"service:{service_id}"
         for node_id, kind, node_ns, node_name in (
             (source_id, "workload", namespace, name),
             (target_id, "service", service_id.namespace, service_id.name),
@@ -555,10 +620,7 @@ def graph(catalog: Catalog, metrics: Metrics | None, window: str) -> Json:
         signals = (metrics.edges.get(key) if metrics else None) or apex.get(key)
         if metrics is not None and signals is None:
             signals = Signals(rps=0.0)
-        decided = policies.get(key)
-        if decided is None:
-            decided = edge_policy(catalog, workload, service_id, selected_by.get(service_id))
-            policies[key] = decided
+        decided = topology.policy(key)
         if not decided.allowed:
             edge_state = "denied"
         elif signals is not None and signals.rps:
@@ -882,6 +944,7 @@ __all__ = [
     "EdgePolicy",
     "Metrics",
     "Signals",
+    "Topology",
     "Workload",
     "cluster_service",
     "edge_policy",

@@ -112,10 +112,13 @@ async function tick() {
   if (busy) return;
   busy = true;
   try {
-    // Status first: the views leave out problems the header already shows as banners.
-    renderStatus(await getJSON("/api/status"));
+    // The status and the view's data are asked at once, but the status is rendered first:
+    // the views leave out problems the header already shows as banners.
+    const status = getJSON("/api/status").then(renderStatus);
     const name = current;
-    await guard(name, () => VIEWS[name].refresh(ctx));
+    const view = { ...ctx, get: async (path) => (await Promise.all([getJSON(path), status]))[0] };
+    await guard(name, () => VIEWS[name].refresh(view));
+    await status;
   } finally {
     busy = false;
   }

@@ -7,6 +7,10 @@
 // nodes changes, and never touches the user's zoom, pan or selection.
 // The first rendered graph sets `window.__osmRendered` (ms since navigation) and the
 // performance mark `osm-graph-rendered`; `window.__osmLayoutMs` is the last layout's cost.
+// Cost: the style has no per-element mappers but `data(label)` (colours and widths are
+// classes), and a graph of more than LARGE_NODES nodes is laid out in one pass per
+// namespace (layers by longest path, ordered by their neighbours) instead of dagre, drawn at
+// pixel ratio 1, with edges hidden and a texture shown while the user pans or zooms.
 
 import { HEALTH_COLOURS, errorBox, esc, health, ms, percent, rps } from "./format.js";
 
@@ -17,9 +21,20 @@ let selectedId = null;
 let lastData = null;
 /** Edge labels: on for small graphs (as Kiali, off by default for large ones), a toggle. */
 let edgeLabels = null;
+/** Decided by the first graph's size: namespace boxes are plain nodes under their members
+ * (not compound parents, whose bookkeeping dominates drawing), node labels shown only when
+ * zoomed in enough to read them. */
+let large = null;
+let quietLabels = true;
+const LABEL_ZOOM = 0.75;
 const LABELLED_EDGES = 80;
 
 const WINDOWS = ["1m", "5m", "15m", "1h"];
+
+/** Above this many nodes the graph is "large": one-pass layout, cheaper drawing. */
+const LARGE_NODES = 60;
+const EDGE_WIDTHS = [1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7];
+const NODE_BORDERS = { service: "#8b5cf6", workload: "#4f7cff" };
 
 const STYLE = [
   {
@@ -27,17 +42,23 @@ const STYLE = [
     style: {
       label: "data(label)", "font-size": 11, color: "#1f2937", "text-valign": "bottom",
       "text-margin-y": 4, width: 30, height: 30,
-      "background-color": "#e8eefc", "border-width": 2, "border-color": "data(border)",
+      "background-color": "#e8eefc", "border-width": 2, "border-color": NODE_BORDERS.workload,
       "min-zoomed-font-size": 6,
     },
   },
-  { selector: "node[kind = 'workload']", style: { shape: "ellipse" } },
+  { selector: "node.workload", style: { shape: "ellipse" } },
   {
-    selector: "node[kind = 'service']",
-    style: { shape: "round-triangle", "background-color": "#efe7fb", width: 32, height: 28 },
+    selector: "node.service",
+    style: {
+      shape: "round-triangle", "background-color": "#efe7fb", width: 32, height: 28,
+      "border-color": NODE_BORDERS.service,
+    },
   },
+  ...Object.entries(HEALTH_COLOURS).map(([name, colour]) => ({
+    selector: `node.health-${name}`, style: { "border-color": colour },
+  })),
   {
-    selector: "node[kind = 'namespace']",
+    selector: "node.namespace",
     style: {
       shape: "round-rectangle", "background-color": "#f7f8fa", "background-opacity": 1,
       "border-width": 1, "border-style": "dashed", "border-color": "#b8c0cc", label: "data(label)",
@@ -48,25 +69,48 @@ const STYLE = [
   {
     selector: "edge",
     style: {
-      width: "data(width)", "line-color": "data(color)", "target-arrow-color": "data(color)",
+      width: 1.5, "line-color": HEALTH_COLOURS.none, "target-arrow-color": HEALTH_COLOURS.none,
       "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier",
-      label: "data(label)", "font-size": 9, color: "#374151", "text-background-color": "#ffffff",
+      "font-size": 9, color: "#374151", "text-background-color": "#ffffff",
       "text-background-opacity": 0.85, "text-background-padding": 2, "text-rotation": "autorotate",
       "min-zoomed-font-size": 7, "line-style": "solid",
     },
   },
-  { selector: "edge[state = 'idle']", style: { "line-style": "dotted", "target-arrow-shape": "vee" } },
+  ...Object.entries(HEALTH_COLOURS).map(([name, colour]) => ({
+    selector: `edge.health-${name}`, style: { "line-color": colour, "target-arrow-color": colour },
+  })),
+  ...EDGE_WIDTHS.map((width, index) => ({ selector: `edge.w${index}`, style: { width } })),
+  { selector: "edge.labelled", style: { label: "data(label)" } },
   {
-    selector: "edge[state = 'denied']",
-    style: { "line-style": "dashed", "line-dash-pattern": [7, 4], color: "#b91c1c", "font-weight": "bold" },
+    selector: "edge.idle",
+    style: {
+      "line-style": "dotted", "target-arrow-shape": "vee", "line-color": "#a3abb8",
+      "target-arrow-color": "#a3abb8",
+    },
   },
   {
-    selector: "edge[kind = 'serves']",
-    style: { "line-color": "#c5cbd6", "target-arrow-color": "#c5cbd6", width: 1, label: "", "arrow-scale": 0.6 },
+    selector: "edge.denied",
+    style: {
+      "line-style": "dashed", "line-dash-pattern": [7, 4], color: "#b91c1c", "font-weight": "bold",
+      "line-color": "#d93636", "target-arrow-color": "#d93636", width: 2.5,
+    },
+  },
+  {
+    selector: "edge.serves",
+    style: { "line-color": "#c5cbd6", "target-arrow-color": "#c5cbd6", width: 1, "arrow-scale": 0.6 },
   },
   { selector: ":selected", style: { "overlay-color": "#2563eb", "overlay-opacity": 0.18, "overlay-padding": 6 } },
   { selector: "node:selected", style: { "border-width": 4, "border-color": "#2563eb" } },
   { selector: ".faded", style: { opacity: 0.25 } },
+  {
+    selector: "node.box",
+    style: { width: "data(w)", height: "data(h)", padding: 0, "z-index": 0, events: "no", "z-index-compare": "manual" },
+  },
+  { selector: ".large", style: { "z-index-compare": "manual", "curve-style": "straight" } },
+  { selector: "node.large", style: { "z-index": 2 } },
+  { selector: "edge.large", style: { "z-index": 1 } },
+  { selector: "node.quiet", style: { label: "" } },
+  { selector: "edge.hidden", style: { display: "none" } },
 ];
 
 export function mount(element, ctx) {
@@ -131,6 +175,8 @@ export async function refresh(ctx) {
 
 function elementsOf(data) {
   const nodes = data.nodes ?? [];
+  large ??= nodes.length > LARGE_NODES;
+  const extra = large ? " large" : "";
   const edges = data.edges ?? [];
   const inbound = new Map();
   for (const edge of edges) {
@@ -144,17 +190,17 @@ function elementsOf(data) {
   const namespaces = [...new Set(nodes.map((n) => n.namespace))].sort();
   const out = namespaces.map((ns) => ({
     group: "nodes",
-    data: { id: `namespace:${ns}`, kind: "namespace", label: ns, border: "#b8c0cc" },
+    data: { id: `namespace:${ns}`, kind: "namespace", label: ns },
+    classes: large ? "namespace box" : "namespace",
+    ...(large ? { selectable: false, grabbable: false } : {}),
   }));
   for (const node of nodes) {
     const sum = inbound.get(node.id);
     const rate = sum && sum.weight > 0 ? sum.ok / sum.weight : null;
     out.push({
       group: "nodes",
-      data: {
-        ...node, parent: `namespace:${node.namespace}`, label: node.label || node.name,
-        border: rate == null ? (node.kind === "service" ? "#8b5cf6" : "#4f7cff") : HEALTH_COLOURS[health(rate)],
-      },
+      data: { ...node, ...(large ? {} : { parent: `namespace:${node.namespace}` }), label: node.label || node.name },
+      classes: (rate == null ? node.kind : `${node.kind} health-${health(rate)}`) + extra + (large && quietLabels ? " quiet" : ""),
     });
   }
   const ids = new Set(nodes.map((n) => n.id));
@@ -166,21 +212,24 @@ function elementsOf(data) {
     if (!ids.has(edge.source) || !ids.has(edge.target)) continue;
     const look = edgeLook(edge);
     if (!edgeLabels && edge.state !== "denied") look.label = "";
-    out.push({ group: "edges", data: { ...edge, ...look } });
+    out.push({ group: "edges", data: { ...edge, label: look.label }, classes: look.classes + extra });
   }
   return out;
 }
 
+/** An edge's label and classes (colour by health or state, width by rate). */
 function edgeLook(edge) {
-  if (edge.kind === "serves") return { color: "#c5cbd6", width: 1, label: "" };
-  if (edge.state === "denied") return { color: "#d93636", width: 2.5, label: "denied" };
-  if (edge.state === "idle") return { color: "#a3abb8", width: 1.5, label: "" };
+  if (edge.kind === "serves") return { label: "", classes: "serves" };
+  if (edge.state === "denied") return { label: "denied", classes: "denied labelled" };
+  if (edge.state === "idle") return { label: "", classes: "idle" };
   const width = edge.rps ? Math.min(7, 1.5 + Math.log10(1 + edge.rps) * 2) : 1.5;
+  const step = Math.round((width - 1.5) * 2);
   const parts = [];
   if (edge.rps != null) parts.push(`${rps(edge.rps)} rps`);
   if (edge.success_rate != null) parts.push(percent(edge.success_rate));
   if (edge.p99_ms != null) parts.push(`p99 ${ms(edge.p99_ms)}`);
-  return { color: HEALTH_COLOURS[health(edge.success_rate)], width, label: parts.join(" · ") };
+  const label = parts.join(" · ");
+  return { label, classes: `health-${health(edge.success_rate)} w${step} labelled` };
 }
 
 function render(data) {
@@ -200,7 +249,9 @@ function render(data) {
     window.__osmLayoutMs = performance.now() - t0;
     performance.mark("osm-graph-laid-out");
     for (const element of elements) {
-      if (positions.has(element.data.id)) element.position = positions.get(element.data.id);
+      const placed = positions.get(element.data.id);
+      if (placed && (large || !placed.w)) element.position = { x: placed.x, y: placed.y };
+      if (large && placed?.w) Object.assign(element.data, { w: placed.w, h: placed.h });
     }
     cy = window.cytoscape({
       container: root.querySelector("[data-testid=graph-canvas]"),
@@ -210,7 +261,11 @@ function render(data) {
       minZoom: 0.05,
       maxZoom: 3,
       boxSelectionEnabled: false,
+      textureOnViewport: large,
+      hideEdgesOnViewport: large,
+      pixelRatio: large ? 1 : "auto",
     });
+    performance.mark("osm-graph-created");
     window.__osmCy = cy;
     nodeKey = key;
     bind();
@@ -231,8 +286,10 @@ function render(data) {
     const added = [];
     for (const element of elements) {
       const existing = cy.getElementById(element.data.id);
-      if (existing.nonempty()) existing.data(element.data);
-      else added.push(element);
+      if (existing.nonempty()) {
+        existing.data(element.data);
+        existing.classes(element.classes);
+      } else added.push(element);
     }
     // Nodes before edges: an edge needs its ends.
     cy.add(added.filter((e) => e.group === "nodes"));
@@ -265,8 +322,11 @@ function layout(fit) {
   const edges = cy.edges().map((e) => e.data());
   const positions = positionsOf(nodes, edges);
   cy.batch(() => {
-    cy.nodes("[kind != 'namespace']").forEach((node) => {
-      node.position(positions.get(node.id()));
+    (large ? cy.nodes() : cy.nodes("[kind != 'namespace']")).forEach((node) => {
+      const placed = positions.get(node.id());
+      if (!placed) return;
+      node.position({ x: placed.x, y: placed.y });
+      if (placed.w) node.data({ w: placed.w, h: placed.h });
     });
   });
   if (fit) cy.fit(undefined, 30);
@@ -290,11 +350,16 @@ function positionsOf(nodes, edges) {
     members.get(node.namespace).push(node);
     namespaceOf.set(node.id, node.namespace);
   }
+  const inner = new Map([...members.keys()].map((ns) => [ns, []]));
+  for (const edge of edges) {
+    const ns = namespaceOf.get(edge.source);
+    if (ns !== undefined && ns === namespaceOf.get(edge.target)) inner.get(ns).push(edge);
+  }
+  const place = nodes.length > LARGE_NODES ? layered : dagre;
   const boxes = new Map();
   for (const [ns, inside] of members) {
-    const inner = edges.filter((e) => namespaceOf.get(e.source) === ns && namespaceOf.get(e.target) === ns);
     const sized = inside.map((n) => ({ id: n.id, w: Math.max(36, Math.min(140, String(n.label).length * 6.2)), h: 52 }));
-    const positions = dagre(sized, inner, 22, 90);
+    const positions = place(sized, inner.get(ns), 22, 90);
     let [x1, y1, x2, y2] = [Infinity, Infinity, -Infinity, -Infinity];
     for (const node of sized) {
       const p = positions.get(node.id);
@@ -310,17 +375,103 @@ function positionsOf(nodes, edges) {
       between.set(`${a}\n${b}`, { source: `ns:${a}`, target: `ns:${b}` });
     }
   }
-  const centres = dagre([...boxes].map(([ns, box]) => ({ id: `ns:${ns}`, w: box.w, h: box.h })), [...between.values()], 30, 120);
+  const sizes = [...boxes].map(([ns, box]) => ({ id: `ns:${ns}`, w: box.w, h: box.h }));
+  const centres = nodes.length > LARGE_NODES ? grid(sizes, 30, 60) : dagre(sizes, [...between.values()], 30, 120);
   const out = new Map();
   for (const [ns, inside] of members) {
     const box = boxes.get(ns);
     const centre = centres.get(`ns:${ns}`);
+    out.set(`namespace:${ns}`, { x: centre.x, y: centre.y, w: box.w, h: box.h });
     for (const node of inside) {
       const p = box.positions.get(node.id);
       out.set(node.id, { x: centre.x + p.x - box.cx, y: centre.y + p.y - box.cy });
     }
   }
   return out;
+}
+
+/**
+ * Positions (centres) of `nodes` [{id, w, h}] in layers left to right, in one pass: a node's
+ * layer is its longest path from a source over `edges` (edges that close a cycle ignored),
+ * each layer ordered by the mean position of its nodes' neighbours in the layer before (one
+ * sweep; nodes without such neighbours keep their order). The spacing is dagre's.
+ */
+function layered(nodes, edges, nodeSep, rankSep) {
+  const out = new Map(nodes.map((n) => [n.id, []]));
+  const into = new Map(nodes.map((n) => [n.id, []]));
+  for (const edge of edges) {
+    if (out.has(edge.source) && out.has(edge.target) && edge.source !== edge.target) {
+      out.get(edge.source).push(edge.target);
+      into.get(edge.target).push(edge.source);
+    }
+  }
+  const rank = new Map();
+  const visiting = new Set();
+  const rankOf = (id) => {
+    if (rank.has(id)) return rank.get(id);
+    visiting.add(id);
+    let r = 0;
+    for (const from of into.get(id)) if (!visiting.has(from)) r = Math.max(r, rankOf(from) + 1);
+    visiting.delete(id);
+    rank.set(id, r);
+    return r;
+  };
+  const layers = [];
+  for (const node of nodes) {
+    const r = rankOf(node.id);
+    (layers[r] ??= []).push(node);
+  }
+  const order = new Map();
+  const positions = new Map();
+  let x = 0;
+  for (const layer of layers) {
+    if (!layer) continue;
+    const keyed = layer.map((node, index) => {
+      const before = into.get(node.id).filter((id) => order.has(id)).map((id) => order.get(id));
+      const key = before.length ? before.reduce((a, b) => a + b, 0) / before.length : index;
+      return { node, key, index };
+    });
+    keyed.sort((a, b) => a.key - b.key || a.index - b.index);
+    const width = Math.max(...layer.map((n) => n.w));
+    let y = 0;
+    keyed.forEach(({ node }, index) => {
+      order.set(node.id, index);
+      positions.set(node.id, { x: x + width / 2, y: y + node.h / 2 });
+      y += node.h + nodeSep;
+    });
+    x += width + rankSep;
+  }
+  return positions;
+}
+
+/**
+ * Centres of boxes [{id, w, h}] in rows, in their order, with as many per row as makes the
+ * whole the shape of the canvas (so that fitting it zooms out least).
+ */
+function grid(boxes, gapX, gapY) {
+  const canvas = root.querySelector("[data-testid=graph-canvas]");
+  const aspect = Math.max(0.2, (canvas.clientWidth || 1000) / (canvas.clientHeight || 600));
+  let best = null;
+  for (let columns = 1; columns <= boxes.length; columns++) {
+    const rows = [];
+    for (let i = 0; i < boxes.length; i += columns) rows.push(boxes.slice(i, i + columns));
+    const width = Math.max(...rows.map((row) => row.reduce((sum, b) => sum + b.w + gapX, -gapX)));
+    const height = rows.reduce((sum, row) => sum + Math.max(...row.map((b) => b.h)) + gapY, -gapY);
+    const scale = Math.min(aspect / width, 1 / height);
+    if (!best || scale > best.scale) best = { scale, rows };
+  }
+  const centres = new Map();
+  let y = 0;
+  for (const row of best?.rows ?? []) {
+    const tall = Math.max(...row.map((b) => b.h));
+    let x = 0;
+    for (const box of row) {
+      centres.set(box.id, { x: x + box.w / 2, y: y + tall / 2 });
+      x += box.w + gapX;
+    }
+    y += tall + gapY;
+  }
+  return centres;
 }
 
 /** Positions (centres) of `nodes` [{id, w, h}] laid out by dagre, left to right. */
@@ -346,8 +497,8 @@ function applyFilters() {
   const serves = root.querySelector("[data-testid=graph-show-serves]").checked;
   cy.batch(() => {
     cy.edges().forEach((edge) => {
-      const hide = (!idle && edge.data("state") === "idle") || (!serves && edge.data("kind") === "serves");
-      edge.style("display", hide ? "none" : "element");
+      const data = edge.data();
+      edge.toggleClass("hidden", (!idle && data.state === "idle") || (!serves && data.kind === "serves"));
     });
   });
 }
@@ -382,6 +533,17 @@ function bind() {
   cy.on("pan zoom", () => {
     tooltip.hidden = true;
   });
+  if (large) {
+    const labels = () => {
+      const wanted = cy.zoom() < LABEL_ZOOM;
+      if (wanted !== quietLabels) {
+        quietLabels = wanted;
+        cy.batch(() => cy.nodes("[kind != 'namespace']").toggleClass("quiet", quietLabels));
+      }
+    };
+    cy.on("zoom", labels);
+    labels();
+  }
 }
 
 function nameOf(id) {

@@ -309,6 +309,35 @@ async def test_many_tabs_cost_prometheus_one_query_each(
         await client.close()
 
 
+async def test_one_period_folds_metrics_once_and_one_state_builds_one_topology(
+    servers: tuple[Fakes, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph, splits and services of one period share one fold of Prometheus's answers;
+    the graph's topology (policy verdicts) is built once per mesh state, not per refresh."""
+    folds: list[object] = []
+    built: list[object] = []
+    fold, topology = views.metrics_from, views.Topology
+
+    def counted_fold(**answers: Any) -> views.Metrics:
+        folds.append(1)
+        return fold(**answers)
+
+    def counted_topology(catalog: Any) -> views.Topology:
+        built.append(1)
+        return topology(catalog)
+
+    monkeypatch.setattr(views, "metrics_from", counted_fold)
+    monkeypatch.setattr(views, "Topology", counted_topology)
+    client = await client_for(Setup(), servers)
+    try:
+        for path in ("/api/graph", "/api/splits", "/api/services", "/api/graph?window=5m"):
+            status, _ = await get(client, path)
+            assert status == 200
+        assert (len(folds), len(built)) == (2, 1)  # windows 1m and 5m; one mesh state
+    finally:
+        await client.close()
+
+
 @pytest.mark.parametrize(
     ("path", "complaint"),
     [

@@ -149,6 +149,63 @@ def test_nodes_and_serves_edges() -> None:
     assert found["window"] == "5m"
 
 
+@pytest.mark.parametrize("permissive", [True, False])
+def test_a_kept_topology_answers_as_a_fresh_graph_on_every_refresh(permissive: bool) -> None:
+    """The dashboard keeps one `Topology` per mesh state: each refresh's metrics (thief
+    quiet, then sending, then Prometheus down) give the graph a fresh computation gives."""
+    catalog = bookstore.catalog(permissive)
+    topology = views.Topology(catalog)
+    for refresh in (metrics(0.0), metrics(3.0), None):
+        kept = views.graph(catalog, refresh, "1m", topology)
+        assert kept == views.graph(bookstore.catalog(permissive), refresh, "1m")
+
+
+@pytest.mark.parametrize(
+    ("labels", "workload"),
+    [
+        ({"app": "web", "tier": "front"}, "web-front"),  # the first Deployment that matches
+        ({"app": "web", "tier": "back"}, "web"),
+        ({"tier": "front"}, "front"),
+        ({"app": "db"}, "bare"),  # no Deployment selects it: the pod is its own workload
+    ],
+)
+def test_workload_of_a_pod_is_the_first_deployment_selecting_it(
+    labels: dict[str, str], workload: str
+) -> None:
+    def deployment(name: str, selector: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": selector},
+                    "spec": {"containers": [{"name": "app", "image": "app"}]},
+                },
+            },
+        }
+
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bare", "namespace": "shop", "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "app"}]},
+    }
+    loaded = manifest.load_objects(
+        [
+            deployment("web-front", {"app": "web", "tier": "front"}),
+            deployment("web", {"app": "web"}),
+            deployment("front", {"tier": "front"}),
+            pod,
+        ]
+    )
+    assert not loaded.errors, [str(e) for e in loaded.errors]
+    deployments = [r for r in loaded.resources if r.kind == "Deployment"]
+    (found,) = [r for r in loaded.resources if r.kind == "Pod"]
+    assert views.workload_of(found, deployments) == workload  # type: ignore[arg-type]
+
+
 def test_edge_signals_from_prometheus() -> None:
     edges = traffic(views.graph(bookstore.catalog(False), metrics(0.0), "1m"))
     v1, v2 = edges[(BUYER, SVC_V1)], edges[(BUYER, SVC_V2)]
