@@ -92,7 +92,13 @@ def identities_of(state: MeshState, service_id: ServiceId) -> tuple[Identity, ..
 def services_of(state: MeshState, identity: Identity) -> list[ServiceId]:
     """Services selecting at least one pod running as ``identity``, sorted."""
     found: set[ServiceId] = set()
+    # Replicas share their labels: each distinct label set is matched once.
+    seen: set[frozenset[tuple[str, str]]] = set()
     for pod in state.pods_with_identity(identity):
+        labels = frozenset(pod.metadata.labels.items())
+        if labels in seen:
+            continue
+        seen.add(labels)
         for service in state.services_selecting(pod.namespace, pod.metadata.labels):
             found.add(ServiceId(service.namespace, service.name))
     return sorted(found)

@@ -239,7 +239,7 @@ async def run(
         click.echo(f"osm dashboard ({mode}, {client.server}) at {url}")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(mesh.mesh(), timeout_s)
-        status = await dashboard.status()
+        status = await dashboard.prepare()  # the first page's answers, before the URL opens
         for name, state in status["sources"].items():
             where = f" ({state['url']})" if state["url"] else ""
             click.echo(f"  {name:<11} {state['state']}{where}: {state['detail']}")

@@ -34,6 +34,8 @@ from osm.dashboard import sources, views
 from osm.dashboard.sources import SourceError
 
 log = logging.getLogger(__name__)
+DEFAULT_WINDOW = "1m"
+"""The window of rates the page asks for unless told otherwise."""
 
 Json = dict[str, Any]
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -113,6 +115,17 @@ class Dashboard:
 
     async def answer(self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Json]]) -> Json:
         return await self._answers.get(key, compute)
+
+    async def prepare(self, window: str = DEFAULT_WINDOW) -> Json:
+        """Answers the first page's questions before anyone asks: the status (returned) and
+        the graph of `window`, kept as answers for a refresh period; the graph's topology
+        and the policy verdicts of its edges (the costly part) stay for as long as the mesh
+        state does. A source that fails is in the answers, as always."""
+        status, _ = await asyncio.gather(
+            self.answer(("status",), self.status),
+            self.answer(("graph", window), lambda: self.graph(window)),
+        )
+        return status
 
     # -- what the answers share --------------------------------------------------------------
     async def _mesh(self, errors: list[str]) -> MeshState | None:
@@ -257,7 +270,7 @@ class Dashboard:
 
 
 # -- the application -----------------------------------------------------------------------
-def _window(request: web.Request, default: str = "1m") -> str:
+def _window(request: web.Request, default: str = DEFAULT_WINDOW) -> str:
     window = request.query.get("window", default)
     duration_s("window", window, MAX_WINDOW_S)
     return window

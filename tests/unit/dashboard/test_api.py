@@ -144,7 +144,11 @@ async def servers() -> AsyncIterator[tuple[Fakes, str, str]]:
 
 
 async def client_for(
-    setup: Setup, servers: tuple[Fakes, str, str], static_dir: Path | None = None
+    setup: Setup,
+    servers: tuple[Fakes, str, str],
+    static_dir: Path | None = None,
+    *,
+    prepared: bool = False,
 ) -> TestClient[Any, Any]:
     fakes, prometheus_url, others_url = servers
     timeout = 0.3
@@ -170,9 +174,10 @@ async def client_for(
             HttpSource("controller", sources.fixed(others_url, ""), timeout=timeout)
         ),
     )
-    app = server.make_app(
-        server.Dashboard(found, refresh_s=5.0), static_dir or Path("/nonexistent")
-    )
+    dashboard = server.Dashboard(found, refresh_s=5.0)
+    if prepared:
+        await dashboard.prepare()
+    app = server.make_app(dashboard, static_dir or Path("/nonexistent"))
     client = TestClient(TestServer(app))
     await client.start_server()
     return client
@@ -336,6 +341,34 @@ async def test_one_period_folds_metrics_once_and_one_state_builds_one_topology(
         assert (len(folds), len(built)) == (2, 1)  # windows 1m and 5m; one mesh state
     finally:
         await client.close()
+
+
+async def test_a_prepared_dashboard_answers_the_first_graph_from_the_topology_it_built(
+    servers: tuple[Fakes, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`osm dashboard` prepares before it prints the URL: the first page's graph only adds
+    Prometheus's figures to the topology built then, and says the same as an unprepared one."""
+    built: list[object] = []
+    topology = views.Topology
+
+    def counted_topology(catalog: Any) -> views.Topology:
+        built.append(1)
+        return topology(catalog)
+
+    monkeypatch.setattr(views, "Topology", counted_topology)
+    answers = []
+    for prepared in (True, False):
+        client = await client_for(Setup(), servers, prepared=prepared)
+        try:
+            if prepared:
+                assert len(built) == 1
+            status, body = await get(client, "/api/graph")
+            assert status == 200
+            answers.append({k: v for k, v in body.items() if k != "generated"})
+        finally:
+            await client.close()
+    assert len(built) == 2  # one per dashboard: the prepared one built none on request
+    assert answers[0] == answers[1]
 
 
 @pytest.mark.parametrize(
