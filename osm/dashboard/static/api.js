@@ -5,11 +5,22 @@
 
 const TIMEOUT_MS = 8000;
 
+// A request index.html started early (`window.__osmFirst`), taken once.
+function early(path) {
+  const started = window.__osmFirst?.get(path);
+  if (started) window.__osmFirst.delete(path);
+  return started;
+}
+
 export async function getJSON(path) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+  const aborted = new Promise((_, reject) => {
+    controller.signal.addEventListener("abort", () => reject(new DOMException("timeout", "AbortError")));
+  });
   try {
-    const response = await fetch(path, { signal: controller.signal, headers: { accept: "application/json" } });
+    const request = early(path) ?? fetch(path, { signal: controller.signal, headers: { accept: "application/json" } });
+    const response = await Promise.race([request, aborted]);
     const text = await response.text();
     let body;
     try {
