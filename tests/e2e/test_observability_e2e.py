@@ -778,19 +778,19 @@ def browse(mesh: Mesh) -> None:
         assert all(o.endswith("%") for _, o in rows.values()), rows
         shot("splits")
 
-        trace = full_trace(mesh)
-        assert trace is not None
-        trace_id = trace[0]["traceId"]
+        assert full_trace(mesh) is not None  # the store has one: the page lists the latest
         browser.get(f"{mesh.dashboard_url}/#traces")
-        testid("traces-list")  # the view, then the row of a trace through every hop
+        testid("traces-list")  # the view, then a listed trace through every hop
+        hops = [SPAN_SERVICE[n] for n in ("bookbuyer", "bookstore", "bookwarehouse")]
 
         def listed() -> Any:
-            rows = browser.find_elements(By.CSS_SELECTOR, f"[data-testid='trace-row-{trace_id}']")
-            if not rows:
-                browser.execute_script("return window.__osm.tick()")  # a refresh, awaited
-            return rows[0] if rows else None
+            for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-trace]"):
+                if all(hop in row.text for hop in hops):
+                    return row
+            browser.execute_script("return window.__osm.tick()")  # a refresh, awaited
+            return None
 
-        row = wait_for(listed, 20, f"trace {trace_id} listed on the page", every=1)
+        row = wait_for(listed, 20, "a trace through every hop listed on the page", every=1)
         row.click()
         waterfall = testid("waterfall")
         spans = waterfall.find_elements(By.CSS_SELECTOR, ".span-row[data-span]")
