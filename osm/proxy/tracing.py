@@ -164,6 +164,7 @@ def extract(headers: list[tuple[str, str]]) -> Context | None:
 
 _LOW_HEX: Final = tuple(f"{low:02x}" for low in range(256))
 _ID_MASK: Final = (1 << 64) - 1
+_HIGH_MASK: Final = (1 << 56) - 1
 
 
 class SpanIds:
@@ -176,20 +177,24 @@ class SpanIds:
     request (bench/tracing.py --instructions). Ids are correlation tokens, not secrets
     (Envoy's come from a non-cryptographic generator too)."""
 
-    __slots__ = ("counter", "head")
+    __slots__ = ("head", "high", "low")
 
     def __init__(self, start: int):
-        self.counter = start & _ID_MASK
-        self.head = f"{self.counter >> 8:014x}"
+        start &= _ID_MASK
+        self.high = start >> 8  # 56 bits: a machine word for mypyc, where 64 would not be
+        self.low = start & 0xFF
+        self.head = f"{self.high:014x}"
 
     def next(self) -> str:
-        counter = (self.counter + 1) & _ID_MASK
-        if counter & 0xFF == 0:
-            if counter == 0:
-                counter = 1  # B3: an all-zero id means no id
-            self.head = f"{counter >> 8:014x}"
-        self.counter = counter
-        return self.head + _LOW_HEX[counter & 0xFF]
+        low = self.low + 1
+        if low == 256:
+            low = 0
+            self.high = high = (self.high + 1) & _HIGH_MASK
+            self.head = f"{high:014x}"
+            if high == 0:
+                low = 1  # B3: an all-zero id means no id
+        self.low = low
+        return self.head + _LOW_HEX[low]
 
 
 class Span:
@@ -288,9 +293,10 @@ class Tracer:
             if name in B3_HEADERS:
                 carried = True
                 break
-        if not carried:  # the common case: a new root, the dice decide
+        if not carried:  # the common case: a new root, the dice decide (`_dice`, inlined)
             root = self._ids.next()
-            decision = self._dice(tracing.sampling)
+            sampling = tracing.sampling
+            decision = sampling >= 100.0 or (sampling > 0.0 and self._sample() * 100.0 < sampling)
             return Span(
                 tracing, root, root, None, decision, tracing.server, head, scheme, False, False
             )
