@@ -564,7 +564,8 @@ class HttpSession:
             out.append(http1.LAST_CHUNK)
         self.connection.write(b"".join(out))
         cluster.release_http(upstream_conn, response.keep_alive)
-        if self._log_enabled or self._span is not None:
+        span = self._span  # an unsampled span has nothing to finish: `start` replaces it
+        if self._log_enabled or (span is not None and span.sampled):
             self._log(
                 head,
                 response.status,

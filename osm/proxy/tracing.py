@@ -11,16 +11,25 @@ only counts in Envoy's stats (``tracing.zipkin.reports_sent``, ``reports_dropped
 answer other than 2xx), ``reports_failed`` (no answer), ``spans_sent``,
 ``timer_flushed``, ``reports_skipped_no_cluster``).
 
-What Envoy does, and so this module:
-* context: the single ``b3`` header if present, else ``x-b3-traceid/spanid/
-  parentspanid/sampled/flags``. Sampling: the caller's decision if it sent one (flags 1
-  is debug: sampled), else random at the HCM's ``random_sampling`` percentage.
+What Envoy (1.40) does, and so this module (tests/integration/test_proxy_tracing.py
+compares the two):
+* context: the single ``b3`` header if present (``{trace}-{span}[-{flag}[-{parent}]]``,
+  or a flag alone: ``0``, ``1``, ``d``), else ``x-b3-traceid`` and ``x-b3-spanid`` (both,
+  or a new trace starts) with ``x-b3-parentspanid``. A context that does not parse (an id
+  that is not 16 hex digits, 32 for a trace id; an unknown flag in ``b3``) makes no span:
+  nothing is reported or written, the request's headers go upstream as they came.
+* sampling: the caller's decision if it sent one (``b3``'s flag: ``1`` and ``d`` (debug)
+  sample, ``0`` does not; ``x-b3-sampled``: ``1`` or ``true`` sample, anything else does
+  not; ``x-b3-flags`` is not read), else random at the HCM's ``random_sampling``.
+  Unsampled requests still propagate their context (sampled ``0``).
 * ids: 64-bit, 16 hex digits; a root span's trace id is its span id. Inbound (SERVER)
   spans share the caller's span id and parent, and are marked ``shared`` (roots too, as
   Envoy's); outbound (CLIENT) spans get a new id, child of the caller's span.
-* upstream headers: ``x-b3-traceid``, ``x-b3-spanid``, ``x-b3-parentspanid`` (when the
-  span has a parent), ``x-b3-sampled``; a ``b3`` the request carried is rewritten to the
-  same context. ``x-request-id`` is the HTTP session's (generated when absent).
+* upstream headers, in the format the request used: ``b3`` alone (the ``x-b3-*`` fields
+  a request carried beside it go on untouched) or ``x-b3-traceid``, ``x-b3-spanid``,
+  ``x-b3-parentspanid`` (when the span has a parent), ``x-b3-sampled``, each replacing
+  the request's field of that name (others, e.g. ``x-b3-flags``, go on untouched).
+  ``x-request-id`` is the HTTP session's (generated when absent).
 * a span: named by the request's authority (Envoy 1.40's span name without a route
   decorator); ``localEndpoint.serviceName`` the bootstrap's ``node.cluster``; verbose
   annotations (the byte events, then ``ss`` or ``cr``) at the times the session knows
@@ -67,34 +76,29 @@ SAMPLED: Final = "x-b3-sampled"
 FLAGS: Final = "x-b3-flags"
 REQUEST_ID: Final = "x-request-id"
 B3_HEADERS: Final = frozenset((B3, TRACE_ID, SPAN_ID, PARENT_SPAN_ID, SAMPLED, FLAGS))
+_WRITTEN: Final = frozenset((TRACE_ID, SPAN_ID, SAMPLED))
+_WRITTEN_WITH_PARENT: Final = frozenset((TRACE_ID, SPAN_ID, SAMPLED, PARENT_SPAN_ID))
 
 Resolver = Callable[[str], "tuple[str, int] | None"]
 """A cluster's name -> the (host, port) a report goes to, or None: no such cluster."""
 
 
-def _hex_id(value: str) -> str | None:
-    """A B3 id (16 or 32 hex digits) in lower case, or None when it is not one."""
-    if len(value) not in (16, 32):
-        return None
-    try:
-        int(value, 16)
-    except ValueError:
+_HEX_DIGITS: Final = "0123456789abcdefABCDEF"
+
+
+def _hex_id(value: str, sizes: tuple[int, ...] = (16,)) -> str | None:
+    """A B3 id (hex digits, as many as one of `sizes`) in lower case, or None."""
+    if len(value) not in sizes or value.strip(_HEX_DIGITS):
         return None
     return value.lower()
 
 
-def _sampled(value: str) -> bool | None:
-    if value in ("1", "true", "d"):
-        return True
-    if value in ("0", "false"):
-        return False
-    return None
-
-
 class Context:
-    """What a request's B3 headers say (ids None when absent)."""
+    """What a request's B3 headers say: ids None when it carried none (a new trace
+    starts), ``sampled`` None when it left the decision to this proxy, ``single`` when it
+    used the single ``b3`` header."""
 
-    __slots__ = ("parent_id", "sampled", "span_id", "trace_id")
+    __slots__ = ("parent_id", "sampled", "single", "span_id", "trace_id")
 
     def __init__(
         self,
@@ -102,63 +106,112 @@ class Context:
         span_id: str | None,
         parent_id: str | None,
         sampled: bool | None,
+        single: bool,
     ):
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_id = parent_id
         self.sampled = sampled
+        self.single = single
 
 
-def extract(headers: list[tuple[str, str]]) -> Context:
-    """The B3 context of a request's headers: the single ``b3`` header wins over the
-    multi-header form; ids that do not parse are ignored (a new trace starts)."""
+_B3_FLAGS: Final[dict[str, bool]] = {"0": False, "1": True, "d": True}
+
+
+def extract(headers: list[tuple[str, str]]) -> Context | None:
+    """The B3 context of a request's headers (the module docstring's rules), or None
+    when it does not parse: Envoy makes no span then."""
     single: str | None = None
-    trace = span = parent = sampled = flags = None
+    trace = span = parent = sampled = None
     for name, value in headers:
-        if name not in B3_HEADERS:
-            continue
         if name == B3:
-            single = value.strip()
+            single = value
         elif name == TRACE_ID:
-            trace = value.strip()
+            trace = value
         elif name == SPAN_ID:
-            span = value.strip()
+            span = value
         elif name == PARENT_SPAN_ID:
-            parent = value.strip()
+            parent = value
         elif name == SAMPLED:
-            sampled = value.strip().lower()
-        else:
-            flags = value.strip()
+            sampled = value
     if single is not None:
         parts = single.split("-")
         if len(parts) == 1:
-            return Context(None, None, None, _sampled(parts[0].lower()))
-        trace_id, span_id = _hex_id(parts[0]), _hex_id(parts[1])
-        if trace_id is None or span_id is None or len(span_id) != 16:
-            return Context(None, None, None, None)
-        decision = _sampled(parts[2].lower()) if len(parts) > 2 else None
+            flag = _B3_FLAGS.get(single)
+            return None if flag is None else Context(None, None, None, flag, True)
+        if len(parts) > 4:
+            return None
+        trace_id, span_id = _hex_id(parts[0], (16, 32)), _hex_id(parts[1])
+        decision = _B3_FLAGS.get(parts[2]) if len(parts) > 2 else None
         parent_id = _hex_id(parts[3]) if len(parts) > 3 else None
-        return Context(trace_id, span_id, parent_id, decision)
-    decision = True if flags == "1" else (_sampled(sampled) if sampled is not None else None)
-    trace_id = _hex_id(trace) if trace is not None else None
-    span_id = _hex_id(span) if span is not None else None
-    if trace_id is None or span_id is None or len(span_id) != 16:
-        return Context(None, None, None, decision)
+        if (
+            trace_id is None
+            or span_id is None
+            or (len(parts) > 2 and decision is None)
+            or (len(parts) > 3 and parent_id is None)
+        ):
+            return None
+        return Context(trace_id, span_id, parent_id, decision, True)
+    decision = None if sampled is None else sampled in ("1", "true")
+    if trace is None or span is None:
+        return Context(None, None, None, decision, False)
+    trace_id, span_id = _hex_id(trace, (16, 32)), _hex_id(span)
     parent_id = _hex_id(parent) if parent is not None else None
-    return Context(trace_id, span_id, parent_id, decision)
+    if trace_id is None or span_id is None or (parent is not None and parent_id is None):
+        return None
+    return Context(trace_id, span_id, parent_id, decision, False)
+
+
+_LOW_HEX: Final = tuple(f"{low:02x}" for low in range(256))
+_ID_MASK: Final = (1 << 64) - 1
+_HIGH_MASK: Final = (1 << 56) - 1
+
+
+class SpanIds:
+    """New span (and root trace) ids: 64 bits as 16 hex digits, never zero, unique within
+    the process for 2^64 spans and, by a random start, across processes.
+
+    A counter from a random start, not a random draw each: its text changes in the last two
+    digits for 255 ids of 256, so an id is one concatenation of kept text and one of 256
+    two-digit strings, where drawing 64 bits and formatting them cost ~5,000 instructions a
+    request (bench/tracing.py --instructions). Ids are correlation tokens, not secrets
+    (Envoy's come from a non-cryptographic generator too)."""
+
+    __slots__ = ("head", "high", "low")
+
+    def __init__(self, start: int):
+        start &= _ID_MASK
+        self.high = start >> 8  # 56 bits: a machine word for mypyc, where 64 would not be
+        self.low = start & 0xFF
+        self.head = f"{self.high:014x}"
+
+    def next(self) -> str:
+        low = self.low + 1
+        if low == 256:
+            low = 0
+            self.high = high = (self.high + 1) & _HIGH_MASK
+            self.head = f"{high:014x}"
+            if high == 0:
+                low = 1  # B3: an all-zero id means no id
+        self.low = low
+        return self.head + _LOW_HEX[low]
 
 
 class Span:
-    """One request's span on one HCM, from its head to its end."""
+    """One request's span on one HCM, from its head to its end.
+
+    ``carried``: the request had B3 fields (`Tracer.inject` replaces those it writes);
+    ``single``: one was the ``b3`` header (`Tracer.inject` writes that format)."""
 
     __slots__ = (
-        "had_b3",
+        "carried",
         "head",
         "parent_id",
         "request_id",
         "sampled",
         "scheme",
         "shared",
+        "single",
         "span_id",
         "start_us",
         "started",
@@ -176,7 +229,8 @@ class Span:
         shared: bool,
         head: http1.RequestHead,
         scheme: str,
-        had_b3: bool,
+        carried: bool,
+        single: bool,
     ):
         self.tracing = tracing
         self.trace_id = trace_id
@@ -184,11 +238,16 @@ class Span:
         self.parent_id = parent_id
         self.sampled = sampled
         self.shared = shared
-        self.had_b3 = had_b3
+        self.carried = carried
+        self.single = single
         self.head = head  # read at the end, and only if sampled
         self.scheme = scheme
-        self.start_us = int(time.time() * 1_000_000) if sampled else 0
-        self.started = time.monotonic() if sampled else 0.0
+        if sampled:
+            self.start_us = int(time.time() * 1_000_000)
+            self.started = time.monotonic()
+        else:
+            self.start_us = 0
+            self.started = 0.0
         self.request_id = ""
 
 
@@ -196,7 +255,11 @@ class Tracer:
     """The sidecar's tracer: spans of every traced HCM, reported by one `Reporter`.
 
     ``node_id`` and ``service_name`` (the bootstrap's ``node.id`` and ``node.cluster``)
-    are set by whoever knows them (`osm.proxy.main`). Owned by the proxy's event loop."""
+    are set by whoever knows them (`osm.proxy.main`). Owned by the proxy's event loop.
+
+    Per request the cost is one pass over the request's headers (`start`) and four header
+    fields appended (`inject`); a request without B3 fields whose dice say "not sampled"
+    builds nothing else (no `Context`, no random draw for its id, no span record)."""
 
     def __init__(
         self,
@@ -207,64 +270,107 @@ class Tracer:
         sample: Callable[[], float] | None = None,
     ):
         generator = random.Random()
-        self._randbits = randbits or generator.getrandbits
+        self._ids = SpanIds((randbits or generator.getrandbits)(64))
         self._sample = sample or generator.random
         self.node_id = ""
         self.service_name = ""
         self.reporter = Reporter(registry, resolve)
 
-    def _new_id(self) -> str:
-        return f"{self._randbits(64) or 1:016x}"
+    def _dice(self, percentage: float) -> bool:
+        """Random sampling at ``percentage`` (no draw at 0 or 100)."""
+        if percentage >= 100.0:
+            return True
+        if percentage <= 0.0:
+            return False
+        return self._sample() * 100.0 < percentage
 
-    def start(self, tracing: model.Tracing, head: http1.RequestHead, scheme: str) -> Span:
-        """The span of a request whose head just arrived on an HCM with ``tracing``."""
-        context = extract(head.headers)
-        sampled = context.sampled
-        if sampled is None:
-            sampled = self._sample() * 100.0 < tracing.sampling
-        had_b3 = any(name == B3 for name, _ in head.headers)
+    def start(self, tracing: model.Tracing, head: http1.RequestHead, scheme: str) -> Span | None:
+        """The span of a request whose head just arrived on an HCM with ``tracing``, or
+        None when its B3 context does not parse (no span: nothing to inject or report)."""
+        headers = head.headers
+        carried = False
+        for name, _ in headers:
+            if name in B3_HEADERS:
+                carried = True
+                break
+        if not carried:  # the common case: a new root, the dice decide (`_dice`, inlined)
+            root = self._ids.next()
+            sampling = tracing.sampling
+            decision = sampling >= 100.0 or (sampling > 0.0 and self._sample() * 100.0 < sampling)
+            return Span(
+                tracing, root, root, None, decision, tracing.server, head, scheme, False, False
+            )
+        context = extract(headers)
+        if context is None:
+            return None
+        told = context.sampled
+        decision = self._dice(tracing.sampling) if told is None else told
+        single = context.single
         trace_id = context.trace_id
         if trace_id is None or context.span_id is None:
-            root = self._new_id()
-            return Span(tracing, root, root, None, sampled, tracing.server, head, scheme, had_b3)
+            root = self._ids.next()
+            return Span(
+                tracing, root, root, None, decision, tracing.server, head, scheme, True, single
+            )
         if tracing.server:  # shared span context: the caller's client span's id
             return Span(
                 tracing,
                 trace_id,
                 context.span_id,
                 context.parent_id,
-                sampled,
+                decision,
                 True,
                 head,
                 scheme,
-                had_b3,
+                True,
+                single,
             )
         return Span(
-            tracing, trace_id, self._new_id(), context.span_id, sampled, False, head, scheme, had_b3
+            tracing,
+            trace_id,
+            self._ids.next(),
+            context.span_id,
+            decision,
+            False,
+            head,
+            scheme,
+            True,
+            single,
         )
 
     def inject(self, span: Span, headers: list[tuple[str, str]]) -> None:
-        """Writes the span's context into the upstream request's ``headers`` (replacing
-        the caller's B3 headers) and notes its request id."""
-        if any(field[0] in B3_HEADERS for field in headers):
-            kept = [field for field in headers if field[0] not in B3_HEADERS]
-            headers.clear()
-            headers.extend(kept)
+        """Writes the span's context into the upstream request's ``headers`` (the format
+        the request used, replacing its fields of the names written) and notes its
+        request id.
+
+        ``headers`` are the request's own (`http_rewrite.upstream_headers`: some dropped,
+        none of them B3 added), so only a span whose request ``carried`` B3 fields can
+        have any to replace."""
         if span.sampled:
+            sampled = "1"
             for name, value in headers:
                 if name == REQUEST_ID:
                     span.request_id = value
-        sampled = "1" if span.sampled else "0"
+        else:
+            sampled = "0"
+        parent_id = span.parent_id
+        if span.single:
+            value = f"{span.trace_id}-{span.span_id}-{sampled}"
+            if parent_id is not None:
+                value = f"{value}-{parent_id}"
+            kept = [field for field in headers if field[0] != B3]
+            kept.append((B3, value))
+            headers[:] = kept
+            return
+        if span.carried:
+            written = _WRITTEN_WITH_PARENT if parent_id is not None else _WRITTEN
+            kept = [field for field in headers if field[0] not in written]
+            headers[:] = kept
         headers.append((TRACE_ID, span.trace_id))
         headers.append((SPAN_ID, span.span_id))
-        if span.parent_id is not None:
-            headers.append((PARENT_SPAN_ID, span.parent_id))
+        if parent_id is not None:
+            headers.append((PARENT_SPAN_ID, parent_id))
         headers.append((SAMPLED, sampled))
-        if span.had_b3:
-            single = f"{span.trace_id}-{span.span_id}-{sampled}"
-            if span.parent_id is not None:
-                single = f"{single}-{span.parent_id}"
-            headers.append((B3, single))
 
     def finish(
         self,

@@ -115,12 +115,15 @@ def resources(
     app_port: int, collector: tuple[str, int], ports: dict[str, int]
 ) -> dict[str, dict[str, Any]]:
     """Listeners ``inbound`` and ``outbound`` (the direction is what makes a span SERVER
-    or CLIENT), each one HCM to the app with the mesh's tracer; the app's and the
-    tracing cluster."""
+    or CLIENT) and ``unsampled`` (outbound, 0% sampling), each one HCM to the app with
+    the mesh's tracer; the app's and the tracing cluster."""
     traced = tracing_xds.Tracing(collector[0], collector[1], wellknown.ZIPKIN_SPANS_PATH)
+    never = tracing_xds.Tracing(collector[0], collector[1], wellknown.ZIPKIN_SPANS_PATH, 0.0)
 
-    def listener(name: str, direction: int) -> listener_pb2.Listener:
-        manager = lds.http_connection_manager(name, "", tracing=traced)
+    def listener(
+        name: str, direction: int, tracing: tracing_xds.Tracing = traced
+    ) -> listener_pb2.Listener:
+        manager = lds.http_connection_manager(name, "", tracing=tracing)
         manager.ClearField("rds")
         manager.route_config.CopyFrom(
             route_pb2.RouteConfiguration(
@@ -158,6 +161,7 @@ def resources(
         wellknown.LISTENER_TYPE: {
             "inbound": listener("inbound", base_pb2.INBOUND),
             "outbound": listener("outbound", base_pb2.OUTBOUND),
+            "unsampled": listener("unsampled", base_pb2.OUTBOUND, never),
         },
         wellknown.CLUSTER_TYPE: {
             "app|80": proxymesh.static_cluster("app|80", "127.0.0.1", app_port),
@@ -178,6 +182,53 @@ async def get(address: tuple[str, int], headers: dict[str, str]) -> bytes:
 
 
 CALLER = {"x-b3-traceid": TRACE, "x-b3-spanid": CALLER_SPAN, "x-b3-sampled": "1"}
+NOT_SAMPLED = {**CALLER, "x-b3-sampled": "0"}
+B3_SINGLE = f"{TRACE}-{CALLER_SPAN}"
+# Requests that report no span, first: a span one of them reported would come before the
+# sampled ones' spans. Each: (listener, its headers, the B3 fields the app gets, ids as
+# `propagation` writes them; an x-request-id too). Envoy 1.40 behaves so (the test checks).
+UNSAMPLED = (
+    # no context, the dice say no (0%): a new trace, propagated unsampled
+    ("unsampled", {}, {"x-b3-traceid": "new1", "x-b3-spanid": "new1", "x-b3-sampled": "0"}),
+    # the caller says no; an inbound span shares the caller's ids
+    ("inbound", NOT_SAMPLED, {**NOT_SAMPLED, "x-b3-traceid": "T", "x-b3-spanid": "S"}),
+    # the single header in, the single header out (alone)
+    ("outbound", {"b3": f"{B3_SINGLE}-0"}, {"b3": "T-new1-0-S"}),
+    ("unsampled", {"b3": B3_SINGLE}, {"b3": "T-new1-0-S"}),
+    # b3 wins; the x-b3-* fields beside it go on untouched
+    (
+        "outbound",
+        {"b3": f"{B3_SINGLE}-0", **CALLER},
+        {"b3": "T-new1-0-S", "x-b3-traceid": "T", "x-b3-spanid": "S", "x-b3-sampled": "1"},
+    ),
+    ("outbound", {"b3": "0"}, {"b3": "new1-new1-0"}),  # a decision alone: a new trace
+    # x-b3-flags is not a decision, and goes on untouched
+    (
+        "unsampled",
+        {"x-b3-flags": "1"},
+        {"x-b3-flags": "1", "x-b3-traceid": "new1", "x-b3-spanid": "new1", "x-b3-sampled": "0"},
+    ),
+    # x-b3-sampled other than 1 or true says no
+    (
+        "outbound",
+        {"x-b3-sampled": "d"},
+        {"x-b3-traceid": "new1", "x-b3-spanid": "new1", "x-b3-sampled": "0"},
+    ),
+    # a context that does not parse: no span, the headers go on as they came
+    ("outbound", {"b3": "garbage"}, {"b3": "garbage"}),
+    ("outbound", {"b3": f"{B3_SINGLE}-x"}, {"b3": "T-S-x"}),
+    ("outbound", {"b3": f"{B3_SINGLE}-1-zz"}, {"b3": "T-S-1-zz"}),
+    (
+        "outbound",
+        {"x-b3-traceid": "zz", "x-b3-spanid": CALLER_SPAN},
+        {"x-b3-traceid": "zz", "x-b3-spanid": "S"},
+    ),
+    (
+        "outbound",
+        {**CALLER, "x-b3-parentspanid": "zz"},
+        {"x-b3-traceid": "T", "x-b3-spanid": "S", "x-b3-sampled": "1", "x-b3-parentspanid": "zz"},
+    ),
+)
 REQUESTS = (
     ("outbound", {**CALLER, "x-request-id": REQUEST_ID, "user-agent": "buyer"}),
     ("inbound", {**CALLER, "x-request-id": REQUEST_ID, "user-agent": "buyer"}),
@@ -186,8 +237,30 @@ REQUESTS = (
 
 
 async def run_requests(addresses: dict[str, tuple[str, int]]) -> None:
+    for listener, headers, _ in UNSAMPLED:
+        assert b" 200 " in await get(addresses[listener], headers)
     for listener, headers in REQUESTS:
         assert b" 200 " in await get(addresses[listener], headers)
+
+
+def propagation(seen: dict[str, str]) -> dict[str, str]:
+    """The B3 fields an upstream request carried, ids as their relation to the caller's
+    ("T", "S"; "new1", "new2": ids the proxy made, 16 hex digits, numbered in order of
+    appearance), and whether it had an x-request-id."""
+    relation = {TRACE: "T", CALLER_SPAN: "S"}
+
+    def id_of(text: str) -> str:
+        if text not in relation and len(text) == 16 and not text.strip("0123456789abcdef"):
+            relation[text] = f"new{len(relation) - 1}"
+        return relation.get(text, text)
+
+    kept = {
+        k: "-".join(id_of(part) for part in v.split("-")) if k == "b3" else id_of(v)
+        for k, v in sorted(seen.items())
+        if k == "b3" or k.startswith("x-b3-")
+    }
+    kept["x-request-id"] = "present" if seen.get("x-request-id") else "absent"
+    return kept
 
 
 @contextlib.asynccontextmanager
@@ -198,7 +271,7 @@ async def python_sidecar(
     proxy.runtime.tracer.node_id, proxy.runtime.tracer.service_name = NODE_ID, NODE_CLUSTER
     try:
         await proxy.apply(assembly.assemble(resources(app_port, collector, {})))
-        yield {name: proxy.listener_address(name) for name in ("inbound", "outbound")}
+        yield {name: proxy.listener_address(name) for name in ("inbound", "outbound", "unsampled")}
     finally:
         await proxy.runtime.tracer.reporter.close()
         await proxy.close()
@@ -209,7 +282,7 @@ def envoy(
     app_port: int, collector: tuple[str, int], directory: Path
 ) -> Iterator[dict[str, tuple[str, int]]]:
     assert envoy_validate.ENVOY is not None
-    ports = {"inbound": free_port(), "outbound": free_port()}
+    ports = {"inbound": free_port(), "outbound": free_port(), "unsampled": free_port()}
     built = resources(app_port, collector, ports)
     bootstrap = {
         "node": {"id": NODE_ID, "cluster": NODE_CLUSTER},
@@ -299,24 +372,31 @@ async def test_envoy_and_the_python_sidecar_report_the_same_spans(tmp_path: Path
                     await wait_listening(addresses)
                     await run_requests(addresses)
                     reported[plane] = await collector.wait_for(len(REQUESTS))
+                    await asyncio.sleep(0.5)  # a span too many would be flushed by now
             else:
                 async with python_sidecar(app_port, target) as addresses:
                     await run_requests(addresses)
                 reported[plane] = await collector.wait_for(len(REQUESTS))
-            propagated[plane] = [
-                {k: v for k, v in seen.items() if k.startswith("x-b3-")} for seen in app.seen
-            ]
+            propagated[plane] = [propagation(seen) for seen in app.seen]
             assert collector.server is not None
             collector.server.close()
     finally:
         app_server.close()
-    Path("/tmp/trc/spans.json").write_text(json.dumps(reported, indent=1))
+    assert len(reported["envoy"]) == len(reported["python"]) == len(REQUESTS)
     assert shape(reported["python"]) == shape(reported["envoy"])
-    for plane in ("envoy", "python"):
-        outbound, inbound, root = propagated[plane]
-        assert outbound["x-b3-traceid"] == TRACE and outbound["x-b3-parentspanid"] == CALLER_SPAN
-        assert inbound == {**CALLER}
-        assert root["x-b3-traceid"] == root["x-b3-spanid"] and root["x-b3-sampled"] == "1"
+    # the same B3 fields, in both data planes, for every request
+    assert propagated["python"] == propagated["envoy"]
+    unsampled = propagated["envoy"][: len(UNSAMPLED)]
+    assert unsampled == [{**sent, "x-request-id": "present"} for _, _, sent in UNSAMPLED]
+    outbound, inbound, root = propagated["envoy"][len(UNSAMPLED) :]
+    assert outbound == {"x-b3-traceid": "T", "x-b3-spanid": "new1", "x-b3-parentspanid": "S"} | {
+        "x-b3-sampled": "1",
+        "x-request-id": "present",
+    }
+    assert inbound == {**CALLER, "x-b3-traceid": "T", "x-b3-spanid": "S", "x-request-id": "present"}
+    assert root == {"x-b3-traceid": "new1", "x-b3-spanid": "new1", "x-b3-sampled": "1"} | {
+        "x-request-id": "present"
+    }
 
 
 async def test_an_unreachable_collector_only_counts() -> None:
