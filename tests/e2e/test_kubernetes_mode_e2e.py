@@ -43,7 +43,7 @@ from osm.controller import server as controller_server
 from osm.runtime import daemon, sidecar_env
 from osm.runtime.kubelet import READY_FILE
 from osm.store.sqlite import SqliteStore
-from tests.e2e import hostutil
+from tests.e2e import demo, hostutil
 from tests.e2e import test_mesh_e2e as scenarios
 from tests.e2e.meshapi import MeshApi
 
@@ -327,7 +327,7 @@ def test_the_bookstore_is_meshed_through_the_injectors_webhook(
 ) -> None:
     running, mesh = cluster
     planes = scenarios.PLANES[PLANE]
-    mesh.apply_file(scenarios.MANIFESTS, scenarios.choose_planes(planes))
+    mesh.apply_file(scenarios.MANIFESTS, demo.choose_planes(planes))
     scenarios.wait_for(
         lambda: len(cli_runtime.ready_pods(mesh.api.api, scenarios.NAMESPACES)) == 5,
         90,

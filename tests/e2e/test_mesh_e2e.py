@@ -32,8 +32,8 @@ from osm.base import wellknown
 from osm.cli import runtime as cli_runtime
 from osm.demo.bookstore import counters
 from osm.model import manifest
-from osm.runtime import daemon, record
-from tests.e2e import hostutil
+from osm.runtime import daemon
+from tests.e2e import demo, hostutil
 from tests.e2e.meshapi import MeshApi
 
 pytestmark = [
@@ -61,16 +61,6 @@ def host_snapshot() -> dict[str, str]:
     }
 
 
-def ours() -> dict[str, list[str]]:
-    etc = record.ETC_NETNS
-    return {
-        "netns": hostutil.netns_named(PREFIX),
-        "etc": sorted(p.name for p in etc.iterdir() if p.name.startswith(PREFIX))
-        if etc.exists()
-        else [],
-    }
-
-
 PLANES: dict[str, dict[str, str]] = {
     # deployment -> data plane (absent: Envoy, the injector's default)
     "envoy": {},
@@ -82,19 +72,6 @@ PLANES: dict[str, dict[str, str]] = {
 }
 """Mixed: bookbuyer (Envoy) reaches bookstore-v1 (Python) and v2 (Envoy); bookthief
 (Python) reaches both too; the bookstores (one of each) reach bookwarehouse (Python)."""
-
-
-def choose_planes(planes: dict[str, str]) -> Callable[[list[dict[str, Any]]], None]:
-    """An edit that annotates the pod templates of the Deployments `planes` names."""
-
-    def edit(objects: list[dict[str, Any]]) -> None:
-        for obj in objects:
-            plane = planes.get(obj["metadata"]["name"]) if obj["kind"] == "Deployment" else None
-            if plane is not None:
-                meta = obj["spec"]["template"].setdefault("metadata", {})
-                meta.setdefault("annotations", {})[wellknown.DATA_PLANE_ANNOTATION] = plane
-
-    return edit
 
 
 @dataclass
@@ -151,13 +128,13 @@ def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
         daemon.up(settings, progress=print)
         api = MeshApi(settings)
         running = Mesh(settings, api, started, request.param)
-        running.apply_file(MANIFESTS, choose_planes(PLANES[request.param]))
+        running.apply_file(MANIFESTS, demo.choose_planes(PLANES[request.param]))
         yield running
     finally:
         if api is not None:
             api.close()
         daemon.down(state_dir)
-        for netns in ours()["netns"]:  # last resort, should teardown be broken
+        for netns in demo.left_behind(PREFIX)["netns"]:  # last resort, should teardown be broken
             subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
         shutil.rmtree(base, ignore_errors=True)
     assert host_snapshot() == before
@@ -201,21 +178,7 @@ def unready_pods(mesh: Mesh, tail: int = 15) -> str:
 
 def traffic(mesh: Mesh, seconds: float) -> dict[str, counters.ClientCounters]:
     """Client counters accumulated over ``seconds`` (differences of two samples)."""
-    first = {c.identity: c for c in mesh.sample().clients}
-    time.sleep(seconds)
-    second = {c.identity: c for c in mesh.sample().clients}
-    result = {}
-    for name, after in second.items():
-        before = first.get(name) or counters.ClientCounters(name)
-        by_identity = {k: v - before.by_identity.get(k, 0) for k, v in after.by_identity.items()}
-        result[name] = counters.ClientCounters(
-            name,
-            requests=after.requests - before.requests,
-            ok=after.ok - before.ok,
-            denied=after.denied - before.denied,
-            errors=after.errors - before.errors,
-            by_identity=by_identity,
-        )
+    result = demo.counted(mesh.sample, seconds)
     if any(counted.errors for counted in result.values()):
         # Shown with the failure that follows: where the sidecars saw the errors.
         print(f"clients saw errors: {result}\n{failure_counters(mesh)}")
@@ -549,7 +512,7 @@ def test_osm_down_leaves_nothing_behind(mesh: Mesh) -> None:
         daemon.controller(mesh.settings.state_dir).pid(),
     ]
     daemon.down(mesh.settings.state_dir)
-    assert ours() == {"netns": [], "etc": []}
+    assert demo.left_behind(PREFIX) == {"netns": [], "etc": []}
     assert daemon.down(mesh.settings.state_dir) == []  # idempotent
     for pid in pids:
         assert pid is None or not Path(f"/proc/{pid}").exists()

@@ -44,8 +44,8 @@ from osm.demo.bookstore import counters
 from osm.kube.client import KubeClient
 from osm.kube.errors import KubeError
 from osm.model import manifest
-from osm.runtime import daemon, portforward, record
-from tests.e2e import hostutil
+from osm.runtime import daemon, portforward
+from tests.e2e import demo, hostutil
 from tests.e2e.meshapi import MeshApi
 
 pytestmark = [
@@ -89,19 +89,6 @@ SPAN_SERVICE = {name: f"{name}.{name}" for name in NAMESPACES}
 ``<service account>.<namespace>`` (OSM's ``--service-cluster``; the Python sidecar's alike)."""
 UNREACHABLE_COLLECTOR_PORT = wellknown.ZIPKIN_PORT + 1
 """Nothing listens there on the trace store's address: reports are refused."""
-
-
-def choose_planes(planes: dict[str, str]) -> Callable[[list[dict[str, Any]]], None]:
-    """An edit that annotates the pod templates of the Deployments `planes` names."""
-
-    def edit(objects: list[dict[str, Any]]) -> None:
-        for obj in objects:
-            plane = planes.get(obj["metadata"]["name"]) if obj["kind"] == "Deployment" else None
-            if plane is not None:
-                meta = obj["spec"]["template"].setdefault("metadata", {})
-                meta.setdefault("annotations", {})[wellknown.DATA_PLANE_ANNOTATION] = plane
-
-    return edit
 
 
 # -- reaching osm-system's Services from the host ---------------------------------------------
@@ -242,16 +229,6 @@ def set_mesh_config(
     mesh.apply_file(MANIFESTS / "50-meshconfig.yaml", edit)
 
 
-def ours() -> dict[str, list[str]]:
-    etc = record.ETC_NETNS
-    return {
-        "netns": hostutil.netns_named(PREFIX),
-        "etc": sorted(p.name for p in etc.iterdir() if p.name.startswith(PREFIX))
-        if etc.exists()
-        else [],
-    }
-
-
 @pytest.fixture(scope="module", params=sorted(PLANES))
 def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
     # Not under pytest's tmp dir (mode 0700): the sidecars (UID 1500) read their bootstrap.
@@ -274,7 +251,7 @@ def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
         _, errors = cli_runtime.deploy_observability(api.api)
         assert errors == [], errors
         running = Mesh(settings, api, Forwards(settings), started, request.param)
-        running.apply_file(MANIFESTS, choose_planes(PLANES[request.param]))
+        running.apply_file(MANIFESTS, demo.choose_planes(PLANES[request.param]))
         set_mesh_config(running)
         yield running
     finally:
@@ -291,7 +268,7 @@ def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
             shutil.copytree(state_dir / "logs", kept)
             if (state_dir / "dashboard.log").exists():
                 shutil.copy(state_dir / "dashboard.log", kept)
-        for netns in ours()["netns"]:  # last resort, should teardown be broken
+        for netns in demo.left_behind(PREFIX)["netns"]:  # last resort, should teardown be broken
             subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
         shutil.rmtree(base, ignore_errors=True)
 
@@ -357,21 +334,7 @@ def targets_summary(mesh: Mesh) -> str:
 
 def traffic(mesh: Mesh, seconds: float) -> dict[str, counters.ClientCounters]:
     """Client counters accumulated over ``seconds`` (differences of two samples)."""
-    first = {c.identity: c for c in mesh.sample().clients}
-    time.sleep(seconds)
-    second = {c.identity: c for c in mesh.sample().clients}
-    result = {}
-    for name, after in second.items():
-        before = first.get(name) or counters.ClientCounters(name)
-        by_identity = {k: v - before.by_identity.get(k, 0) for k, v in after.by_identity.items()}
-        result[name] = counters.ClientCounters(
-            name,
-            requests=after.requests - before.requests,
-            ok=after.ok - before.ok,
-            denied=after.denied - before.denied,
-            errors=after.errors - before.errors,
-            by_identity=by_identity,
-        )
+    result = demo.counted(mesh.sample, seconds)
     return result
 
 
@@ -877,12 +840,12 @@ def test_osm_down_leaves_nothing_behind(mesh: Mesh) -> None:
     # Every process of every pod (Prometheus, its discovery, the trace store, the demo).
     pod_pids = [
         int(pid)
-        for netns in ours()["netns"]
+        for netns in demo.left_behind(PREFIX)["netns"]
         for pid in hostutil.output("ip", "netns", "pids", netns).split()
     ]
     assert len(pod_pids) > 7, pod_pids
     daemon.down(mesh.settings.state_dir)
-    assert ours() == {"netns": [], "etc": []}
+    assert demo.left_behind(PREFIX) == {"netns": [], "etc": []}
     assert daemon.down(mesh.settings.state_dir) == []  # idempotent
     for pid in pids:
         assert pid is None or not Path(f"/proc/{pid}").exists()

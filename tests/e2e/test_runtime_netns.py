@@ -34,7 +34,7 @@ from osm.runtime import network, process, record
 from osm.runtime.network import HostEntry, MeshNetwork, MeshNetworkConfig
 from osm.runtime.process import ContainerProcess, ProbeTarget, ProcessSpec
 from osm.runtime.relay import NamespaceRelay
-from tests.e2e import hostutil
+from tests.e2e import demo, hostutil
 
 pytestmark = [
     pytest.mark.root,
@@ -142,28 +142,17 @@ def host_snapshot() -> dict[str, str]:
     }
 
 
-def ours() -> dict[str, list[str]]:
-    """This run's namespaces and hosts directories."""
-    etc = record.ETC_NETNS
-    return {
-        "netns": hostutil.netns_named(PREFIX),
-        "etc": sorted(p.name for p in etc.iterdir() if p.name.startswith(PREFIX))
-        if etc.exists()
-        else [],
-    }
-
-
 @pytest.fixture(autouse=True, scope="module")
 def sweep_this_runs_leftovers() -> Iterator[None]:
     """Last resort, should a test's own cleanup be broken: every namespace and hosts
     directory named with this run's random prefix was made by this run; remove them."""
     yield
-    for netns in ours()["netns"]:
+    for netns in demo.left_behind(PREFIX)["netns"]:
         for pid in hostutil.output("ip", "netns", "pids", netns).split():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
         subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
-    for name in ours()["etc"]:
+    for name in demo.left_behind(PREFIX)["etc"]:
         shutil.rmtree(record.ETC_NETNS / name, ignore_errors=True)
 
 
@@ -172,7 +161,7 @@ def host_unchanged() -> Iterator[None]:
     before = host_snapshot()
     yield
     assert host_snapshot() == before
-    assert ours() == {"netns": [], "etc": []}
+    assert demo.left_behind(PREFIX) == {"netns": [], "etc": []}
 
 
 # -- fixtures --------------------------------------------------------------------------------
@@ -394,11 +383,11 @@ def test_teardown_leaves_nothing_and_is_idempotent(tmp_path: Path) -> None:
                 start_new_session=True,
             )
             record.record_process(journal, sleeper.pid, netns=pod, name="sleep")
-            assert len(ours()["netns"]) == 3
+            assert len(demo.left_behind(PREFIX)["netns"]) == 3
             # Removing one pod takes its namespace, veth and hosts directory, nothing else.
             net.remove_pod(f"{PREFIX}-td-b")
             net.remove_pod(f"{PREFIX}-td-b")
-            assert ours() == {"netns": sorted([config.netns, pod]), "etc": [pod]}
+            assert demo.left_behind(PREFIX) == {"netns": sorted([config.netns, pod]), "etc": [pod]}
             links = hostutil.output("ip", "-n", config.netns, "-o", "link")
             assert network.veth_name(pod) in links
             assert network.veth_name(f"{PREFIX}-td-b") not in links
@@ -407,7 +396,7 @@ def test_teardown_leaves_nothing_and_is_idempotent(tmp_path: Path) -> None:
         report = record.teardown(state_dir)
         assert report.ok, report.failed
         assert sleeper.wait(timeout=10) == -signal.SIGKILL
-        assert ours() == {"netns": [stranger], "etc": []}
+        assert demo.left_behind(PREFIX) == {"netns": [stranger], "etc": []}
         assert record.teardown(state_dir).removed == []
     finally:
         subprocess.run(["ip", "netns", "delete", stranger], check=False, timeout=10)
@@ -451,7 +440,10 @@ def test_teardown_after_the_runtime_was_killed(tmp_path: Path) -> None:
         sleeper_pid = int(runtime.stdout.readline())
         runtime.send_signal(signal.SIGKILL)
         runtime.wait(timeout=10)
-        assert sorted(ours()["netns"]) == [f"{PREFIX}-crash-mesh", f"{PREFIX}-crash-pod"]
+        assert sorted(demo.left_behind(PREFIX)["netns"]) == [
+            f"{PREFIX}-crash-mesh",
+            f"{PREFIX}-crash-pod",
+        ]
         assert alive(sleeper_pid)  # orphaned, still running
     finally:
         runtime.kill()
