@@ -595,7 +595,8 @@ def graph(
     apex = _apex_sums(catalog.state, metrics)
     candidates = set(topology.allowed)
     if metrics is not None:
-        candidates |= set(metrics.edges) | metrics.seen | set(apex)
+        # Envoy reports every cluster it has, called or not: only requests make an edge.
+        candidates |= metrics.seen | set(apex)
     known_nodes = {node["id"] for node in nodes}
     for key in sorted(candidates, key=lambda k: (k[0], k[1], str(k[2]))):
         namespace, name, service_id = key

@@ -30,6 +30,9 @@ def metrics(thief_now: float) -> views.Metrics:
         edge("bookstore", "bookstore-v1", WAREHOUSE, 1),
         edge("bookbuyer", "bookbuyer", "bookbuyer/bookbuyer|local", 9),  # inbound: not an edge
         edge("bookbuyer", "bookbuyer", "envoy-tracing-cluster", 3),  # not a service
+        # Envoy reports every cluster it has, called or not: a zero rate is no edge.
+        edge("bookbuyer", "bookbuyer", WAREHOUSE, 0),
+        edge("bookthief", "bookthief", WAREHOUSE, 0),
     ]
     if thief_now:
         rps.append(edge("bookthief", "bookthief", V1, thief_now))
@@ -44,7 +47,11 @@ def metrics(thief_now: float) -> views.Metrics:
     ]
     p99 = [edge("bookbuyer", "bookbuyer", V1, 9.0)]
     service_p50 = [sample(3.0, envoy_cluster_name=V1)]
-    seen = [edge("bookthief", "bookthief", V1, 120), edge("bookbuyer", "bookbuyer", V1, 240)]
+    seen = [
+        edge("bookthief", "bookthief", V1, 120),
+        edge("bookbuyer", "bookbuyer", V1, 240),
+        edge("bookthief", "bookthief", WAREHOUSE, 0),
+    ]
     return views.metrics_from(rps, classes, p50, p99, service_p50, [], seen)
 
 
