@@ -141,16 +141,26 @@ class Forwards:
         return None
 
     def close(self) -> None:
+        """Closes the forwards, the client and the loop; again, it does nothing (the last
+        test closes them before `osm down`, the fixture's teardown once more)."""
+
         async def stop() -> None:
             for forward in self.forwards.values():
                 await forward.close()
+            self.forwards.clear()
             if self.client is not None:
                 await self.client.close()
+                self.client = None
 
-        with contextlib.suppress(Exception):
-            self._call(stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        if self.loop.is_closed():
+            return
+        if self.thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._call(stop())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def get_json(url: str, timeout: float = 5.0) -> Any:
