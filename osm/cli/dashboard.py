@@ -154,7 +154,7 @@ def local_mesh(kubeconfig: Path | None) -> tuple[str, int]:
     settings = daemon.MeshSettings.load(kubeconfig.parent) if kubeconfig is not None else None
     if settings is None:
         return network.MeshNetworkConfig().netns, wellknown.CONTROLLER_HTTP_PORT
-    return f"{settings.prefix}-mesh", settings.http_port
+    return network.mesh_netns(settings.prefix), settings.http_port
 
 
 async def run(

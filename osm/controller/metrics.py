@@ -24,23 +24,12 @@ from osm.model.config import FeatureFlags
 CERT_ISSUED_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 90)  # OSM's, in seconds
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
-FEATURE_FLAG_NAMES = {
-    "enable_wasm_stats": "enableWASMStats",
-    "enable_egress_policy": "enableEgressPolicy",
-    "enable_snapshot_cache_mode": "enableSnapshotCacheMode",
-    "enable_async_proxy_service_mapping": "enableAsyncProxyServiceMapping",
-    "enable_ingress_backend_policy": "enableIngressBackendPolicy",
-    "enable_envoy_active_health_checks": "enableEnvoyActiveHealthChecks",
-    "enable_retry_policy": "enableRetryPolicy",
-    "enable_mesh_root_certificate": "enableMeshRootCertificate",
-}
-"""MeshConfig ``spec.featureFlags`` field -> the ``feature_flag`` label (its JSON name)."""
-
 
 def set_feature_flags(gauge: Gauge, flags: FeatureFlags) -> None:
-    """``osm_feature_flag_enabled{feature_flag}``: 1 or 0 for each of MeshConfig's flags."""
-    for field, label in FEATURE_FLAG_NAMES.items():
-        gauge.labels(label).set(1 if getattr(flags, field) else 0)
+    """``osm_feature_flag_enabled{feature_flag}``: 1 or 0 for each of MeshConfig's flags,
+    labelled with its name in ``spec.featureFlags``."""
+    for name, enabled in flags.by_name().items():
+        gauge.labels(name).set(1 if enabled else 0)
 
 
 class ControllerMetrics:

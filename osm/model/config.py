@@ -100,6 +100,19 @@ class FeatureFlags:
     enable_retry_policy: bool = False
     enable_mesh_root_certificate: bool = False
 
+    def by_name(self) -> dict[str, bool]:
+        """Each flag under its name in MeshConfig's ``spec.featureFlags``."""
+        return {
+            "enableWASMStats": self.enable_wasm_stats,
+            "enableEgressPolicy": self.enable_egress_policy,
+            "enableSnapshotCacheMode": self.enable_snapshot_cache_mode,
+            "enableAsyncProxyServiceMapping": self.enable_async_proxy_service_mapping,
+            "enableIngressBackendPolicy": self.enable_ingress_backend_policy,
+            "enableEnvoyActiveHealthChecks": self.enable_envoy_active_health_checks,
+            "enableRetryPolicy": self.enable_retry_policy,
+            "enableMeshRootCertificate": self.enable_mesh_root_certificate,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class MeshConfig(Resource):
@@ -295,16 +308,7 @@ def default_manifest(namespace: str = wellknown.CONTROL_PLANE_NAMESPACE) -> dict
                 ),
                 "certKeyBitSize": certificate.cert_key_bit_size,
             },
-            "featureFlags": {
-                "enableWASMStats": flags.enable_wasm_stats,
-                "enableEgressPolicy": flags.enable_egress_policy,
-                "enableSnapshotCacheMode": flags.enable_snapshot_cache_mode,
-                "enableAsyncProxyServiceMapping": flags.enable_async_proxy_service_mapping,
-                "enableIngressBackendPolicy": flags.enable_ingress_backend_policy,
-                "enableEnvoyActiveHealthChecks": flags.enable_envoy_active_health_checks,
-                "enableRetryPolicy": flags.enable_retry_policy,
-                "enableMeshRootCertificate": flags.enable_mesh_root_certificate,
-            },
+            "featureFlags": flags.by_name(),
         },
     }
 

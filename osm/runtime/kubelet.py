@@ -88,7 +88,7 @@ from osm.model.core import (
 from osm.model.errors import ValidationFailed
 from osm.model.meta import Resource
 from osm.runtime import network, pods, podspec, process, record, sandbox
-from osm.runtime.network import MeshNetwork, MeshNetworkConfig
+from osm.runtime.network import MeshNetwork, MeshNetworkConfig, mesh_netns
 from osm.runtime.process import ContainerProcess, ProbeTarget, ProcessSpec
 from osm.runtime.relay import NamespaceRelay
 
@@ -142,7 +142,7 @@ class RuntimeSettings:
 
     @property
     def mesh(self) -> MeshNetworkConfig:
-        return MeshNetworkConfig(netns=f"{self.prefix}-mesh", subnet=self.subnet)
+        return MeshNetworkConfig(netns=mesh_netns(self.prefix), subnet=self.subnet)
 
 
 # -- the Kubernetes API, asynchronously ---------------------------------------------------------

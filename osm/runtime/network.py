@@ -46,6 +46,11 @@ class NetworkError(RuntimeError):
     """An ``ip`` command failed, or a name is taken by something the runtime did not make."""
 
 
+def mesh_netns(prefix: str) -> str:
+    """The mesh's namespace of an ``osm up --prefix PREFIX`` (``osm-mesh`` by default)."""
+    return f"{prefix}-mesh"
+
+
 @dataclass(frozen=True, slots=True)
 class MeshNetworkConfig:
     """Where the mesh lives. Tests use a unique ``netns`` so parallel runs don't collide;

@@ -32,7 +32,7 @@ from osm.base import wellknown
 from osm.cli import runtime as cli_runtime
 from osm.demo.bookstore import counters
 from osm.model import manifest
-from osm.runtime import daemon
+from osm.runtime import daemon, network
 from tests.e2e import demo, hostutil
 from tests.e2e.meshapi import MeshApi
 
@@ -434,7 +434,7 @@ def test_traffic_split_follows_weights_live(mesh: Mesh) -> None:
 
 
 def test_traffic_between_pods_is_tls_on_the_wire(mesh: Mesh) -> None:
-    netns = f"{PREFIX}-mesh"
+    netns = network.mesh_netns(PREFIX)
     capture = subprocess.run(
         [
             "ip",

@@ -44,7 +44,7 @@ from osm.demo.bookstore import counters
 from osm.kube.client import KubeClient
 from osm.kube.errors import KubeError
 from osm.model import manifest
-from osm.runtime import daemon, portforward
+from osm.runtime import daemon, network, portforward
 from tests.e2e import demo, hostutil
 from tests.e2e.meshapi import MeshApi
 
@@ -99,7 +99,7 @@ class Forwards:
     (the tests are synchronous)."""
 
     def __init__(self, settings: daemon.MeshSettings) -> None:
-        self.netns = f"{settings.prefix}-mesh"
+        self.netns = network.mesh_netns(settings.prefix)
         self.kubeconfig = settings.kubeconfig
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -374,7 +374,7 @@ def mesh() -> Iterator[Mesh]:
         PREFIX,
         http_port=hostutil.free_port(),
     )
-    bridge = network.MeshNetworkConfig(netns=f"{PREFIX}-mesh")
+    bridge = network.MeshNetworkConfig(netns=network.mesh_netns(PREFIX))
     outside = OutsideHost(
         bridge,
         PREFIX,
