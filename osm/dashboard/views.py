@@ -595,8 +595,11 @@ def graph(
     apex = _apex_sums(catalog.state, metrics)
     candidates = set(topology.allowed)
     if metrics is not None:
-        # Envoy reports every cluster it has, called or not: only requests make an edge.
+        # Envoy reports every cluster it has, called or not: only requests make an edge
+        # (to a split's apex too: what a client calls when its requests reach the backends).
         candidates |= metrics.seen | set(apex)
+        for apex_id, backends in _split_backends(catalog.state):
+            candidates |= {(ns, wl, apex_id) for ns, wl, svc in metrics.seen if svc in backends}
     known_nodes = {node["id"] for node in nodes}
     for key in sorted(candidates, key=lambda k: (k[0], k[1], str(k[2]))):
         namespace, name, service_id = key
@@ -642,15 +645,24 @@ def graph(
     return {"window": window, "nodes": nodes, "edges": edges}
 
 
+def _split_backends(state: MeshState) -> list[tuple[ServiceId, set[ServiceId]]]:
+    """Each TrafficSplit's apex service and its backends."""
+    return [
+        (
+            ServiceId(split.namespace, split.service.split(".")[0]),
+            {ServiceId(split.namespace, b.service) for b in split.backends},
+        )
+        for split in state.typed(TrafficSplit)
+    ]
+
+
 def _apex_sums(state: MeshState, metrics: Metrics | None) -> dict[EdgeKey, Signals]:
     """Per source, each split apex's rate: the sum of its backends' (success weighted by
     rate; latency quantiles do not add up, so they are left out)."""
     if metrics is None:
         return {}
     sums: dict[EdgeKey, Signals] = {}
-    for split in state.typed(TrafficSplit):
-        apex = ServiceId(split.namespace, split.service.split(".")[0])
-        backends = {ServiceId(split.namespace, b.service) for b in split.backends}
+    for apex, backends in _split_backends(state):
         totals: dict[tuple[str, str], list[float]] = {}
         for (namespace, workload, service), signals in metrics.edges.items():
             if service in backends and signals.rps:

@@ -90,6 +90,13 @@ TT_WAREHOUSE = "TrafficTarget bookwarehouse/bookstore-access-bookwarehouse"
                     False,
                     "no TrafficTarget allows bookthief/bookthief → bookstore/bookstore",
                 ),
+                # what the thief called: the split's apex, whose backend it reached
+                (THIEF, SVC_APEX): (
+                    "denied",
+                    0.0,
+                    False,
+                    "no TrafficTarget allows bookthief/bookthief → bookstore/bookstore",
+                ),
             },
             id="smi: buyer active by its TrafficTarget, thief denied after earlier traffic",
         ),
