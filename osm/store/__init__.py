@@ -11,6 +11,7 @@ from typing import Any
 from osm.store.api import (
     Conflict,
     EventType,
+    InsufficientStorage,
     InvalidObject,
     LabelSelector,
     NotFound,
@@ -31,6 +32,7 @@ from osm.store.sqlite import SqliteStore
 __all__ = [
     "Conflict",
     "EventType",
+    "InsufficientStorage",
     "InvalidObject",
     "LabelSelector",
     "MemoryStore",

@@ -106,6 +106,17 @@ class Conflict(StoreError):
         self.actual_rv = actual_rv
 
 
+class InsufficientStorage(StoreError):
+    """The store's filesystem is full: the write was refused and NOTHING of it was
+    written (no object, no resourceVersion, no watch event). Reads keep working; the same
+    write succeeds once space is freed, without reopening the store. ``path`` is the
+    store's file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"the store's filesystem is full ({path})")
+        self.path = path
+
+
 class StoreClosed(StoreError):
     """The store was closed; no further calls are accepted."""
 
