@@ -71,7 +71,7 @@ async def open_store(url: str, **options: Any) -> Store:
             authority, slash, path = rest[2:].partition("/")
             if authority or not slash or not path:
                 raise ValueError(f"{url!r}: bad sqlite URL; expected sqlite:///absolute/path.db")
-            rest = "/" + path
+            rest = "/" + path.lstrip("/")  # sqlite:////abs/path names /abs/path too
         if not rest:
             raise ValueError(f"{url!r}: the sqlite URL has no path")
         return await SqliteStore.open(rest, **options)
