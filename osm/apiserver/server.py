@@ -16,6 +16,12 @@ both be injected. ``fieldValidation`` (Strict, Warn the default, Ignore)
 decides what unknown fields of our custom kinds do: refuse the object (400), or drop the
 fields with a ``Warning`` header, or drop them silently.
 
+A full filesystem: a write the store refuses for want of room (`osm.store.api.
+InsufficientStorage`), or one that needed another file there (the CA's state, while
+admission issues a Pod's certificate), is a 507 InsufficientStorage Status naming the
+verb, the object and the full file; nothing of it was stored, so the same request succeeds
+once space is freed.
+
 Status: every kind's status is written only through ``/status`` (a main-resource write
 keeps the stored status; a status write keeps everything else), as the status subresource
 of kube-apiserver.

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from osm.store import InsufficientStorage, ObjectKey, SqliteStore, StoreError, sqlite
+from osm.store import Conflict, InsufficientStorage, ObjectKey, SqliteStore, StoreError, sqlite
 from tests.unit.store.storetesting import config_map, next_event, nothing_pending
 
 BIG = "x" * 20_000
@@ -154,3 +154,30 @@ def test_which_sqlite_errors_mean_the_filesystem_is_full(
     assert type(error) is expected
     if isinstance(error, InsufficientStorage):
         assert error.path == "/state/store.db"
+
+
+class RollbackFails:
+    """The writer's connection, but its ROLLBACK fails (as it may on a sick disk)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+    def rollback(self) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_writer_whose_rollback_fails_is_reopened_not_left_in_its_transaction(
+    store: SqliteStore,
+) -> None:
+    await store.apply([config_map("old")])
+    store._database.connection = RollbackFails(store._database.connection)  # type: ignore[assignment]
+    stale = config_map("old", data={"key": "stale"})
+    stale["metadata"]["resourceVersion"] = "7"
+    with pytest.raises(Conflict):  # raised inside the write transaction
+        await store.apply([stale])
+    assert not isinstance(store._database.connection, RollbackFails), "a new connection"
+    [created] = await store.apply([config_map("new", data={"big": BIG})])
+    assert created["metadata"]["resourceVersion"] == "2"
