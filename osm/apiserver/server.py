@@ -16,6 +16,12 @@ both be injected. ``fieldValidation`` (Strict, Warn the default, Ignore)
 decides what unknown fields of our custom kinds do: refuse the object (400), or drop the
 fields with a ``Warning`` header, or drop them silently.
 
+A full filesystem: a write the store refuses for want of room (`osm.store.api.
+InsufficientStorage`), or one that needed another file there (the CA's state, while
+admission issues a Pod's certificate), is a 507 InsufficientStorage Status naming the
+verb, the object and the full file; nothing of it was stored, so the same request succeeds
+once space is freed.
+
 Status: every kind's status is written only through ``/status`` (a main-resource write
 keeps the stored status; a status write keeps everything else), as the status subresource
 of kube-apiserver.
@@ -47,10 +53,11 @@ import contextlib
 import copy
 import dataclasses
 import datetime
+import errno
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -62,7 +69,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 import osm
 from osm.apiserver import auth, clusterip, patch, resources, selectors
 from osm.apiserver.resources import Resource
-from osm.apiserver.status import ApiError, Details, already_exists, conflict, invalid, not_found
+from osm.apiserver.status import (
+    ApiError,
+    Details,
+    already_exists,
+    conflict,
+    insufficient_storage,
+    invalid,
+    not_found,
+)
 from osm.base import wellknown
 from osm.model import kinds, manifest
 from osm.model.errors import Problem
@@ -90,6 +105,12 @@ Authenticate = Callable[[web.Request], str | Awaitable[str | None] | None]
 USER_KEY = web.RequestKey("user", str)
 """The authenticated user's name, set before any handler runs."""
 Renderer = Callable[[Resource, Sequence[Mapping[str, Any]], str], dict[str, Any]]
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The errors of a write to a full filesystem (or a full quota)."""
+VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+FINALIZE_RETRY_MAX = 30.0
+"""The longest wait before deleting a Terminating Namespace's content again, while the
+store's filesystem is full."""
 
 
 # -- what the server is given -------------------------------------------------------------
@@ -348,6 +369,14 @@ class ApiServer:
             response = _status_response(ApiError(error.status, error.reason))
         except store_api.StoreClosed:
             response = _status_response(ApiError(503, "the server is shutting down"))
+        except store_api.InsufficientStorage as error:
+            response = _status_response(_refused_at(request, error.full))
+        except OSError as error:
+            if error.errno not in NO_SPACE:
+                log.exception("%s %s failed", request.method, request.path)
+                response = _status_response(ApiError(500, "internal error; see the server's log"))
+            else:
+                response = _status_response(_refused_at(request, _full_filesystem(error)))
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
             response = _status_response(ApiError(500, "internal error; see the server's log"))
@@ -538,7 +567,7 @@ class ApiServer:
                 await self._check_namespace(namespace)
             obj, early = await self.admission.mutate(self.store, obj, attributes)
             attributes = dataclasses.replace(attributes, mutated=True)
-        async with self.writes:
+        async with self.writes, _storing("create", key):
             if await self._exists(key):
                 raise already_exists(resource.plural, name, resource.group)
             if resource.namespaced:
@@ -605,7 +634,8 @@ class ApiServer:
         the object as stored (or as it would be, on a dry run) and the warnings."""
         resource = target.resource
         dry_run = _dry_run(request)
-        async with self.writes:
+        verb = "patch" if request.method == "PATCH" else "update"
+        async with self.writes, _storing(verb, target.key()):
             stored = await self._stored(target)
             wanted = change(copy.deepcopy(stored))
             if not isinstance(wanted, dict) or not isinstance(wanted.get("metadata"), dict):
@@ -884,7 +914,7 @@ class ApiServer:
     async def delete(self, request: web.Request, target: Target) -> web.Response:
         options = await _delete_options(request)
         dry_run = _dry_run(request)
-        async with self.writes:
+        async with self.writes, _storing("delete", target.key()):
             stored = await self._stored(target)
             _check_preconditions(stored, options, target)
             warnings = await self._review_delete(request, target, stored, dry_run)
@@ -901,7 +931,8 @@ class ApiServer:
         resource = target.resource
         labels, fields = _selectors(request, resource)
         dry_run = _dry_run(request)
-        async with self.writes:
+        collection = store_api.ObjectKey(resource.kind, target.namespace, "")
+        async with self.writes, _storing("deletecollection", collection):
             items, _ = await self.store.list(resource.kind, target.namespace or None, labels)
             items = [item for item in items if fields.matches(item)]
             warnings: list[str] = []
@@ -959,7 +990,9 @@ class ApiServer:
             (namespace,) = await self.store.apply([namespace])
         if not dry_run:
             name = namespace["metadata"]["name"]
-            self._spawn(self._finalize_namespace(name, self.settings.namespace_finalize_seconds))
+            self._spawn(
+                self._finalize_namespace_until_done(name, self.settings.namespace_finalize_seconds)
+            )
         return _served(resources.preferred("Namespace"), namespace)
 
     async def _finalize_namespace(self, name: str, delay: float = 0.0) -> None:
@@ -976,6 +1009,19 @@ class ApiServer:
                 await self.store.delete(keys)
             with contextlib.suppress(store_api.NotFound):
                 await self.store.delete([store_api.ObjectKey("Namespace", "", name)])
+
+    async def _finalize_namespace_until_done(self, name: str, delay: float) -> None:
+        """`_finalize_namespace`, tried again while the store's filesystem is full (with
+        a backoff up to `FINALIZE_RETRY_MAX` seconds), so that a Namespace refused its
+        deletion then vanishes once there is room, without a restart."""
+        retry = 1.0
+        while True:
+            try:
+                await self._finalize_namespace(name, delay)
+                return
+            except store_api.InsufficientStorage as error:
+                log.warning("namespace %s stays Terminating for now: %s", name, error)
+            delay, retry = retry, min(2 * retry, FINALIZE_RETRY_MAX)
 
     async def finish_terminating_namespaces(self) -> None:
         """Namespaces left Terminating by a server that stopped: delete them now."""
@@ -1202,6 +1248,39 @@ def version_info() -> dict[str, str]:
         "compiler": "cpython",
         "platform": "linux/amd64",
     }
+
+
+@contextlib.asynccontextmanager
+async def _storing(verb: str, key: store_api.ObjectKey) -> AsyncIterator[None]:
+    """A write of ``key`` (name empty: a collection) refused for a full filesystem becomes
+    the contract's 507 naming the verb, the object and the full file's path (the store's,
+    or another file the write needed)."""
+    try:
+        yield
+    except store_api.InsufficientStorage as error:
+        full = error.full
+    except OSError as error:  # say, the CA's state, written while admission issues
+        if error.errno not in NO_SPACE:
+            raise
+        full = _full_filesystem(error)
+    else:
+        return
+    log.warning("%s %s refused: %s", verb, key, full)
+    raise insufficient_storage(verb, key.kind, key.namespace, key.name, full)
+
+
+def _full_filesystem(error: OSError) -> str:
+    return f"the filesystem of {error.filename or 'the state directory'} is full"
+
+
+def _refused_at(request: web.Request, full: str) -> ApiError:
+    """The 507 of a write refused for a full filesystem where the handler could not say
+    which object it was writing: named by its path."""
+    log.warning("%s %s refused: %s", request.method, request.path, full)
+    verb = VERBS.get(request.method, request.method.lower())
+    return ApiError(
+        507, f"{verb} {request.path}: {full}: nothing was written; free space and retry"
+    )
 
 
 def _no_such_path() -> ApiError:

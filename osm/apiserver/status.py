@@ -28,6 +28,7 @@ REASONS = {
     422: "Invalid",
     500: "InternalError",
     503: "ServiceUnavailable",
+    507: "InsufficientStorage",
 }
 
 
@@ -140,4 +141,16 @@ def invalid(kind: str, name: str, group: str, problems: Sequence[Problem]) -> Ap
         422,
         f'{kind}{"." + group if group else ""} "{name}" is invalid: {text}',
         details=Details(kind=kind, name=name, group=group, causes=causes),
+    )
+
+
+def insufficient_storage(verb: str, kind: str, namespace: str, name: str, full: str) -> ApiError:
+    """507: a write refused because a filesystem it needs is full; ``full`` says which
+    (``the store's filesystem is full (<db path>)``). Nothing of the write was stored, so
+    the same request succeeds once space is freed. ``name`` empty: a collection."""
+    where = f"{namespace}/{name or '*'}" if namespace else name or "*"
+    return ApiError(
+        507,
+        f"{verb} {kind} {where}: {full}: nothing was written; free space and retry",
+        details=Details(kind=kind, name=name),
     )

@@ -42,7 +42,7 @@ from osm.model.errors import ValidationFailed
 from osm.model.meta import ObjectRef, Resource
 from osm.xds import generator as xds_generator
 from osm.xds import snapshot as xds
-from osm.xds.context import Credentials
+from osm.xds.context import Credentials, MissingCredentials
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,16 @@ class MeshPusher:
 
     # -- certificates ----------------------------------------------------------------------
     def _credentials(self, workload: identity.Identity) -> Credentials:
-        issued = self.certificates.get_or_issue(workload)
+        """The workload's certificate. The CA writes its state while it issues (at most
+        once an hour); a full filesystem then leaves the proxy on its last configuration
+        (`MissingCredentials`) instead of failing the whole build, and the next build
+        tries again."""
+        try:
+            issued = self.certificates.get_or_issue(workload)
+        except OSError as error:
+            raise MissingCredentials(
+                f"the certificate of {workload} cannot be issued now: {error}"
+            ) from error
         return Credentials(issued.cert_pem, issued.key_pem)
 
     def _certificate_event(self, event: ca_manager.Event) -> None:
@@ -243,7 +252,11 @@ class MeshPusher:
     async def _tick_certificates(self) -> None:
         while True:
             await asyncio.sleep(CERTIFICATE_TICK_SECONDS)
-            self.certificates.tick()
+            try:
+                self.certificates.tick()
+            except OSError as error:  # the CA's state could not be written (a full disk)
+                log.warning("certificates not renewed now, tried again in a tick: %s", error)
+                continue
             bundle = self.certificates.trust_bundle()
             if bundle.version != self._bundle_version or self._rotated:
                 self.push(Changed())

@@ -11,6 +11,7 @@ from typing import Any
 from osm.store.api import (
     Conflict,
     EventType,
+    InsufficientStorage,
     InvalidObject,
     LabelSelector,
     NotFound,
@@ -31,6 +32,7 @@ from osm.store.sqlite import SqliteStore
 __all__ = [
     "Conflict",
     "EventType",
+    "InsufficientStorage",
     "InvalidObject",
     "LabelSelector",
     "MemoryStore",
@@ -69,7 +71,7 @@ async def open_store(url: str, **options: Any) -> Store:
             authority, slash, path = rest[2:].partition("/")
             if authority or not slash or not path:
                 raise ValueError(f"{url!r}: bad sqlite URL; expected sqlite:///absolute/path.db")
-            rest = "/" + path
+            rest = "/" + path.lstrip("/")  # sqlite:////abs/path names /abs/path too
         if not rest:
             raise ValueError(f"{url!r}: the sqlite URL has no path")
         return await SqliteStore.open(rest, **options)

@@ -21,6 +21,10 @@ Concurrency: a store belongs to the asyncio event loop that created it. Any numb
 coroutines on that loop may call it concurrently; writes are serialized and each
 ``apply``/``delete`` batch is atomic (all or nothing, and watchers see a batch only after
 it is committed, all of it at once). Stores are not thread-safe.
+
+A write refused because the store's filesystem is full raises `InsufficientStorage` and
+leaves no trace (no object, no resourceVersion, no event); reads go on, and writes succeed
+again once there is room.
 """
 
 from __future__ import annotations
@@ -104,6 +108,18 @@ class Conflict(StoreError):
         self.key = key
         self.expected_rv = expected_rv
         self.actual_rv = actual_rv
+
+
+class InsufficientStorage(StoreError):
+    """The store's filesystem is full: the write was refused and NOTHING of it was
+    written (no object, no resourceVersion, no watch event). Reads keep working; the same
+    write succeeds once space is freed, without reopening the store. ``path`` is the
+    store's file."""
+
+    def __init__(self, path: str) -> None:
+        self.full = f"the store's filesystem is full ({path})"
+        super().__init__(self.full)
+        self.path = path
 
 
 class StoreClosed(StoreError):

@@ -30,6 +30,17 @@ acknowledged. An acknowledged ``osm apply`` should not silently disappear, and s
 store commits once per batch, the extra fsync per commit is cheap; pass
 ``synchronous="NORMAL"`` to trade that guarantee for write latency.
 
+A full filesystem: SQLite answers SQLITE_FULL where it needs a new block (a statement
+spilling pages into the WAL, the COMMIT appending its frames, a checkpoint growing the
+database file) and rolls the transaction back; the store raises `InsufficientStorage` and,
+since publication and the in-memory rv follow only a COMMIT that returned, nothing of the
+batch is visible anywhere. A checkpoint that cannot grow the file fails on its own (SQLite
+ignores an automatic checkpoint's error) and leaves the WAL as it was, so later writes
+append to it and the next checkpoint after space returns catches up. The WAL keeps the
+size it grew to (``journal_size_limit`` stays -1): once checkpointed, its room is reused
+without new blocks, which is why a write can still succeed on a full filesystem and why
+the first refused write is the one that needs the WAL to grow. Recovery needs no restart.
+
 The store assumes it is the only writer of its file; other processes may read it.
 """
 
@@ -46,6 +57,7 @@ from typing import Literal, ParamSpec, TypeVar
 
 from osm.store import changes, watchers
 from osm.store.api import (
+    InsufficientStorage,
     NotFound,
     Object,
     ObjectKey,
@@ -64,6 +76,8 @@ HISTORY_PAGE = 1_000
 """How many events a resuming watcher reads from the events table at a time."""
 LIST_CHUNK = 500
 """How many rows a list fetches at a time while it filters them for a page."""
+NEARLY_FULL = 64 * 1024
+"""Free bytes below which an I/O error of the store counts as its filesystem being full."""
 
 Synchronous = Literal["FULL", "NORMAL"]
 _P = ParamSpec("_P")
@@ -134,6 +148,43 @@ def _list_query(
     return f"{select} AND namespace=? AND name > ? ORDER BY name", [kind, namespace, name_after]
 
 
+def _open_writer(path: str, synchronous: Synchronous) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute("PRAGMA busy_timeout=5000")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _filesystem_full(path: str) -> bool:
+    """Whether the filesystem of ``path`` has (next to) no room left for us: fewer free
+    bytes than a few pages (root may use the blocks reserved for it)."""
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    free = stat.f_bfree if os.geteuid() == 0 else stat.f_bavail
+    return free * stat.f_frsize < NEARLY_FULL
+
+
+def store_error(error: sqlite3.Error, path: str) -> StoreError:
+    """What the store raises for a SQLite error: `InsufficientStorage` when the file's
+    filesystem is full (SQLITE_FULL, wherever it surfaces: a statement, the COMMIT, the
+    WAL's growth; or an I/O error while the filesystem has no room, as when the WAL
+    index cannot grow), else a `StoreError` with SQLite's message."""
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == sqlite3.SQLITE_FULL or (
+        primary == sqlite3.SQLITE_IOERR and _filesystem_full(path)
+    ):
+        return InsufficientStorage(path)
+    return StoreError(f"sqlite: {error}")
+
+
 def _open_reader(path: str) -> sqlite3.Connection:
     """The read-only connection of the event loop's point reads. Opened on the store's
     thread (it touches the file), used only on the event loop's thread afterwards."""
@@ -154,12 +205,11 @@ class _Database:
     def __init__(self, path: str, history: int, synchronous: Synchronous) -> None:
         if history < 0:
             raise ValueError("history must be >= 0")
+        self.path = path
+        self.synchronous = synchronous
         self.history_size = history
-        self.connection = sqlite3.connect(path, isolation_level=None)
+        self.connection = _open_writer(path, synchronous)
         try:
-            self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.execute(f"PRAGMA synchronous={synchronous}")
-            self.connection.execute("PRAGMA busy_timeout=5000")
             self.connection.executescript(
                 f"BEGIN IMMEDIATE; {_SCHEMA}"
                 f"INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', {SCHEMA_VERSION});"
@@ -177,14 +227,27 @@ class _Database:
 
     @contextlib.contextmanager
     def transaction(self, begin: str = "BEGIN") -> Iterator[None]:
+        """One transaction, rolled back on any error. SQLite may have rolled it back
+        itself (SQLITE_FULL at COMMIT usually does); should the ROLLBACK fail too, the
+        writer is reopened rather than left inside a transaction that would refuse every
+        later BEGIN."""
         self.connection.execute(begin)
         try:
             yield
             self.connection.execute("COMMIT")
         except BaseException:
             if self.connection.in_transaction:
-                self.connection.rollback()
+                try:
+                    self.connection.rollback()
+                except sqlite3.Error:
+                    self._reopen()
             raise
+
+    def _reopen(self) -> None:
+        """A new writer connection; closing the old one discards its open transaction."""
+        with contextlib.suppress(sqlite3.Error):
+            self.connection.close()
+        self.connection = _open_writer(self.path, self.synchronous)
 
     def resource_version(self) -> int:
         row = self.connection.execute(
@@ -397,7 +460,7 @@ class SqliteStore:
                 self._executor, lambda: function(*args, **kwargs)
             )
         except sqlite3.Error as error:
-            raise StoreError(f"sqlite: {error}") from error
+            raise store_error(error, self._database.path) from error
 
     def _on_commit(self, records: builtins.list[changes.Record]) -> None:
         """Called on the store's thread right after COMMIT."""
@@ -425,7 +488,7 @@ class SqliteStore:
             # store's thread may wait for it, the event loop may not.
             body = await self._run(self._database.get, key)
         except sqlite3.Error as error:
-            raise StoreError(f"sqlite: {error}") from error
+            raise store_error(error, self._database.path) from error
         if body is None:
             raise NotFound(key)
         return changes.load(body)
