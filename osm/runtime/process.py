@@ -17,6 +17,11 @@ under ``/root`` (mode 0700) is not. `access_problem` checks this before a pod st
 and says what to do (let ``osm up`` build ``/opt/osm/venv``, or make a venv from an
 interpreter outside /root and point the runtime at it). We propose
 not to copy or bind-mount interpreters.
+
+A restarted runtime adopts the container processes its predecessor started
+(`ContainerProcess.adopt`): they are not its children, so it learns of their exit from a
+pidfd, without an exit status (reported as Kubernetes reports a lost container: 137,
+``ContainerStatusUnknown``), and restarts them as its own children.
 """
 
 from __future__ import annotations
@@ -296,13 +301,63 @@ class ProcessSpec:
         return pod_command(self.netns, self.argv, uid=self.uid, gid=self.gid)
 
 
+UNKNOWN_EXIT_CODE = 137
+"""What an adopted process's exit is reported as: its status cannot be read (it is not
+this process's child), so, as Kubernetes reports a container whose runtime lost it, exit
+code 137 with reason `UNKNOWN_EXIT_REASON`."""
+UNKNOWN_EXIT_REASON = "ContainerStatusUnknown"
+
+
+class AdoptedProcess:
+    """A running container process that an earlier runtime started, watched through a
+    pidfd (``pidfd_open(2)``, Linux 5.3+): it becomes readable when the process exits.
+    It is not a child, so it cannot be waited for: its exit code is `UNKNOWN_EXIT_CODE`.
+    The `asyncio.subprocess.Process` subset `ContainerProcess` uses; make it in the loop.
+
+    Raises ProcessLookupError if ``pid`` is not (any more) the process that started at
+    ``start_time``: the pidfd pins the process, and the start time is read after it is
+    opened, so a reused pid is never taken for the old process."""
+
+    def __init__(self, pid: int, start_time: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited = asyncio.Event()
+        self._fd = os.pidfd_open(pid)
+        if not record.process_alive(pid, start_time):
+            os.close(self._fd)
+            raise ProcessLookupError(f"process {pid} (started at {start_time}) is gone")
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self.close()
+        self.returncode = UNKNOWN_EXIT_CODE
+        self._exited.set()
+
+    def close(self) -> None:
+        """Stops watching (idempotent)."""
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
 class ContainerProcess:
     """Runs a `ProcessSpec` as a kubelet runs a container, until `stop`: restarted on exit
     after a `Backoff` delay as its restart policy says; a startup probe gates the other
     two; a liveness probe that fails ``failureThreshold`` times in a row (or a startup
     probe that does) kills the process, which is then restarted; a readiness probe says
     whether it is ready. Use from one event loop; ``ready``, ``restarts`` and ``state`` may
-    be read at any time. Every started process is recorded in the journal while it lives."""
+    be read at any time. Every started process is recorded in the journal while it lives.
+
+    `adopt` takes over a process an earlier runtime started (`AdoptedProcess`) instead of
+    starting one: supervised and probed the same way, and restarted as a child of this
+    one when it exits; `completed` stands for an init container that ran to its end."""
 
     def __init__(
         self,
@@ -337,13 +392,15 @@ class ContainerProcess:
         self._clock = clock
         self._kill_grace = kill_grace
         self._on_ready_change = on_ready_change
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: asyncio.subprocess.Process | AdoptedProcess | None = None
         self._entry: record.Entry | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._started_at = 0.0
         self._generation = 0
         """Counts spawns: a probe result from an earlier run is thrown away."""
+        self._adopted_ready = -1
+        """The generation (an adopted process) whose readiness starts as ready."""
         self._killing: str = ""
         probe = spec.readiness
         self.readiness = Readiness(
@@ -379,6 +436,37 @@ class ContainerProcess:
         """Starts the process (raising if it cannot be spawned at all) and supervises it."""
         self.spec.log.parent.mkdir(parents=True, exist_ok=True)
         await self._spawn()
+        self._supervise_and_probe()
+
+    async def adopt(self, entry: record.Entry, *, ready: bool, started: bool) -> None:
+        """Supervises the running process of the journal's PROCESS ``entry`` (an earlier
+        runtime started it; the entry stays this one's until the process ends). ``ready``
+        and ``started`` are what the Pod's status last said: readiness starts there and
+        the probes correct it (a ready container is not flipped to not-ready meanwhile),
+        without the initial delay. Raises ProcessLookupError if the process is gone."""
+        pid, start_time = int(entry.data["pid"]), int(entry.data["start_time"])
+        self.spec.log.parent.mkdir(parents=True, exist_ok=True)
+        self._process = AdoptedProcess(pid, start_time)
+        self._entry = entry
+        self._started_at = self._clock() - _age(start_time)
+        self._generation += 1
+        self._killing = ""
+        self.started = started or self.spec.startup is None
+        if self.spec.readiness is not None and ready and self.started:
+            self._adopted_ready = self._generation
+            self.readiness.ready = True
+        if self.ready:
+            self._notify(True)
+        self._supervise_and_probe()
+
+    def completed(self, exit_code: int = 0) -> None:
+        """Marks the container as one that ran to its end under an earlier runtime (an
+        adopted pod's init containers): terminated with ``exit_code``; nothing runs."""
+        self.last_exit_code = exit_code
+        self.last_termination = "Completed" if exit_code == 0 else "Error"
+        self.finished.set()
+
+    def _supervise_and_probe(self) -> None:
         self._tasks.append(asyncio.create_task(self._supervise(), name=f"run-{self.spec.name}"))
         if self.spec.probe_target is not None:
             for kind in ("startup", "readiness", "liveness"):
@@ -401,6 +489,8 @@ class ContainerProcess:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self._terminate(grace)
+        if isinstance(self._process, AdoptedProcess):
+            self._process.close()
         self._forget()
         self._set_ready(False)
 
@@ -451,12 +541,15 @@ class ContainerProcess:
             assert self._process is not None
             code = await self._process.wait()
             self.last_exit_code = code
-            self.last_termination = self._killing or ("Completed" if code == 0 else "Error")
+            adopted = isinstance(self._process, AdoptedProcess)
+            ended = UNKNOWN_EXIT_REASON if adopted else "Completed" if code == 0 else "Error"
+            self.last_termination = self._killing or ended
             self._forget()
             self._set_ready(False)
             with self.spec.log.open("ab") as log:
                 why = f" ({self._killing})" if self._killing else ""
-                log.write(f"--- osm: {self.spec.name} exited with {code}{why}\n".encode())
+                how = "ended (status unknown: an earlier runtime's)" if adopted else "exited"
+                log.write(f"--- osm: {self.spec.name} {how} with {code}{why}\n".encode())
             if self._stopping:
                 return
             if not self._restarts_after(code):
@@ -494,8 +587,11 @@ class ContainerProcess:
             if generation != self._generation:
                 generation = self._generation
                 state.reset()
-                if kind == "liveness":
-                    state.ready = True  # alive until it fails failureThreshold times
+                # Alive until it fails failureThreshold times; an adopted ready container
+                # stays ready until its readiness probe fails as many times.
+                adopted = kind == "readiness" and generation == self._adopted_ready
+                if kind == "liveness" or adopted:
+                    state.ready = True
                 delay = probe.initial_delay_seconds - (self._clock() - self._started_at)
                 if delay > 0:
                     await self._sleep(delay)
@@ -553,3 +649,9 @@ class ContainerProcess:
         if self._entry is not None:
             self.journal.removed(self._entry.kind, self._entry.key)
             self._entry = None
+
+
+def _age(start_time: int) -> float:
+    """Seconds since a process started, from its start time in clock ticks since boot."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return max(0.0, uptime - start_time / os.sysconf("SC_CLK_TCK"))
