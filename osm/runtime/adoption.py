@@ -90,6 +90,13 @@ class Decision:
 SHARED = (record.ETC_DIR, record.SANDBOX_DIR)
 
 
+def shared(entries: Iterable[record.Entry], mesh: network.MeshNetworkConfig) -> frozenset[EntryKey]:
+    """What stays whatever is adopted: the mesh network of this runtime's prefix, and the
+    shared directories (``/etc/netns``, the sandboxes' base mount)."""
+    kept = {(e.kind, e.key) for e in entries if e.kind in SHARED}
+    return frozenset({*kept, (record.NETNS, mesh.netns)})
+
+
 def decide(
     entries: Sequence[record.Entry],
     stored: Iterable[Pod],
@@ -100,8 +107,7 @@ def decide(
     mesh: network.MeshNetworkConfig,
 ) -> Decision:
     """Which of the pods the journal names are adopted (see the module's rules)."""
-    keep: set[EntryKey] = {(e.kind, e.key) for e in entries if e.kind in SHARED}
-    keep.add((record.NETNS, mesh.netns))
+    keep = set(shared(entries, mesh))
     by_kind: dict[str, dict[str, record.Entry]] = {}
     for entry in entries:
         by_kind.setdefault(entry.kind, {})[entry.key] = entry

@@ -568,8 +568,12 @@ class Kubelet:
         self.resources = resources
         if not self.synced:
             if self._adopting:
-                await self._adopt()
                 self._adopting = False
+                try:
+                    await self._adopt()
+                except Exception:  # the runtime must run on: start from a clean slate
+                    log.exception("cannot adopt what a previous runtime left; removing it")
+                    await self._adopt_nothing()
             try:
                 await self._forget_stale_endpoints()
             except (*ApiAway, ApiFailure) as error:
@@ -1107,6 +1111,20 @@ class Kubelet:
             pod = RunningPod(stored[(adopted.namespace, adopted.name)], netns=adopted.netns)
             self.pods[(pod.namespace, pod.name)] = pod
             await self._adopt_pod(pod, adopted)
+
+    async def _adopt_nothing(self) -> None:
+        """What a start did before runtimes adopted pods: every pod of the journal torn
+        down (those adopted so far too), every IP freed; the mesh network stays."""
+        await asyncio.gather(*(self._remove_pod(pod) for pod in list(self.pods.values())))
+        journal = self._journal()
+        journal.removed(record.ALLOCATIONS, POD_POOL)
+        self.pool = ipam.pod_pool(
+            record.JournalAllocations(journal, POD_POOL), self.settings.subnet
+        )
+        keep = adoption.shared(journal.live(), self.settings.mesh)
+        await asyncio.to_thread(
+            record.teardown, self.settings.state_dir, journal=journal, keep=keep
+        )
 
     async def _adopt_pod(self, pod: RunningPod, adopted: adoption.Adoption) -> None:
         """Takes over one pod; if that fails half way, what was taken over is removed and

@@ -14,6 +14,10 @@ exists. Names carry the runtime's prefix so that such a collision needs a delibe
 clash. Processes are recorded right after they start (their pid is not known before);
 they all live in recorded namespaces, and teardown kills every process in those.
 
+A runtime that starts on a journal it did not write (its predecessor was killed) keeps
+what belongs to the pods it adopts (`osm.runtime.adoption`): ``teardown(keep=...)``
+removes the rest, and the adopted processes' entries become its own.
+
 A journal is owned by one runtime at a time (an exclusive ``flock`` on ``lock``; the
 kernel drops it when the owner dies, so teardown after a crash can take it).
 """
