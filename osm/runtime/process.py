@@ -3,8 +3,10 @@
 The one idea: a container is ``ip netns exec <pod netns> setpriv --reuid U --regid G
 --clear-groups -- <command> <args>``. ``ip netns exec`` enters the namespace and
 bind-mounts ``/etc/netns/<pod>/hosts`` over ``/etc/hosts``; ``setpriv`` drops root; both
-exec, so the pid the runtime sees is the container's own, and it leads its own session
-(its process group is killed as a whole). `ContainerProcess` restarts it with
+exec. It runs as the child of its shim (`SHIM`), which the runtime starts in a session of
+its own: the pid the runtime sees is the shim's, whose process group (shim and container)
+is killed as a whole, and which outlives the runtime, so a runtime killed does not take
+the containers with it. `ContainerProcess` restarts it with
 exponential backoff (Kubernetes' restartPolicy Always), appends its output to a log file
 under the state dir (for ``osm logs``) and tracks readiness from the readinessProbe
 (run inside the pod's namespace, with the probe's period and thresholds).
@@ -32,6 +34,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +97,33 @@ def access_problem(argv: Sequence[str], *, uid: int, gid: int, timeout: float = 
         "interpreter outside /root, e.g. /usr/bin/python3 -m venv /srv/osm-venv && "
         "/srv/osm-venv/bin/pip install <osm>, and run the mesh from it."
     )
+
+
+# -- the shim: each container's parent ------------------------------------------------------
+SHIM = """\
+import signal, subprocess, sys
+for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(number, lambda *_: None)
+code = subprocess.Popen(sys.argv[1:], restore_signals=True).wait()
+sys.exit(128 - code if code < 0 else code)
+"""
+"""What each container runs under (as containerd's shim or conmon do for a kubelet): its
+parent, which outlives the runtime. A container whose parent dies may die with it (Envoy
+sets ``PR_SET_PDEATHSIG``); its shim lives until it ends, waits for it and exits with its
+code (128 + the signal that killed it). Signals to the process group reach the container;
+the shim ignores them and waits. Isolated (``-I -S``): the pod's env (which the container
+inherits through it) cannot change what the shim runs."""
+
+
+def shim_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` under its shim (`SHIM`)."""
+    return [sys.executable, "-I", "-S", "-c", SHIM, *argv]
+
+
+def exit_code(returncode: int) -> int:
+    """A container's exit code as Kubernetes reports it: 128 + N when signal N killed it
+    (asyncio says -N when it killed the shim too)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 # -- restart backoff -----------------------------------------------------------------------
@@ -509,7 +539,7 @@ class ContainerProcess:
 
     async def _spawn(self) -> None:
         spec = self.spec
-        argv = spec.command()
+        argv = shim_command(spec.command())
         with spec.log.open("ab") as log:
             log.write(f"--- osm: starting {spec.name} (restart {self.restarts})\n".encode())
             log.flush()
@@ -539,7 +569,7 @@ class ContainerProcess:
     async def _supervise(self) -> None:
         while True:
             assert self._process is not None
-            code = await self._process.wait()
+            code = exit_code(await self._process.wait())
             self.last_exit_code = code
             adopted = isinstance(self._process, AdoptedProcess)
             ended = UNKNOWN_EXIT_REASON if adopted else "Completed" if code == 0 else "Error"

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from osm.base import wellknown
 from osm.runtime import daemon, network, pods, process
 from tests.e2e import demo, hostutil
 from tests.e2e.meshapi import MeshApi
@@ -79,8 +80,14 @@ CLIENT = textwrap.dedent(
 )
 
 
-def objects() -> list[dict[str, Any]]:
+def objects(meshed: bool) -> list[dict[str, Any]]:
+    """The namespace (in the mesh: its pods get OSM's init container and Envoy), a
+    Deployment of two HTTP servers with a readiness probe, and their Service."""
     labels = {"app": "web"}
+    namespace: dict[str, Any] = {"name": NAMESPACE}
+    if meshed:
+        namespace["labels"] = {wellknown.MONITORED_BY_LABEL: "osm"}
+        namespace["annotations"] = {wellknown.SIDECAR_INJECTION_ANNOTATION: "enabled"}
     container = {
         "name": "web",
         "command": [PYTHON, "-c", SERVER],
@@ -88,7 +95,7 @@ def objects() -> list[dict[str, Any]]:
         "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
     }
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": namespace},
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -113,6 +120,7 @@ def objects() -> list[dict[str, Any]]:
 class Mesh:
     settings: daemon.MeshSettings
     api: MeshApi
+    meshed: bool
 
     @property
     def state_dir(self) -> Path:
@@ -127,6 +135,18 @@ class Mesh:
     def pids(self, pod: dict[str, Any]) -> set[int]:
         """The processes in the pod's network namespace (its containers')."""
         return {int(p) for p in hostutil.output("ip", "netns", "pids", self.netns(pod)).split()}
+
+    def app_pid(self, pod: dict[str, Any]) -> int:
+        """The pid of the pod's HTTP server (not its sidecar's)."""
+        (pid,) = [p for p in self.pids(pod) if b"ThreadingHTTPServer" in cmdline(p)]
+        return pid
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def ready(pod: dict[str, Any]) -> bool:
@@ -157,8 +177,8 @@ def sweep_this_runs_leftovers() -> Iterator[None]:
         subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
 
 
-@pytest.fixture
-def mesh() -> Iterator[Mesh]:
+@pytest.fixture(params=["plain", "meshed"])
+def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
     # Not under pytest's tmp dir (mode 0700): pods' users read what the runtime writes.
     base = Path(f"/tmp/{PREFIX}-{uuid.uuid4().hex[:4]}")
     base.mkdir(mode=0o755)
@@ -172,9 +192,9 @@ def mesh() -> Iterator[Mesh]:
     running: Mesh | None = None
     try:
         daemon.up(settings, progress=print)
-        running = Mesh(settings, MeshApi(settings))
-        running.api.apply(objects())
-        wait_for(lambda: two_ready(running), "two ready pods")
+        running = Mesh(settings, MeshApi(settings), request.param == "meshed")
+        running.api.apply(objects(running.meshed))
+        wait_for(lambda: two_ready(running), "two ready pods", timeout=90)
         yield running
     finally:
         if running is not None:
@@ -271,7 +291,7 @@ class Watch:
                 self.polls += 1
                 for pod in found:
                     if not ready(pod):
-                        self.unready.append(f"pod {pod['metadata']['name']}: {pod.get('status')}")
+                        self.unready.append(f"pod {pod['metadata']['name']}: {summary(pod)}")
                 addresses = [
                     a["ip"] for s in endpoints.get("subsets") or [] for a in s.get("addresses", [])
                 ]
@@ -280,6 +300,22 @@ class Watch:
                 time.sleep(0.05)
         finally:
             api.close()
+
+
+def summary(pod: dict[str, Any]) -> str:
+    """A Pod's status in a line: its phase and each container's state, readiness and
+    restarts (what a failed assertion needs to say)."""
+    status = pod.get("status") or {}
+    containers = [
+        f"{c['name']} {next(iter(c.get('state') or {'?': 0}))} ready={c.get('ready')} "
+        f"restarts={c.get('restartCount')} last={c.get('lastState')}"
+        for c in status.get("containerStatuses") or []
+    ]
+    return f"{status.get('phase')} {status.get('message', '')}; " + "; ".join(containers)
+
+
+def runtime_log(mesh: Mesh, lines: int = 40) -> str:
+    return daemon.runtime(mesh.state_dir).tail(lines)
 
 
 def kill9(pid: int) -> None:
@@ -306,14 +342,19 @@ def down_leaves_nothing(mesh: Mesh, pids: set[int]) -> None:
 def test_a_killed_runtime_is_replaced_by_one_that_adopts_the_running_pods(
     mesh: Mesh, tmp_path: Path
 ) -> None:
+    """Plain pods are called by a client throughout; meshed ones (whose inbound traffic
+    only their mesh peers' sidecars may send) are watched for readiness."""
     before = mesh.pods()
     ips = [p["status"]["podIP"] for p in before]
     pids = {p["metadata"]["name"]: mesh.pids(p) for p in before}
-    assert all(pids.values()), pids
+    assert all(len(found) == (2 if mesh.meshed else 1) for found in pids.values()), pids
     old_runtime = daemon.runtime(mesh.state_dir).pid()
     assert old_runtime is not None
-    with client(mesh, ips, tmp_path / "client.log") as traffic:
-        wait_for(lambda: traffic.counts()[0] > 20, "the client's first requests")
+    with contextlib.ExitStack() as stack:
+        traffic = None
+        if not mesh.meshed:
+            traffic = stack.enter_context(client(mesh, ips, tmp_path / "client.log"))
+            wait_for(lambda: traffic.counts()[0] > 20, "the client's first requests")
         with Watch(mesh) as watch:
             kill9(old_runtime)
             restarted = time.monotonic()
@@ -323,38 +364,56 @@ def test_a_killed_runtime_is_replaced_by_one_that_adopts_the_running_pods(
             assert new_runtime not in (None, old_runtime)
             log = daemon.runtime(mesh.state_dir).log
             wait_for(lambda: log.read_text().count("adopted pod") >= 2, "both pods adopted")
-            ok_then = traffic.counts()[0]
-            wait_for(lambda: traffic.counts()[0] > ok_then + 50, "requests after adoption")
-        traffic.stop()
-        ok, failed = traffic.counts()
-        print(f"client: {ok} ok, {failed} failed; {watch.polls} polls of the API")
-        assert failed == 0, traffic.failures()[:5]
-        assert watch.unready == [], watch.unready[:5]
+            if traffic is not None:
+                ok_then = traffic.counts()[0]
+                wait_for(lambda: traffic.counts()[0] > ok_then + 50, "requests after adoption")
+            else:
+                time.sleep(3)  # long enough for a flip to be seen
+        if traffic is not None:
+            traffic.stop()
+            ok, failed = traffic.counts()
+            print(f"client: {ok} ok, {failed} failed")
+            assert failed == 0, traffic.failures()[:5]
+        print(f"{watch.polls} polls of the API")
+        assert watch.unready == [], "\n".join([*watch.unready[:3], runtime_log(mesh)])
         assert watch.polls > 10
     after = mesh.pods()
     assert [p["metadata"]["uid"] for p in after] == [p["metadata"]["uid"] for p in before]
     assert [p["status"]["podIP"] for p in after] == ips
     assert {p["metadata"]["name"]: mesh.pids(p) for p in after} == pids
+    assert [p["status"] for p in after] == [p["status"] for p in before]
 
     # The new runtime supervises them: a container killed now is restarted.
     victim = after[0]
-    (pid,) = pids[victim["metadata"]["name"]]
-    kill9(pid)
+    name = victim["metadata"]["name"]
+    kill9(mesh.app_pid(victim))
+
+    def web_status() -> tuple[dict[str, Any], dict[str, Any]]:
+        pod = mesh.api.get("Pod", NAMESPACE, name)
+        (status,) = [c for c in pod["status"]["containerStatuses"] if c["name"] == "web"]
+        return pod, status
 
     def restarted_in_place() -> bool:
-        pod = mesh.api.get("Pod", NAMESPACE, victim["metadata"]["name"])
-        (status,) = pod["status"]["containerStatuses"]
-        return status["restartCount"] == 1 and ready(pod) and bool(mesh.pids(pod))
+        pod, status = web_status()
+        return status["restartCount"] == 1 and ready(pod) and len(mesh.pids(pod)) == len(pids[name])
 
     wait_for(restarted_in_place, "the killed container to be restarted", timeout=30)
-    pod = mesh.api.get("Pod", NAMESPACE, victim["metadata"]["name"])
-    (status,) = pod["status"]["containerStatuses"]
+    pod, status = web_status()
     assert status["lastState"]["terminated"] == {
         "exitCode": process.UNKNOWN_EXIT_CODE,
         "reason": process.UNKNOWN_EXIT_REASON,
     }
     assert pod["status"]["podIP"] == victim["status"]["podIP"]
     down_leaves_nothing(mesh, set().union(*pids.values(), mesh.pids(pod)))
+
+
+def test_osm_down_after_the_runtime_was_killed_leaves_nothing(mesh: Mesh) -> None:
+    pids = set().union(*(mesh.pids(p) for p in mesh.pods()))
+    runtime = daemon.runtime(mesh.state_dir).pid()
+    assert runtime is not None
+    kill9(runtime)
+    assert all(alive(pid) for pid in pids)  # orphaned, still serving
+    down_leaves_nothing(mesh, pids)
 
 
 def test_after_the_whole_tree_is_killed_osm_up_recreates_the_pods(mesh: Mesh) -> None:
