@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -173,3 +174,86 @@ async def test_readiness_starts_where_the_pods_status_left_it(
 def test_the_kernel_has_pidfds() -> None:
     fd = os.pidfd_open(os.getpid())
     os.close(fd)
+
+
+DIES_WITH_ITS_PARENT = (
+    "import ctypes, signal, time\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG, as Envoy does\n"
+    "print('running', flush=True)\n"
+    "time.sleep(60)\n"
+)
+RUNTIME = """
+import asyncio, sys
+from pathlib import Path
+from osm.runtime import process, record
+from osm.runtime.process import ContainerProcess, ProcessSpec
+
+async def main() -> None:
+    state = Path(sys.argv[1])
+    journal = record.Journal.open(state)
+    spec = ProcessSpec(
+        "app", "no-netns", (sys.executable, "-c", sys.argv[2]), {}, state / "app.log",
+        launcher=lambda argv, uid, gid: list(argv),
+    )
+    container = ContainerProcess(spec, journal)
+    await container.start()
+    print(container.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_container_outlives_a_killed_runtime_even_if_it_asks_to_die_with_its_parent(
+    tmp_path: Path,
+) -> None:
+    runtime = subprocess.Popen(
+        [sys.executable, "-c", RUNTIME, str(tmp_path), DIES_WITH_ITS_PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert runtime.stdout is not None
+    shim = int(runtime.stdout.readline())
+    try:
+        deadline = time.monotonic() + 10
+        while "running" not in (tmp_path / "app.log").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        runtime.kill()
+        runtime.wait(timeout=10)
+        time.sleep(0.3)
+        (entry,) = record.Journal.open(tmp_path).live(record.PROCESS)
+        assert entry.data["pid"] == shim
+        assert record.process_alive(shim, int(entry.data["start_time"]))
+        children = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(shim)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(children) == 1  # the container, still running under its shim
+    finally:
+        runtime.stdout.close()
+        kill(shim)
+
+
+@pytest.mark.parametrize(
+    ("script", "code"),
+    [
+        ("raise SystemExit(3)", 3),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", 143),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137),
+    ],
+)
+async def test_exit_codes_are_reported_as_kubernetes_does(
+    tmp_path: Path, journal: record.Journal, script: str, code: int
+) -> None:
+    spec_ = ProcessSpec(
+        "app",
+        "no-netns",
+        (sys.executable, "-c", script),
+        {},
+        tmp_path / "app.log",
+        launcher=run_here,
+        restart_policy="Never",
+    )
+    container = ContainerProcess(spec_, journal)
+    await container.start()
+    assert await container.wait() == code
