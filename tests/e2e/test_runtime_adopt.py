@@ -1,7 +1,9 @@
 """A restarted runtime adopts the running pods (root): ``kill -9`` of the runtime, then
 ``osm up``, and the pods keep their IPs, processes and readiness while a client's requests
 keep succeeding; after a kill of the whole tree (controller, runtime, every container)
-``osm up`` recreates them; ``osm down`` leaves nothing either way.
+``osm up`` recreates them; ``osm down`` leaves nothing either way. Each test runs twice:
+with plain pods, and with pods in the mesh (OSM's init container and Envoy, which asks the
+kernel to kill it when its parent dies: its shim is that parent, not the runtime).
 
 Safety: each test runs its own mesh (state dir, ports, namespace prefix unique to this
 run); traffic goes only between namespaces it creates. The client's namespace is joined
