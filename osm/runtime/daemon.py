@@ -8,9 +8,11 @@ Kubernetes API over it (HTTPS; it writes the kubeconfigs in the state dir: the u
 kubeconfig (`paths.kubelet_kubeconfig_path`). ``osm up`` waits for the API by reading
 through it with the user's kubeconfig, as any client would. Killing the controller
 leaves the pods and sidecars running on their last configuration; ``osm up`` again starts
-whichever of the two is missing. ``osm down`` stops the runtime (which removes its pods
-and network), tears down whatever its journal still names (also after a crash), then
-stops the controller. ``mesh.json`` records the ports and names that ``osm up`` chose,
+whichever of the two is missing. Killing the runtime leaves them running too: the one the
+next ``osm up`` starts adopts them (`osm.runtime.adoption`), as a restarted kubelet keeps
+its containers. ``osm down`` stops the runtime (which removes its pods and network),
+tears down whatever its journal still names (also after a crash), then stops the
+controller. ``mesh.json`` records the ports and names that ``osm up`` chose,
 for the other commands. The runtime runs every pod
 from the build of the pods' venv that its ``osm up`` made (`runtime_argv`).
 """

@@ -34,6 +34,16 @@ and carries on when the controller is back. Two loops share one event loop:
   Service at the ready IPs of the Endpoints last published for it (rewritten when they
   change), as cluster DNS answers for headless names.
 
+**Start-up**: the runtime opens its journal and keeps the mesh network as it is (made
+if missing), starts its relays (xDS, metrics, API) and follows the API. At the first
+sync it adopts the pods a previous runtime (killed, say) left running, as a restarted
+kubelet keeps its containers (`osm.runtime.adoption` decides which): same namespace, IP,
+sandbox and processes, supervised and probed from then on, ready as their stored status
+says (their Pods and Endpoints are not flipped while that happens); a container that died
+meanwhile is restarted in place. Everything else the journal names is torn down, and the
+IPs of pods not adopted are freed. Endpoints it wrote earlier are rewritten, not deleted
+first. `shutdown` (SIGTERM: ``osm down``) removes every pod and the mesh network.
+
 A start that fails (an ``ip`` run refused, a Secret not there yet, a process that cannot
 be spawned) is undone and tried again with exponential backoff, as a kubelet retries a pod
 sandbox: the pod reports the error in its status meanwhile, and is never left dead. A
@@ -87,7 +97,7 @@ from osm.model.core import (
 )
 from osm.model.errors import ValidationFailed
 from osm.model.meta import Resource
-from osm.runtime import network, pods, podspec, process, record, sandbox
+from osm.runtime import adoption, network, pods, podspec, process, record, sandbox
 from osm.runtime.network import MeshNetwork, MeshNetworkConfig, mesh_netns
 from osm.runtime.process import ContainerProcess, ProbeTarget, ProcessSpec
 from osm.runtime.relay import NamespaceRelay
@@ -122,6 +132,8 @@ TOKEN_REFRESH = 0.8
 TOKEN_RETRY = 10.0
 """Seconds between attempts to replace a token when the API does not answer."""
 DEFAULT_SERVICE_ACCOUNT = "default"
+POD_POOL = "pods"
+"""The journal's name of the pod IP allocations (`record.JournalAllocations`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +432,8 @@ class Kubelet:
         self._refused: dict[tuple[str, str], tuple[float, float, str]] = {}
         """Per Deployment whose Pod the API refused: (retry at, backoff, reason)."""
         self._stopping = asyncio.Event()
+        self._adopting = False
+        """Set by `start`: the first sync adopts or tears down what a previous runtime left."""
         self._hosts: dict[str, str] = {}
         self._removals: set[asyncio.Task[None]] = set()
         # Delays between a pod's start attempts (tests make them short).
@@ -434,13 +448,10 @@ class Kubelet:
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Containers (UID 1500, nobody) write nothing under the state dir; their volumes
         # reach them through bind mounts, which need no search permission on the source.
+        # What a previous runtime left is adopted or torn down once the API has said which
+        # Pods exist (`_adopt`, at the first sync); the mesh network stays as it is.
         self.journal = record.Journal.open(settings.state_dir)
-        leftovers = record.teardown(settings.state_dir, journal=self.journal)
-        if leftovers.removed:
-            log.info("removed what a previous runtime left: %s", ", ".join(leftovers.removed))
-        self.journal.removed(record.ALLOCATIONS, "pods")
-        self.pool = ipam.pod_pool(record.JournalAllocations(self.journal, "pods"), settings.subnet)
-        shutil.rmtree(self._sandboxes_dir(), ignore_errors=True)
+        self._adopting = True
         self.network = MeshNetwork(settings.mesh, self.journal)
         await asyncio.to_thread(self.network.create)
         self.relay = NamespaceRelay(
@@ -556,6 +567,13 @@ class Kubelet:
                 resources[(resource.kind, resource.namespace, resource.name)] = resource
         self.resources = resources
         if not self.synced:
+            if self._adopting:
+                self._adopting = False
+                try:
+                    await self._adopt()
+                except Exception:  # the runtime must run on: start from a clean slate
+                    log.exception("cannot adopt what a previous runtime left; removing it")
+                    await self._adopt_nothing()
             try:
                 await self._forget_stale_endpoints()
             except (*ApiAway, ApiFailure) as error:
@@ -566,19 +584,26 @@ class Kubelet:
         self._published_endpoints = {key: "" for key in self._published_endpoints}
 
     async def _forget_stale_endpoints(self) -> None:
-        """Endpoints that an earlier runtime wrote name pods that no longer run."""
+        """Endpoints that an earlier runtime wrote: those of a Service that is gone (or
+        selects no pods) are deleted; the others are rewritten by the next `_publish`
+        (never deleted first: an adopted pod serving them would drop out meanwhile)."""
         items = await self.api.list("Endpoints")
-        refs = [
-            {
-                "kind": "Endpoints",
-                "namespace": i["metadata"]["namespace"],
-                "name": i["metadata"]["name"],
-            }
+        selecting = {(s.namespace, s.name) for s in self._typed(Service) if s.selector}
+        keys = [
+            (str(i["metadata"]["namespace"]), str(i["metadata"]["name"]))
             for i in items
             if pods.managed(i)
         ]
+        refs = [
+            {"kind": "Endpoints", "namespace": ns, "name": name}
+            for ns, name in keys
+            if (ns, name) not in selecting
+        ]
         if refs:
             await self.api.delete(refs)
+        for key in keys:
+            if key in selecting:
+                self._published_endpoints.setdefault(key, "")
 
     async def _apply_event(self, event: informer.Event) -> None:
         if isinstance(event, informer.Sync):
@@ -867,7 +892,7 @@ class Kubelet:
         token = await self._token_volume(pod)
         if token is not None:
             volumes = (*volumes, token[0])
-        ip = self.pool.allocate(f"pod:{pod.namespace}/{pod.name}")
+        ip = self.pool.allocate(adoption.owner(pod.namespace, pod.name))
         pod.ip = str(ip)
         entries = self._hosts_text(pod)
         await self._in_thread(pod, self.network.add_pod, pod.netns, ip, entries)
@@ -875,35 +900,7 @@ class Kubelet:
         pod.network_ready = True
         self.kick()  # publish the Pod's IP: the controller builds its proxy's config
         timings = [f"network {time.perf_counter() - started:.3f}s"]
-        # The build pods run from: `osm up` names the one it made (`daemon.runtime_argv`);
-        # given the shared venv symlink instead, the build it names now, which the pod
-        # stays on when an `osm up` of other sources switches the symlink.
-        pod_python = Path(os.path.realpath(self.settings.pod_python))
-        base_env = {
-            "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",
-            "HOME": "/",
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "HOSTNAME": pod.name,
-        }
-        if self.api_relay is not None:
-            gateway = str(self.settings.mesh.gateway)
-            base_env.update(podspec.api_env(gateway, wellknown.API_SERVICE_PORT))
-        try:
-            plans = podspec.container_plans(
-                stored,
-                pod_ip=pod.ip,
-                host_ip=str(self.settings.mesh.gateway),
-                node_name=self.node_name,
-                secrets=secrets_,
-                config_maps=config_maps,
-                base_env=base_env,
-                token_volume=None if token is None else token[0].name,
-            )
-        except podspec.MissingObject as missing:
-            raise PodWaiting("CreateContainerConfigError", str(missing)) from None
-        except podspec.CannotRun as error:
-            raise PodWaiting("CreateContainerError", str(error)) from None
+        plans = self._plans(pod, None if token is None else token[0].name)
         mark = time.perf_counter()
         pod.sandbox = await self._in_thread(
             pod,
@@ -953,6 +950,42 @@ class Kubelet:
             f" (attempt {pod.start_attempts})" if pod.start_attempts > 1 else "",
         )
 
+    def _plans(
+        self, pod: RunningPod, token_volume: str | None
+    ) -> tuple[podspec.ContainerPlan, ...]:
+        """What each of the pod's containers runs (`podspec.container_plans`), at its IP;
+        `PodWaiting` while an object its env names is missing or a container cannot run."""
+        stored = pod.pod
+        # The build pods run from: `osm up` names the one it made (`daemon.runtime_argv`);
+        # given the shared venv symlink instead, the build it names now, which the pod
+        # stays on when an `osm up` of other sources switches the symlink.
+        pod_python = Path(os.path.realpath(self.settings.pod_python))
+        base_env = {
+            "PATH": f"{pod_python / 'bin'}:{process.DEFAULT_PATH}",
+            "HOME": "/",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "HOSTNAME": pod.name,
+        }
+        if self.api_relay is not None:
+            gateway = str(self.settings.mesh.gateway)
+            base_env.update(podspec.api_env(gateway, wellknown.API_SERVICE_PORT))
+        try:
+            return podspec.container_plans(
+                stored,
+                pod_ip=pod.ip,
+                host_ip=str(self.settings.mesh.gateway),
+                node_name=self.node_name,
+                secrets=self._named(Secret, stored.namespace),
+                config_maps=self._named(ConfigMap, stored.namespace),
+                base_env=base_env,
+                token_volume=token_volume,
+            )
+        except podspec.MissingObject as missing:
+            raise PodWaiting("CreateContainerConfigError", str(missing)) from None
+        except podspec.CannotRun as error:
+            raise PodWaiting("CreateContainerError", str(error)) from None
+
     def _container(
         self, pod: RunningPod, plan: podspec.ContainerPlan, restart_policy: str
     ) -> ContainerProcess:
@@ -1000,7 +1033,7 @@ class Kubelet:
             await asyncio.gather(pod.task, return_exceptions=True)
         await self._release(pod)
         assert self.pool is not None
-        self.pool.release(f"pod:{pod.namespace}/{pod.name}")
+        self.pool.release(adoption.owner(pod.namespace, pod.name))
         if forget:
             self.pods.pop((pod.namespace, pod.name), None)
             self._published_pods.pop((pod.namespace, pod.name), None)
@@ -1034,6 +1067,156 @@ class Kubelet:
             await self._in_thread(pod, self.network.remove_pod, pod.netns)
         pod.blocking = None
         self._hosts.pop(pod.netns, None)
+
+    # -- adopting what a previous runtime left ------------------------------------------------
+    async def _adopt(self) -> None:
+        """Takes over the pods a previous runtime left running (`osm.runtime.adoption`
+        decides which, from the journal and the Pods just listed), keeping their IPs;
+        tears down everything else it journaled and frees the other IPs."""
+        journal = self._journal()
+        settings = self.settings
+        entries = journal.live()
+        previous = record.JournalAllocations(journal, POD_POOL).load()
+        facts = await asyncio.to_thread(adoption.observe, entries, settings.mesh.netns)
+        decided = adoption.decide(
+            entries,
+            self._typed(Pod),
+            previous,
+            facts,
+            prefix=settings.prefix,
+            mesh=settings.mesh,
+        )
+        for netns, why in decided.reasons.items():
+            log.info("not adopting %s: %s", netns, why)
+        if decided.allocations:
+            journal.created(record.ALLOCATIONS, POD_POOL, allocations=dict(decided.allocations))
+        else:
+            journal.removed(record.ALLOCATIONS, POD_POOL)
+        self.pool = ipam.pod_pool(record.JournalAllocations(journal, POD_POOL), settings.subnet)
+        report = await asyncio.to_thread(
+            record.teardown, settings.state_dir, journal=journal, keep=decided.keep
+        )
+        if report.removed:
+            log.info("removed what a previous runtime left: %s", ", ".join(report.removed))
+        for failure in report.failed:
+            log.error("cannot remove what a previous runtime left: %s", failure)
+        kept = {str(a.sandbox) for a in decided.adopt}
+        base = Path(os.path.realpath(self._sandboxes_dir()))
+        if base.is_dir():
+            for child in base.iterdir():
+                if str(child) not in kept:
+                    shutil.rmtree(child, ignore_errors=True)
+        stored = {(p.namespace, p.name): p for p in self._typed(Pod)}
+        for adopted in decided.adopt:
+            pod = RunningPod(stored[(adopted.namespace, adopted.name)], netns=adopted.netns)
+            self.pods[(pod.namespace, pod.name)] = pod
+            await self._adopt_pod(pod, adopted)
+
+    async def _adopt_nothing(self) -> None:
+        """What a start did before runtimes adopted pods: every pod of the journal torn
+        down (those adopted so far too), every IP freed; the mesh network stays."""
+        await asyncio.gather(*(self._remove_pod(pod) for pod in list(self.pods.values())))
+        journal = self._journal()
+        journal.removed(record.ALLOCATIONS, POD_POOL)
+        self.pool = ipam.pod_pool(
+            record.JournalAllocations(journal, POD_POOL), self.settings.subnet
+        )
+        keep = adoption.shared(journal.live(), self.settings.mesh)
+        await asyncio.to_thread(
+            record.teardown, self.settings.state_dir, journal=journal, keep=keep
+        )
+
+    async def _adopt_pod(self, pod: RunningPod, adopted: adoption.Adoption) -> None:
+        """Takes over one pod; if that fails half way, what was taken over is removed and
+        the pod started again from scratch (at the IP it had)."""
+        try:
+            await self._take_over(pod, adopted)
+        except Exception as error:  # one pod's failure must not stop the runtime
+            log.warning(
+                "pod %s/%s cannot be adopted (%s); starting it again",
+                pod.namespace,
+                pod.name,
+                error,
+            )
+            await self._release(pod)
+            pod.phase, pod.message, pod.reason = "Pending", "", ""
+            pod.start_time = datetime.now(UTC).isoformat()
+            pod.task = asyncio.create_task(self._run_pod(pod), name=f"pod-{pod.name}")
+        self.kick()
+
+    async def _take_over(self, pod: RunningPod, adopted: adoption.Adoption) -> None:
+        """Makes ``pod`` a running pod of this runtime: its network and sandbox as they
+        are, its init containers completed, each container's process supervised (one that
+        died meanwhile restarted in the sandbox, or left ended as its restartPolicy says),
+        ready as its stored status says until its probes say otherwise, its restart
+        counts and last states kept, its token refreshed now."""
+        stored = pod.pod
+        status = stored.manifest.get("status") or {}
+        pod.ip = adopted.ip
+        pod.start_time = str(status.get("startTime") or pod.start_time)
+        pod.network_ready = True
+        token_name = podspec.token_volume_name(stored)
+        token = token_name if (adopted.sandbox / sandbox.VOLUMES / token_name).is_dir() else None
+        plans = self._plans(pod, token)
+        pinned = frozenset(m.volume for plan in plans for m in plan.mounts if m.sub_path)
+        pod.sandbox = await self._in_thread(
+            pod,
+            sandbox.PodSandbox.attach,
+            self._journal(),
+            adopted.sandbox,
+            pod.netns,
+            [plan.name for plan in plans],
+            pinned,
+        )
+        pod.blocking = None
+        policy = stored.spec.restart_policy
+        for plan in (p for p in plans if p.init):
+            init = self._container(pod, plan, "Never" if policy == "Never" else "OnFailure")
+            init.completed(0)
+            pod.init_containers.append(init)
+        pod.initialized = True
+        pod.phase = "Running"
+        before = {str(c.get("name")): c for c in status.get("containerStatuses") or []}
+        restarted = []
+        for plan in (p for p in plans if not p.init):
+            container = self._container(pod, plan, policy)
+            pod.containers.append(container)
+            last = before.get(plan.name) or {}
+            container.restarts = int(last.get("restartCount") or 0)
+            terminated = (last.get("lastState") or {}).get("terminated") or {}
+            if terminated:
+                container.last_exit_code = int(terminated.get("exitCode") or 0)
+                container.last_termination = str(terminated.get("reason") or "")
+            ended = (last.get("state") or {}).get("terminated")
+            if ended is not None and policy != "Always":  # ran to its end: it stays so
+                container.completed(int(ended.get("exitCode") or 0))
+                continue
+            entry = adopted.processes.get(plan.name)
+            if entry is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    ready = bool(last.get("ready"))
+                    await container.adopt(entry, ready=ready, started=bool(last.get("started")))
+                    continue
+            # It died while no runtime watched it: ended with an unknown status.
+            restarted.append(plan.name)
+            if policy == "Never":
+                container.completed(process.UNKNOWN_EXIT_CODE)
+            else:
+                container.restarts += 1
+                await container.start()
+            container.last_exit_code = process.UNKNOWN_EXIT_CODE
+            container.last_termination = process.UNKNOWN_EXIT_REASON
+        if token is not None:
+            pod.token_refresh = asyncio.create_task(
+                self._refresh_token(pod, token, 0.0), name=f"token-{pod.name}"
+            )
+        log.info(
+            "adopted pod %s/%s at %s%s",
+            pod.namespace,
+            pod.name,
+            pod.ip,
+            f" (restarted: {', '.join(restarted)})" if restarted else "",
+        )
 
     # -- writing back --------------------------------------------------------------------------
     async def _publish(self) -> None:

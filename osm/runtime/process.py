@@ -3,8 +3,10 @@
 The one idea: a container is ``ip netns exec <pod netns> setpriv --reuid U --regid G
 --clear-groups -- <command> <args>``. ``ip netns exec`` enters the namespace and
 bind-mounts ``/etc/netns/<pod>/hosts`` over ``/etc/hosts``; ``setpriv`` drops root; both
-exec, so the pid the runtime sees is the container's own, and it leads its own session
-(its process group is killed as a whole). `ContainerProcess` restarts it with
+exec. It runs as the child of its shim (`SHIM`), which the runtime starts in a session of
+its own: the pid the runtime sees is the shim's, whose process group (shim and container)
+is killed as a whole, and which outlives the runtime, so a runtime killed does not take
+the containers with it. `ContainerProcess` restarts it with
 exponential backoff (Kubernetes' restartPolicy Always), appends its output to a log file
 under the state dir (for ``osm logs``) and tracks readiness from the readinessProbe
 (run inside the pod's namespace, with the probe's period and thresholds).
@@ -17,6 +19,11 @@ under ``/root`` (mode 0700) is not. `access_problem` checks this before a pod st
 and says what to do (let ``osm up`` build ``/opt/osm/venv``, or make a venv from an
 interpreter outside /root and point the runtime at it). We propose
 not to copy or bind-mount interpreters.
+
+A restarted runtime adopts the container processes its predecessor started
+(`ContainerProcess.adopt`): they are not its children, so it learns of their exit from a
+pidfd, without an exit status (reported as Kubernetes reports a lost container: 137,
+``ContainerStatusUnknown``), and restarts them as its own children.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +97,33 @@ def access_problem(argv: Sequence[str], *, uid: int, gid: int, timeout: float = 
         "interpreter outside /root, e.g. /usr/bin/python3 -m venv /srv/osm-venv && "
         "/srv/osm-venv/bin/pip install <osm>, and run the mesh from it."
     )
+
+
+# -- the shim: each container's parent ------------------------------------------------------
+SHIM = """\
+import signal, subprocess, sys
+for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(number, lambda *_: None)
+code = subprocess.Popen(sys.argv[1:], restore_signals=True).wait()
+sys.exit(128 - code if code < 0 else code)
+"""
+"""What each container runs under (as containerd's shim or conmon do for a kubelet): its
+parent, which outlives the runtime. A container whose parent dies may die with it (Envoy
+sets ``PR_SET_PDEATHSIG``); its shim lives until it ends, waits for it and exits with its
+code (128 + the signal that killed it). Signals to the process group reach the container;
+the shim ignores them and waits. Isolated (``-I -S``): the pod's env (which the container
+inherits through it) cannot change what the shim runs."""
+
+
+def shim_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` under its shim (`SHIM`)."""
+    return [sys.executable, "-I", "-S", "-c", SHIM, *argv]
+
+
+def exit_code(returncode: int) -> int:
+    """A container's exit code as Kubernetes reports it: 128 + N when signal N killed it
+    (asyncio says -N when it killed the shim too)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 # -- restart backoff -----------------------------------------------------------------------
@@ -296,13 +331,63 @@ class ProcessSpec:
         return pod_command(self.netns, self.argv, uid=self.uid, gid=self.gid)
 
 
+UNKNOWN_EXIT_CODE = 137
+"""What an adopted process's exit is reported as: its status cannot be read (it is not
+this process's child), so, as Kubernetes reports a container whose runtime lost it, exit
+code 137 with reason `UNKNOWN_EXIT_REASON`."""
+UNKNOWN_EXIT_REASON = "ContainerStatusUnknown"
+
+
+class AdoptedProcess:
+    """A running container process that an earlier runtime started, watched through a
+    pidfd (``pidfd_open(2)``, Linux 5.3+): it becomes readable when the process exits.
+    It is not a child, so it cannot be waited for: its exit code is `UNKNOWN_EXIT_CODE`.
+    The `asyncio.subprocess.Process` subset `ContainerProcess` uses; make it in the loop.
+
+    Raises ProcessLookupError if ``pid`` is not (any more) the process that started at
+    ``start_time``: the pidfd pins the process, and the start time is read after it is
+    opened, so a reused pid is never taken for the old process."""
+
+    def __init__(self, pid: int, start_time: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited = asyncio.Event()
+        self._fd = os.pidfd_open(pid)
+        if not record.process_alive(pid, start_time):
+            os.close(self._fd)
+            raise ProcessLookupError(f"process {pid} (started at {start_time}) is gone")
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self.close()
+        self.returncode = UNKNOWN_EXIT_CODE
+        self._exited.set()
+
+    def close(self) -> None:
+        """Stops watching (idempotent)."""
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
 class ContainerProcess:
     """Runs a `ProcessSpec` as a kubelet runs a container, until `stop`: restarted on exit
     after a `Backoff` delay as its restart policy says; a startup probe gates the other
     two; a liveness probe that fails ``failureThreshold`` times in a row (or a startup
     probe that does) kills the process, which is then restarted; a readiness probe says
     whether it is ready. Use from one event loop; ``ready``, ``restarts`` and ``state`` may
-    be read at any time. Every started process is recorded in the journal while it lives."""
+    be read at any time. Every started process is recorded in the journal while it lives.
+
+    `adopt` takes over a process an earlier runtime started (`AdoptedProcess`) instead of
+    starting one: supervised and probed the same way, and restarted as a child of this
+    one when it exits; `completed` stands for an init container that ran to its end."""
 
     def __init__(
         self,
@@ -337,13 +422,15 @@ class ContainerProcess:
         self._clock = clock
         self._kill_grace = kill_grace
         self._on_ready_change = on_ready_change
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: asyncio.subprocess.Process | AdoptedProcess | None = None
         self._entry: record.Entry | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._started_at = 0.0
         self._generation = 0
         """Counts spawns: a probe result from an earlier run is thrown away."""
+        self._adopted_ready = -1
+        """The generation (an adopted process) whose readiness starts as ready."""
         self._killing: str = ""
         probe = spec.readiness
         self.readiness = Readiness(
@@ -379,6 +466,37 @@ class ContainerProcess:
         """Starts the process (raising if it cannot be spawned at all) and supervises it."""
         self.spec.log.parent.mkdir(parents=True, exist_ok=True)
         await self._spawn()
+        self._supervise_and_probe()
+
+    async def adopt(self, entry: record.Entry, *, ready: bool, started: bool) -> None:
+        """Supervises the running process of the journal's PROCESS ``entry`` (an earlier
+        runtime started it; the entry stays this one's until the process ends). ``ready``
+        and ``started`` are what the Pod's status last said: readiness starts there and
+        the probes correct it (a ready container is not flipped to not-ready meanwhile),
+        without the initial delay. Raises ProcessLookupError if the process is gone."""
+        pid, start_time = int(entry.data["pid"]), int(entry.data["start_time"])
+        self.spec.log.parent.mkdir(parents=True, exist_ok=True)
+        self._process = AdoptedProcess(pid, start_time)
+        self._entry = entry
+        self._started_at = self._clock() - _age(start_time)
+        self._generation += 1
+        self._killing = ""
+        self.started = started or self.spec.startup is None
+        if self.spec.readiness is not None and ready and self.started:
+            self._adopted_ready = self._generation
+            self.readiness.ready = True
+        if self.ready:
+            self._notify(True)
+        self._supervise_and_probe()
+
+    def completed(self, exit_code: int = 0) -> None:
+        """Marks the container as one that ran to its end under an earlier runtime (an
+        adopted pod's init containers): terminated with ``exit_code``; nothing runs."""
+        self.last_exit_code = exit_code
+        self.last_termination = "Completed" if exit_code == 0 else "Error"
+        self.finished.set()
+
+    def _supervise_and_probe(self) -> None:
         self._tasks.append(asyncio.create_task(self._supervise(), name=f"run-{self.spec.name}"))
         if self.spec.probe_target is not None:
             for kind in ("startup", "readiness", "liveness"):
@@ -401,6 +519,8 @@ class ContainerProcess:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self._terminate(grace)
+        if isinstance(self._process, AdoptedProcess):
+            self._process.close()
         self._forget()
         self._set_ready(False)
 
@@ -419,7 +539,7 @@ class ContainerProcess:
 
     async def _spawn(self) -> None:
         spec = self.spec
-        argv = spec.command()
+        argv = shim_command(spec.command())
         with spec.log.open("ab") as log:
             log.write(f"--- osm: starting {spec.name} (restart {self.restarts})\n".encode())
             log.flush()
@@ -449,14 +569,17 @@ class ContainerProcess:
     async def _supervise(self) -> None:
         while True:
             assert self._process is not None
-            code = await self._process.wait()
+            code = exit_code(await self._process.wait())
             self.last_exit_code = code
-            self.last_termination = self._killing or ("Completed" if code == 0 else "Error")
+            adopted = isinstance(self._process, AdoptedProcess)
+            ended = UNKNOWN_EXIT_REASON if adopted else "Completed" if code == 0 else "Error"
+            self.last_termination = self._killing or ended
             self._forget()
             self._set_ready(False)
             with self.spec.log.open("ab") as log:
                 why = f" ({self._killing})" if self._killing else ""
-                log.write(f"--- osm: {self.spec.name} exited with {code}{why}\n".encode())
+                how = "ended (status unknown: an earlier runtime's)" if adopted else "exited"
+                log.write(f"--- osm: {self.spec.name} {how} with {code}{why}\n".encode())
             if self._stopping:
                 return
             if not self._restarts_after(code):
@@ -494,8 +617,11 @@ class ContainerProcess:
             if generation != self._generation:
                 generation = self._generation
                 state.reset()
-                if kind == "liveness":
-                    state.ready = True  # alive until it fails failureThreshold times
+                # Alive until it fails failureThreshold times; an adopted ready container
+                # stays ready until its readiness probe fails as many times.
+                adopted = kind == "readiness" and generation == self._adopted_ready
+                if kind == "liveness" or adopted:
+                    state.ready = True
                 delay = probe.initial_delay_seconds - (self._clock() - self._started_at)
                 if delay > 0:
                     await self._sleep(delay)
@@ -553,3 +679,9 @@ class ContainerProcess:
         if self._entry is not None:
             self.journal.removed(self._entry.kind, self._entry.key)
             self._entry = None
+
+
+def _age(start_time: int) -> float:
+    """Seconds since a process started, from its start time in clock ticks since boot."""
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return max(0.0, uptime - start_time / os.sysconf("SC_CLK_TCK"))

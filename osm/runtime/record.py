@@ -14,6 +14,10 @@ exists. Names carry the runtime's prefix so that such a collision needs a delibe
 clash. Processes are recorded right after they start (their pid is not known before);
 they all live in recorded namespaces, and teardown kills every process in those.
 
+A runtime that starts on a journal it did not write (its predecessor was killed) keeps
+what belongs to the pods it adopts (`osm.runtime.adoption`): ``teardown(keep=...)``
+removes the rest, and the adopted processes' entries become its own.
+
 A journal is owned by one runtime at a time (an exclusive ``flock`` on ``lock``; the
 kernel drops it when the owner dies, so teardown after a crash can take it).
 """
@@ -30,7 +34,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +233,17 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def process_alive(pid: int, start_time: int) -> bool:
+    """Whether the process ``pid`` that started at ``start_time`` still runs (a zombie,
+    exited and waiting to be reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return rest[0] != "Z" and int(rest[19]) == start_time
+
+
 def record_process(journal: Journal, pid: int, *, netns: str, name: str) -> Entry | None:
     """Records a started child process; None if it already exited."""
     start_time = process_start_time(pid)
@@ -269,10 +284,13 @@ class TeardownReport:
         return not self.failed
 
 
-def teardown(state_dir: Path, *, journal: Journal | None = None) -> TeardownReport:
+def teardown(
+    state_dir: Path, *, journal: Journal | None = None, keep: Collection[tuple[str, str]] = ()
+) -> TeardownReport:
     """Removes everything the journal of ``state_dir`` names: processes (and every
     process in a recorded namespace), pod sandboxes (mount namespaces, volumes) and their
-    base's mount, links, hosts directories, network namespaces.
+    base's mount, links, hosts directories, network namespaces; except the entries whose
+    (kind, key) is in ``keep`` (what a restarted runtime adopts, `osm.runtime.adoption`).
 
     Idempotent; safe after a crash of the runtime. Pass ``journal`` when the caller
     owns it already (a runtime tearing itself down); otherwise it is opened here and
@@ -282,9 +300,9 @@ def teardown(state_dir: Path, *, journal: Journal | None = None) -> TeardownRepo
         if not (state_dir / "runtime").exists():
             return TeardownReport()
         with Journal.open(state_dir) as opened:
-            return teardown(state_dir, journal=opened)
+            return teardown(state_dir, journal=opened, keep=keep)
     report = TeardownReport()
-    entries = journal.live()
+    entries = [e for e in journal.live() if (e.kind, e.key) not in keep]
     order = {PROCESS: 0, MOUNTNS: 1, SANDBOX_DIR: 2, LINK: 3, HOSTS: 4, ETC_DIR: 5, NETNS: 6}
     entries = sorted((e for e in reversed(entries) if e.kind in order), key=lambda e: order[e.kind])
     for entry in entries:

@@ -44,6 +44,9 @@ caller binds that to the namespace file, which must live on a private mount: ``<
 made a private bind mount of itself once (as iproute2 does for /run/netns). No helper
 process runs, so a namespace costs a few milliseconds.
 
+A restarted runtime takes a running pod's sandbox over (`PodSandbox.attach`): the
+journal names its directory, the directory holds its volumes and namespace files.
+
 Everything is journaled first (`osm.runtime.record`): ``<base>`` as ``SANDBOX_DIR``, each
 pod's directory as ``MOUNTNS``, whose teardown unmounts the namespace files and removes the
 directory. A namespace lives on while a process is in it, and its mounts with it; they are
@@ -277,6 +280,32 @@ class PodSandbox:
                 )
         pinned = frozenset(m.volume for ms in containers.values() for m in ms if m.sub_path)
         return cls(journal, directory, name, netns, tuple(volumes), tuple(containers), pinned)
+
+    @classmethod
+    def attach(
+        cls,
+        journal: record.Journal,
+        directory: Path,
+        netns: str,
+        containers: Sequence[str],
+        pinned: Collection[str] = (),
+    ) -> PodSandbox:
+        """The sandbox an earlier runtime made at ``directory`` for pod namespace
+        ``netns`` (a restarted runtime adopting the pod): its volumes are what it holds.
+        Raises `SandboxError` if the journal does not name it or one of ``containers``
+        has no mount namespace there."""
+        if journal.get(record.MOUNTNS, str(directory)) is None:
+            raise SandboxError(f"{directory} is not a sandbox of this journal")
+        table = mounts.table()
+        missing = [
+            c for c in containers if not mounts.mounted_at(directory / NAMESPACES / c, table)
+        ]
+        if missing:
+            raise SandboxError(f"{directory}: no mount namespace for {', '.join(missing)}")
+        volumes = tuple(sorted(p.name for p in (directory / VOLUMES).iterdir()))
+        return cls(
+            journal, directory, directory.name, netns, volumes, tuple(containers), frozenset(pinned)
+        )
 
     def namespace_file(self, container: str) -> Path:
         """The file that holds ``container``'s mount namespace."""

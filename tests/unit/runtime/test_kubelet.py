@@ -22,7 +22,7 @@ import pytest
 
 from osm.base import ipam, wellknown
 from osm.kube import informer
-from osm.runtime import kubelet, process, record
+from osm.runtime import kubelet, pods, process, record
 from osm.runtime.network import HostEntry, NetworkError
 
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
@@ -599,3 +599,61 @@ async def test_a_headless_services_name_follows_its_ready_endpoints(
     scaled = {**DEPLOYMENT, "spec": {**DEPLOYMENT["spec"], "replicas": 0}}
     await api.apply([scaled])
     await until(lambda: not web_ips() and resolved() == [], "the name to resolve to nothing")
+
+
+async def test_endpoints_an_earlier_runtime_wrote_are_rewritten_not_deleted_first(
+    tmp_path: Path,
+    journal: record.Journal,
+    network: FakeNetwork,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted runtime adopts running pods: deleting the Endpoints that name them,
+    even for a moment, would take them out of every client's load balancing."""
+
+    def endpoints(name: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {
+                "name": name,
+                "namespace": "shop",
+                "annotations": {pods.MANAGED_ANNOTATION: pods.MANAGER},
+            },
+            "subsets": [{"addresses": [{"ip": "10.233.0.7"}], "ports": [{"port": 80}]}],
+        }
+
+    monkeypatch.setattr(kubelet, "ContainerProcess", FakeContainer)
+    api = FakeApi([NAMESPACE, DEPLOYMENT, service("web", "10.234.0.1"), *map(endpoints, "ab")])
+    api.objects[("Endpoints", "shop", "web")] = api.objects.pop(("Endpoints", "shop", "a"))
+    api.objects[("Endpoints", "shop", "web")]["metadata"]["name"] = "web"
+    deleted: list[str] = []
+    delete = api.delete
+
+    async def recording_delete(refs: Sequence[Mapping[str, str]]) -> None:
+        deleted.extend(f"{r['kind']} {r['name']}" for r in refs)
+        await delete(refs)
+
+    api.delete = recording_delete  # type: ignore[method-assign]
+    running = kubelet.Kubelet(kubelet.RuntimeSettings(state_dir=tmp_path))
+    running.make_sandbox = FakeSandbox  # type: ignore[assignment]
+    running.api = api  # type: ignore[assignment]
+    running.journal = journal
+    running.network = network  # type: ignore[assignment]
+    running.pool = ipam.pod_pool(ipam.MemoryRecord())
+    network.gate.set()
+    task = asyncio.create_task(running.run())
+    try:
+
+        def serving() -> bool:
+            stored = api.objects[("Endpoints", "shop", "web")]
+            addresses = [a["ip"] for s in stored["subsets"] for a in s.get("addresses", [])]
+            return bool(running.pods) and addresses == [only_pod(running).ip]
+
+        await until(serving, "the Endpoints rewritten with the pod")
+        assert ("Endpoints", "shop", "b") not in api.objects  # its Service is gone
+        assert [d for d in deleted if d.startswith("Endpoints")] == ["Endpoints b"]
+    finally:
+        running.stop()
+        await asyncio.wait_for(task, 5)
+        for pod in list(running.pods.values()):
+            await running._remove_pod(pod)
