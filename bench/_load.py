@@ -33,7 +33,6 @@ import contextlib
 import json
 import math
 import sys
-import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
@@ -75,6 +74,8 @@ class ProtocolError(Exception):
 @dataclass
 class Interval:
     outcomes: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
     hist: Counter[int] = field(default_factory=Counter)
     max_s: float = 0.0
     scheduled: int = 0
@@ -96,6 +97,8 @@ class Interval:
             "p50_ms": None if p50 is None else round(p50, 3),
             "p99_ms": None if p99 is None else round(p99, 3),
             "max_ms": round(self.max_s * 1000, 3),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "examples": self.examples,
             "hist": {str(k): v for k, v in sorted(hist.items())},
         }
         if final:
@@ -133,6 +136,8 @@ class Generator:
         self.in_flight = 0
         self.current = Interval()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.detail = ""
+        """What the last failed exchange said (a status line and body, or an exception)."""
 
     # -- connections ------------------------------------------------------------------------
     async def acquire(self) -> Connection:
@@ -208,11 +213,15 @@ class Generator:
                     if size == 0:
                         break
             elif "content-length" in headers:
-                await connection.reader.readexactly(int(headers["content-length"]))
+                body = await connection.reader.readexactly(int(headers["content-length"]))
+                if status >= 400:
+                    self.detail = f"{lines[0]}: {body[:160].decode('latin-1')!r}"
             else:
                 raise ProtocolError("no content-length")
         except (asyncio.IncompleteReadError, ValueError) as error:
             raise ProtocolError(f"bad body: {error}") from error
+        if status >= 400 and "content-length" not in headers:
+            self.detail = lines[0]
         if headers.get("connection", "").lower() == "close":
             raise _Close(status)
         return status
@@ -226,8 +235,8 @@ class Generator:
             async with asyncio.timeout_at(due + self.timeout):
                 try:
                     connection = await self.acquire()
-                except OSError:
-                    outcome = "connect"
+                except OSError as error:
+                    outcome, self.detail = "connect", repr(error)
                     return
                 try:
                     status = await self.exchange(connection, path)
@@ -235,19 +244,18 @@ class Generator:
                     self.discard(connection)
                     connection = None
                     status = close.status
-                except OSError:  # reset, broken pipe, unreachable mid-exchange
-                    outcome = "reset"
+                except OSError as error:  # reset, broken pipe, unreachable mid-exchange
+                    outcome, self.detail = "reset", repr(error)
                     return
-                except ProtocolError:
-                    outcome = "protocol"
+                except ProtocolError as error:
+                    outcome, self.detail = "protocol", str(error)
                     return
                 if connection is not None:
                     self.release(connection)
                     connection = None
-                if status >= 500:
-                    outcome = "status_5xx"
-                elif status >= 400:
-                    outcome = "status_4xx"
+                if status >= 400:
+                    outcome = "status_5xx" if status >= 500 else "status_4xx"
+                    self.current.statuses[status] += 1
         except TimeoutError:
             outcome = "timeout"
         finally:
@@ -257,6 +265,8 @@ class Generator:
             elapsed = loop.time() - due
             interval = self.current
             interval.outcomes[outcome] += 1
+            if outcome != "ok" and outcome not in interval.examples:
+                interval.examples[outcome] = self.detail if outcome != "timeout" else ""
             if outcome not in ("connect", "timeout"):
                 interval.hist[bucket(elapsed)] += 1
                 interval.max_s = max(interval.max_s, elapsed)

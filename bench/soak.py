@@ -375,22 +375,54 @@ def merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
     histogram."""
     total: Counter[str] = Counter()
     hist: Counter[int] = Counter()
+    statuses: Counter[str] = Counter()
+    examples: dict[str, str] = {}
     late = 0.0
     worst = 0.0
     for line in lines:
         for key in ("requests", "scheduled", "behind", *FAILURES, "ok"):
             total[key] += int(line.get(key, 0))
         hist.update({int(k): v for k, v in line.get("hist", {}).items()})
+        statuses.update(line.get("statuses", {}))
+        for cause, text in (line.get("examples") or {}).items():
+            examples.setdefault(cause, text)
         late = max(late, float(line.get("late_ms_max", 0.0)))
         worst = max(worst, float(line.get("max_ms", 0.0)))
     return {
         **total,
         "failures": sum(total[k] for k in FAILURES),
+        "statuses": dict(statuses),
+        "examples": examples,
         "p50_ms": _load.quantile(dict(hist), 0.50),
         "p99_ms": _load.quantile(dict(hist), 0.99),
         "max_ms": worst,
         "late_ms_max": late,
     }
+
+
+def describe_failures(load: dict[str, Any]) -> str:
+    """``status_5xx 3 (503 x3: "HTTP/1.1 503 ...: 'body'"), reset 1 (...)`` or ``none``."""
+    parts = []
+    for cause in FAILURES:
+        if not load[cause]:
+            continue
+        codes = ""
+        if cause.startswith("status_"):
+            codes = " ".join(
+                f"{code} x{n}"
+                for code, n in sorted(load["statuses"].items())
+                if code[0] == cause[len("status_")]
+            )
+        example = load["examples"].get(cause, "")
+        detail = "; ".join(x for x in (codes, example) if x)
+        parts.append(f"{cause} {load[cause]}" + (f" ({detail})" if detail else ""))
+    return ", ".join(parts) or "none"
+
+
+def cpu_over(samples: list[dict[str, Any]], name: str) -> float | None:
+    """CPU % of ``name`` from the first to the last of ``samples`` that have it."""
+    having = [s for s in samples if name in s["procs"]]
+    return cpu_percent(having[0], having[-1], name) if len(having) > 1 else None
 
 
 def cpu_percent(before: dict[str, Any], after: dict[str, Any], name: str) -> float | None:
@@ -445,10 +477,6 @@ def judge(points: list[tuple[float, float]], floor: float, unit: str) -> tuple[s
 
 
 # -- one data plane ------------------------------------------------------------------------
-def interval_rows(lines: dict[str, list[dict[str, Any]]]) -> int:
-    return min(len(v) for v in lines.values()) if lines else 0
-
-
 def print_row(
     plane: str,
     number: int,
@@ -460,7 +488,7 @@ def print_row(
     history_before: int,
 ) -> dict[str, Any]:
     load = merge(chunk)
-    failures = ", ".join(f"{k} {load[k]}" for k in FAILURES if load[k]) or "none"
+    failures = describe_failures(load)
     p50, p99 = load["p50_ms"], load["p99_ms"]
     latency = "-" if p50 is None else f"p50 {p50:.1f} p99 {p99:.1f} max {load['max_ms']:.0f} ms"
     print(
@@ -663,7 +691,7 @@ def summarize(plane: str, args: argparse.Namespace, result: dict[str, Any]) -> d
             return "-" if proc is None else f"{proc[key] / scale:.1f}".removesuffix(".0")
 
         idle_cpu = cpu_percent(idle_first, idle_last, name)
-        load_cpu = cpu_percent(first_load, last_load, name)
+        load_cpu = cpu_over(load_samples, name)
         rows.append(
             [
                 name,
@@ -698,7 +726,7 @@ def summarize(plane: str, args: argparse.Namespace, result: dict[str, Any]) -> d
         f" p50 {fmt_ms(load['p50_ms'])} p99 {fmt_ms(load['p99_ms'])} max {load['max_ms']:.0f} ms;"
         f" baseline: the generators' own figures, and the idle columns above"
     )
-    by_cause = ", ".join(f"{k} {load[k]}" for k in FAILURES if load[k]) or "none"
+    by_cause = describe_failures(load)
     goal = "met" if load["failures"] == 0 else "MISSED"
     print(f"verdict: failures {load['failures']} ({by_cause}) (goal 0): {goal}")
     behind = load["behind"]
@@ -720,10 +748,17 @@ def summarize(plane: str, args: argparse.Namespace, result: dict[str, Any]) -> d
         f"CPU under load: machine {cpu_share:.0f}% of {100 * (os.cpu_count() or 1)}%,"
         f" these processes {ours:.0f}% (the rest is other work on the machine); top: {top}"
     )
-    for name, v in verdicts.items():
-        print(
-            f"verdict: {name}: RSS {v['rss']} ({v['rss_slope']}), fds {v['fds']} ({v['fds_slope']})"
+    for figure in ("rss", "fds"):
+        by_verdict: dict[str, list[str]] = {}
+        for name, v in verdicts.items():
+            if name != "bench":
+                word = v[figure].split(" ")[0]
+                by_verdict.setdefault(word, []).append(f"{name} {v[figure + '_slope']}")
+        text = "; ".join(
+            f"{word} {len(names)}" + (f" ({', '.join(names)})" if word != "flat" else "")
+            for word, names in sorted(by_verdict.items())
         )
+        print(f"verdict: {'RSS' if figure == 'rss' else 'fds'} per process: {text}")
     # the store
     store_verdict = judge_store(
         plane, args, samples, idle_first, idle_last, first_load, last_load, judged
