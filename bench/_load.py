@@ -19,7 +19,8 @@ falling behind), ``behind`` (requests issued more than ``LATE_S`` after they wer
 ``in_flight``, ``connections`` (open), ``p50_ms``/``p99_ms``/``max_ms`` of the decided
 requests (from a log-bucketed histogram, 2% resolution), and ``hist`` (that histogram,
 bucket index -> count, for merging intervals; `bucket_ms` gives a bucket's value). The
-last line has ``"final": true`` and covers the time since the previous line.
+last line has ``"final": true``; it is written once the requests still in flight at the
+end have their outcome (within ``--timeout``) and covers the time since the previous line.
 
 It runs as the unprivileged user of a pod's app (bench/soak.py starts it with ``ip netns
 exec`` and ``setpriv``), so it imports nothing outside the standard library.
@@ -258,18 +259,24 @@ class Generator:
                     self.current.statuses[status] += 1
         except TimeoutError:
             outcome = "timeout"
+        except asyncio.CancelledError:  # the generator is stopping: no outcome
+            outcome = ""
+            raise
         finally:
             if connection is not None:
                 self.discard(connection)
             self.in_flight -= 1
-            elapsed = loop.time() - due
-            interval = self.current
-            interval.outcomes[outcome] += 1
-            if outcome != "ok" and outcome not in interval.examples:
-                interval.examples[outcome] = self.detail if outcome != "timeout" else ""
-            if outcome not in ("connect", "timeout"):
-                interval.hist[bucket(elapsed)] += 1
-                interval.max_s = max(interval.max_s, elapsed)
+            if outcome:
+                self.record(outcome, loop.time() - due)
+
+    def record(self, outcome: str, elapsed: float) -> None:
+        interval = self.current
+        interval.outcomes[outcome] += 1
+        if outcome != "ok" and outcome not in interval.examples:
+            interval.examples[outcome] = self.detail if outcome != "timeout" else ""
+        if outcome not in ("connect", "timeout"):
+            interval.hist[bucket(elapsed)] += 1
+            interval.max_s = max(interval.max_s, elapsed)
 
     # -- the schedule ---------------------------------------------------------------------
     async def run(self, duration: float, report_every: float) -> None:
@@ -282,16 +289,15 @@ class Generator:
         next_report = start + report_every
         while True:
             now = loop.time()
-            if now >= next_report or now >= end:
-                final = now >= end
-                print(
-                    self.current.line(now - start, self.in_flight, self.open, final),
-                    flush=True,
-                )
+            if now >= end:  # what is in flight ends by its own timeout, then the last line
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+                line = self.current.line(loop.time() - start, self.in_flight, self.open, True)
+                print(line, flush=True)
+                break
+            if now >= next_report:
+                print(self.current.line(now - start, self.in_flight, self.open, False), flush=True)
                 self.current = Interval()
                 next_report += report_every
-                if final:
-                    break
             due = start + number * period
             while due <= now and due < end:
                 late = now - due
@@ -306,9 +312,6 @@ class Generator:
                 number += 1
                 due = start + number * period
             await asyncio.sleep(max(0.0, min(due, next_report, end) - loop.time()))
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
         for connection in self.idle:
             connection.close()
 

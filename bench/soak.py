@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from bench import _load  # noqa: E402
 from bench._report import print_table  # noqa: E402
 from osm.base import wellknown  # noqa: E402
+from osm.cli import proxy as cli_proxy  # noqa: E402
 from osm.cli import runtime as cli_runtime  # noqa: E402
 from osm.demo.bookstore import client as demo_client  # noqa: E402
 from osm.model import manifest  # noqa: E402
@@ -314,6 +315,61 @@ def store_figures(state_dir: Path, after_rv: int) -> dict[str, Any]:
     return figures
 
 
+FAILURE_WORDS = ("5xx", "fail", "reset", "overflow", "no_healthy", "timeout", "denied", "error")
+"""Sidecar counters whose names say something failed (as tests/e2e reads them)."""
+
+
+def failure_counters(pods: list[Pod]) -> dict[str, dict[str, int]]:
+    """Per deployment: each sidecar's counters whose name has a `FAILURE_WORDS` word (from
+    its admin /stats inside the pod), and the pod's kernel ``TcpExt`` ListenOverflows and
+    ListenDrops (a full accept queue: connects that fail or stall)."""
+    found: dict[str, dict[str, int]] = {}
+    for pod in pods:
+        counters: dict[str, int] = {}
+        try:
+            status, body = cli_proxy.admin_in_netns(pod.netns, "stats", timeout=5.0)
+        except OSError:
+            status, body = 0, ""
+        if status == 200:
+            for line in body.splitlines():
+                name, _, value = line.partition(": ")
+                if value.strip().isdigit() and any(w in name for w in FAILURE_WORDS):
+                    counters[name] = int(value)
+        counters.update(kernel_listen_drops(pod.netns))
+        found[pod.deployment] = counters
+    return found
+
+
+def kernel_listen_drops(netns: str) -> dict[str, int]:
+    """TcpExt ListenOverflows/ListenDrops of network namespace ``netns``."""
+    result = subprocess.run(
+        ["ip", "netns", "exec", netns, "cat", "/proc/net/netstat"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("TcpExt:")]
+    if len(lines) < 2:
+        return {}
+    values = dict(zip(lines[0][1:], lines[1][1:], strict=False))
+    return {
+        f"kernel.{k}": int(values[k]) for k in ("ListenOverflows", "ListenDrops") if k in values
+    }
+
+
+def counter_changes(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    changes = {}
+    for deployment, counters in after.items():
+        was = before.get(deployment, {})
+        moved = {k: v - was.get(k, 0) for k, v in counters.items() if v != was.get(k, 0)}
+        if moved:
+            changes[deployment] = moved
+    return changes
+
+
 def dir_bytes(path: Path) -> int:
     total = 0
     for folder, _, files in os.walk(path):
@@ -556,6 +612,7 @@ def run_plane(plane: str, args: argparse.Namespace, index: int) -> dict[str, Any
             time.sleep(min(args.sample, args.idle - (time.monotonic() - started)))
             sampler.take(time.monotonic() - started, "idle")
         idle_last = sampler.samples[-1]
+        counters_before = failure_counters(pods)
         clients = [p for p in pods if p.deployment in CLIENTS]
         per_client = args.rate / len(clients)
         print(
@@ -616,6 +673,7 @@ def run_plane(plane: str, args: argparse.Namespace, index: int) -> dict[str, Any
                     f" {lp.stderr_path.read_text(errors='replace')[-2000:]}",
                     flush=True,
                 )
+        result["failure_counters"] = counter_changes(counters_before, failure_counters(pods))
         result.update(
             samples=sampler.samples,
             lines={lp.pod.deployment: lp.received for lp in loads},
@@ -650,7 +708,8 @@ def summarize(plane: str, args: argparse.Namespace, result: dict[str, Any]) -> d
     judged = [s for s in load_samples if s["t"] >= warm_until]
     all_lines = [line for lines in result["lines"].values() for line in lines]
     load = merge(all_lines)
-    seconds = args.minutes * 60
+    seconds = max((lines[-1]["t"] for lines in result["lines"].values() if lines), default=0)
+    seconds = seconds or args.minutes * 60
     first_load, last_load = load_samples[0], load_samples[-1]
     print(f"\n== {plane}: {args.minutes:g} min at {args.rate:g} req/s (due), after")
     print(
@@ -729,6 +788,14 @@ def summarize(plane: str, args: argparse.Namespace, result: dict[str, Any]) -> d
     by_cause = describe_failures(load)
     goal = "met" if load["failures"] == 0 else "MISSED"
     print(f"verdict: failures {load['failures']} ({by_cause}) (goal 0): {goal}")
+    changed = result.get("failure_counters") or {}
+    if changed:
+        print("  failure counters that moved under load (sidecar /stats; kernel TcpExt):")
+        for deployment, moved in sorted(changed.items()):
+            top = sorted(moved.items(), key=lambda kv: -abs(kv[1]))[:8]
+            print(f"    {deployment}: " + ", ".join(f"{k} +{v}" for k, v in top))
+    else:
+        print("  no sidecar failure counter and no kernel listen-queue counter moved under load")
     behind = load["behind"]
     late_share = behind / load["scheduled"] if load["scheduled"] else 0.0
     generator = ("kept the schedule" if late_share < LATE_SHARE else "FELL BEHIND") + (
@@ -751,11 +818,17 @@ def summarize(plane: str, args: argparse.Namespace, result: dict[str, Any]) -> d
     for figure in ("rss", "fds"):
         by_verdict: dict[str, list[str]] = {}
         for name, v in verdicts.items():
-            if name != "bench":
-                word = v[figure].split(" ")[0]
-                by_verdict.setdefault(word, []).append(f"{name} {v[figure + '_slope']}")
+            if name == "bench":
+                continue
+            word = v[figure].split(" ")[0]
+            named = word == "GROWS" or "rising" in v[figure]
+            by_verdict.setdefault(word, [])
+            if named:
+                by_verdict[word].append(f"{name} {v[figure + '_slope']}")
+        counts = Counter(v[figure].split(" ")[0] for n, v in verdicts.items() if n != "bench")
         text = "; ".join(
-            f"{word} {len(names)}" + (f" ({', '.join(names)})" if word != "flat" else "")
+            f"{word} {counts[word]}"
+            + (f" ({'' if word == 'GROWS' else 'rising: '}{', '.join(names)})" if names else "")
             for word, names in sorted(by_verdict.items())
         )
         print(f"verdict: {'RSS' if figure == 'rss' else 'fds'} per process: {text}")
