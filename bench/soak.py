@@ -105,26 +105,32 @@ class Pod:
     env: dict[str, str]
 
 
-def demo_objects(plane: str) -> list[dict[str, Any]]:
+def demo_objects(plane: str, sampling: float | None) -> list[dict[str, Any]]:
+    """The demo's manifests, the plane's Deployments annotated, and the MeshConfig's
+    tracing samplingPercentage set to ``sampling`` (None: as the manifest has it)."""
     loaded = manifest.load_paths([str(MANIFESTS)])
     if loaded.errors:
         raise SystemExit(f"the demo's manifests do not load: {loaded.errors}")
     objects = [r.to_dict() for r in loaded.resources]
     demo.choose_planes(PLANES[plane])(objects)
+    for obj in objects:
+        if obj["kind"] == "MeshConfig" and sampling is not None:
+            tracing = obj["spec"].setdefault("observability", {}).setdefault("tracing", {})
+            tracing["samplingPercentage"] = sampling
     return objects
 
 
-def wait_ready(api: MeshApi, timeout: float) -> None:
+def wait_ready(api: MeshApi, namespaces: tuple[str, ...], count: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while len(cli_runtime.ready_pods(api.api, NAMESPACES)) < len(DEPLOYMENTS):
+    while len(cli_runtime.ready_pods(api.api, namespaces)) < count:
         if time.monotonic() > deadline:
-            raise SystemExit(f"the demo's {len(DEPLOYMENTS)} pods were not Ready in {timeout}s")
+            raise SystemExit(f"{count} pods in {', '.join(namespaces)} not Ready in {timeout}s")
         time.sleep(0.5)
 
 
-def demo_pods(api: MeshApi, prefix: str) -> list[Pod]:
+def demo_pods(api: MeshApi, prefix: str, namespaces: tuple[str, ...]) -> list[Pod]:
     found = []
-    for namespace in NAMESPACES:
+    for namespace in namespaces:
         for item in api.items("Pod", namespace):
             name = item["metadata"]["name"]
             deployment = name.rsplit("-", 2)[0]  # <deployment>-<template hash>-<suffix>
@@ -225,13 +231,17 @@ def _fds(pid: int) -> int:
 
 
 def _role(argv: list[str]) -> str:
+    """``app`` (the demo's), ``sidecar`` (ours), ``envoy``, else the module a Python runs
+    (``osm.tracing``) or the program's name."""
     if "osm.demo.bookstore" in argv:
         return "app"
     if "osm.proxy" in argv:
         return "sidecar"
     if argv and os.path.basename(argv[0]) == "envoy":
         return "envoy"
-    return os.path.basename(argv[0]) if argv else "?"
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1]
+    return os.path.basename(argv[0]) if argv and argv[0] else "?"
 
 
 def netns_inode(netns: str) -> int | None:
@@ -419,6 +429,7 @@ class Sampler:
             "procs": procs,
             "store": store,
             "logs_bytes": dir_bytes(self.state_dir / "logs"),
+            "pods_bytes": dir_bytes(self.state_dir / "pods"),
             "system": {"busy_ticks": busy, "total_ticks": total},
         }
         self.samples.append(sample)
@@ -562,6 +573,7 @@ def print_row(
         f" events {store.get('events', '?')} rows (cap {HISTORY}),"
         f" +{new_events / minutes:.1f}/min;"
         f" logs {after['logs_bytes'] / 1e6:.2f} MB;"
+        f" pods' files {after.get('pods_bytes', 0) / 1e6:.2f} MB;"
         f" machine CPU {system_percent(before, after):.0f}%",
         flush=True,
     )
@@ -596,9 +608,16 @@ def run_plane(plane: str, args: argparse.Namespace, index: int) -> dict[str, Any
         print(f"== {plane}: osm up ({settings.state_dir}, prefix {prefix})", flush=True)
         daemon.up(settings, progress=lambda line: print(f"  {line}", flush=True))
         api = MeshApi(settings)
-        api.apply(demo_objects(plane))
-        wait_ready(api, 120)
-        pods = demo_pods(api, prefix)
+        namespaces, expected = NAMESPACES, len(DEPLOYMENTS)
+        if args.observability:  # as `osm up` does: Prometheus and the trace store, as pods
+            _, errors = cli_runtime.deploy_observability(api.api)
+            if errors:
+                raise SystemExit(f"the observability stack was not applied: {errors}")
+            namespaces += (wellknown.CONTROL_PLANE_NAMESPACE,)
+            expected += 2
+        api.apply(demo_objects(plane, args.sampling))
+        wait_ready(api, namespaces, expected, 180)
+        pods = demo_pods(api, prefix, namespaces)
         result["pods"] = {p.deployment: p.netns for p in pods}
         python = pod_python(settings.state_dir)
         script = base / "_load.py"
@@ -900,6 +919,15 @@ def judge_store(
         )
     else:
         print("verdict: store bounded: nothing writes at steady state")
+    disk = {}
+    for key, what in (("logs_bytes", "logs"), ("pods_bytes", "pods' files (volumes)")):
+        points = [(s["t"] / 3600, s.get(key, 0) / 1e6) for s in steady]
+        verdict, slope = judge(points, FLOORS["rss_mb"], " MB")
+        disk[key] = {"verdict": verdict, "slope": slope}
+        print(
+            f"verdict: {what}: {last_load.get(key, 0) / 1e6:.2f} MB at the end, {verdict} ({slope})"
+        )
+    print("  (container logs are appended to, never rotated: their slope is disk per hour)")
     return {
         "idle_events_per_min": idle_rate,
         "load_events_per_min": load_rate,
@@ -909,6 +937,7 @@ def judge_store(
         "size_mb": size,
         "size_verdict": size_verdict,
         "size_slope": size_slope,
+        "disk": disk,
     }
 
 
@@ -925,6 +954,17 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="per generator, at most")
     parser.add_argument("--json", type=Path, help="save the raw samples and lines here")
     parser.add_argument("--keep", action="store_true", help="keep the state dirs (logs)")
+    parser.add_argument(
+        "--sampling",
+        type=float,
+        help="the MeshConfig's tracing samplingPercentage (default: the demo's, 100)",
+    )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="also deploy Prometheus and the trace store, as `osm up` does (the demo's"
+        " MeshConfig traces 100%% of requests to it; without it spans go nowhere)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, iptables)")
