@@ -42,7 +42,7 @@ async def serve(answer: bytes | None, close: bool) -> tuple[asyncio.Server, int]
     return server, server.sockets[0].getsockname()[1]
 
 
-def run_generator(answer: bytes | None, close: bool = False, port: int | None = None) -> None:
+def run_generator(answer: bytes | None, close: bool, port: int | None, timeout: float) -> None:
     """Half a second at 100/s against `serve` (or a closed ``port``); lines on stdout."""
 
     async def main() -> None:
@@ -52,7 +52,7 @@ def run_generator(answer: bytes | None, close: bool = False, port: int | None = 
             paths="/a,/b",
             header=["client-identity: test"],
             rate=100.0,
-            timeout=0.2,
+            timeout=timeout,
             connections=4,
         )
         generator = _load.Generator(args)
@@ -88,7 +88,8 @@ def test_every_due_request_gets_exactly_one_outcome(
         with socket.socket() as probe:  # a port nobody listens on once it is closed
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-    run_generator(answer, close, port)
+    # A second to answer (a busy machine), but only 0.2 s where nothing answers.
+    run_generator(answer, close, port, timeout=0.2 if outcome == "timeout" else 1.0)
     (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
     assert line["final"] is True
     assert line["scheduled"] == 50  # 0.5 s at 100/s: due by the clock, whatever the answers
