@@ -524,21 +524,32 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float, float] | None:
 
 
 def judge(points: list[tuple[float, float]], floor: float, unit: str) -> tuple[str, str]:
-    """(verdict, slope text) by the rule in bench/README.md ("soak.py"): ``GROWS`` when the
-    fitted slope is above ``floor`` per hour AND the fitted rise over the window exceeds
-    twice the residual std dev; else ``flat``, with the smallest slope this run could have
-    seen (``floor`` or 2 x std dev / window). A window shorter than `MIN_WINDOW_MIN` cannot
-    tell a leak from warm-up: its verdict is ``inconclusive`` (``rising`` if the rule holds)."""
+    """(verdict, slope text) by the rule in bench/README.md ("soak.py"). A fit *rises* when
+    its slope is above ``floor`` per hour AND its rise over its window exceeds twice the
+    residual std dev. ``GROWS``: the fit over the window rises, and so does the fit over its
+    second half (still growing at the end: a leak's signature); ``STEP``: the window's fit
+    rises but its second half's does not (it grew, then held: a high-water mark after a
+    burst, not a leak at this load); else ``flat``, with the smallest slope this run could
+    have seen (``floor`` or 2 x std dev / window). A window shorter than `MIN_WINDOW_MIN`
+    cannot tell a leak from warm-up: ``inconclusive`` (``rising`` if the fit rises)."""
     result = fit(points)
     if result is None:
         return "too few samples", "-"
     slope, sd, hours = result
     text = f"{slope:+.2f}{unit}/h"
-    grows = slope > floor and slope * hours > 2 * sd
+    rises = slope > floor and slope * hours > 2 * sd
     if hours * 60 < MIN_WINDOW_MIN:
-        return f"inconclusive ({hours * 60:.1f} min{', rising' if grows else ''})", text
-    if grows:
-        return "GROWS", text
+        return f"inconclusive ({hours * 60:.1f} min{', rising' if rises else ''})", text
+    if rises:
+        middle = points[0][0] + hours / 2
+        late = fit([p for p in points if p[0] >= middle])
+        if late is None:
+            return "GROWS", text
+        late_slope, late_sd, late_hours = late
+        text += f", 2nd half {late_slope:+.2f}"
+        if late_slope > floor and late_slope * late_hours > 2 * late_sd:
+            return "GROWS", text
+        return "STEP", text
     visible = max(floor, 2 * sd / hours)
     return f"flat (sees > {visible:.2g}{unit}/h)", text
 
@@ -840,14 +851,18 @@ def summarize(plane: str, args: argparse.Namespace, result: dict[str, Any]) -> d
             if name == "bench":
                 continue
             word = v[figure].split(" ")[0]
-            named = word == "GROWS" or "rising" in v[figure]
+            named = word in ("GROWS", "STEP") or "rising" in v[figure]
             by_verdict.setdefault(word, [])
             if named:
                 by_verdict[word].append(f"{name} {v[figure + '_slope']}")
         counts = Counter(v[figure].split(" ")[0] for n, v in verdicts.items() if n != "bench")
         text = "; ".join(
             f"{word} {counts[word]}"
-            + (f" ({'' if word == 'GROWS' else 'rising: '}{', '.join(names)})" if names else "")
+            + (
+                f" ({'rising: ' if word == 'inconclusive' else ''}{', '.join(names)})"
+                if names
+                else ""
+            )
             for word, names in sorted(by_verdict.items())
         )
         print(f"verdict: {'RSS' if figure == 'rss' else 'fds'} per process: {text}")
