@@ -850,16 +850,16 @@ def summarize(plane: str, args: argparse.Namespace, result: dict[str, Any]) -> d
         for name, v in verdicts.items():
             if name == "bench":
                 continue
-            word = v[figure].split(" ")[0]
+            word = v[figure].split(" (")[0]
             named = word in ("GROWS", "STEP") or "rising" in v[figure]
             by_verdict.setdefault(word, [])
             if named:
                 by_verdict[word].append(f"{name} {v[figure + '_slope']}")
-        counts = Counter(v[figure].split(" ")[0] for n, v in verdicts.items() if n != "bench")
-        text = "; ".join(
+        counts = Counter(v[figure].split(" (")[0] for n, v in verdicts.items() if n != "bench")
+        text = " | ".join(
             f"{word} {counts[word]}"
             + (
-                f" ({'rising: ' if word == 'inconclusive' else ''}{', '.join(names)})"
+                f" ({'rising: ' if word == 'inconclusive' else ''}{'; '.join(names)})"
                 if names
                 else ""
             )

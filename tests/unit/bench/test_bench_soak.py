@@ -122,6 +122,15 @@ def series(minutes: float, per_hour: float, noise: float, every_s: float = 10) -
     ]
 
 
+def step(minutes: float, at_minute: float, by: float, every_s: float = 10) -> list:
+    """Flat at 100, then at 100 + ``by`` from ``at_minute`` on."""
+    count = int(minutes * 60 / every_s) + 1
+    return [
+        (i * every_s / 3600, 100 + (by if i * every_s >= at_minute * 60 else 0.0))
+        for i in range(count)
+    ]
+
+
 @pytest.mark.parametrize(
     ("points", "verdict"),
     [
@@ -129,11 +138,12 @@ def series(minutes: float, per_hour: float, noise: float, every_s: float = 10) -
         (series(25, 0.5, 0.0), "flat"),  # below the 1 MB/h floor
         (series(25, 4.0, 0.05), "GROWS"),  # +1.7 MB over 25 min, noise 0.05
         (series(25, 4.0, 2.0), "flat"),  # the same rise inside +-2 MB of noise
+        (step(25, at_minute=8, by=10.0), "STEP"),  # +10 MB in a burst, then held
         (series(2, 30.0, 0.0), "inconclusive"),  # a 2-minute window: warm-up or leak
         (series(0.5, 30.0, 0.0), "too"),  # 4 samples
     ],
 )
-def test_growth_needs_the_floor_the_noise_and_a_long_window(
+def test_growth_needs_the_floor_the_noise_a_long_window_and_to_last(
     points: list[tuple[float, float]], verdict: str
 ) -> None:
     judged, _slope = soak.judge(points, soak.FLOORS["rss_mb"], " MB")
