@@ -605,6 +605,54 @@ def print_row(
     return load
 
 
+def follow(
+    plane: str,
+    args: argparse.Namespace,
+    loads: list[LoadProcess],
+    sampler: Sampler,
+    started: float,
+) -> list[dict[str, Any]]:
+    """Until every generator has written its last line: a sample every ``--sample``
+    seconds, and a row (`print_row`) as soon as every generator has written its line for
+    the interval. The rows' load figures, in order."""
+    row_before = sampler.take(time.monotonic() - started, "load")
+    next_sample = time.monotonic() + args.sample
+    done: set[int] = set()
+    total_rows = math.ceil(args.minutes * 60 / args.interval)
+    rows: list[dict[str, Any]] = []
+    history_before = row_before["store"].get("top_rv", 0)
+    while len(done) < len(loads):
+        for number, lp in enumerate(loads):
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    line = lp.lines.get_nowait()
+                    if line is None:  # its output ended
+                        done.add(number)
+                        break
+                    lp.received.append(line)
+                    if line.get("final"):
+                        done.add(number)
+        while len(rows) < min(len(lp.received) for lp in loads):
+            printed = len(rows)
+            chunk = [lp.received[printed] for lp in loads]
+            now = time.monotonic()
+            after = sampler.take(now - started, "load")
+            seconds = chunk[0]["t"] - (loads[0].received[printed - 1]["t"] if printed else 0)
+            load = print_row(
+                plane, printed + 1, total_rows, chunk, seconds, row_before, after, history_before
+            )
+            rows.append({"t": after["t"], "seconds": seconds, **load})
+            row_before = after
+            history_before = after["store"].get("top_rv", history_before)
+            next_sample = now + args.sample
+        now = time.monotonic()
+        if now >= next_sample:
+            sampler.take(now - started, "load")
+            next_sample += args.sample
+        time.sleep(0.2)
+    return rows
+
+
 def run_plane(plane: str, args: argparse.Namespace, index: int) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix=f"osm-soak-{plane}-", dir="/tmp"))
     os.chmod(base, 0o755)  # the pods' users read the generator and the sidecars' bootstraps
@@ -655,46 +703,7 @@ def run_plane(plane: str, args: argparse.Namespace, index: int) -> dict[str, Any
             loads.append(start_load(pod, python, script, per_client, args, base))
         sampler.loads = {lp.process.pid: lp.pod.deployment for lp in loads}
         offset = load_started - started
-        row_before = sampler.take(offset, "load")
-        next_sample = load_started + args.sample
-        done: set[int] = set()
-        total_rows = math.ceil(args.minutes * 60 / args.interval)
-        printed = 0
-        rows: list[dict[str, Any]] = []
-        history_before = row_before["store"].get("top_rv", 0)
-        while len(done) < len(loads):
-            for number, lp in enumerate(loads):
-                with contextlib.suppress(queue.Empty):
-                    while True:
-                        line = lp.lines.get_nowait()
-                        if line is None:
-                            done.add(number)
-                            break
-                        lp.received.append(line)
-                        if line.get("final"):
-                            done.add(number)
-            ready = min(len(lp.received) for lp in loads)
-            while printed < ready:
-                chunk = [lp.received[printed] for lp in loads]
-                now = time.monotonic()
-                after = sampler.take(now - started, "load")
-                seconds = chunk[0]["t"] - (loads[0].received[printed - 1]["t"] if printed else 0)
-                printed += 1
-                load = print_row(
-                    plane, printed, total_rows, chunk, seconds, row_before, after, history_before
-                )
-                rows.append({"t": after["t"], "seconds": seconds, **load})
-                row_before = after
-                history_before = after["store"].get("top_rv", history_before)
-                next_sample = now + args.sample
-            for lp in loads:
-                if lp.process.poll() is not None and lp.lines.empty() and not lp.thread.is_alive():
-                    done.add(loads.index(lp))
-            now = time.monotonic()
-            if now >= next_sample:
-                sampler.take(now - started, "load")
-                next_sample += args.sample
-            time.sleep(0.2)
+        rows = follow(plane, args, loads, sampler, started)
         for lp in loads:
             lp.process.wait(10)
             if lp.process.returncode not in (0, None):
@@ -996,6 +1005,8 @@ def main() -> None:
     try:
         for index, plane in enumerate(planes):
             results.append(run_plane(plane, args, index))
+    except KeyboardInterrupt as stopped:
+        raise SystemExit(f"interrupted ({stopped or 'Ctrl-C'}); the meshes are down") from None
     finally:
         if args.json and results:
             args.json.write_text(
