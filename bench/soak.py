@@ -967,15 +967,52 @@ def judge_store(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plane", default="envoy", choices=[*PLANES, "both"])
-    parser.add_argument("--rate", type=float, default=1000.0, help="req/s in total (due)")
-    parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--interval", type=float, default=60.0, help="seconds between rows")
-    parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
-    parser.add_argument("--warmup", type=float, default=None, help="minutes not fitted")
-    parser.add_argument("--idle", type=float, default=30.0, help="seconds of baseline")
-    parser.add_argument("--timeout", type=float, default=demo_client.Settings.timeout)
-    parser.add_argument("--connections", type=int, default=64, help="per generator, at most")
+    parser.add_argument(
+        "--plane",
+        default="envoy",
+        choices=[*PLANES, "both"],
+        help="data plane of every pod (both: envoy, then python; one mesh each;"
+        " default %(default)s)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="requests/s in total, open loop (default %(default)g)",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=30.0, help="load per plane (default %(default)g)"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=60.0, help="seconds between rows (default %(default)g)"
+    )
+    parser.add_argument(
+        "--sample", type=float, default=10.0, help="seconds between samples (default %(default)g)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="minutes not fitted (default: a tenth of the run)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=30.0,
+        help="seconds of the demo alone first (default %(default)g)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=demo_client.Settings.timeout,
+        help="seconds per request (default %(default)g)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=64,
+        help="connections per generator, at most (default %(default)d)",
+    )
     parser.add_argument("--json", type=Path, help="save the raw samples and lines here")
     parser.add_argument("--keep", action="store_true", help="keep the state dirs (logs)")
     parser.add_argument(
