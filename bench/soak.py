@@ -993,7 +993,7 @@ def main() -> None:
         "--warmup",
         type=float,
         default=None,
-        help="minutes not fitted (default: a tenth of the run)",
+        help="minutes not fitted (default: a quarter of the run, at most 5)",
     )
     parser.add_argument(
         "--idle",
