@@ -5,8 +5,9 @@ The mesh models only the fields it acts on. Those are validated as Kubernetes wo
 other fields of these kinds pass through untouched (real manifests carry many), unlike
 the CRD kinds, which are strict. A pod's spec is modelled as far as the local runtime
 runs it (init containers, env from the downward API, Secrets and ConfigMaps, volumes,
-security contexts, probes): what it cannot run, such as a hostPath volume or a
-resourceFieldRef, is an error that says what is supported rather than a field ignored.
+security contexts, probes, resources with their quantities exact): what it cannot run,
+such as a hostPath volume or a resourceFieldRef, is an error that says what is supported
+rather than a field ignored.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import posixpath
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from types import MappingProxyType
 from typing import ClassVar, Literal
 
 from osm.base import wellknown
+from osm.model import quantity
 from osm.model.fields import (
     IANA_SVC_NAME,
     Fields,
@@ -355,6 +358,30 @@ class PodSecurityContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Resources:
+    """A container's ``resources``: quantities by resource name (``cpu``, ``memory``,
+    ``ephemeral-storage``, ``hugepages-2Mi``, extended ``example.com/gpu``), exact. The
+    local runtime enforces ``limits.memory`` and ``limits.cpu`` (`osm.runtime.cgroups`);
+    the rest is kept as Kubernetes keeps it. A limit of 0 sets no limit, as the kubelet
+    reads it."""
+
+    limits: Mapping[str, Fraction] = field(default_factory=empty_map)
+    requests: Mapping[str, Fraction] = field(default_factory=empty_map)
+
+    @property
+    def memory_limit(self) -> int | None:
+        """``limits.memory`` in bytes (rounded up), or None for no limit."""
+        value = self.limits.get("memory")
+        return quantity.whole(value) if value else None
+
+    @property
+    def cpu_limit(self) -> int | None:
+        """``limits.cpu`` in millicores (rounded up), or None for no limit."""
+        value = self.limits.get("cpu")
+        return quantity.millicores(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
 class Container:
     name: str
     image: str = ""
@@ -369,6 +396,7 @@ class Container:
     volume_mounts: tuple[VolumeMount, ...] = ()
     security_context: SecurityContext = SecurityContext()
     working_dir: str = ""
+    resources: Resources = Resources()
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,7 +590,92 @@ def _container(item: Fields, names: set[str], volumes: Collection[str], *, init:
         volume_mounts=_volume_mounts(item, volumes),
         security_context=_security_context(item.object("securityContext")),
         working_dir=item.string("workingDir"),
+        resources=_resources(item.object("resources")),
     )
+
+
+# -- resources ---------------------------------------------------------------------------
+STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+"""A container's resource names besides ``hugepages-<size>`` and extended resources."""
+
+
+def check_resource_name(name: str) -> str | None:
+    """Kubernetes' rule for a container's resource names: a standard one, a huge page
+    size, or an extended resource (a qualified name outside ``kubernetes.io``)."""
+    if name in STANDARD_RESOURCES:
+        return None
+    if name.startswith("hugepages-"):
+        try:
+            quantity.parse(name.removeprefix("hugepages-"))
+        except quantity.QuantityError:
+            return f'"{name}" is not a huge page size (hugepages-2Mi, say)'
+        return None
+    domain, slash, _ = name.partition("/")
+    if slash and check_label_key(name) is None:
+        if domain == "kubernetes.io" or domain.endswith(".kubernetes.io"):
+            return f'"{name}": the kubernetes.io domain has no extended resources'
+        return None
+    valid = (*STANDARD_RESOURCES, "hugepages-<size>")
+    return (
+        f'"{name}" is not a resource of a container{suggest(name, valid)}; valid: '
+        f"{', '.join(valid)} or an extended resource (example.com/gpu)"
+    )
+
+
+def _extended(name: str) -> bool:
+    return name not in STANDARD_RESOURCES and not name.startswith("hugepages-")
+
+
+def _resources(resources: Fields) -> Resources:
+    """``resources``, checked as the API server checks them: every quantity valid, no
+    request above its limit (extended resources and huge pages: requests equal to limits,
+    whole numbers of extended resources)."""
+    limits = _quantities(resources.object("limits"))
+    requests = _quantities(resources.object("requests"))
+    for name, value in requests.items():
+        limit = limits.get(name)
+        if limit is None:
+            if _extended(name):
+                resources.error(f"limits.{name}", "required: an extended resource has a limit")
+            continue
+        if not _extended(name) and not name.startswith("hugepages-"):
+            if value > limit:
+                resources.error(
+                    f"requests.{name}",
+                    f"{quantity.format_quantity(value)} must be less than or equal to the "
+                    f"{name} limit of {quantity.format_quantity(limit)}",
+                )
+        elif value != limit:
+            resources.error(
+                f"requests.{name}",
+                f"{quantity.format_quantity(value)} must equal the {name} limit of "
+                f"{quantity.format_quantity(limit)} (requests of {name} are not overcommitted)",
+            )
+    return Resources(frozen_quantities(limits), frozen_quantities(requests))
+
+
+def _quantities(fields: Fields) -> dict[str, Fraction]:
+    values: dict[str, Fraction] = {}
+    for name in fields.given():
+        if complaint := check_resource_name(name):
+            fields.error(name, complaint)
+            continue
+        try:
+            value = quantity.parse(fields.raw(name))
+        except quantity.QuantityError as error:
+            fields.error(name, str(error))
+            continue
+        if _extended(name) and value.denominator != 1:
+            fields.error(
+                name, f"{quantity.format_quantity(value)}: an extended resource is a whole number"
+            )
+            continue
+        values[name] = value
+    return values
+
+
+def frozen_quantities(values: Mapping[str, Fraction]) -> Mapping[str, Fraction]:
+    return MappingProxyType(dict(values)) if values else EMPTY
 
 
 # -- env ---------------------------------------------------------------------------------
@@ -620,8 +733,8 @@ def _env_source(source: Fields) -> EnvSource | None:
     if given == ["resourceFieldRef"]:
         source.error(
             "resourceFieldRef",
-            "is not supported: the local runtime sets no resource requests or limits; use "
-            "fieldRef, secretKeyRef or configMapKeyRef",
+            "is not supported by the local runtime (it enforces limits, but does not "
+            "publish them as env); use fieldRef, secretKeyRef or configMapKeyRef",
         )
         return None
     if len(given) != 1:

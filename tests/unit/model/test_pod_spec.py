@@ -295,7 +295,7 @@ INVALID = [
     bad(
         with_value_from("{resourceFieldRef: {resource: limits.cpu}}"),
         f"{C0}.env[0].valueFrom.resourceFieldRef",
-        "is not supported: the local runtime sets no resource requests or limits",
+        "is not supported by the local runtime",
         "a resourceFieldRef is refused with the reason",
     ),
     bad(
