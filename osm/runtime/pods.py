@@ -303,12 +303,18 @@ def pod_status(report: PodReport) -> dict[str, Any]:
     return status
 
 
+def exit_status(code: int) -> int:
+    """A container's exit code as Kubernetes reports it: 128 + the signal that killed it
+    (a process's return code is minus the signal), else its own."""
+    return 128 - code if code < 0 else code
+
+
 def _container_status(container: ContainerStatus) -> dict[str, Any]:
     state: dict[str, Any]
     if container.state == "running":
         state = {"running": {}}
     elif container.state == "terminated":
-        state = {"terminated": {"exitCode": container.exit_code or 0}}
+        state = {"terminated": {"exitCode": exit_status(container.exit_code or 0)}}
         if container.reason:
             state["terminated"]["reason"] = container.reason
     else:
@@ -323,7 +329,7 @@ def _container_status(container: ContainerStatus) -> dict[str, Any]:
         "state": state,
     }
     if container.last_exit_code is not None:
-        last = {"exitCode": container.last_exit_code}
+        last = {"exitCode": exit_status(container.last_exit_code)}
         status["lastState"] = {
             "terminated": {**last, "reason": container.last_reason}
             if container.last_reason

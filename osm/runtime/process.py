@@ -289,6 +289,9 @@ class ProcessSpec:
     restart_policy: str = "Always"
     launcher: Launcher | None = None
     """Default: `pod_command` in ``netns``."""
+    exit_reason: Callable[[], str] | None = None
+    """Asked when the process has exited: a reason the runtime knows (``OOMKilled``), or
+    "" for the usual ``Completed`` or ``Error``."""
 
     def command(self) -> list[str]:
         if self.launcher is not None:
@@ -451,7 +454,10 @@ class ContainerProcess:
             assert self._process is not None
             code = await self._process.wait()
             self.last_exit_code = code
-            self.last_termination = self._killing or ("Completed" if code == 0 else "Error")
+            known = self.spec.exit_reason() if self.spec.exit_reason else ""
+            self.last_termination = (
+                self._killing or known or ("Completed" if code == 0 else "Error")
+            )
             self._forget()
             self._set_ready(False)
             with self.spec.log.open("ab") as log:
