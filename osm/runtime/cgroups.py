@@ -25,7 +25,8 @@ supervises stays the container's, and nothing it runs escapes the limit).
   container without delegation): pods run without limits, and `Cgroups` says why once.
 
 Open files: every container gets ``RLIMIT_NOFILE`` soft = hard = `NOFILE_LIMIT` (65536)
-instead of whatever the runtime inherited. containerd 1.x gave 1048576, containerd 2.0 and
+instead of whatever the runtime inherited (capped at the runtime's hard limit where it
+may not raise it: without CAP_SYS_RESOURCE). containerd 1.x gave 1048576, containerd 2.0 and
 Docker 25 give 1024 (hard 524288, for programs that raise it themselves, which Envoy and
 Python do not). 65536 is above what the sidecars need under the benchmarks' load and
 bounds what one runaway process holds of the host's file table; a process that exhausts
@@ -154,11 +155,12 @@ OPTIONAL_FILES = frozenset({"memory.memsw.limit_in_bytes", "memory.swap.max", "m
 
 def confine(argv: Sequence[str], procs: Sequence[Path], *, nofile: int = NOFILE_LIMIT) -> list[str]:
     """``argv`` run by a shell that first joins the cgroups whose ``cgroup.procs`` files
-    are ``procs`` and sets RLIMIT_NOFILE to ``nofile`` (soft and hard), then execs it:
-    the pid stays the same. If a cgroup cannot be joined it exits 125 without running
-    ``argv`` (a container never runs outside the limits it was given)."""
+    are ``procs`` and sets RLIMIT_NOFILE to ``nofile`` (soft and hard; where the runtime
+    may not raise its own hard limit, as without CAP_SYS_RESOURCE, soft and hard to that
+    hard limit), then execs it: the pid stays the same. If a cgroup cannot be joined it
+    exits 125 without running ``argv`` (a container never runs outside its limits)."""
     script = (
-        f"ulimit -n {int(nofile)} || exit 125; "
+        f'ulimit -n {int(nofile)} 2>/dev/null || ulimit -n "$(ulimit -H -n)" || exit 125; '
         'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
     )
     return ["sh", "-c", script, "sh", *(str(p) for p in procs), "--", *argv]
@@ -289,6 +291,23 @@ class Cgroups:
                     self.layout = layout_ = Layout(2, roots)
 
 
+def why_unavailable(probe: str, mountinfo: Path = MOUNTINFO) -> str:
+    """Why pods here would run without limits ("" when a memory controller is writable):
+    tries to make (and removes) the cgroup ``probe`` below the memory hierarchy's root."""
+    found = layout(mounted(_read(mountinfo)))
+    if found is None:
+        return "no cgroup memory controller is mounted (v2 with memory, or v1 memory)"
+    directory = found.roots["memory"] / probe
+    try:
+        directory.mkdir()
+    except OSError as error:
+        return f"the memory controller at {found.roots['memory']} is not writable: {error}"
+    finally:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
+    return ""
+
+
 def remove_pod(directories: Iterable[Path], *, timeout: float = 5.0) -> str:
     """Removes a pod's cgroups (each a ``<parent>/<namespace>_<pod>`` directory below a
     hierarchy's root), killing what still runs in them, and their parent if it is then
@@ -300,8 +319,7 @@ def remove_pod(directories: Iterable[Path], *, timeout: float = 5.0) -> str:
             continue
         _check_pod_directory(directory)
         for cgroup in sorted(_tree(directory), key=lambda p: len(p.parts), reverse=True):
-            _kill_all(cgroup, timeout)
-            _rmdir(cgroup, timeout)
+            _remove(cgroup, timeout)
         removed.append(str(directory))
         with contextlib.suppress(OSError):  # another pod's cgroups may be there
             directory.parent.rmdir()
@@ -330,22 +348,16 @@ def _tree(directory: Path) -> list[Path]:
     return found
 
 
-def _kill_all(cgroup: Path, timeout: float) -> None:
+def _remove(cgroup: Path, timeout: float) -> None:
+    """Kills every process in ``cgroup`` and removes it; a process that joined meanwhile,
+    or one that has exited but not yet been reaped, keeps it busy a moment longer."""
     deadline = time.monotonic() + timeout
-    while pids := [int(p) for p in _read(cgroup / "cgroup.procs").split() if p.isdigit()]:
+    while True:
+        pids = [int(p) for p in _read(cgroup / "cgroup.procs").split() if p.isdigit()]
         for pid in pids:
             if pid != os.getpid():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        if time.monotonic() > deadline:
-            raise CgroupError(f"processes {pids} in {cgroup} did not exit")
-        time.sleep(0.02)
-
-
-def _rmdir(cgroup: Path, timeout: float) -> None:
-    """rmdir of a cgroup whose last process has exited may be refused a moment longer."""
-    deadline = time.monotonic() + timeout
-    while True:
         try:
             cgroup.rmdir()
             return
@@ -353,8 +365,9 @@ def _rmdir(cgroup: Path, timeout: float) -> None:
             return
         except OSError as error:
             if error.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise CgroupError(f"cannot remove {cgroup}: {error}") from error
-            time.sleep(0.02)
+                left = f" (processes {pids} in it)" if pids else ""
+                raise CgroupError(f"cannot remove {cgroup}{left}: {error}") from error
+        time.sleep(0.02)
 
 
 def _read(path: Path) -> str:
