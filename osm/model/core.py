@@ -6,8 +6,8 @@ other fields of these kinds pass through untouched (real manifests carry many), 
 the CRD kinds, which are strict. A pod's spec is modelled as far as the local runtime
 runs it (init containers, env from the downward API, Secrets and ConfigMaps, volumes,
 security contexts, probes, resources with their quantities exact): what it cannot run,
-such as a hostPath volume or a resourceFieldRef, is an error that says what is supported
-rather than a field ignored.
+such as a hostPath volume, is an error that says what is supported rather than a field
+ignored.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def _port_ref(fields: Fields, key: str, *, default: int | str = 0) -> int | str:
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PROBE_FIELDS = ("livenessProbe", "readinessProbe", "startupProbe")
 PROBE_HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
-ENV_SOURCES = ("fieldRef", "secretKeyRef", "configMapKeyRef")
+ENV_SOURCES = ("fieldRef", "secretKeyRef", "configMapKeyRef", "resourceFieldRef")
 ENV_FIELD_PATHS = (
     "metadata.name",
     "metadata.namespace",
@@ -300,7 +300,19 @@ class ConfigMapKeyRef:
     optional: bool = False
 
 
-EnvSource = FieldRef | SecretKeyRef | ConfigMapKeyRef
+@dataclass(frozen=True, slots=True)
+class ResourceFieldRef:
+    """``valueFrom.resourceFieldRef``: a limit or request of the variable's own container
+    (or of `container_name`), such as ``limits.memory``, in units of `divisor`, rounded
+    up. An unset limit is the node's capacity, an unset request the limit (as the API
+    server defaults it) or else 0, as the kubelet answers."""
+
+    resource: str
+    container_name: str = ""
+    divisor: Fraction = Fraction(1)
+
+
+EnvSource = FieldRef | SecretKeyRef | ConfigMapKeyRef | ResourceFieldRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -729,20 +741,19 @@ def _env_var(variable: Fields) -> EnvVar:
 def _env_source(source: Fields) -> EnvSource | None:
     if not source.present:
         return None
-    given = [key for key in (*ENV_SOURCES, "resourceFieldRef") if source.has(key)]
-    if given == ["resourceFieldRef"]:
-        source.error(
-            "resourceFieldRef",
-            "is not supported by the local runtime (it enforces limits, but does not "
-            "publish them as env); use fieldRef, secretKeyRef or configMapKeyRef",
-        )
-        return None
+    given = [key for key in ENV_SOURCES if source.has(key)]
     if len(given) != 1:
         found = f" (found {', '.join(given)})" if given else ""
-        source.error("", f"needs exactly one of fieldRef, secretKeyRef or configMapKeyRef{found}")
+        source.error(
+            "",
+            "needs exactly one of fieldRef, secretKeyRef, configMapKeyRef or "
+            f"resourceFieldRef{found}",
+        )
         return None
     key = given[0]
     ref = source.object(key)
+    if key == "resourceFieldRef":
+        return _resource_field_ref(ref)
     if key == "fieldRef":
         ref.string("apiVersion", choices=("v1",))
         path = ref.string("fieldPath", required=True, check=check_env_field_path)
@@ -753,6 +764,55 @@ def _env_source(source: Fields) -> EnvSource | None:
     if key == "secretKeyRef":
         return SecretKeyRef(name, data_key, optional)
     return ConfigMapKeyRef(name, data_key, optional)
+
+
+RESOURCE_FIELD_RESOURCES = (
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+)
+"""What a resourceFieldRef may name (Kubernetes' downward API), besides huge pages:
+``limits.hugepages-<size>``, ``requests.hugepages-<size>``."""
+CPU_DIVISORS = ("1m", "1")
+BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
+
+
+def _resource_field_ref(ref: Fields) -> ResourceFieldRef | None:
+    """Checked as the API server checks it: a resource it may name, a divisor of that
+    resource's units; `container_name`, if given, is checked when the pod runs."""
+    resource = ref.string("resource", required=True)
+    huge_pages = resource.startswith(("limits.hugepages-", "requests.hugepages-"))
+    if resource and resource not in RESOURCE_FIELD_RESOURCES and not huge_pages:
+        ref.error(
+            "resource",
+            f'"{resource}" is not a resource an env var can take'
+            f"{suggest(resource, RESOURCE_FIELD_RESOURCES)}; valid: "
+            f"{', '.join(RESOURCE_FIELD_RESOURCES)}, limits.hugepages-<size>, "
+            "requests.hugepages-<size>",
+        )
+        resource = ""
+    container_name = ref.string("containerName", check=_unless_empty(check_dns_label))
+    divisor = Fraction(1)
+    if ref.has("divisor"):
+        valid = CPU_DIVISORS if resource.endswith(".cpu") else BYTE_DIVISORS
+        try:
+            divisor = quantity.parse(ref.raw("divisor"))
+        except quantity.QuantityError as error:
+            ref.error("divisor", str(error))
+            return None
+        if resource and divisor not in {quantity.parse(v) for v in valid}:
+            ref.error(
+                "divisor",
+                f"{quantity.format_quantity(divisor)} is not a divisor of {resource}; "
+                f"valid: {', '.join(valid)}",
+            )
+            return None
+    if not resource:
+        return None
+    return ResourceFieldRef(resource, container_name, divisor)
 
 
 def _env_from(entry: Fields) -> EnvFromSource | None:

@@ -39,10 +39,12 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -289,6 +291,16 @@ class Cgroups:
                     log.warning("%s limits are not enforced: %s: %s", controller, control, error)
                     roots = {c: p for c, p in layout_.roots.items() if c != controller}
                     self.layout = layout_ = Layout(2, roots)
+
+
+def node_capacity() -> dict[str, Fraction]:
+    """What this node has, for the downward API's unset limits: its CPUs, its memory and
+    the size of its root filesystem."""
+    return {
+        "cpu": Fraction(os.cpu_count() or 1),
+        "memory": Fraction(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")),
+        "ephemeral-storage": Fraction(shutil.disk_usage("/").total),
+    }
 
 
 def why_unavailable(probe: str, mountinfo: Path = MOUNTINFO) -> str:

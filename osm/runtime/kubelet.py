@@ -428,6 +428,7 @@ class Kubelet:
         )
         self.make_sandbox: Callable[..., sandbox.PodSandbox] = sandbox.PodSandbox.create
         self.cgroups = cgroups.Cgroups.detect(f"{settings.prefix}-pods")
+        self.node_capacity = cgroups.node_capacity()
         self._unlimited: dict[str, str] = {}
         """Per pod (netns) whose limits are not enforced: why, for its status message."""
 
@@ -902,6 +903,7 @@ class Kubelet:
                 config_maps=config_maps,
                 base_env=base_env,
                 token_volume=None if token is None else token[0].name,
+                node_capacity=self.node_capacity,
             )
         except podspec.MissingObject as missing:
             raise PodWaiting("CreateContainerConfigError", str(missing)) from None

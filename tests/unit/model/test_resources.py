@@ -12,7 +12,7 @@ from fractions import Fraction
 import pytest
 
 from osm.model import kinds
-from osm.model.core import Pod, Resources
+from osm.model.core import Pod, ResourceFieldRef, Resources
 from tests.unit.model import model_examples as ex
 
 C0 = "spec.containers[0]"
@@ -176,3 +176,27 @@ def test_resources_of_init_containers_are_read_too() -> None:
     decoded = kinds.decode(manifest)
     assert isinstance(decoded, Pod)
     assert decoded.spec.init_containers[0].resources.memory_limit == 2**20
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("{resource: limits.memory}", ResourceFieldRef("limits.memory")),
+        (
+            "{resource: requests.cpu, divisor: 1m, containerName: side}",
+            ResourceFieldRef("requests.cpu", "side", Fraction(1, 1000)),
+        ),
+        (
+            "{resource: limits.hugepages-2Mi, divisor: 1Mi}",
+            ResourceFieldRef("limits.hugepages-2Mi", divisor=Fraction(2**20)),
+        ),
+    ],
+)
+def test_a_resource_field_ref_is_read_with_its_divisor(
+    ref: str, expected: ResourceFieldRef
+) -> None:
+    manifest = pod(f"{{}}, env: [{{name: A, valueFrom: {{resourceFieldRef: {ref}}}}}]")
+    resource, problems = ex.parse(manifest)
+    assert problems == []
+    assert isinstance(resource, Pod)
+    assert resource.spec.containers[0].env[0].value_from == expected
