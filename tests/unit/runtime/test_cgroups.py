@@ -163,6 +163,35 @@ def test_limits_are_written_into_each_hierarchys_cgroup(tmp_path: Path) -> None:
     )
 
 
+def test_on_v2_controllers_are_enabled_down_to_the_pod_and_limits_set_in_the_leaf(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    made = cgroups.Cgroups("t-pods", cgroups.Layout(2, {"memory": tmp_path, "cpu": tmp_path}))
+    cgroup = made.container("shop", "web-1", "app", memory=64 * MI, cpu=500)
+    assert cgroup is not None
+    leaf = tmp_path / "t-pods/shop_web-1/app"
+    assert cgroup.procs == (leaf / "cgroup.procs",)
+    for parent in (tmp_path, tmp_path / "t-pods", tmp_path / "t-pods/shop_web-1"):
+        assert (parent / "cgroup.subtree_control").exists()  # written "+memory", "+cpu"
+    assert not (leaf / "cgroup.subtree_control").exists()  # the leaf holds the process
+    assert (leaf / "memory.max").read_text() == str(64 * MI)
+    assert (leaf / "cpu.max").read_text() == "50000 100000"
+    (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert cgroup.oom_kills() == 1
+
+
+def test_detection_reads_the_mounts(tmp_path: Path) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(DEBIAN_V1)
+    found = cgroups.Cgroups.detect("t-pods", mountinfo)
+    assert found.layout == cgroups.Layout(
+        1, {"memory": Path("/sys/fs/cgroup/memory"), "cpu": Path("/sys/fs/cgroup/cpu,cpuacct")}
+    )
+    mountinfo.write_text("")
+    assert cgroups.Cgroups.detect("t-pods", mountinfo).unavailable
+
+
 def test_without_cgroups_a_container_runs_unlimited_and_that_is_said_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
