@@ -1035,8 +1035,8 @@ class Kubelet:
         entry = self.journal.get(record.CGROUP, key) if self.journal else None
         if entry is None:
             return
-        try:
-            await self._in_thread(pod, record.teardown_entry, entry)
+        try:  # not `_in_thread`: the pod's `blocking` call is its network's
+            await asyncio.to_thread(record.teardown_entry, entry)
         except (OSError, RuntimeError) as error:
             log.error("pod %s/%s: %s", pod.namespace, pod.name, error)
             return
