@@ -94,14 +94,17 @@ def format_quantity(amount: Fraction) -> str:
 
 
 def _decimal(amount: Fraction) -> str:
-    """``amount`` as an exact decimal; raises if it has none (a denominator with a prime
-    factor other than 2 and 5, which no parsed quantity has)."""
-    places = 0
-    while (amount * 10**places).denominator != 1:
-        places += 1
-        if places > 200:
-            raise QuantityError(f"{amount} has no finite decimal expansion")
-    digits = str((amount * 10**places).numerator).rjust(places + 1, "0")
+    """``amount`` as an exact decimal: its denominator is 2^a 5^b (no parsed quantity has
+    another prime factor), so it has max(a, b) decimal places."""
+    denominator, twos, fives = amount.denominator, 0, 0
+    while denominator % 2 == 0:
+        denominator, twos = denominator // 2, twos + 1
+    while denominator % 5 == 0:
+        denominator, fives = denominator // 5, fives + 1
+    if denominator != 1:
+        raise QuantityError(f"{amount} has no finite decimal expansion")
+    places = max(twos, fives)
+    digits = str(amount.numerator * 10**places // amount.denominator).rjust(places + 1, "0")
     if not places:
         return digits
     return f"{digits[:-places]}.{digits[-places:]}".rstrip("0").rstrip(".")

@@ -43,7 +43,7 @@ pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, cgroups)"),
     pytest.mark.skipif(bool(WHY), reason=f"no writable cgroup memory controller: {WHY}"),
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(900),  # the pods' interpreter is built first: minutes under load
 ]
 
 NAMESPACE = "limits"
@@ -244,7 +244,8 @@ def test_misbehaving_pods_are_contained_and_their_neighbour_keeps_serving(mesh: 
             return int(container["restartCount"]) >= 3
 
         wait_for(restarted_thrice, "hog's third restart")
-        assert time.monotonic() - first >= 5.0, "restarts 2 and 3 come after 2s and 4s"
+        backoff = time.monotonic() - first
+        assert backoff >= 5.0, "restarts 2 and 3 come after 2s and 4s"
         assert "CrashLoopBackOff" in waiting
         assert "survived" not in mesh.log("hog")
         written = cgroup_file("hog", ("memory.limit_in_bytes", "memory.max"))
@@ -265,6 +266,11 @@ def test_misbehaving_pods_are_contained_and_their_neighbour_keeps_serving(mesh: 
             "spin to be throttled",
         )
         time.sleep(2.0)  # the neighbour keeps serving while all three go on
+    print(
+        f"hog: restarts 1 to 3 in {backoff:.1f}s; fds: EMFILE after {opened} (limit {nofile});"
+        f" spin: {stat.read_text().split()}; web: {prober.ok} answers, "
+        f"{len(prober.failures)} failures"
+    )
     assert prober.failures == [], prober.failures[:10]
     assert prober.ok > 100
     assert mesh.status("web")["containerStatuses"][0]["restartCount"] == 0

@@ -47,6 +47,7 @@ def test_a_quantity_reads_as_kubernetes_reads_it(text: str | int | float, value:
         ("Mi", "is not a quantity"),
         ("1.2.3", "is not a quantity"),
         ("-1", "must be 0 or more"),
+        ("0." + "0" * 300 + "1x", "is not a quantity"),
         ("1e31", "exponent is out of range"),
         (float("inf"), "is not a quantity"),
         (True, "must be a quantity"),
@@ -94,7 +95,15 @@ def test_any_text_is_a_quantity_or_an_error_saying_why(text: str) -> None:
     except quantity.QuantityError as error:
         assert str(error)
     else:
-        assert value >= 0
+        assert quantity.parse(quantity.format_quantity(value)) == value
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False) | st.integers(0, 2**70))
+def test_a_yaml_number_is_the_quantity_it_reads_as(number: float | int) -> None:
+    value = quantity.parse(number)
+    assert value == Fraction(Decimal(repr(number)))
+    assert quantity.parse(quantity.format_quantity(value)) == value  # 5e-324 too
 
 
 @pytest.mark.parametrize(
