@@ -54,6 +54,9 @@ CFS_PERIOD_US = 100_000
 """The CFS period the kubelet uses (100ms); the quota is the limit's share of it."""
 MIN_CFS_QUOTA_US = 1_000
 """The kernel's (and the kubelet's) smallest quota: 1ms per period."""
+MAX_MEMORY = 2**63 - 2**12
+"""The largest memory limit the kernel takes (v1 reads it as unlimited, like v2's max);
+a larger quantity (``1E``, say) is written as this."""
 NOFILE_LIMIT = 65536
 """Every container's RLIMIT_NOFILE, soft and hard (see the module docstring)."""
 CONTROLLERS = ("memory", "cpu")
@@ -134,6 +137,8 @@ def limit_files(version: int, *, memory: int | None, cpu: int | None) -> list[tu
     to ``memory`` bytes and ``cpu`` millicores (None: no limit). Files that only some
     kernels have (swap accounting) come last; `ContainerCgroup` skips them where absent."""
     files: list[tuple[str, str, str]] = []
+    if memory is not None and memory > MAX_MEMORY:
+        memory = MAX_MEMORY  # what the kernel takes for no limit (v1 rounds it to pages)
     quota = None if cpu is None else max(MIN_CFS_QUOTA_US, cpu * CFS_PERIOD_US // 1000)
     if version == 2:
         if memory is not None:

@@ -99,6 +99,7 @@ def test_without_a_memory_controller_there_is_no_layout(tmp_path: Path) -> None:
 
 
 MI = 2**20
+V2_MEMORY_EXTRAS = [("memory", "memory.oom.group", "1"), ("memory", "memory.swap.max", "0")]
 
 
 @pytest.mark.parametrize(
@@ -138,6 +139,7 @@ MI = 2**20
             ],
         ),
         (2, None, None, []),
+        (2, 2**70, None, [("memory", "memory.max", str(cgroups.MAX_MEMORY)), *V2_MEMORY_EXTRAS]),
     ],
 )
 def test_what_is_written_for_which_limits(
