@@ -5,8 +5,9 @@ The mesh models only the fields it acts on. Those are validated as Kubernetes wo
 other fields of these kinds pass through untouched (real manifests carry many), unlike
 the CRD kinds, which are strict. A pod's spec is modelled as far as the local runtime
 runs it (init containers, env from the downward API, Secrets and ConfigMaps, volumes,
-security contexts, probes): what it cannot run, such as a hostPath volume or a
-resourceFieldRef, is an error that says what is supported rather than a field ignored.
+security contexts, probes, resources with their quantities exact): what it cannot run,
+such as a hostPath volume, is an error that says what is supported rather than a field
+ignored.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import posixpath
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from types import MappingProxyType
 from typing import ClassVar, Literal
 
 from osm.base import wellknown
+from osm.model import quantity
 from osm.model.fields import (
     IANA_SVC_NAME,
     Fields,
@@ -211,7 +214,7 @@ def _port_ref(fields: Fields, key: str, *, default: int | str = 0) -> int | str:
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PROBE_FIELDS = ("livenessProbe", "readinessProbe", "startupProbe")
 PROBE_HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
-ENV_SOURCES = ("fieldRef", "secretKeyRef", "configMapKeyRef")
+ENV_SOURCES = ("fieldRef", "secretKeyRef", "configMapKeyRef", "resourceFieldRef")
 ENV_FIELD_PATHS = (
     "metadata.name",
     "metadata.namespace",
@@ -297,7 +300,19 @@ class ConfigMapKeyRef:
     optional: bool = False
 
 
-EnvSource = FieldRef | SecretKeyRef | ConfigMapKeyRef
+@dataclass(frozen=True, slots=True)
+class ResourceFieldRef:
+    """``valueFrom.resourceFieldRef``: a limit or request of the variable's own container
+    (or of `container_name`), such as ``limits.memory``, in units of `divisor`, rounded
+    up. An unset limit is the node's capacity, an unset request the limit (as the API
+    server defaults it) or else 0, as the kubelet answers."""
+
+    resource: str
+    container_name: str = ""
+    divisor: Fraction = Fraction(1)
+
+
+EnvSource = FieldRef | SecretKeyRef | ConfigMapKeyRef | ResourceFieldRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +370,30 @@ class PodSecurityContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Resources:
+    """A container's ``resources``: quantities by resource name (``cpu``, ``memory``,
+    ``ephemeral-storage``, ``hugepages-2Mi``, extended ``example.com/gpu``), exact. The
+    local runtime enforces ``limits.memory`` and ``limits.cpu`` (`osm.runtime.cgroups`);
+    the rest is kept as Kubernetes keeps it. A limit of 0 sets no limit, as the kubelet
+    reads it."""
+
+    limits: Mapping[str, Fraction] = field(default_factory=empty_map)
+    requests: Mapping[str, Fraction] = field(default_factory=empty_map)
+
+    @property
+    def memory_limit(self) -> int | None:
+        """``limits.memory`` in bytes (rounded up), or None for no limit."""
+        value = self.limits.get("memory")
+        return quantity.whole(value) if value else None
+
+    @property
+    def cpu_limit(self) -> int | None:
+        """``limits.cpu`` in millicores (rounded up), or None for no limit."""
+        value = self.limits.get("cpu")
+        return quantity.millicores(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
 class Container:
     name: str
     image: str = ""
@@ -369,6 +408,7 @@ class Container:
     volume_mounts: tuple[VolumeMount, ...] = ()
     security_context: SecurityContext = SecurityContext()
     working_dir: str = ""
+    resources: Resources = Resources()
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,7 +602,92 @@ def _container(item: Fields, names: set[str], volumes: Collection[str], *, init:
         volume_mounts=_volume_mounts(item, volumes),
         security_context=_security_context(item.object("securityContext")),
         working_dir=item.string("workingDir"),
+        resources=_resources(item.object("resources")),
     )
+
+
+# -- resources ---------------------------------------------------------------------------
+STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+"""A container's resource names besides ``hugepages-<size>`` and extended resources."""
+
+
+def check_resource_name(name: str) -> str | None:
+    """Kubernetes' rule for a container's resource names: a standard one, a huge page
+    size, or an extended resource (a qualified name outside ``kubernetes.io``)."""
+    if name in STANDARD_RESOURCES:
+        return None
+    if name.startswith("hugepages-"):
+        try:
+            quantity.parse(name.removeprefix("hugepages-"))
+        except quantity.QuantityError:
+            return f'"{name}" is not a huge page size (hugepages-2Mi, say)'
+        return None
+    domain, slash, _ = name.partition("/")
+    if slash and check_label_key(name) is None:
+        if domain == "kubernetes.io" or domain.endswith(".kubernetes.io"):
+            return f'"{name}": the kubernetes.io domain has no extended resources'
+        return None
+    valid = (*STANDARD_RESOURCES, "hugepages-<size>")
+    return (
+        f'"{name}" is not a resource of a container{suggest(name, valid)}; valid: '
+        f"{', '.join(valid)} or an extended resource (example.com/gpu)"
+    )
+
+
+def _extended(name: str) -> bool:
+    return name not in STANDARD_RESOURCES and not name.startswith("hugepages-")
+
+
+def _resources(resources: Fields) -> Resources:
+    """``resources``, checked as the API server checks them: every quantity valid, no
+    request above its limit (extended resources and huge pages: requests equal to limits,
+    whole numbers of extended resources)."""
+    limits = _quantities(resources.object("limits"))
+    requests = _quantities(resources.object("requests"))
+    for name, value in requests.items():
+        limit = limits.get(name)
+        if limit is None:
+            if _extended(name):
+                resources.error(f"limits.{name}", "required: an extended resource has a limit")
+            continue
+        if not _extended(name) and not name.startswith("hugepages-"):
+            if value > limit:
+                resources.error(
+                    f"requests.{name}",
+                    f"{quantity.format_quantity(value)} must be less than or equal to the "
+                    f"{name} limit of {quantity.format_quantity(limit)}",
+                )
+        elif value != limit:
+            resources.error(
+                f"requests.{name}",
+                f"{quantity.format_quantity(value)} must equal the {name} limit of "
+                f"{quantity.format_quantity(limit)} (requests of {name} are not overcommitted)",
+            )
+    return Resources(frozen_quantities(limits), frozen_quantities(requests))
+
+
+def _quantities(fields: Fields) -> dict[str, Fraction]:
+    values: dict[str, Fraction] = {}
+    for name in fields.given():
+        if complaint := check_resource_name(name):
+            fields.error(name, complaint)
+            continue
+        try:
+            value = quantity.parse(fields.raw(name))
+        except quantity.QuantityError as error:
+            fields.error(name, str(error))
+            continue
+        if _extended(name) and value.denominator != 1:
+            fields.error(
+                name, f"{quantity.format_quantity(value)}: an extended resource is a whole number"
+            )
+            continue
+        values[name] = value
+    return values
+
+
+def frozen_quantities(values: Mapping[str, Fraction]) -> Mapping[str, Fraction]:
+    return MappingProxyType(dict(values)) if values else EMPTY
 
 
 # -- env ---------------------------------------------------------------------------------
@@ -616,20 +741,19 @@ def _env_var(variable: Fields) -> EnvVar:
 def _env_source(source: Fields) -> EnvSource | None:
     if not source.present:
         return None
-    given = [key for key in (*ENV_SOURCES, "resourceFieldRef") if source.has(key)]
-    if given == ["resourceFieldRef"]:
-        source.error(
-            "resourceFieldRef",
-            "is not supported: the local runtime sets no resource requests or limits; use "
-            "fieldRef, secretKeyRef or configMapKeyRef",
-        )
-        return None
+    given = [key for key in ENV_SOURCES if source.has(key)]
     if len(given) != 1:
         found = f" (found {', '.join(given)})" if given else ""
-        source.error("", f"needs exactly one of fieldRef, secretKeyRef or configMapKeyRef{found}")
+        source.error(
+            "",
+            "needs exactly one of fieldRef, secretKeyRef, configMapKeyRef or "
+            f"resourceFieldRef{found}",
+        )
         return None
     key = given[0]
     ref = source.object(key)
+    if key == "resourceFieldRef":
+        return _resource_field_ref(ref)
     if key == "fieldRef":
         ref.string("apiVersion", choices=("v1",))
         path = ref.string("fieldPath", required=True, check=check_env_field_path)
@@ -640,6 +764,55 @@ def _env_source(source: Fields) -> EnvSource | None:
     if key == "secretKeyRef":
         return SecretKeyRef(name, data_key, optional)
     return ConfigMapKeyRef(name, data_key, optional)
+
+
+RESOURCE_FIELD_RESOURCES = (
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+)
+"""What a resourceFieldRef may name (Kubernetes' downward API), besides huge pages:
+``limits.hugepages-<size>``, ``requests.hugepages-<size>``."""
+CPU_DIVISORS = ("1m", "1")
+BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
+
+
+def _resource_field_ref(ref: Fields) -> ResourceFieldRef | None:
+    """Checked as the API server checks it: a resource it may name, a divisor of that
+    resource's units; `container_name`, if given, is checked when the pod runs."""
+    resource = ref.string("resource", required=True)
+    huge_pages = resource.startswith(("limits.hugepages-", "requests.hugepages-"))
+    if resource and resource not in RESOURCE_FIELD_RESOURCES and not huge_pages:
+        ref.error(
+            "resource",
+            f'"{resource}" is not a resource an env var can take'
+            f"{suggest(resource, RESOURCE_FIELD_RESOURCES)}; valid: "
+            f"{', '.join(RESOURCE_FIELD_RESOURCES)}, limits.hugepages-<size>, "
+            "requests.hugepages-<size>",
+        )
+        resource = ""
+    container_name = ref.string("containerName", check=_unless_empty(check_dns_label))
+    divisor = Fraction(1)
+    if ref.has("divisor"):
+        valid = CPU_DIVISORS if resource.endswith(".cpu") else BYTE_DIVISORS
+        try:
+            divisor = quantity.parse(ref.raw("divisor"))
+        except quantity.QuantityError as error:
+            ref.error("divisor", str(error))
+            return None
+        if resource and divisor not in {quantity.parse(v) for v in valid}:
+            ref.error(
+                "divisor",
+                f"{quantity.format_quantity(divisor)} is not a divisor of {resource}; "
+                f"valid: {', '.join(valid)}",
+            )
+            return None
+    if not resource:
+        return None
+    return ResourceFieldRef(resource, container_name, divisor)
 
 
 def _env_from(entry: Fields) -> EnvFromSource | None:

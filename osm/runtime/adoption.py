@@ -25,7 +25,8 @@ Its containers whose processes died meanwhile are restarted in the existing sand
 A Pod whose recorded processes are all dead is not adopted: it is torn down and started
 again from scratch (the whole-tree kill: every pod recreated), which is the same path as a
 new Pod and needs no partial state. Everything the journal names that no adopted pod
-keeps is torn down, except the mesh network of the runtime's prefix (its namespace and
+keeps is torn down (an adopted pod keeps its cgroups too: removing them kills what runs
+in them), except the mesh network of the runtime's prefix (its namespace and
 bridge stay, so adopted pods keep their links) and the shared directories
 (``/etc/netns``, the sandboxes' base mount), which a later teardown removes.
 """
@@ -149,7 +150,13 @@ def decide(
                 {str(e.data["name"]): e for e in live},
             )
         )
-    for netns in sorted(journaled - {a.netns for a in adopted}):
+    taken = {a.netns for a in adopted}
+    keep.update(
+        (e.kind, e.key)
+        for e in by_kind.get(record.CGROUP, {}).values()
+        if str(e.data.get("netns")) in taken
+    )
+    for netns in sorted(journaled - taken):
         reasons.setdefault(netns, "its Pod is gone from the API")
     return Decision(tuple(adopted), frozenset(keep), kept, reasons)
 

@@ -97,7 +97,7 @@ from osm.model.core import (
 )
 from osm.model.errors import ValidationFailed
 from osm.model.meta import Resource
-from osm.runtime import adoption, network, pods, podspec, process, record, sandbox
+from osm.runtime import adoption, cgroups, network, pods, podspec, process, record, sandbox
 from osm.runtime.network import MeshNetwork, MeshNetworkConfig, mesh_netns
 from osm.runtime.process import ContainerProcess, ProbeTarget, ProcessSpec
 from osm.runtime.relay import NamespaceRelay
@@ -441,6 +441,10 @@ class Kubelet:
             initial=START_BACKOFF_INITIAL, maximum=START_BACKOFF_MAXIMUM
         )
         self.make_sandbox: Callable[..., sandbox.PodSandbox] = sandbox.PodSandbox.create
+        self.cgroups = cgroups.Cgroups.detect(f"{settings.prefix}-pods")
+        self.node_capacity = cgroups.node_capacity()
+        self._unlimited: dict[str, str] = {}
+        """Per pod (netns) whose limits are not enforced: why, for its status message."""
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -940,7 +944,7 @@ class Kubelet:
             pod.containers.append(running)
             await running.start()
         pod.phase = "Running"
-        pod.message = pod.reason = ""
+        pod.message, pod.reason = self._unlimited.get(pod.netns, ""), ""
         log.info(
             "pod %s/%s started in %.3fs (%s)%s",
             pod.namespace,
@@ -980,6 +984,7 @@ class Kubelet:
                 config_maps=self._named(ConfigMap, stored.namespace),
                 base_env=base_env,
                 token_volume=token_volume,
+                node_capacity=self.node_capacity,
             )
         except podspec.MissingObject as missing:
             raise PodWaiting("CreateContainerConfigError", str(missing)) from None
@@ -991,9 +996,16 @@ class Kubelet:
     ) -> ContainerProcess:
         assert pod.sandbox is not None
         box = pod.sandbox
+        cgroup = self._cgroup(pod, plan)
 
         def launcher(argv: Sequence[str], uid: int, gid: int) -> list[str]:
-            return box.command(plan.name, argv, uid=uid, gid=gid, working_dir=plan.working_dir)
+            command = box.command(plan.name, argv, uid=uid, gid=gid, working_dir=plan.working_dir)
+            return cgroups.confine(command, cgroup.procs if cgroup else ())
+
+        def start(argv: Sequence[str], uid: int, gid: int) -> list[str]:
+            if cgroup is not None:  # the container's own process, not an exec probe
+                cgroup.mark()
+            return launcher(argv, uid, gid)
 
         container = plan.container
         spec = ProcessSpec(
@@ -1012,7 +1024,8 @@ class Kubelet:
                 self.settings.mesh.netns, pod.ip, container, plan.uid, plan.gid, launcher
             ),
             restart_policy=restart_policy,
-            launcher=launcher,
+            launcher=start,
+            exit_reason=(lambda: "OOMKilled" if cgroup.oom_killed() else "") if cgroup else None,
         )
         return ContainerProcess(
             spec,
@@ -1020,6 +1033,47 @@ class Kubelet:
             on_ready_change=lambda _: self.kick(),
             fast_probe_interval=FAST_PROBE,
         )
+
+    def _cgroup(
+        self, pod: RunningPod, plan: podspec.ContainerPlan
+    ) -> cgroups.ContainerCgroup | None:
+        """The container's cgroup with its memory and cpu limits (the pod's journaled
+        first); None if it has no limits, or where cgroups are unavailable (then the pod's
+        status message says its limits are not enforced)."""
+        resources = plan.container.resources
+        memory, cpu = resources.memory_limit, resources.cpu_limit
+        if memory is None and cpu is None:
+            return None
+        directories = self.cgroups.pod_directories(pod.namespace, pod.name)
+        key = self.cgroups.pod_path(pod.namespace, pod.name)
+        if directories and self._journal().get(record.CGROUP, key) is None:
+            paths = [str(d) for d in directories]
+            self._journal().created(record.CGROUP, key, directories=paths, netns=pod.netns)
+        try:
+            cgroup = self.cgroups.container(
+                pod.namespace, pod.name, plan.name, memory=memory, cpu=cpu
+            )
+        except cgroups.CgroupError as error:
+            raise PodWaiting("CreateContainerError", str(error)) from None
+        if cgroup is None:
+            what = f"pod {pod.namespace}/{pod.name}"
+            self._unlimited[pod.netns] = self.cgroups.warn_unlimited(what)
+        return cgroup
+
+    async def _remove_cgroups(self, pod: RunningPod) -> None:
+        """Removes the pod's cgroups, once its processes are stopped (in a thread: it
+        waits for whatever else ran in them to die)."""
+        self._unlimited.pop(pod.netns, None)
+        key = self.cgroups.pod_path(pod.namespace, pod.name)
+        entry = self.journal.get(record.CGROUP, key) if self.journal else None
+        if entry is None:
+            return
+        try:  # not `_in_thread`: the pod's `blocking` call is its network's
+            await asyncio.to_thread(record.teardown_entry, entry)
+        except (OSError, RuntimeError) as error:
+            log.error("pod %s/%s: %s", pod.namespace, pod.name, error)
+            return
+        self._journal().removed(entry.kind, entry.key)
 
     def _journal(self) -> record.Journal:
         assert self.journal is not None
@@ -1056,6 +1110,7 @@ class Kubelet:
         pod.containers = []
         pod.init_containers = []
         pod.initialized = False
+        await self._remove_cgroups(pod)
         if pod.blocking is not None:  # a network change still running in its thread
             await asyncio.gather(pod.blocking, return_exceptions=True)
         if pod.sandbox is not None:

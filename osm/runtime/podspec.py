@@ -25,6 +25,9 @@ The rules, as Kubernetes has them:
   mark ``optional`` is `MissingObject`: the kubelet waits for it and tries again, as
   Kubernetes does (CreateContainerConfigError, or a volume that cannot mount); an
   optional one is left out (no variable, no file).
+- a ``resourceFieldRef`` is a limit or request of a container in units of its divisor,
+  rounded up; an unset limit is the node's capacity (``node_capacity``, which the
+  kubelet measures), an unset request the limit, else 0.
 
 - the service account (the kubelet's automount, which Kubernetes' ServiceAccount
   admission plugin writes into the spec; here the kubelet adds it when it runs the pod):
@@ -40,10 +43,12 @@ containers.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -57,6 +62,7 @@ from osm.model.core import (
     FieldRef,
     KeyToPath,
     Pod,
+    ResourceFieldRef,
     Secret,
     SecretKeyRef,
     SecretVolume,
@@ -287,6 +293,7 @@ def container_plans(
     config_maps: Mapping[str, ConfigMap],
     base_env: Mapping[str, str],
     token_volume: str | None = None,
+    node_capacity: Mapping[str, Fraction] | None = None,
 ) -> tuple[ContainerPlan, ...]:
     """The plan of every container: init containers first, in order, then the
     containers. Raises `MissingObject` or `CannotRun` for the first container that
@@ -303,6 +310,7 @@ def container_plans(
             config_maps=config_maps,
             base_env=base_env,
             token_volume=token_volume,
+            node_capacity=node_capacity,
         )
         for name in names
     )
@@ -319,6 +327,7 @@ def container_plan(
     config_maps: Mapping[str, ConfigMap],
     base_env: Mapping[str, str],
     token_volume: str | None = None,
+    node_capacity: Mapping[str, Fraction] | None = None,
 ) -> ContainerPlan:
     """The plan of the (init) container `name`, as `container_plans` makes it; a
     kubelet that starts containers one after the other plans each when it gets there.
@@ -337,6 +346,10 @@ def container_plan(
             continue
         if isinstance(value_from, FieldRef):
             env[variable.name] = _field(pod, value_from, pod_ip, host_ip, node_name)
+            continue
+        if isinstance(value_from, ResourceFieldRef):
+            where = f"{where}.valueFrom.resourceFieldRef"
+            env[variable.name] = _resource(pod, container, value_from, where, node_capacity or {})
             continue
         value = _key(pod, value_from, f"{where}.valueFrom", secrets, config_maps)
         if value is not None:
@@ -440,6 +453,36 @@ def _field(pod: Pod, ref: FieldRef, pod_ip: str, host_ip: str, node_name: str) -
         "status.podIPs": pod_ip,
     }
     return values[head]
+
+
+def _resource(
+    pod: Pod,
+    container: Container,
+    ref: ResourceFieldRef,
+    path: str,
+    capacity: Mapping[str, Fraction],
+) -> str:
+    """The downward API's answer for a resource: ``ceil(value / divisor)``, where bytes
+    are whole bytes first (as the kubelet computes it)."""
+    if ref.container_name:
+        everyone = (*pod.spec.init_containers, *pod.spec.containers)
+        named = [c for c in everyone if c.name == ref.container_name]
+        if not named:
+            missing = f'the pod has no container "{ref.container_name}"'
+            raise CannotRun(f"{path}.containerName", missing)
+        container = named[0]
+    kind, _, name = ref.resource.partition(".")
+    limits, requests = container.resources.limits, container.resources.requests
+    value: Fraction | None
+    if kind == "limits":
+        value = limits.get(name) or capacity.get(name)  # a limit of 0 is none
+    else:
+        value = requests.get(name, limits.get(name, Fraction(0)))
+    if value is None:
+        raise CannotRun(path, f"the node's {name} is not known: give the container limits.{name}")
+    if name != "cpu":
+        value = Fraction(math.ceil(value))
+    return str(math.ceil(value / ref.divisor))
 
 
 def _user(pod: Pod, container: Container, path: str) -> tuple[int, int]:

@@ -324,6 +324,9 @@ class ProcessSpec:
     restart_policy: str = "Always"
     launcher: Launcher | None = None
     """Default: `pod_command` in ``netns``."""
+    exit_reason: Callable[[], str] | None = None
+    """Asked when the process has exited: a reason the runtime knows (``OOMKilled``), or
+    "" for the usual ``Completed`` or ``Error``."""
 
     def command(self) -> list[str]:
         if self.launcher is not None:
@@ -572,8 +575,9 @@ class ContainerProcess:
             code = exit_code(await self._process.wait())
             self.last_exit_code = code
             adopted = isinstance(self._process, AdoptedProcess)
+            known = self.spec.exit_reason() if self.spec.exit_reason else ""
             ended = UNKNOWN_EXIT_REASON if adopted else "Completed" if code == 0 else "Error"
-            self.last_termination = self._killing or ended
+            self.last_termination = self._killing or known or ended
             self._forget()
             self._set_ready(False)
             with self.spec.log.open("ab") as log:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osm.runtime import mounts
+from osm.runtime import cgroups, mounts
 
 JOURNAL = "journal.jsonl"
 LOCK = "lock"
@@ -55,6 +55,7 @@ PROCESS = "process"  # key: "<pid>:<start time>"; data: pid, start_time, netns, 
 SANDBOX_DIR = "sandbox-dir"  # key: a sandboxes' base dir; data: made, mount_id (its self-bind)
 MOUNTNS = "mountns"  # key: a pod's sandbox directory; data: base, netns
 ALLOCATIONS = "allocations"  # key: pool name; data: allocations (persisted, not torn down)
+CGROUP = "cgroup"  # key: "<parent>/<namespace>_<pod>"; data: directories (one a hierarchy), netns
 
 
 class JournalBusyError(RuntimeError):
@@ -304,6 +305,7 @@ def teardown(
     report = TeardownReport()
     entries = [e for e in journal.live() if (e.kind, e.key) not in keep]
     order = {PROCESS: 0, MOUNTNS: 1, SANDBOX_DIR: 2, LINK: 3, HOSTS: 4, ETC_DIR: 5, NETNS: 6}
+    order[CGROUP] = 1  # once its recorded processes are killed; what else runs there too
     entries = sorted((e for e in reversed(entries) if e.kind in order), key=lambda e: order[e.kind])
     for entry in entries:
         try:
@@ -344,6 +346,8 @@ def teardown_entry(entry: Entry) -> str:
             ETC_NETNS.rmdir()
             return f"directory {ETC_NETNS}"
         return ""
+    if entry.kind == CGROUP:
+        return cgroups.remove_pod(Path(str(d)) for d in entry.data.get("directories", ()))
     if entry.kind == MOUNTNS:
         return _remove_sandbox(Path(entry.key), Path(str(entry.data.get("base", ""))))
     if entry.kind == SANDBOX_DIR:

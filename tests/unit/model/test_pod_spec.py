@@ -282,21 +282,27 @@ INVALID = [
     bad(
         with_value_from("{}"),
         f"{C0}.env[0].valueFrom",
-        "needs exactly one of fieldRef, secretKeyRef or configMapKeyRef",
+        "needs exactly one of fieldRef, secretKeyRef, configMapKeyRef or resourceFieldRef",
         "valueFrom needs a source",
     ),
     bad(
         with_value_from("{fieldRef: {fieldPath: metadata.name}, secretKeyRef: {name: s, key: k}}"),
         f"{C0}.env[0].valueFrom",
-        "needs exactly one of fieldRef, secretKeyRef or configMapKeyRef (found fieldRef, "
-        "secretKeyRef)",
+        "needs exactly one of fieldRef, secretKeyRef, configMapKeyRef or resourceFieldRef (found "
+        "fieldRef, secretKeyRef)",
         "valueFrom has one source",
     ),
     bad(
-        with_value_from("{resourceFieldRef: {resource: limits.cpu}}"),
-        f"{C0}.env[0].valueFrom.resourceFieldRef",
-        "is not supported: the local runtime sets no resource requests or limits",
-        "a resourceFieldRef is refused with the reason",
+        with_value_from("{resourceFieldRef: {resource: limits.gpu}}"),
+        f"{C0}.env[0].valueFrom.resourceFieldRef.resource",
+        '"limits.gpu" is not a resource an env var can take',
+        "a resourceFieldRef names a resource of the downward API",
+    ),
+    bad(
+        with_value_from("{resourceFieldRef: {resource: limits.cpu, divisor: 1Mi}}"),
+        f"{C0}.env[0].valueFrom.resourceFieldRef.divisor",
+        "1Mi is not a divisor of limits.cpu; valid: 1m, 1",
+        "a resourceFieldRef's divisor is one of its resource's units",
     ),
     bad(
         with_value_from("{fieldRef: {fieldPath: status.phase}}"),
@@ -715,7 +721,7 @@ def test_every_mistake_of_a_container_is_reported_at_once() -> None:
         )
     )
     assert sorted(p.path for p in problems) == [
-        f"{C0}.env[0].valueFrom.resourceFieldRef",
+        f"{C0}.env[0].valueFrom.resourceFieldRef.resource",
         f"{C0}.securityContext.runAsUser",
         f"{C0}.volumeMounts[0].mountPath",
         f"{C0}.volumeMounts[0].name",

@@ -231,3 +231,15 @@ def test_pods_are_decided_one_by_one() -> None:
     decided = world.decide()
     assert [a.name for a in decided.adopt] == ["web-1"]
     assert "not the one that ran there" in decided.reasons[second]
+
+
+def test_an_adopted_pods_cgroups_stay_and_those_of_a_pod_torn_down_go() -> None:
+    """Removing a pod's cgroups kills what runs in them: an adopted pod keeps its own."""
+    world = World()
+    second = pods.netns_name(PREFIX, "shop", "web-2")
+    cgroup = Entry(record.CGROUP, "osm-pods/shop_web-1", {"directories": [], "netns": NETNS_NAME})
+    gone = Entry(record.CGROUP, "osm-pods/shop_web-2", {"directories": [], "netns": second})
+    world.entries += [cgroup, gone]
+    decided = world.decide()
+    assert (record.CGROUP, cgroup.key) in decided.keep
+    assert (record.CGROUP, gone.key) not in decided.keep
