@@ -163,9 +163,10 @@ def wait_for(
         time.sleep(0.2)
 
 
-def unready_pods(mesh: Mesh, tail: int = 15) -> str:
+def unready_pods(mesh: Mesh, tail: int = 15, *, runtime_log: bool = True) -> str:
     """The demo pods that are not Ready: their status, and the last lines of their
-    containers' logs and of the runtime's (what a timed-out start needs to be debugged)."""
+    containers' logs and (``runtime_log``) of the runtime's (what a timed-out start needs
+    to be debugged)."""
     lines: list[str] = []
     ready = {p["metadata"]["name"] for p in cli_runtime.ready_pods(mesh.api.api, NAMESPACES)}
     logs = mesh.settings.state_dir / "logs"
@@ -178,10 +179,10 @@ def unready_pods(mesh: Mesh, tail: int = 15) -> str:
             for log in sorted((logs / namespace / name).glob("*.log")):
                 lines.append(f"--- {log.name}")
                 lines += log.read_text(errors="replace").splitlines()[-tail:]
-    runtime_log = logs / "runtime.log"
-    if runtime_log.exists():
+    log = logs / "runtime.log"
+    if runtime_log and log.exists():
         lines.append("--- runtime.log")
-        lines += runtime_log.read_text(errors="replace").splitlines()[-tail:]
+        lines += log.read_text(errors="replace").splitlines()[-tail:]
     return "\n".join(lines)
 
 
