@@ -128,6 +128,9 @@ def keep_logs(mesh: Mesh, where: Path) -> None:
     print(f"logs of the failed run kept in {where}")
 
 
+FLAKY_WORDS = ("protocol error", "protocol_error")
+
+
 def keep_flaky_start(mesh: Mesh) -> None:
     """The known flaky start (an Envoy's first ADS stream broken by an HTTP/2 protocol
     error): its controller log and Envoy logs, kept in /tmp/flaky-<time>."""
@@ -135,7 +138,7 @@ def keep_flaky_start(mesh: Mesh) -> None:
     hit = [
         log
         for log in logs.glob(f"*/*/{wellknown.ENVOY_CONTAINER_NAME}.log")
-        if "protocol error" in log.read_text(errors="replace").lower()
+        if any(w in log.read_text(errors="replace").lower() for w in FLAKY_WORDS)
     ]
     if hit:
         where = Path(f"/tmp/flaky-{time.strftime('%Y%m%dT%H%M%S')}-{PREFIX}")
