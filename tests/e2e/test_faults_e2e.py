@@ -364,7 +364,7 @@ def test_an_app_container_killed_restarts_ready_again_within_seconds_failing_onl
     container_killed(mesh, "bookstore")
 
 
-def container_killed(mesh: Mesh, container: str) -> None:
+def container_killed(mesh: Mesh, container: str, when: str = "") -> None:
     """kill -9 of ``container`` in bookstore-v1's pod: the pod is Ready again (the container
     restarted) within `READY_AGAIN` s; the clients' failures stop once it is, and are no
     more than the requests the split sent to v1 meanwhile."""
@@ -394,7 +394,7 @@ def container_killed(mesh: Mesh, container: str) -> None:
     v1_share = {n: c.by_identity.get("bookstore-v1", 0) for n, c in window.items()}
     report(
         mesh,
-        f"kill-9-{container}-of-bookstore-v1",
+        f"{when}kill-9-{container}-of-bookstore-v1",
         ready_again_s="never" if ready_again is None else f"{ready_again:.2f}",
         saw_not_ready=saw_unready,
         failed_in_window=failed(window),
@@ -606,6 +606,11 @@ def test_the_kubelet_killed_under_load_keeps_its_pods_ready_with_their_ips_faili
     assert changed == {}, changed
     assert watch.differences == [], watch.differences[:3]
     assert counted is not None and set(failed(counted).values()) == {0}, counted
+
+
+def test_after_the_kubelet_restart_a_container_killed_is_restarted_as_before(mesh: Mesh) -> None:
+    """The restarted kubelet supervises the pods it found running (adopted, by contract)."""
+    container_killed(mesh, "bookstore", "after-kubelet-restart-")
 
 
 def mesh_processes(prefix: str) -> dict[int, str]:
