@@ -277,10 +277,9 @@ def bookstore_v1(mesh: Mesh) -> dict[str, Any]:
     return pod
 
 
-def container_pid(mesh: Mesh, netns: str, container: str) -> int:
-    """The pid of ``container`` in the pod of ``netns``, from the runtime's journal (the
-    launcher execs: the recorded pid is the container's process)."""
-    journal = mesh.settings.state_dir / "runtime" / record.JOURNAL
+def journaled_processes(state_dir: Path) -> list[Mapping[str, Any]]:
+    """The runtime journal's live processes that still run: pid, start_time, netns, name."""
+    journal = state_dir / "runtime" / record.JOURNAL
     live: dict[str, Mapping[str, Any]] = {}
     for line in journal.read_text().splitlines():
         with contextlib.suppress(ValueError):
@@ -289,15 +288,40 @@ def container_pid(mesh: Mesh, netns: str, container: str) -> int:
                 live[item["key"]] = item["data"]
             elif item["kind"] == record.PROCESS:
                 live.pop(item["key"], None)
+    return [
+        d for d in live.values() if record.process_start_time(int(d["pid"])) == int(d["start_time"])
+    ]
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+def container_pid(mesh: Mesh, netns: str, container: str) -> int:
+    """The pid of ``container``'s process in the pod of ``netns``: the process the journal
+    names (the launcher execs), or under a shim that the journal names, the shim's child."""
     found = [
         int(d["pid"])
-        for d in live.values()
-        if d["netns"] == netns
-        and d["name"] == container
-        and record.process_start_time(int(d["pid"])) == int(d["start_time"])
+        for d in journaled_processes(mesh.settings.state_dir)
+        if d["netns"] == netns and d["name"] == container
     ]
-    assert len(found) == 1, f"{container} in {netns}: journal names {found}"
-    return found[0]
+    assert len(found) == 1, f"{container} in {netns}: the journal names {found}"
+    pid = found[0]
+    while under := children(pid):
+        assert len(under) == 1, f"{container}: {pid} has children {under}"
+        pid = under[0]
+    return pid
 
 
 def stored_objects(api: Api) -> dict[tuple[str, str, str], str]:
@@ -623,13 +647,40 @@ def test_after_the_kubelet_restart_a_container_killed_is_restarted_as_before(mes
     container_killed(mesh, "bookstore", "after-kubelet-restart-")
 
 
-def mesh_processes(prefix: str) -> dict[int, str]:
-    """Every process in one of the run's network namespaces: pid -> namespace."""
+def mesh_processes(mesh: Mesh) -> dict[int, str]:
+    """Every running process of the run's pods: in one of its network namespaces, or
+    journaled by its runtime (a container's shim, say), or a descendant of one: pid ->
+    where. Zombies (dead, not yet reaped) are not running."""
     found = {}
-    for netns in hostutil.netns_named(prefix):
-        for pid in hostutil.output("ip", "netns", "pids", netns).split():
-            found[int(pid)] = netns
-    return found
+    for netns in hostutil.netns_named(mesh.settings.prefix):
+        for word in hostutil.output("ip", "netns", "pids", netns).split():
+            found[int(word)] = netns
+    with contextlib.suppress(OSError):
+        for entry in journaled_processes(mesh.settings.state_dir):
+            for pid in (int(entry["pid"]), *descendants(int(entry["pid"]))):
+                found.setdefault(pid, f"journal: {entry['name']} in {entry['netns']}")
+    return {pid: where for pid, where in found.items() if running(pid)}
+
+
+def running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def orphans(mesh: Mesh) -> list[str]:
+    """Processes in the run's namespaces that its runtime's journal does not account for
+    (neither a journaled process nor one's descendant): what a crash left running."""
+    accounted = set()
+    for entry in journaled_processes(mesh.settings.state_dir):
+        accounted |= {int(entry["pid"]), *descendants(int(entry["pid"]))}
+    return [
+        f"{pid} in {netns}: {hostutil.output('ps', '-o', 'args=', '-p', str(pid))[:80]}"
+        for pid, netns in mesh_processes(mesh).items()
+        if pid not in accounted
+    ]
 
 
 def sandbox_mounts(state_dir: Path) -> list[str]:
@@ -665,7 +716,7 @@ def test_everything_killed_then_osm_up_brings_the_demo_back_and_orphans_nothing(
     # (Envoy asks for SIGTERM when its parent dies): every process dies by SIGKILL.
     os.kill(runtime, signal.SIGSTOP)
     killed = 0
-    while processes := mesh_processes(PREFIX):
+    while processes := mesh_processes(mesh):
         for pid in processes:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -706,6 +757,7 @@ def test_everything_killed_then_osm_up_brings_the_demo_back_and_orphans_nothing(
     assert set(left["etc"]) <= set(expected_netns), left
     assert len(sandbox_mounts(state_dir)) == len(mounts), (mounts, sandbox_mounts(state_dir))
     assert mesh_netns_state(PREFIX) == inside
+    assert orphans(mesh) == []
     assert demo.host_snapshot() == host
 
 
@@ -713,7 +765,7 @@ def test_osm_down_leaves_nothing(mesh: Mesh) -> None:
     state_dir = mesh.settings.state_dir
     daemon.down(state_dir)
     assert demo.left_behind(PREFIX) == {"netns": [], "etc": []}
-    assert mesh_processes(PREFIX) == {}
+    assert mesh_processes(mesh) == {}
     assert sandbox_mounts(state_dir) == []
     leftovers = [
         line for line in hostutil.output("ps", "-eo", "pid,args").splitlines() if PREFIX in line
