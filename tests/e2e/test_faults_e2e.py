@@ -725,6 +725,8 @@ def test_everything_killed_then_osm_up_brings_the_demo_back_and_orphans_nothing(
     for pid in (runtime, controller):
         os.kill(pid, signal.SIGKILL)
         killed += 1
+    # Dead before `osm up` looks: a daemon still exiting would pass for running.
+    wait_for(lambda: not running(runtime) and not running(controller), 10, "the daemons to die")
     started = time.monotonic()
     daemon.up(mesh.settings)
     up_took = time.monotonic() - started
