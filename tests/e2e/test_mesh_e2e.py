@@ -11,7 +11,6 @@ read from the demo clients' own counters (fetched inside their pods over loopbac
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -21,8 +20,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +29,9 @@ import pytest
 from osm.base import wellknown
 from osm.cli import runtime as cli_runtime
 from osm.demo.bookstore import counters
-from osm.model import manifest
 from osm.runtime import daemon, network
 from tests.e2e import demo, hostutil
-from tests.e2e.meshapi import MeshApi
+from tests.e2e.demo import Mesh, failure_counters, proxy_stats, set_split, unready_pods, wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -42,23 +39,9 @@ pytestmark = [
     pytest.mark.timeout(240),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO / "demo" / "bookstore" / "manifests"
+MANIFESTS = demo.MANIFESTS
 PREFIX = f"osme{uuid.uuid4().hex[:5]}"
-NAMESPACES = ("bookbuyer", "bookthief", "bookstore", "bookwarehouse")
-
-
-def host_snapshot() -> dict[str, str]:
-    """What the mesh must never change in the host's namespace."""
-    return {
-        "links": "\n".join(
-            sorted(line.split(": ")[1] for line in hostutil.output("ip", "-o", "link").splitlines())
-        ),
-        "routes": hostutil.output("ip", "route", "show", "table", "all"),
-        "rules": hostutil.output("ip", "rule"),
-        "iptables": hostutil.host_iptables(),
-        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
-    }
+NAMESPACES = demo.NAMESPACES
 
 
 PLANES: dict[str, dict[str, str]] = {
@@ -74,106 +57,17 @@ PLANES: dict[str, dict[str, str]] = {
 (Python) reaches both too; the bookstores (one of each) reach bookwarehouse (Python)."""
 
 
-@dataclass
-class Mesh:
-    settings: daemon.MeshSettings
-    api: MeshApi
-    started: float
-    plane: str
-
-    def apply_file(
-        self, path: Path, edit: Callable[[list[dict[str, Any]]], None] | None = None
-    ) -> None:
-        loaded = manifest.load_paths([str(path)])
-        assert not loaded.errors, loaded.errors
-        objects = [r.to_dict() for r in loaded.resources]
-        if edit is not None:
-            edit(objects)
-        self.api.apply(objects)
-
-    def sample(self) -> counters.DemoCounters:
-        sampler = cli_runtime.Sampler(self.api.api, NAMESPACES, timeout=2.0)
-        result: counters.DemoCounters = asyncio.run(sampler.sample())
-        return result
-
-    def client(self, identity: str) -> counters.ClientCounters:
-        for part in self.sample().clients:
-            if part.identity == identity:
-                return part
-        raise AssertionError(f"no counters from {identity}")
-
-    def pod(self, namespace: str) -> dict[str, Any]:
-        items = self.api.items("Pod", namespace)
-        assert items, f"no pod in {namespace}"
-        return dict(items[0])
-
-
 @pytest.fixture(scope="module", params=sorted(PLANES))
 def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
     # Not under pytest's tmp dir (mode 0700): the sidecars (UID 1500) read their bootstrap.
     base = Path(f"/tmp/{PREFIX}")
     base.mkdir(mode=0o755)
-    state_dir = base / "state"
-    settings = daemon.MeshSettings(
-        state_dir,
-        hostutil.free_port(),
-        hostutil.free_port(),
-        PREFIX,
-        http_port=hostutil.free_port(),
-    )
-    before = host_snapshot()
-    started = time.monotonic()
-    api: MeshApi | None = None
     try:
-        daemon.up(settings, progress=print)
-        api = MeshApi(settings)
-        running = Mesh(settings, api, started, request.param)
-        running.apply_file(MANIFESTS, demo.choose_planes(PLANES[request.param]))
-        yield running
+        edit = demo.choose_planes(PLANES[request.param])
+        with demo.running(base / "state", PREFIX, request.param, edit) as running:
+            yield running
     finally:
-        if api is not None:
-            api.close()
-        daemon.down(state_dir)
-        for netns in demo.left_behind(PREFIX)["netns"]:  # last resort, should teardown be broken
-            subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
         shutil.rmtree(base, ignore_errors=True)
-    assert host_snapshot() == before
-
-
-def wait_for(
-    check: Callable[[], bool],
-    timeout: float,
-    what: str,
-    explain: Callable[[], str] | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() >= deadline:
-            detail = f"\n{explain()}" if explain is not None else ""
-            raise AssertionError(f"timed out waiting for {what}{detail}")
-        time.sleep(0.2)
-
-
-def unready_pods(mesh: Mesh, tail: int = 15) -> str:
-    """The demo pods that are not Ready: their status, and the last lines of their
-    containers' logs and of the runtime's (what a timed-out start needs to be debugged)."""
-    lines: list[str] = []
-    ready = {p["metadata"]["name"] for p in cli_runtime.ready_pods(mesh.api.api, NAMESPACES)}
-    logs = mesh.settings.state_dir / "logs"
-    for namespace in NAMESPACES:
-        for pod in mesh.api.items("Pod", namespace):
-            name = pod["metadata"]["name"]
-            if name in ready:
-                continue
-            lines.append(f"pod {namespace}/{name} not ready: {pod.get('status')}")
-            for log in sorted((logs / namespace / name).glob("*.log")):
-                lines.append(f"--- {log.name}")
-                lines += log.read_text(errors="replace").splitlines()[-tail:]
-    runtime_log = logs / "runtime.log"
-    if runtime_log.exists():
-        lines.append("--- runtime.log")
-        lines += runtime_log.read_text(errors="replace").splitlines()[-tail:]
-    return "\n".join(lines)
 
 
 def traffic(mesh: Mesh, seconds: float) -> dict[str, counters.ClientCounters]:
@@ -185,28 +79,6 @@ def traffic(mesh: Mesh, seconds: float) -> dict[str, counters.ClientCounters]:
     return result
 
 
-FAILURE_WORDS = ("5xx", "fail", "reset", "overflow", "no_healthy", "timeout", "denied", "error")
-
-
-def failure_counters(mesh: Mesh) -> str:
-    """Every sidecar's non-zero counters whose name says something failed."""
-    lines = []
-    for namespace in NAMESPACES:
-        for pod in mesh.api.items("Pod", namespace):
-            name = pod["metadata"]["name"]
-            try:
-                stats = proxy_stats(mesh, namespace, name)
-            except AssertionError as error:
-                lines.append(f"{namespace}/{name}: no stats ({error})")
-                continue
-            lines += [
-                f"{namespace}/{name} {key}: {value}"
-                for key, value in stats.items()
-                if value not in ("0", "") and any(word in key for word in FAILURE_WORDS)
-            ]
-    return "\n".join(lines)
-
-
 def set_mesh_config(mesh: Mesh, *, permissive: bool, validity: str = "24h") -> None:
     def edit(objects: list[dict[str, Any]]) -> None:
         spec = objects[-1]["spec"]
@@ -214,17 +86,6 @@ def set_mesh_config(mesh: Mesh, *, permissive: bool, validity: str = "24h") -> N
         spec["certificate"]["serviceCertValidityDuration"] = validity
 
     mesh.apply_file(MANIFESTS / "50-meshconfig.yaml", edit)
-
-
-def set_split(mesh: Mesh, v1: int, v2: int) -> None:
-    def edit(objects: list[dict[str, Any]]) -> None:
-        split = next(o for o in objects if o["kind"] == "TrafficSplit")
-        split["spec"]["backends"] = [
-            {"service": "bookstore-v1", "weight": v1},
-            {"service": "bookstore-v2", "weight": v2},
-        ]
-
-    mesh.apply_file(MANIFESTS / "40-policy.yaml", edit)
 
 
 # -- tests, in order -------------------------------------------------------------------------
@@ -319,27 +180,6 @@ def test_osm_proxy_get_reads_a_pods_sidecar(mesh: Mesh) -> None:
             assert "http1" in json.loads(info.output)["compiled_modules"], info.output
     else:
         assert json.loads(info.output)["version"].split("/")[1].startswith("1.40"), info.output
-
-
-def proxy_stats(mesh: Mesh, namespace: str, pod: str) -> dict[str, str]:
-    from click.testing import CliRunner
-
-    from osm.cli import main as cli_main
-
-    cli_main.register(cli_main.cli)
-    argv = [
-        "--kubeconfig",
-        str(mesh.settings.kubeconfig),
-        "proxy",
-        "get",
-        "stats",
-        pod,
-        "-n",
-        namespace,
-    ]
-    result = CliRunner().invoke(cli_main.cli, argv, obj={})
-    assert result.exit_code == 0, result.output
-    return dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
 
 
 def test_smi_mode_allows_the_buyer_on_its_routes_and_headers_only(mesh: Mesh) -> None:
