@@ -120,6 +120,15 @@ def shim_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", SHIM, *argv]
 
 
+def _kill_group(pid: int) -> None:
+    """Kills what is left of the process group that ``pid`` led, once it has exited: a
+    shim killed on its own leaves its container running, which must not outlive it (its
+    successor would find the container's ports taken). The group's id is not reused while
+    anything is in it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def exit_code(returncode: int) -> int:
     """A container's exit code as Kubernetes reports it: 128 + N when signal N killed it
     (asyncio says -N when it killed the shim too)."""
@@ -573,6 +582,7 @@ class ContainerProcess:
         while True:
             assert self._process is not None
             code = exit_code(await self._process.wait())
+            _kill_group(self._process.pid)
             self.last_exit_code = code
             adopted = isinstance(self._process, AdoptedProcess)
             known = self.spec.exit_reason() if self.spec.exit_reason else ""

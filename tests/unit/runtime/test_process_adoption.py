@@ -257,3 +257,41 @@ async def test_exit_codes_are_reported_as_kubernetes_does(
     container = ContainerProcess(spec_, journal)
     await container.start()
     assert await container.wait() == code
+
+
+async def test_a_shim_killed_on_its_own_takes_its_container_along(
+    tmp_path: Path, journal: record.Journal
+) -> None:
+    """The container must not outlive its shim: its successor would find its ports taken."""
+    spec_ = ProcessSpec(
+        "app",
+        "no-netns",
+        ("sleep", "60"),
+        {"PATH": process.DEFAULT_PATH},
+        tmp_path / "app.log",
+        launcher=run_here,
+        restart_policy="Never",
+    )
+    container = ContainerProcess(spec_, journal)
+    await container.start()
+    shim = container.pid
+    assert shim is not None
+
+    def children() -> list[int]:
+        path = Path(f"/proc/{shim}/task/{shim}/children")
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+    await until(lambda: bool(children()), "the shim's container")
+    (sleeper,) = children()
+    os.kill(shim, signal.SIGKILL)
+    assert await container.wait() == 137
+    await until(lambda: not _running(sleeper), "the container killed")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and not yet reaped by init, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
