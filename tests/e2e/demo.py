@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from osm.base import wellknown
 from osm.cli import runtime as cli_runtime
@@ -186,7 +186,11 @@ def unready_pods(mesh: Mesh, tail: int = 15, *, runtime_log: bool = True) -> str
     return "\n".join(lines)
 
 
-def proxy_stats(mesh: Mesh, namespace: str, pod: str) -> dict[str, str]:
+class HasSettings(Protocol):
+    settings: daemon.MeshSettings
+
+
+def proxy_stats(mesh: HasSettings, namespace: str, pod: str) -> dict[str, str]:
     """A pod's sidecar's stats, as ``osm proxy get stats`` prints them."""
     from click.testing import CliRunner
 

@@ -52,7 +52,7 @@ from osm.cli import runtime as cli_runtime
 from osm.demo import protocols
 from osm.model import manifest
 from osm.runtime import daemon
-from tests.e2e import hostutil
+from tests.e2e import demo, hostutil
 from tests.e2e.meshapi import MeshApi
 
 pytestmark = [
@@ -531,22 +531,4 @@ def test_every_proxy_accepted_every_configuration_it_was_sent(reached: Mesh) -> 
 
 def envoy_stats(mesh: Mesh, plane: str, pod: str) -> dict[str, str]:
     """What ``osm proxy get stats`` says of a pod's Envoy."""
-    namespace = PLANES[plane]
-    from click.testing import CliRunner
-
-    from osm.cli import main as cli_main
-
-    cli_main.register(cli_main.cli)
-    argv = [
-        "--kubeconfig",
-        str(mesh.settings.kubeconfig),
-        "proxy",
-        "get",
-        "stats",
-        pod,
-        "-n",
-        namespace,
-    ]
-    result = CliRunner().invoke(cli_main.cli, argv, obj={})
-    assert result.exit_code == 0, result.output
-    return dict(line.split(": ", 1) for line in result.output.splitlines() if ": " in line)
+    return demo.proxy_stats(mesh, PLANES[plane], pod)
