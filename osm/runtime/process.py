@@ -39,6 +39,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from osm.model.core import Container, Probe
 from osm.runtime import podspec, record
@@ -118,6 +119,14 @@ inherits through it) cannot change what the shim runs."""
 def shim_command(argv: Sequence[str]) -> list[str]:
     """``argv`` under its shim (`SHIM`)."""
     return [sys.executable, "-I", "-S", "-c", SHIM, *argv]
+
+
+def _note(log: BinaryIO, text: str) -> None:
+    """Appends one ``--- osm:`` line to a container's log (opened unbuffered). A log that
+    cannot take it (its filesystem full) loses the line: supervision goes on whatever the
+    disk says."""
+    with contextlib.suppress(OSError):
+        log.write(f"--- osm: {text}\n".encode())
 
 
 def _kill_group(pid: int) -> None:
@@ -552,9 +561,8 @@ class ContainerProcess:
     async def _spawn(self) -> None:
         spec = self.spec
         argv = shim_command(spec.command())
-        with spec.log.open("ab") as log:
-            log.write(f"--- osm: starting {spec.name} (restart {self.restarts})\n".encode())
-            log.flush()
+        with spec.log.open("ab", buffering=0) as log:
+            _note(log, f"starting {spec.name} (restart {self.restarts})")
             self._process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=subprocess.DEVNULL,
@@ -590,10 +598,9 @@ class ContainerProcess:
             self.last_termination = self._killing or known or ended
             self._forget()
             self._set_ready(False)
-            with self.spec.log.open("ab") as log:
-                why = f" ({self._killing})" if self._killing else ""
-                how = "ended (status unknown: an earlier runtime's)" if adopted else "exited"
-                log.write(f"--- osm: {self.spec.name} {how} with {code}{why}\n".encode())
+            why = f" ({self._killing})" if self._killing else ""
+            how = "ended (status unknown: an earlier runtime's)" if adopted else "exited"
+            self._log(f"{self.spec.name} {how} with {code}{why}")
             if self._stopping:
                 return
             if not self._restarts_after(code):
@@ -609,8 +616,7 @@ class ContainerProcess:
                     await self._spawn()
                     break
                 except OSError as error:  # cannot fork now, say: try again later, not never
-                    with contextlib.suppress(OSError), self.spec.log.open("ab") as log:
-                        log.write(f"--- osm: cannot start {self.spec.name}: {error}\n".encode())
+                    self._log(f"cannot start {self.spec.name}: {error}")
                     delay = self.backoff.delay(0.0)
 
     async def _probe_loop(self, kind: str) -> None:
@@ -664,9 +670,13 @@ class ContainerProcess:
         if process is None or process.returncode is not None:
             return
         self._killing = reason
-        with contextlib.suppress(OSError), self.spec.log.open("ab") as log:
-            log.write(f"--- osm: {reason}: killing {self.spec.name}\n".encode())
+        self._log(f"{reason}: killing {self.spec.name}")
         await self._terminate(self._kill_grace)
+
+    def _log(self, text: str) -> None:
+        """One line of the runtime's own in the container's log, if it can be written."""
+        with contextlib.suppress(OSError), self.spec.log.open("ab", buffering=0) as log:
+            _note(log, text)
 
     def _set_probe_ready(self, ready: bool) -> None:
         before = self.readiness.ready

@@ -7,6 +7,7 @@ Each app is an ``async def main(stopped: asyncio.Event)`` that returns once `sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -15,8 +16,10 @@ Main = Callable[[asyncio.Event], Awaitable[None]]
 
 
 def log(identity: str, message: str) -> None:
-    """One line to stdout, flushed at once (the runtime keeps the logs, often via a pipe)."""
-    print(f"{time.strftime('%H:%M:%S')} {identity}: {message}", flush=True)
+    """One line to stdout, flushed at once (the runtime keeps the logs, often via a pipe).
+    A line that cannot be written (the log's filesystem full) is lost, not fatal."""
+    with contextlib.suppress(OSError):
+        print(f"{time.strftime('%H:%M:%S')} {identity}: {message}", flush=True)
 
 
 def run(main: Main) -> None:

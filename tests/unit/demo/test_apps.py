@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -276,3 +277,17 @@ def test_bookstore_forwards_the_trace_headers_of_a_sale_to_its_restock(apps: App
     traced, untraced = sorted(seen, key=lambda headers: "x-b3-traceid" not in headers)
     assert {k: traced[k] for k in trace} == trace
     assert not set(wire.TRACE_HEADERS) & set(untraced)
+
+
+def test_a_demo_app_whose_log_cannot_be_written_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its log's filesystem full (``/dev/full``: ENOSPC on every write), an app loses its
+    log lines and nothing else: a client that died of it stopped buying."""
+    from osm.demo.bookstore import process
+
+    full = open("/dev/full", "w")  # noqa: SIM115 (its close fails too: what is left to write)
+    monkeypatch.setattr(sys, "stdout", full)
+    for number in range(3):
+        process.log("bookthief", f"line {number}")
+    monkeypatch.undo()
+    with contextlib.suppress(OSError):
+        full.close()

@@ -168,3 +168,27 @@ async def test_without_probes_a_running_container_is_ready(
     finally:
         await running.stop(grace=1.0)
     assert not running.ready
+
+
+async def test_a_log_that_cannot_be_written_does_not_stop_supervision(
+    journal: record.Journal,
+) -> None:
+    """Its filesystem full (``/dev/full`` answers every write with ENOSPC), a container's
+    log loses lines; the container is still started and restarted by its policy."""
+    full = ProcessSpec(
+        "app",
+        "no-netns",
+        exits(3),
+        {},
+        Path("/dev/full"),
+        launcher=run_here,
+        restart_policy="OnFailure",
+    )
+    container = ContainerProcess(full, journal, backoff=FAST)
+    await container.start()
+    deadline = asyncio.get_running_loop().time() + 10
+    while container.restarts < 2:
+        assert asyncio.get_running_loop().time() < deadline, "not restarted"
+        await asyncio.sleep(0.01)
+    assert container.last_exit_code == 3
+    await container.stop()
