@@ -260,7 +260,7 @@ def _ready(port: int) -> bool:
 def cluster() -> Iterator[tuple[Cluster, scenarios.Mesh]]:
     base = Path(f"/tmp/{PREFIX}")  # not pytest's tmp dir: sidecars (UID 1500) read it
     base.mkdir(mode=0o755)
-    before = scenarios.host_snapshot()
+    before = demo.host_snapshot()
     running = Cluster(base)
     api: MeshApi | None = None
     try:
@@ -292,7 +292,7 @@ def cluster() -> Iterator[tuple[Cluster, scenarios.Mesh]]:
             subprocess.run(["ip", "netns", "delete", netns], check=False, timeout=10)
         shutil.rmtree(base, ignore_errors=True)
     assert not leftovers
-    assert scenarios.host_snapshot() == before
+    assert demo.host_snapshot() == before
 
 
 def _netns() -> list[str]:
