@@ -46,6 +46,8 @@ _SPAWNED: list[subprocess.Popen[bytes]] = []
 Popen collected before it read its child's exit status warns); `_alive` reaps them
 through it once they have exited, and forgets them."""
 Progress = Callable[[str], None]
+REAP_TIMEOUT = 2.0
+"""Seconds to wait for a dead daemon's last threads before reaping it is left for later."""
 HEALTH_TIMEOUT = 1.0
 """Seconds one readiness read of the API may take while ``osm up`` waits."""
 
@@ -337,8 +339,12 @@ def _reap(pid: int) -> None:
     knows its status and does not warn "still running" when collected), else directly."""
     for child in _SPAWNED:
         if child.pid == pid:
-            child.poll()
-            _SPAWNED.remove(child)
+            # A thread group's leader shows as a zombie while its other threads still
+            # exit, and cannot be reaped until they have: wait for that, briefly.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=REAP_TIMEOUT)
+            if child.returncode is not None:
+                _SPAWNED.remove(child)
             return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

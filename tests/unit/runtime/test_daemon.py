@@ -37,6 +37,19 @@ SCRIPT = textwrap.dedent(
     while killed.pid() is not None:  # what `osm up` asks before starting it again
         assert time.monotonic() < deadline, "the killed daemon still counts as running"
         time.sleep(0.02)
+    # A daemon with threads (as the runtime has): its leader is a zombie while the others
+    # still exit, and cannot be reaped until they have.
+    threaded = daemon.Daemon("threaded", state)
+    threads = "[threading.Thread(target=time.sleep, args=(60,)).start() for _ in range(64)]"
+    pid = threaded.spawn(
+        [sys.executable, "-c", f"import threading, time; {threads}; time.sleep(60)"]
+    )
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while threaded.pid() is not None:
+        assert time.monotonic() < deadline, "the killed daemon still counts as running"
+        time.sleep(0.001)
     print("done", flush=True)
     """
 )
