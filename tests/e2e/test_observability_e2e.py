@@ -697,6 +697,7 @@ def browse(mesh: Mesh) -> None:
     """The page in Debian's headless chromium: the graph with bookbuyer's active edges and
     bookthief's denial, the split, and a trace's waterfall (screenshots under `ARTIFACTS`)."""
     webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -756,15 +757,19 @@ def browse(mesh: Mesh) -> None:
         testid("traces-list")  # the view, then a listed trace through every hop
         hops = [SPAN_SERVICE[n] for n in ("bookbuyer", "bookstore", "bookwarehouse")]
 
-        def listed() -> Any:
-            for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-trace]"):
-                if all(hop in row.text for hop in hops):
-                    return row
+        def opened() -> bool:
+            """A listed trace through every hop, clicked (its waterfall opens)."""
+            try:
+                for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-trace]"):
+                    if all(hop in row.text for hop in hops):
+                        row.click()
+                        return True
+            except StaleElementReferenceException:
+                return False  # a refresh redrew the list while it was read: read it again
             browser.execute_script("return window.__osm.tick()")  # a refresh, awaited
-            return None
+            return False
 
-        row = wait_for(listed, 20, "a trace through every hop listed on the page", every=1)
-        row.click()
+        wait_for(opened, 20, "a trace through every hop listed on the page", every=1)
         waterfall = testid("waterfall")
         spans = waterfall.find_elements(By.CSS_SELECTOR, ".span-row[data-span]")
         services = {s.get_attribute("data-service") for s in spans}
