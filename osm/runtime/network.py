@@ -321,10 +321,21 @@ def _setns(fd: int, nstype: int) -> None:
 
 
 def _write_in_place(path: Path, text: str) -> None:
-    with path.open("w") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
+    """Rewrites ``path`` in place (a bind mount pins its inode) without ever leaving it
+    empty: the new bytes go over the old from the start, then the file is cut to their
+    length, so a lookup in the pod meanwhile finds its names. Unchanged, it is not
+    written at all (a restarted runtime rewriting every pod's hosts file made a lookup
+    fail)."""
+    data = text.encode()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.pread(fd, len(data) + 1, 0) == data:
+            return
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _run(argv: list[str], stdin: str | None = None) -> None:

@@ -8,6 +8,7 @@ the other, finding it there, removed it as a failed creation of its own.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,3 +62,25 @@ def test_concurrent_writes_of_one_pods_hosts_file_are_serialized(
     assert "10.234.0.2\tdb" in (directory / "hosts").read_text()
     assert (directory / "resolv.conf").exists()
     assert mesh.journal.get(record.HOSTS, "pod-a") is not None
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        pytest.param("10.0.0.1 a\n", "10.0.0.1 a\n10.0.0.2 b\n", id="longer"),
+        pytest.param("10.0.0.1 a\n10.0.0.2 b\n", "10.0.0.3 c\n", id="shorter"),
+        pytest.param("10.0.0.1 a\n", "10.0.0.1 a\n", id="unchanged"),
+    ],
+)
+def test_a_hosts_file_is_rewritten_in_place_never_emptied(
+    tmp_path: Path, before: str, after: str
+) -> None:
+    """Same inode (a pod's bind mount pins it); an unchanged file is not written at all."""
+    path = tmp_path / "hosts"
+    path.write_text(before)
+    inode, written = path.stat().st_ino, path.stat().st_mtime_ns
+    time.sleep(0.01)
+    network._write_in_place(path, after)
+    assert path.read_text() == after
+    assert path.stat().st_ino == inode
+    assert (path.stat().st_mtime_ns == written) == (before == after)
